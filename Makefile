@@ -1,0 +1,55 @@
+# Attaché: `make demo` and `make test` set up everything they need on a fresh
+# machine of this kind (Debian with rustup), then run.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+MUSL := x86_64-unknown-linux-musl
+WASM := wasm32-wasip2
+OUT := target/release
+AGENT := $(OUT)/agent
+RUNNER_BIN := target/$(MUSL)/release/guest-runner
+PLUGINS := filesystem
+TEST_PLUGINS := hostile probe
+
+.PHONY: setup build plugins test-plugins demo test bench clean
+
+# Toolchain targets (rust-toolchain.toml does not install them here) and the
+# system packages the build and tests use.
+setup:
+	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
+	@rustup target list --installed | grep -qx $(WASM) || rustup target add $(WASM)
+	@missing=""; \
+	for p in musl-tools:musl-gcc util-linux:setpriv; do \
+	  command -v $${p#*:} >/dev/null || missing="$$missing $${p%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+plugins: setup
+	$(CARGO) build --release --target $(WASM) $(addprefix -p attache-plugin-,$(PLUGINS))
+
+# Builds attache, the static guest-runner and the plugins, and lays out the
+# agent container in target/release/agent where attache finds it.
+build: setup plugins
+	$(CARGO) build --release --target $(MUSL) -p guest-runner
+	$(CARGO) build --release -p attache
+	$(OUT)/attache container assemble --runner $(RUNNER_BIN) --out $(AGENT) \
+	  $(foreach p,$(PLUGINS),--plugin $(p)=target/$(WASM)/release/attache_plugin_$(p).wasm)
+
+test-plugins: setup
+	$(CARGO) build --release --target $(WASM) $(addprefix -p attache-test-plugin-,$(TEST_PLUGINS))
+
+demo: build
+	./tests/demo.sh
+
+test: build test-plugins
+	$(CARGO) test --release --workspace --exclude attache-plugin-filesystem $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
+	$(CARGO) test --release -p attache-plugin-filesystem --target $(shell rustc -vV | sed -n 's/host: //p') --lib
+
+bench: build
+	./tests/bench/backup.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,74 @@
+//! `guest-runner restore`: feeds a stream's items to the plugin's restore and
+//! prints what happened as JSON on stdout.
+
+use guest_runner::runtime::{
+    RestoreDestination, RestoreRequest, RunnerError, Running, Source, State,
+};
+use serde_json::json;
+
+use super::prepare;
+use crate::io::open_input;
+use crate::options::{Cli, RestoreArgs};
+
+pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
+    let p = prepare(cli, &a.plugin)?;
+    let grants = cli.grants(&[], a.target.as_ref());
+    grants.check(&p.info)?;
+    let limits = cli.limits();
+    let source = Source::new(open_input(&a.input)?)?;
+    if source.header().plugin != a.plugin {
+        return Err(RunnerError::WrongPlugin {
+            expected: a.plugin.clone(),
+            found: source.header().plugin.clone(),
+        }
+        .into());
+    }
+    let destination = match &a.target {
+        _ if !a.rename.is_empty() => RestoreDestination::Renamed(a.rename.clone()),
+        Some(t) if t.as_os_str() != "/" => RestoreDestination::Alternate(t.display().to_string()),
+        _ => RestoreDestination::Original,
+    };
+    let ownership = a.target.is_some()
+        && p.info
+            .capabilities
+            .contains(&guest_runner::runtime::Capability::Ownership);
+    let state = State::new(&a.plugin, grants.wasi()?, limits.memory)
+        .with_ownership(ownership)
+        .with_source(source);
+    let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
+    let request = RestoreRequest {
+        destination,
+        overwrite: a.overwrite,
+        options: a.options.clone(),
+    };
+    let result = run.restore(&request);
+    let source = run
+        .state()
+        .take_source()
+        .ok_or_else(|| RunnerError::Other("the source disappeared".into()))?;
+    let refused = source.refused.clone();
+    let warnings = source.warnings.clone();
+    let summary = result?;
+    let trailer = source.finish().map_err(RunnerError::Other)?;
+    let notes = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(id, m)| json!({ "id": id, "message": m }))
+            .collect::<Vec<_>>()
+    };
+    let out = json!({
+        "items": summary.items,
+        "bytes": summary.bytes,
+        "stream_items": trailer.items,
+        "refused": notes(&refused),
+        "warnings": notes(&warnings),
+    });
+    println!("{out}");
+    if !refused.is_empty() || !warnings.is_empty() {
+        anyhow::bail!(
+            "restore finished, but {} item(s) were refused and {} not restored (see the report above)",
+            refused.len(),
+            warnings.len()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! Where streams go and come from: files, character devices, stdio.
+
+use std::fs::OpenOptions;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+
+use anyhow::Context;
+
+const BUF: usize = 1 << 20;
+
+fn is_stdio(p: &Path) -> bool {
+    p.as_os_str() == "-"
+}
+
+/// Opens the stream output. A character device (a virtio-serial port) is
+/// opened for writing as it is; a regular file is created or truncated.
+pub fn open_output(p: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
+    if is_stdio(p) {
+        return Ok(Box::new(BufWriter::with_capacity(BUF, std::io::stdout())));
+    }
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .with_context(|| format!("cannot open output {}", p.display()))?;
+    Ok(Box::new(BufWriter::with_capacity(BUF, f)))
+}
+
+/// Opens the stream input.
+pub fn open_input(p: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
+    if is_stdio(p) {
+        return Ok(Box::new(BufReader::with_capacity(BUF, std::io::stdin())));
+    }
+    let f = std::fs::File::open(p).with_context(|| format!("cannot open input {}", p.display()))?;
+    Ok(Box::new(BufReader::with_capacity(BUF, f)))
+}

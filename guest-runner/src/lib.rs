@@ -1,0 +1,12 @@
+//! guest-runner: Attaché's in-guest agent.
+//!
+//! The library holds what the server shares with the runner: the backup
+//! [`stream`] format and the container [`manifest`]. With the `runtime`
+//! feature (the default) it also holds the wasmtime sandbox that runs the
+//! plugins, used by the `guest-runner` binary.
+
+pub mod manifest;
+pub mod stream;
+
+#[cfg(feature = "runtime")]
+pub mod runtime;

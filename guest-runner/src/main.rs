@@ -1,0 +1,40 @@
+//! `guest-runner`: runs one Attaché plugin in a wasmtime sandbox, inside the
+//! guest, and writes or reads the backup stream.
+//!
+//! It finds the container it was started from (its own directory, holding
+//! `manifest.json` and `plugins/`), verifies the plugin against the manifest,
+//! and grants it only what the command line lists.
+
+mod commands;
+mod io;
+mod options;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use options::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ATTACHE_LOG")
+                .unwrap_or_else(|_| cli.log.as_str().into()),
+        )
+        .init();
+    let result = match &cli.command {
+        Command::Info(a) => commands::info::run(&cli, a),
+        Command::Discover(a) => commands::discover::run(&cli, a),
+        Command::Backup(a) => commands::backup::run(&cli, a),
+        Command::Restore(a) => commands::restore::run(&cli, a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("guest-runner: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The container manifest: which runner and plugins a container holds, with
+//! the BLAKE3 hash of each, and a version id derived from all of them.
+//!
+//! The container (a directory, later an ISO image) is laid out as
+//!
+//! ```text
+//! guest-runner            the static runner
+//! manifest.json           this manifest
+//! plugins/NAME.wasm       one component per plugin
+//! ```
+//!
+//! The runner loads a plugin only after its bytes hash to the manifest's value,
+//! so a swapped or damaged component never runs.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the manifest inside a container.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// File name of the runner inside a container.
+pub const RUNNER_FILE: &str = "guest-runner";
+/// The WIT package plugins of this container are built against.
+pub const WIT_PACKAGE: &str = "attache:plugin@0.1.0";
+
+/// One file of the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the container root.
+    pub file: String,
+    /// BLAKE3 of the file's bytes, in hex.
+    pub blake3: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// A plugin of the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PluginEntry {
+    /// The plugin's name, as jobs ask for it.
+    pub name: String,
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
+/// The manifest itself.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    /// Manifest format (1).
+    pub format: u32,
+    /// Content-derived version id of the whole container.
+    pub version: String,
+    /// The WIT package the plugins implement.
+    pub wit: String,
+    /// The runner binary.
+    pub runner: Entry,
+    /// The plugins, sorted by name.
+    pub plugins: Vec<PluginEntry>,
+}
+
+/// What can go wrong with a manifest or the files it names.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid manifest: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("no plugin named {name:?} in the container (it has: {known})")]
+    UnknownPlugin { name: String, known: String },
+    #[error("plugin {name:?}: {file} does not match the manifest (expected blake3 {expected}, found {found}); refusing to load it")]
+    HashMismatch {
+        name: String,
+        file: String,
+        expected: String,
+        found: String,
+    },
+    #[error("invalid plugin name {0:?}: use lowercase letters, digits, '-' and '_'")]
+    BadName(String),
+}
+
+impl Manifest {
+    /// Reads `DIR/manifest.json`.
+    pub fn load(dir: &Path) -> Result<Self, ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let bytes = fs::read(&path).map_err(|source| ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes).map_err(|source| ManifestError::Parse { path, source })
+    }
+
+    /// Hashes the runner and plugins already laid out in `dir` and makes
+    /// the manifest for them.
+    pub fn for_dir(dir: &Path, plugin_names: &[String]) -> Result<Self, ManifestError> {
+        let runner = entry(dir, RUNNER_FILE)?;
+        let mut plugins = Vec::new();
+        let mut names = plugin_names.to_vec();
+        names.sort();
+        names.dedup();
+        for name in names {
+            check_name(&name)?;
+            plugins.push(PluginEntry {
+                entry: entry(dir, &plugin_file(&name))?,
+                name,
+            });
+        }
+        let mut h = blake3::Hasher::new();
+        h.update(WIT_PACKAGE.as_bytes());
+        for e in std::iter::once(&runner).chain(plugins.iter().map(|p| &p.entry)) {
+            h.update(e.file.as_bytes());
+            h.update(b"\0");
+            h.update(e.blake3.as_bytes());
+            h.update(b"\n");
+        }
+        let version = h.finalize().to_hex()[..16].to_string();
+        Ok(Self {
+            format: 1,
+            version,
+            wit: WIT_PACKAGE.into(),
+            runner,
+            plugins,
+        })
+    }
+
+    /// Writes `DIR/manifest.json` atomically.
+    pub fn write(&self, dir: &Path) -> Result<(), ManifestError> {
+        let path = dir.join(MANIFEST_FILE);
+        let tmp = dir.join(".manifest.json.tmp");
+        let werr = |source| ManifestError::Write {
+            path: path.clone(),
+            source,
+        };
+        let body = serde_json::to_vec_pretty(self).map_err(|e| werr(std::io::Error::other(e)))?;
+        let mut f = fs::File::create(&tmp).map_err(werr)?;
+        f.write_all(&body)
+            .and_then(|_| f.sync_all())
+            .map_err(werr)?;
+        fs::rename(&tmp, &path).map_err(werr)
+    }
+
+    /// The entry of plugin `name`.
+    pub fn plugin(&self, name: &str) -> Result<&PluginEntry, ManifestError> {
+        self.plugins
+            .iter()
+            .find(|p| p.name == name)
+            .ok_or_else(|| ManifestError::UnknownPlugin {
+                name: name.into(),
+                known: self
+                    .plugins
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// Reads plugin `name` from the container at `dir` and returns its bytes
+    /// only if they match the manifest.
+    pub fn read_verified(&self, dir: &Path, name: &str) -> Result<Vec<u8>, ManifestError> {
+        let p = self.plugin(name)?;
+        let path = dir.join(&p.entry.file);
+        let bytes = fs::read(&path).map_err(|source| ManifestError::Read { path, source })?;
+        let found = blake3::hash(&bytes).to_hex().to_string();
+        if found != p.entry.blake3 {
+            return Err(ManifestError::HashMismatch {
+                name: name.into(),
+                file: p.entry.file.clone(),
+                expected: p.entry.blake3.clone(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// Where plugin `name` lives inside a container.
+pub fn plugin_file(name: &str) -> String {
+    format!("plugins/{name}.wasm")
+}
+
+/// Plugin names become file names: keep them plain.
+pub fn check_name(name: &str) -> Result<(), ManifestError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(ManifestError::BadName(name.into()))
+    }
+}
+
+fn entry(dir: &Path, file: &str) -> Result<Entry, ManifestError> {
+    let path = dir.join(file);
+    let bytes = fs::read(&path).map_err(|source| ManifestError::Read { path, source })?;
+    Ok(Entry {
+        file: file.into(),
+        blake3: blake3::hash(&bytes).to_hex().to_string(),
+        size: bytes.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("plugins")).unwrap();
+        fs::write(d.path().join(RUNNER_FILE), b"runner").unwrap();
+        fs::write(d.path().join("plugins/fs.wasm"), b"plugin").unwrap();
+        d
+    }
+
+    #[test]
+    fn verifies_and_refuses_changed_plugins() {
+        let d = container();
+        let m = Manifest::for_dir(d.path(), &["fs".into()]).unwrap();
+        m.write(d.path()).unwrap();
+        let m = Manifest::load(d.path()).unwrap();
+        assert_eq!(m.read_verified(d.path(), "fs").unwrap(), b"plugin");
+        fs::write(d.path().join("plugins/fs.wasm"), b"plugin!").unwrap();
+        let err = m.read_verified(d.path(), "fs").unwrap_err();
+        assert!(matches!(err, ManifestError::HashMismatch { .. }), "{err}");
+        assert!(matches!(
+            m.read_verified(d.path(), "sql"),
+            Err(ManifestError::UnknownPlugin { .. })
+        ));
+    }
+
+    #[test]
+    fn version_follows_content() {
+        let d = container();
+        let a = Manifest::for_dir(d.path(), &["fs".into()]).unwrap();
+        assert_eq!(
+            a.version,
+            Manifest::for_dir(d.path(), &["fs".into()]).unwrap().version
+        );
+        fs::write(d.path().join("plugins/fs.wasm"), b"other").unwrap();
+        assert_ne!(
+            a.version,
+            Manifest::for_dir(d.path(), &["fs".into()]).unwrap().version
+        );
+    }
+
+    #[test]
+    fn names_are_plain() {
+        for bad in ["", "../x", "A", "a/b", "a.wasm"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name("sql-2_x").is_ok());
+    }
+}

@@ -1,0 +1,109 @@
+//! The wasmtime engine and linker shared by every plugin run, and the cache
+//! of precompiled components.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine};
+
+use super::{RunnerError, State};
+use crate::manifest::Manifest;
+
+/// Engine, linker and optional cache directory.
+pub struct Sandbox {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<State>,
+    cache: Option<PathBuf>,
+}
+
+impl Sandbox {
+    /// A sandbox whose plugins are interrupted by epoch deadlines. With a
+    /// cache directory, compiled components are kept there and reused.
+    pub fn new(cache: Option<PathBuf>) -> Result<Self, RunnerError> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(other)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(other)?;
+        // Only Attaché's own interfaces: WASI comes from wasmtime-wasi above.
+        use super::bindings::attache::plugin as wit;
+        wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+        wit::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+        wit::posix::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+        wit::backup_sink::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+        wit::restore_source::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+        if let Some(dir) = &cache {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                RunnerError::Other(format!("cache directory {}: {e}", dir.display()))
+            })?;
+        }
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+        })
+    }
+
+    /// Loads plugin `name` of the container at `dir`: verified against the
+    /// manifest first, then taken from the cache or compiled.
+    pub fn load(
+        &self,
+        dir: &Path,
+        manifest: &Manifest,
+        name: &str,
+    ) -> Result<Component, RunnerError> {
+        let bytes = manifest.read_verified(dir, name)?;
+        let hash = &manifest.plugin(name)?.entry.blake3;
+        self.component(name, &bytes, hash)
+    }
+
+    /// The component for `bytes` whose BLAKE3 is `hash`.
+    pub fn component(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        hash: &str,
+    ) -> Result<Component, RunnerError> {
+        let load_err = |e: wasmtime::Error| RunnerError::Load {
+            plugin: name.into(),
+            message: format!("{e:#}"),
+        };
+        let Some(cache) = &self.cache else {
+            return Component::new(&self.engine, bytes).map_err(load_err);
+        };
+        let mut h = DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        let path = cache.join(format!("{hash}-{:016x}.cwasm", h.finish()));
+        if path.exists() {
+            // SAFETY: the cache holds only what `serialize` below wrote for
+            // this engine configuration, under a name keyed by the verified
+            // hash of the source component; it must be writable by the
+            // runner alone, as documented for `--cache-dir`.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cached component: {e:#}")
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(load_err)?;
+        match component.serialize() {
+            Ok(compiled) => {
+                let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+                let written =
+                    std::fs::write(&tmp, &compiled).and_then(|_| std::fs::rename(&tmp, &path));
+                if let Err(e) = written {
+                    let _ = std::fs::remove_file(&tmp);
+                    tracing::warn!(path = %path.display(), "cannot cache compiled component: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot serialize compiled component: {e:#}"),
+        }
+        Ok(component)
+    }
+}
+
+fn other(e: wasmtime::Error) -> RunnerError {
+    RunnerError::Other(format!("{e:#}"))
+}

@@ -1,0 +1,42 @@
+//! The runner's errors: each says which limit or rule stopped a plugin.
+
+use std::time::Duration;
+
+use crate::manifest::ManifestError;
+use crate::stream::StreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error("plugin {plugin:?} could not be compiled or loaded: {message}")]
+    Load { plugin: String, message: String },
+    #[error("plugin {plugin:?} exceeded its memory limit of {limit_mib} MiB and was stopped")]
+    MemoryLimit { plugin: String, limit_mib: u64 },
+    #[error("plugin {plugin:?} exceeded its deadline of {deadline:?} and was stopped")]
+    Deadline { plugin: String, deadline: Duration },
+    #[error("plugin {plugin:?} trapped: {message}")]
+    Trap { plugin: String, message: String },
+    #[error("plugin {plugin:?} failed: {message}")]
+    Plugin { plugin: String, message: String },
+    #[error("plugin {plugin:?} reports name {reported:?}; the container is inconsistent")]
+    NameMismatch { plugin: String, reported: String },
+    #[error("the job grants {capability} but plugin {plugin:?} does not declare it; refusing to grant what a plugin did not ask for")]
+    Undeclared {
+        plugin: String,
+        capability: &'static str,
+    },
+    #[error("cannot grant {path}: {source}")]
+    Grant {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("output failed: {0}")]
+    Output(String),
+    #[error("restore stream is for plugin {found:?}, not {expected:?}")]
+    WrongPlugin { expected: String, found: String },
+    #[error("{0}")]
+    Other(String),
+}

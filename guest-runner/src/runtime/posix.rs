@@ -1,0 +1,129 @@
+//! `attache:plugin/posix`: the POSIX metadata WASI 0.2 lacks, on descriptors
+//! the plugin already holds. Paths are resolved with cap-std's sandboxing,
+//! exactly as WASI resolves them, so this interface reaches nothing more.
+
+use std::path::Path;
+
+use cap_primitives::fs::{FollowSymlinks, MetadataExt};
+use wasmtime::component::Resource;
+use wasmtime_wasi::filesystem::Descriptor;
+use wasmtime_wasi::p2::bindings::sync::filesystem::types::ErrorCode;
+
+use super::bindings::attache::plugin::posix::{Host, Stat};
+use super::bindings::attache::plugin::types::Timestamp;
+use super::State;
+
+impl Host for State {
+    fn stat_at(
+        &mut self,
+        dir: Resource<Descriptor>,
+        path: String,
+        follow: bool,
+    ) -> wasmtime::Result<Result<Stat, ErrorCode>> {
+        let d = match self.table.get(&dir)? {
+            Descriptor::Dir(d) => d,
+            Descriptor::File(_) => return Ok(Err(ErrorCode::NotDirectory)),
+        };
+        let follow = if follow {
+            FollowSymlinks::Yes
+        } else {
+            FollowSymlinks::No
+        };
+        Ok(
+            match cap_primitives::fs::stat(&d.dir, Path::new(&path), follow) {
+                Ok(m) => Ok(Stat {
+                    dev: m.dev(),
+                    ino: m.ino(),
+                    mode: m.mode(),
+                    nlink: m.nlink(),
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    size: m.size(),
+                    mtime: Timestamp {
+                        seconds: m.mtime(),
+                        nanoseconds: m.mtime_nsec() as u32,
+                    },
+                }),
+                Err(e) => Err(error_code(&e)),
+            },
+        )
+    }
+
+    fn set_mode(
+        &mut self,
+        fd: Resource<Descriptor>,
+        mode: u32,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        if !self.ownership {
+            return Ok(Err(ErrorCode::NotPermitted));
+        }
+        let (file, perms) = match self.table.get(&fd)? {
+            Descriptor::Dir(d) => (&d.dir, d.perms),
+            Descriptor::File(f) => (&f.file, f.perms),
+        };
+        if perms.write_not_permitted() {
+            return Ok(Err(ErrorCode::NotPermitted));
+        }
+        let mode = rustix::fs::Mode::from_raw_mode(mode & 0o7777);
+        Ok(rustix::fs::fchmod(file.as_ref(), mode).map_err(|e| error_code(&e.into())))
+    }
+
+    fn set_owner_at(
+        &mut self,
+        dir: Resource<Descriptor>,
+        path: String,
+        uid: u32,
+        gid: u32,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        if !self.ownership {
+            return Ok(Err(ErrorCode::NotPermitted));
+        }
+        let d = match self.table.get(&dir)? {
+            Descriptor::Dir(d) => d,
+            Descriptor::File(_) => return Ok(Err(ErrorCode::NotDirectory)),
+        };
+        if d.perms.write_not_permitted() {
+            return Ok(Err(ErrorCode::NotPermitted));
+        }
+        // One plain name relative to a directory the plugin holds: nothing to
+        // resolve, so nothing to escape through.
+        if path.is_empty()
+            || path == "."
+            || path == ".."
+            || path.contains('/')
+            || path.contains('\0')
+        {
+            return Ok(Err(ErrorCode::Invalid));
+        }
+        let r = rustix::fs::chownat(
+            d.dir.as_ref(),
+            path.as_str(),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        );
+        Ok(r.map_err(|e| error_code(&e.into())))
+    }
+}
+
+/// The WASI error code for an I/O error.
+pub fn error_code(e: &std::io::Error) -> ErrorCode {
+    use rustix::io::Errno;
+    match e.raw_os_error().map(Errno::from_raw_os_error) {
+        Some(Errno::NOENT) => ErrorCode::NoEntry,
+        Some(Errno::ACCESS) => ErrorCode::Access,
+        Some(Errno::PERM) => ErrorCode::NotPermitted,
+        Some(Errno::LOOP) => ErrorCode::Loop,
+        Some(Errno::NOTDIR) => ErrorCode::NotDirectory,
+        Some(Errno::EXIST) => ErrorCode::Exist,
+        Some(Errno::ISDIR) => ErrorCode::IsDirectory,
+        Some(Errno::INVAL) => ErrorCode::Invalid,
+        Some(Errno::NAMETOOLONG) => ErrorCode::NameTooLong,
+        Some(Errno::NOSPC) => ErrorCode::InsufficientSpace,
+        Some(Errno::ROFS) => ErrorCode::ReadOnly,
+        Some(Errno::BADF) => ErrorCode::BadDescriptor,
+        _ if e.kind() == std::io::ErrorKind::PermissionDenied => ErrorCode::NotPermitted,
+        _ if e.kind() == std::io::ErrorKind::NotFound => ErrorCode::NoEntry,
+        _ => ErrorCode::Io,
+    }
+}

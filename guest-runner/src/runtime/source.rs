@@ -1,0 +1,296 @@
+//! `attache:plugin/restore-source`: items of a restore stream, handed to the
+//! plugin one at a time. Ids are checked before the plugin sees them; content
+//! is written natively into descriptors the plugin opened.
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+
+use wasmtime::component::Resource;
+use wasmtime_wasi::filesystem::Descriptor;
+
+use super::bindings::attache::plugin::restore_source::{Host, HostItemContent};
+use super::bindings::attache::plugin::types::{Item, PluginError};
+use super::convert::record_to_item;
+use super::State;
+use crate::stream::{Event, Header, StreamError, StreamReader, Trailer};
+
+/// The content of the item most recently handed out.
+pub struct ContentHandle {
+    seq: u64,
+}
+
+/// The restore stream and the position of the plugin in it.
+pub struct Source {
+    reader: StreamReader<Box<dyn Read + Send>>,
+    header: Header,
+    seq: u64,
+    /// Whether the current item's content is still being read.
+    in_item: bool,
+    /// Whether the current item ended with an abort frame.
+    aborted: bool,
+    /// Data of the current item read from the stream but not yet consumed.
+    pending: Vec<u8>,
+    declared: u64,
+    consumed: u64,
+    /// Items refused before reaching the plugin, with the reason.
+    pub refused: Vec<(String, String)>,
+    /// Warnings the plugin recorded.
+    pub warnings: Vec<(String, String)>,
+    failed: Option<String>,
+    trailer: Option<Trailer>,
+}
+
+impl Source {
+    /// Opens a restore stream and reads its header.
+    pub fn new(input: Box<dyn Read + Send>) -> Result<Self, StreamError> {
+        let mut reader = StreamReader::new(input);
+        let header = match reader.next_event()? {
+            Some(Event::Header(h)) => h,
+            _ => {
+                return Err(StreamError::Sequence {
+                    offset: 8,
+                    what: "stream does not start with a header".into(),
+                })
+            }
+        };
+        Ok(Self {
+            reader,
+            header,
+            seq: 0,
+            in_item: false,
+            aborted: false,
+            pending: Vec::new(),
+            declared: 0,
+            consumed: 0,
+            refused: Vec::new(),
+            warnings: Vec::new(),
+            failed: None,
+            trailer: None,
+        })
+    }
+
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Reads what the plugin left unread, to the trailer, so that a damaged
+    /// or truncated stream fails the job even when the plugin stopped early.
+    pub fn finish(mut self) -> Result<Trailer, String> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        while self.trailer.is_none() {
+            if let Err(e) = self.step() {
+                return Err(format!("{e:?}"));
+            }
+        }
+        Ok(self.trailer.unwrap_or_default())
+    }
+
+    fn fail(&mut self, e: StreamError) -> PluginError {
+        let msg = e.to_string();
+        self.failed.get_or_insert(msg.clone());
+        PluginError::Transport(msg)
+    }
+
+    /// Advances one event. Returns a new item when one starts.
+    fn step(&mut self) -> Result<Option<Item>, PluginError> {
+        let ev = match self.reader.next_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => {
+                return Err(PluginError::Transport(
+                    "read past the end of the stream".into(),
+                ))
+            }
+            Err(e) => return Err(self.fail(e)),
+        };
+        match ev {
+            Event::Item(rec) => {
+                self.pending.clear();
+                self.consumed = 0;
+                self.declared = rec.size;
+                self.in_item = true;
+                self.aborted = false;
+                if let Err(why) = rec.check_id() {
+                    tracing::warn!(item = rec.id.as_str(), "refused: {why}");
+                    self.refused.push((rec.id, why));
+                    self.skip_item()?;
+                    return Ok(None);
+                }
+                return Ok(Some(record_to_item(rec)));
+            }
+            Event::Data(d) => self.pending.extend_from_slice(d),
+            Event::ItemEnd(_) => self.in_item = false,
+            Event::ItemAbort(_) => {
+                self.in_item = false;
+                self.aborted = true;
+            }
+            Event::Warning(_) | Event::Header(_) => {}
+            Event::Trailer(t) => self.trailer = Some(t),
+        }
+        Ok(None)
+    }
+
+    fn skip_item(&mut self) -> Result<(), PluginError> {
+        while self.in_item {
+            self.pending.clear();
+            self.step()?;
+        }
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// The next item, skipping what the plugin left of the current one.
+    fn next_item(&mut self) -> Result<Option<Item>, PluginError> {
+        self.skip_item()?;
+        while self.trailer.is_none() {
+            if let Some(item) = self.step()? {
+                self.seq += 1;
+                return Ok(Some(item));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Fills `pending` with the next data of the current item; false at its end.
+    fn fill(&mut self) -> Result<bool, PluginError> {
+        while self.pending.is_empty() {
+            if !self.in_item {
+                if self.aborted {
+                    return Err(PluginError::Other(
+                        "the item's content is incomplete in the stream (aborted at backup)".into(),
+                    ));
+                }
+                return Ok(false);
+            }
+            self.step()?;
+        }
+        Ok(true)
+    }
+
+    fn current(&self, h: &ContentHandle) -> Result<(), PluginError> {
+        if h.seq == self.seq {
+            Ok(())
+        } else {
+            Err(PluginError::InvalidRequest(
+                "this content belongs to an earlier item".into(),
+            ))
+        }
+    }
+}
+
+fn source(state: &mut State) -> Result<&mut Source, PluginError> {
+    state.source.as_mut().ok_or_else(|| {
+        PluginError::InvalidRequest("the restore source is only available during restore".into())
+    })
+}
+
+impl Host for State {
+    fn next(
+        &mut self,
+    ) -> wasmtime::Result<Result<Option<(Item, Resource<ContentHandle>)>, PluginError>> {
+        let s = match source(self) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        match s.next_item() {
+            Ok(Some(item)) => {
+                let seq = s.seq;
+                let h = self.table.push(ContentHandle { seq })?;
+                Ok(Ok(Some((item, h))))
+            }
+            Ok(None) => Ok(Ok(None)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    fn warn(&mut self, id: String, message: String) -> wasmtime::Result<()> {
+        tracing::warn!(
+            plugin = self.plugin.as_str(),
+            item = id.as_str(),
+            "{message}"
+        );
+        if let Ok(s) = source(self) {
+            s.warnings.push((id, message));
+        }
+        Ok(())
+    }
+}
+
+impl HostItemContent for State {
+    fn remaining(&mut self, h: Resource<ContentHandle>) -> wasmtime::Result<u64> {
+        let seq = self.table.get(&h)?.seq;
+        Ok(match source(self) {
+            Ok(s) if s.seq == seq && s.in_item => s
+                .declared
+                .saturating_sub(s.consumed)
+                .max(s.pending.len() as u64),
+            _ => 0,
+        })
+    }
+
+    fn read(
+        &mut self,
+        h: Resource<ContentHandle>,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, PluginError>> {
+        let seq = self.table.get(&h)?.seq;
+        let s = match source(self) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok((|| {
+            s.current(&ContentHandle { seq })?;
+            if !s.fill()? {
+                return Ok(Vec::new());
+            }
+            let n = s.pending.len().min(max as usize);
+            s.consumed += n as u64;
+            Ok(s.pending.drain(..n).collect())
+        })())
+    }
+
+    fn copy_to(
+        &mut self,
+        h: Resource<ContentHandle>,
+        fd: Resource<Descriptor>,
+    ) -> wasmtime::Result<Result<u64, PluginError>> {
+        let seq = self.table.get(&h)?.seq;
+        let file = match self.table.get(&fd)? {
+            Descriptor::File(f) if !f.perms.write_not_permitted() => f.file.clone(),
+            Descriptor::File(_) => {
+                return Ok(Err(PluginError::AccessDenied(
+                    "the descriptor is not writable".into(),
+                )))
+            }
+            Descriptor::Dir(_) => {
+                return Ok(Err(PluginError::InvalidRequest(
+                    "cannot copy content into a directory".into(),
+                )))
+            }
+        };
+        let s = match source(self) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok((|| {
+            s.current(&ContentHandle { seq })?;
+            let mut offset = 0u64;
+            while s.fill()? {
+                let r = file.write_all_at(&s.pending, offset);
+                r.map_err(|e| PluginError::Other(format!("write failed at byte {offset}: {e}")))?;
+                offset += s.pending.len() as u64;
+                s.consumed += s.pending.len() as u64;
+                s.pending.clear();
+            }
+            file.set_len(offset)
+                .map_err(|e| PluginError::Other(format!("truncate failed: {e}")))?;
+            Ok(offset)
+        })())
+    }
+
+    fn drop(&mut self, h: Resource<ContentHandle>) -> wasmtime::Result<()> {
+        self.table.delete(h)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! The JSON records carried by header, item, item-end, warning and trailer
+//! frames. They mirror the WIT types of `attache:plugin`.
+
+use serde::{Deserialize, Serialize};
+
+/// First frame: who made the stream and for what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Header {
+    /// Stream format version (1).
+    pub format: u32,
+    /// Plugin that produced (backup) or will consume (restore) the items.
+    pub plugin: String,
+    /// That plugin's version.
+    pub plugin_version: String,
+    /// Seconds since the Unix epoch when the stream was started.
+    pub created: i64,
+}
+
+/// A point in time.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Timestamp {
+    pub seconds: i64,
+    pub nanoseconds: u32,
+}
+
+/// What an item is; the names are those of the WIT `item-kind`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum ItemKind {
+    Directory,
+    File,
+    Symlink,
+    Hardlink,
+    Special,
+    Database,
+    Schema,
+    Table,
+    Mailbox,
+    Message,
+    Blob,
+}
+
+impl ItemKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Directory => "directory",
+            Self::File => "file",
+            Self::Symlink => "symlink",
+            Self::Hardlink => "hardlink",
+            Self::Special => "special",
+            Self::Database => "database",
+            Self::Schema => "schema",
+            Self::Table => "table",
+            Self::Mailbox => "mailbox",
+            Self::Message => "message",
+            Self::Blob => "blob",
+        }
+    }
+}
+
+/// One item: its id, kind and metadata (the WIT `item`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ItemRecord {
+    pub id: String,
+    pub kind: ItemKind,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub symlink_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardlink_target: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<(String, String)>,
+}
+
+impl ItemRecord {
+    /// Checks the id against the contract: no NUL, and a path-like id (one
+    /// that starts with `/`) has no `.`, `..` or empty components.
+    pub fn check_id(&self) -> Result<(), String> {
+        check_id(&self.id)
+    }
+}
+
+/// See [`ItemRecord::check_id`].
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("empty id".into());
+    }
+    if id.contains('\0') {
+        return Err("id contains a NUL byte".into());
+    }
+    if let Some(rest) = id.strip_prefix('/') {
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if !rest.is_empty()
+            && rest
+                .split('/')
+                .any(|c| c.is_empty() || c == "." || c == "..")
+        {
+            return Err("path id has an empty, '.' or '..' component".into());
+        }
+    } else if id.split('/').any(|c| c == "..") && !id.contains("://") {
+        return Err("id has a '..' component".into());
+    }
+    Ok(())
+}
+
+/// Closes an item: how many content bytes it had.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ItemEnd {
+    pub size: u64,
+}
+
+/// A warning on an item, or the reason an item was aborted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Notice {
+    pub id: String,
+    pub message: String,
+}
+
+/// Last frame: totals the reader checks against what it saw.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub struct Trailer {
+    pub items: u64,
+    pub bytes: u64,
+    pub warnings: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_id;
+
+    #[test]
+    fn ids() {
+        assert!(check_id("/srv/a b/ü").is_ok());
+        assert!(check_id("/").is_ok());
+        assert!(check_id("postgresql://u@h:5432/db/public.t").is_ok());
+        for bad in ["", "/a/../b", "/..", "/a//b", "/./a", "a/../../b", "x\0"] {
+            assert!(check_id(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! `attache backup TARGET --plugin P --include ITEM…`
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::cli::{BackupArgs, Cli};
+use crate::repo::{ingest, Origin, Repository};
+use crate::target;
+
+pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
+    let source = target::backup_target(&a.target)?;
+    let runner = super::local_runner(cli)?;
+    let repo = Repository::open(&cli.repo, true)?;
+    let (includes, grants) = selection(&a.include)?;
+
+    let mut cmd = runner.command();
+    cmd.args(["backup", "--plugin", &a.plugin, "--output", "-"])
+        .stdout(Stdio::piped());
+    for g in &grants {
+        cmd.arg("--grant-read").arg(g);
+    }
+    for i in &includes {
+        cmd.arg("--select").arg(i);
+    }
+    tracing::debug!(?cmd, "starting the runner");
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", runner.dir.join("guest-runner").display()))?;
+    let stdout = child.stdout.take().context("runner has no stdout")?;
+    let origin = Origin {
+        source: source.into(),
+        includes: includes.clone(),
+        plugin: a.plugin.clone(),
+    };
+    // Dropping the pipe when ingest fails stops a runner that is still writing.
+    let staged = ingest(&repo, BufReader::with_capacity(1 << 20, stdout), &origin);
+    let status = child.wait().context("waiting for the runner")?;
+    let snap = match (staged, status.success()) {
+        (Ok(snap), true) => snap,
+        (Ok(snap), false) => {
+            repo.discard(&snap.id);
+            bail!("backup failed: the runner exited with {status}");
+        }
+        (Err(e), _) => bail!("backup failed: {e} (runner exited with {status})"),
+    };
+    repo.publish(&snap.id)?;
+    if a.json {
+        let out = json!({ "id": snap.id, "items": snap.items, "bytes": snap.bytes, "warnings": snap.warnings.len() });
+        println!("{out}");
+    } else {
+        for w in &snap.warnings {
+            eprintln!("warning: {}: {}", w.id, w.message);
+        }
+        println!("{}", snap.id);
+    }
+    Ok(())
+}
+
+/// The selection as the plugin sees it, and the directories to grant.
+/// Path includes are made absolute (not resolving symlinks, so a link is
+/// backed up as a link); a directory is granted itself, anything else its
+/// parent. Other ids (`postgresql://…`) are passed as they are.
+fn selection(include: &[String]) -> anyhow::Result<(Vec<String>, Vec<PathBuf>)> {
+    let mut ids = Vec::new();
+    let mut grants = Vec::new();
+    for inc in include {
+        if inc.contains("://") {
+            ids.push(inc.clone());
+            continue;
+        }
+        let abs = normalize(&std::path::absolute(inc).with_context(|| format!("include {inc:?}"))?);
+        let md = std::fs::symlink_metadata(&abs)
+            .with_context(|| format!("include {}", abs.display()))?;
+        let grant = if md.is_dir() {
+            abs.clone()
+        } else {
+            abs.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| "/".into())
+        };
+        let id = abs
+            .to_str()
+            .with_context(|| format!("include {} is not valid UTF-8", abs.display()))?;
+        ids.push(id.to_owned());
+        grants.push(grant);
+    }
+    grants.sort();
+    grants.dedup();
+    Ok((ids, grants))
+}
+
+/// Removes `.` and `..` lexically.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            std::path::Component::Normal(n) => out.push(n),
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize;
+
+    #[test]
+    fn normalizes() {
+        assert_eq!(
+            normalize("/a/./b/../c".as_ref()),
+            std::path::PathBuf::from("/a/c")
+        );
+        assert_eq!(normalize("/..".as_ref()), std::path::PathBuf::from("/"));
+    }
+}

@@ -1,0 +1,59 @@
+//! `attache ls SNAPSHOT [PREFIX]`
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::cli::{Cli, LsArgs};
+use crate::repo::Repository;
+
+pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
+    let repo = Repository::open(&cli.repo, false)?;
+    let snap = repo.find(&a.snapshot)?;
+    let items = repo.items(&snap)?;
+    let shown = items
+        .iter()
+        .filter(|i| a.prefix.as_deref().is_none_or(|p| i.is_at_or_below(p)));
+    if a.json {
+        let v: Vec<_> = shown
+            .map(|i| serde_json::to_value(&i.item))
+            .collect::<Result<_, _>>()?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    for i in shown {
+        let it = &i.item;
+        let mode = it
+            .mode
+            .map(|m| format!("{:04o}", m & 0o7777))
+            .unwrap_or_else(|| "-".into());
+        let owner = match (it.uid, it.gid) {
+            (Some(u), Some(g)) => format!("{u}:{g}"),
+            _ => "-".into(),
+        };
+        let when = it
+            .mtime
+            .map(|t| time(t.seconds, t.nanoseconds))
+            .unwrap_or_else(|| "-".into());
+        let mut line = format!(
+            "{:<9} {mode} {owner:>11} {:>12} {when:<20} {}",
+            it.kind.as_str(),
+            it.size,
+            it.id
+        );
+        if let Some(t) = &it.symlink_target {
+            line += &format!(" -> {t}");
+        }
+        if let Some(t) = &it.hardlink_target {
+            line += &format!(" => {t}");
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn time(seconds: i64, _nanos: u32) -> String {
+    if seconds < 0 {
+        return format!("@{seconds}");
+    }
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds as u64)).to_string()
+}

@@ -1,0 +1,30 @@
+//! `attache snapshots`
+
+use crate::cli::{Cli, SnapshotsArgs};
+use crate::repo::Repository;
+
+pub fn run(cli: &Cli, a: &SnapshotsArgs) -> anyhow::Result<()> {
+    let repo = Repository::open(&cli.repo, false)?;
+    let snaps = repo.snapshots()?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&snaps)?);
+        return Ok(());
+    }
+    println!(
+        "{:<8}  {:<20}  {:<10}  {:<8}  {:>8}  {:>12}  includes",
+        "id", "time", "plugin", "source", "items", "bytes"
+    );
+    for s in &snaps {
+        println!(
+            "{:<8}  {:<20}  {:<10}  {:<8}  {:>8}  {:>12}  {}",
+            s.short_id(),
+            super::ls::time(s.time, 0),
+            s.plugin,
+            s.source,
+            s.items,
+            s.bytes,
+            s.includes.join(" ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! `attache`: the Attaché backup server's command line.
+//!
+//! One file per command under `commands/`; the repository under `repo/`;
+//! the agent container and local runs in `agent.rs`.
+
+mod agent;
+mod cli;
+mod commands;
+mod repo;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, ContainerCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ATTACHE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let result = match &cli.command {
+        Command::Backup(a) => commands::backup::run(&cli, a),
+        Command::Snapshots(a) => commands::snapshots::run(&cli, a),
+        Command::Ls(a) => commands::ls::run(&cli, a),
+        Command::Restore(a) => commands::restore::run(&cli, a),
+        Command::Container {
+            command: ContainerCommand::Assemble(a),
+        } => commands::container::assemble(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("attache: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! POSIX metadata: reading it for the catalog, and applying it on restore.
+
+use crate::attache::plugin::posix::{self, Stat};
+use crate::attache::plugin::types::{ItemMetadata, Timestamp};
+use crate::wasi::filesystem::types::{Datetime, Descriptor, ErrorCode, NewTimestamp, PathFlags};
+
+pub const S_IFMT: u32 = 0o170000;
+pub const S_IFDIR: u32 = 0o040000;
+pub const S_IFREG: u32 = 0o100000;
+pub const S_IFLNK: u32 = 0o120000;
+
+/// What a `stat` says a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileType {
+    Directory,
+    Regular,
+    Symlink,
+    Special,
+}
+
+pub fn file_type(mode: u32) -> FileType {
+    match mode & S_IFMT {
+        S_IFDIR => FileType::Directory,
+        S_IFREG => FileType::Regular,
+        S_IFLNK => FileType::Symlink,
+        _ => FileType::Special,
+    }
+}
+
+/// Item metadata from a `stat`, before the item kind adds its own fields.
+pub fn from_stat(st: &Stat) -> ItemMetadata {
+    ItemMetadata {
+        size: if file_type(st.mode) == FileType::Regular {
+            st.size
+        } else {
+            0
+        },
+        mode: Some(st.mode),
+        uid: Some(st.uid),
+        gid: Some(st.gid),
+        mtime: Some(st.mtime),
+        symlink_target: None,
+        hardlink_target: None,
+        attributes: Vec::new(),
+    }
+}
+
+fn datetime(t: Timestamp) -> NewTimestamp {
+    // WASI times cannot be before the epoch; such files get the epoch.
+    NewTimestamp::Timestamp(Datetime {
+        seconds: t.seconds.max(0) as u64,
+        nanoseconds: t.nanoseconds,
+    })
+}
+
+/// Applies mode and mtime to an open file or directory. Owner is applied
+/// separately through its parent (see [`apply_owner`]).
+pub fn apply_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
+    if let Some(mode) = md.mode {
+        posix::set_mode(fd, mode & 0o7777)?;
+    }
+    if let Some(t) = md.mtime {
+        fd.set_times(NewTimestamp::NoChange, datetime(t))?;
+    }
+    Ok(())
+}
+
+/// Applies mtime to a symbolic link itself.
+pub fn apply_to_symlink(
+    parent: &Descriptor,
+    name: &str,
+    md: &ItemMetadata,
+) -> Result<(), ErrorCode> {
+    if let Some(t) = md.mtime {
+        parent.set_times_at(
+            PathFlags::empty(),
+            name,
+            NewTimestamp::NoChange,
+            datetime(t),
+        )?;
+    }
+    Ok(())
+}
+
+/// Sets the owner of `name` in `parent`. A runner without the privilege to
+/// do so answers `not-permitted`; the restored item then keeps the runner's
+/// own ids, which is what an unprivileged restore is expected to do.
+pub fn apply_owner(parent: &Descriptor, name: &str, md: &ItemMetadata) -> Result<(), ErrorCode> {
+    match (md.uid, md.gid) {
+        (Some(uid), Some(gid)) => match posix::set_owner_at(parent, name, uid, gid) {
+            Err(ErrorCode::NotPermitted) | Err(ErrorCode::Access) => Ok(()),
+            other => other,
+        },
+        _ => Ok(()),
+    }
+}

@@ -44,9 +44,12 @@ test-plugins: setup
 demo: build
 	./tests/demo.sh
 
+# The runner's tests build for musl, reusing `make build`'s compiled
+# wasmtime; the rest builds for the host without the runtime.
 test: build test-plugins
-	$(CARGO) test --release --workspace --exclude attache-plugin-filesystem $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
-	$(CARGO) test --release -p attache-plugin-filesystem --target $(shell rustc -vV | sed -n 's/host: //p') --lib
+	$(CARGO) test --release --target $(MUSL) -p guest-runner
+	$(CARGO) test --release --workspace --exclude guest-runner $(addprefix --exclude attache-plugin-,$(PLUGINS)) $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
+	$(CARGO) test --release $(addprefix -p attache-plugin-,$(PLUGINS)) --lib
 
 bench: build
 	./tests/bench/backup.sh

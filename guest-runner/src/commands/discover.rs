@@ -1,5 +1,6 @@
 //! `guest-runner discover`: application items for the catalog, as JSON.
 
+use guest_runner::runtime::convert::kind_to_stream;
 use guest_runner::runtime::{Running, State};
 use serde_json::json;
 
@@ -19,7 +20,7 @@ pub fn run(cli: &Cli, a: &DiscoverArgs) -> anyhow::Result<()> {
         .map(|e| {
             json!({
                 "id": e.id,
-                "kind": format!("{:?}", e.kind).to_lowercase(),
+                "kind": kind_to_stream(e.kind).as_str(),
                 "size": e.size,
                 "has_children": e.has_children,
             })

@@ -1,6 +1,7 @@
 //! `guest-runner info`: verifies the container and describes its plugins as
 //! JSON on stdout.
 
+use guest_runner::runtime::convert::{application_kind_name, capability_name};
 use guest_runner::runtime::PluginInfo;
 use serde_json::json;
 
@@ -27,9 +28,9 @@ fn describe(i: &PluginInfo, blake3: &str) -> serde_json::Value {
     json!({
         "name": i.name,
         "version": i.version,
-        "kind": format!("{:?}", i.kind).to_lowercase(),
+        "kind": application_kind_name(i.kind),
         "description": i.description,
-        "capabilities": i.capabilities.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
+        "capabilities": i.capabilities.iter().map(|c| capability_name(*c)).collect::<Vec<_>>(),
         "supports_quiesce": i.supports_quiesce,
         "blake3": blake3,
     })

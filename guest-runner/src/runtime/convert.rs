@@ -1,7 +1,7 @@
 //! Between the WIT types plugins see and the stream's JSON records.
 
 use super::bindings::attache::plugin::types::{
-    Item, ItemKind as WitKind, ItemMetadata, Timestamp as WitTime,
+    ApplicationKind, Capability, Item, ItemKind as WitKind, ItemMetadata, Timestamp as WitTime,
 };
 use crate::stream::{ItemKind, ItemRecord, Timestamp};
 
@@ -73,5 +73,25 @@ pub fn record_to_item(r: ItemRecord) -> Item {
             hardlink_target: r.hardlink_target,
             attributes: r.attributes,
         },
+    }
+}
+
+/// The WIT name of a capability.
+pub fn capability_name(c: Capability) -> &'static str {
+    match c {
+        Capability::FilesystemRead => "filesystem-read",
+        Capability::FilesystemWrite => "filesystem-write",
+        Capability::Network => "network",
+        Capability::Ownership => "ownership",
+    }
+}
+
+/// The WIT name of an application kind.
+pub fn application_kind_name(k: ApplicationKind) -> &'static str {
+    match k {
+        ApplicationKind::Filesystem => "filesystem",
+        ApplicationKind::Database => "database",
+        ApplicationKind::Mail => "mail",
+        ApplicationKind::Other => "other",
     }
 }

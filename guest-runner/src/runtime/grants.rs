@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::bindings::attache::plugin::types::{Capability, PluginInfo};
@@ -67,11 +68,21 @@ impl Grants {
                 .filter(|a| a.port() == 0)
                 .map(|a| a.ip())
                 .collect();
-            b.inherit_network()
-                .allow_ip_name_lookup(false)
-                .allow_udp(false);
-            b.socket_addr_check(move |addr, _use| {
-                let ok = exact.contains(&addr) || hosts.contains(&addr.ip());
+            b.allow_tcp(true)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false);
+            b.socket_addr_check(move |addr, use_| {
+                let ok = match use_ {
+                    // Outbound connections to the granted addresses only.
+                    SocketAddrUse::TcpConnect => {
+                        exact.contains(&addr) || hosts.contains(&addr.ip())
+                    }
+                    // The ephemeral bind a connect makes implicitly.
+                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    // No listening, accepting or UDP.
+                    _ => false,
+                };
+                tracing::debug!(%addr, ?use_, ok, "socket address check");
                 Box::pin(async move { ok })
             });
         }

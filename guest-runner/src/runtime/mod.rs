@@ -3,7 +3,7 @@
 //! and a host implementation of the `attache:plugin` imports.
 
 mod bindings;
-mod convert;
+pub mod convert;
 mod engine;
 mod error;
 mod grants;

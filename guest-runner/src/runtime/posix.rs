@@ -14,6 +14,48 @@ use super::bindings::attache::plugin::types::Timestamp;
 use super::State;
 
 impl Host for State {
+    fn readlink_at(
+        &mut self,
+        dir: Resource<Descriptor>,
+        name: String,
+    ) -> wasmtime::Result<Result<String, ErrorCode>> {
+        let (d, _) = match dir_of(self, &dir)? {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !plain_name(&name) {
+            return Ok(Err(ErrorCode::Invalid));
+        }
+        Ok(
+            match rustix::fs::readlinkat(d.as_ref(), name.as_str(), Vec::new()) {
+                Ok(t) => t.into_string().map_err(|_| ErrorCode::IllegalByteSequence),
+                Err(e) => Err(error_code(&e.into())),
+            },
+        )
+    }
+
+    fn symlink_at(
+        &mut self,
+        dir: Resource<Descriptor>,
+        name: String,
+        target: String,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        let (d, writable) = match dir_of(self, &dir)? {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !writable {
+            return Ok(Err(ErrorCode::NotPermitted));
+        }
+        if !plain_name(&name) || target.is_empty() || target.contains('\0') {
+            return Ok(Err(ErrorCode::Invalid));
+        }
+        Ok(
+            rustix::fs::symlinkat(target.as_str(), d.as_ref(), name.as_str())
+                .map_err(|e| error_code(&e.into())),
+        )
+    }
+
     fn stat_at(
         &mut self,
         dir: Resource<Descriptor>,
@@ -104,6 +146,23 @@ impl Host for State {
         );
         Ok(r.map_err(|e| error_code(&e.into())))
     }
+}
+
+/// One plain name relative to a directory the plugin holds: nothing to
+/// resolve, so nothing to escape through.
+fn plain_name(name: &str) -> bool {
+    !(name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0'))
+}
+
+/// The directory behind a descriptor, and whether it may be changed.
+fn dir_of(
+    state: &State,
+    fd: &Resource<Descriptor>,
+) -> wasmtime::Result<Result<(std::sync::Arc<std::fs::File>, bool), ErrorCode>> {
+    Ok(match state.table.get(fd)? {
+        Descriptor::Dir(d) => Ok((d.dir.clone(), !d.perms.write_not_permitted())),
+        Descriptor::File(_) => Err(ErrorCode::NotDirectory),
+    })
 }
 
 /// The WASI error code for an I/O error.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use crate::attache::plugin::backup_sink::{self, ItemData};
 use crate::attache::plugin::host::progress;
-use crate::attache::plugin::posix::{stat_at, Stat};
+use crate::attache::plugin::posix::{readlink_at, stat_at, Stat};
 use crate::attache::plugin::types::{Item, ItemKind, PluginError};
 use crate::exports::attache::plugin::plugin::Summary;
 use crate::fs::{self, describe, Root};
@@ -154,7 +154,7 @@ impl Walk {
                 )?;
             }
             FileType::Symlink => {
-                let target = match parent.readlink_at(name) {
+                let target = match readlink_at(parent, name) {
                     Ok(t) => t,
                     Err(e) => return Ok(self.warn(&id, &describe(e, "cannot read link"))),
                 };

@@ -3,7 +3,7 @@
 //! deepest first, so that creating children does not undo it.
 
 use crate::attache::plugin::host::progress;
-use crate::attache::plugin::posix::stat_at;
+use crate::attache::plugin::posix::{self, stat_at};
 use crate::attache::plugin::restore_source::{self, ItemContent};
 use crate::attache::plugin::types::{Item, ItemKind, ItemMetadata, PluginError};
 use crate::exports::attache::plugin::plugin::{RestoreDestination, RestoreRequest, Summary};
@@ -141,7 +141,7 @@ impl Restorer<'_> {
                     .as_deref()
                     .ok_or("symlink without a target")?;
                 self.make_room(parent, name)?;
-                parent.symlink_at(target, name).map_err(|e| match e {
+                posix::symlink_at(parent, name, target).map_err(|e| match e {
                     ErrorCode::Exist => "exists; not overwritten".to_string(),
                     e => describe(e, "cannot create symlink"),
                 })?;

@@ -1,0 +1,136 @@
+//! The agent container: plugins are verified against the manifest before
+//! they run, and a rebuilt plugin is picked up without touching the runner.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use attache_tests::{assemble, component, fails, ok, root, runner};
+use serde_json::Value;
+
+fn info(agent: &Path, cache: &Path, plugin: &str) -> Value {
+    let mut c = runner(agent);
+    c.arg("--cache-dir")
+        .arg(cache)
+        .args(["info", "--plugin", plugin]);
+    serde_json::from_str(&ok(&mut c)).expect("info prints JSON")
+}
+
+#[test]
+fn a_plugin_that_does_not_match_the_manifest_is_refused() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let agent = t.path().join("agent");
+    assemble(&agent, &[("probe", &component("probe"))]);
+    let cache = t.path().join("cache");
+    assert_eq!(info(&agent, &cache, "probe")["plugins"][0]["name"], "probe");
+
+    let wasm = agent.join("plugins/probe.wasm");
+    let mut bytes = fs::read(&wasm).expect("read");
+    bytes.push(0);
+    fs::write(&wasm, &bytes).expect("write");
+    let mut c = runner(&agent);
+    c.arg("--cache-dir")
+        .arg(&cache)
+        .args(["info", "--plugin", "probe"]);
+    let err = fails(&mut c);
+    assert!(err.contains("does not match the manifest"), "{err}");
+    assert!(err.contains("refusing to load it"), "{err}");
+}
+
+fn build_probe(version: &str, target_dir: &Path) -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.current_dir(root())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "attache-test-plugin-probe",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("PROBE_VERSION", version);
+    ok(&mut c);
+    target_dir.join("wasm32-wasip2/release/attache_test_plugin_probe.wasm")
+}
+
+#[test]
+fn a_rebuilt_plugin_is_used_without_rebuilding_the_runner() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let agent = t.path().join("agent");
+    let cache = t.path().join("cache");
+    // A target directory of its own: the test's cargo is still running.
+    let target_dir = root().join("target/test-rebuild");
+    let runner_before =
+        blake3::hash(&fs::read(attache_tests::agent_dir().join("guest-runner")).expect("runner"));
+
+    let mut seen = Vec::new();
+    for version in ["1.0.0-first", "2.0.0-second"] {
+        let wasm = build_probe(version, &target_dir);
+        assemble(&agent, &[("probe", &wasm)]);
+        let v = info(&agent, &cache, "probe");
+        assert_eq!(v["plugins"][0]["version"], version);
+        let out = t.path().join("probe.stream");
+        let mut c = runner(&agent);
+        c.arg("--cache-dir")
+            .arg(&cache)
+            .args([
+                "backup",
+                "--plugin",
+                "probe",
+                "--select",
+                "probe://version",
+                "--output",
+            ])
+            .arg(&out);
+        ok(&mut c);
+        let s = fs::read(&out).expect("stream");
+        assert!(
+            s.windows(version.len()).any(|w| w == version.as_bytes()),
+            "backup ran the new build"
+        );
+        seen.push(
+            v["container"]
+                .as_str()
+                .expect("container version")
+                .to_owned(),
+        );
+        let runner_now = blake3::hash(&fs::read(agent.join("guest-runner")).expect("runner"));
+        assert_eq!(runner_now, runner_before, "the runner is the same binary");
+    }
+    assert_ne!(
+        seen[0], seen[1],
+        "the container version follows its content"
+    );
+    // Each build was compiled once and cached under its own hash.
+    let cached = fs::read_dir(&cache)
+        .expect("cache")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+        })
+        .count();
+    assert_eq!(cached, 2);
+}
+
+#[test]
+fn a_damaged_cache_entry_is_recompiled() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let agent = t.path().join("agent");
+    assemble(&agent, &[("probe", &component("probe"))]);
+    let cache = t.path().join("cache");
+    info(&agent, &cache, "probe");
+    let entry = fs::read_dir(&cache)
+        .expect("cache")
+        .next()
+        .expect("one entry")
+        .expect("entry")
+        .path();
+    fs::write(&entry, b"garbage").expect("damage");
+    assert_eq!(info(&agent, &cache, "probe")["plugins"][0]["name"], "probe");
+    assert!(
+        fs::read(&entry).expect("rewritten").len() > 1000,
+        "the entry was rewritten"
+    );
+}

@@ -1,0 +1,228 @@
+//! Backing up a real tree with `attache backup local` and restoring it, whole
+//! and item by item, through the same runner and plugin that go into VMs.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use attache_tests::{attache, fails, ok, tree};
+use serde_json::Value;
+
+fn backup(repo: &Path, include: &Path) -> String {
+    let out = ok(attache(repo)
+        .args([
+            "backup",
+            "local",
+            "--plugin",
+            "filesystem",
+            "--json",
+            "--include",
+        ])
+        .arg(include));
+    let v: Value = serde_json::from_str(&out).expect("backup --json prints JSON");
+    v["id"].as_str().expect("an id field").to_owned()
+}
+
+fn ls(repo: &Path, id: &str, prefix: Option<&str>) -> Vec<Value> {
+    let mut c = attache(repo);
+    c.args(["ls", id, "--json"]);
+    if let Some(p) = prefix {
+        c.arg(p);
+    }
+    serde_json::from_str(&ok(&mut c)).expect("ls --json prints JSON")
+}
+
+#[test]
+fn a_real_tree_restores_identical() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("source tree");
+    tree::make(&src, 3000, 100 << 20);
+    let repo = t.path().join("repo");
+    let id = backup(&repo, &src);
+
+    // The catalog lists every item with its metadata.
+    let items = ls(&repo, &id, None);
+    let expected = tree::describe(&src).len();
+    assert_eq!(items.len(), expected, "one item per path");
+    let big = items
+        .iter()
+        .find(|i| i["id"].as_str().is_some_and(|s| s.ends_with("/big.bin")))
+        .expect("big.bin listed");
+    assert_eq!(big["kind"], "file");
+    assert_eq!(big["size"], 100u64 << 20);
+    let link = items
+        .iter()
+        .find(|i| i["id"].as_str().is_some_and(|s| s.ends_with("/abs-link")))
+        .expect("link listed");
+    assert_eq!(link["kind"], "symlink");
+    assert_eq!(link["symlink_target"], "/etc/hostname");
+    let hard = items.iter().filter(|i| i["kind"] == "hardlink").count();
+    assert_eq!(hard, 1, "the second name of the hard-linked file");
+
+    // The snapshot is listed once complete.
+    let snaps: Vec<Value> =
+        serde_json::from_str(&ok(attache(&repo).args(["snapshots", "--json"]))).expect("json");
+    assert_eq!(snaps.len(), 1);
+    assert_eq!(snaps[0]["id"], id.as_str());
+    assert_eq!(snaps[0]["warnings"].as_array().map(Vec::len), Some(0));
+
+    // Restored like restic: each item at its full path below the target.
+    let dest = t.path().join("restored");
+    ok(attache(&repo)
+        .args(["restore", &id, "--to"])
+        .arg(format!("local:{}", dest.display())));
+    let inside = dest.join(src.strip_prefix("/").expect("absolute"));
+    tree::assert_same(&src, &inside);
+}
+
+#[test]
+fn a_single_file_restores_into_an_alternate_directory() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    tree::make(&src, 40, 1 << 20);
+    let repo = t.path().join("repo");
+    let id = backup(&repo, &src);
+
+    let file = src.join("a/b/c d/file 00002 ✓.txt");
+    let file_id = file.to_str().expect("utf-8");
+    // `ls PREFIX` narrows the listing to the item and what lies below it.
+    let only = ls(&repo, &id[..8], Some(file_id));
+    assert_eq!(only.len(), 1);
+    assert_eq!(only[0]["id"], file_id);
+
+    let alt = t.path().join("alternate");
+    ok(attache(&repo)
+        .args(["restore", &id[..8], "--item", file_id, "--to"])
+        .arg(format!("local:{}", alt.display())));
+    let restored = alt.join(file.strip_prefix("/").expect("absolute"));
+    assert_eq!(
+        fs::read(&restored).expect("restored"),
+        fs::read(&file).expect("original")
+    );
+    let (a, b) = (
+        fs::metadata(&file).expect("stat"),
+        fs::metadata(&restored).expect("stat"),
+    );
+    assert_eq!(a.permissions().mode(), b.permissions().mode());
+    assert_eq!(a.modified().expect("mtime"), b.modified().expect("mtime"));
+    // Nothing but the file and the directories leading to it.
+    let files: Vec<_> = attache_tests::listing(&alt)
+        .into_iter()
+        .filter(|p| alt.join(p).is_file())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    // A hard link restored alone carries its content.
+    let second = src.join("ünïcødé/second name");
+    ok(attache(&repo)
+        .args([
+            "restore",
+            &id,
+            "--item",
+            second.to_str().expect("utf-8"),
+            "--to",
+        ])
+        .arg(format!("local:{}", alt.display())));
+    assert_eq!(
+        fs::read(alt.join(second.strip_prefix("/").expect("abs"))).expect("read"),
+        b"shared by two names\n"
+    );
+
+    // Restoring again without --overwrite leaves what exists and says so.
+    fs::write(&restored, b"changed since").expect("write");
+    let err = fails(
+        attache(&repo)
+            .args(["restore", &id, "--item", file_id, "--to"])
+            .arg(format!("local:{}", alt.display())),
+    );
+    assert!(err.contains("not overwritten"), "{err}");
+    assert_eq!(fs::read(&restored).expect("kept"), b"changed since");
+    ok(attache(&repo)
+        .args(["restore", &id, "--overwrite", "--item", file_id, "--to"])
+        .arg(format!("local:{}", alt.display())));
+    assert_eq!(
+        fs::read(&restored).expect("restored"),
+        fs::read(&file).expect("original")
+    );
+}
+
+#[test]
+fn unknown_snapshots_and_items_are_clear_errors() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    fs::write(src.join("f"), b"x").expect("write");
+    let repo = t.path().join("repo");
+    let id = backup(&repo, &src);
+    let to = format!("local:{}", t.path().join("out").display());
+    let e = fails(attache(&repo).args(["restore", "ffffffffffff", "--to", &to]));
+    assert!(e.contains("no snapshot matches"), "{e}");
+    let e = fails(attache(&repo).args(["restore", &id, "--item", "/no/such/item", "--to", &to]));
+    assert!(e.contains("has no item"), "{e}");
+    let e = fails(
+        attache(&repo)
+            .args(["backup", "local", "--plugin", "filesystem", "--include"])
+            .arg(t.path().join("missing")),
+    );
+    assert!(e.contains("missing"), "{e}");
+    let e = fails(
+        attache(&repo)
+            .args(["backup", "local", "--plugin", "nosuch", "--include"])
+            .arg(&src),
+    );
+    assert!(e.contains("no plugin named \"nosuch\""), "{e}");
+    // A failed backup leaves no snapshot behind.
+    let snaps: Vec<Value> =
+        serde_json::from_str(&ok(attache(&repo).args(["snapshots", "--json"]))).expect("json");
+    assert_eq!(snaps.len(), 1);
+}
+
+#[test]
+fn unreadable_files_are_reported_and_the_backup_goes_on() {
+    // Run as an unprivileged user, for whom mode 000 means unreadable.
+    let t = tempfile::tempdir().expect("tempdir");
+    fs::set_permissions(t.path(), fs::Permissions::from_mode(0o777)).expect("chmod");
+    let src = t.path().join("src");
+    fs::create_dir(&src).expect("mkdir");
+    fs::write(src.join("readable"), b"fine").expect("write");
+    fs::write(src.join("secret"), b"hidden").expect("write");
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).expect("chmod");
+    fs::create_dir(src.join("locked")).expect("mkdir");
+    fs::write(src.join("locked/inside"), b"x").expect("write");
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).expect("chmod");
+    let repo = t.path().join("repo");
+    let mut c = std::process::Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(attache_tests::attache_bin())
+        .arg("--repo")
+        .arg(&repo)
+        .env("ATTACHE_CACHE_DIR", t.path().join("cache"))
+        .args([
+            "backup",
+            "local",
+            "--plugin",
+            "filesystem",
+            "--json",
+            "--include",
+        ])
+        .arg(&src);
+    let out: Value = serde_json::from_str(&ok(&mut c)).expect("json");
+    assert_eq!(out["warnings"], 2, "{out}");
+    let id = out["id"].as_str().expect("id");
+    let snaps: Vec<Value> =
+        serde_json::from_str(&ok(attache(&repo).args(["snapshots", "--json"]))).expect("json");
+    let warned: Vec<&str> = snaps[0]["warnings"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|w| w["id"].as_str())
+        .collect();
+    assert!(warned.iter().any(|w| w.ends_with("/secret")), "{warned:?}");
+    assert!(warned.iter().any(|w| w.ends_with("/locked")), "{warned:?}");
+    let ids: Vec<String> = ls(&repo, id, None)
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(String::from))
+        .collect();
+    assert!(ids.iter().any(|i| i.ends_with("/readable")), "{ids:?}");
+    assert!(!ids.iter().any(|i| i.ends_with("/secret")), "{ids:?}");
+}

@@ -1,0 +1,130 @@
+//! What the integration tests share: paths to the built binaries, running
+//! them, making test trees and comparing trees.
+//!
+//! The binaries are the ones `make build` lays out (`target/release/attache`
+//! and the agent container in `target/release/agent`); `make test` builds
+//! them before running these tests.
+
+pub mod tree;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_owned()
+}
+
+fn built(rel: &str) -> PathBuf {
+    let p = root().join(rel);
+    assert!(
+        p.exists(),
+        "{} is missing: run `make build` (and `make test-plugins`) first",
+        p.display()
+    );
+    p
+}
+
+/// `target/release/attache`.
+pub fn attache_bin() -> PathBuf {
+    built("target/release/attache")
+}
+
+/// The agent container `make build` assembled.
+pub fn agent_dir() -> PathBuf {
+    built("target/release/agent")
+}
+
+/// A built plugin component: `filesystem`, or a test plugin (`hostile`, `probe`).
+pub fn component(name: &str) -> PathBuf {
+    let file = if name == "filesystem" {
+        format!("attache_plugin_{name}.wasm")
+    } else {
+        format!("attache_test_plugin_{name}.wasm")
+    };
+    built(&format!("target/wasm32-wasip2/release/{file}"))
+}
+
+/// A fresh agent container in `dir` with the built runner and these plugins.
+pub fn assemble(dir: &Path, plugins: &[(&str, &Path)]) {
+    let mut c = Command::new(attache_bin());
+    c.args(["container", "assemble", "--runner"])
+        .arg(agent_dir().join("guest-runner"))
+        .arg("--out")
+        .arg(dir);
+    for (name, path) in plugins {
+        c.arg("--plugin").arg(format!("{name}={}", path.display()));
+    }
+    ok(&mut c);
+}
+
+/// An `attache` command on repository `repo`, with its own plugin cache.
+pub fn attache(repo: &Path) -> Command {
+    let mut c = Command::new(attache_bin());
+    c.arg("--repo")
+        .arg(repo)
+        .env("ATTACHE_CACHE_DIR", repo.with_extension("cache"))
+        .env_remove("ATTACHE_AGENT_DIR");
+    c
+}
+
+/// A `guest-runner` command of the container `agent`.
+pub fn runner(agent: &Path) -> Command {
+    let mut c = Command::new(agent.join("guest-runner"));
+    c.arg("--agent-dir").arg(agent);
+    c
+}
+
+/// Runs a command and returns its output whatever the status.
+pub fn output(c: &mut Command) -> Output {
+    c.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn ok(c: &mut Command) -> String {
+    let o = output(c);
+    assert!(
+        o.status.success(),
+        "{c:?} failed with {}\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Runs a command that must fail with exit status 1 (an error it reported,
+/// not a crash); returns stderr.
+pub fn fails(c: &mut Command) -> String {
+    let o = output(c);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{c:?} should have failed cleanly\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every path below `dir`, relative to it, sorted.
+pub fn listing(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let p = e.expect("dir entry").path();
+            out.push(p.strip_prefix(dir).expect("below dir").to_owned());
+            if p.symlink_metadata().expect("stat").is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

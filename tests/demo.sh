@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# make demo: backs up a real directory of this machine with the agent that
+# goes into VMs, lists what was stored, restores it elsewhere and compares.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+attache=$root/target/release/attache
+demo=$root/target/demo
+src=${DEMO_SOURCE:-/usr/share/doc}
+export ATTACHE_REPO=$demo/repo
+
+rm -rf "$demo"
+mkdir -p "$demo"
+echo "== agent container"
+"$root/target/release/agent/guest-runner" info
+echo
+echo "== backup of $src"
+id=$("$attache" backup local --plugin filesystem --include "$src")
+echo "snapshot $id"
+"$attache" snapshots
+echo
+echo "== a few items of the catalog"
+"$attache" ls "$id" | head -n 12
+echo "... $("$attache" ls "$id" | wc -l) items in all"
+echo
+echo "== restore of the whole snapshot to $demo/restore"
+"$attache" restore "$id" --to "local:$demo/restore"
+diff -r --no-dereference "$src" "$demo/restore$src" && echo "restored tree is identical to $src"
+echo
+one=$("$attache" ls "$id" --json | python3 -c 'import json,sys; print(next(i["id"] for i in json.load(sys.stdin) if i["kind"]=="file"))')
+echo "== restore of one item, $one, to $demo/single"
+"$attache" restore "$id" --item "$one" --to "local:$demo/single"
+cmp "$one" "$demo/single$one" && echo "identical"

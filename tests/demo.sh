@@ -8,9 +8,13 @@ attache=$root/target/release/attache
 demo=$root/target/demo
 src=${DEMO_SOURCE:-/usr/share/doc}
 export ATTACHE_REPO=$demo/repo
+export ATTACHE_PASSWORD=${ATTACHE_PASSWORD:-attache demo password}
+export ATTACHE_CACHE_DIR=$demo/cache
 
 rm -rf "$demo"
 mkdir -p "$demo"
+echo "== encrypted repository"
+"$attache" init
 echo "== agent container"
 "$root/target/release/agent/guest-runner" info
 echo
@@ -26,6 +30,12 @@ echo
 echo "== restore of the whole snapshot to $demo/restore"
 "$attache" restore "$id" --to "local:$demo/restore"
 diff -r --no-dereference "$src" "$demo/restore$src" && echo "restored tree is identical to $src"
+echo
+echo "== a second, unchanged backup adds almost nothing"
+"$attache" backup local --plugin filesystem --include "$src" --json
+echo
+echo "== verify every chunk"
+"$attache" verify --read-data
 echo
 one=$("$attache" ls "$id" --json | python3 -c 'import json,sys; print(next(i["id"] for i in json.load(sys.stdin) if i["kind"]=="file"))')
 echo "== restore of one item, $one, to $demo/single"

@@ -197,6 +197,7 @@ fn unreadable_files_are_reported_and_the_backup_goes_on() {
         .arg("--repo")
         .arg(&repo)
         .env("ATTACHE_CACHE_DIR", t.path().join("cache"))
+        .env("ATTACHE_PASSWORD", attache_tests::PASSWORD)
         .args([
             "backup",
             "local",

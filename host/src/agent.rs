@@ -48,11 +48,10 @@ impl LocalRunner {
     }
 }
 
-/// The default cache of compiled plugins: `$XDG_CACHE_HOME/attache/components`
-/// or `~/.cache/attache/components`.
+/// The default local cache: `$XDG_CACHE_HOME/attache` or `~/.cache/attache`.
 pub fn default_cache() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("attache").join("components"))
+    Some(base.join("attache"))
 }

@@ -20,16 +20,24 @@ pub struct Cli {
     /// default: `agent/` next to the attache executable.
     #[arg(long, global = true, env = "ATTACHE_AGENT_DIR")]
     pub agent_dir: Option<PathBuf>,
-    /// Where local runs cache compiled plugins; default:
-    /// ~/.cache/attache/components.
+    /// Attaché's local cache: compiled plugins and the catalog of each
+    /// repository (rebuilt from the repository when missing); default:
+    /// ~/.cache/attache.
     #[arg(long, global = true, env = "ATTACHE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// A file holding the repository password (its first line). Without it,
+    /// the password comes from ATTACHE_PASSWORD.
+    #[arg(long, global = true)]
+    pub password_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Creates a repository: encrypted with the password from
+    /// ATTACHE_PASSWORD or --password-file, or unencrypted when asked.
+    Init(InitArgs),
     /// Backs up items of a target into a new snapshot.
     Backup(BackupArgs),
     /// Lists the snapshots.
@@ -38,11 +46,70 @@ pub enum Command {
     Ls(LsArgs),
     /// Restores items of a snapshot.
     Restore(RestoreArgs),
+    /// Finds which snapshots hold items matching a pattern.
+    Find(FindArgs),
+    /// Checks the repository's structure and, with --read-data, every chunk.
+    Verify(VerifyArgs),
+    /// Removes snapshots a retention policy does not keep.
+    Forget(ForgetArgs),
+    /// Removes data no snapshot references.
+    Prune,
     /// Builds the agent container.
     Container {
         #[command(subcommand)]
         command: ContainerCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Store data unencrypted (anyone who can read the repository can read
+    /// the backups).
+    #[arg(long)]
+    pub no_encryption: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// Keep the N newest snapshots.
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: usize,
+    /// Keep the newest snapshot of each of the last N days that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: usize,
+    /// Keep the newest snapshot of each of the last N weeks that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: usize,
+    /// Keep the newest snapshot of each of the last N months that have one.
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: usize,
+    /// Also prune the data the forgotten snapshots alone referenced.
+    #[arg(long)]
+    pub prune: bool,
+    /// Only show what would be kept and forgotten.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Also read every pack and check every chunk against its hash.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// A glob (`*`, `?`, `[...]`): matched against whole item ids when it
+    /// contains `/`, else against the last component.
+    pub pattern: String,
+    /// Print JSON (an array of objects with snapshot, time, source, id,
+    /// kind and size).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

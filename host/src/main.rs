@@ -7,6 +7,7 @@ mod agent;
 mod cli;
 mod commands;
 mod repo;
+mod store;
 mod target;
 
 use std::process::ExitCode;
@@ -25,6 +26,11 @@ fn main() -> ExitCode {
         )
         .init();
     let result = match &cli.command {
+        Command::Init(a) => commands::init::run(&cli, a),
+        Command::Find(a) => commands::find::run(&cli, a),
+        Command::Verify(a) => commands::verify::run(&cli, a),
+        Command::Forget(a) => commands::forget::run(&cli, a),
+        Command::Prune => commands::prune::run(&cli),
         Command::Backup(a) => commands::backup::run(&cli, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli, a),
         Command::Ls(a) => commands::ls::run(&cli, a),

@@ -61,12 +61,17 @@ pub fn assemble(dir: &Path, plugins: &[(&str, &Path)]) {
     ok(&mut c);
 }
 
-/// An `attache` command on repository `repo`, with its own plugin cache.
+/// The password test repositories are encrypted with.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// An `attache` command on repository `repo` (encrypted with [`PASSWORD`]),
+/// with its own cache.
 pub fn attache(repo: &Path) -> Command {
     let mut c = Command::new(attache_bin());
     c.arg("--repo")
         .arg(repo)
         .env("ATTACHE_CACHE_DIR", repo.with_extension("cache"))
+        .env("ATTACHE_PASSWORD", PASSWORD)
         .env_remove("ATTACHE_AGENT_DIR");
     c
 }

@@ -8,14 +8,17 @@ use anyhow::{bail, Context};
 use serde_json::json;
 
 use crate::cli::{BackupArgs, Cli};
-use crate::repo::{ingest, Origin, Repository};
+use crate::repo::{ingest, Origin};
+use crate::store::lock::Lock;
 use crate::target;
 
 pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let source = target::backup_target(&a.target)?;
     let runner = super::local_runner(cli)?;
-    let repo = Repository::open(&cli.repo, true)?;
     let (includes, grants) = selection(&a.include)?;
+    let repo = super::repository(cli, true)?;
+    // Shared: backups run side by side; prune waits for them.
+    let _lock = Lock::acquire(repo.store.root(), false, "backup")?;
 
     let mut cmd = runner.command();
     cmd.args(["backup", "--plugin", &a.plugin, "--output", "-"])
@@ -35,21 +38,29 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         source: source.into(),
         includes: includes.clone(),
         plugin: a.plugin.clone(),
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0),
     };
     // Dropping the pipe when ingest fails stops a runner that is still writing.
     let staged = ingest(&repo, BufReader::with_capacity(1 << 20, stdout), &origin);
     let status = child.wait().context("waiting for the runner")?;
+    // Data already committed by a failed run stays unreferenced until prune.
     let snap = match (staged, status.success()) {
-        (Ok(snap), true) => snap,
-        (Ok(snap), false) => {
-            repo.discard(&snap.id);
-            bail!("backup failed: the runner exited with {status}");
-        }
-        (Err(e), _) => bail!("backup failed: {e} (runner exited with {status})"),
+        (Ok(staged), true) => staged.publish(&repo)?,
+        (Ok(_), false) => bail!("backup failed: the runner exited with {status}"),
+        (Err(e), _) => bail!("backup failed: {e:#} (runner exited with {status})"),
     };
-    repo.publish(&snap.id)?;
     if a.json {
-        let out = json!({ "id": snap.id, "items": snap.items, "bytes": snap.bytes, "warnings": snap.warnings.len() });
+        let out = json!({
+            "id": snap.id,
+            "items": snap.items,
+            "bytes": snap.bytes,
+            "read_bytes": snap.read_bytes,
+            "added_bytes": snap.added_bytes,
+            "warnings": snap.warnings.len(),
+        });
         println!("{out}");
     } else {
         for w in &snap.warnings {

@@ -4,25 +4,29 @@ use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::cli::{Cli, LsArgs};
-use crate::repo::Repository;
 
 pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    let repo = Repository::open(&cli.repo, false)?;
-    let snap = repo.find(&a.snapshot)?;
-    let items = repo.items(&snap)?;
-    let shown = items
-        .iter()
-        .filter(|i| a.prefix.as_deref().is_none_or(|p| i.is_at_or_below(p)));
+    let repo = super::repository(cli, false)?;
+    let snap = repo.find_snapshot(&a.snapshot)?;
+    let items = repo.catalog.items(&snap.id, a.prefix.as_deref())?;
+    if let Some(p) = &a.prefix {
+        anyhow::ensure!(
+            !items.is_empty(),
+            "snapshot {} has no item {p:?}",
+            snap.short_id()
+        );
+    }
+    let shown = items.iter();
     if a.json {
         let v: Vec<_> = shown
-            .map(|i| serde_json::to_value(&i.item))
+            .map(|i| serde_json::to_value(&i.record))
             .collect::<Result<_, _>>()?;
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     for i in shown {
-        let it = &i.item;
+        let it = &i.record;
         let mode = it
             .mode
             .map(|m| format!("{:04o}", m & 0o7777))

@@ -7,22 +7,26 @@ use std::process::Stdio;
 use anyhow::{bail, Context};
 
 use crate::cli::{Cli, RestoreArgs};
-use crate::repo::{write_restore_stream, Repository};
+use crate::repo::{is_at_or_below, write_restore_stream};
+use crate::store::lock::Lock;
 use crate::target::{self, RestoreTo};
 
 pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let to = target::restore_to(&a.to)?;
-    let repo = Repository::open(&cli.repo, false)?;
-    let snap = repo.find(&a.snapshot)?;
-    let all = repo.items(&snap)?;
+    let repo = super::repository(cli, false)?;
+    let snap = repo.find_snapshot(&a.snapshot)?;
+    // Shared: prune waits until the restore has read what it needs.
+    let _lock = Lock::acquire(repo.store.root(), false, "restore")?;
+    let all = repo.catalog.items(&snap.id, None)?;
     for want in &a.item {
-        if !all.iter().any(|i| i.is_at_or_below(want)) {
+        if !all.iter().any(|i| is_at_or_below(&i.record.id, want)) {
             bail!("snapshot {} has no item {want:?}", snap.short_id());
         }
     }
     let selected: Vec<_> = all
         .iter()
-        .filter(|i| a.item.is_empty() || a.item.iter().any(|w| i.is_at_or_below(w)))
+        .filter(|i| a.item.is_empty() || a.item.iter().any(|w| is_at_or_below(&i.record.id, w)))
+        .cloned()
         .collect();
     let dir: PathBuf = match &to {
         RestoreTo::LocalOriginal => "/".into(),
@@ -50,7 +54,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     });
     let stdin = child.stdin.take().context("runner has no stdin")?;
     let sent = write_restore_stream(
-        &repo,
+        &repo.store,
         &snap,
         &all,
         &selected,
@@ -62,17 +66,28 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("report reader panicked"))??;
     if a.json {
         print!("{report}");
+    } else if !status.success() {
+        eprint!("{report}");
+    }
+    if let Ok(sent) = &sent {
+        for (id, why) in &sent.failed {
+            eprintln!("not restored: {id}: {why}");
+        }
     }
     if !status.success() {
-        if !a.json {
-            eprint!("{report}");
-        }
         bail!("restore failed: the runner exited with {status}");
     }
-    let items = sent.context("sending the restore stream")?;
+    let sent = sent.context("sending the restore stream")?;
+    if !sent.failed.is_empty() {
+        bail!(
+            "{} item(s) could not be restored from damaged data; the others were",
+            sent.failed.len()
+        );
+    }
     if !a.json {
         println!(
-            "restored {items} item(s) of snapshot {} to {}",
+            "restored {} item(s) of snapshot {} to {}",
+            sent.items,
             snap.short_id(),
             dir.display()
         );

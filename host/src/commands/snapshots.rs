@@ -1,13 +1,12 @@
 //! `attache snapshots`
 
 use crate::cli::{Cli, SnapshotsArgs};
-use crate::repo::Repository;
 use std::io::Write;
 
 pub fn run(cli: &Cli, a: &SnapshotsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    let repo = Repository::open(&cli.repo, false)?;
-    let snaps = repo.snapshots()?;
+    let repo = super::repository(cli, false)?;
+    let snaps = repo.store.snapshots()?;
     if a.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&snaps)?)?;
         return Ok(());

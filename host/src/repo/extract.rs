@@ -1,30 +1,35 @@
-//! Making a restore stream from a snapshot: the selected items, read from
-//! the stored stream at their offsets and checked again on the way out.
+//! Making a restore stream from a snapshot: the selected items with their
+//! content read from the store, each chunk checked against its id.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufReader, Seek, SeekFrom, Write};
+use std::io::Write;
 
-use guest_runner::stream::{Event, Header, ItemKind, ItemRecord, StreamReader, StreamWriter};
+use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
 
-use super::item_index::IndexedItem;
-use super::repository::{io_err, RepoError, Repository};
-use super::snapshot::Snapshot;
+use crate::store::snapshot::{SnapshotInfo, StoredItem};
+use crate::store::Store;
 
-/// Writes a restore stream of `selected` (a subset of `all`, in stream
-/// order) to `out`. A hard link whose first name is not selected becomes a
-/// plain file carrying that content, so that it can be restored alone.
+/// Items sent, and items that could not be (damaged data), with the reason.
+pub struct Sent {
+    pub items: u64,
+    pub failed: Vec<(String, String)>,
+}
+
+/// Writes a restore stream of `selected` (in backup order) to `out`. A hard
+/// link whose first name is not selected becomes a plain file carrying that
+/// content, so that it can be restored alone; `all` is searched for it. An
+/// item whose data is damaged is aborted in the stream (the plugin removes
+/// what it began) and the others still go.
 pub fn write_restore_stream(
-    repo: &Repository,
-    snap: &Snapshot,
-    all: &[IndexedItem],
-    selected: &[&IndexedItem],
+    store: &Store,
+    snap: &SnapshotInfo,
+    all: &[StoredItem],
+    selected: &[StoredItem],
     out: impl Write,
-) -> Result<u64, RepoError> {
-    let path = repo.stream_path(snap);
-    let mut file = File::open(&path).map_err(io_err(&path))?;
-    let by_id: HashMap<&str, &IndexedItem> = all.iter().map(|i| (i.item.id.as_str(), i)).collect();
-    let chosen: HashSet<&str> = selected.iter().map(|i| i.item.id.as_str()).collect();
+) -> anyhow::Result<Sent> {
+    let mut failed = Vec::new();
+    let by_id: HashMap<&str, &StoredItem> = all.iter().map(|i| (i.record.id.as_str(), i)).collect();
+    let chosen: HashSet<&str> = selected.iter().map(|i| i.record.id.as_str()).collect();
     let header = Header {
         format: 1,
         plugin: snap.plugin.clone(),
@@ -33,68 +38,54 @@ pub fn write_restore_stream(
     };
     let mut w = StreamWriter::new(out, &header)?;
     for it in selected {
-        let mut record = it.item.clone();
-        let mut from = it.offset;
-        if record.kind == ItemKind::Hardlink {
-            let target = record.hardlink_target.as_deref().unwrap_or_default();
-            if !chosen.contains(target) {
-                let t = by_id.get(target).ok_or_else(|| {
-                    RepoError::Invalid(format!(
-                        "hard link {} names {target:?}, which the snapshot lacks",
-                        record.id
-                    ))
-                })?;
-                record = ItemRecord {
-                    id: record.id,
-                    hardlink_target: None,
-                    ..t.item.clone()
-                };
-                from = t.offset;
+        let (record, content) = match it.record.kind {
+            ItemKind::Hardlink => {
+                let target = it.record.hardlink_target.as_deref().unwrap_or_default();
+                if chosen.contains(target) {
+                    (it.record.clone(), &it.content)
+                } else {
+                    let t = by_id.get(target).ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "hard link {} names {target:?}, which the snapshot lacks",
+                            it.record.id
+                        )
+                    })?;
+                    (
+                        ItemRecord {
+                            id: it.record.id.clone(),
+                            hardlink_target: None,
+                            ..t.record.clone()
+                        },
+                        &t.content,
+                    )
+                }
+            }
+            _ => (it.record.clone(), &it.content),
+        };
+        w.begin_item(&record)?;
+        let mut damage = None;
+        for blob in content {
+            match store.read_blob(blob) {
+                Ok(data) => w.data(&data)?,
+                Err(e) => {
+                    damage = Some(e.to_string());
+                    break;
+                }
             }
         }
-        copy_item(&mut file, from, &record, &mut w).map_err(|e| match e {
-            RepoError::Stream(s) => RepoError::Invalid(format!(
-                "snapshot {} is damaged ({s}); item {} cannot be restored",
-                snap.id, record.id
-            )),
-            e => e,
-        })?;
+        match damage {
+            None => {
+                w.end_item()?;
+            }
+            Some(why) => {
+                w.abort_item(&record.id, &why)?;
+                failed.push((record.id.clone(), why));
+            }
+        }
     }
     let (_, totals) = w.finish()?;
-    Ok(totals.items)
-}
-
-/// Copies the content of the item whose frame starts at `offset` into `w`
-/// under `record`.
-fn copy_item<W: Write>(
-    file: &mut File,
-    offset: u64,
-    record: &ItemRecord,
-    w: &mut StreamWriter<W>,
-) -> Result<(), RepoError> {
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| RepoError::Invalid(e.to_string()))?;
-    let mut r = StreamReader::at_item(BufReader::with_capacity(1 << 20, &*file), offset);
-    match r.next_event()? {
-        Some(Event::Item(_)) => {}
-        _ => {
-            return Err(RepoError::Invalid(format!(
-                "no item frame at byte {offset}"
-            )))
-        }
-    }
-    w.begin_item(record)?;
-    loop {
-        match r.next_event()? {
-            Some(Event::Data(d)) => w.data(d)?,
-            Some(Event::ItemEnd(_)) => break,
-            _ => {
-                return Err(RepoError::Invalid(format!(
-                    "item at byte {offset} is incomplete"
-                )))
-            }
-        }
-    }
-    w.end_item()?;
-    Ok(())
+    Ok(Sent {
+        items: totals.items,
+        failed,
+    })
 }

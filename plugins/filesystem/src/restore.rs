@@ -127,9 +127,15 @@ impl Restorer<'_> {
                         ErrorCode::Exist => "exists; not overwritten".to_string(),
                         e => describe(e, "cannot create file"),
                     })?;
-                let n = content
-                    .copy_to(&fd)
-                    .map_err(|e| format!("cannot write content: {e:?}"))?;
+                let n = match content.copy_to(&fd) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // Leave no half-written file behind.
+                        drop(fd);
+                        let _ = parent.unlink_file_at(name);
+                        return Err(format!("cannot write content: {e:?}"));
+                    }
+                };
                 self.summary.bytes += n;
                 metadata::apply_owner(parent, name, md)
                     .map_err(|e| describe(e, "cannot set owner"))?;

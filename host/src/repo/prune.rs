@@ -1,0 +1,121 @@
+//! Removing what no snapshot references, under an exclusive lock.
+//!
+//! Order, so that a crash at any point loses nothing referenced: write new
+//! packs with the still-used blobs of partly-used packs; write one index
+//! naming every pack that stays; only then delete the old index files, and
+//! last the packs nothing names any more (also those a killed backup left).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::Repository;
+use crate::store::crypto::BlobId;
+use crate::store::index::{write_index, IndexFile, IndexedPack};
+use crate::store::pack::{self, PackId, PackWriter, PACK_SIZE};
+use crate::store::{blob, fsutil};
+
+#[derive(Debug, Default, Serialize)]
+pub struct PruneReport {
+    pub packs_removed: usize,
+    pub packs_rewritten: usize,
+    pub blobs_removed: usize,
+    pub bytes_freed: u64,
+}
+
+pub fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
+    let store = &repo.store;
+    let root = store.root();
+    let mut used: HashSet<BlobId> = HashSet::new();
+    for s in store.snapshots()? {
+        used.extend(s.tree.iter().copied());
+        for it in store.items(&s)? {
+            used.extend(it.content.iter().copied());
+        }
+    }
+    let index = store.index();
+    let mut by_pack: HashMap<PackId, Vec<pack::PackedBlob>> = HashMap::new();
+    for loc in index.blobs.values() {
+        by_pack.entry(loc.pack).or_default().push(loc.blob);
+    }
+    for id in &used {
+        anyhow::ensure!(
+            index.blobs.contains_key(id),
+            "blob {id} is referenced but not indexed; run `attache verify` before pruning"
+        );
+    }
+    let old_index_files: Vec<BlobId> = index.files.keys().copied().collect();
+    drop(index);
+
+    let mut report = PruneReport::default();
+    let mut keep: Vec<IndexedPack> = Vec::new();
+    let mut doomed: Vec<PackId> = Vec::new();
+    let mut w = PackWriter::default();
+    let mut moved: HashSet<BlobId> = HashSet::new();
+    for (p, mut blobs) in by_pack {
+        blobs.sort_by_key(|b| b.offset);
+        let live = blobs.iter().filter(|b| used.contains(&b.id)).count();
+        if live == blobs.len() {
+            keep.push(IndexedPack { pack: p, blobs });
+            continue;
+        }
+        doomed.push(p);
+        report.blobs_removed += blobs.len() - live;
+        if live == 0 {
+            report.packs_removed += 1;
+            continue;
+        }
+        report.packs_rewritten += 1;
+        let bytes = std::fs::read(pack::pack_path(root, &p))?;
+        for b in blobs.iter().filter(|b| used.contains(&b.id)) {
+            if !moved.insert(b.id) {
+                continue;
+            }
+            let sealed = &bytes[b.offset as usize..(b.offset + u64::from(b.len)) as usize];
+            // Copy only what still opens: pruning must not spread damage.
+            blob::decode(store.cipher(), &b.id, b.raw_len, sealed)?;
+            w.add(
+                b.kind,
+                blob::Encoded {
+                    id: b.id,
+                    raw_len: b.raw_len,
+                    bytes: sealed.to_vec(),
+                },
+            );
+            if w.len() >= PACK_SIZE {
+                let (id, blobs) = std::mem::take(&mut w).finish(root, store.cipher())?;
+                keep.push(IndexedPack { pack: id, blobs });
+            }
+        }
+    }
+    if !w.is_empty() {
+        let (id, blobs) = w.finish(root, store.cipher())?;
+        keep.push(IndexedPack { pack: id, blobs });
+    }
+    let new_index = write_index(
+        root,
+        store.cipher(),
+        &IndexFile {
+            packs: keep.clone(),
+        },
+    )?;
+    for f in old_index_files.iter().filter(|f| **f != new_index) {
+        let path = root.join("index").join(f.to_hex());
+        std::fs::remove_file(&path)?;
+    }
+    fsutil::sync_dir(&root.join("index"))?;
+    // Packs nothing names any more, including those of killed backups.
+    let kept: HashSet<PackId> = keep.iter().map(|p| p.pack).collect();
+    for p in pack::list_packs(root)? {
+        if kept.contains(&p) {
+            continue;
+        }
+        if !doomed.contains(&p) {
+            report.packs_removed += 1;
+        }
+        let path = pack::pack_path(root, &p);
+        report.bytes_freed += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        std::fs::remove_file(&path)?;
+    }
+    Ok(report)
+}

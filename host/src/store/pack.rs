@@ -1,0 +1,130 @@
+//! Pack files: many blobs in one file, so a large backup is not millions of
+//! tiny files. Layout: the sealed blobs back to back, then a sealed header
+//! listing them, then the header's length as a little-endian u32. A pack is
+//! named by the BLAKE3 of its bytes and written whole (temporary file, fsync,
+//! rename), so a pack either exists complete or not at all.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::blob::Encoded;
+use super::crypto::{BlobId, Cipher};
+use super::fsutil::write_atomic;
+use super::StoreError;
+
+/// What a blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobKind {
+    /// A chunk of item content.
+    Data,
+    /// A snapshot's item list.
+    Tree,
+}
+
+/// One blob's place in its pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedBlob {
+    pub id: BlobId,
+    pub kind: BlobKind,
+    pub offset: u64,
+    pub len: u32,
+    pub raw_len: u32,
+}
+
+/// A pack's id: BLAKE3 of the whole file.
+pub type PackId = BlobId;
+
+/// Target size of a pack.
+pub const PACK_SIZE: usize = 16 << 20;
+
+pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
+    let hex = id.to_hex();
+    root.join("data").join(&hex[..2]).join(hex)
+}
+
+/// A pack being filled in memory.
+#[derive(Default)]
+pub struct PackWriter {
+    bytes: Vec<u8>,
+    blobs: Vec<PackedBlob>,
+}
+
+impl PackWriter {
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    pub fn add(&mut self, kind: BlobKind, e: Encoded) {
+        let len = e.bytes.len() as u32;
+        self.blobs.push(PackedBlob {
+            id: e.id,
+            kind,
+            offset: self.bytes.len() as u64,
+            len,
+            raw_len: e.raw_len,
+        });
+        self.bytes.extend_from_slice(&e.bytes);
+    }
+
+    /// Writes the pack durably and returns its id and blobs.
+    pub fn finish(
+        mut self,
+        root: &Path,
+        cipher: &Cipher,
+    ) -> Result<(PackId, Vec<PackedBlob>), StoreError> {
+        let header = cipher.seal(
+            &serde_json::to_vec(&self.blobs).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )?;
+        self.bytes.extend_from_slice(&header);
+        self.bytes
+            .extend_from_slice(&(header.len() as u32).to_le_bytes());
+        let id = BlobId(*blake3::hash(&self.bytes).as_bytes());
+        write_atomic(&pack_path(root, &id), &self.bytes)?;
+        Ok((id, self.blobs))
+    }
+}
+
+/// Reads one blob's stored bytes.
+pub fn read_blob(root: &Path, pack: &PackId, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+    let path = pack_path(root, pack);
+    let mut f = fs::File::open(&path).map_err(|e| StoreError::at(&path, e))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(|e| StoreError::at(&path, e))?;
+    let mut buf = vec![0u8; len as usize];
+    f.read_exact(&mut buf)
+        .map_err(|e| StoreError::at(&path, e))?;
+    Ok(buf)
+}
+
+/// Every pack file in the repository.
+pub fn list_packs(root: &Path) -> Result<Vec<PackId>, StoreError> {
+    let mut out = Vec::new();
+    let data = root.join("data");
+    for sub in fs::read_dir(&data).map_err(|e| StoreError::at(&data, e))? {
+        let sub = sub.map_err(|e| StoreError::at(&data, e))?.path();
+        if !sub.is_dir() {
+            continue;
+        }
+        for f in fs::read_dir(&sub).map_err(|e| StoreError::at(&sub, e))? {
+            let p = f.map_err(|e| StoreError::at(&sub, e))?.path();
+            if let Some(id) = p.file_name().and_then(|n| n.to_str()).and_then(parse_id) {
+                out.push(id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub fn parse_id(s: &str) -> Option<BlobId> {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(s, &mut b).ok()?;
+    Some(BlobId(b))
+}

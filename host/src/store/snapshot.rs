@@ -1,0 +1,161 @@
+//! Snapshots: a sealed description naming the blobs of its item list. The
+//! item list is JSON lines cut into content-defined chunks, so unchanged
+//! stretches of a tree dedup against the previous snapshot.
+
+use std::fs;
+
+use guest_runner::stream::ItemRecord;
+use serde::{Deserialize, Serialize};
+
+use super::chunker::{Chunker, Params};
+use super::crypto::BlobId;
+use super::fsutil::write_atomic;
+use super::pack::{parse_id, BlobKind};
+use super::{PackSet, Store, StoreError};
+
+/// An item with the blobs of its content.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredItem {
+    #[serde(flatten)]
+    pub record: ItemRecord,
+    /// Content chunks in order; empty for items without content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<BlobId>,
+}
+
+/// An item that could not be backed up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Warning {
+    pub id: String,
+    pub message: String,
+}
+
+/// A snapshot's description.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    /// Hex id (the BLAKE3 of the sealed file); commands accept a prefix.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// Seconds since the Unix epoch when the backup started.
+    pub time: i64,
+    /// Where the data came from (`local`, `HYPERVISOR/VM`).
+    pub source: String,
+    pub plugin: String,
+    pub plugin_version: String,
+    pub includes: Vec<String>,
+    /// The snapshot this one was incremental to.
+    #[serde(default)]
+    pub parent: Option<String>,
+    pub items: u64,
+    pub bytes: u64,
+    /// Bytes this snapshot added to the repository (after dedup and compression).
+    #[serde(default)]
+    pub added_bytes: u64,
+    /// Bytes of content actually read from the source (the rest was unchanged).
+    #[serde(default)]
+    pub read_bytes: u64,
+    pub warnings: Vec<Warning>,
+    /// Blobs of the item list.
+    pub tree: Vec<BlobId>,
+}
+
+impl SnapshotInfo {
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(8)]
+    }
+}
+
+/// Stores an item list as tree blobs.
+pub fn write_tree(
+    set: &mut PackSet<'_>,
+    params: Params,
+    items: &[StoredItem],
+) -> Result<Vec<BlobId>, StoreError> {
+    let mut chunker = Chunker::new(params);
+    let mut ids = Vec::new();
+    let mut out = |c: &[u8]| -> Result<(), StoreError> {
+        ids.push(set.add(BlobKind::Tree, c)?);
+        Ok(())
+    };
+    let mut line = Vec::new();
+    for it in items {
+        line.clear();
+        serde_json::to_writer(&mut line, it).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        line.push(b'\n');
+        chunker.push(&line, &mut out)?;
+    }
+    chunker.finish(&mut out)?;
+    Ok(ids)
+}
+
+impl Store {
+    /// Writes a snapshot description; the blobs it names must be committed.
+    pub fn write_snapshot(&self, info: &SnapshotInfo) -> Result<String, StoreError> {
+        let mut info = info.clone();
+        info.id.clear();
+        let body = serde_json::to_vec(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let sealed = self.cipher().seal(&body)?;
+        let id = blake3::hash(&sealed).to_hex().to_string();
+        write_atomic(&self.root().join("snapshots").join(&id), &sealed)?;
+        Ok(id)
+    }
+
+    /// Every snapshot, oldest first.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
+        let dir = self.root().join("snapshots");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
+            let p = e.map_err(|e| StoreError::at(&dir, e))?.path();
+            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            if parse_id(name).is_none() {
+                continue;
+            }
+            out.push(self.read_snapshot(name)?);
+        }
+        out.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+        Ok(out)
+    }
+
+    pub fn read_snapshot(&self, id: &str) -> Result<SnapshotInfo, StoreError> {
+        let p = self.root().join("snapshots").join(id);
+        let sealed = fs::read(&p).map_err(|e| StoreError::at(&p, e))?;
+        if blake3::hash(&sealed).to_hex().as_str() != id {
+            return Err(StoreError::Corrupt(format!(
+                "snapshot {id}: content does not match its name"
+            )));
+        }
+        let plain = self
+            .cipher()
+            .open(&sealed)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: {e}")))?;
+        let mut info: SnapshotInfo = serde_json::from_slice(&plain)
+            .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: {e}")))?;
+        info.id = id.to_owned();
+        Ok(info)
+    }
+
+    pub fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {
+        let p = self.root().join("snapshots").join(id);
+        fs::remove_file(&p).map_err(|e| StoreError::at(&p, e))?;
+        super::fsutil::sync_dir(&self.root().join("snapshots"))
+    }
+
+    /// The item list of a snapshot.
+    pub fn items(&self, snap: &SnapshotInfo) -> Result<Vec<StoredItem>, StoreError> {
+        let mut bytes = Vec::new();
+        for id in &snap.tree {
+            bytes.extend_from_slice(&self.read_blob(id)?);
+        }
+        bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                serde_json::from_slice(l).map_err(|e| {
+                    StoreError::Corrupt(format!("snapshot {}: item list: {e}", snap.id))
+                })
+            })
+            .collect()
+    }
+}

@@ -20,6 +20,8 @@ fn record(id: &str, kind: ItemKind) -> ItemRecord {
         symlink_target: None,
         hardlink_target: None,
         attributes: vec![],
+        change_token: None,
+        unchanged: false,
     }
 }
 

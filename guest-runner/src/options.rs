@@ -92,6 +92,10 @@ pub struct BackupArgs {
     /// Run the plugin's quiesce before and thaw after the backup.
     #[arg(long)]
     pub quiesce: bool,
+    /// The previous backup's catalog, one JSON item record per line: items
+    /// whose change token still matches are referenced, not read again.
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
     /// Where the stream goes: a file, a character device (a virtio-serial
     /// port), or - for stdout.
     #[arg(long, default_value = "-")]

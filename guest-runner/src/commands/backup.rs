@@ -1,7 +1,12 @@
 //! `guest-runner backup`: runs the plugin's backup into a stream.
 
 use guest_runner::runtime::{RunnerError, Running, Sink, State};
-use guest_runner::stream::{Header, StreamWriter};
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+
+use anyhow::Context;
+use guest_runner::stream::{Header, ItemRecord, StreamWriter};
 
 use super::prepare;
 use crate::io::open_output;
@@ -22,7 +27,9 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
             .unwrap_or(0),
     };
     let writer = StreamWriter::new(open_output(&a.output)?, &header)?;
-    let state = State::new(&a.plugin, grants.wasi()?, limits.memory).with_sink(Sink::new(writer));
+    let previous = load_previous(a.previous.as_deref())?;
+    let state =
+        State::new(&a.plugin, grants.wasi()?, limits.memory).with_sink(Sink::new(writer, previous));
     let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
 
     let request = guest_runner::runtime::BackupRequest {
@@ -67,4 +74,19 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         "backup complete"
     );
     Ok(())
+}
+
+/// Reads the previous backup's catalog (JSON lines of item records).
+fn load_previous(path: Option<&Path>) -> anyhow::Result<HashMap<String, ItemRecord>> {
+    let mut map = HashMap::new();
+    let Some(path) = path else { return Ok(map) };
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open previous catalog {}", path.display()))?;
+    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line?;
+        let r: ItemRecord = serde_json::from_str(&line)
+            .with_context(|| format!("previous catalog {}, line {}", path.display(), n + 1))?;
+        map.insert(r.id.clone(), r);
+    }
+    Ok(map)
 }

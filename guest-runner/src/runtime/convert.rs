@@ -53,6 +53,8 @@ pub fn item_to_record(i: Item) -> ItemRecord {
         symlink_target: m.symlink_target,
         hardlink_target: m.hardlink_target,
         attributes: m.attributes,
+        change_token: m.change_token,
+        unchanged: false,
     }
 }
 
@@ -72,6 +74,7 @@ pub fn record_to_item(r: ItemRecord) -> Item {
             symlink_target: r.symlink_target,
             hardlink_target: r.hardlink_target,
             attributes: r.attributes,
+            change_token: r.change_token,
         },
     }
 }

@@ -85,6 +85,10 @@ impl Host for State {
                         seconds: m.mtime(),
                         nanoseconds: m.mtime_nsec() as u32,
                     },
+                    ctime: Timestamp {
+                        seconds: m.ctime(),
+                        nanoseconds: m.ctime_nsec() as u32,
+                    },
                 }),
                 Err(e) => Err(error_code(&e)),
             },

@@ -2,6 +2,7 @@
 //! File content handed over as a WASI descriptor is read here, natively,
 //! with positional reads that leave the plugin's view of the file untouched.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -10,10 +11,10 @@ use wasmtime::component::Resource;
 use wasmtime_wasi::filesystem::Descriptor;
 
 use super::bindings::attache::plugin::backup_sink::{Host, HostItemWriter, ItemData};
-use super::bindings::attache::plugin::types::{Item, PluginError};
-use super::convert::item_to_record;
+use super::bindings::attache::plugin::types::{Item, ItemMetadata, PluginError};
+use super::convert::{item_to_record, record_to_item};
 use super::State;
-use crate::stream::{StreamWriter, MAX_DATA};
+use crate::stream::{ItemRecord, StreamWriter, MAX_DATA};
 
 /// The open item a plugin writes through `item-writer`.
 pub struct ItemWriterHandle {
@@ -24,16 +25,23 @@ pub struct ItemWriterHandle {
 pub struct Sink {
     writer: StreamWriter<Box<dyn Write + Send>>,
     buf: Vec<u8>,
+    /// The previous backup's items, for `previous` and `unchanged`.
+    previous: HashMap<String, ItemRecord>,
     /// The first transport failure: once set, the job fails whatever the
     /// plugin does with the error it was given.
     failed: Option<String>,
 }
 
 impl Sink {
-    pub fn new(writer: StreamWriter<Box<dyn Write + Send>>) -> Self {
+    /// A sink writing to `writer`; `previous` is the last backup's catalog.
+    pub fn new(
+        writer: StreamWriter<Box<dyn Write + Send>>,
+        previous: HashMap<String, ItemRecord>,
+    ) -> Self {
         Self {
             writer,
             buf: vec![0; MAX_DATA],
+            previous,
             failed: None,
         }
     }
@@ -142,10 +150,21 @@ impl Host for State {
                 "an item-writer is still open; finish it first".into(),
             )));
         }
+        let mut rec = rec;
+        if let ItemData::Unchanged = data {
+            if !s.previous.contains_key(&rec.id) {
+                return Ok(Err(PluginError::InvalidRequest(format!(
+                    "{} is marked unchanged but has no previous version",
+                    rec.id
+                ))));
+            }
+            rec.unchanged = true;
+        }
         Ok((|| {
             let r = s.writer.begin_item(&rec);
             s.transport(r)?;
             match (data, file) {
+                (ItemData::Unchanged, _) => {}
                 (ItemData::None, _) => {}
                 (ItemData::Inline(bytes), _) => {
                     let r = s.writer.data(&bytes);
@@ -185,6 +204,11 @@ impl Host for State {
             return Ok(Err(e));
         }
         Ok(Ok(self.table.push(ItemWriterHandle { id: rec.id })?))
+    }
+
+    fn previous(&mut self, id: String) -> wasmtime::Result<Option<ItemMetadata>> {
+        let found = sink(self).ok().and_then(|s| s.previous.get(&id).cloned());
+        Ok(found.map(|r| record_to_item(r).metadata))
     }
 
     fn warn(&mut self, id: String, message: String) -> wasmtime::Result<()> {

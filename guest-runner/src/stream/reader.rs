@@ -209,6 +209,8 @@ mod tests {
             symlink_target: None,
             hardlink_target: None,
             attributes: vec![],
+            change_token: None,
+            unchanged: false,
         }
     }
 

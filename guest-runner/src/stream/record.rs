@@ -78,6 +78,13 @@ pub struct ItemRecord {
     pub hardlink_target: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<(String, String)>,
+    /// Changes whenever the content may have (see the WIT `change-token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change_token: Option<String>,
+    /// The content is that of the same item in the previous backup; the
+    /// item carries no data.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 impl ItemRecord {

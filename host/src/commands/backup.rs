@@ -10,7 +10,9 @@ use serde_json::json;
 use crate::cli::{BackupArgs, Cli};
 use crate::repo::{ingest, Origin};
 use crate::store::lock::Lock;
+use crate::store::snapshot::StoredItem;
 use crate::target;
+use std::collections::HashMap;
 
 pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let source = target::backup_target(&a.target)?;
@@ -20,6 +22,19 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     // Shared: backups run side by side; prune waits for them.
     let _lock = Lock::acquire(repo.store.root(), false, "backup")?;
 
+    let parent = parent(&repo, source, &a.plugin, &includes)?;
+    // The parent's catalog for the runner: files whose change token still
+    // matches are referenced, not read again.
+    let previous = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
+    if let Some((_, items)) = &parent {
+        let mut w = std::io::BufWriter::new(previous.as_file());
+        for it in items.values().filter(|i| i.record.change_token.is_some()) {
+            serde_json::to_writer(&mut w, &it.record)?;
+            std::io::Write::write_all(&mut w, b"\n")?;
+        }
+        std::io::Write::flush(&mut w)?;
+    }
+
     let mut cmd = runner.command();
     cmd.args(["backup", "--plugin", &a.plugin, "--output", "-"])
         .stdout(Stdio::piped());
@@ -28,6 +43,9 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     }
     for i in &includes {
         cmd.arg("--select").arg(i);
+    }
+    if parent.is_some() {
+        cmd.arg("--previous").arg(previous.path());
     }
     tracing::debug!(?cmd, "starting the runner");
     let mut child = cmd
@@ -42,6 +60,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
+        parent,
     };
     // Dropping the pipe when ingest fails stops a runner that is still writing.
     let staged = ingest(&repo, BufReader::with_capacity(1 << 20, stdout), &origin);
@@ -69,6 +88,33 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         println!("{}", snap.id);
     }
     Ok(())
+}
+
+/// The newest snapshot of the same source, plugin and selection, with its
+/// items by id.
+fn parent(
+    repo: &crate::repo::Repository,
+    source: &str,
+    plugin: &str,
+    includes: &[String],
+) -> anyhow::Result<Option<(String, HashMap<String, StoredItem>)>> {
+    let mut want = includes.to_vec();
+    want.sort();
+    let snaps = repo.store.snapshots()?;
+    let found = snaps.iter().rev().find(|s| {
+        let mut inc = s.includes.clone();
+        inc.sort();
+        s.source == source && s.plugin == plugin && inc == want
+    });
+    let Some(s) = found else { return Ok(None) };
+    let items = repo.catalog.items(&s.id, None)?;
+    Ok(Some((
+        s.id.clone(),
+        items
+            .into_iter()
+            .map(|i| (i.record.id.clone(), i))
+            .collect(),
+    )))
 }
 
 /// The selection as the plugin sees it, and the directories to grant.

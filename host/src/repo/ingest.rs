@@ -3,6 +3,7 @@
 //! the snapshot. Packs and index are committed here; the snapshot itself is
 //! written by [`Staged::publish`], once the producer has also succeeded.
 
+use std::collections::HashMap;
 use std::io::Read;
 
 use guest_runner::stream::{Event, ItemKind, StreamReader};
@@ -18,6 +19,9 @@ pub struct Origin {
     pub includes: Vec<String>,
     pub plugin: String,
     pub time: i64,
+    /// The snapshot this backup is incremental to, with its items by id:
+    /// items the runner reports unchanged take their content from it.
+    pub parent: Option<(String, HashMap<String, StoredItem>)>,
 }
 
 /// A snapshot whose data is durable but which is not listed yet.
@@ -47,7 +51,7 @@ pub fn ingest(repo: &Repository, input: impl Read, origin: &Origin) -> anyhow::R
         plugin: String::new(),
         plugin_version: String::new(),
         includes: origin.includes.clone(),
-        parent: None,
+        parent: origin.parent.as_ref().map(|(id, _)| id.clone()),
         items: 0,
         bytes: 0,
         added_bytes: 0,
@@ -93,6 +97,25 @@ pub fn ingest(repo: &Repository, input: impl Read, origin: &Origin) -> anyhow::R
                     it.content.push(set.add(BlobKind::Data, c)?);
                     Ok(())
                 })?;
+                if it.record.unchanged {
+                    // Content the parent snapshot already holds.
+                    let prev = origin
+                        .parent
+                        .as_ref()
+                        .and_then(|(_, items)| items.get(&it.record.id));
+                    let prev = prev.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{} is reported unchanged, but the parent snapshot lacks it",
+                            it.record.id
+                        )
+                    })?;
+                    it.record.unchanged = false;
+                    it.record.size = prev.record.size;
+                    it.content = prev.content.clone();
+                    info.bytes += it.record.size;
+                    items.push(it);
+                    continue;
+                }
                 if end.size > 0 || it.record.kind == ItemKind::File {
                     // What was read, not what stat said before reading.
                     it.record.size = end.size;

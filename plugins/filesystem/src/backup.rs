@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::attache::plugin::backup_sink::{self, ItemData};
+use crate::attache::plugin::backup_sink::{self, previous, ItemData};
 use crate::attache::plugin::host::progress;
 use crate::attache::plugin::posix::{readlink_at, stat_at, Stat};
 use crate::attache::plugin::types::{Item, ItemKind, PluginError};
@@ -128,6 +128,25 @@ impl Walk {
                                 metadata: md,
                             },
                             ItemData::None,
+                        );
+                    }
+                }
+                if st.nlink <= 1 || !self.links.contains_key(&(st.dev, st.ino)) {
+                    let same = previous(&id).is_some_and(|p| {
+                        p.change_token.is_some() && p.change_token == md.change_token
+                    });
+                    if same {
+                        if st.nlink > 1 {
+                            self.links.insert((st.dev, st.ino), id.clone());
+                        }
+                        self.summary.bytes += md.size;
+                        return self.emit(
+                            Item {
+                                id,
+                                kind: ItemKind::File,
+                                metadata: md,
+                            },
+                            ItemData::Unchanged,
                         );
                     }
                 }

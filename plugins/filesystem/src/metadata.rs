@@ -42,7 +42,23 @@ pub fn from_stat(st: &Stat) -> ItemMetadata {
         symlink_target: None,
         hardlink_target: None,
         attributes: Vec::new(),
+        change_token: (file_type(st.mode) == FileType::Regular).then(|| change_token(st)),
     }
+}
+
+/// Changes whenever a file's content may have: a new inode (replaced), a
+/// new size, mtime or ctime (written, or touched back by someone hiding it).
+pub fn change_token(st: &Stat) -> String {
+    format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        st.dev,
+        st.ino,
+        st.size,
+        st.mtime.seconds,
+        st.mtime.nanoseconds,
+        st.ctime.seconds,
+        st.ctime.nanoseconds
+    )
 }
 
 fn datetime(t: Timestamp) -> NewTimestamp {

@@ -35,6 +35,7 @@ fn leak(id: &str, bytes: Vec<u8>) -> Result<(), PluginError> {
             symlink_target: None,
             hardlink_target: None,
             attributes: vec![],
+            change_token: None,
         },
     };
     emit(&item, &ItemData::Inline(bytes))

@@ -65,6 +65,7 @@ impl Guest for Probe {
                 symlink_target: None,
                 hardlink_target: None,
                 attributes: vec![("built".into(), VERSION.into())],
+                change_token: None,
             },
         };
         emit(&item, &ItemData::Inline(VERSION.as_bytes().to_vec()))?;

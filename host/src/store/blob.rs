@@ -17,17 +17,43 @@ pub struct Encoded {
     pub bytes: Vec<u8>,
 }
 
+/// How much of a large blob is test-compressed to decide whether to try.
+const SAMPLE: usize = 64 << 10;
+
+/// Whether compressing looks worth it: random or already compressed data
+/// (media, archives) is stored as it is without spending a full pass.
+fn worth_compressing(plain: &[u8]) -> bool {
+    if plain.len() <= 2 * SAMPLE {
+        return true;
+    }
+    let mid = plain.len() / 2 - SAMPLE / 2;
+    let sample = &plain[mid..mid + SAMPLE];
+    zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE - SAMPLE / 16)
+}
+
 /// Compresses (when it pays) and seals `plain`.
+#[cfg(test)]
 pub fn encode(cipher: &Cipher, plain: &[u8]) -> Result<Encoded, StoreError> {
-    let id = cipher.id(plain);
-    let compressed = zstd::bulk::compress(plain, LEVEL).map_err(StoreError::Io)?;
-    let mut body = Vec::with_capacity(plain.len().min(compressed.len()) + 1);
-    if compressed.len() + compressed.len() / 32 < plain.len() {
-        body.push(ZSTD);
-        body.extend_from_slice(&compressed);
+    encode_with_id(cipher, cipher.id(plain), plain)
+}
+
+/// [`encode`] for a plaintext whose id is known.
+pub fn encode_with_id(cipher: &Cipher, id: BlobId, plain: &[u8]) -> Result<Encoded, StoreError> {
+    let compressed = if worth_compressing(plain) {
+        Some(zstd::bulk::compress(plain, LEVEL).map_err(StoreError::Io)?)
     } else {
-        body.push(RAW);
-        body.extend_from_slice(plain);
+        None
+    };
+    let mut body = Vec::with_capacity(plain.len() + 1);
+    match compressed {
+        Some(c) if c.len() + c.len() / 32 < plain.len() => {
+            body.push(ZSTD);
+            body.extend_from_slice(&c);
+        }
+        _ => {
+            body.push(RAW);
+            body.extend_from_slice(plain);
+        }
     }
     let raw_len =
         u32::try_from(plain.len()).map_err(|_| StoreError::Corrupt("blob too large".into()))?;

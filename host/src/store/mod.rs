@@ -24,9 +24,9 @@ pub mod index;
 pub mod key;
 pub mod lock;
 pub mod pack;
+pub mod pack_set;
 pub mod snapshot;
 
-use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
@@ -34,9 +34,9 @@ use std::sync::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crypto::{BlobId, Cipher, MasterKey};
-use index::{Index, IndexFile, IndexedPack};
+use index::Index;
 use key::KeyFile;
-use pack::{BlobKind, PackWriter, PACK_SIZE};
+pub use pack_set::PackSet;
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,7 @@ pub struct Store {
     root: PathBuf,
     pub config: Config,
     cipher: Cipher,
-    index: RwLock<Index>,
+    pub(crate) index: RwLock<Index>,
 }
 
 const KEY_FILE: &str = "keys/default";
@@ -200,79 +200,6 @@ impl Store {
 
     /// A writer of new blobs into new packs.
     pub fn writer(&self) -> PackSet<'_> {
-        PackSet {
-            store: self,
-            current: PackWriter::default(),
-            done: Vec::new(),
-            pending: HashSet::new(),
-            added_bytes: 0,
-        }
-    }
-}
-
-/// New blobs on their way into packs. Nothing is visible to readers until
-/// [`PackSet::commit`] has written the packs and the index naming them.
-pub struct PackSet<'s> {
-    store: &'s Store,
-    current: PackWriter,
-    done: Vec<IndexedPack>,
-    pending: HashSet<BlobId>,
-    /// Bytes written to packs so far.
-    pub added_bytes: u64,
-}
-
-impl PackSet<'_> {
-    /// Whether a blob is stored already or on its way.
-    pub fn contains(&self, id: &BlobId) -> bool {
-        self.pending.contains(id) || self.store.has(id)
-    }
-
-    /// Adds an encoded blob unless it is already stored.
-    pub fn add_encoded(&mut self, kind: BlobKind, e: blob::Encoded) -> Result<BlobId, StoreError> {
-        let id = e.id;
-        if self.contains(&id) {
-            return Ok(id);
-        }
-        self.pending.insert(id);
-        self.current.add(kind, e);
-        if self.current.len() >= PACK_SIZE {
-            self.finish_pack()?;
-        }
-        Ok(id)
-    }
-
-    /// Encodes and adds `plain` unless it is already stored.
-    pub fn add(&mut self, kind: BlobKind, plain: &[u8]) -> Result<BlobId, StoreError> {
-        let id = self.store.cipher.id(plain);
-        if self.contains(&id) {
-            return Ok(id);
-        }
-        self.add_encoded(kind, blob::encode(&self.store.cipher, plain)?)
-    }
-
-    fn finish_pack(&mut self) -> Result<(), StoreError> {
-        let w = std::mem::take(&mut self.current);
-        if w.is_empty() {
-            return Ok(());
-        }
-        self.added_bytes += w.len() as u64;
-        let (pack, blobs) = w.finish(&self.store.root, &self.store.cipher)?;
-        self.done.push(IndexedPack { pack, blobs });
-        Ok(())
-    }
-
-    /// Writes the last pack and an index file for all of them; afterwards
-    /// every added blob is durable and readable.
-    pub fn commit(mut self) -> Result<u64, StoreError> {
-        self.finish_pack()?;
-        if self.done.is_empty() {
-            return Ok(0);
-        }
-        let file = IndexFile {
-            packs: std::mem::take(&mut self.done),
-        };
-        let id = index::write_index(&self.store.root, &self.store.cipher, &file)?;
-        self.store.index.write().expect("index lock").add(id, &file);
-        Ok(self.added_bytes)
+        PackSet::new(self)
     }
 }

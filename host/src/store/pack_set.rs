@@ -1,0 +1,168 @@
+//! New blobs on their way into packs, in a pipeline: the caller hashes and
+//! deduplicates; encoder threads compress and seal; a writer thread fills
+//! packs and writes each durably while the next is being filled. Nothing is
+//! visible to readers until [`PackSet::commit`] has written the index naming
+//! the packs, after every one of them is on disk.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+
+use super::blob::{encode_with_id, Encoded};
+use super::crypto::{BlobId, Cipher};
+use super::index::{self, IndexFile, IndexedPack};
+use super::pack::{BlobKind, PackWriter, PACK_SIZE};
+use super::{Store, StoreError};
+
+type Job = (BlobKind, BlobId, Vec<u8>);
+type Done = Result<(BlobKind, Encoded), StoreError>;
+
+/// Chunks waiting for an encoder, and encoded blobs waiting for the writer:
+/// bounds the memory in flight to a few chunks each.
+const QUEUE: usize = 4;
+
+pub struct PackSet<'s> {
+    store: &'s Store,
+    pending: HashSet<BlobId>,
+    jobs: Option<SyncSender<Job>>,
+    encoders: Vec<JoinHandle<()>>,
+    writer: Option<JoinHandle<Result<(Vec<IndexedPack>, u64), StoreError>>>,
+}
+
+fn encoder(cipher: Cipher, jobs: Arc<Mutex<Receiver<Job>>>, out: SyncSender<Done>) {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((kind, id, plain)) = job else { return };
+        let done = encode_with_id(&cipher, id, &plain).map(|e| (kind, e));
+        let failed = done.is_err();
+        if out.send(done).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn writer(
+    root: PathBuf,
+    cipher: Cipher,
+    rx: Receiver<Done>,
+) -> Result<(Vec<IndexedPack>, u64), StoreError> {
+    let mut packs = Vec::new();
+    let mut bytes = 0u64;
+    let mut w = PackWriter::default();
+    for done in rx {
+        let (kind, e) = done?;
+        w.add(kind, e);
+        if w.len() >= PACK_SIZE {
+            bytes += w.len() as u64;
+            let (pack, blobs) = std::mem::take(&mut w).finish(&root, &cipher)?;
+            packs.push(IndexedPack { pack, blobs });
+        }
+    }
+    if !w.is_empty() {
+        bytes += w.len() as u64;
+        let (pack, blobs) = w.finish(&root, &cipher)?;
+        packs.push(IndexedPack { pack, blobs });
+    }
+    Ok((packs, bytes))
+}
+
+impl<'s> PackSet<'s> {
+    pub fn new(store: &'s Store) -> Self {
+        let (jobs_tx, jobs_rx) = sync_channel::<Job>(QUEUE);
+        let (done_tx, done_rx) = sync_channel::<Done>(QUEUE);
+        let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+        let n = thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(1, 8);
+        let encoders = (0..n)
+            .filter_map(|i| {
+                let (cipher, jobs, out) =
+                    (store.cipher().clone(), jobs_rx.clone(), done_tx.clone());
+                thread::Builder::new()
+                    .name(format!("encode-{i}"))
+                    .spawn(move || encoder(cipher, jobs, out))
+                    .ok()
+            })
+            .collect();
+        drop(done_tx);
+        let (root, cipher) = (store.root().to_owned(), store.cipher().clone());
+        let writer = thread::Builder::new()
+            .name("pack-writer".into())
+            .spawn(move || writer(root, cipher, done_rx))
+            .ok();
+        Self {
+            store,
+            pending: HashSet::new(),
+            jobs: Some(jobs_tx),
+            encoders,
+            writer,
+        }
+    }
+
+    /// Whether a blob is stored already or on its way.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.pending.contains(id) || self.store.has(id)
+    }
+
+    /// Stores `plain` unless a blob with its content exists; returns its id.
+    pub fn add(&mut self, kind: BlobKind, plain: &[u8]) -> Result<BlobId, StoreError> {
+        let id = self.store.cipher().id(plain);
+        if self.contains(&id) {
+            return Ok(id);
+        }
+        self.pending.insert(id);
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|j| j.send((kind, id, plain.to_vec())).is_ok());
+        if !sent {
+            // The pipeline stopped: its own error says why.
+            return Err(self
+                .stop()
+                .err()
+                .unwrap_or_else(|| StoreError::Corrupt("the pack writer stopped".into())));
+        }
+        Ok(id)
+    }
+
+    /// Drains the pipeline and returns the packs written.
+    fn stop(&mut self) -> Result<(Vec<IndexedPack>, u64), StoreError> {
+        drop(self.jobs.take());
+        for e in self.encoders.drain(..) {
+            let _ = e.join();
+        }
+        match self.writer.take().map(|w| w.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(StoreError::Corrupt("the pack writer panicked".into())),
+            None => Err(StoreError::Corrupt("the pack writer did not start".into())),
+        }
+    }
+
+    /// Waits for every pack to be durable, then writes the index naming
+    /// them; afterwards every added blob is readable. Returns the bytes
+    /// written to packs.
+    pub fn commit(mut self) -> Result<u64, StoreError> {
+        let (packs, bytes) = self.stop()?;
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let file = IndexFile { packs };
+        let id = index::write_index(self.store.root(), self.store.cipher(), &file)?;
+        self.store.index.write().expect("index lock").add(id, &file);
+        Ok(bytes)
+    }
+}
+
+impl Drop for PackSet<'_> {
+    fn drop(&mut self) {
+        // An abandoned set stops its threads; what they wrote stays
+        // unreferenced until prune.
+        let _ = self.stop();
+    }
+}

@@ -29,6 +29,14 @@ pub struct Cli {
     /// the password comes from ATTACHE_PASSWORD.
     #[arg(long, global = true)]
     pub password_file: Option<PathBuf>,
+    /// Talk to an `attache serve` at this URL instead of opening the
+    /// repository directly (backup, restore, snapshots, ls, find).
+    #[arg(long, global = true, env = "ATTACHE_SERVER")]
+    pub server: Option<String>,
+    /// A file holding the server's bearer token; without it the token comes
+    /// from ATTACHE_TOKEN.
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -54,6 +62,8 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Removes data no snapshot references.
     Prune,
+    /// Serves the REST API and runs jobs.
+    Serve(ServeArgs),
     /// Builds the agent container.
     Container {
         #[command(subcommand)]
@@ -67,6 +77,19 @@ pub struct InitArgs {
     /// the backups).
     #[arg(long)]
     pub no_encryption: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8427")]
+    pub listen: String,
+    /// Jobs that may run at once in all.
+    #[arg(long, default_value_t = 4)]
+    pub max_jobs: usize,
+    /// Jobs that may run at once on one target (a VM, or `local`).
+    #[arg(long, default_value_t = 1)]
+    pub max_jobs_per_target: usize,
 }
 
 #[derive(Debug, Args)]

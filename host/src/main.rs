@@ -5,8 +5,12 @@
 
 mod agent;
 mod cli;
+mod client;
 mod commands;
+mod jobs;
+mod progress;
 mod repo;
+mod server;
 mod store;
 mod target;
 
@@ -31,6 +35,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(&cli, a),
         Command::Forget(a) => commands::forget::run(&cli, a),
         Command::Prune => commands::prune::run(&cli),
+        Command::Serve(a) => commands::serve::run(&cli, a),
         Command::Backup(a) => commands::backup::run(&cli, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli, a),
         Command::Ls(a) => commands::ls::run(&cli, a),

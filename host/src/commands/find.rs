@@ -3,10 +3,15 @@
 use std::io::Write;
 
 use crate::cli::{Cli, FindArgs};
+use crate::repo::Found;
 
 pub fn run(cli: &Cli, a: &FindArgs) -> anyhow::Result<()> {
-    let repo = super::repository(cli, false)?;
-    let hits = repo.catalog.find(&a.pattern)?;
+    let hits: Vec<Found> = match super::client(cli)? {
+        Some(c) => serde_json::from_value(
+            c.get(&format!("/find?pattern={}", super::ls::encode(&a.pattern)))?,
+        )?,
+        None => super::repository(cli, false)?.catalog.find(&a.pattern)?,
+    };
     let mut out = std::io::stdout().lock();
     if a.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&hits)?)?;

@@ -6,6 +6,7 @@ use crate::repo::retention::{keep, Policy};
 use crate::store::lock::Lock;
 
 pub fn run(cli: &Cli, a: &ForgetArgs) -> anyhow::Result<()> {
+    super::local_only(cli, "forget")?;
     let policy = Policy {
         last: a.keep_last,
         daily: a.keep_daily,

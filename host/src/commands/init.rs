@@ -5,6 +5,7 @@ use crate::repo::Password;
 use crate::store::Store;
 
 pub fn run(cli: &Cli, a: &InitArgs) -> anyhow::Result<()> {
+    super::local_only(cli, "init")?;
     let password = Password {
         file: cli.password_file.clone(),
     }

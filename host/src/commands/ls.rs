@@ -3,30 +3,44 @@
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
+use guest_runner::stream::ItemRecord;
+
 use crate::cli::{Cli, LsArgs};
 
 pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    let repo = super::repository(cli, false)?;
-    let snap = repo.find_snapshot(&a.snapshot)?;
-    let items = repo.catalog.items(&snap.id, a.prefix.as_deref())?;
-    if let Some(p) = &a.prefix {
-        anyhow::ensure!(
-            !items.is_empty(),
-            "snapshot {} has no item {p:?}",
-            snap.short_id()
-        );
-    }
+    let items: Vec<ItemRecord> = match super::client(cli)? {
+        Some(c) => {
+            let mut path = format!("/snapshots/{}/items", a.snapshot);
+            if let Some(p) = &a.prefix {
+                path += &format!("?prefix={}", encode(p));
+            }
+            serde_json::from_value(c.get(&path)?)?
+        }
+        None => {
+            let repo = super::repository(cli, false)?;
+            let snap = repo.find_snapshot(&a.snapshot)?;
+            let items = repo.catalog.items(&snap.id, a.prefix.as_deref())?;
+            if let Some(p) = &a.prefix {
+                anyhow::ensure!(
+                    !items.is_empty(),
+                    "snapshot {} has no item {p:?}",
+                    snap.short_id()
+                );
+            }
+            items.into_iter().map(|i| i.record).collect()
+        }
+    };
     let shown = items.iter();
     if a.json {
         let v: Vec<_> = shown
-            .map(|i| serde_json::to_value(&i.record))
+            .map(|i| serde_json::to_value(i))
             .collect::<Result<_, _>>()?;
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
     for i in shown {
-        let it = &i.record;
+        let it = i;
         let mode = it
             .mode
             .map(|m| format!("{:04o}", m & 0o7777))
@@ -62,4 +76,16 @@ pub fn time(seconds: i64, _nanos: u32) -> String {
         return format!("@{seconds}");
     }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds as u64)).to_string()
+}
+
+/// Percent-encodes a query value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

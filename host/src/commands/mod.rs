@@ -8,13 +8,18 @@ pub mod init;
 pub mod ls;
 pub mod prune;
 pub mod restore;
+pub mod serve;
 pub mod snapshots;
 pub mod verify;
 
 use std::path::PathBuf;
 
-use crate::agent::{self, LocalRunner};
+use anyhow::Context as _;
+
+use crate::agent;
 use crate::cli::Cli;
+use crate::client::Client;
+use crate::jobs::Context;
 use crate::repo::{Password, Repository};
 
 /// Attaché's local cache directory.
@@ -25,22 +30,45 @@ pub fn cache(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".attache-cache"))
 }
 
-/// The local runner of the agent container this command uses.
-pub fn local_runner(cli: &Cli) -> anyhow::Result<LocalRunner> {
-    Ok(LocalRunner {
-        dir: agent::find(cli.agent_dir.as_deref())?,
-        cache_dir: Some(cache(cli).join("components")),
-    })
+/// Where jobs of this command line find everything.
+pub fn context(cli: &Cli) -> Context {
+    Context {
+        repo: cli.repo.clone(),
+        password: Password {
+            file: cli.password_file.clone(),
+        },
+        cache: cache(cli),
+        agent_dir: cli.agent_dir.clone(),
+    }
 }
 
 /// The repository, created if missing when `create` (and a password is set).
 pub fn repository(cli: &Cli, create: bool) -> anyhow::Result<Repository> {
-    Repository::open(
-        &cli.repo,
-        &Password {
-            file: cli.password_file.clone(),
-        },
-        &cache(cli),
-        create,
-    )
+    context(cli).repository(create)
+}
+
+/// The server client, when `--server` is given.
+pub fn client(cli: &Cli) -> anyhow::Result<Option<Client>> {
+    let Some(url) = &cli.server else {
+        return Ok(None);
+    };
+    let token = match &cli.token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("ATTACHE_TOKEN").ok(),
+    };
+    Ok(Some(Client::new(url, token)?))
+}
+
+/// Refuses `--server` for commands that work on the repository directly.
+pub fn local_only(cli: &Cli, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        cli.server.is_none(),
+        "`attache {what}` works on the repository directly; drop --server"
+    );
+    Ok(())
 }

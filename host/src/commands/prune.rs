@@ -5,6 +5,7 @@ use crate::repo::prune::prune;
 use crate::store::lock::Lock;
 
 pub fn run(cli: &Cli) -> anyhow::Result<()> {
+    super::local_only(cli, "prune")?;
     let repo = super::repository(cli, false)?;
     let _lock = Lock::acquire(repo.store.root(), true, "prune")?;
     let r = prune(&repo)?;

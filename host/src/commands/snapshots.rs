@@ -1,12 +1,15 @@
 //! `attache snapshots`
 
 use crate::cli::{Cli, SnapshotsArgs};
+use crate::store::snapshot::SnapshotInfo;
 use std::io::Write;
 
 pub fn run(cli: &Cli, a: &SnapshotsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    let repo = super::repository(cli, false)?;
-    let snaps = repo.store.snapshots()?;
+    let snaps: Vec<SnapshotInfo> = match super::client(cli)? {
+        Some(c) => serde_json::from_value(c.get("/snapshots")?)?,
+        None => super::repository(cli, false)?.store.snapshots()?,
+    };
     if a.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&snaps)?)?;
         return Ok(());

@@ -19,7 +19,7 @@ pub struct Catalog {
 }
 
 /// One hit of `find`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Found {
     pub snapshot: String,
     pub time: i64,

@@ -6,6 +6,7 @@ use std::io::Write;
 
 use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
 
+use crate::jobs::{Control, Progress};
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::Store;
 
@@ -26,7 +27,9 @@ pub fn write_restore_stream(
     all: &[StoredItem],
     selected: &[StoredItem],
     out: impl Write,
+    ctl: &Control<'_>,
 ) -> anyhow::Result<Sent> {
+    let mut progress = Progress::default();
     let mut failed = Vec::new();
     let by_id: HashMap<&str, &StoredItem> = all.iter().map(|i| (i.record.id.as_str(), i)).collect();
     let chosen: HashSet<&str> = selected.iter().map(|i| i.record.id.as_str()).collect();
@@ -38,6 +41,10 @@ pub fn write_restore_stream(
     };
     let mut w = StreamWriter::new(out, &header)?;
     for it in selected {
+        anyhow::ensure!(!ctl.cancelled(), "cancelled");
+        progress.items += 1;
+        progress.bytes += it.record.size;
+        (ctl.progress)(&progress);
         let (record, content) = match it.record.kind {
             ItemKind::Hardlink => {
                 let target = it.record.hardlink_target.as_deref().unwrap_or_default();

@@ -9,6 +9,7 @@ use std::io::Read;
 use guest_runner::stream::{Event, ItemKind, StreamReader};
 
 use super::Repository;
+use crate::jobs::{Control, Progress};
 use crate::store::chunker::Chunker;
 use crate::store::pack::BlobKind;
 use crate::store::snapshot::{write_tree, SnapshotInfo, StoredItem, Warning};
@@ -39,7 +40,14 @@ impl Staged {
     }
 }
 
-pub fn ingest(repo: &Repository, input: impl Read, origin: &Origin) -> anyhow::Result<Staged> {
+pub fn ingest(
+    repo: &Repository,
+    input: impl Read,
+    origin: &Origin,
+    ctl: &Control<'_>,
+) -> anyhow::Result<Staged> {
+    let mut progress = Progress::default();
+    let mut reported = std::time::Instant::now();
     let mut reader = StreamReader::new(input);
     let mut set = repo.store.writer();
     let params = repo.store.config.chunker;
@@ -62,6 +70,13 @@ pub fn ingest(repo: &Repository, input: impl Read, origin: &Origin) -> anyhow::R
     let mut items: Vec<StoredItem> = Vec::new();
     let mut open: Option<StoredItem> = None;
     while let Some(ev) = reader.next_event()? {
+        anyhow::ensure!(!ctl.cancelled(), "cancelled");
+        if reported.elapsed() >= std::time::Duration::from_millis(200) {
+            progress.items = items.len() as u64;
+            progress.bytes = info.bytes;
+            (ctl.progress)(&progress);
+            reported = std::time::Instant::now();
+        }
         match ev {
             Event::Header(h) => {
                 anyhow::ensure!(
@@ -137,5 +152,9 @@ pub fn ingest(repo: &Repository, input: impl Read, origin: &Origin) -> anyhow::R
     info.tree = write_tree(&mut set, params, &items)?;
     info.items = items.len() as u64;
     info.added_bytes = set.commit()?;
+    (ctl.progress)(&Progress {
+        items: items.len() as u64,
+        bytes: info.bytes,
+    });
     Ok(Staged { info, items })
 }

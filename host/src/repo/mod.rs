@@ -12,7 +12,7 @@ pub mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub use catalog::Catalog;
+pub use catalog::{Catalog, Found};
 pub use extract::write_restore_stream;
 pub use ingest::{ingest, Origin};
 pub use password::Password;
@@ -51,6 +51,12 @@ impl Repository {
         let repo = Self { store, catalog };
         repo.catalog.sync(&repo.store)?;
         Ok(repo)
+    }
+
+    /// Catches up with what other processes wrote since it was opened.
+    pub fn refresh(&self) -> anyhow::Result<()> {
+        self.store.reload_index()?;
+        self.catalog.sync(&self.store)
     }
 
     /// The snapshot whose id is or starts with `prefix`.

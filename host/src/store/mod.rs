@@ -179,6 +179,13 @@ impl Store {
         &self.cipher
     }
 
+    /// Reloads the index, after other processes added to the repository.
+    pub fn reload_index(&self) -> Result<(), StoreError> {
+        let idx = Index::load(&self.root, &self.cipher)?;
+        *self.index.write().expect("index lock") = idx;
+        Ok(())
+    }
+
     pub fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().expect("index lock")
     }

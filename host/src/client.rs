@@ -1,0 +1,99 @@
+//! The command line as a client of `attache serve` (`--server URL`).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use crate::jobs::Progress;
+use crate::progress::Display;
+
+pub struct Client {
+    base: String,
+    token: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+        let token = token.context(
+            "talking to a server needs its token: set ATTACHE_TOKEN or pass --token-file",
+        )?;
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        Ok(Self {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            agent,
+        })
+    }
+
+    fn answer(
+        &self,
+        r: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+        what: &str,
+    ) -> anyhow::Result<Value> {
+        let mut r = r.with_context(|| format!("{what}: cannot reach {}", self.base))?;
+        let status = r.status();
+        let body: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!(
+                "{what}: server answered {status}: {}",
+                body["error"].as_str().unwrap_or("(no reason given)")
+            );
+        }
+        Ok(body)
+    }
+
+    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .agent
+            .get(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
+        self.answer(r, &format!("GET {path}"))
+    }
+
+    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        let r = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .send_json(body);
+        self.answer(r, &format!("POST {path}"))
+    }
+
+    /// Submits a job and follows it to its end; returns its final state.
+    pub fn run_job(&self, body: &Value, what: &str) -> anyhow::Result<Value> {
+        let job = self.post("/jobs", body)?;
+        let id = job["id"]
+            .as_str()
+            .context("the server returned no job id")?
+            .to_owned();
+        let display = Display::new(what);
+        loop {
+            let j = self.get(&format!("/jobs/{id}"))?;
+            if let Ok(p) = serde_json::from_value::<Progress>(j["progress"].clone()) {
+                display.update(&p);
+            }
+            match j["status"].as_str() {
+                Some("succeeded") => {
+                    display.finish();
+                    return Ok(j);
+                }
+                Some("failed") | Some("cancelled") => {
+                    display.finish();
+                    bail!(
+                        "job {id} {}: {}",
+                        j["status"].as_str().unwrap_or("?"),
+                        j["error"].as_str().unwrap_or("")
+                    );
+                }
+                _ => std::thread::sleep(Duration::from_millis(250)),
+            }
+        }
+    }
+}

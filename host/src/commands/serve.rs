@@ -1,0 +1,32 @@
+//! `attache serve [--listen ADDR]`
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, ServeArgs};
+use crate::server::{serve, Limits, ServerState};
+
+pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
+    let token = match &cli.token_file {
+        Some(f) => std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read {}", f.display()))?
+            .trim()
+            .to_owned(),
+        None => std::env::var("ATTACHE_TOKEN").unwrap_or_default(),
+    };
+    anyhow::ensure!(token.len() >= 16, "the server needs a bearer token of at least 16 characters: set ATTACHE_TOKEN or pass --token-file");
+    let ctx = super::context(cli);
+    // Fail now, not at the first request, when the repository cannot be opened.
+    ctx.repository(true)?;
+    let state = ServerState::new(
+        ctx,
+        token,
+        Limits {
+            global: a.max_jobs,
+            per_target: a.max_jobs_per_target,
+        },
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(state, &a.listen))
+}

@@ -1,0 +1,84 @@
+//! The work behind `backup` and `restore`, shared by the command line and
+//! the server: what to do, progress as it goes, and cancellation.
+
+pub mod backup;
+pub mod restore;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use crate::agent::{self, LocalRunner};
+use crate::repo::{Password, Repository};
+
+/// Where jobs find the repository, its password, the cache and the agent.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub repo: PathBuf,
+    pub password: Password,
+    pub cache: PathBuf,
+    pub agent_dir: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn repository(&self, create: bool) -> anyhow::Result<Repository> {
+        Repository::open(&self.repo, &self.password, &self.cache, create)
+    }
+
+    pub fn runner(&self) -> anyhow::Result<LocalRunner> {
+        Ok(LocalRunner {
+            dir: agent::find(self.agent_dir.as_deref())?,
+            cache_dir: Some(self.cache.join("components")),
+        })
+    }
+}
+
+/// How far a job is.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Progress {
+    /// Items done.
+    pub items: u64,
+    /// Content bytes done.
+    pub bytes: u64,
+}
+
+/// What a job reports to and hears from whoever runs it.
+pub struct Control<'a> {
+    pub progress: &'a (dyn Fn(&Progress) + Sync),
+    pub cancel: &'a AtomicBool,
+}
+
+impl Control<'_> {
+    pub fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::Relaxed)
+    }
+}
+
+/// A backup to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// `local`: this machine acts as the guest.
+    pub target: String,
+    /// The plugin that reads the application.
+    pub plugin: String,
+    /// Items to back up with everything below them.
+    pub include: Vec<String>,
+}
+
+/// A restore to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Snapshot id or unique prefix.
+    pub snapshot: String,
+    /// Items to restore with everything below them; empty for all.
+    #[serde(default)]
+    pub items: Vec<String>,
+    /// `local` or `local:DIR`.
+    pub to: String,
+    /// Replace items that exist.
+    #[serde(default)]
+    pub overwrite: bool,
+}

@@ -1,0 +1,122 @@
+//! A restore: the selected items of a snapshot go to the agent, which
+//! recreates them through the plugin.
+
+use std::io::{BufWriter, Read};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{bail, Context as _};
+use serde::Serialize;
+
+use super::{Context, Control, RestoreRequest};
+use crate::repo::{is_at_or_below, write_restore_stream};
+use crate::store::lock::Lock;
+use crate::target::{self, RestoreTo};
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Restored {
+    pub snapshot: String,
+    pub items: u64,
+    pub to: PathBuf,
+    /// The agent's report (items, refused and warnings), as it printed it.
+    pub report: serde_json::Value,
+}
+
+pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Result<Restored> {
+    let to = target::restore_to(&a.to)?;
+    let repo = ctx.repository(false)?;
+    let snap = repo.find_snapshot(&a.snapshot)?;
+    // Shared: prune waits until the restore has read what it needs.
+    let _lock = Lock::acquire(repo.store.root(), false, "restore")?;
+    let all = repo.catalog.items(&snap.id, None)?;
+    for want in &a.items {
+        if !all.iter().any(|i| is_at_or_below(&i.record.id, want)) {
+            bail!("snapshot {} has no item {want:?}", snap.short_id());
+        }
+    }
+    let selected: Vec<_> = all
+        .iter()
+        .filter(|i| a.items.is_empty() || a.items.iter().any(|w| is_at_or_below(&i.record.id, w)))
+        .cloned()
+        .collect();
+    let dir: PathBuf = match &to {
+        RestoreTo::LocalOriginal => "/".into(),
+        RestoreTo::LocalDir(d) => {
+            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+            std::path::absolute(d)?
+        }
+    };
+
+    let runner = ctx.runner()?;
+    let mut cmd = runner.command();
+    cmd.args(["restore", "--plugin", &snap.plugin, "--input", "-"])
+        .arg("--target")
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if a.overwrite {
+        cmd.arg("--overwrite");
+    }
+    let mut child = cmd.spawn().context("cannot start the runner")?;
+    let mut stdout = child.stdout.take().context("runner has no stdout")?;
+    let report = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let stdin = child.stdin.take().context("runner has no stdin")?;
+    let sent = write_restore_stream(
+        &repo.store,
+        &snap,
+        &all,
+        &selected,
+        BufWriter::with_capacity(1 << 20, stdin),
+        ctl,
+    );
+    if sent.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    let report = report
+        .join()
+        .map_err(|_| anyhow::anyhow!("report reader panicked"))??;
+    let report: serde_json::Value =
+        serde_json::from_str(&report).unwrap_or(serde_json::Value::Null);
+    let mut problems = Vec::new();
+    if let Ok(sent) = &sent {
+        for (id, why) in &sent.failed {
+            problems.push(format!("not restored: {id}: {why}"));
+        }
+    }
+    for kind in ["refused", "warnings"] {
+        for n in report[kind].as_array().into_iter().flatten() {
+            problems.push(format!(
+                "{}: {}: {}",
+                kind.trim_end_matches('s'),
+                n["id"].as_str().unwrap_or("?"),
+                n["message"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    if ctl.cancelled() {
+        bail!("cancelled");
+    }
+    if !status.success() || !problems.is_empty() {
+        let sent_err = sent
+            .as_ref()
+            .err()
+            .map(|e| format!("{e:#}\n"))
+            .unwrap_or_default();
+        bail!(
+            "restore failed (runner exit: {status}):\n{sent_err}{}",
+            problems.join("\n")
+        );
+    }
+    let sent = sent.context("sending the restore stream")?;
+    Ok(Restored {
+        snapshot: snap.id,
+        items: sent.items,
+        to: dir,
+        report,
+    })
+}

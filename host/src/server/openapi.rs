@@ -1,0 +1,154 @@
+//! The OpenAPI 3.1 description of the API, served at `/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn error_responses(codes: &[&str]) -> Value {
+    let mut m = serde_json::Map::new();
+    for c in codes {
+        let what = match *c {
+            "400" => "The request is malformed (bad JSON, unknown field, invalid target).",
+            "401" => "The bearer token is missing or wrong.",
+            "404" => "No such snapshot, item, job or route.",
+            "409" => "The job has already finished.",
+            _ => "The server failed.",
+        };
+        m.insert((*c).into(), json!({ "description": what, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
+    }
+    Value::Object(m)
+}
+
+fn ok(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+pub fn document() -> Value {
+    let id_param = |what: &str| json!({ "name": "id", "in": "path", "required": true, "description": what, "schema": { "type": "string" } });
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Attaché",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Agentless, application-aware backup for virtual machines: snapshots, their items, and backup and restore jobs."
+        },
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/health": { "get": {
+                "summary": "Liveness; needs no token.", "security": [],
+                "responses": { "200": ok("The server is up.", json!({ "type": "object", "properties": { "status": { "type": "string" } } })) }
+            }},
+            "/openapi.json": { "get": {
+                "summary": "This document.",
+                "responses": merge(json!({ "200": ok("The OpenAPI document.", json!({ "type": "object" })) }), error_responses(&["401"]))
+            }},
+            "/metrics": { "get": {
+                "summary": "Counters in the Prometheus text format.",
+                "responses": merge(json!({ "200": { "description": "Prometheus text.", "content": { "text/plain": {} } } }), error_responses(&["401"]))
+            }},
+            "/snapshots": { "get": {
+                "summary": "Every snapshot, oldest first.",
+                "responses": merge(json!({ "200": ok("Snapshots.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Snapshot" } })) }), error_responses(&["401", "500"]))
+            }},
+            "/snapshots/{id}": { "get": {
+                "summary": "One snapshot, by id or unique prefix.",
+                "parameters": [id_param("Snapshot id or unique prefix.")],
+                "responses": merge(json!({ "200": ok("The snapshot.", json!({ "$ref": "#/components/schemas/Snapshot" })) }), error_responses(&["401", "404", "500"]))
+            }},
+            "/snapshots/{id}/items": { "get": {
+                "summary": "Items of a snapshot with their metadata, from the catalog.",
+                "parameters": [id_param("Snapshot id or unique prefix."), { "name": "prefix", "in": "query", "required": false, "description": "Only this item and what lies below it.", "schema": { "type": "string" } }],
+                "responses": merge(json!({ "200": ok("Items in backup order.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Item" } })) }), error_responses(&["401", "404", "500"]))
+            }},
+            "/find": { "get": {
+                "summary": "Which snapshots hold items matching a glob.",
+                "parameters": [{ "name": "pattern", "in": "query", "required": true, "description": "Glob on whole ids when it contains '/', else on the last component.", "schema": { "type": "string" } }],
+                "responses": merge(json!({ "200": ok("Matches.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Found" } })) }), error_responses(&["400", "401", "500"]))
+            }},
+            "/jobs": {
+                "get": {
+                    "summary": "Every job this server has run or queued.",
+                    "responses": merge(json!({ "200": ok("Jobs.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Job" } })) }), error_responses(&["401"]))
+                },
+                "post": {
+                    "summary": "Queues a backup or restore.",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/JobRequest" } } } },
+                    "responses": merge(json!({ "202": ok("Queued.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["400", "401"]))
+                }
+            },
+            "/jobs/{id}": {
+                "get": {
+                    "summary": "A job's state, progress and result.",
+                    "parameters": [id_param("Job id.")],
+                    "responses": merge(json!({ "200": ok("The job.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["401", "404"]))
+                },
+                "delete": {
+                    "summary": "Cancels a job: a queued one never starts; a running one stops and cleans up.",
+                    "parameters": [id_param("Job id.")],
+                    "responses": merge(json!({ "202": ok("Cancellation requested.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["401", "404", "409"]))
+                }
+            },
+            "/jobs/{id}/events": { "get": {
+                "summary": "Server-sent events: `status` (the whole job) and `progress` ({items, bytes}) until the job finishes.",
+                "parameters": [id_param("Job id.")],
+                "responses": merge(json!({ "200": { "description": "An event stream.", "content": { "text/event-stream": {} } } }), error_responses(&["401", "404"]))
+            }}
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Snapshot": { "type": "object", "properties": {
+                    "id": { "type": "string" }, "time": { "type": "integer" }, "source": { "type": "string" },
+                    "plugin": { "type": "string" }, "plugin_version": { "type": "string" },
+                    "includes": { "type": "array", "items": { "type": "string" } }, "parent": { "type": ["string", "null"] },
+                    "items": { "type": "integer" }, "bytes": { "type": "integer" }, "added_bytes": { "type": "integer" },
+                    "read_bytes": { "type": "integer" },
+                    "warnings": { "type": "array", "items": { "type": "object", "properties": { "id": { "type": "string" }, "message": { "type": "string" } } } }
+                }},
+                "Item": { "type": "object", "required": ["id", "kind", "size"], "properties": {
+                    "id": { "type": "string" }, "kind": { "type": "string" }, "size": { "type": "integer" },
+                    "mode": { "type": "integer" }, "uid": { "type": "integer" }, "gid": { "type": "integer" },
+                    "mtime": { "type": "object", "properties": { "seconds": { "type": "integer" }, "nanoseconds": { "type": "integer" } } },
+                    "symlink_target": { "type": "string" }, "hardlink_target": { "type": "string" }
+                }},
+                "Found": { "type": "object", "properties": {
+                    "snapshot": { "type": "string" }, "time": { "type": "integer" }, "source": { "type": "string" },
+                    "id": { "type": "string" }, "kind": { "type": "string" }, "size": { "type": "integer" }
+                }},
+                "JobRequest": { "oneOf": [
+                    { "type": "object", "required": ["kind", "backup"], "properties": {
+                        "kind": { "const": "backup" },
+                        "backup": { "type": "object", "required": ["target", "plugin", "include"], "additionalProperties": false, "properties": {
+                            "target": { "type": "string", "description": "`local`" },
+                            "plugin": { "type": "string" },
+                            "include": { "type": "array", "items": { "type": "string" }, "minItems": 1 }
+                        }}
+                    }},
+                    { "type": "object", "required": ["kind", "restore"], "properties": {
+                        "kind": { "const": "restore" },
+                        "restore": { "type": "object", "required": ["snapshot", "to"], "additionalProperties": false, "properties": {
+                            "snapshot": { "type": "string" },
+                            "items": { "type": "array", "items": { "type": "string" } },
+                            "to": { "type": "string", "description": "`local` or `local:DIR`" },
+                            "overwrite": { "type": "boolean" }
+                        }}
+                    }}
+                ]},
+                "Job": { "type": "object", "properties": {
+                    "id": { "type": "string" }, "kind": { "enum": ["backup", "restore"] }, "target": { "type": "string" },
+                    "status": { "enum": ["queued", "running", "succeeded", "failed", "cancelled"] },
+                    "request": { "$ref": "#/components/schemas/JobRequest" },
+                    "progress": { "type": "object", "properties": { "items": { "type": "integer" }, "bytes": { "type": "integer" } } },
+                    "result": { "type": ["object", "null"] }, "error": { "type": ["string", "null"] },
+                    "created": { "type": "integer" }, "started": { "type": ["integer", "null"] }, "finished": { "type": ["integer", "null"] }
+                }}
+            }
+        }
+    })
+}

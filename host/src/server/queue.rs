@@ -1,0 +1,290 @@
+//! The job queue: jobs wait for a slot under a global limit and a limit per
+//! target, run on blocking threads, report progress, and can be cancelled
+//! while queued or running.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, Semaphore};
+
+use super::error::ApiError;
+use super::metrics::Metrics;
+use super::Limits;
+use crate::jobs::{self, BackupRequest, Context, Control, Progress, RestoreRequest};
+use crate::target;
+
+/// A job as submitted: `{"kind": "backup", "backup": {...}}` or
+/// `{"kind": "restore", "restore": {...}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum JobRequest {
+    Backup { backup: BackupRequest },
+    Restore { restore: RestoreRequest },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn finished(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// What `GET /jobs/{id}` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: String,
+    pub kind: &'static str,
+    pub target: String,
+    pub status: Status,
+    pub request: JobRequest,
+    pub progress: Progress,
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    pub created: i64,
+    pub started: Option<i64>,
+    pub finished: Option<i64>,
+}
+
+pub struct Job {
+    view: Mutex<JobView>,
+    cancel: AtomicBool,
+    events: broadcast::Sender<Value>,
+}
+
+impl Job {
+    pub fn view(&self) -> JobView {
+        self.view
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Events: `{"event": "progress", ...}` and `{"event": "status", ...}`.
+    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+        self.events.subscribe()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut JobView)) -> JobView {
+        let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut v);
+        v.clone()
+    }
+
+    fn progress(&self, p: &Progress) {
+        self.update(|v| v.progress = p.clone());
+        let _ = self
+            .events
+            .send(json!({ "event": "progress", "items": p.items, "bytes": p.bytes }));
+    }
+
+    fn set_status(&self, status: Status, result: Option<Value>, error: Option<String>) {
+        let view = self.update(|v| {
+            v.status = status;
+            if status == Status::Running {
+                v.started = Some(now());
+            }
+            if status.finished() {
+                v.finished = Some(now());
+                v.result = result;
+                v.error = error;
+            }
+        });
+        let _ = self.events.send(json!({ "event": "status", "job": view }));
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+pub struct Queue {
+    ctx: Context,
+    limits: Limits,
+    global: Arc<Semaphore>,
+    per_target: Mutex<HashMap<String, Arc<Semaphore>>>,
+    jobs: Mutex<Vec<Arc<Job>>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Queue {
+    pub fn new(ctx: Context, limits: Limits, metrics: Arc<Metrics>) -> Self {
+        Self {
+            ctx,
+            limits,
+            global: Arc::new(Semaphore::new(limits.global.max(1))),
+            per_target: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(Vec::new()),
+            metrics,
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Job>> {
+        self.jobs
+            .lock()
+            .ok()?
+            .iter()
+            .find(|j| j.view().id == id)
+            .cloned()
+    }
+
+    pub fn list(&self) -> Vec<JobView> {
+        self.jobs
+            .lock()
+            .map(|j| j.iter().map(|j| j.view()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Checks a request and queues it.
+    pub fn submit(&self, req: JobRequest) -> Result<Arc<Job>, ApiError> {
+        let (kind, target) = match &req {
+            JobRequest::Backup { backup } => {
+                target::backup_target(&backup.target)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                guest_runner::manifest::check_name(&backup.plugin)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                if backup.include.is_empty() {
+                    return Err(ApiError::bad_request("a backup needs at least one include"));
+                }
+                ("backup", backup.target.clone())
+            }
+            JobRequest::Restore { restore } => {
+                target::restore_to(&restore.to)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                (
+                    "restore",
+                    restore.to.split(':').next().unwrap_or_default().to_owned(),
+                )
+            }
+        };
+        let mut id = [0u8; 8];
+        crate::store::crypto::random(&mut id)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let view = JobView {
+            id: hex::encode(id),
+            kind,
+            target: target.clone(),
+            status: Status::Queued,
+            request: req.clone(),
+            progress: Progress::default(),
+            result: None,
+            error: None,
+            created: now(),
+            started: None,
+            finished: None,
+        };
+        let job = Arc::new(Job {
+            view: Mutex::new(view),
+            cancel: AtomicBool::new(false),
+            events: broadcast::channel(64).0,
+        });
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.push(job.clone());
+        }
+        self.metrics.jobs_submitted.fetch_add(1, Relaxed);
+        self.metrics.jobs_queued.fetch_add(1, Relaxed);
+        let target_slots = {
+            let mut m = self.per_target.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(target)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.limits.per_target.max(1))))
+                .clone()
+        };
+        let (global, ctx, metrics, j) = (
+            self.global.clone(),
+            self.ctx.clone(),
+            self.metrics.clone(),
+            job.clone(),
+        );
+        tokio::spawn(async move {
+            let (Ok(_g), Ok(_t)) = (
+                global.acquire_owned().await,
+                target_slots.acquire_owned().await,
+            ) else {
+                return;
+            };
+            metrics.jobs_queued.fetch_sub(1, Relaxed);
+            if j.cancel.load(Relaxed) {
+                metrics.jobs_cancelled.fetch_add(1, Relaxed);
+                j.set_status(
+                    Status::Cancelled,
+                    None,
+                    Some("cancelled while queued".into()),
+                );
+                return;
+            }
+            metrics.jobs_running.fetch_add(1, Relaxed);
+            j.set_status(Status::Running, None, None);
+            let runner = j.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let ctl = Control {
+                    progress: &|p| runner.progress(p),
+                    cancel: &runner.cancel,
+                };
+                match req {
+                    JobRequest::Backup { backup } => jobs::backup::run(&ctx, &backup, &ctl)
+                        .and_then(|s| Ok(serde_json::to_value(s)?)),
+                    JobRequest::Restore { restore } => jobs::restore::run(&ctx, &restore, &ctl)
+                        .and_then(|r| Ok(serde_json::to_value(r)?)),
+                }
+            })
+            .await;
+            metrics.jobs_running.fetch_sub(1, Relaxed);
+            match outcome {
+                Ok(Ok(result)) => {
+                    metrics.jobs_succeeded.fetch_add(1, Relaxed);
+                    metrics
+                        .bytes_backed_up
+                        .fetch_add(result["bytes"].as_u64().unwrap_or(0), Relaxed);
+                    metrics
+                        .bytes_added
+                        .fetch_add(result["added_bytes"].as_u64().unwrap_or(0), Relaxed);
+                    j.set_status(Status::Succeeded, Some(result), None);
+                }
+                Ok(Err(e)) if j.cancel.load(Relaxed) => {
+                    metrics.jobs_cancelled.fetch_add(1, Relaxed);
+                    j.set_status(Status::Cancelled, None, Some(format!("{e:#}")));
+                }
+                Ok(Err(e)) => {
+                    metrics.jobs_failed.fetch_add(1, Relaxed);
+                    j.set_status(Status::Failed, None, Some(format!("{e:#}")));
+                }
+                Err(e) => {
+                    metrics.jobs_failed.fetch_add(1, Relaxed);
+                    j.set_status(Status::Failed, None, Some(format!("the job panicked: {e}")));
+                }
+            }
+        });
+        Ok(job)
+    }
+
+    /// Asks a job to stop: a queued job never starts, a running one stops
+    /// at its next check and cleans up.
+    pub fn cancel(&self, id: &str) -> Result<JobView, ApiError> {
+        let job = self
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+        if job.view().status.finished() {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("job {id} has already finished"),
+            ));
+        }
+        job.cancel.store(true, Relaxed);
+        Ok(job.view())
+    }
+}

@@ -1,0 +1,207 @@
+//! The routes and their handlers.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::error::{ApiError, JsonBody};
+use super::queue::{JobRequest, JobView};
+use super::{auth, openapi, ServerState};
+
+pub fn router(state: ServerState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(|| async { Json(openapi::document()) }))
+        .route("/metrics", get(metrics))
+        .route("/snapshots", get(snapshots))
+        .route("/snapshots/{id}", get(snapshot))
+        .route("/snapshots/{id}/items", get(items))
+        .route("/find", get(find))
+        .route("/jobs", get(list_jobs).post(submit_job))
+        .route("/jobs/{id}", get(get_job).delete(cancel_job))
+        .route("/jobs/{id}/events", get(job_events))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method not allowed on this route",
+            )
+        })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// Counts and logs every request.
+async fn observe(State(s): State<ServerState>, req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let res = next.run(req).await;
+    s.metrics.requests.fetch_add(1, Relaxed);
+    tracing::info!(%method, path, status = res.status().as_u16(), "request");
+    res
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn metrics(State(s): State<ServerState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+}
+
+async fn snapshots(State(s): State<ServerState>) -> Result<Json<Value>, ApiError> {
+    let snaps = s.with_repo(|r| Ok(r.store.snapshots()?)).await?;
+    Ok(Json(
+        serde_json::to_value(snaps).map_err(anyhow::Error::from)?,
+    ))
+}
+
+async fn snapshot(
+    State(s): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let snap = s.with_repo(move |r| r.find_snapshot(&id)).await?;
+    Ok(Json(
+        serde_json::to_value(snap).map_err(anyhow::Error::from)?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ItemsQuery {
+    prefix: Option<String>,
+}
+
+async fn items(
+    State(s): State<ServerState>,
+    Path(id): Path<String>,
+    Query(q): Query<ItemsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let items = s
+        .with_repo(move |r| {
+            let snap = r.find_snapshot(&id)?;
+            let items = r.catalog.items(&snap.id, q.prefix.as_deref())?;
+            if let Some(p) = &q.prefix {
+                anyhow::ensure!(
+                    !items.is_empty(),
+                    "snapshot {} has no item {p:?}",
+                    snap.short_id()
+                );
+            }
+            Ok(items.into_iter().map(|i| i.record).collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(Json(
+        serde_json::to_value(items).map_err(anyhow::Error::from)?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct FindQuery {
+    pattern: Option<String>,
+}
+
+async fn find(
+    State(s): State<ServerState>,
+    Query(q): Query<FindQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let pattern = q
+        .pattern
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| ApiError::bad_request("the query needs ?pattern=GLOB"))?;
+    let hits = s.with_repo(move |r| r.catalog.find(&pattern)).await?;
+    Ok(Json(
+        serde_json::to_value(hits).map_err(anyhow::Error::from)?,
+    ))
+}
+
+async fn list_jobs(State(s): State<ServerState>) -> Json<Vec<JobView>> {
+    Json(s.queue.list())
+}
+
+async fn submit_job(
+    State(s): State<ServerState>,
+    JsonBody(req): JsonBody<JobRequest>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    let job = s.queue.submit(req)?;
+    Ok((StatusCode::ACCEPTED, Json(job.view())))
+}
+
+async fn get_job(
+    State(s): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<Json<JobView>, ApiError> {
+    let job = s
+        .queue
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+    Ok(Json(job.view()))
+}
+
+async fn cancel_job(
+    State(s): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(s.queue.cancel(&id)?)))
+}
+
+/// Server-sent events: the job's state now, then `progress` and `status`
+/// events until it finishes.
+async fn job_events(
+    State(s): State<ServerState>,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let job = s
+        .queue
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+    let rx = job.subscribe();
+    let now = job.view();
+    let first = Event::default()
+        .event("status")
+        .json_data(json!({ "event": "status", "job": now }))
+        .unwrap_or_default();
+    let done = now.status.finished();
+    let rest = stream::unfold((rx, done), |(mut rx, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            match rx.recv().await {
+                Ok(v) => {
+                    let kind = v["event"].as_str().unwrap_or("message").to_owned();
+                    let finished = kind == "status"
+                        && matches!(
+                            v["job"]["status"].as_str(),
+                            Some("succeeded" | "failed" | "cancelled")
+                        );
+                    let ev = Event::default()
+                        .event(kind)
+                        .json_data(&v)
+                        .unwrap_or_default();
+                    return Some((Ok(ev), (rx, finished)));
+                }
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream::once(async { Ok(first) }).chain(rest)).keep_alive(KeepAlive::default()))
+}

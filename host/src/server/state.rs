@@ -1,0 +1,59 @@
+//! What the server holds: where the repository is, its token, the job
+//! table and the counters.
+
+use std::sync::Arc;
+
+use super::metrics::Metrics;
+use super::queue::Queue;
+use crate::jobs::Context;
+use crate::repo::Repository;
+
+/// Concurrency limits of the job queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub global: usize,
+    pub per_target: usize,
+}
+
+#[derive(Clone)]
+pub struct ServerState {
+    pub ctx: Context,
+    pub token: Arc<String>,
+    pub queue: Arc<Queue>,
+    pub metrics: Arc<Metrics>,
+    /// An open repository for reading requests (listings, searches).
+    pub repo: Arc<std::sync::Mutex<Option<Repository>>>,
+}
+
+impl ServerState {
+    pub fn new(ctx: Context, token: String, limits: Limits) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        Self {
+            queue: Arc::new(Queue::new(ctx.clone(), limits, metrics.clone())),
+            ctx,
+            token: Arc::new(token),
+            metrics,
+            repo: Arc::new(std::sync::Mutex::new(None)),
+        }
+    }
+
+    /// Runs `f` on the repository (opened once, brought up to date with
+    /// what other processes wrote before each use), off the async threads.
+    pub async fn with_repo<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Repository) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let (slot, ctx) = (self.repo.clone(), self.ctx.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut guard = slot
+                .lock()
+                .map_err(|_| anyhow::anyhow!("repository lock poisoned"))?;
+            match guard.as_ref() {
+                Some(r) => r.refresh()?,
+                None => *guard = Some(ctx.repository(false)?),
+            }
+            f(guard.as_ref().expect("opened above"))
+        })
+        .await?
+    }
+}

@@ -1,0 +1,359 @@
+//! `attache serve`: authentication, JSON errors, jobs with progress and
+//! cancellation, concurrent backups, and the command line as its client.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use attache_tests::{attache, ok, tree};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+struct Server {
+    child: Child,
+    url: String,
+    repo: PathBuf,
+    _t: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(max_jobs: usize) -> Server {
+    let t = tempfile::tempdir().expect("tempdir");
+    let repo = t.path().join("repo");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = attache(&repo)
+        .env("ATTACHE_TOKEN", TOKEN)
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--max-jobs",
+            &max_jobs.to_string(),
+            "--max-jobs-per-target",
+            "2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn server");
+    let s = Server {
+        child,
+        url,
+        repo,
+        _t: t,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if call(&s, "GET", "/health", None, None).0 == 200 {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("the server did not come up");
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// (status, JSON body) of a request; `token` None sends no Authorization.
+fn call(
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", s.url);
+    let a = agent();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let r = match (method, body) {
+        ("GET", _) => {
+            let mut rb = a.get(&url);
+            if let Some(h) = &auth {
+                rb = rb.header("Authorization", h);
+            }
+            rb.call()
+        }
+        ("DELETE", _) => {
+            let mut rb = a.delete(&url);
+            if let Some(h) = &auth {
+                rb = rb.header("Authorization", h);
+            }
+            rb.call()
+        }
+        (_, b) => {
+            let mut rb = a.post(&url).header("Content-Type", "application/json");
+            if let Some(h) = &auth {
+                rb = rb.header("Authorization", h);
+            }
+            rb.send(b.unwrap_or(""))
+        }
+    };
+    match r {
+        Ok(mut resp) => {
+            let status = resp.status().as_u16();
+            let text = resp.body_mut().read_to_string().unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            )
+        }
+        Err(e) => (0, Value::String(e.to_string())),
+    }
+}
+
+fn authed(s: &Server, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    call(s, method, path, Some(TOKEN), body)
+}
+
+fn wait(s: &Server, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (st, job) = authed(s, "GET", &format!("/jobs/{id}"), None);
+        assert_eq!(st, 200, "{job}");
+        if matches!(
+            job["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn backup_body(include: &Path) -> String {
+    json!({ "kind": "backup", "backup": { "target": "local", "plugin": "filesystem", "include": [include] } }).to_string()
+}
+
+#[test]
+fn every_route_but_health_needs_the_token_and_errors_are_json() {
+    let s = start(2);
+    assert_eq!(call(&s, "GET", "/health", None, None).0, 200);
+    for path in [
+        "/snapshots",
+        "/jobs",
+        "/openapi.json",
+        "/metrics",
+        "/find?pattern=x",
+        "/no/such/route",
+    ] {
+        let (st, body) = call(&s, "GET", path, None, None);
+        assert_eq!(st, 401, "{path} without a token");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("missing")),
+            "{path}: {body}"
+        );
+        let (st, body) = call(&s, "GET", path, Some("not-the-token"), None);
+        assert_eq!(st, 401, "{path} with a wrong token");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains("wrong")),
+            "{path}: {body}"
+        );
+    }
+    // Malformed JSON, wrong shapes and unknown fields: 4xx with a JSON error.
+    for bad in [
+        "{not json",
+        "[]",
+        r#"{"kind":"explode"}"#,
+        r#"{"kind":"backup","backup":{"target":"local","plugin":"filesystem","include":["/x"],"extra":1}}"#,
+    ] {
+        let (st, body) = authed(&s, "POST", "/jobs", Some(bad));
+        assert!((400..500).contains(&st), "{bad}: {st}");
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+    let (st, body) = authed(
+        &s,
+        "POST",
+        "/jobs",
+        Some(
+            r#"{"kind":"backup","backup":{"target":"mars","plugin":"filesystem","include":["/x"]}}"#,
+        ),
+    );
+    assert_eq!(st, 400, "{body}");
+    // Unknown ids.
+    for (m, path) in [
+        ("GET", "/jobs/0000"),
+        ("DELETE", "/jobs/0000"),
+        ("GET", "/jobs/0000/events"),
+        ("GET", "/snapshots/ffffffff"),
+        ("GET", "/snapshots/ffffffff/items"),
+    ] {
+        let (st, body) = authed(&s, m, path, None);
+        assert_eq!(st, 404, "{m} {path}: {body}");
+        assert!(body["error"].is_string(), "{m} {path}: {body}");
+    }
+    let (st, body) = authed(&s, "GET", "/find", None);
+    assert_eq!(st, 400, "{body}");
+    // The API describes itself, route by route.
+    let (st, doc) = authed(&s, "GET", "/openapi.json", None);
+    assert_eq!(st, 200);
+    for p in [
+        "/health",
+        "/snapshots",
+        "/snapshots/{id}",
+        "/snapshots/{id}/items",
+        "/find",
+        "/jobs",
+        "/jobs/{id}",
+        "/jobs/{id}/events",
+        "/metrics",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} is not documented");
+    }
+}
+
+#[test]
+fn concurrent_backups_succeed_and_jobs_report_and_cancel() {
+    let s = start(2);
+    let t = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    tree::make(&a, 300, 20 << 20);
+    tree::make(&b, 300, 20 << 20);
+    // Two backups into one repository at once.
+    let (sa, ja) = authed(&s, "POST", "/jobs", Some(&backup_body(&a)));
+    let (sb, jb) = authed(&s, "POST", "/jobs", Some(&backup_body(&b)));
+    assert_eq!((sa, sb), (202, 202), "{ja} {jb}");
+    let ja = wait(&s, ja["id"].as_str().expect("id"));
+    let jb = wait(&s, jb["id"].as_str().expect("id"));
+    assert_eq!(ja["status"], "succeeded", "{ja}");
+    assert_eq!(jb["status"], "succeeded", "{jb}");
+    assert!(
+        ja["progress"]["items"].as_u64().unwrap_or(0) > 300,
+        "progress was reported: {ja}"
+    );
+    let (_, snaps) = authed(&s, "GET", "/snapshots", None);
+    assert_eq!(snaps.as_array().map(Vec::len), Some(2));
+    ok(attache(&s.repo).args(["verify", "--read-data"]));
+
+    // Events: the state now, then until the end (here: already finished).
+    let mut resp = agent()
+        .get(format!(
+            "{}/jobs/{}/events",
+            s.url,
+            ja["id"].as_str().expect("id")
+        ))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .expect("events");
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream")));
+    let text = resp.body_mut().read_to_string().expect("body");
+    assert!(
+        text.contains("event: status") && text.contains("\"succeeded\""),
+        "{text}"
+    );
+
+    // A cancelled backup leaves no snapshot.
+    let big = t.path().join("big");
+    tree::make(&big, 2000, 300 << 20);
+    let (_, job) = authed(&s, "POST", "/jobs", Some(&backup_body(&big)));
+    let id = job["id"].as_str().expect("id").to_owned();
+    std::thread::sleep(Duration::from_millis(300));
+    let (st, _) = authed(&s, "DELETE", &format!("/jobs/{id}"), None);
+    assert_eq!(st, 202);
+    let done = wait(&s, &id);
+    assert_eq!(done["status"], "cancelled", "{done}");
+    let (st, _) = authed(&s, "DELETE", &format!("/jobs/{id}"), None);
+    assert_eq!(st, 409, "a finished job cannot be cancelled again");
+    let (_, snaps) = authed(&s, "GET", "/snapshots", None);
+    assert_eq!(
+        snaps.as_array().map(Vec::len),
+        Some(2),
+        "no snapshot from the cancelled job"
+    );
+    ok(attache(&s.repo).args(["verify", "--read-data"]));
+
+    let (_, metrics) = authed(&s, "GET", "/metrics", None);
+    let m = metrics.as_str().expect("text");
+    assert!(
+        m.contains("attache_jobs_finished_total{status=\"succeeded\"} 2"),
+        "{m}"
+    );
+    assert!(
+        m.contains("attache_jobs_finished_total{status=\"cancelled\"} 1"),
+        "{m}"
+    );
+}
+
+#[test]
+fn the_command_line_works_through_the_server() {
+    let s = start(2);
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("www")).expect("mkdir");
+    fs::write(src.join("www/index.html"), b"<h1>served</h1>").expect("write");
+    let via = |args: &[&str]| -> Command {
+        // No password and a different repository path: only the server is used.
+        let mut c = attache(Path::new("/nonexistent/repo"));
+        c.env_remove("ATTACHE_PASSWORD")
+            .env("ATTACHE_TOKEN", TOKEN)
+            .arg("--server")
+            .arg(&s.url)
+            .args(args);
+        c
+    };
+    let mut backup = via(&[
+        "backup",
+        "local",
+        "--plugin",
+        "filesystem",
+        "--json",
+        "--include",
+        src.to_str().expect("utf-8"),
+    ]);
+    let out: Value = serde_json::from_str(&ok(&mut backup)).expect("json");
+    let id = out["id"].as_str().expect("id").to_owned();
+    assert!(ok(&mut via(&["snapshots"])).contains(&id[..8]));
+    let items: Vec<Value> =
+        serde_json::from_str(&ok(&mut via(&["ls", &id[..8], "--json"]))).expect("json");
+    assert_eq!(items.len(), 3);
+    let hits: Vec<Value> =
+        serde_json::from_str(&ok(&mut via(&["find", "index.html", "--json"]))).expect("json");
+    assert_eq!(hits.len(), 1);
+    let dest = t.path().join("restored");
+    ok(&mut via(&[
+        "restore",
+        &id,
+        "--to",
+        &format!("local:{}", dest.display()),
+    ]));
+    assert_eq!(
+        fs::read(
+            dest.join(src.strip_prefix("/").expect("abs"))
+                .join("www/index.html")
+        )
+        .expect("r"),
+        b"<h1>served</h1>"
+    );
+    let e = attache_tests::fails(&mut via(&["verify"]));
+    assert!(e.contains("drop --server"), "{e}");
+    let mut no_token = via(&["snapshots"]);
+    no_token.env_remove("ATTACHE_TOKEN");
+    let e = attache_tests::fails(&mut no_token);
+    assert!(e.contains("ATTACHE_TOKEN"), "{e}");
+}

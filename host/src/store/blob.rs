@@ -44,24 +44,13 @@ pub fn encode_with_id(cipher: &Cipher, id: BlobId, plain: &[u8]) -> Result<Encod
     } else {
         None
     };
-    let mut body = Vec::with_capacity(plain.len() + 1);
-    match compressed {
-        Some(c) if c.len() + c.len() / 32 < plain.len() => {
-            body.push(ZSTD);
-            body.extend_from_slice(&c);
-        }
-        _ => {
-            body.push(RAW);
-            body.extend_from_slice(plain);
-        }
-    }
     let raw_len =
         u32::try_from(plain.len()).map_err(|_| StoreError::Corrupt("blob too large".into()))?;
-    Ok(Encoded {
-        id,
-        raw_len,
-        bytes: cipher.seal(&body)?,
-    })
+    let bytes = match compressed {
+        Some(c) if c.len() + c.len() / 32 < plain.len() => cipher.seal_parts(ZSTD, &c)?,
+        _ => cipher.seal_parts(RAW, plain)?,
+    };
+    Ok(Encoded { id, raw_len, bytes })
 }
 
 /// Opens and decompresses a stored blob and checks it against its id.

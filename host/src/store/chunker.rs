@@ -31,7 +31,11 @@ pub struct Chunker {
 
 impl Chunker {
     pub fn new(p: Params) -> Self {
-        Self { p, buf: Vec::new() }
+        // Sized once for the most it holds, so it never doubles past it.
+        Self {
+            p,
+            buf: Vec::with_capacity(2 * p.max as usize + (1 << 20)),
+        }
     }
 
     /// Adds a piece; calls `out` for every chunk that is complete.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
-use super::pack::{parse_id, PackId, PackedBlob};
+use super::pack::{compress_json, decompress_json, parse_id, PackId, PackedBlob};
 use super::StoreError;
 
 /// One index file: packs and their blobs.
@@ -75,14 +75,12 @@ pub fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError>
     let plain = cipher
         .open(&sealed)
         .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&plain)
-        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))
+    decompress_json(&plain, &path.display().to_string())
 }
 
 /// Writes an index file durably; returns its id.
 pub fn write_index(root: &Path, cipher: &Cipher, file: &IndexFile) -> Result<BlobId, StoreError> {
-    let sealed =
-        cipher.seal(&serde_json::to_vec(file).map_err(|e| StoreError::Corrupt(e.to_string()))?)?;
+    let sealed = cipher.seal(&compress_json(file)?)?;
     let id = BlobId(*blake3::hash(&sealed).as_bytes());
     write_atomic(&root.join("index").join(id.to_hex()), &sealed)?;
     Ok(id)

@@ -33,9 +33,11 @@ fn derive(pass: &[u8], salt: &[u8], m: u32, t: u32, p: u32) -> Result<[u8; 32], 
 }
 
 impl KeyFile {
-    /// Seals `key` under `passphrase` (64 MiB, 3 passes: about a second).
+    /// Seals `key` under `passphrase` with Argon2id at 32 MiB and 4 passes
+    /// (the memory restic's scrypt takes, several times its time), so that
+    /// a guess costs an attacker about a quarter second of a core.
     pub fn create(key: &MasterKey, passphrase: &str) -> Result<Self, StoreError> {
-        let (m, t, p) = (64 * 1024, 3, 1);
+        let (m, t, p) = (32 * 1024, 4, 1);
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 24];
         random(&mut salt)?;

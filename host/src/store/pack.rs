@@ -38,8 +38,9 @@ pub struct PackedBlob {
 /// A pack's id: BLAKE3 of the whole file.
 pub type PackId = BlobId;
 
-/// Target size of a pack.
-pub const PACK_SIZE: usize = 16 << 20;
+/// Target size of a pack: large enough that a big backup is not a flood of
+/// files, small enough that a pack in memory costs little.
+pub const PACK_SIZE: usize = 8 << 20;
 
 pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
     let hex = id.to_hex();
@@ -47,10 +48,20 @@ pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
 }
 
 /// A pack being filled in memory.
-#[derive(Default)]
 pub struct PackWriter {
     bytes: Vec<u8>,
     blobs: Vec<PackedBlob>,
+}
+
+impl Default for PackWriter {
+    fn default() -> Self {
+        // Room for a full pack, its largest last chunk and the header, so
+        // the buffer never doubles past what it needs.
+        Self {
+            bytes: Vec::with_capacity(PACK_SIZE + (8 << 20) + (64 << 10)),
+            blobs: Vec::new(),
+        }
+    }
 }
 
 impl PackWriter {
@@ -80,9 +91,7 @@ impl PackWriter {
         root: &Path,
         cipher: &Cipher,
     ) -> Result<(PackId, Vec<PackedBlob>), StoreError> {
-        let header = cipher.seal(
-            &serde_json::to_vec(&self.blobs).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        )?;
+        let header = cipher.seal(&compress_json(&self.blobs)?)?;
         self.bytes.extend_from_slice(&header);
         self.bytes
             .extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -127,4 +136,20 @@ pub fn parse_id(s: &str) -> Option<BlobId> {
     let mut b = [0u8; 32];
     hex::decode_to_slice(s, &mut b).ok()?;
     Some(BlobId(b))
+}
+
+/// JSON, compressed: metadata full of hex ids shrinks to about half.
+pub fn compress_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    zstd::bulk::compress(&json, 3).map_err(StoreError::Io)
+}
+
+/// Reverses [`compress_json`].
+pub fn decompress_json<T: serde::de::DeserializeOwned>(
+    b: &[u8],
+    what: &str,
+) -> Result<T, StoreError> {
+    let json =
+        zstd::stream::decode_all(b).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
+    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }

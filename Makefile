@@ -51,8 +51,11 @@ test: build test-plugins
 	$(CARGO) test --release --workspace --exclude guest-runner $(addprefix --exclude attache-plugin-,$(PLUGINS)) $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
 	$(CARGO) test --release $(addprefix -p attache-plugin-,$(PLUGINS)) --lib
 
+# Throughput beside tar, plugin start, and the comparison with Debian's restic.
 bench: build
+	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	./tests/bench/backup.sh
+	./tests/bench/restic.py
 
 clean:
 	$(CARGO) clean

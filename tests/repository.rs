@@ -48,7 +48,7 @@ fn du(dir: &Path) -> u64 {
 fn unchanged_data_is_stored_once() {
     let t = tempfile::tempdir().expect("tempdir");
     let src = t.path().join("src");
-    tree::make(&src, 500, 64 << 20);
+    tree::make(&src, 500, 1 << 30);
     let repo = t.path().join("repo");
     let first = backup(&repo, &src);
     let size_after_first = du(&repo);

@@ -10,18 +10,8 @@ use serde_json::Value;
 
 fn record(id: &str, kind: ItemKind) -> ItemRecord {
     ItemRecord {
-        id: id.into(),
-        kind,
-        size: 0,
         mode: Some(0o100644),
-        uid: None,
-        gid: None,
-        mtime: None,
-        symlink_target: None,
-        hardlink_target: None,
-        attributes: vec![],
-        change_token: None,
-        unchanged: false,
+        ..ItemRecord::new(id, kind, 0)
     }
 }
 

@@ -6,26 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use attache_tests::{attache, fails, ok, tree};
+use attache_tests::{attache, backup, fails, ok, snapshots, tree};
 use serde_json::Value;
-
-fn backup(repo: &Path, include: &Path) -> Value {
-    let out = ok(attache(repo)
-        .args([
-            "backup",
-            "local",
-            "--plugin",
-            "filesystem",
-            "--json",
-            "--include",
-        ])
-        .arg(include));
-    serde_json::from_str(&out).expect("backup --json prints JSON")
-}
-
-fn snapshots(repo: &Path) -> Vec<Value> {
-    serde_json::from_str(&ok(attache(repo).args(["snapshots", "--json"]))).expect("json")
-}
 
 fn packs(repo: &Path) -> Vec<PathBuf> {
     attache_tests::listing(&repo.join("data"))

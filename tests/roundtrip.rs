@@ -9,17 +9,7 @@ use attache_tests::{attache, fails, ok, tree};
 use serde_json::Value;
 
 fn backup(repo: &Path, include: &Path) -> String {
-    let out = ok(attache(repo)
-        .args([
-            "backup",
-            "local",
-            "--plugin",
-            "filesystem",
-            "--json",
-            "--include",
-        ])
-        .arg(include));
-    let v: Value = serde_json::from_str(&out).expect("backup --json prints JSON");
+    let v = attache_tests::backup(repo, include);
     v["id"].as_str().expect("an id field").to_owned()
 }
 
@@ -198,14 +188,7 @@ fn unreadable_files_are_reported_and_the_backup_goes_on() {
         .arg(&repo)
         .env("ATTACHE_CACHE_DIR", t.path().join("cache"))
         .env("ATTACHE_PASSWORD", attache_tests::PASSWORD)
-        .args([
-            "backup",
-            "local",
-            "--plugin",
-            "filesystem",
-            "--json",
-            "--include",
-        ])
+        .args(attache_tests::BACKUP_LOCAL)
         .arg(&src);
     let out: Value = serde_json::from_str(&ok(&mut c)).expect("json");
     assert_eq!(out["warnings"], 2, "{out}");

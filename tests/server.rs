@@ -317,15 +317,8 @@ fn the_command_line_works_through_the_server() {
             .args(args);
         c
     };
-    let mut backup = via(&[
-        "backup",
-        "local",
-        "--plugin",
-        "filesystem",
-        "--json",
-        "--include",
-        src.to_str().expect("utf-8"),
-    ]);
+    let mut backup = via(&attache_tests::BACKUP_LOCAL);
+    backup.arg(&src);
     let out: Value = serde_json::from_str(&ok(&mut backup)).expect("json");
     let id = out["id"].as_str().expect("id").to_owned();
     assert!(ok(&mut via(&["snapshots"])).contains(&id[..8]));

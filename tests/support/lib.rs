@@ -83,6 +83,28 @@ pub fn runner(agent: &Path) -> Command {
     c
 }
 
+/// The arguments of a filesystem backup of this machine, with JSON output.
+pub const BACKUP_LOCAL: [&str; 6] = [
+    "backup",
+    "local",
+    "--plugin",
+    "filesystem",
+    "--json",
+    "--include",
+];
+
+/// `attache backup local` of `include` into `repo`; its JSON report.
+pub fn backup(repo: &Path, include: &Path) -> serde_json::Value {
+    let out = ok(attache(repo).args(BACKUP_LOCAL).arg(include));
+    serde_json::from_str(&out).expect("backup --json prints JSON")
+}
+
+/// `attache snapshots --json` of `repo`.
+pub fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
+    serde_json::from_str(&ok(attache(repo).args(["snapshots", "--json"])))
+        .expect("snapshots --json prints JSON")
+}
+
 /// Runs a command and returns its output whatever the status.
 pub fn output(c: &mut Command) -> Output {
     c.stdin(Stdio::null())

@@ -199,18 +199,8 @@ mod tests {
 
     fn item(id: &str) -> ItemRecord {
         ItemRecord {
-            id: id.into(),
-            kind: ItemKind::File,
-            size: 3,
             mode: Some(0o100644),
-            uid: None,
-            gid: None,
-            mtime: None,
-            symlink_target: None,
-            hardlink_target: None,
-            attributes: vec![],
-            change_token: None,
-            unchanged: false,
+            ..ItemRecord::new(id, ItemKind::File, 3)
         }
     }
 

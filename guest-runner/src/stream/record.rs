@@ -88,6 +88,24 @@ pub struct ItemRecord {
 }
 
 impl ItemRecord {
+    /// An item with no metadata but its id, kind and size.
+    pub fn new(id: impl Into<String>, kind: ItemKind, size: u64) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            size,
+            mode: None,
+            uid: None,
+            gid: None,
+            mtime: None,
+            symlink_target: None,
+            hardlink_target: None,
+            attributes: Vec::new(),
+            change_token: None,
+            unchanged: false,
+        }
+    }
+
     /// Checks the id against the contract: no NUL, and a path-like id (one
     /// that starts with `/`) has no `.`, `..` or empty components.
     pub fn check_id(&self) -> Result<(), String> {

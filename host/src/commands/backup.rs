@@ -1,12 +1,9 @@
 //! `attache backup TARGET --plugin P --include ITEM…`
 
-use std::sync::atomic::AtomicBool;
-
 use serde_json::json;
 
 use crate::cli::{BackupArgs, Cli};
-use crate::jobs::{self, BackupRequest, Control};
-use crate::progress::Display;
+use crate::jobs::{self, BackupRequest};
 
 pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let req = BackupRequest {
@@ -14,23 +11,9 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         plugin: a.plugin.clone(),
         include: a.include.clone(),
     };
-    let out = if let Some(client) = super::client(cli)? {
-        let job = client.run_job(&json!({ "kind": "backup", "backup": req }), "backup")?;
-        job["result"].clone()
-    } else {
-        let display = Display::new("backup");
-        let cancel = AtomicBool::new(false);
-        let r = jobs::backup::run(
-            &super::context(cli),
-            &req,
-            &Control {
-                progress: &|p| display.update(p),
-                cancel: &cancel,
-            },
-        );
-        display.finish();
-        serde_json::to_value(r?)?
-    };
+    let out = super::run_job(cli, "backup", &req, |ctx, ctl| {
+        jobs::backup::run(ctx, &req, ctl)
+    })?;
     if a.json {
         let keep = ["id", "items", "bytes", "read_bytes", "added_bytes"];
         let mut v = json!({});

@@ -13,13 +13,15 @@ pub mod snapshots;
 pub mod verify;
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
 
 use crate::agent;
 use crate::cli::Cli;
 use crate::client::Client;
-use crate::jobs::Context;
+use crate::jobs::{Context, Control};
+use crate::progress::Display;
 use crate::repo::{Password, Repository};
 
 /// Attaché's local cache directory.
@@ -62,6 +64,31 @@ pub fn client(cli: &Cli) -> anyhow::Result<Option<Client>> {
         None => std::env::var("ATTACHE_TOKEN").ok(),
     };
     Ok(Some(Client::new(url, token)?))
+}
+
+/// Runs a job through the server when `--server` is given, otherwise here
+/// with a progress display; returns its result as JSON.
+pub fn run_job<T: serde::Serialize>(
+    cli: &Cli,
+    kind: &str,
+    request: &impl serde::Serialize,
+    local: impl FnOnce(&Context, &Control<'_>) -> anyhow::Result<T>,
+) -> anyhow::Result<serde_json::Value> {
+    if let Some(client) = client(cli)? {
+        let job = client.run_job(&serde_json::json!({ "kind": kind, kind: request }), kind)?;
+        return Ok(job["result"].clone());
+    }
+    let display = Display::new(kind);
+    let cancel = AtomicBool::new(false);
+    let r = local(
+        &context(cli),
+        &Control {
+            progress: &|p| display.update(p),
+            cancel: &cancel,
+        },
+    );
+    display.finish();
+    Ok(serde_json::to_value(r?)?)
 }
 
 /// Refuses `--server` for commands that work on the repository directly.

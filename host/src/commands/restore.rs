@@ -1,12 +1,7 @@
 //! `attache restore SNAPSHOT [--item ID…] --to local[:DIR]`
 
-use std::sync::atomic::AtomicBool;
-
-use serde_json::json;
-
 use crate::cli::{Cli, RestoreArgs};
-use crate::jobs::{self, Control, RestoreRequest};
-use crate::progress::Display;
+use crate::jobs::{self, RestoreRequest};
 
 pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let req = RestoreRequest {
@@ -15,22 +10,9 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
         to: a.to.clone(),
         overwrite: a.overwrite,
     };
-    let out = if let Some(client) = super::client(cli)? {
-        client.run_job(&json!({ "kind": "restore", "restore": req }), "restore")?["result"].clone()
-    } else {
-        let display = Display::new("restore");
-        let cancel = AtomicBool::new(false);
-        let r = jobs::restore::run(
-            &super::context(cli),
-            &req,
-            &Control {
-                progress: &|p| display.update(p),
-                cancel: &cancel,
-            },
-        );
-        display.finish();
-        serde_json::to_value(r?)?
-    };
+    let out = super::run_job(cli, "restore", &req, |ctx, ctl| {
+        jobs::restore::run(ctx, &req, ctl)
+    })?;
     if a.json {
         println!("{}", out["report"]);
     } else {

@@ -52,14 +52,15 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
         .spawn()
         .with_context(|| format!("cannot start {}", runner.dir.join("guest-runner").display()))?;
     let stdout = child.stdout.take().context("runner has no stdout")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     let origin = Origin {
         source: source.into(),
         includes: includes.clone(),
         plugin: a.plugin.clone(),
-        time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0),
+        time: now.as_secs() as i64,
+        nanos: now.subsec_nanos(),
         parent,
     };
     // Dropping the pipe when ingest fails stops a runner that is still writing.

@@ -20,6 +20,7 @@ pub struct Origin {
     pub includes: Vec<String>,
     pub plugin: String,
     pub time: i64,
+    pub nanos: u32,
     /// The snapshot this backup is incremental to, with its items by id:
     /// items the runner reports unchanged take their content from it.
     pub parent: Option<(String, HashMap<String, StoredItem>)>,
@@ -55,6 +56,7 @@ pub fn ingest(
     let mut info = SnapshotInfo {
         id: String::new(),
         time: origin.time,
+        nanos: origin.nanos,
         source: origin.source.clone(),
         plugin: String::new(),
         plugin_version: String::new(),

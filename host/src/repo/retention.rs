@@ -56,7 +56,7 @@ pub fn keep(snaps: &[SnapshotInfo], p: Policy) -> HashSet<String> {
     }
     let mut kept = HashSet::new();
     for list in groups.values_mut() {
-        list.sort_by(|a, b| (b.time, &b.id).cmp(&(a.time, &a.id)));
+        list.sort_by(|a, b| (b.time, b.nanos, &b.id).cmp(&(a.time, a.nanos, &a.id)));
         let rules: [(usize, fn(i64) -> i64); 3] =
             [(p.daily, days), (p.weekly, week), (p.monthly, month)];
         for s in list.iter().take(p.last) {
@@ -89,6 +89,7 @@ mod tests {
         SnapshotInfo {
             id: id.into(),
             time,
+            nanos: 0,
             source: "local".into(),
             plugin: "filesystem".into(),
             plugin_version: "1".into(),

@@ -38,6 +38,9 @@ pub struct SnapshotInfo {
     pub id: String,
     /// Seconds since the Unix epoch when the backup started.
     pub time: i64,
+    /// Nanoseconds past `time`: orders snapshots taken within one second.
+    #[serde(default)]
+    pub nanos: u32,
     /// Where the data came from (`local`, `HYPERVISOR/VM`).
     pub source: String,
     pub plugin: String,
@@ -114,7 +117,7 @@ impl Store {
             }
             out.push(self.read_snapshot(name)?);
         }
-        out.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+        out.sort_by(|a, b| (a.time, a.nanos, &a.id).cmp(&(b.time, b.nanos, &b.id)));
         Ok(out)
     }
 

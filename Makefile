@@ -19,7 +19,7 @@ setup:
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
 	@rustup target list --installed | grep -qx $(WASM) || rustup target add $(WASM)
 	@missing=""; \
-	for p in musl-tools:musl-gcc util-linux:setpriv bc:bc; do \
+	for p in musl-tools:musl-gcc util-linux:setpriv bc:bc xorriso:xorriso qemu-utils:qemu-img; do \
 	  command -v $${p#*:} >/dev/null || missing="$$missing $${p%%:*}"; \
 	done; \
 	if [ -n "$$missing" ]; then \

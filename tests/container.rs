@@ -2,7 +2,7 @@
 //! they run, and a rebuilt plugin is picked up without touching the runner.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use attache_tests::{assemble, component, fails, ok, root, runner};
@@ -133,4 +133,104 @@ fn a_damaged_cache_entry_is_recompiled() {
         fs::read(&entry).expect("rewritten").len() > 1000,
         "the entry was rewritten"
     );
+}
+
+fn build(agent: &Path, out: &Path) -> Value {
+    let mut c = Command::new(attache_tests::attache_bin());
+    c.arg("--agent-dir")
+        .arg(agent)
+        .args(["container", "build", "--json", "--out"])
+        .arg(out);
+    serde_json::from_str(&ok(&mut c)).expect("container build --json")
+}
+
+#[test]
+fn the_container_is_an_iso_and_disk_images_rebuilt_only_on_change() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let agent = t.path().join("agent");
+    let out = t.path().join("containers");
+    assemble(
+        &agent,
+        &[
+            ("filesystem", &component("filesystem")),
+            ("probe", &component("probe")),
+        ],
+    );
+    let first = build(&agent, &out);
+    assert_eq!(first["built"], true);
+    // The ISO holds the agent as it is, modes included (Rock Ridge).
+    let iso = PathBuf::from(first["iso"].as_str().expect("iso"));
+    let x = t.path().join("extracted");
+    ok(Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/"])
+        .arg(&x));
+    for f in [
+        "guest-runner",
+        "manifest.json",
+        "plugins/filesystem.wasm",
+        "plugins/probe.wasm",
+    ] {
+        assert_eq!(
+            fs::read(x.join(f)).expect(f),
+            fs::read(agent.join(f)).expect(f),
+            "{f} differs"
+        );
+    }
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(x.join("guest-runner"))
+            .expect("runner")
+            .permissions()
+            .mode()
+            & 0o111,
+        0o111,
+        "the runner stays executable"
+    );
+    // One image per format, each holding the same bytes as the ISO.
+    let disks = first["disks"].as_array().expect("disks");
+    assert_eq!(disks.len(), 4);
+    for d in disks {
+        let (format, path) = (d[0].as_str().expect("format"), d[1].as_str().expect("path"));
+        let info = ok(Command::new("qemu-img").args(["info", "--output=json", path]));
+        let info: Value = serde_json::from_str(&info).expect("qemu-img json");
+        assert_eq!(info["format"], format, "{path}");
+        let back = t.path().join(format!("back-{format}.raw"));
+        ok(Command::new("qemu-img")
+            .args(["convert", "-O", "raw", path])
+            .arg(&back));
+        let n = fs::metadata(&iso).expect("iso").len() as usize;
+        assert_eq!(
+            &fs::read(&back).expect("raw")[..n],
+            &fs::read(&iso).expect("iso")[..],
+            "{format} holds the ISO"
+        );
+    }
+    // Unchanged agent: nothing rebuilt.
+    let again = build(&agent, &out);
+    assert_eq!(again["built"], false);
+    assert_eq!(again["version"], first["version"]);
+    // A changed plugin: a new container, same runner.
+    let t2 = tempfile::tempdir().expect("tempdir");
+    let other = t2.path().join("filesystem.wasm");
+    let mut bytes = fs::read(component("filesystem")).expect("wasm");
+    bytes.extend_from_slice(b"\0"); // other bytes, as a rebuilt plugin has
+    fs::write(&other, &bytes).expect("write");
+    assemble(
+        &agent,
+        &[("filesystem", &other), ("probe", &component("probe"))],
+    );
+    let changed = build(&agent, &out);
+    assert_eq!(changed["built"], true);
+    assert_ne!(changed["version"], first["version"]);
+    // A component that does not match the manifest is never packed.
+    fs::write(agent.join("plugins/probe.wasm"), b"tampered").expect("write");
+    let mut c = Command::new(attache_tests::attache_bin());
+    c.arg("--agent-dir")
+        .arg(&agent)
+        .args(["container", "build", "--out"])
+        .arg(&out);
+    let e = fails(&mut c);
+    assert!(e.contains("does not match the manifest"), "{e}");
 }

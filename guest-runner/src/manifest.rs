@@ -186,6 +186,24 @@ impl Manifest {
     }
 }
 
+impl Manifest {
+    /// Reads the runner from the container at `dir`, only if it matches.
+    pub fn read_verified_runner(&self, dir: &Path) -> Result<Vec<u8>, ManifestError> {
+        let path = dir.join(&self.runner.file);
+        let bytes = fs::read(&path).map_err(|source| ManifestError::Read { path, source })?;
+        let found = blake3::hash(&bytes).to_hex().to_string();
+        if found != self.runner.blake3 {
+            return Err(ManifestError::HashMismatch {
+                name: RUNNER_FILE.into(),
+                file: self.runner.file.clone(),
+                expected: self.runner.blake3.clone(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
 /// Where plugin `name` lives inside a container.
 pub fn plugin_file(name: &str) -> String {
     format!("plugins/{name}.wasm")

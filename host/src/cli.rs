@@ -194,6 +194,21 @@ pub enum ContainerCommand {
     /// Lays out guest-runner and plugin components in a directory and
     /// writes their manifest.
     Assemble(AssembleArgs),
+    /// Builds the storage container from the agent directory: an ISO 9660
+    /// image with Rock Ridge, and the same content as qcow2, raw, VMDK and
+    /// VHDX disk images. Rebuilds only when the runner or a plugin changed.
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Where containers go, one directory per content version; default:
+    /// `containers/` in the cache directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Print the result as JSON (version, and the path of each format).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ mod agent;
 mod cli;
 mod client;
 mod commands;
+mod container;
 mod jobs;
 mod progress;
 mod repo;
@@ -43,6 +44,9 @@ fn main() -> ExitCode {
         Command::Container {
             command: ContainerCommand::Assemble(a),
         } => commands::container::assemble(a),
+        Command::Container {
+            command: ContainerCommand::Build(a),
+        } => commands::container::build(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context;
 use guest_runner::manifest::{plugin_file, Manifest, RUNNER_FILE};
 
-use crate::cli::AssembleArgs;
+use crate::cli::{AssembleArgs, BuildArgs, Cli};
 
 pub fn assemble(a: &AssembleArgs) -> anyhow::Result<()> {
     let plugins_dir = a.out.join("plugins");
@@ -44,5 +44,33 @@ fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
     fs::rename(&tmp, to).with_context(|| format!("cannot replace {}", to.display()))?;
+    Ok(())
+}
+
+/// `attache container build`
+pub fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
+    let agent = crate::agent::find(cli.agent_dir.as_deref())?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| super::cache(cli).join("containers"));
+    let built = crate::container::build(&agent, &out)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&built)?);
+    } else {
+        println!(
+            "container {} {}",
+            built.version,
+            if built.built {
+                "built"
+            } else {
+                "is up to date"
+            }
+        );
+        println!("  iso    {}", built.iso.display());
+        for (f, p) in &built.disks {
+            println!("  {f:<6} {}", p.display());
+        }
+    }
     Ok(())
 }

@@ -1,0 +1,120 @@
+//! The storage container: the agent directory (guest-runner, plugins,
+//! manifest) as an ISO 9660 image with Rock Ridge, so that modes and long
+//! names survive, and as the disk formats other hypervisors attach (qcow2,
+//! raw, VMDK, VHDX), each with the same agent inside. A container is named
+//! by the manifest's content version: a new runner or plugin gives a new
+//! container, and an unchanged agent is not rebuilt.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context};
+use guest_runner::manifest::Manifest;
+use serde::Serialize;
+
+/// Disk formats built from the ISO with `qemu-img convert`.
+pub const DISK_FORMATS: [(&str, &str); 4] = [
+    ("qcow2", "qcow2"),
+    ("raw", "img"),
+    ("vmdk", "vmdk"),
+    ("vhdx", "vhdx"),
+];
+
+/// A built container.
+#[derive(Debug, Clone, Serialize)]
+pub struct Built {
+    /// The manifest's content version.
+    pub version: String,
+    /// Whether it was built now (false: it was up to date).
+    pub built: bool,
+    /// The ISO, which QEMU attaches as a CD.
+    pub iso: PathBuf,
+    /// Format name → image path.
+    pub disks: Vec<(String, PathBuf)>,
+}
+
+fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {what} (is it installed?)"))?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Builds the container of `agent` under `out/VERSION/` unless it is there.
+pub fn build(agent: &Path, out: &Path) -> anyhow::Result<Built> {
+    let manifest = Manifest::load(agent)?;
+    // Build only from what the manifest vouches for.
+    manifest.read_verified_runner(agent)?;
+    for p in &manifest.plugins {
+        manifest.read_verified(agent, &p.name)?;
+    }
+    let dir = out.join(&manifest.version);
+    let iso = dir.join("attache-agent.iso");
+    let disks: Vec<(String, PathBuf)> = DISK_FORMATS
+        .iter()
+        .map(|(f, ext)| (f.to_string(), dir.join(format!("attache-agent.{ext}"))))
+        .collect();
+    let complete = dir.join("complete");
+    if complete.exists() {
+        return Ok(Built {
+            version: manifest.version,
+            built: false,
+            iso,
+            disks,
+        });
+    }
+    let tmp = out.join(format!(
+        ".building-{}-{}",
+        manifest.version,
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let result = (|| {
+        let tiso = tmp.join("attache-agent.iso");
+        let label = format!(
+            "ATTACHE_{}",
+            &manifest.version[..8.min(manifest.version.len())]
+        );
+        run(
+            Command::new("xorriso")
+                .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", &label, "-o"])
+                .arg(&tiso)
+                .arg(agent),
+            "xorriso",
+        )?;
+        for (format, path) in &disks {
+            let target = tmp.join(path.file_name().context("image name")?);
+            run(
+                Command::new("qemu-img")
+                    .args(["convert", "-q", "-f", "raw", "-O", format])
+                    .arg(&tiso)
+                    .arg(&target),
+                "qemu-img convert",
+            )?;
+        }
+        std::fs::write(tmp.join("complete"), &manifest.version)?;
+        crate::store::fsutil::sync_dir(&tmp)?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("cannot move the container to {}", dir.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result?;
+    Ok(Built {
+        version: manifest.version,
+        built: true,
+        iso,
+        disks,
+    })
+}

@@ -170,38 +170,30 @@ impl Manifest {
     /// Reads plugin `name` from the container at `dir` and returns its bytes
     /// only if they match the manifest.
     pub fn read_verified(&self, dir: &Path, name: &str) -> Result<Vec<u8>, ManifestError> {
-        let p = self.plugin(name)?;
-        let path = dir.join(&p.entry.file);
-        let bytes = fs::read(&path).map_err(|source| ManifestError::Read { path, source })?;
-        let found = blake3::hash(&bytes).to_hex().to_string();
-        if found != p.entry.blake3 {
-            return Err(ManifestError::HashMismatch {
-                name: name.into(),
-                file: p.entry.file.clone(),
-                expected: p.entry.blake3.clone(),
-                found,
-            });
-        }
-        Ok(bytes)
+        verified(dir, name, &self.plugin(name)?.entry)
+    }
+
+    /// Reads the runner from the container at `dir`, only if it matches.
+    pub fn read_verified_runner(&self, dir: &Path) -> Result<Vec<u8>, ManifestError> {
+        verified(dir, RUNNER_FILE, &self.runner)
     }
 }
 
-impl Manifest {
-    /// Reads the runner from the container at `dir`, only if it matches.
-    pub fn read_verified_runner(&self, dir: &Path) -> Result<Vec<u8>, ManifestError> {
-        let path = dir.join(&self.runner.file);
-        let bytes = fs::read(&path).map_err(|source| ManifestError::Read { path, source })?;
-        let found = blake3::hash(&bytes).to_hex().to_string();
-        if found != self.runner.blake3 {
-            return Err(ManifestError::HashMismatch {
-                name: RUNNER_FILE.into(),
-                file: self.runner.file.clone(),
-                expected: self.runner.blake3.clone(),
-                found,
-            });
-        }
-        Ok(bytes)
+/// The bytes of `entry` in the container at `dir`, if they hash to what
+/// the manifest says.
+fn verified(dir: &Path, name: &str, entry: &Entry) -> Result<Vec<u8>, ManifestError> {
+    let path = dir.join(&entry.file);
+    let bytes = fs::read(&path).map_err(|source| ManifestError::Read { path, source })?;
+    let found = blake3::hash(&bytes).to_hex().to_string();
+    if found != entry.blake3 {
+        return Err(ManifestError::HashMismatch {
+            name: name.into(),
+            file: entry.file.clone(),
+            expected: entry.blake3.clone(),
+            found,
+        });
     }
+    Ok(bytes)
 }
 
 /// Where plugin `name` lives inside a container.

@@ -21,93 +21,47 @@ import base64
 import json
 import os
 import random
-import socket
 import sys
 import time
+
+from jsonsock import JsonSocket, JsonSocketError
 
 CHUNK = 48 * 1024  # guest-file-read/write chunk, well under qemu-ga's limits
 
 
-class AgentError(Exception):
+class AgentError(JsonSocketError):
     pass
 
 
-class Agent:
+class Agent(JsonSocket):
+    peer = "the guest agent"
+    error = AgentError
+    command_error = AgentError
+
     def __init__(self, path, timeout=10.0):
-        self.timeout = timeout
-        self.buf = b""
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError as e:
-            self.sock.close()
-            raise AgentError(f"cannot connect to {path}: {e}") from e
+        super().__init__(path, timeout)
         self.sync()
 
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _send(self, obj):
-        self.sock.sendall(json.dumps(obj).encode() + b"\n")
-
-    def _messages(self, deadline):
-        """Yields the JSON objects received until the deadline."""
-        while True:
-            while b"\n" in self.buf:
-                line, self.buf = self.buf.split(b"\n", 1)
-                # 0xFF: sentinel before guest-sync-delimited's reply
-                line = line.rsplit(b"\xff", 1)[-1].strip()
-                if not line:
-                    continue
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue  # stale or partial data from before the sync
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AgentError("timed out waiting for the guest agent")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout as e:
-                raise AgentError("timed out waiting for the guest agent") from e
-            except OSError as e:
-                raise AgentError(f"guest agent connection: {e}") from e
-            if not data:
-                raise AgentError("guest agent closed the connection")
-            self.buf += data
+    def parse(self, line):
+        # 0xFF: sentinel before guest-sync-delimited's reply
+        line = line.rsplit(b"\xff", 1)[-1].strip()
+        if not line:
+            return None
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None  # stale or partial data from before the sync
 
     def sync(self):
         sync_id = random.randint(1, 2**31 - 1)
         # 0xFF makes the agent drop any partial JSON left by a previous client
         self.sock.sendall(b"\xff")
-        self._send({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}})
+        self.send({"execute": "guest-sync-delimited", "arguments": {"id": sync_id}})
         deadline = time.monotonic() + self.timeout
-        for msg in self._messages(deadline):
+        for msg in self.messages(deadline):
             if msg.get("return") == sync_id:
                 return
         raise AgentError("no reply to guest-sync-delimited")  # not reached
-
-    def call(self, command, arguments=None, timeout=None):
-        req = {"execute": command}
-        if arguments is not None:
-            req["arguments"] = arguments
-        self._send(req)
-        deadline = time.monotonic() + (timeout or self.timeout)
-        for msg in self._messages(deadline):
-            if "error" in msg:
-                err = msg["error"]
-                raise AgentError(f"{command}: {err.get('class')}: {err.get('desc')}")
-            if "return" in msg:
-                return msg["return"]
-        raise AgentError(f"no reply to {command}")  # not reached
 
     def ping(self):
         self.call("guest-ping")

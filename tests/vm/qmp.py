@@ -14,12 +14,13 @@ not answer. Events are skipped. Usable as a module: Qmp(path).call("quit").
 """
 
 import json
-import socket
 import sys
 import time
 
+from jsonsock import JsonSocket, JsonSocketError
 
-class QmpError(Exception):
+
+class QmpError(JsonSocketError):
     pass
 
 
@@ -27,67 +28,25 @@ class QmpCommandError(QmpError):
     """QEMU answered with an error."""
 
 
-class Qmp:
+class Qmp(JsonSocket):
+    peer = "QEMU"
+    error = QmpError
+    command_error = QmpCommandError
+
     def __init__(self, path, timeout=10.0):
-        self.timeout = timeout
-        self.buf = b""
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except OSError as e:
-            self.sock.close()
-            raise QmpError(f"cannot connect to {path}: {e}") from e
-        greeting = self._next(time.monotonic() + timeout)
+        super().__init__(path, timeout)
+        greeting = next(self.messages(time.monotonic() + timeout))
         if "QMP" not in greeting:
             raise QmpError(f"not a QMP greeting: {greeting}")
         self.call("qmp_capabilities")
 
-    def close(self):
-        self.sock.close()
+    def parse(self, line):
+        msg = json.loads(line)
+        return None if "event" in msg else msg
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _next(self, deadline, allow_eof=False):
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise QmpError("timed out waiting for QEMU")
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout as e:
-                raise QmpError("timed out waiting for QEMU") from e
-            if not data:
-                if allow_eof:
-                    return None
-                raise QmpError("QEMU closed the monitor connection")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def call(self, command, arguments=None):
-        req = {"execute": command}
-        if arguments is not None:
-            req["arguments"] = arguments
-        self.sock.sendall(json.dumps(req).encode() + b"\n")
-        deadline = time.monotonic() + self.timeout
-        while True:
-            # 'quit' may close the connection right after (or before) replying
-            msg = self._next(deadline, allow_eof=(command == "quit"))
-            if msg is None:
-                return {}
-            if "event" in msg:
-                continue
-            if "error" in msg:
-                err = msg["error"]
-                raise QmpCommandError(f"{command}: {err.get('class')}: {err.get('desc')}")
-            if "return" in msg:
-                return msg["return"]
+    def call(self, command, arguments=None, timeout=None, allow_eof=False):
+        # 'quit' may close the connection right after (or before) replying
+        return super().call(command, arguments, timeout, allow_eof or command == "quit")
 
 
 def main(argv):

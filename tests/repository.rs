@@ -115,7 +115,7 @@ fn a_flipped_byte_is_found_and_named() {
         &to,
     ]));
     assert_eq!(
-        fs::read(out.join(intact.strip_prefix("/").expect("abs"))).expect("restored"),
+        fs::read(attache_tests::restored(&out, &intact)).expect("restored"),
         fs::read(intact).expect("orig")
     );
     let err = fails(attache(&repo).args([
@@ -127,7 +127,7 @@ fn a_flipped_byte_is_found_and_named() {
         &to,
     ]));
     assert!(err.contains("damaged"), "{err}");
-    assert!(!out.join(damaged.strip_prefix("/").expect("abs")).exists());
+    assert!(!attache_tests::restored(&out, &damaged).exists());
 }
 
 #[test]
@@ -160,11 +160,7 @@ fn forget_and_prune_free_space_and_keep_what_is_referenced() {
         .args(["restore", &last, "--to"])
         .arg(format!("local:{}", out.display())));
     assert_eq!(
-        fs::read(
-            out.join(src.strip_prefix("/").expect("abs"))
-                .join("kept.bin")
-        )
-        .expect("r"),
+        fs::read(attache_tests::restored(&out, &src).join("kept.bin")).expect("r"),
         fs::read(src.join("kept.bin")).expect("o")
     );
 }
@@ -305,5 +301,5 @@ fn kill_9_never_leaves_a_partial_snapshot_or_loses_data() {
     ok(attache(&repo)
         .args(["restore", &good, "--to"])
         .arg(format!("local:{}", out.display())));
-    tree::assert_same(&src, &out.join(src.strip_prefix("/").expect("abs")));
+    tree::assert_same(&src, &attache_tests::restored(&out, &src));
 }

@@ -61,7 +61,7 @@ fn a_real_tree_restores_identical() {
     ok(attache(&repo)
         .args(["restore", &id, "--to"])
         .arg(format!("local:{}", dest.display())));
-    let inside = dest.join(src.strip_prefix("/").expect("absolute"));
+    let inside = attache_tests::restored(&dest, &src);
     tree::assert_same(&src, &inside);
 }
 
@@ -84,7 +84,7 @@ fn a_single_file_restores_into_an_alternate_directory() {
     ok(attache(&repo)
         .args(["restore", &id[..8], "--item", file_id, "--to"])
         .arg(format!("local:{}", alt.display())));
-    let restored = alt.join(file.strip_prefix("/").expect("absolute"));
+    let restored = attache_tests::restored(&alt, &file);
     assert_eq!(
         fs::read(&restored).expect("restored"),
         fs::read(&file).expect("original")
@@ -114,7 +114,7 @@ fn a_single_file_restores_into_an_alternate_directory() {
         ])
         .arg(format!("local:{}", alt.display())));
     assert_eq!(
-        fs::read(alt.join(second.strip_prefix("/").expect("abs"))).expect("read"),
+        fs::read(attache_tests::restored(&alt, &second)).expect("read"),
         b"shared by two names\n"
     );
 

@@ -336,11 +336,7 @@ fn the_command_line_works_through_the_server() {
         &format!("local:{}", dest.display()),
     ]));
     assert_eq!(
-        fs::read(
-            dest.join(src.strip_prefix("/").expect("abs"))
-                .join("www/index.html")
-        )
-        .expect("r"),
+        fs::read(attache_tests::restored(&dest, &src).join("www/index.html")).expect("r"),
         b"<h1>served</h1>"
     );
     let e = attache_tests::fails(&mut via(&["verify"]));

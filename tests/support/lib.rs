@@ -105,6 +105,12 @@ pub fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
         .expect("snapshots --json prints JSON")
 }
 
+/// Where the item at absolute path `item` lands when restored below `root`
+/// (`attache restore --to local:ROOT` keeps the full path, as restic does).
+pub fn restored(root: &Path, item: &Path) -> PathBuf {
+    root.join(item.strip_prefix("/").expect("item ids are absolute paths"))
+}
+
 /// Runs a command and returns its output whatever the status.
 pub fn output(c: &mut Command) -> Output {
     c.stdin(Stdio::null())

@@ -42,6 +42,29 @@ fn grow_pipe(fd: impl std::os::fd::AsFd) {
     }
 }
 
+/// Both directions of the server's data channel, after the hellos.
+pub struct Channel {
+    pub reader: BufReader<std::fs::File>,
+    pub writer: BufWriter<std::fs::File>,
+}
+
+/// Opens the data channel (a virtio-serial port), says hello and checks the
+/// server's hello names `session`.
+pub fn open_channel(p: &Path, session: &str) -> anyhow::Result<Channel> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .with_context(|| format!("cannot open the data channel {}", p.display()))?;
+    let mut writer = BufWriter::with_capacity(BUF, f.try_clone()?);
+    writer.write_all(&guest_runner::channel::hello(session)?)?;
+    writer.flush()?;
+    let mut reader = BufReader::with_capacity(BUF, f);
+    guest_runner::channel::expect_hello(&mut reader, session)
+        .with_context(|| format!("on the data channel {}", p.display()))?;
+    Ok(Channel { reader, writer })
+}
+
 /// Opens the stream input.
 pub fn open_input(p: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
     if is_stdio(p) {

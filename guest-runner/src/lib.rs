@@ -5,6 +5,7 @@
 //! feature (the default) it also holds the wasmtime sandbox that runs the
 //! plugins, used by the `guest-runner` binary.
 
+pub mod channel;
 pub mod manifest;
 pub mod stream;
 

@@ -29,6 +29,7 @@ fn main() -> ExitCode {
         Command::Discover(a) => commands::discover::run(&cli, a),
         Command::Backup(a) => commands::backup::run(&cli, a),
         Command::Restore(a) => commands::restore::run(&cli, a),
+        Command::Precompile(a) => commands::precompile::run(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,6 +7,8 @@
 //! guest-runner            the static runner
 //! manifest.json           this manifest
 //! plugins/NAME.wasm       one component per plugin
+//! plugins/NAME.cwasm      optional: the component compiled ahead of time by
+//!                         this runner, for guests too slow to compile it
 //! ```
 //!
 //! The runner loads a plugin only after its bytes hash to the manifest's value,
@@ -41,6 +43,19 @@ pub struct Entry {
 pub struct PluginEntry {
     /// The plugin's name, as jobs ask for it.
     pub name: String,
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// The component compiled ahead of time, if the container carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precompiled: Option<Precompiled>,
+}
+
+/// A component compiled ahead of time for a runner's engine.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Precompiled {
+    /// The engine it was compiled for (the runner's `engine_id`); another
+    /// engine compiles the component itself instead.
+    pub engine: String,
     #[serde(flatten)]
     pub entry: Entry,
 }
@@ -104,7 +119,13 @@ impl Manifest {
 
     /// Hashes the runner and plugins already laid out in `dir` and makes
     /// the manifest for them.
-    pub fn for_dir(dir: &Path, plugin_names: &[String]) -> Result<Self, ManifestError> {
+    /// With `engine`, plugins whose `plugins/NAME.cwasm` exists carry it as
+    /// their precompiled form for that engine.
+    pub fn for_dir(
+        dir: &Path,
+        plugin_names: &[String],
+        engine: Option<&str>,
+    ) -> Result<Self, ManifestError> {
         let runner = entry(dir, RUNNER_FILE)?;
         let mut plugins = Vec::new();
         let mut names = plugin_names.to_vec();
@@ -112,14 +133,26 @@ impl Manifest {
         names.dedup();
         for name in names {
             check_name(&name)?;
+            let compiled = precompiled_file(&name);
+            let precompiled = match engine {
+                Some(engine) if dir.join(&compiled).is_file() => Some(Precompiled {
+                    engine: engine.into(),
+                    entry: entry(dir, &compiled)?,
+                }),
+                _ => None,
+            };
             plugins.push(PluginEntry {
                 entry: entry(dir, &plugin_file(&name))?,
                 name,
+                precompiled,
             });
         }
         let mut h = blake3::Hasher::new();
         h.update(WIT_PACKAGE.as_bytes());
-        for e in std::iter::once(&runner).chain(plugins.iter().map(|p| &p.entry)) {
+        let files = plugins.iter().flat_map(|p| {
+            std::iter::once(&p.entry).chain(p.precompiled.as_ref().map(|c| &c.entry))
+        });
+        for e in std::iter::once(&runner).chain(files) {
             h.update(e.file.as_bytes());
             h.update(b"\0");
             h.update(e.blake3.as_bytes());
@@ -173,6 +206,20 @@ impl Manifest {
         verified(dir, name, &self.plugin(name)?.entry)
     }
 
+    /// Reads plugin `name`'s precompiled form for `engine`, if the container
+    /// has one, only if it matches the manifest.
+    pub fn read_verified_precompiled(
+        &self,
+        dir: &Path,
+        name: &str,
+        engine: &str,
+    ) -> Result<Option<Vec<u8>>, ManifestError> {
+        match &self.plugin(name)?.precompiled {
+            Some(c) if c.engine == engine => verified(dir, name, &c.entry).map(Some),
+            _ => Ok(None),
+        }
+    }
+
     /// Reads the runner from the container at `dir`, only if it matches.
     pub fn read_verified_runner(&self, dir: &Path) -> Result<Vec<u8>, ManifestError> {
         verified(dir, RUNNER_FILE, &self.runner)
@@ -199,6 +246,11 @@ fn verified(dir: &Path, name: &str, entry: &Entry) -> Result<Vec<u8>, ManifestEr
 /// Where plugin `name` lives inside a container.
 pub fn plugin_file(name: &str) -> String {
     format!("plugins/{name}.wasm")
+}
+
+/// Where plugin `name`'s precompiled form lives inside a container.
+pub fn precompiled_file(name: &str) -> String {
+    format!("plugins/{name}.cwasm")
 }
 
 /// Plugin names become file names: keep them plain.
@@ -240,7 +292,7 @@ mod tests {
     #[test]
     fn verifies_and_refuses_changed_plugins() {
         let d = container();
-        let m = Manifest::for_dir(d.path(), &["fs".into()]).unwrap();
+        let m = Manifest::for_dir(d.path(), &["fs".into()], None).unwrap();
         m.write(d.path()).unwrap();
         let m = Manifest::load(d.path()).unwrap();
         assert_eq!(m.read_verified(d.path(), "fs").unwrap(), b"plugin");
@@ -256,16 +308,36 @@ mod tests {
     #[test]
     fn version_follows_content() {
         let d = container();
-        let a = Manifest::for_dir(d.path(), &["fs".into()]).unwrap();
+        let a = Manifest::for_dir(d.path(), &["fs".into()], None).unwrap();
         assert_eq!(
             a.version,
-            Manifest::for_dir(d.path(), &["fs".into()]).unwrap().version
+            Manifest::for_dir(d.path(), &["fs".into()], None).unwrap().version
         );
         fs::write(d.path().join("plugins/fs.wasm"), b"other").unwrap();
         assert_ne!(
             a.version,
-            Manifest::for_dir(d.path(), &["fs".into()]).unwrap().version
+            Manifest::for_dir(d.path(), &["fs".into()], None).unwrap().version
         );
+    }
+
+    #[test]
+    fn precompiled_forms_are_verified_and_versioned() {
+        let d = container();
+        let plain = Manifest::for_dir(d.path(), &["fs".into()], Some("e1")).unwrap();
+        assert!(plain.plugins[0].precompiled.is_none());
+        fs::write(d.path().join("plugins/fs.cwasm"), b"code").unwrap();
+        let m = Manifest::for_dir(d.path(), &["fs".into()], Some("e1")).unwrap();
+        assert_ne!(m.version, plain.version);
+        assert_eq!(
+            m.read_verified_precompiled(d.path(), "fs", "e1").unwrap(),
+            Some(b"code".to_vec())
+        );
+        assert_eq!(m.read_verified_precompiled(d.path(), "fs", "e2").unwrap(), None);
+        fs::write(d.path().join("plugins/fs.cwasm"), b"c0de").unwrap();
+        assert!(matches!(
+            m.read_verified_precompiled(d.path(), "fs", "e1"),
+            Err(ManifestError::HashMismatch { .. })
+        ));
     }
 
     #[test]

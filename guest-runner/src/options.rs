@@ -47,6 +47,16 @@ pub enum Command {
     Backup(BackupArgs),
     /// Restores the items of a stream.
     Restore(RestoreArgs),
+    /// Compiles plugin components ahead of time into the container
+    /// (`plugins/NAME.cwasm`) and prints this runner's engine id.
+    Precompile(PrecompileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PrecompileArgs {
+    /// A plugin to compile (repeatable): `plugins/NAME.wasm` of the container.
+    #[arg(long = "plugin", required = true)]
+    pub plugins: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -83,6 +93,11 @@ pub struct BackupArgs {
     /// A directory the plugin may read (repeatable); granted read-only.
     #[arg(long = "grant-read")]
     pub grant_read: Vec<PathBuf>,
+    /// Also grant read-only what each path selection needs: a directory
+    /// itself, anything else its parent directory. The server uses it for
+    /// VMs, whose paths only the guest can look at.
+    #[arg(long)]
+    pub grant_selected: bool,
     /// The id of an item to back up with everything below it (repeatable).
     #[arg(long = "select", required = true)]
     pub select: Vec<String>,
@@ -94,12 +109,32 @@ pub struct BackupArgs {
     pub quiesce: bool,
     /// The previous backup's catalog, one JSON item record per line: items
     /// whose change token still matches are referenced, not read again.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "channel")]
     pub previous: Option<PathBuf>,
     /// Where the stream goes: a file, a character device (a virtio-serial
     /// port), or - for stdout.
-    #[arg(long, default_value = "-")]
+    #[arg(long, default_value = "-", conflicts_with = "channel")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub channel: ChannelArgs,
+    /// With --channel: after the plugin's quiesce, ask the server to freeze
+    /// the guest's filesystems (it thaws them once the stream has arrived).
+    #[arg(long, requires = "channel")]
+    pub fsfreeze: bool,
+}
+
+/// The data channel to the server (see `guest_runner::channel`): used when
+/// the runner runs inside a VM.
+#[derive(Debug, Args)]
+pub struct ChannelArgs {
+    /// The data channel device (e.g. /dev/virtio-ports/attache.data): the
+    /// previous catalog comes in and the stream goes out (backup), or the
+    /// stream comes in (restore).
+    #[arg(long, requires = "session")]
+    pub channel: Option<PathBuf>,
+    /// The job's session id (32 hex digits), which both ends' hellos name.
+    #[arg(long, requires = "channel")]
+    pub session: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -122,8 +157,10 @@ pub struct RestoreArgs {
     #[arg(long = "option", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
     /// Where the stream comes from: a file, a character device, or - for stdin.
-    #[arg(long, default_value = "-")]
+    #[arg(long, default_value = "-", conflicts_with = "channel")]
     pub input: PathBuf,
+    #[command(flatten)]
+    pub channel: ChannelArgs,
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {

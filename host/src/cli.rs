@@ -25,6 +25,10 @@ pub struct Cli {
     /// ~/.cache/attache.
     #[arg(long, global = true, env = "ATTACHE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Where Attaché keeps the registered hypervisors and the journal of
+    /// what it has attached to which VM; default: ~/.local/state/attache.
+    #[arg(long, global = true, env = "ATTACHE_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
     /// A file holding the repository password (its first line). Without it,
     /// the password comes from ATTACHE_PASSWORD.
     #[arg(long, global = true)]
@@ -69,6 +73,75 @@ pub enum Command {
         #[command(subcommand)]
         command: ContainerCommand,
     },
+    /// Registers and lists hypervisors.
+    Hypervisor {
+        #[command(subcommand)]
+        command: HypervisorCommand,
+    },
+    /// Lists the VMs of the registered hypervisors.
+    Vm {
+        #[command(subcommand)]
+        command: VmCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HypervisorCommand {
+    /// Registers a hypervisor and puts the current container on the fewest
+    /// of its datastores that reach all its VMs.
+    Add(HypervisorAddArgs),
+    /// Lists the registered hypervisors and the containers on their
+    /// datastores.
+    List(JsonArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Lists every VM of every registered hypervisor, with its run state and
+    /// whether its guest agent answers.
+    List(JsonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HypervisorAddArgs {
+    /// The hypervisor's name, the first part of `HYPERVISOR/VM` targets.
+    pub name: String,
+    /// How Attaché talks to it.
+    #[arg(long, value_enum)]
+    pub driver: crate::hypervisor::registry::Driver,
+    /// The directory holding its VMs' sockets (QEMU: `V.qmp`, `V.qga`,
+    /// `V.data` for a VM named V).
+    #[arg(long)]
+    pub vm_dir: PathBuf,
+    /// A directory the hypervisor can attach containers from (repeatable):
+    /// `DIR` reaches every VM, `DIR=VM1,VM2` only those.
+    #[arg(long = "datastore", required = true, value_parser = parse_datastore)]
+    pub datastores: Vec<crate::hypervisor::registry::Datastore>,
+}
+
+fn parse_datastore(s: &str) -> Result<crate::hypervisor::registry::Datastore, String> {
+    let (dir, vms) = match s.split_once('=') {
+        Some((d, v)) => {
+            let vms: Vec<String> = v.split(',').map(str::to_owned).collect();
+            for vm in &vms {
+                crate::hypervisor::check_name("VM", vm).map_err(|e| e.to_string())?;
+            }
+            (d, Some(vms))
+        }
+        None => (s, None),
+    };
+    if dir.is_empty() {
+        return Err("empty datastore directory".into());
+    }
+    let dir = std::path::absolute(dir).map_err(|e| format!("datastore {dir:?}: {e}"))?;
+    Ok(crate::hypervisor::registry::Datastore { dir, vms })
 }
 
 #[derive(Debug, Args)]
@@ -137,7 +210,8 @@ pub struct FindArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// What to back up: `local` runs the agent on this machine as the guest.
+    /// What to back up: `local` runs the agent on this machine as the guest;
+    /// `HYPERVISOR/VM` attaches the container to that VM and runs it there.
     pub target: String,
     /// The plugin that reads the application.
     #[arg(long)]
@@ -146,6 +220,14 @@ pub struct BackupArgs {
     /// filesystem plugin, a path.
     #[arg(long = "include", required = true)]
     pub include: Vec<String>,
+    /// VMs: freeze the guest's filesystems through its guest agent once the
+    /// plugin has quiesced the application, until the data has been read.
+    #[arg(long)]
+    pub fsfreeze: bool,
+    /// VMs: the longest the filesystems stay frozen, in seconds; past it
+    /// they are thawed (the rest of the backup is crash-consistent only).
+    #[arg(long, default_value_t = 10)]
+    pub freeze_limit_secs: u64,
     /// Print the result as JSON (an object with an `id` field).
     #[arg(long)]
     pub json: bool,
@@ -177,8 +259,10 @@ pub struct RestoreArgs {
     /// it, the whole snapshot.
     #[arg(long = "item")]
     pub item: Vec<String>,
-    /// Where to: `local` (the original place on this machine) or
-    /// `local:DIR` (each item at its full path below DIR, as restic does).
+    /// Where to: `local` (the original place on this machine), `local:DIR`
+    /// (each item at its full path below DIR, as restic does),
+    /// `HYPERVISOR/VM` (the original place in that VM) or
+    /// `HYPERVISOR/VM:DIR` (below DIR in the VM).
     #[arg(long = "to")]
     pub to: String,
     /// Replace items that exist at the destination.
@@ -196,7 +280,8 @@ pub enum ContainerCommand {
     Assemble(AssembleArgs),
     /// Builds the storage container from the agent directory: an ISO 9660
     /// image with Rock Ridge, and the same content as qcow2, raw, VMDK and
-    /// VHDX disk images. Rebuilds only when the runner or a plugin changed.
+    /// VHDX disk images. Rebuilds only when the runner or a plugin changed,
+    /// and pushes the container to every registered hypervisor.
     Build(BuildArgs),
 }
 

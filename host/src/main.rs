@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod commands;
 mod container;
+mod hypervisor;
 mod jobs;
 mod progress;
 mod repo;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ContainerCommand};
+use cli::{Cli, Command, ContainerCommand, HypervisorCommand, VmCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -47,6 +48,15 @@ fn main() -> ExitCode {
         Command::Container {
             command: ContainerCommand::Build(a),
         } => commands::container::build(&cli, a),
+        Command::Hypervisor {
+            command: HypervisorCommand::Add(a),
+        } => commands::hypervisor::add(&cli, a),
+        Command::Hypervisor {
+            command: HypervisorCommand::List(a),
+        } => commands::hypervisor::list(&cli, a),
+        Command::Vm {
+            command: VmCommand::List(a),
+        } => commands::vm::list(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

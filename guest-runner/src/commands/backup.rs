@@ -2,19 +2,23 @@
 
 use guest_runner::runtime::{RunnerError, Running, Sink, State};
 use std::collections::HashMap;
-use std::io::BufRead;
-use std::path::Path;
+use std::io::{BufRead, Read, Write};
 
 use anyhow::Context;
+use guest_runner::channel;
 use guest_runner::stream::{Header, ItemRecord, StreamWriter};
 
 use super::prepare;
-use crate::io::open_output;
+use crate::io::{open_channel, open_output};
 use crate::options::{BackupArgs, Cli};
 
 pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let p = prepare(cli, &a.plugin)?;
-    let grants = cli.grants(&a.grant_read, None);
+    let mut read = a.grant_read.clone();
+    if a.grant_selected {
+        read.extend(selected_grants(&a.select));
+    }
+    let grants = cli.grants(&read, None);
     grants.check(&p.info)?;
     let limits = cli.limits();
     let header = Header {
@@ -26,16 +30,34 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0),
     };
-    let writer = StreamWriter::new(open_output(&a.output)?, &header)?;
-    let previous = load_previous(a.previous.as_deref())?;
-    let state =
-        State::new(&a.plugin, grants.wasi()?, limits.memory).with_sink(Sink::new(writer, previous));
-    let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
-
-    let request = guest_runner::runtime::BackupRequest {
-        selection: a.select.clone(),
-        options: a.options.clone(),
+    // Where the stream goes and where the previous catalog comes from: the
+    // server's data channel, or a file and an output.
+    let mut channel = match (&a.channel.channel, &a.channel.session) {
+        (Some(path), Some(session)) => Some(open_channel(path, session)?),
+        _ => None,
     };
+    let previous = match channel.as_mut() {
+        Some(ch) => {
+            let len = channel::read_previous_len(&mut ch.reader)
+                .context("reading the previous catalog from the data channel")?;
+            load_previous(
+                (&mut ch.reader).take(len),
+                "the previous catalog from the data channel",
+            )?
+        }
+        None => match &a.previous {
+            Some(path) => load_previous(
+                std::io::BufReader::new(std::fs::File::open(path).with_context(|| {
+                    format!("cannot open previous catalog {}", path.display())
+                })?),
+                &format!("previous catalog {}", path.display()),
+            )?,
+            None => HashMap::new(),
+        },
+    };
+
+    let state = State::new(&a.plugin, grants.wasi()?, limits.memory);
+    let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
     let quiesced = if a.quiesce && p.info.supports_quiesce {
         run.quiesce(&a.select, &a.options)?;
         true
@@ -48,11 +70,39 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         }
         false
     };
+    let out: Box<dyn Write + Send> = match channel {
+        Some(mut ch) => {
+            if a.fsfreeze {
+                ch.writer.write_all(&[channel::PHASE_FREEZE])?;
+                ch.writer.flush()?;
+                let mut ack = [0u8; 1];
+                ch.reader
+                    .read_exact(&mut ack)
+                    .context("waiting for the server to freeze the filesystems")?;
+                match ack[0] {
+                    channel::ACK_FROZEN => tracing::info!("filesystems frozen"),
+                    channel::ACK_NOT_FROZEN => {
+                        tracing::warn!("the server could not freeze the filesystems")
+                    }
+                    other => anyhow::bail!("unexpected freeze answer {other:#04x}"),
+                }
+            }
+            ch.writer.write_all(&[channel::PHASE_STREAM])?;
+            Box::new(ch.writer)
+        }
+        None => open_output(&a.output)?,
+    };
+    run.state()
+        .set_sink(Sink::new(StreamWriter::new(out, &header)?, previous));
+
+    let request = guest_runner::runtime::BackupRequest {
+        selection: a.select.clone(),
+        options: a.options.clone(),
+    };
     let result = run.backup(&request);
     if quiesced {
         if let Err(e) = run.thaw() {
             tracing::error!("thaw failed: {e}");
-            result.as_ref().map_err(|_| ()).ok();
             if result.is_ok() {
                 return Err(e.into());
             }
@@ -76,17 +126,32 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the previous backup's catalog (JSON lines of item records).
-fn load_previous(path: Option<&Path>) -> anyhow::Result<HashMap<String, ItemRecord>> {
+/// Reads a previous backup's catalog (JSON lines of item records).
+fn load_previous(r: impl Read, what: &str) -> anyhow::Result<HashMap<String, ItemRecord>> {
     let mut map = HashMap::new();
-    let Some(path) = path else { return Ok(map) };
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open previous catalog {}", path.display()))?;
-    for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-        let line = line?;
-        let r: ItemRecord = serde_json::from_str(&line)
-            .with_context(|| format!("previous catalog {}, line {}", path.display(), n + 1))?;
+    for (n, line) in std::io::BufReader::new(r).lines().enumerate() {
+        let line = line.with_context(|| format!("reading {what}"))?;
+        let r: ItemRecord =
+            serde_json::from_str(&line).with_context(|| format!("{what}, line {}", n + 1))?;
         map.insert(r.id.clone(), r);
     }
     Ok(map)
+}
+
+/// The directories that path selections need: a directory itself, anything
+/// else (or what does not exist) its parent. Ids that are not absolute paths
+/// (`postgresql://…`) need none.
+fn selected_grants(select: &[String]) -> Vec<std::path::PathBuf> {
+    let mut out: Vec<std::path::PathBuf> = select
+        .iter()
+        .map(std::path::Path::new)
+        .filter(|p| p.is_absolute())
+        .map(|p| match std::fs::symlink_metadata(p) {
+            Ok(md) if md.is_dir() => p.to_path_buf(),
+            _ => p.parent().unwrap_or(std::path::Path::new("/")).to_path_buf(),
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod discover;
 pub mod info;
+pub mod precompile;
 pub mod restore;
 
 use std::path::PathBuf;

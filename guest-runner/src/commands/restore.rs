@@ -7,7 +7,7 @@ use guest_runner::runtime::{
 use serde_json::json;
 
 use super::prepare;
-use crate::io::open_input;
+use crate::io::{open_channel, open_input};
 use crate::options::{Cli, RestoreArgs};
 
 pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
@@ -15,7 +15,11 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let grants = cli.grants(&[], a.target.as_ref());
     grants.check(&p.info)?;
     let limits = cli.limits();
-    let source = Source::new(open_input(&a.input)?)?;
+    let input: Box<dyn std::io::Read + Send> = match (&a.channel.channel, &a.channel.session) {
+        (Some(path), Some(session)) => Box::new(open_channel(path, session)?.reader),
+        _ => open_input(&a.input)?,
+    };
+    let source = Source::new(input)?;
     if source.header().plugin != a.plugin {
         return Err(RunnerError::WrongPlugin {
             expected: a.plugin.clone(),

@@ -23,6 +23,11 @@ impl Sandbox {
     pub fn new(cache: Option<PathBuf>) -> Result<Self, RunnerError> {
         let mut config = Config::new();
         config.wasm_component_model(true).epoch_interruption(true);
+        // An explicit target turns off the detection of this CPU's extra
+        // features, so code compiled here runs on every CPU of the
+        // architecture: a container's precompiled plugins (compiled on the
+        // server) load in any guest, whatever CPU the hypervisor shows it.
+        config.target(&portable_triple()).map_err(other)?;
         let engine = Engine::new(&config).map_err(other)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(other)?;
@@ -45,14 +50,45 @@ impl Sandbox {
         })
     }
 
+    /// Names this engine's compiled code: precompiled components carry it,
+    /// and only an engine with the same id loads them.
+    pub fn engine_id(&self) -> String {
+        let mut h = DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{}-{:016x}", portable_triple(), h.finish())
+    }
+
+    /// Compiles a component into the form `load` takes from a container.
+    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, RunnerError> {
+        let load_err = |e: wasmtime::Error| RunnerError::Load {
+            plugin: name.into(),
+            message: format!("{e:#}"),
+        };
+        Component::new(&self.engine, bytes)
+            .and_then(|c| c.serialize())
+            .map_err(load_err)
+    }
+
     /// Loads plugin `name` of the container at `dir`: verified against the
-    /// manifest first, then taken from the cache or compiled.
+    /// manifest first, then taken from the container's precompiled form for
+    /// this engine, the cache, or compiled.
     pub fn load(
         &self,
         dir: &Path,
         manifest: &Manifest,
         name: &str,
     ) -> Result<Component, RunnerError> {
+        if let Some(code) = manifest.read_verified_precompiled(dir, name, &self.engine_id())? {
+            // SAFETY: these bytes hash to the manifest's value, and the
+            // manifest is what vouches for the runner executing this very
+            // code: the precompiled form is trusted exactly as far as the
+            // runner binary is. It was made by `precompile` of a runner with
+            // this engine id (checked above; wasmtime checks it again).
+            match unsafe { Component::deserialize(&self.engine, &code) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(plugin = name, "precompiled form unusable, compiling: {e:#}"),
+            }
+        }
         let bytes = manifest.read_verified(dir, name)?;
         let hash = &manifest.plugin(name)?.entry.blake3;
         self.component(name, &bytes, hash)
@@ -102,6 +138,12 @@ impl Sandbox {
         }
         Ok(component)
     }
+}
+
+/// This architecture and OS with no CPU features beyond the baseline.
+fn portable_triple() -> String {
+    let env = if cfg!(target_env = "musl") { "musl" } else { "gnu" };
+    format!("{}-unknown-linux-{env}", std::env::consts::ARCH)
 }
 
 fn other(e: wasmtime::Error) -> RunnerError {

@@ -48,6 +48,11 @@ impl State {
         self
     }
 
+    /// Sets the sink of an instance already started (after quiesce).
+    pub fn set_sink(&mut self, sink: Sink) {
+        self.sink = Some(sink);
+    }
+
     pub fn take_sink(&mut self) -> Option<Sink> {
         self.sink.take()
     }

@@ -83,8 +83,13 @@ impl<R: Read> StreamReader<R> {
         self.state == State::Done
     }
 
-    /// The next event; `Ok(None)` only after the trailer.
+    /// The next event; `Ok(None)` only after the trailer. Nothing past the
+    /// trailer is read: on a data channel that stays open, the stream ends
+    /// there, not at end of file.
     pub fn next_event(&mut self) -> Result<Option<Event<'_>>, StreamError> {
+        if self.state == State::Done {
+            return Ok(None);
+        }
         if self.state == State::Magic {
             let mut m = [0u8; 8];
             self.r
@@ -99,7 +104,6 @@ impl<R: Read> StreamReader<R> {
         let at = self.offset;
         let head = match read_head(&mut self.r) {
             Ok(Some(h)) => h,
-            Ok(None) if self.state == State::Done => return Ok(None),
             Ok(None) => return Err(StreamError::Truncated { offset: at }),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 return Err(StreamError::Truncated { offset: at })

@@ -1,4 +1,4 @@
-//! `attache backup TARGET --plugin P --include ITEM…`
+//! `attache backup TARGET --plugin P --include ITEM… [--fsfreeze]`
 
 use serde_json::json;
 
@@ -10,6 +10,8 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         target: a.target.clone(),
         plugin: a.plugin.clone(),
         include: a.include.clone(),
+        fsfreeze: a.fsfreeze,
+        freeze_limit_secs: a.freeze_limit_secs,
     };
     let out = super::run_job(cli, "backup", &req, |ctx, ctl| {
         jobs::backup::run(ctx, &req, ctl)

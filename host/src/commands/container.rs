@@ -26,11 +26,27 @@ pub fn assemble(a: &AssembleArgs) -> anyhow::Result<()> {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_owned();
-        if p.extension().is_some_and(|x| x == "wasm") && !names.contains(&stem) {
+        let component = p.extension().is_some_and(|x| x == "wasm" || x == "cwasm");
+        if component && !names.contains(&stem) {
             fs::remove_file(&p)?;
         }
     }
-    let manifest = Manifest::for_dir(&a.out, &names)?;
+    // Compiled ahead of time by the runner itself, so that its engine (and
+    // nothing else) loads them in the guest without compiling.
+    let out = std::process::Command::new(a.out.join(RUNNER_FILE))
+        .arg("--agent-dir")
+        .arg(&a.out)
+        .arg("precompile")
+        .args(names.iter().flat_map(|n| ["--plugin", n.as_str()]))
+        .output()
+        .context("cannot run guest-runner precompile")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "guest-runner precompile failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let engine = String::from_utf8(out.stdout).context("engine id")?;
+    let manifest = Manifest::for_dir(&a.out, &names, Some(engine.trim()))?;
     manifest.write(&a.out)?;
     println!("{}", manifest.version);
     Ok(())
@@ -47,6 +63,12 @@ fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The container of the current agent directory, built if needed.
+pub fn current(cli: &Cli) -> anyhow::Result<crate::container::Built> {
+    let agent = crate::agent::find(cli.agent_dir.as_deref())?;
+    crate::container::build(&agent, &super::cache(cli).join("containers"))
+}
+
 /// `attache container build`
 pub fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
     let agent = crate::agent::find(cli.agent_dir.as_deref())?;
@@ -55,8 +77,13 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| super::cache(cli).join("containers"));
     let built = crate::container::build(&agent, &out)?;
+    let pushed = push_everywhere(cli, &built)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&built)?);
+        let v = serde_json::json!({
+            "version": built.version, "built": built.built, "iso": built.iso,
+            "disks": built.disks, "pushed": pushed,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
             "container {} {}",
@@ -71,6 +98,54 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
         for (f, p) in &built.disks {
             println!("  {f:<6} {}", p.display());
         }
+        for p in &pushed {
+            super::hypervisor::report(p);
+        }
     }
     Ok(())
+}
+
+/// Pushes `built` to every registered hypervisor at once (a few copies at
+/// a time), under the registry lock; fails naming every hypervisor that
+/// could not take it.
+pub fn push_everywhere(
+    cli: &Cli,
+    built: &crate::container::Built,
+) -> anyhow::Result<Vec<crate::hypervisor::datastore::Pushed>> {
+    use crate::hypervisor::{datastore, journal::Journal, registry::Registry};
+    use std::sync::Mutex;
+
+    let state = super::state(cli);
+    let registry = Registry::new(&state);
+    let journal = Journal::new(&state);
+    let _lock = registry.lock()?;
+    let hvs = registry.list()?;
+    let next = Mutex::new(hvs.iter());
+    let results = Mutex::new(Vec::new());
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get() * 4)
+        .unwrap_or(8)
+        .min(hvs.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let Some(hv) = next.lock().unwrap_or_else(|p| p.into_inner()).next() else {
+                    break;
+                };
+                let r = datastore::push(hv, built, &journal).map_err(|e| format!("{}: {e:#}", hv.name));
+                results.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+            });
+        }
+    });
+    let mut pushed = Vec::new();
+    let mut failed = Vec::new();
+    for r in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        match r {
+            Ok(p) => pushed.push(p),
+            Err(e) => failed.push(e),
+        }
+    }
+    pushed.sort_by(|a, b| a.hypervisor.cmp(&b.hypervisor));
+    anyhow::ensure!(failed.is_empty(), "the container could not be pushed to: {}", failed.join("; "));
+    Ok(pushed)
 }

@@ -4,6 +4,7 @@ pub mod backup;
 pub mod container;
 pub mod find;
 pub mod forget;
+pub mod hypervisor;
 pub mod init;
 pub mod ls;
 pub mod prune;
@@ -11,6 +12,7 @@ pub mod restore;
 pub mod serve;
 pub mod snapshots;
 pub mod verify;
+pub mod vm;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -32,6 +34,18 @@ pub fn cache(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".attache-cache"))
 }
 
+/// Attaché's state directory: hypervisors and the attachment journal.
+pub fn state(cli: &Cli) -> PathBuf {
+    if let Some(d) = &cli.state_dir {
+        return d.clone();
+    }
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("attache"))
+        .unwrap_or_else(|| PathBuf::from(".attache-state"))
+}
+
 /// Where jobs of this command line find everything.
 pub fn context(cli: &Cli) -> Context {
     Context {
@@ -41,6 +55,7 @@ pub fn context(cli: &Cli) -> Context {
         },
         cache: cache(cli),
         agent_dir: cli.agent_dir.clone(),
+        state: state(cli),
     }
 }
 

@@ -17,6 +17,15 @@ pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     let ctx = super::context(cli);
     // Fail now, not at the first request, when the repository cannot be opened.
     ctx.repository(true)?;
+    // Undo what jobs of a server that died left attached in VMs.
+    let journal = crate::hypervisor::journal::Journal::new(&ctx.state);
+    for r in journal.recover(None)? {
+        if r.complete {
+            tracing::info!(session = %r.session, vm = %r.vm, "an interrupted job's container is detached and the guest cleaned");
+        } else {
+            tracing::warn!(session = %r.session, vm = %r.vm, "an interrupted job's cleanup is incomplete: {}", r.problems.join("; "));
+        }
+    }
     let state = ServerState::new(
         ctx,
         token,

@@ -33,6 +33,11 @@ pub struct Built {
     pub disks: Vec<(String, PathBuf)>,
 }
 
+/// The ISO's volume id: how the guest finds the container among its CDs.
+pub fn volume_label(version: &str) -> String {
+    format!("ATTACHE_{}", &version[..8.min(version.len())])
+}
+
 fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     let out = cmd
         .output()
@@ -78,10 +83,7 @@ pub fn build(agent: &Path, out: &Path) -> anyhow::Result<Built> {
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let result = (|| {
         let tiso = tmp.join("attache-agent.iso");
-        let label = format!(
-            "ATTACHE_{}",
-            &manifest.version[..8.min(manifest.version.len())]
-        );
+        let label = volume_label(&manifest.version);
         run(
             Command::new("xorriso")
                 .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", &label, "-o"])

@@ -11,63 +11,114 @@ use crate::repo::{ingest, Origin};
 use crate::store::lock::Lock;
 use crate::store::snapshot::SnapshotInfo;
 use crate::store::snapshot::StoredItem;
-use crate::target;
+use crate::hypervisor::session::{RunOptions, Session};
+use crate::repo::Repository;
+use crate::target::{self, BackupTarget};
 use std::collections::HashMap;
 
 pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Result<SnapshotInfo> {
-    let source = target::backup_target(&a.target)?;
-    let runner = ctx.runner()?;
-    let (includes, grants) = selection(&a.include)?;
+    let target = target::backup_target(&a.target)?;
+    let source = target.source();
     let repo = ctx.repository(true)?;
     // Shared: backups run side by side; prune waits for them.
     let _lock = Lock::acquire(repo.store.root(), false, "backup")?;
-
-    let parent = parent(&repo, source, &a.plugin, &includes)?;
+    let (includes, grants) = match &target {
+        BackupTarget::Local => selection(&a.include)?,
+        BackupTarget::Vm(_) => (guest_selection(&a.include)?, Vec::new()),
+    };
+    let parent = parent(&repo, &source, &a.plugin, &includes)?;
     // The parent's catalog for the runner: files whose change token still
     // matches are referenced, not read again.
-    let previous = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
+    let mut previous = Vec::new();
     if let Some((_, items)) = &parent {
-        let mut w = std::io::BufWriter::new(previous.as_file());
         for it in items.values().filter(|i| i.record.change_token.is_some()) {
-            serde_json::to_writer(&mut w, &it.record)?;
-            std::io::Write::write_all(&mut w, b"\n")?;
+            serde_json::to_writer(&mut previous, &it.record)?;
+            previous.push(b'\n');
         }
-        std::io::Write::flush(&mut w)?;
     }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut origin = Origin {
+        source,
+        includes: includes.clone(),
+        plugin: a.plugin.clone(),
+        time: now.as_secs() as i64,
+        nanos: now.subsec_nanos(),
+        parent,
+        container: None,
+    };
+    match &target {
+        BackupTarget::Local => local(ctx, a, &repo, &origin, &includes, &grants, previous, ctl),
+        BackupTarget::Vm(vm) => {
+            let mut session = Session::open(ctx, vm)?;
+            origin.container = Some(session.container.clone());
+            let mut args: Vec<String> = vec!["backup".into(), "--plugin".into(), a.plugin.clone()];
+            args.extend(["--grant-selected".into(), "--quiesce".into()]);
+            for i in &includes {
+                args.extend(["--select".into(), i.clone()]);
+            }
+            let opts = RunOptions {
+                fsfreeze: a
+                    .fsfreeze
+                    .then(|| std::time::Duration::from_secs(a.freeze_limit_secs)),
+            };
+            if opts.fsfreeze.is_some() {
+                args.push("--fsfreeze".into());
+            }
+            let staged = session.backup(&args, previous, &opts, ctl.cancel, |r| {
+                ingest(&repo, r, &origin, ctl)
+            });
+            let closed = session.close();
+            let (staged, outcome) = staged.with_context(|| format!("backup of {vm} failed"))?;
+            let mut snap = staged.publish(&repo)?;
+            for note in outcome.notes {
+                tracing::warn!("{vm}: {note}");
+            }
+            closed.with_context(|| format!("snapshot {} is stored", snap.short_id()))?;
+            snap.container = origin.container;
+            Ok(snap)
+        }
+    }
+}
 
+/// A backup on this machine: the container's runner runs here.
+#[allow(clippy::too_many_arguments)]
+fn local(
+    ctx: &Context,
+    a: &BackupRequest,
+    repo: &Repository,
+    origin: &Origin,
+    includes: &[String],
+    grants: &[PathBuf],
+    previous: Vec<u8>,
+    ctl: &Control<'_>,
+) -> anyhow::Result<SnapshotInfo> {
+    let runner = ctx.runner()?;
+    let previous_file = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
+    std::fs::write(previous_file.path(), &previous)?;
     let mut cmd = runner.command();
     cmd.args(["backup", "--plugin", &a.plugin, "--output", "-"])
         .stdout(Stdio::piped());
-    for g in &grants {
+    for g in grants {
         cmd.arg("--grant-read").arg(g);
     }
-    for i in &includes {
+    for i in includes {
         cmd.arg("--select").arg(i);
     }
-    if parent.is_some() {
-        cmd.arg("--previous").arg(previous.path());
+    if origin.parent.is_some() {
+        cmd.arg("--previous").arg(previous_file.path());
     }
     tracing::debug!(?cmd, "starting the runner");
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", runner.dir.join("guest-runner").display()))?;
     let stdout = child.stdout.take().context("runner has no stdout")?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let origin = Origin {
-        source: source.into(),
-        includes: includes.clone(),
-        plugin: a.plugin.clone(),
-        time: now.as_secs() as i64,
-        nanos: now.subsec_nanos(),
-        parent,
-    };
     // Dropping the pipe when ingest fails stops a runner that is still writing.
     let staged = ingest(
-        &repo,
+        repo,
         BufReader::with_capacity(1 << 20, stdout),
-        &origin,
+        origin,
         ctl,
     );
     if staged.is_err() {
@@ -76,11 +127,31 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
     let status = child.wait().context("waiting for the runner")?;
     // Data already committed by a failed run stays unreferenced until prune.
     let snap = match (staged, status.success()) {
-        (Ok(staged), true) => staged.publish(&repo)?,
+        (Ok(staged), true) => staged.publish(repo)?,
         (Ok(_), false) => bail!("backup failed: the runner exited with {status}"),
         (Err(e), _) => bail!("backup failed: {e:#} (runner exited with {status})"),
     };
     Ok(snap)
+}
+
+/// A VM's selection: ids the guest resolves itself. Paths must be absolute
+/// (there is no working directory in a guest) and are normalized.
+fn guest_selection(include: &[String]) -> anyhow::Result<Vec<String>> {
+    include
+        .iter()
+        .map(|inc| {
+            if inc.contains("://") {
+                return Ok(inc.clone());
+            }
+            if !inc.starts_with('/') {
+                bail!("include {inc:?}: paths in a VM must be absolute");
+            }
+            normalize(Path::new(inc))
+                .to_str()
+                .map(str::to_owned)
+                .with_context(|| format!("include {inc:?}"))
+        })
+        .collect()
 }
 
 /// The newest snapshot of the same source, plugin and selection, with its

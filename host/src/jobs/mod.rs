@@ -19,6 +19,8 @@ pub struct Context {
     pub password: Password,
     pub cache: PathBuf,
     pub agent_dir: Option<PathBuf>,
+    /// Registered hypervisors and the journal of attachments.
+    pub state: PathBuf,
 }
 
 impl Context {
@@ -59,12 +61,24 @@ impl Control<'_> {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupRequest {
-    /// `local`: this machine acts as the guest.
+    /// `local` (this machine acts as the guest) or `HYPERVISOR/VM`.
     pub target: String,
     /// The plugin that reads the application.
     pub plugin: String,
     /// Items to back up with everything below them.
     pub include: Vec<String>,
+    /// VMs: freeze the guest's filesystems (guest agent) once the plugin
+    /// has quiesced the application, until the stream has been read.
+    #[serde(default)]
+    pub fsfreeze: bool,
+    /// VMs: the longest the filesystems stay frozen, in seconds; past it
+    /// they are thawed and the snapshot says so in the logs.
+    #[serde(default = "default_freeze_limit")]
+    pub freeze_limit_secs: u64,
+}
+
+fn default_freeze_limit() -> u64 {
+    10
 }
 
 /// A restore to run.
@@ -76,7 +90,7 @@ pub struct RestoreRequest {
     /// Items to restore with everything below them; empty for all.
     #[serde(default)]
     pub items: Vec<String>,
-    /// `local` or `local:DIR`.
+    /// `local`, `local:DIR`, `HYPERVISOR/VM` or `HYPERVISOR/VM:DIR`.
     pub to: String,
     /// Replace items that exist.
     #[serde(default)]

@@ -9,7 +9,8 @@ use anyhow::{bail, Context as _};
 use serde::Serialize;
 
 use super::{Context, Control, RestoreRequest};
-use crate::repo::{is_at_or_below, write_restore_stream};
+use crate::hypervisor::session::Session;
+use crate::repo::{is_at_or_below, write_restore_stream, Sent};
 use crate::store::lock::Lock;
 use crate::target::{self, RestoreTo};
 
@@ -40,46 +41,56 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         .filter(|i| a.items.is_empty() || a.items.iter().any(|w| is_at_or_below(&i.record.id, w)))
         .cloned()
         .collect();
-    let dir: PathBuf = match &to {
-        RestoreTo::LocalOriginal => "/".into(),
-        RestoreTo::LocalDir(d) => {
-            std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
-            std::path::absolute(d)?
+    let (dir, status_ok, status, sent, report) = match &to {
+        RestoreTo::Vm { vm, dir } => {
+            let guest_dir = dir.clone().unwrap_or_else(|| "/".into());
+            let mut session = Session::open(ctx, vm)?;
+            let mut args: Vec<String> = vec![
+                "restore".into(),
+                "--plugin".into(),
+                snap.plugin.clone(),
+                "--target".into(),
+                guest_dir.clone(),
+            ];
+            if a.overwrite {
+                args.push("--overwrite".into());
+            }
+            if guest_dir != "/" {
+                session.make_dir(&guest_dir)?;
+            }
+            let r = session.restore(&args, ctl.cancel, |w| {
+                write_restore_stream(&repo.store, &snap, &all, &selected, w, ctl)
+            });
+            let closed = session.close();
+            let (sent, outcome) = match r {
+                Ok((sent, o)) => (Ok(sent), o),
+                // The runner's report, when it ran to the end, says more.
+                Err(e) => return Err(e.context(format!("restore into {vm} failed"))),
+            };
+            closed?;
+            let status = format!("exit {}", outcome.exited.code);
+            let report = String::from_utf8_lossy(&outcome.exited.stdout).into_owned();
+            (
+                PathBuf::from(format!("{vm}:{guest_dir}")),
+                outcome.exited.success(),
+                status,
+                sent,
+                report,
+            )
+        }
+        RestoreTo::LocalOriginal | RestoreTo::LocalDir(_) => {
+            let dir: PathBuf = match &to {
+                RestoreTo::LocalDir(d) => {
+                    std::fs::create_dir_all(d)
+                        .with_context(|| format!("cannot create {}", d.display()))?;
+                    std::path::absolute(d)?
+                }
+                _ => "/".into(),
+            };
+            let (status, sent, report) = local(ctx, a, &repo, &snap, &all, &selected, &dir, ctl)?;
+            (dir, status.success(), status.to_string(), sent, report)
         }
     };
-
-    let runner = ctx.runner()?;
-    let mut cmd = runner.command();
-    cmd.args(["restore", "--plugin", &snap.plugin, "--input", "-"])
-        .arg("--target")
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    if a.overwrite {
-        cmd.arg("--overwrite");
-    }
-    let mut child = cmd.spawn().context("cannot start the runner")?;
-    let mut stdout = child.stdout.take().context("runner has no stdout")?;
-    let report = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).map(|_| s)
-    });
-    let stdin = child.stdin.take().context("runner has no stdin")?;
-    let sent = write_restore_stream(
-        &repo.store,
-        &snap,
-        &all,
-        &selected,
-        BufWriter::with_capacity(1 << 20, stdin),
-        ctl,
-    );
-    if sent.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait()?;
-    let report = report
-        .join()
-        .map_err(|_| anyhow::anyhow!("report reader panicked"))??;
     let report: serde_json::Value =
         serde_json::from_str(&report).unwrap_or(serde_json::Value::Null);
     let mut problems = Vec::new();
@@ -101,14 +112,14 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
     if ctl.cancelled() {
         bail!("cancelled");
     }
-    if !status.success() || !problems.is_empty() {
+    if !status_ok || !problems.is_empty() {
         let sent_err = sent
             .as_ref()
             .err()
             .map(|e| format!("{e:#}\n"))
             .unwrap_or_default();
         bail!(
-            "restore failed (runner exit: {status}):\n{sent_err}{}",
+            "restore failed (runner: {status}):\n{sent_err}{}",
             problems.join("\n")
         );
     }
@@ -119,4 +130,51 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         to: dir,
         report,
     })
+}
+
+/// A restore on this machine: the container's runner runs here.
+#[allow(clippy::too_many_arguments)]
+fn local(
+    ctx: &Context,
+    a: &RestoreRequest,
+    repo: &crate::repo::Repository,
+    snap: &crate::store::snapshot::SnapshotInfo,
+    all: &[crate::store::snapshot::StoredItem],
+    selected: &[crate::store::snapshot::StoredItem],
+    dir: &std::path::Path,
+    ctl: &Control<'_>,
+) -> anyhow::Result<(std::process::ExitStatus, anyhow::Result<Sent>, String)> {
+    let runner = ctx.runner()?;
+    let mut cmd = runner.command();
+    cmd.args(["restore", "--plugin", &snap.plugin, "--input", "-"])
+        .arg("--target")
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    if a.overwrite {
+        cmd.arg("--overwrite");
+    }
+    let mut child = cmd.spawn().context("cannot start the runner")?;
+    let mut stdout = child.stdout.take().context("runner has no stdout")?;
+    let report = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let stdin = child.stdin.take().context("runner has no stdin")?;
+    let sent = write_restore_stream(
+        &repo.store,
+        snap,
+        all,
+        selected,
+        BufWriter::with_capacity(1 << 20, stdin),
+        ctl,
+    );
+    if sent.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait()?;
+    let report = report
+        .join()
+        .map_err(|_| anyhow::anyhow!("report reader panicked"))??;
+    Ok((status, sent, report))
 }

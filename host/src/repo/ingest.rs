@@ -24,6 +24,8 @@ pub struct Origin {
     /// The snapshot this backup is incremental to, with its items by id:
     /// items the runner reports unchanged take their content from it.
     pub parent: Option<(String, HashMap<String, StoredItem>)>,
+    /// The agent container's version, when it ran from one (VMs).
+    pub container: Option<String>,
 }
 
 /// A snapshot whose data is durable but which is not listed yet.
@@ -67,6 +69,7 @@ pub fn ingest(
         added_bytes: 0,
         read_bytes: 0,
         warnings: Vec::new(),
+        container: origin.container.clone(),
         tree: Vec::new(),
     };
     let mut items: Vec<StoredItem> = Vec::new();

@@ -13,7 +13,7 @@ pub mod verify;
 use std::path::{Path, PathBuf};
 
 pub use catalog::{Catalog, Found};
-pub use extract::write_restore_stream;
+pub use extract::{write_restore_stream, Sent};
 pub use ingest::{ingest, Origin};
 pub use password::Password;
 pub use selection::is_at_or_below;

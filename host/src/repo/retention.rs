@@ -100,6 +100,7 @@ mod tests {
             added_bytes: 0,
             read_bytes: 0,
             warnings: vec![],
+            container: None,
             tree: vec![],
         }
     }

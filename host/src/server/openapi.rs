@@ -125,9 +125,11 @@ pub fn document() -> Value {
                     { "type": "object", "required": ["kind", "backup"], "properties": {
                         "kind": { "const": "backup" },
                         "backup": { "type": "object", "required": ["target", "plugin", "include"], "additionalProperties": false, "properties": {
-                            "target": { "type": "string", "description": "`local`" },
+                            "target": { "type": "string", "description": "`local` or `HYPERVISOR/VM`" },
                             "plugin": { "type": "string" },
-                            "include": { "type": "array", "items": { "type": "string" }, "minItems": 1 }
+                            "include": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+                            "fsfreeze": { "type": "boolean", "description": "VMs: freeze the guest's filesystems while the stream is read" },
+                            "freeze_limit_secs": { "type": "integer", "minimum": 0, "description": "VMs: the longest freeze (default 10)" }
                         }}
                     }},
                     { "type": "object", "required": ["kind", "restore"], "properties": {
@@ -135,7 +137,7 @@ pub fn document() -> Value {
                         "restore": { "type": "object", "required": ["snapshot", "to"], "additionalProperties": false, "properties": {
                             "snapshot": { "type": "string" },
                             "items": { "type": "array", "items": { "type": "string" } },
-                            "to": { "type": "string", "description": "`local` or `local:DIR`" },
+                            "to": { "type": "string", "description": "`local`, `local:DIR`, `HYPERVISOR/VM` or `HYPERVISOR/VM:DIR`" },
                             "overwrite": { "type": "boolean" }
                         }}
                     }}

@@ -58,6 +58,9 @@ pub struct SnapshotInfo {
     #[serde(default)]
     pub read_bytes: u64,
     pub warnings: Vec<Warning>,
+    /// The version of the agent container that took it (VM backups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
     /// Blobs of the item list.
     pub tree: Vec<BlobId>,
 }

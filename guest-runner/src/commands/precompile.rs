@@ -1,0 +1,33 @@
+//! `guest-runner precompile`: compiles the container's plugin components
+//! ahead of time, for guests too slow to compile them on every job (a VM
+//! under software emulation takes seconds where the server takes
+//! milliseconds). Run on the server by `attache container assemble`: the
+//! compiled forms go next to the components as `plugins/NAME.cwasm`, and
+//! the engine id printed on stdout goes into the manifest, so that only a
+//! runner with this very engine loads them.
+
+use std::fs;
+
+use anyhow::Context;
+use guest_runner::manifest::{check_name, plugin_file, precompiled_file};
+use guest_runner::runtime::Sandbox;
+
+use super::agent_dir;
+use crate::options::{Cli, PrecompileArgs};
+
+pub fn run(cli: &Cli, a: &PrecompileArgs) -> anyhow::Result<()> {
+    let dir = agent_dir(cli)?;
+    let sandbox = Sandbox::new(None)?;
+    for name in &a.plugins {
+        check_name(name)?;
+        let src = dir.join(plugin_file(name));
+        let bytes = fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+        let code = sandbox.precompile(name, &bytes)?;
+        let dst = dir.join(precompiled_file(name));
+        let tmp = dst.with_extension("cwasm.tmp");
+        fs::write(&tmp, &code).with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
+    }
+    println!("{}", sandbox.engine_id());
+    Ok(())
+}

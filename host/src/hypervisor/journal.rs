@@ -1,0 +1,193 @@
+//! The journal of what is attached where: written before the container is
+//! attached and removed only once the VM is clean again, so that a job cut
+//! off at any point (a failed guest, a killed server) is undone later.
+//!
+//! One file a job, `journal/SESSION.json` in the state directory. An entry
+//! whose VM lock is free belongs to no running job: `recover` reverts it —
+//! in the guest through its agent (kill the runner, unmount, remove the
+//! mount point), then on the hypervisor (detach). If the guest agent does not
+//! answer, the container is still detached and the entry stays, so that the
+//! guest is cleaned on a later recovery.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::lockfile::FileLock;
+use super::qemu::{guest, Agent, Attachment, Vm};
+use super::VmRef;
+
+/// How long recovery waits for a guest agent.
+const RECOVERY_AGENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub session: String,
+    pub hypervisor: String,
+    pub vm: String,
+    /// The VM's sockets when the job started.
+    pub target: Vm,
+    /// The container file attached.
+    pub container: PathBuf,
+    pub attachment: Attachment,
+    /// The container's mount point in the guest.
+    pub guest_dir: String,
+    /// The runner's pid in the guest, once started.
+    pub runner_pid: Option<i64>,
+    /// Whether the container is detached already (the guest still needs
+    /// cleaning).
+    #[serde(default)]
+    pub detached: bool,
+}
+
+/// What recovery did for one entry.
+#[derive(Debug, Serialize)]
+pub struct Recovered {
+    pub session: String,
+    pub vm: String,
+    /// Detached and the guest cleaned: the entry is gone.
+    pub complete: bool,
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Journal {
+    state: PathBuf,
+}
+
+impl Journal {
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            state: state_dir.to_owned(),
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.state.join("journal")
+    }
+
+    /// The lock a job holds on its VM for as long as it runs.
+    pub fn vm_lock_path(&self, vm: &VmRef) -> PathBuf {
+        self.state
+            .join("locks")
+            .join(format!("{}--{}.lock", vm.hypervisor, vm.vm))
+    }
+
+    pub fn write(&self, e: &Entry) -> anyhow::Result<()> {
+        let body = serde_json::to_vec_pretty(e)?;
+        crate::store::fsutil::write_atomic(&self.dir().join(format!("{}.json", e.session)), &body)?;
+        Ok(())
+    }
+
+    pub fn remove(&self, session: &str) -> anyhow::Result<()> {
+        let p = self.dir().join(format!("{session}.json"));
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("cannot remove {}", p.display())),
+        }
+    }
+
+    pub fn entries(&self) -> anyhow::Result<Vec<Entry>> {
+        let dir = self.dir();
+        let rd = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        };
+        let mut out = Vec::new();
+        for e in rd {
+            let p = e?.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            match std::fs::read(&p).map_err(anyhow::Error::from).and_then(|b| {
+                serde_json::from_slice::<Entry>(&b).map_err(anyhow::Error::from)
+            }) {
+                Ok(entry) => out.push(entry),
+                Err(err) => tracing::warn!("ignoring damaged journal entry {}: {err:#}", p.display()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Container files that jobs have (or may have) attached.
+    pub fn containers_in_use(&self) -> anyhow::Result<HashSet<PathBuf>> {
+        Ok(self.entries()?.into_iter().map(|e| e.container).collect())
+    }
+
+    /// Reverts every entry whose VM no running job holds. With `only`, just
+    /// that VM's entries, whose lock the caller holds already.
+    pub fn recover(&self, only: Option<(&VmRef, &FileLock)>) -> anyhow::Result<Vec<Recovered>> {
+        let mut out = Vec::new();
+        for e in self.entries()? {
+            let vm = VmRef {
+                hypervisor: e.hypervisor.clone(),
+                vm: e.vm.clone(),
+            };
+            let _lock = match only {
+                Some((want, _held)) if *want == vm => None,
+                Some(_) => continue,
+                None => match FileLock::try_exclusive(&self.vm_lock_path(&vm))? {
+                    Some(l) => Some(l),
+                    None => continue, // a running job's
+                },
+            };
+            out.push(self.revert(e, None));
+        }
+        Ok(out)
+    }
+
+    /// Undoes one entry as far as it can, through `agent` when the caller
+    /// has a connection to the guest agent already (its socket serves one
+    /// client at a time).
+    pub fn revert(&self, mut e: Entry, agent: Option<&mut Agent>) -> Recovered {
+        let mut problems = Vec::new();
+        let mut guest_clean = false;
+        let mut own;
+        let agent = match agent {
+            Some(a) => Ok(a),
+            None => {
+                own = e.target.agent(RECOVERY_AGENT_TIMEOUT);
+                own.as_mut().map_err(|e| e.to_string())
+            }
+        };
+        match agent {
+            Ok(agent) => {
+                let _ = agent.call("guest-fsfreeze-thaw", serde_json::json!({}));
+                match guest::clean(agent, &e.guest_dir, e.runner_pid) {
+                    Ok(()) => guest_clean = true,
+                    Err(err) => problems.push(format!("guest: {err}")),
+                }
+            }
+            Err(err) => problems.push(format!("guest: {err}")),
+        }
+        if !e.detached {
+            match e.target.detach(&e.attachment) {
+                Ok(()) => e.detached = true,
+                Err(err) => problems.push(format!("detach: {err}")),
+            }
+        }
+        let complete = guest_clean && e.detached;
+        let saved = if complete {
+            self.remove(&e.session)
+        } else {
+            self.write(&e)
+        };
+        if let Err(err) = saved {
+            problems.push(format!("journal: {err:#}"));
+        }
+        for p in &problems {
+            tracing::warn!(session = %e.session, vm = %format!("{}/{}", e.hypervisor, e.vm), "cleanup: {p}");
+        }
+        Recovered {
+            session: e.session,
+            vm: format!("{}/{}", e.hypervisor, e.vm),
+            complete,
+            problems,
+        }
+    }
+}

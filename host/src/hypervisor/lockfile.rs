@@ -1,0 +1,51 @@
+//! Advisory file locks (`flock`): the kernel drops them when their holder
+//! dies, so a killed server never leaves one behind.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+
+use anyhow::Context;
+use rustix::fs::{flock, FlockOperation};
+
+/// A held lock; released on drop (when the file closes).
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Waits for the exclusive lock on `path` (created if missing).
+    pub fn exclusive(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open lock {}", path.display()))?;
+        flock(&file, FlockOperation::LockExclusive)
+            .with_context(|| format!("cannot lock {}", path.display()))?;
+        Ok(Self { _file: file })
+    }
+
+    /// Takes the exclusive lock on `path` only if nobody holds it.
+    pub fn try_exclusive(path: &Path) -> anyhow::Result<Option<Self>> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .with_context(|| format!("cannot open lock {}", path.display()))?;
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(Self { _file: file })),
+            Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        }
+    }
+}

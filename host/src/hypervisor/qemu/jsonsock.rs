@@ -1,0 +1,103 @@
+//! A JSON-lines client on a Unix socket: what QMP and the guest agent share.
+//! Every read is bounded by a deadline, so a peer that stops answering (a
+//! hung guest agent, a paused VM) gives an error instead of a hang.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::QemuError;
+
+pub struct JsonSocket {
+    peer: &'static str,
+    path: PathBuf,
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl JsonSocket {
+    pub fn connect(path: &Path, peer: &'static str) -> Result<Self, QemuError> {
+        let s = UnixStream::connect(path).map_err(|e| QemuError::Connect {
+            peer,
+            path: path.to_owned(),
+            source: e,
+        })?;
+        Ok(Self {
+            peer,
+            path: path.to_owned(),
+            writer: s.try_clone().map_err(|e| QemuError::Io { peer, source: e })?,
+            reader: BufReader::new(s),
+        })
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), QemuError> {
+        self.writer
+            .write_all(bytes)
+            .map_err(|e| QemuError::Io { peer: self.peer, source: e })
+    }
+
+    pub fn send(&mut self, msg: &Value) -> Result<(), QemuError> {
+        let mut line = serde_json::to_vec(msg).map_err(|e| QemuError::Protocol {
+            peer: self.peer,
+            what: e.to_string(),
+        })?;
+        line.push(b'\n');
+        self.send_raw(&line)
+    }
+
+    /// The next line (without its newline) received before `deadline`.
+    pub fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, QemuError> {
+        let mut line = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.timed_out());
+            }
+            self.reader
+                .get_ref()
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .map_err(|e| QemuError::Io { peer: self.peer, source: e })?;
+            match self.reader.read_until(b'\n', &mut line) {
+                Ok(0) => return Err(QemuError::Closed { peer: self.peer }),
+                Ok(_) if line.ends_with(b"\n") => {
+                    line.pop();
+                    return Ok(line);
+                }
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(self.timed_out())
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(QemuError::Io { peer: self.peer, source: e }),
+            }
+        }
+    }
+
+    fn timed_out(&self) -> QemuError {
+        QemuError::Timeout {
+            peer: self.peer,
+            path: self.path.clone(),
+        }
+    }
+}
+
+/// The `return` of a reply, or its `error` as a [`QemuError::Command`].
+pub fn reply(peer: &'static str, command: &str, msg: Value) -> Result<Option<Value>, QemuError> {
+    if let Some(err) = msg.get("error") {
+        return Err(QemuError::Command {
+            peer,
+            command: command.into(),
+            class: err["class"].as_str().unwrap_or("?").into(),
+            desc: err["desc"].as_str().unwrap_or("?").into(),
+        });
+    }
+    Ok(msg.get("return").cloned())
+}

@@ -1,0 +1,228 @@
+//! The QEMU driver: a VM is found by its sockets in the hypervisor's VM
+//! directory, the container is attached and detached through QMP, and the
+//! guest is driven through qemu-guest-agent.
+//!
+//! For a VM named `V` the directory holds `V.qmp` (QMP), `V.qga` (the guest
+//! agent's virtio-serial port) and `V.data` (a virtio-serial port named
+//! `attache.data` that carries the job's data, so the guest needs no
+//! network).
+
+pub mod guest;
+mod jsonsock;
+pub mod qga;
+pub mod qmp;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+pub use qga::{Agent, Exited};
+pub use qmp::Qmp;
+
+/// How long a QMP or guest agent command may take to answer.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long QEMU may take to report a device unplugged.
+const UNPLUG_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, thiserror::Error)]
+pub enum QemuError {
+    #[error("cannot connect to {peer} at {}: {source}", path.display())]
+    Connect {
+        peer: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{peer}: {source}")]
+    Io {
+        peer: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{peer} at {} did not answer in time", path.display())]
+    Timeout { peer: &'static str, path: PathBuf },
+    #[error("{peer} closed the connection")]
+    Closed { peer: &'static str },
+    #[error("{peer} sent something unexpected: {what}")]
+    Protocol { peer: &'static str, what: String },
+    #[error("{peer} refused {command}: {class}: {desc}")]
+    Command {
+        peer: &'static str,
+        command: String,
+        class: String,
+        desc: String,
+    },
+    #[error("QEMU did not report {event} within {secs} s")]
+    NoEvent { event: String, secs: f64 },
+    #[error("the guest command `{command}` did not finish within {secs} s")]
+    GuestCommandTimeout { command: String, secs: f64 },
+    #[error("the VM has no virtio-scsi controller to attach the container to")]
+    NoScsiBus,
+}
+
+impl QemuError {
+    /// The guest agent refused a command because the filesystems are frozen.
+    pub fn is_disabled(&self) -> bool {
+        matches!(self, QemuError::Command { desc, .. } if desc.contains("disabled") || desc.contains("frozen"))
+    }
+}
+
+/// A QEMU VM, named by its sockets.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Vm {
+    pub name: String,
+    pub qmp: PathBuf,
+    pub qga: PathBuf,
+    pub data: PathBuf,
+}
+
+/// What is attached for one job: the block node and the device.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub node: String,
+    pub device: String,
+}
+
+impl Attachment {
+    /// Names for session `session` (QEMU ids: letters, digits, `-`).
+    pub fn for_session(session: &str) -> Self {
+        let short = &session[..12.min(session.len())];
+        Self {
+            node: format!("attache-node-{short}"),
+            device: format!("attache-cd-{short}"),
+        }
+    }
+}
+
+impl Vm {
+    pub fn in_dir(dir: &Path, name: &str) -> Self {
+        Self {
+            name: name.into(),
+            qmp: dir.join(format!("{name}.qmp")),
+            qga: dir.join(format!("{name}.qga")),
+            data: dir.join(format!("{name}.data")),
+        }
+    }
+
+    /// The VMs of a directory: every `NAME.qmp` socket.
+    pub fn list(dir: &Path) -> std::io::Result<Vec<Vm>> {
+        use std::os::unix::fs::FileTypeExt;
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "qmp") && e.file_type()?.is_socket() {
+                if let Some(name) = p.file_stem().and_then(|s| s.to_str()) {
+                    out.push(Vm::in_dir(dir, name));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    pub fn qmp(&self) -> Result<Qmp, QemuError> {
+        Qmp::connect(&self.qmp, ANSWER_TIMEOUT)
+    }
+
+    pub fn agent(&self, timeout: Duration) -> Result<Agent, QemuError> {
+        Agent::connect(&self.qga, timeout)
+    }
+
+    /// The VM's run state (`running`, `paused`, ...).
+    pub fn status(&self) -> Result<String, QemuError> {
+        let r = self.qmp()?.execute("query-status", json!({}))?;
+        Ok(r["status"].as_str().unwrap_or("unknown").to_owned())
+    }
+
+    /// Attaches `iso` read-only as a SCSI CD on the VM's virtio-scsi bus.
+    pub fn attach_cd(&self, iso: &Path, a: &Attachment) -> Result<(), QemuError> {
+        let mut q = self.qmp()?;
+        let bus = scsi_bus(&mut q)?;
+        q.execute(
+            "blockdev-add",
+            json!({
+                "node-name": a.node,
+                "driver": "raw",
+                "read-only": true,
+                "file": { "driver": "file", "filename": iso, "read-only": true },
+            }),
+        )?;
+        let added = q.execute(
+            "device_add",
+            json!({ "driver": "scsi-cd", "bus": bus, "drive": a.node, "id": a.device }),
+        );
+        if let Err(e) = added {
+            let _ = q.execute("blockdev-del", json!({ "node-name": a.node }));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Detaches what `attach_cd` attached; what is already gone is skipped,
+    /// so this can be repeated after any failure.
+    pub fn detach(&self, a: &Attachment) -> Result<(), QemuError> {
+        let mut q = self.qmp()?;
+        match q.execute("device_del", json!({ "id": a.device })) {
+            Ok(_) => {
+                q.wait_event(
+                    "DEVICE_DELETED",
+                    |d| d["device"] == json!(a.device),
+                    UNPLUG_TIMEOUT,
+                )?;
+            }
+            Err(QemuError::Command { class, .. }) if class == "DeviceNotFound" => {}
+            Err(QemuError::Command { desc, .. }) if desc.contains("not found") => {}
+            Err(e) => return Err(e),
+        }
+        match q.execute("blockdev-del", json!({ "node-name": a.node })) {
+            Ok(_) => Ok(()),
+            Err(QemuError::Command { desc, .. })
+                if desc.contains("Failed to find node") || desc.contains("not found") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Files of Attaché containers the VM has attached now (block devices
+    /// and named nodes), for checks and for the journal's recovery.
+    pub fn attached_containers(&self) -> Result<Vec<String>, QemuError> {
+        let mut q = self.qmp()?;
+        let mut out = Vec::new();
+        let mut note = |v: &Value| {
+            let node = v["node-name"].as_str().unwrap_or_default();
+            let file = v["file"].as_str().unwrap_or_default();
+            if node.starts_with("attache-") || file.contains("attache-agent") {
+                out.push(format!("{node} {file}"));
+            }
+        };
+        if let Value::Array(blocks) = q.execute("query-block", json!({}))? {
+            for b in &blocks {
+                note(&b["inserted"]);
+            }
+        }
+        if let Value::Array(nodes) = q.execute("query-named-block-nodes", json!({}))? {
+            for n in &nodes {
+                note(n);
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
+/// The bus of the VM's first named virtio-scsi controller (`ID.0`).
+fn scsi_bus(q: &mut Qmp) -> Result<String, QemuError> {
+    let children = q.execute("qom-list", json!({ "path": "/machine/peripheral" }))?;
+    children
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"].as_str().is_some_and(|t| t.contains("virtio-scsi")))
+        .and_then(|c| c["name"].as_str())
+        .map(|name| format!("{name}.0"))
+        .ok_or(QemuError::NoScsiBus)
+}

@@ -1,0 +1,450 @@
+//! One job's visit to a VM: lock the VM, undo what earlier jobs left, put
+//! the container on a datastore, write the journal, attach, mount, run the
+//! runner with its data over the VM's data port, and undo it all again —
+//! on success, on failure, and (through the journal) after a crash.
+
+use std::io::{BufReader, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use guest_runner::channel;
+
+use super::journal::{Entry, Journal};
+use super::lockfile::FileLock;
+use super::qemu::{guest, Agent, Attachment, Exited, Vm};
+use super::registry::Registry;
+use super::{datastore, VmRef};
+use crate::jobs::Context;
+
+/// How long the guest agent may take to answer one command.
+const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the runner's status is asked for.
+const POLL: Duration = Duration::from_millis(50);
+/// Unanswered status polls in a row before the agent counts as gone.
+const AGENT_MISSES: u32 = 3;
+/// How long one status poll may wait for the agent.
+const AGENT_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Options of a job's run in the guest.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Freeze the guest's filesystems (guest agent) once the plugin has
+    /// quiesced the application, for at most this long.
+    pub fsfreeze: Option<Duration>,
+}
+
+/// An open session: the container is attached and mounted in the guest.
+pub struct Session {
+    pub vm_ref: VmRef,
+    vm: Vm,
+    journal: Journal,
+    entry: Entry,
+    agent: Arc<Mutex<Agent>>,
+    /// The container's version.
+    pub container: String,
+    closed: bool,
+    _lock: FileLock,
+}
+
+/// What a run's threads share.
+#[derive(Default)]
+struct Shared {
+    /// The stream has ended (read to its trailer, or failed).
+    stream_done: AtomicBool,
+    /// While the guest's filesystems are frozen: when to thaw at the latest.
+    frozen_until: Mutex<Option<Instant>>,
+    notes: Mutex<Vec<String>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The watcher's loop (see `Session::watcher`).
+fn watch(
+    agent: &Mutex<Agent>,
+    sock: &UnixStream,
+    pid: i64,
+    shared: &Shared,
+    cancel: &AtomicBool,
+    vm: &str,
+) -> Result<Exited, String> {
+    let end_stream = || {
+        let _ = sock.shutdown(Shutdown::Both);
+    };
+    let mut misses = 0;
+    let mut exited_ok_at: Option<(Instant, Exited)> = None;
+    loop {
+        std::thread::sleep(POLL);
+        if cancel.load(Ordering::Relaxed) {
+            end_stream();
+            return Err("cancelled".into());
+        }
+        let overdue = lock(&shared.frozen_until).is_some_and(|t| Instant::now() >= t);
+        if overdue {
+            lock(&shared.frozen_until).take();
+            let r = lock(agent).call("guest-fsfreeze-thaw", serde_json::json!({}));
+            let note = format!(
+                "the guest's filesystems were thawed at the freeze bound, before the stream ended{}",
+                r.err().map(|e| format!(" (thaw: {e})")).unwrap_or_default()
+            );
+            tracing::warn!(vm, "{note}");
+            lock(&shared.notes).push(note);
+        }
+        // A runner that exited cleanly has sent everything: let the reader
+        // drain what is still in flight before giving up on the stream.
+        if let Some((at, exited)) = &exited_ok_at {
+            if shared.stream_done.load(Ordering::SeqCst) {
+                return Ok(exited.clone());
+            }
+            if at.elapsed() > Duration::from_secs(30) {
+                end_stream();
+                return Ok(exited.clone());
+            }
+            continue;
+        }
+        let status = lock(agent).status_with(pid, AGENT_STATUS_TIMEOUT);
+        match status {
+            Ok(Some(exited)) if exited.success() => exited_ok_at = Some((Instant::now(), exited)),
+            Ok(Some(exited)) => {
+                end_stream();
+                return Ok(exited);
+            }
+            Ok(None) => misses = 0,
+            Err(e) if e.is_disabled() => misses = 0,
+            Err(e) => {
+                misses += 1;
+                tracing::warn!(vm, "asking for the runner's status: {e}");
+                if misses >= AGENT_MISSES {
+                    end_stream();
+                    return Err(format!(
+                        "the guest agent of {vm} stopped answering while the runner ran: {e}"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// What the runner did in the guest.
+#[derive(Debug, Clone)]
+pub struct RunnerOutcome {
+    pub exited: Exited,
+    /// Warnings about the run (a freeze cut short, ...).
+    pub notes: Vec<String>,
+}
+
+fn session_id() -> anyhow::Result<String> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| anyhow!("no random numbers: {e}"))?;
+    Ok(hex::encode(b))
+}
+
+impl Session {
+    /// Opens a session on `vm_ref`: on return the container is attached and
+    /// mounted; on error nothing is left attached or mounted.
+    pub fn open(ctx: &Context, vm_ref: &VmRef) -> anyhow::Result<Self> {
+        let registry = Registry::new(&ctx.state);
+        let journal = Journal::new(&ctx.state);
+        let hv = registry.get(&vm_ref.hypervisor)?;
+        let vm = hv.vm(&vm_ref.vm)?;
+        let lock = FileLock::exclusive(&journal.vm_lock_path(vm_ref))?;
+        for r in journal.recover(Some((vm_ref, &lock)))? {
+            if !r.complete {
+                tracing::warn!("an earlier job's cleanup on {vm_ref} is incomplete: {}", r.problems.join("; "));
+            }
+        }
+        // A guest that cannot run anything gets nothing attached.
+        let mut agent = vm.agent(AGENT_TIMEOUT).map_err(|e| {
+            anyhow!("the guest agent of {vm_ref} does not answer, so nothing can run in the guest: {e}")
+        })?;
+        agent
+            .call("guest-ping", serde_json::json!({}))
+            .with_context(|| format!("the guest agent of {vm_ref}"))?;
+
+        let agent_dir = crate::agent::find(ctx.agent_dir.as_deref())?;
+        let built = crate::container::build(&agent_dir, &ctx.cache.join("containers"))?;
+        let session = session_id()?;
+        let entry = {
+            let _registry = registry.lock()?;
+            let container = datastore::for_vm(&hv, &vm_ref.vm, &built)?;
+            let entry = Entry {
+                session: session.clone(),
+                hypervisor: vm_ref.hypervisor.clone(),
+                vm: vm_ref.vm.clone(),
+                target: vm.clone(),
+                container,
+                attachment: Attachment::for_session(&session),
+                guest_dir: guest::mount_dir(&session),
+                runner_pid: None,
+                detached: false,
+            };
+            journal.write(&entry)?;
+            entry
+        };
+        let s = Session {
+            vm_ref: vm_ref.clone(),
+            vm,
+            journal,
+            entry,
+            agent: Arc::new(Mutex::new(agent)),
+            container: built.version.clone(),
+            closed: false,
+            _lock: lock,
+        };
+        let t = Instant::now();
+        s.vm
+            .attach_cd(&s.entry.container, &s.entry.attachment)
+            .with_context(|| format!("attaching the container to {vm_ref}"))?;
+        let label = crate::container::volume_label(&built.version);
+        let dev = guest::mount(&mut s.agent(), &s.entry.guest_dir, &label)
+            .with_context(|| format!("mounting the container in {vm_ref}"))?;
+        tracing::info!(vm = %vm_ref, %dev, ms = t.elapsed().as_millis() as u64, "container attached and mounted");
+        Ok(s)
+    }
+
+    fn agent(&self) -> std::sync::MutexGuard<'_, Agent> {
+        self.agent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a backup: the runner gets `args` (its command and options; the
+    /// session and channel are added), `previous` goes to it, and `consume`
+    /// reads the stream it sends.
+    pub fn backup<T>(
+        &mut self,
+        args: &[String],
+        previous: Vec<u8>,
+        opts: &RunOptions,
+        cancel: &AtomicBool,
+        consume: impl FnOnce(&mut dyn Read) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(T, RunnerOutcome)> {
+        let t = Instant::now();
+        let (sock, pid) = self.start(args)?;
+        tracing::info!(vm = %self.vm_ref, pid, ms = t.elapsed().as_millis() as u64, "runner started");
+        let shared = Shared::default();
+        let session = self.entry.session.clone();
+        let (result, watched, thawed) = std::thread::scope(|s| {
+            let watcher = self.watcher(&sock, pid, &shared, cancel, s)?;
+            let wsock = sock.try_clone()?;
+            s.spawn(move || -> std::io::Result<()> {
+                let mut w = std::io::BufWriter::new(wsock);
+                w.write_all(&channel::hello(&session).map_err(std::io::Error::other)?)?;
+                channel::write_previous(&mut w, &previous)?;
+                w.flush()
+            });
+            let mut reader = BufReader::with_capacity(1 << 20, sock.try_clone()?);
+            let result = (|| {
+                channel::seek_hello(&mut reader, &self.entry.session)?;
+                tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, "runner's hello");
+                loop {
+                    match channel::read_phase(&mut reader)? {
+                        channel::PHASE_FREEZE => {
+                            let ack = self.freeze(&shared, opts);
+                            (&sock).write_all(&[ack])?;
+                        }
+                        _ => break,
+                    }
+                }
+                consume(&mut reader)
+            })();
+            shared.stream_done.store(true, Ordering::SeqCst);
+            let thawed = self.thaw(&shared);
+            let watched = watcher.join().map_err(|_| anyhow!("the runner's watcher panicked"))?;
+            anyhow::Ok((result, watched, thawed))
+        })?;
+        let _ = sock.shutdown(Shutdown::Both);
+        tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, "runner done");
+        let outcome = self.outcome(watched, &shared)?;
+        let value = self.explain(result, &outcome)?;
+        thawed?;
+        Ok((value, outcome))
+    }
+
+    /// Runs a restore: `produce` writes the stream that the runner (given
+    /// `args`) reads.
+    pub fn restore<T>(
+        &mut self,
+        args: &[String],
+        cancel: &AtomicBool,
+        produce: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
+    ) -> anyhow::Result<(T, RunnerOutcome)> {
+        let (sock, pid) = self.start(args)?;
+        let shared = Shared::default();
+        let session = self.entry.session.clone();
+        let (result, watched, hello) = std::thread::scope(|s| {
+            let watcher = self.watcher(&sock, pid, &shared, cancel, s)?;
+            // The runner's hello is read (and checked) on the side.
+            let rsock = sock.try_clone()?;
+            let hello = s.spawn(move || {
+                let mut r = BufReader::new(rsock);
+                channel::seek_hello(&mut r, &session).map(|_| ())
+            });
+            let result = (|| {
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, sock.try_clone()?);
+                w.write_all(&channel::hello(&self.entry.session)?)?;
+                let v = produce(&mut w)?;
+                w.flush()?;
+                Ok(v)
+            })();
+            shared.stream_done.store(true, Ordering::SeqCst);
+            let watched = watcher.join().map_err(|_| anyhow!("the runner's watcher panicked"))?;
+            let _ = sock.shutdown(Shutdown::Both);
+            let hello = hello.join().map_err(|_| anyhow!("the hello reader panicked"))?;
+            anyhow::Ok((result, watched, hello))
+        })?;
+        let outcome = self.outcome(watched, &shared)?;
+        let value = self.explain(result, &outcome)?;
+        hello.context("the runner's hello on the data channel")?;
+        Ok((value, outcome))
+    }
+
+    /// Connects the data port and starts the runner; returns its pid.
+    fn start(&mut self, args: &[String]) -> anyhow::Result<(UnixStream, i64)> {
+        let sock = UnixStream::connect(&self.vm.data).with_context(|| {
+            format!(
+                "cannot connect to the data port of {} at {}",
+                self.vm_ref,
+                self.vm.data.display()
+            )
+        })?;
+        let mut full: Vec<String> = args.to_vec();
+        full.extend(["--session".into(), self.entry.session.clone()]);
+        let pid = guest::start_runner(&mut self.agent(), &self.entry.guest_dir, &full)
+            .with_context(|| format!("starting the runner in {}", self.vm_ref))?;
+        self.entry.runner_pid = Some(pid);
+        self.journal.write(&self.entry)?;
+        Ok((sock, pid))
+    }
+
+    /// Starts the thread that watches the runner: it ends a stream whose
+    /// runner has died, whose guest agent has gone or whose job is
+    /// cancelled, so that no read or write blocks forever; and it thaws
+    /// filesystems frozen past their bound.
+    fn watcher<'s, 'e>(
+        &'s self,
+        sock: &UnixStream,
+        pid: i64,
+        shared: &'s Shared,
+        cancel: &'s AtomicBool,
+        scope: &'s std::thread::Scope<'s, 'e>,
+    ) -> anyhow::Result<std::thread::ScopedJoinHandle<'s, Result<Exited, String>>> {
+        let sock = sock.try_clone()?;
+        let agent = self.agent.clone();
+        let vm = self.vm_ref.to_string();
+        Ok(scope.spawn(move || watch(&agent, &sock, pid, shared, cancel, &vm)))
+    }
+
+    fn outcome(&self, watched: Result<Exited, String>, shared: &Shared) -> anyhow::Result<RunnerOutcome> {
+        let notes = std::mem::take(&mut *lock(&shared.notes));
+        match watched {
+            Ok(exited) => Ok(RunnerOutcome { exited, notes }),
+            Err(why) => bail!("{why}"),
+        }
+    }
+
+    fn freeze(&self, shared: &Shared, opts: &RunOptions) -> u8 {
+        let Some(limit) = opts.fsfreeze else {
+            return channel::ACK_NOT_FROZEN;
+        };
+        let frozen = self.agent().call_with(
+            "guest-fsfreeze-freeze",
+            serde_json::json!({}),
+            Duration::from_secs(60),
+        );
+        match frozen {
+            Ok(n) => {
+                tracing::info!(vm = %self.vm_ref, filesystems = %n, "guest filesystems frozen");
+                *lock(&shared.frozen_until) = Some(Instant::now() + limit);
+                channel::ACK_FROZEN
+            }
+            Err(e) => {
+                let note = format!("the guest's filesystems could not be frozen: {e}");
+                tracing::warn!(vm = %self.vm_ref, "{note}");
+                lock(&shared.notes).push(note);
+                let _ = self.agent().call("guest-fsfreeze-thaw", serde_json::json!({}));
+                channel::ACK_NOT_FROZEN
+            }
+        }
+    }
+
+    fn thaw(&self, shared: &Shared) -> anyhow::Result<()> {
+        if lock(&shared.frozen_until).take().is_some() {
+            self.agent()
+                .call("guest-fsfreeze-thaw", serde_json::json!({}))
+                .with_context(|| format!("thawing the filesystems of {}", self.vm_ref))?;
+        }
+        Ok(())
+    }
+
+    /// The job's result, with the runner's own words when it failed.
+    fn explain<T>(&self, result: anyhow::Result<T>, o: &RunnerOutcome) -> anyhow::Result<T> {
+        match (result, o.exited.success()) {
+            (Ok(v), true) => Ok(v),
+            (r, _) => {
+                let runner = if o.exited.success() {
+                    String::new()
+                } else {
+                    format!(
+                        "the runner in {} failed (exit {}{}): {}",
+                        self.vm_ref,
+                        o.exited.code,
+                        o.exited.signal.map(|s| format!(", signal {s}")).unwrap_or_default(),
+                        o.exited.stderr_tail()
+                    )
+                };
+                match r {
+                    Ok(_) => bail!("{runner}"),
+                    Err(e) if runner.is_empty() => Err(e),
+                    Err(e) => Err(e.context(runner)),
+                }
+            }
+        }
+    }
+
+    /// Creates directory `dir` in the guest (a restore destination the user
+    /// named: it stays).
+    pub fn make_dir(&self, dir: &str) -> anyhow::Result<()> {
+        let e = self
+            .agent()
+            .run(&["/bin/sh", "-c", "mkdir -p -- \"$1\"", "attache-mkdir", dir], AGENT_TIMEOUT)
+            .with_context(|| format!("creating {dir} in {}", self.vm_ref))?;
+        if !e.success() {
+            bail!("cannot create {dir} in {}: {}", self.vm_ref, e.stderr_tail());
+        }
+        Ok(())
+    }
+
+    /// Undoes everything in the guest and on the hypervisor. Errors say
+    /// what could not be undone; the journal keeps it for a later recovery.
+    pub fn close(mut self) -> anyhow::Result<()> {
+        self.closed = true;
+        let r = self.revert();
+        if r.complete {
+            Ok(())
+        } else {
+            bail!("cleanup of {} is incomplete: {}", self.vm_ref, r.problems.join("; "))
+        }
+    }
+}
+
+impl Session {
+    fn revert(&self) -> super::journal::Recovered {
+        let t = Instant::now();
+        let mut agent = self.agent();
+        let r = self.journal.revert(self.entry.clone(), Some(&mut agent));
+        tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, complete = r.complete, "cleaned up");
+        r
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.revert();
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! them before running these tests.
 
 pub mod tree;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -155,8 +155,15 @@ impl Journal {
                 own.as_mut().map_err(|e| e.to_string())
             }
         };
+        // One short question first: a silent agent is not waited for twice.
+        let agent = agent.and_then(|a| {
+            a.call_with("guest-ping", serde_json::json!({}), RECOVERY_AGENT_TIMEOUT)
+                .map(|_| a)
+                .map_err(|e| e.to_string())
+        });
         match agent {
             Ok(agent) => {
+                // Never leave a guest frozen (a no-op when it is not).
                 let _ = agent.call("guest-fsfreeze-thaw", serde_json::json!({}));
                 match guest::clean(agent, &e.guest_dir, e.runner_pid) {
                     Ok(()) => guest_clean = true,

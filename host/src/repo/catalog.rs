@@ -60,10 +60,26 @@ impl Catalog {
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open catalog {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
-        )?;
-        conn.execute_batch(SCHEMA)?;
+        // Switching to WAL needs the database to itself: another process
+        // opening it at the same moment gets SQLITE_BUSY without the busy
+        // handler, so that step is retried.
+        let mut tries = 0;
+        loop {
+            match conn.execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;",
+            ) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy && tries < 300 =>
+                {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => break r?,
+            }
+        }
+        let tx = rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute_batch(SCHEMA)?;
+        tx.commit()?;
         Ok(Self { conn })
     }
 
@@ -90,7 +106,13 @@ impl Catalog {
 
     /// Records a snapshot and its items.
     pub fn add(&self, snap: &SnapshotInfo, items: &[StoredItem]) -> anyhow::Result<()> {
-        let tx = self.conn.unchecked_transaction()?;
+        // IMMEDIATE: the write lock is taken (waiting as busy_timeout
+        // allows) before anything is read, so two processes adding at once
+        // never meet a stale snapshot, which SQLite refuses without waiting.
+        let tx = rusqlite::Transaction::new_unchecked(
+            &self.conn,
+            rusqlite::TransactionBehavior::Immediate,
+        )?;
         tx.execute(
             "INSERT OR REPLACE INTO snapshots (id, time, source, plugin) VALUES (?1, ?2, ?3, ?4)",
             params![snap.id, snap.time, snap.source, snap.plugin],

@@ -61,12 +61,16 @@ impl Agent {
     }
 
     fn sync(&mut self) -> Result<(), QemuError> {
+        self.sync_within(self.timeout)
+    }
+
+    fn sync_within(&mut self, timeout: Duration) -> Result<(), QemuError> {
         self.stale = true;
         let id = u32::from_le_bytes(rand4()) as u64 & 0x7fff_ffff;
         self.sock.send_raw(&[0xff])?;
         self.sock
             .send(&json!({"execute": "guest-sync-delimited", "arguments": {"id": id}}))?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + timeout;
         loop {
             let line = self.sock.read_line(deadline)?;
             // The reply follows the last 0xFF; older replies are skipped.
@@ -95,7 +99,7 @@ impl Agent {
         timeout: Duration,
     ) -> Result<Value, QemuError> {
         if self.stale {
-            self.sync()?;
+            self.sync_within(timeout)?;
         }
         let r = self.exchange(command, arguments, timeout);
         if matches!(r, Err(QemuError::Timeout { .. })) {

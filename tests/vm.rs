@@ -1,0 +1,457 @@
+//! Granular backup and restore inside real VMs: QEMU under TCG with the
+//! project's tiny guest, the container attached over QMP and the runner run
+//! through qemu-guest-agent, the data over a virtio-serial port. After
+//! every job the VM must be as it was: nothing attached, nothing mounted,
+//! nothing left in the guest.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use attache_tests::vm::{serial, TestVm};
+use attache_tests::{attache, fails, ok};
+use serde_json::Value;
+
+/// A repository, a state directory, a VM directory and a datastore.
+struct Site {
+    t: tempfile::TempDir,
+    repo: PathBuf,
+    state: PathBuf,
+}
+
+impl Site {
+    fn new() -> Self {
+        let t = tempfile::Builder::new()
+            .prefix("vm")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let repo = t.path().join("repo");
+        let state = t.path().join("state");
+        let s = Site { t, repo, state };
+        ok(s.attache().arg("init"));
+        s
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.t.path().join(rel)
+    }
+
+    fn attache(&self) -> Command {
+        let mut c = attache(&self.repo);
+        c.env("ATTACHE_STATE_DIR", &self.state);
+        c
+    }
+
+    /// Registers hypervisor `name` on VM directory `vms` with `datastores`.
+    fn add_hypervisor(&self, name: &str, vms: &Path, datastores: &[&str]) -> String {
+        let mut c = self.attache();
+        c.args(["hypervisor", "add", name, "--driver", "qemu", "--vm-dir"])
+            .arg(vms);
+        for d in datastores {
+            c.arg("--datastore").arg(d);
+        }
+        ok(&mut c)
+    }
+
+    fn backup(&self, target: &str, include: &str) -> Value {
+        let out = ok(self.attache().args([
+            "backup", target, "--plugin", "filesystem", "--json", "--include", include,
+        ]));
+        serde_json::from_str(&out).expect("backup --json prints JSON")
+    }
+
+    fn snapshot(&self, id: &str) -> Value {
+        let all: Vec<Value> =
+            serde_json::from_str(&ok(self.attache().args(["snapshots", "--json"]))).expect("JSON");
+        all.into_iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no snapshot {id}"))
+    }
+
+    fn journal_entries(&self) -> Vec<Value> {
+        let dir = self.state.join("journal");
+        let Ok(rd) = fs::read_dir(&dir) else { return vec![] };
+        rd.map(|e| {
+            let p = e.expect("entry").path();
+            serde_json::from_slice(&fs::read(&p).expect("read")).expect("journal JSON")
+        })
+        .collect()
+    }
+}
+
+fn write(p: &Path, content: &[u8]) {
+    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    fs::write(p, content).expect("write");
+}
+
+fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let mut x = seed | 1;
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// A small tree for `/data`.
+fn data_tree(dir: &Path) {
+    write(&dir.join("some/file"), b"original content\n");
+    write(&dir.join("keep.txt"), b"keep me\n");
+    write(&dir.join("dir/nested/deep.bin"), &random_bytes(3 << 20, 7));
+    std::os::unix::fs::symlink("../keep.txt", dir.join("some/link")).expect("symlink");
+}
+
+fn sha256_in_guest(vm: &TestVm, path: &str) -> String {
+    vm.sh(&format!("sha256sum {path} | cut -d' ' -f1")).trim().to_owned()
+}
+
+#[test]
+fn backup_and_granular_restore_inside_a_vm() {
+    let _serial = serial();
+    let site = Site::new();
+    let src = site.path("src");
+    data_tree(&src);
+    let vms = site.path("vms");
+    let vm = TestVm::boot(&vms, "vm1", &src);
+    let ds = site.path("ds1");
+    let added = site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    assert!(added.contains("container on"), "{added}");
+    let list = ok(site.attache().args(["vm", "list", "--json"]));
+    let list: Value = serde_json::from_str(&list).expect("JSON");
+    assert_eq!(list[0]["target"], "hv1/vm1");
+    assert_eq!(list[0]["state"], "running");
+    assert_eq!(list[0]["guest_agent"], "answers");
+    vm.assert_clean();
+
+    let snap = site.backup("hv1/vm1", "/data");
+    let id = snap["id"].as_str().expect("id").to_owned();
+    // /data, lost+found, 3 directories, 3 files, 1 symlink
+    assert_eq!(snap["items"], 9, "{snap}");
+    vm.assert_clean();
+    assert!(site.journal_entries().is_empty());
+    let info = site.snapshot(&id);
+    assert_eq!(info["source"], "hv1/vm1");
+    assert!(info["container"].as_str().is_some_and(|c| c.len() == 16), "{info}");
+    let ls = ok(site.attache().args(["ls", &id]));
+    assert!(ls.contains("/data/some/file"), "{ls}");
+    assert!(ls.contains("/data/dir/nested/deep.bin"), "{ls}");
+
+    // Change one file and delete another in the guest.
+    let deep = sha256_in_guest(&vm, "/data/dir/nested/deep.bin");
+    vm.sh("echo changed > /data/some/file; rm /data/keep.txt; sync");
+
+    // The deleted file comes back alone, in place.
+    ok(site.attache().args(["restore", &id, "--item", "/data/keep.txt", "--to", "hv1/vm1"]));
+    assert_eq!(vm.sh("cat /data/keep.txt"), "keep me\n");
+    assert_eq!(vm.sh("cat /data/some/file"), "changed\n", "only the chosen item is restored");
+    vm.assert_clean();
+
+    // An existing file is not replaced without --overwrite, and the VM is
+    // clean after the refusal too.
+    let err = fails(site.attache().args(["restore", &id, "--item", "/data/some/file", "--to", "hv1/vm1"]));
+    assert!(err.contains("/data/some/file"), "{err}");
+    assert_eq!(vm.sh("cat /data/some/file"), "changed\n");
+    vm.assert_clean();
+    ok(site.attache().args([
+        "restore", &id, "--item", "/data/some/file", "--to", "hv1/vm1", "--overwrite",
+    ]));
+    assert_eq!(vm.sh("cat /data/some/file"), "original content\n");
+    vm.assert_clean();
+
+    // An alternate place in the guest: items keep their full path below it.
+    ok(site.attache().args(["restore", &id, "--item", "/data/dir", "--to", "hv1/vm1:/restore"]));
+    assert_eq!(sha256_in_guest(&vm, "/restore/data/dir/nested/deep.bin"), deep);
+    ok(site.attache().args(["restore", &id, "--item", "/data/some", "--to", "hv1/vm1:/restore"]));
+    assert_eq!(vm.sh("cat /restore/data/some/file"), "original content\n");
+    assert_eq!(vm.sh("readlink /restore/data/some/link"), "../keep.txt\n");
+    vm.assert_clean();
+
+    // An incremental backup reads only what changed since.
+    vm.sh("echo new > /data/some/added; sync");
+    let again = site.backup("hv1/vm1", "/data");
+    assert_eq!(again["items"], 10);
+    assert!(again["read_bytes"].as_u64().expect("read_bytes") < 1024, "{again}");
+    vm.assert_clean();
+
+    // A freeze-consistent backup: the filesystems are frozen after the
+    // plugin's quiesce and thawed after the stream.
+    let out = ok(site.attache().args([
+        "backup", "hv1/vm1", "--plugin", "filesystem", "--json", "--fsfreeze", "--include", "/data",
+    ]));
+    assert!(out.contains("\"items\":10"), "{out}");
+    let frozen = ok(Command::new(attache_tests::root().join("tests/vm/qga.py"))
+        .arg(vm.socket("qga"))
+        .args(["call", "guest-fsfreeze-status"]));
+    assert!(frozen.contains("thawed"), "{frozen}");
+    vm.sh("touch /data/writable-after-thaw");
+    vm.assert_clean();
+}
+
+#[test]
+fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
+    let _serial = serial();
+    let site = Site::new();
+    let src = site.path("src");
+    write(&src.join("big.bin"), &random_bytes(64 << 20, 3));
+    write(&src.join("small.txt"), b"small\n");
+    let vms = site.path("vms");
+    let vm1 = TestVm::boot(&vms, "vm1", &src);
+    let vm2 = TestVm::boot(&vms, "vm2", &src);
+    let ds = site.path("ds");
+    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+
+    // Two VMs backed up at once, into one repository.
+    let spawn = |target: &str| {
+        site.attache()
+            .args(["backup", target, "--plugin", "filesystem", "--json", "--include", "/data"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn attache")
+    };
+    let (a, b) = (spawn("hv1/vm1"), spawn("hv1/vm2"));
+    for child in [a, b] {
+        let o = child.wait_with_output().expect("wait");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert_eq!(v["items"], 4); // /data, lost+found and two files
+    }
+    vm1.assert_clean();
+    vm2.assert_clean();
+    ok(site.attache().args(["verify", "--read-data"]));
+
+    // The runner is killed in the guest mid-job: the job fails saying so,
+    // and the VM is clean.
+    vm1.sh(
+        "( while ! pidof guest-runner >/dev/null; do sleep 0.02; done; sleep 0.3; \
+           kill -9 $(pidof guest-runner) ) >/dev/null 2>&1 &",
+    );
+    let err = fails(site.attache().args([
+        "backup", "hv1/vm1", "--plugin", "filesystem", "--include", "/data",
+    ]));
+    assert!(err.contains("runner in hv1/vm1 failed") && err.contains("signal 9"), "{err}");
+    vm1.assert_clean();
+    assert!(site.journal_entries().is_empty());
+
+    // The guest agent is dead before the job: a clear failure, and nothing
+    // is attached. (Stopped, then resumed later by the same guest script.)
+    vm2.sh(
+        "( p=$(pidof qemu-ga); sleep 0.5; kill -STOP $p; sleep 20; kill -CONT $p ) >/dev/null 2>&1 &",
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let err = fails(site.attache().args([
+        "backup", "hv1/vm2", "--plugin", "filesystem", "--include", "/data",
+    ]));
+    assert!(err.contains("guest agent of hv1/vm2 does not answer"), "{err}");
+    assert_eq!(vm2.attached(), Vec::<String>::new());
+    assert!(site.journal_entries().is_empty());
+
+    // The guest agent stops answering while the runner runs: the job fails,
+    // the container is detached at once, and the journal keeps the guest's
+    // cleanup until the agent is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !vm2.agent_answers(2) {
+        assert!(Instant::now() < deadline, "vm2's agent did not come back");
+    }
+    vm2.sh(
+        "( p=$(pidof qemu-ga); while ! pidof guest-runner >/dev/null; do sleep 0.02; done; \
+           kill -STOP $p; sleep 30; kill -CONT $p ) >/dev/null 2>&1 &",
+    );
+    let err = fails(site.attache().args([
+        "backup", "hv1/vm2", "--plugin", "filesystem", "--include", "/data",
+    ]));
+    assert!(err.contains("guest agent"), "{err}");
+    assert!(err.contains("cleanup of hv1/vm2 is incomplete") || err.contains("stopped answering"), "{err}");
+    assert_eq!(vm2.attached(), Vec::<String>::new(), "detached although the guest is silent");
+    let pending = site.journal_entries();
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(pending[0]["detached"], true);
+    // Once the agent answers again, the next job on the VM finishes the
+    // cleanup first, then runs.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !vm2.agent_answers(2) {
+        assert!(Instant::now() < deadline, "vm2's agent did not come back");
+    }
+    let snap = site.backup("hv1/vm2", "/data/small.txt");
+    assert_eq!(snap["items"], 1);
+    assert!(site.journal_entries().is_empty());
+    vm2.assert_clean();
+}
+
+#[test]
+fn a_killed_server_leaves_nothing_attached_after_restart() {
+    let _serial = serial();
+    let site = Site::new();
+    let src = site.path("src");
+    write(&src.join("big.bin"), &random_bytes(200 << 20, 5));
+    let vms = site.path("vms");
+    let vm = TestVm::boot(&vms, "vm1", &src);
+    let ds = site.path("ds");
+    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+
+    let token = "a-test-token-of-enough-length";
+    let port = free_port();
+    let serve = || {
+        site.attache()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .env("ATTACHE_TOKEN", token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn attache serve")
+    };
+    let mut server = serve();
+    wait_healthy(port);
+    let client = site
+        .attache()
+        .args(["--server", &format!("http://127.0.0.1:{port}")])
+        .args(["backup", "hv1/vm1", "--plugin", "filesystem", "--include", "/data"])
+        .env("ATTACHE_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn client");
+    // Mid-job: the container attached and mounted, the runner running.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let e = site.journal_entries();
+        if e.first().is_some_and(|e| e["runner_pid"].is_i64()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.kill().expect("kill -9 the server");
+    let _ = server.wait();
+    let mut client = client;
+    let _ = client.wait();
+    let left = vm.attached();
+    assert!(
+        left.iter().any(|a| a.starts_with("device")),
+        "the killed job should have left its container attached: {left:?}"
+    );
+    assert_eq!(site.journal_entries().len(), 1);
+
+    // The restarted server undoes it before serving.
+    let mut server = serve();
+    wait_healthy(port);
+    assert!(site.journal_entries().is_empty());
+    vm.assert_clean();
+    server.kill().expect("stop the server");
+    let _ = server.wait();
+}
+
+#[test]
+fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
+    let _serial = serial();
+    let site = Site::new();
+    let src = site.path("src");
+    write(&src.join("f.txt"), b"x\n");
+    // Two hypervisors; the second has two datastores, each reaching part
+    // of its VMs, so it needs both.
+    let (vms1, vms2) = (site.path("hv1"), site.path("hv2"));
+    let vm1 = TestVm::boot(&vms1, "vm1", &src);
+    let vm2 = TestVm::boot(&vms2, "vm2", &src);
+    let agent = site.path("agent");
+    let build = site.path("build");
+    let probe_v1 = build_probe("1", &build.join("v1"));
+    attache_tests::assemble(&agent, &[("filesystem", &attache_tests::component("filesystem")), ("probe", &probe_v1)]);
+    let with_agent = |c: &mut Command| {
+        c.arg("--agent-dir").arg(&agent);
+    };
+    let (ds1, ds2a, ds2b) = (site.path("ds1"), site.path("ds2a"), site.path("ds2b"));
+    let mut c = site.attache();
+    with_agent(&mut c);
+    c.args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"]).arg(&vms1).arg("--datastore").arg(&ds1);
+    ok(&mut c);
+    let mut c = site.attache();
+    with_agent(&mut c);
+    c.args(["hypervisor", "add", "hv2", "--driver", "qemu", "--vm-dir"])
+        .arg(&vms2)
+        .arg("--datastore")
+        .arg(format!("{}=other", ds2a.display()))
+        .arg("--datastore")
+        .arg(format!("{}=vm2", ds2b.display()));
+    ok(&mut c);
+    let containers = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let old = containers(&ds1);
+    assert_eq!(old.len(), 1, "{old:?}");
+    assert_eq!(containers(&ds2b), old, "the datastore reaching vm2 has it");
+    assert!(containers(&ds2a).is_empty(), "a datastore no VM needs gets nothing");
+
+    let probe = |target: &str| -> Value {
+        let mut c = site.attache();
+        with_agent(&mut c);
+        c.args(["backup", target, "--plugin", "probe", "--json", "--include", "probe://version"]);
+        let id = serde_json::from_str::<Value>(&ok(&mut c)).expect("JSON")["id"].clone();
+        site.snapshot(id.as_str().expect("id"))
+    };
+    assert_eq!(probe("hv1/vm1")["plugin_version"], "1");
+
+    // Rebuild the plugin alone; the runner stays byte for byte the same.
+    let manifest_before: Value =
+        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest")).expect("JSON");
+    let probe_v2 = build_probe("2", &build.join("v2"));
+    attache_tests::assemble(&agent, &[("filesystem", &attache_tests::component("filesystem")), ("probe", &probe_v2)]);
+    let manifest_after: Value =
+        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest")).expect("JSON");
+    assert_eq!(manifest_before["runner"], manifest_after["runner"]);
+    let version = manifest_after["version"].as_str().expect("version").to_owned();
+    assert_ne!(manifest_before["version"], manifest_after["version"]);
+
+    let mut c = site.attache();
+    with_agent(&mut c);
+    c.args(["container", "build", "--json"]);
+    let built: Value = serde_json::from_str(&ok(&mut c)).expect("JSON");
+    assert_eq!(built["pushed"].as_array().expect("pushed").len(), 2, "{built}");
+    let new = vec![format!("attache-agent-{version}.iso")];
+    assert_eq!(containers(&ds1), new, "hv1 has the new container and not the old");
+    assert_eq!(containers(&ds2b), new, "hv2 has the new container and not the old");
+
+    for target in ["hv1/vm1", "hv2/vm2"] {
+        let snap = probe(target);
+        assert_eq!(snap["plugin_version"], "2", "{target} ran the rebuilt plugin");
+        assert_eq!(snap["container"], version.as_str());
+    }
+    vm1.assert_clean();
+    vm2.assert_clean();
+}
+
+fn build_probe(version: &str, target_dir: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    ok(Command::new(cargo)
+        .current_dir(attache_tests::root())
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "attache-test-plugin-probe"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("PROBE_VERSION", version));
+    target_dir.join("wasm32-wasip2/release/attache_test_plugin_probe.wasm")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_healthy(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("http://127.0.0.1:{port}/health")).call().is_err() {
+        assert!(Instant::now() < deadline, "the server did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

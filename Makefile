@@ -11,7 +11,7 @@ RUNNER_BIN := target/$(MUSL)/release/guest-runner
 PLUGINS := filesystem
 TEST_PLUGINS := hostile probe
 
-.PHONY: setup build plugins test-plugins demo test bench clean
+.PHONY: setup build plugins test-plugins vm-guest demo test bench clean
 
 # Toolchain targets (rust-toolchain.toml does not install them here) and the
 # system packages the build and tests use.
@@ -38,24 +38,31 @@ build: setup plugins
 	$(OUT)/attache container assemble --runner $(RUNNER_BIN) --out $(AGENT) \
 	  $(foreach p,$(PLUGINS),--plugin $(p)=target/$(WASM)/release/attache_plugin_$(p).wasm)
 
+# The tiny test guest (Debian's cloud kernel, busybox, qemu-guest-agent) and
+# QEMU itself; rebuilt only when a package or the script changes.
+vm-guest:
+	tests/vm/build-guest
+
 test-plugins: setup
 	$(CARGO) build --release --target $(WASM) $(addprefix -p attache-test-plugin-,$(TEST_PLUGINS))
 
-demo: build
+demo: build vm-guest
 	./tests/demo.sh
 
 # The runner's tests build for musl, reusing `make build`'s compiled
 # wasmtime; the rest builds for the host without the runtime.
-test: build test-plugins
+test: build test-plugins vm-guest
 	$(CARGO) test --release --target $(MUSL) -p guest-runner
 	$(CARGO) test --release --workspace --exclude guest-runner $(addprefix --exclude attache-plugin-,$(PLUGINS)) $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
 	$(CARGO) test --release $(addprefix -p attache-plugin-,$(PLUGINS)) --lib
 
-# Throughput beside tar, plugin start, and the comparison with Debian's restic.
-bench: build
+# Throughput beside tar, plugin start, the comparison with Debian's restic,
+# and the VM overhead and container push figures.
+bench: build vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	./tests/bench/backup.sh
 	./tests/bench/restic.py
+	./tests/bench/vm.py
 
 clean:
 	$(CARGO) clean

@@ -41,3 +41,23 @@ one=$("$attache" ls "$id" --json | python3 -c 'import json,sys; print(next(i["id
 echo "== restore of one item, $one, to $demo/single"
 "$attache" restore "$id" --item "$one" --to "local:$demo/single"
 cmp "$one" "$demo/single$one" && echo "identical"
+echo
+echo "== granular backup and restore inside a running VM (QEMU under TCG)"
+vms=$demo/vms
+mkdir -p "$vms/data"
+cp -r "$src/." "$vms/data/" 2>/dev/null || true
+export ATTACHE_STATE_DIR=$demo/state
+trap '"$root/tests/vm/stop" demo "$vms" >/dev/null 2>&1 || true' EXIT
+"$root/tests/vm/boot" demo "$vms" --data "$vms/data"
+"$attache" hypervisor add hv1 --driver qemu --vm-dir "$vms" --datastore "$demo/datastore"
+"$attache" vm list
+vid=$("$attache" backup hv1/demo --plugin filesystem --include /data)
+echo "snapshot $vid of hv1/demo: $("$attache" ls "$vid" | wc -l) items"
+qga() { "$root/tests/vm/qga.py" "$vms/demo.qga" exec /bin/sh -c "$1"; }
+victim=$("$attache" ls "$vid" --json | python3 -c 'import json,sys; print(next(i["id"] for i in json.load(sys.stdin) if i["kind"]=="file"))')
+sum=$(qga "sha256sum '$victim' | cut -d' ' -f1")
+qga "rm '$victim'"
+echo "deleted $victim in the guest; restoring that one item"
+"$attache" restore "$vid" --item "$victim" --to hv1/demo
+[ "$(qga "sha256sum '$victim' | cut -d' ' -f1")" = "$sum" ] && echo "restored in the guest, identical"
+"$attache" vm list

@@ -58,7 +58,7 @@ test: build test-plugins vm-guest
 
 # Throughput beside tar, plugin start, the comparison with Debian's restic,
 # and the VM overhead and container push figures.
-bench: build vm-guest
+bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	./tests/bench/backup.sh
 	./tests/bench/restic.py

@@ -103,22 +103,45 @@ fn a_rebuilt_plugin_is_used_without_rebuilding_the_runner() {
         seen[0], seen[1],
         "the container version follows its content"
     );
-    // Each build was compiled once and cached under its own hash.
-    let cached = fs::read_dir(&cache)
-        .expect("cache")
-        .filter(|e| {
-            e.as_ref()
-                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
-        })
-        .count();
-    assert_eq!(cached, 2);
+    // The container carried each build precompiled for this runner: the
+    // runner compiled nothing itself.
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest")).expect("JSON");
+    assert!(manifest["plugins"][0]["precompiled"]["engine"].is_string(), "{manifest}");
+    let cached = fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(cached, 0, "nothing was compiled in the runner");
+}
+
+#[test]
+fn a_precompiled_form_that_does_not_match_is_never_run() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let agent = t.path().join("agent");
+    assemble(&agent, &[("probe", &component("probe"))]);
+    let cache = t.path().join("cache");
+    // Replaced by another valid compiled component (the filesystem plugin's):
+    // it loads, but it is not what the manifest vouches for.
+    let other = t.path().join("other");
+    assemble(&other, &[("probe", &component("filesystem"))]);
+    fs::copy(other.join("plugins/probe.cwasm"), agent.join("plugins/probe.cwasm")).expect("copy");
+    let mut c = runner(&agent);
+    c.arg("--cache-dir")
+        .arg(&cache)
+        .args(["--log", "warn", "info", "--plugin", "probe"]);
+    let o = attache_tests::output(&mut c);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["plugins"][0]["name"], "probe", "the verified component ran");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("precompiled form refused"), "{err}");
+    assert_eq!(fs::read_dir(&cache).expect("cache").count(), 1, "it was compiled instead");
 }
 
 #[test]
 fn a_damaged_cache_entry_is_recompiled() {
     let t = tempfile::tempdir().expect("tempdir");
     let agent = t.path().join("agent");
-    assemble(&agent, &[("probe", &component("probe"))]);
+    // Without precompiled forms, so that the runner compiles and caches.
+    attache_tests::assemble_with(&agent, &[("probe", &component("probe"))], &["--no-precompile"]);
     let cache = t.path().join("cache");
     info(&agent, &cache, "probe");
     let entry = fs::read_dir(&cache)
@@ -215,7 +238,9 @@ fn the_container_is_an_iso_and_disk_images_rebuilt_only_on_change() {
     let t2 = tempfile::tempdir().expect("tempdir");
     let other = t2.path().join("filesystem.wasm");
     let mut bytes = fs::read(component("filesystem")).expect("wasm");
-    bytes.extend_from_slice(b"\0"); // other bytes, as a rebuilt plugin has
+    // Other bytes, as a rebuilt plugin has: a custom section (id 0, 6 bytes:
+    // the name "test" and one byte) keeps it a valid component.
+    bytes.extend_from_slice(&[0, 6, 4, b't', b'e', b's', b't', 1]);
     fs::write(&other, &bytes).expect("write");
     assemble(
         &agent,

@@ -285,7 +285,7 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
 }
 
 #[test]
-fn a_killed_server_leaves_nothing_attached_after_restart() {
+fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
     let _serial = serial();
     let site = Site::new();
     let src = site.path("src");
@@ -303,12 +303,54 @@ fn a_killed_server_leaves_nothing_attached_after_restart() {
             .env("ATTACHE_TOKEN", token)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            .stderr(Stdio::null())
             .spawn()
             .expect("spawn attache serve")
     };
     let mut server = serve();
     wait_healthy(port);
+    let url = format!("http://127.0.0.1:{port}");
+
+    // Mid-job: the container attached and mounted, the runner running.
+    let wait_running = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let e = site.journal_entries();
+            if e.first().is_some_and(|e| e["runner_pid"].is_i64()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the job did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+
+    // A job cancelled through the API mid-run: cancelled, and the VM clean.
+    let body = r#"{"kind":"backup","backup":{"target":"hv1/vm1","plugin":"filesystem","include":["/data"]}}"#;
+    let job = http(&url, token, "POST", "/jobs", Some(body));
+    let id = job["id"].as_str().expect("job id").to_owned();
+    wait_running();
+    http(&url, token, "DELETE", &format!("/jobs/{id}"), None);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let j = http(&url, token, "GET", &format!("/jobs/{id}"), None);
+        if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) {
+            break j;
+        }
+        assert!(Instant::now() < deadline, "the cancelled job did not end: {j}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(done["status"], "cancelled", "{done}");
+    vm.assert_clean();
+    assert!(site.journal_entries().is_empty());
+
+    // A job that runs out of time: a clear failure, and the VM clean.
+    let err = fails(site.attache().args([
+        "backup", "hv1/vm1", "--plugin", "filesystem", "--include", "/data", "--timeout-secs", "1",
+    ]));
+    assert!(err.contains("timed out"), "{err}");
+    vm.assert_clean();
+    assert!(site.journal_entries().is_empty());
+
     let client = site
         .attache()
         .args(["--server", &format!("http://127.0.0.1:{port}")])
@@ -319,16 +361,7 @@ fn a_killed_server_leaves_nothing_attached_after_restart() {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn client");
-    // Mid-job: the container attached and mounted, the runner running.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let e = site.journal_entries();
-        if e.first().is_some_and(|e| e["runner_pid"].is_i64()) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the job did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running();
     server.kill().expect("kill -9 the server");
     let _ = server.wait();
     let mut client = client;
@@ -446,6 +479,28 @@ fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
+}
+
+/// A JSON request to the server.
+fn http(url: &str, token: &str, method: &str, path: &str, body: Option<&str>) -> Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let auth = format!("Bearer {token}");
+    let full = format!("{url}{path}");
+    let r = match method {
+        "GET" => agent.get(&full).header("Authorization", &auth).call(),
+        "DELETE" => agent.delete(&full).header("Authorization", &auth).call(),
+        _ => agent
+            .post(&full)
+            .header("Authorization", &auth)
+            .header("Content-Type", "application/json")
+            .send(body.unwrap_or("")),
+    };
+    let mut resp = r.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    let text = resp.body_mut().read_to_string().expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"))
 }
 
 fn wait_healthy(port: u16) {

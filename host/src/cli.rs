@@ -228,6 +228,10 @@ pub struct BackupArgs {
     /// they are thawed (the rest of the backup is crash-consistent only).
     #[arg(long, default_value_t = 10)]
     pub freeze_limit_secs: u64,
+    /// VMs: fail the job, and detach and clean up, when the runner in the
+    /// guest has not finished after this many seconds.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
     /// Print the result as JSON (an object with an `id` field).
     #[arg(long)]
     pub json: bool,
@@ -268,6 +272,10 @@ pub struct RestoreArgs {
     /// Replace items that exist at the destination.
     #[arg(long)]
     pub overwrite: bool,
+    /// VMs: fail the job, and detach and clean up, when the runner in the
+    /// guest has not finished after this many seconds.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
     /// Print the runner's report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -307,6 +315,10 @@ pub struct AssembleArgs {
     /// The container directory to write.
     #[arg(long)]
     pub out: PathBuf,
+    /// Leave out the plugins' precompiled forms: a smaller container whose
+    /// runner compiles each plugin itself (slow in an emulated guest).
+    #[arg(long)]
+    pub no_precompile: bool,
 }
 
 fn parse_plugin(s: &str) -> Result<(String, PathBuf), String> {

@@ -49,8 +49,14 @@ pub fn component(name: &str) -> PathBuf {
     built(&format!("target/wasm32-wasip2/release/{file}"))
 }
 
-/// A fresh agent container in `dir` with the built runner and these plugins.
+/// A fresh agent container in `dir` with the built runner and these plugins
+/// (also precompiled for the runner, as `make build` assembles it).
 pub fn assemble(dir: &Path, plugins: &[(&str, &Path)]) {
+    assemble_with(dir, plugins, &[]);
+}
+
+/// `assemble` with more `container assemble` arguments.
+pub fn assemble_with(dir: &Path, plugins: &[(&str, &Path)], args: &[&str]) {
     let mut c = Command::new(attache_bin());
     c.args(["container", "assemble", "--runner"])
         .arg(agent_dir().join("guest-runner"))
@@ -59,6 +65,7 @@ pub fn assemble(dir: &Path, plugins: &[(&str, &Path)]) {
     for (name, path) in plugins {
         c.arg("--plugin").arg(format!("{name}={}", path.display()));
     }
+    c.args(args);
     ok(&mut c);
 }
 

@@ -69,27 +69,36 @@ impl Sandbox {
             .map_err(load_err)
     }
 
-    /// Loads plugin `name` of the container at `dir`: verified against the
-    /// manifest first, then taken from the container's precompiled form for
-    /// this engine, the cache, or compiled.
+    /// Loads plugin `name` of the container at `dir`: its component is
+    /// verified against the manifest first (a container whose component was
+    /// changed is refused, whatever else it holds), then the container's
+    /// precompiled form for this engine is used, or the cache, or the
+    /// component is compiled. A precompiled form that is missing, does not
+    /// match the manifest or does not load is never run: the verified
+    /// component is compiled instead.
     pub fn load(
         &self,
         dir: &Path,
         manifest: &Manifest,
         name: &str,
     ) -> Result<Component, RunnerError> {
-        if let Some(code) = manifest.read_verified_precompiled(dir, name, &self.engine_id())? {
-            // SAFETY: these bytes hash to the manifest's value, and the
-            // manifest is what vouches for the runner executing this very
-            // code: the precompiled form is trusted exactly as far as the
-            // runner binary is. It was made by `precompile` of a runner with
-            // this engine id (checked above; wasmtime checks it again).
-            match unsafe { Component::deserialize(&self.engine, &code) } {
-                Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(plugin = name, "precompiled form unusable, compiling: {e:#}"),
-            }
-        }
         let bytes = manifest.read_verified(dir, name)?;
+        match manifest.read_verified_precompiled(dir, name, &self.engine_id()) {
+            Ok(Some(code)) => {
+                // SAFETY: these bytes hash to the manifest's value, and the
+                // manifest is what vouches for the runner executing this very
+                // code: the precompiled form is trusted exactly as far as the
+                // runner binary is. It was made by `precompile` of a runner
+                // with this engine id (checked above; wasmtime checks it
+                // again).
+                match unsafe { Component::deserialize(&self.engine, &code) } {
+                    Ok(c) => return Ok(c),
+                    Err(e) => tracing::warn!(plugin = name, "precompiled form unusable, compiling: {e:#}"),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(plugin = name, "precompiled form refused, compiling: {e}"),
+        }
         let hash = &manifest.plugin(name)?.entry.blake3;
         self.component(name, &bytes, hash)
     }

@@ -12,6 +12,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         include: a.include.clone(),
         fsfreeze: a.fsfreeze,
         freeze_limit_secs: a.freeze_limit_secs,
+        timeout_secs: a.timeout_secs,
     };
     let out = super::run_job(cli, "backup", &req, |ctx, ctl| {
         jobs::backup::run(ctx, &req, ctl)

@@ -31,6 +31,18 @@ pub fn assemble(a: &AssembleArgs) -> anyhow::Result<()> {
             fs::remove_file(&p)?;
         }
     }
+    if a.no_precompile {
+        for name in &names {
+            let p = a.out.join(guest_runner::manifest::precompiled_file(name));
+            if p.exists() {
+                fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+            }
+        }
+        let manifest = Manifest::for_dir(&a.out, &names, None)?;
+        manifest.write(&a.out)?;
+        println!("{}", manifest.version);
+        return Ok(());
+    }
     // Compiled ahead of time by the runner itself, so that its engine (and
     // nothing else) loads them in the guest without compiling.
     let out = std::process::Command::new(a.out.join(RUNNER_FILE))

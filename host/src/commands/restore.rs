@@ -9,6 +9,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
         items: a.item.clone(),
         to: a.to.clone(),
         overwrite: a.overwrite,
+        timeout_secs: a.timeout_secs,
     };
     let out = super::run_job(cli, "restore", &req, |ctx, ctl| {
         jobs::restore::run(ctx, &req, ctl)

@@ -35,6 +35,8 @@ pub struct RunOptions {
     /// Freeze the guest's filesystems (guest agent) once the plugin has
     /// quiesced the application, for at most this long.
     pub fsfreeze: Option<Duration>,
+    /// Fail the job (and clean up) when the runner has not finished by then.
+    pub timeout: Option<Duration>,
 }
 
 /// An open session: the container is attached and mounted in the guest.
@@ -71,6 +73,7 @@ fn watch(
     pid: i64,
     shared: &Shared,
     cancel: &AtomicBool,
+    deadline: Option<(Instant, Duration)>,
     vm: &str,
 ) -> Result<Exited, String> {
     let end_stream = || {
@@ -83,6 +86,15 @@ fn watch(
         if cancel.load(Ordering::Relaxed) {
             end_stream();
             return Err("cancelled".into());
+        }
+        if let Some((at, limit)) = deadline {
+            if Instant::now() >= at {
+                end_stream();
+                return Err(format!(
+                    "the job on {vm} timed out: the runner had not finished after {} s",
+                    limit.as_secs()
+                ));
+            }
         }
         let overdue = lock(&shared.frozen_until).is_some_and(|t| Instant::now() >= t);
         if overdue {
@@ -228,7 +240,7 @@ impl Session {
         let shared = Shared::default();
         let session = self.entry.session.clone();
         let (result, watched, thawed) = std::thread::scope(|s| {
-            let watcher = self.watcher(&sock, pid, &shared, cancel, s)?;
+            let watcher = self.watcher(&sock, pid, &shared, cancel, opts.timeout, s)?;
             let wsock = sock.try_clone()?;
             s.spawn(move || -> std::io::Result<()> {
                 let mut w = std::io::BufWriter::new(wsock);
@@ -269,6 +281,7 @@ impl Session {
     pub fn restore<T>(
         &mut self,
         args: &[String],
+        opts: &RunOptions,
         cancel: &AtomicBool,
         produce: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
     ) -> anyhow::Result<(T, RunnerOutcome)> {
@@ -276,7 +289,7 @@ impl Session {
         let shared = Shared::default();
         let session = self.entry.session.clone();
         let (result, watched, hello) = std::thread::scope(|s| {
-            let watcher = self.watcher(&sock, pid, &shared, cancel, s)?;
+            let watcher = self.watcher(&sock, pid, &shared, cancel, opts.timeout, s)?;
             // The runner's hello is read (and checked) on the side.
             let rsock = sock.try_clone()?;
             let hello = s.spawn(move || {
@@ -330,18 +343,26 @@ impl Session {
         pid: i64,
         shared: &'s Shared,
         cancel: &'s AtomicBool,
+        timeout: Option<Duration>,
         scope: &'s std::thread::Scope<'s, 'e>,
     ) -> anyhow::Result<std::thread::ScopedJoinHandle<'s, Result<Exited, String>>> {
         let sock = sock.try_clone()?;
         let agent = self.agent.clone();
         let vm = self.vm_ref.to_string();
-        Ok(scope.spawn(move || watch(&agent, &sock, pid, shared, cancel, &vm)))
+        let deadline = timeout.map(|t| (Instant::now() + t, t));
+        Ok(scope.spawn(move || watch(&agent, &sock, pid, shared, cancel, deadline, &vm)))
     }
 
     fn outcome(&self, watched: Result<Exited, String>, shared: &Shared) -> anyhow::Result<RunnerOutcome> {
         let notes = std::mem::take(&mut *lock(&shared.notes));
         match watched {
-            Ok(exited) => Ok(RunnerOutcome { exited, notes }),
+            Ok(exited) => {
+                // The runner's own log, into the server's.
+                for line in String::from_utf8_lossy(&exited.stderr).lines() {
+                    tracing::info!(target: "attache::runner", vm = %self.vm_ref, "{line}");
+                }
+                Ok(RunnerOutcome { exited, notes })
+            }
             Err(why) => bail!("{why}"),
         }
     }

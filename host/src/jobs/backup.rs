@@ -62,6 +62,7 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
                 fsfreeze: a
                     .fsfreeze
                     .then(|| std::time::Duration::from_secs(a.freeze_limit_secs)),
+                timeout: a.timeout_secs.map(std::time::Duration::from_secs),
             };
             if opts.fsfreeze.is_some() {
                 args.push("--fsfreeze".into());

@@ -75,6 +75,10 @@ pub struct BackupRequest {
     /// they are thawed and the snapshot says so in the logs.
     #[serde(default = "default_freeze_limit")]
     pub freeze_limit_secs: u64,
+    /// VMs: fail the job, and clean up, when the runner has not finished
+    /// after this many seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 fn default_freeze_limit() -> u64 {
@@ -95,4 +99,8 @@ pub struct RestoreRequest {
     /// Replace items that exist.
     #[serde(default)]
     pub overwrite: bool,
+    /// VMs: fail the job, and clean up, when the runner has not finished
+    /// after this many seconds.
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }

@@ -58,7 +58,11 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
             if guest_dir != "/" {
                 session.make_dir(&guest_dir)?;
             }
-            let r = session.restore(&args, ctl.cancel, |w| {
+            let opts = crate::hypervisor::session::RunOptions {
+                fsfreeze: None,
+                timeout: a.timeout_secs.map(std::time::Duration::from_secs),
+            };
+            let r = session.restore(&args, &opts, ctl.cancel, |w| {
                 write_restore_stream(&repo.store, &snap, &all, &selected, w, ctl)
             });
             let closed = session.close();

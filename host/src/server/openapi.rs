@@ -129,7 +129,8 @@ pub fn document() -> Value {
                             "plugin": { "type": "string" },
                             "include": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
                             "fsfreeze": { "type": "boolean", "description": "VMs: freeze the guest's filesystems while the stream is read" },
-                            "freeze_limit_secs": { "type": "integer", "minimum": 0, "description": "VMs: the longest freeze (default 10)" }
+                            "freeze_limit_secs": { "type": "integer", "minimum": 0, "description": "VMs: the longest freeze (default 10)" },
+                            "timeout_secs": { "type": "integer", "minimum": 0, "description": "VMs: fail and clean up when the runner has not finished by then" }
                         }}
                     }},
                     { "type": "object", "required": ["kind", "restore"], "properties": {
@@ -138,7 +139,8 @@ pub fn document() -> Value {
                             "snapshot": { "type": "string" },
                             "items": { "type": "array", "items": { "type": "string" } },
                             "to": { "type": "string", "description": "`local`, `local:DIR`, `HYPERVISOR/VM` or `HYPERVISOR/VM:DIR`" },
-                            "overwrite": { "type": "boolean" }
+                            "overwrite": { "type": "boolean" },
+                            "timeout_secs": { "type": "integer", "minimum": 0, "description": "VMs: fail and clean up when the runner has not finished by then" }
                         }}
                     }}
                 ]},

@@ -233,7 +233,20 @@ fn a_broken_component_is_a_clear_error() {
     let junk = t.path().join("junk.wasm");
     fs::write(&junk, b"\0asm\x0d\0\x01\0 definitely not a component").expect("write");
     let agent = t.path().join("agent");
-    assemble(&agent, &[("junk", &junk)]);
+    // Assembling compiles every plugin for the container: a broken one
+    // never gets in.
+    let mut c = std::process::Command::new(attache_tests::attache_bin());
+    c.args(["container", "assemble", "--runner"])
+        .arg(attache_tests::agent_dir().join("guest-runner"))
+        .arg("--out")
+        .arg(&agent)
+        .arg("--plugin")
+        .arg(format!("junk={}", junk.display()));
+    let err = attache_tests::fails(&mut c);
+    assert!(err.contains("could not be compiled or loaded"), "{err}");
+    // A container without precompiled forms: the runner refuses it as
+    // clearly when it loads it.
+    attache_tests::assemble_with(&agent, &[("junk", &junk)], &["--no-precompile"]);
     let o = output(runner(&agent).args(["info", "--plugin", "junk"]));
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);

@@ -1,0 +1,362 @@
+//! Backup of an SQLite database another process may be writing, by an
+//! optimistic protocol (README: "SQLite copy protocol"): observe the file's
+//! state, copy, observe again; if a writer or a checkpoint may have changed
+//! what was copied, the copy is dropped and taken again.
+
+use super::files::{self, io};
+use super::format::{
+    scan_wal, DbHeader, ReadAt, ShmState, Trailer, HEADER_LEN, SHM_READ_LEN, WAL_HEADER_LEN,
+};
+use crate::attache::plugin::backup_sink::{self, ItemWriter};
+use crate::attache::plugin::host::{log, progress};
+use crate::attache::plugin::posix;
+use crate::attache::plugin::types::{Item, ItemKind, ItemMetadata, Level, PluginError};
+use crate::exports::attache::plugin::plugin::Summary;
+use crate::wasi::filesystem::types::Descriptor;
+
+/// Copies taken before giving up on a database that never holds still.
+const MAX_ATTEMPTS: u32 = 100;
+/// Databases (with their WAL) up to this size are copied into memory
+/// first and emitted only once the copy checks out, so that a retry leaves
+/// nothing in the stream; larger ones stream straight into the item, and a
+/// copy that does not check out is aborted there.
+const IN_MEMORY: u64 = 64 << 20;
+/// Pieces in which memory copies are read and written.
+const PIECE: u64 = 1 << 20;
+
+/// The first bytes of a rollback journal's header.
+const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+
+enum Outcome {
+    /// The item is in the stream, with this many bytes.
+    Done(u64),
+    /// Nothing usable was copied; try again.
+    Retry(String),
+}
+
+pub fn backup(path: &str, summary: &mut Summary) -> Result<(), PluginError> {
+    let id = format!("sqlite://{path}");
+    let (dir, name) = files::parent_of(path, false)?;
+    let mut last = String::new();
+    for attempt in 1..=MAX_ATTEMPTS {
+        match copy(&dir, &name, &id, attempt)? {
+            Outcome::Done(bytes) => {
+                summary.items += 1;
+                summary.bytes += bytes;
+                progress(summary.items, summary.bytes, None, None);
+                return Ok(());
+            }
+            Outcome::Retry(why) => {
+                log(
+                    Level::Debug,
+                    &format!("{id}: attempt {attempt}: {why}; copying again"),
+                );
+                if why.contains("WAL") {
+                    // Start right after the log's next restart, when the
+                    // most time lies before the one after it.
+                    await_restart(&dir, &name, std::time::Duration::from_millis(1000))?;
+                } else {
+                    let ms = (5 * attempt as u64).min(100);
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                }
+                last = why;
+            }
+        }
+    }
+    Err(PluginError::Application(format!(
+        "{id}: the database never held still for a consistent copy in {MAX_ATTEMPTS} attempts (last: {last})"
+    )))
+}
+
+/// Waits until the WAL restarts (its salts in the wal-index change), or
+/// `limit` passes.
+fn await_restart(
+    dir: &Descriptor,
+    name: &str,
+    limit: std::time::Duration,
+) -> Result<(), PluginError> {
+    let shm_name = format!("{name}-shm");
+    let salt = |dir: &Descriptor| -> Result<Option<(u32, u32)>, PluginError> {
+        Ok(
+            match files::open_read(dir, &shm_name).map_err(|e| io(name, e))? {
+                None => None,
+                Some(s) => {
+                    ShmState::parse(&s.read_at(0, SHM_READ_LEN).map_err(PluginError::Other)?)
+                        .map(|s| s.salt)
+                }
+            },
+        )
+    };
+    let start = std::time::Instant::now();
+    let first = salt(dir)?;
+    while start.elapsed() < limit {
+        std::thread::sleep(std::time::Duration::from_micros(500));
+        let now = salt(dir)?;
+        if now.is_some() && now != first {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What a reader can see of a database's state without locks.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    header: Vec<u8>,
+    size: u64,
+    hot_journal: bool,
+    /// The WAL's 32-byte header (empty without a WAL): its salts change
+    /// when the log restarts.
+    wal_head: Vec<u8>,
+    shm: Option<ShmState>,
+}
+
+fn look(dir: &Descriptor, name: &str, db: &Descriptor) -> Result<Seen, PluginError> {
+    let size = db.stat().map_err(|e| io(name, e))?.size;
+    let header = db
+        .read_at(0, HEADER_LEN as u64)
+        .map_err(PluginError::Other)?;
+    let hot_journal =
+        match files::open_read(dir, &format!("{name}-journal")).map_err(|e| io(name, e))? {
+            None => false,
+            Some(j) => j.read_at(0, 8).map_err(PluginError::Other)? == JOURNAL_MAGIC,
+        };
+    let wal_head = match files::open_read(dir, &format!("{name}-wal")).map_err(|e| io(name, e))? {
+        None => Vec::new(),
+        Some(w) => w.read_at(0, WAL_HEADER_LEN).map_err(PluginError::Other)?,
+    };
+    let shm = match files::open_read(dir, &format!("{name}-shm")).map_err(|e| io(name, e))? {
+        None => None,
+        Some(s) => ShmState::parse(&s.read_at(0, SHM_READ_LEN).map_err(PluginError::Other)?),
+    };
+    Ok(Seen {
+        header,
+        size,
+        hot_journal,
+        wal_head,
+        shm,
+    })
+}
+
+fn metadata(size: u64, attributes: Vec<(String, String)>) -> ItemMetadata {
+    ItemMetadata {
+        size,
+        mode: None,
+        uid: None,
+        gid: None,
+        mtime: None,
+        symlink_target: None,
+        hardlink_target: None,
+        attributes,
+        change_token: None,
+    }
+}
+
+/// Where a copy goes: memory (emitted once it checks out) or the stream.
+enum Dest {
+    Memory(Vec<u8>),
+    Stream(ItemWriter),
+}
+
+impl Dest {
+    /// Appends `len` bytes of `fd` from offset 0; returns how many there were.
+    fn append(&mut self, fd: &Descriptor, len: u64) -> Result<u64, PluginError> {
+        match self {
+            Dest::Stream(w) => w.write_file(fd, 0, len),
+            Dest::Memory(buf) => {
+                let mut done = 0;
+                while done < len {
+                    let piece = fd
+                        .read_at(done, PIECE.min(len - done))
+                        .map_err(PluginError::Other)?;
+                    if piece.is_empty() {
+                        break;
+                    }
+                    done += piece.len() as u64;
+                    buf.extend_from_slice(&piece);
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    fn append_bytes(&mut self, bytes: &[u8]) -> Result<(), PluginError> {
+        match self {
+            Dest::Stream(w) => w.write(bytes),
+            Dest::Memory(buf) => {
+                buf.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn copy(dir: &Descriptor, name: &str, id: &str, attempt: u32) -> Result<Outcome, PluginError> {
+    let db = files::open_read(dir, name)
+        .map_err(|e| io(id, e))?
+        .ok_or_else(|| {
+            PluginError::InvalidRequest(format!("{id}: the database file does not exist"))
+        })?;
+    let before = look(dir, name, &db)?;
+    let header = DbHeader::parse(&before.header)
+        .map_err(|e| PluginError::InvalidRequest(format!("{id}: {e}")))?;
+    let wal_mode = header.wal_mode();
+    if before.hot_journal {
+        return Ok(Outcome::Retry(
+            "a write transaction holds a hot journal".into(),
+        ));
+    }
+    if let (Some(shm), Some(h)) = (
+        &before.shm,
+        super::format::WalHeader::parse(&before.wal_head),
+    ) {
+        if h.salt != shm.salt {
+            return Ok(Outcome::Retry("the WAL is being restarted".into()));
+        }
+    }
+    let wal = if wal_mode {
+        files::open_read(dir, &format!("{name}-wal")).map_err(|e| io(id, e))?
+    } else {
+        None
+    };
+    let st = posix::stat_at(dir, name, false).map_err(|e| io(id, e))?;
+    let wal_len_now = match &wal {
+        Some(w) => w.stat().map_err(|e| io(id, e))?.size,
+        None => 0,
+    };
+    let mut dest = if before.size + wal_len_now <= IN_MEMORY {
+        Dest::Memory(Vec::with_capacity(
+            (before.size + wal_len_now) as usize + 64,
+        ))
+    } else {
+        Dest::Stream(backup_sink::begin(&item(
+            id, &header, wal_mode, attempt, &st,
+        ))?)
+    };
+
+    // 1. The database file.
+    let copied = dest.append(&db, before.size)?;
+    if copied != before.size {
+        return Ok(retry(
+            dest,
+            format!("the file shrank to {copied} bytes while it was copied"),
+        ));
+    }
+    // 2. The WAL's committed prefix, as it is now: every frame a checkpoint
+    //    can have copied into the database meanwhile is in it.
+    let scan = match &wal {
+        Some(w) => {
+            let len = w.stat().map_err(|e| io(id, e))?.size;
+            scan_wal(w, len).map_err(PluginError::Other)?
+        }
+        None => Default::default(),
+    };
+    if let (Some(w), true) = (&wal, scan.bytes > 0) {
+        if scan.header.as_ref().map(|h| h.page_size) != Some(header.page_size) {
+            return Ok(retry(
+                dest,
+                "the WAL's page size differs from the database's".into(),
+            ));
+        }
+        if dest.append(w, scan.bytes)? != scan.bytes {
+            return Ok(retry(dest, "the WAL shrank while it was copied".into()));
+        }
+    }
+    // 3. Did anything move that makes the copy unsound?
+    let after = look(dir, name, &db)?;
+    if let Some(why) = moved(&before, &after, wal_mode) {
+        return Ok(retry(dest, why));
+    }
+    dest.append_bytes(
+        &Trailer {
+            db_bytes: before.size,
+            wal_bytes: scan.bytes,
+        }
+        .encode(),
+    )?;
+    let size = match dest {
+        Dest::Stream(w) => ItemWriter::finish(w)?,
+        Dest::Memory(buf) => {
+            let w = backup_sink::begin(&item(id, &header, wal_mode, attempt, &st))?;
+            for piece in buf.chunks(PIECE as usize) {
+                w.write(piece)?;
+            }
+            ItemWriter::finish(w)?
+        }
+    };
+    log(
+        Level::Info,
+        &format!(
+            "{id}: {} bytes of database and {} committed WAL frame(s), attempt {attempt}",
+            before.size, scan.frames
+        ),
+    );
+    Ok(Outcome::Done(size))
+}
+
+/// The item, with the file's owner, mode and mtime for restore.
+fn item(id: &str, header: &DbHeader, wal_mode: bool, attempt: u32, st: &posix::Stat) -> Item {
+    let mut md = metadata(
+        0,
+        vec![
+            ("engine".into(), "sqlite".into()),
+            (
+                "journal-mode".into(),
+                if wal_mode { "wal" } else { "rollback" }.into(),
+            ),
+            ("page-size".into(), header.page_size.to_string()),
+            ("change-counter".into(), header.change_counter.to_string()),
+            ("attempt".into(), attempt.to_string()),
+        ],
+    );
+    md.mode = Some(st.mode);
+    md.uid = Some(st.uid);
+    md.gid = Some(st.gid);
+    md.mtime = Some(st.mtime);
+    Item {
+        id: id.to_owned(),
+        kind: ItemKind::Database,
+        metadata: md,
+    }
+}
+
+/// Drops a copy: from memory it simply goes; in the stream the item is
+/// aborted (dropping its writer unfinished), and restore skips it.
+fn retry(dest: Dest, why: String) -> Outcome {
+    drop(dest);
+    Outcome::Retry(why)
+}
+
+/// Why the copy cannot be trusted, if it cannot.
+fn moved(before: &Seen, after: &Seen, wal_mode: bool) -> Option<String> {
+    if after.hot_journal {
+        return Some("a write transaction started during the copy".into());
+    }
+    if !wal_mode {
+        // Every commit rewrites page 1 (its change counter) first.
+        if after.header != before.header {
+            return Some("a transaction committed during the copy".into());
+        }
+        if after.size != before.size {
+            return Some("the file changed size during the copy".into());
+        }
+        return None;
+    }
+    if after.header.get(18..20) != before.header.get(18..20) {
+        return Some("the journal mode changed during the copy".into());
+    }
+    // The database file changes only by checkpoints, which copy frames of
+    // the current WAL generation; all of those up to now are in the copied
+    // prefix. Only a restart of the log (a new generation, new salts)
+    // between the two looks can have put pages in the database, or over the
+    // copied frames, that the copy does not account for.
+    if after.wal_head != before.wal_head {
+        return Some("the WAL was restarted during the copy".into());
+    }
+    match (&before.shm, &after.shm) {
+        (None, None) => None,
+        (Some(b), Some(a)) if a.salt == b.salt => None,
+        (Some(_), Some(_)) => Some("the WAL was reset during the copy".into()),
+        _ => Some("another connection opened or closed the database during the copy".into()),
+    }
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Throughput of the SQL plugin against pg_dump -Fc / pg_restore on the same
+# database in the same run (a benchmark, not a timed test).
+#
+#   SIZE_MB=1024 tests/sql/pg-bench.sh     (as root; RUNNER, ATTACHE, PLUGIN as in pg-e2e.sh)
+#
+# The database: one table of SIZE_MB (roughly, heap and primary key) with
+# text, integer and timestamp columns. Prints seconds and MB/s (of
+# pg_database_size) for each of the four runs.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+RUNNER=${RUNNER:-$ROOT/target/x86_64-unknown-linux-musl/release/guest-runner}
+ATTACHE=${ATTACHE:-$ROOT/target/release/attache}
+PLUGIN=${PLUGIN:-${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/release/attache_plugin_sql.wasm}
+SIZE_MB=${SIZE_MB:-1024}
+
+say() { printf '\n== %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+for f in "$RUNNER" "$ATTACHE" "$PLUGIN"; do [ -e "$f" ] || fail "missing $f (build it first)"; done
+. "$(dirname "$0")/pg-cluster.sh"
+WORK=$(mktemp -d /tmp/attache-pg-bench.XXXXXX)
+cleanup() { pg_cluster_stop; rm -rf "$WORK"; }
+trap cleanup EXIT
+pg_cluster_start "$WORK"
+
+say "filling a database of about $SIZE_MB MB"
+rows=$((SIZE_MB * 1024 * 1024 / 140))
+psql_ postgres -c "CREATE DATABASE bench"
+psql_ bench -c "CREATE TABLE big (id bigint PRIMARY KEY, n integer NOT NULL, note text, at timestamptz DEFAULT now())" \
+    -c "INSERT INTO big SELECT g, g % 1000, md5(g::text) || ' ' || md5((g * 7)::text), '2024-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, $rows) g" \
+    -c "VACUUM ANALYZE big"
+bytes=$(psql_ bench -c "SELECT pg_database_size('bench')")
+echo "$rows rows, $((bytes / 1048576)) MB"
+
+"$ATTACHE" container assemble --runner "$RUNNER" --plugin "sql=$PLUGIN" --out "$WORK/agent" >/dev/null
+GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache" --allow-net "127.0.0.1:$PORT")
+SERVER="postgresql://postgres@127.0.0.1:$PORT"
+# Compile the plugin once, outside the timings.
+"${GR[@]}" info >/dev/null
+
+timed() {  # timed LABEL COMMAND... : prints LABEL seconds MB/s
+    local label=$1 t0 t1
+    shift
+    t0=$(date +%s.%N)
+    "$@" >"$WORK/out" 2>"$WORK/err" || fail "$label: $(tail -5 "$WORK/err")"
+    t1=$(date +%s.%N)
+    python3 -c "import sys; s=float(sys.argv[2])-float(sys.argv[1]); print(f'{sys.argv[3]:<34} {s:8.2f} s {int(sys.argv[4])/s/1048576:8.1f} MB/s')" "$t0" "$t1" "$label" "$bytes"
+}
+
+say "results ($((bytes / 1048576)) MB database)"
+timed "pg_dump -Fc" "$PGBIN/pg_dump" -h 127.0.0.1 -p "$PORT" -U postgres -Fc -f "$WORK/bench.dump" bench
+psql_ postgres -c "CREATE DATABASE bench_pgrestore"
+timed "pg_restore" "$PGBIN/pg_restore" -h 127.0.0.1 -p "$PORT" -U postgres -d bench_pgrestore "$WORK/bench.dump"
+timed "plugin backup (guest-runner)" "${GR[@]}" backup --plugin sql --select "$SERVER/bench" --option "password=$PW" --output "$WORK/bench.stream"
+timed "plugin restore (guest-runner)" "${GR[@]}" restore --plugin sql --input "$WORK/bench.stream" --option "password=$PW" \
+    --rename "$SERVER/bench=$SERVER/bench_plugin"
+echo "sizes: pg_dump -Fc $(($(stat -c %s "$WORK/bench.dump") / 1048576)) MB, plugin stream $(($(stat -c %s "$WORK/bench.stream") / 1048576)) MB (uncompressed; the repository compresses)"
+for db in bench_pgrestore bench_plugin; do
+    [ "$(psql_ "$db" -c "SELECT count(*) FROM big")" = "$rows" ] || fail "$db lacks rows"
+done
+echo "row counts match"

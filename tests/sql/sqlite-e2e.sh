@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# End-to-end test of the SQL plugin's SQLite support: a consistent copy of a
+# database file that another process (python3's sqlite3) keeps writing, in
+# WAL mode and in rollback-journal mode, restored to another path and to an
+# alternate root; the restored file passes PRAGMA integrity_check, holds
+# exactly one committed state, and has the original's mode and owner. Also: refusal without overwrite, overwrite,
+# a missing file and a path the job does not grant.
+#
+# Paths can be overridden: RUNNER, ATTACHE, PLUGIN (see pg-e2e.sh).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+RUNNER=${RUNNER:-$ROOT/target/x86_64-unknown-linux-musl/release/guest-runner}
+ATTACHE=${ATTACHE:-$ROOT/target/release/attache}
+PLUGIN=${PLUGIN:-${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/release/attache_plugin_sql.wasm}
+
+say() { printf '\n== %s\n' "$*"; }
+fail() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+for f in "$RUNNER" "$ATTACHE" "$PLUGIN"; do [ -e "$f" ] || fail "missing $f (build it first)"; done
+
+WORK=$(mktemp -d /tmp/attache-sqlite-e2e.XXXXXX)
+WRITER_PID=
+cleanup() {
+    [ -n "$WRITER_PID" ] && kill "$WRITER_PID" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+"$ATTACHE" container assemble --runner "$RUNNER" --plugin "sql=$PLUGIN" --out "$WORK/agent" >/dev/null
+GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache" --log info)
+
+# The writer: each transaction moves an amount between two accounts, adds a
+# ledger row and sets meta.txn to the number of committed transactions, so
+# a consistent copy has count(ledger) = txn and a constant sum of balances.
+cat >"$WORK/writer.py" <<'PY'
+import os, random, sqlite3, sys, time
+path, mode, stop_after = sys.argv[1], sys.argv[2], float(sys.argv[3])
+bulk_mib = int(sys.argv[4]) if len(sys.argv) > 4 else 0
+pause = float(sys.argv[5]) if len(sys.argv) > 5 else 0
+db = sqlite3.connect(path, isolation_level=None, timeout=30)
+db.execute(f"PRAGMA journal_mode={mode}")
+db.execute("PRAGMA wal_autocheckpoint=200")  # checkpoints and restarts every few dozen transactions
+db.execute("CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
+db.execute("CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, src INT, dst INT, amount INT, pad BLOB)")
+db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)")
+if db.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0:
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO accounts VALUES (?, 1000000)", [(i,) for i in range(1, 101)])
+    db.execute("INSERT INTO meta VALUES ('txn', 0)")
+    db.execute("COMMIT")
+db.execute("CREATE TABLE IF NOT EXISTS bulk (id INTEGER PRIMARY KEY, data BLOB)")
+if bulk_mib:
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO bulk (data) VALUES (randomblob(1048576))", [()] * bulk_mib)
+    db.execute("COMMIT")
+rnd = random.Random(1)
+end = time.time() + stop_after
+stop = path + ".stop"
+n = db.execute("SELECT v FROM meta WHERE k = 'txn'").fetchone()[0]
+while time.time() < end and not os.path.exists(stop):
+    a, b = rnd.sample(range(1, 101), 2)
+    x = rnd.randint(1, 100)
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (x, a))
+    db.execute("INSERT INTO ledger (src, dst, amount, pad) VALUES (?, ?, ?, randomblob(?))", (a, b, x, rnd.randint(10, 400)))
+    db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (x, b))
+    n += 1
+    db.execute("UPDATE meta SET v = ? WHERE k = 'txn'", (n,))
+    db.execute("COMMIT")
+    if pause:
+        time.sleep(pause)
+PY
+cat >"$WORK/check.py" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+ok = db.execute("PRAGMA integrity_check").fetchone()[0]
+txn = db.execute("SELECT v FROM meta WHERE k = 'txn'").fetchone()[0]
+rows = db.execute("SELECT count(*) FROM ledger").fetchone()[0]
+total = db.execute("SELECT sum(balance) FROM accounts").fetchone()[0]
+print(f"integrity_check={ok} txn={txn} ledger={rows} sum={total}")
+sys.exit(0 if ok == "ok" and txn == rows and total == 100 * 1000000 else 1)
+PY
+
+run_mode() {  # run_mode JOURNAL_MODE BULK_MIB PAUSE_SECONDS
+    local mode=$1 bulk=$2 pause=$3 dir=$WORK/$1-$2
+    say "$mode: backup under a concurrent writer"
+    mkdir -p "$dir/data"
+    python3 "$WORK/writer.py" "$dir/data/app.db" "$mode" 2 "$bulk"   # a few MB to start with, or more
+    chmod 600 "$dir/data/app.db" && chown 4321:4322 "$dir/data/app.db"   # restored with the file
+    python3 "$WORK/writer.py" "$dir/data/app.db" "$mode" 300 0 "$pause" &
+    WRITER_PID=$!
+    sleep 1
+    local stream t0 t1
+    txn() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1], timeout=30).execute("SELECT v FROM meta").fetchone()[0])' "$1"; }
+    t0=$(txn "$dir/data/app.db")
+    for i in 1 2 3; do
+        stream=$dir/app.$i.stream
+        "${GR[@]}" backup --plugin sql --grant-read "$dir/data" --select "sqlite://$dir/data/app.db" --output "$stream" 2>"$dir/backup.$i.err" \
+            || fail "backup failed: $(cat "$dir/backup.$i.err")"
+        echo "copy $i: $(grep -o '[0-9]* bytes of database and [0-9]* committed WAL frame(s), attempt [0-9]*' "$dir/backup.$i.err")"
+    done
+    t1=$(txn "$dir/data/app.db")
+    [ "$t1" -gt "$t0" ] || fail "the writer made no progress during the backups"
+    echo "the writer committed transactions $t0 to $t1 meanwhile"
+    touch "$dir/data/app.db.stop"
+    wait "$WRITER_PID" || fail "the writer failed"; WRITER_PID=
+    rm "$dir/data/app.db.stop"
+    python3 "$WORK/check.py" "$dir/data/app.db" >/dev/null || fail "the live database itself is inconsistent"
+
+    say "$mode: restore each copy to another path"
+    for i in 1 2 3; do
+        "${GR[@]}" restore --plugin sql --input "$dir/app.$i.stream" --target / \
+            --rename "sqlite://$dir/data/app.db=sqlite://$dir/restored/copy$i.db" >/dev/null 2>"$dir/err" \
+            || fail "restore failed: $(cat "$dir/err")"
+        [ ! -e "$dir/restored/copy$i.db-wal" ] || fail "a WAL was left beside the restored file"
+        python3 "$WORK/check.py" "$dir/restored/copy$i.db" || fail "copy $i is not one consistent committed state"
+        [ "$(stat -c '%a %u %g' "$dir/restored/copy$i.db")" = "600 4321 4322" ] || fail "mode or owner not restored: $(stat -c '%a %u %g' "$dir/restored/copy$i.db")"
+    done
+
+    say "$mode: restore to an alternate root, then refusal and overwrite"
+    mkdir -p "$dir/alt"
+    "${GR[@]}" restore --plugin sql --input "$stream" --target "$dir/alt" >/dev/null 2>"$dir/err" || fail "$(cat "$dir/err")"
+    python3 "$WORK/check.py" "$dir/alt$dir/data/app.db" >/dev/null || fail "alternate restore inconsistent"
+    if "${GR[@]}" restore --plugin sql --input "$stream" --target "$dir/alt" >/dev/null 2>"$dir/err"; then
+        fail "restore over an existing database succeeded without overwrite"
+    fi
+    grep -q "exists; nothing was restored" "$dir/err" || fail "unclear error: $(cat "$dir/err")"
+    echo "refused: $(grep -o 'app.db exists; nothing was restored' "$dir/err" | head -1)"
+    printf 'junk' >"$dir/alt$dir/data/app.db-wal"
+    "${GR[@]}" restore --plugin sql --overwrite --input "$stream" --target "$dir/alt" >/dev/null 2>"$dir/err" || fail "$(cat "$dir/err")"
+    [ ! -e "$dir/alt$dir/data/app.db-wal" ] || fail "overwrite left the old WAL behind"
+    python3 "$WORK/check.py" "$dir/alt$dir/data/app.db" >/dev/null || fail "overwritten database inconsistent"
+    echo "overwrite replaced the database and removed its stale WAL"
+}
+
+# WAL: a writer that never pauses (copies race the checkpoints and restarts).
+run_mode wal 0 0
+# Rollback journal: without locks a copy must fit between two write
+# transactions (the journal is hot during each), so this writer pauses 2 ms
+# between transactions, a few hundred a second.
+run_mode delete 0 0.002
+# Larger than the plugin's in-memory limit (64 MiB): copies stream straight
+# into the item, and one that does not check out is aborted in the stream.
+# Without locks (WASI has none) a copy must fit between two restarts of the
+# WAL; this writer pauses 2 ms between transactions, a few hundred a second.
+run_mode wal 80 0.002
+
+say "clear errors"
+expect_error() {
+    local pattern=$1; shift
+    if "$@" >"$WORK/out" 2>"$WORK/err"; then fail "succeeded, expected '$pattern'"; fi
+    grep -qi -- "$pattern" "$WORK/err" || fail "error does not match '$pattern': $(cat "$WORK/err")"
+    echo "ok: $(grep -i -- "$pattern" "$WORK/err" | head -1 | cut -c1-200)"
+}
+expect_error "does not exist" "${GR[@]}" backup --plugin sql --grant-read "$WORK/wal-0/data" --select "sqlite://$WORK/wal-0/data/nosuch.db" --output "$WORK/x"
+expect_error "not below any directory the job grants" "${GR[@]}" backup --plugin sql --grant-read "$WORK/wal-0/data" --select "sqlite://$WORK/delete-0/data/app.db" --output "$WORK/x"
+printf 'not a database at all, no sir' >"$WORK/wal-0/data/junk.db"
+expect_error "not an SQLite" "${GR[@]}" backup --plugin sql --grant-read "$WORK/wal-0/data" --select "sqlite://$WORK/wal-0/data/junk.db" --output "$WORK/x"
+
+say "PASS: SQLite end to end"

@@ -8,7 +8,7 @@ WASM := wasm32-wasip2
 OUT := target/release
 AGENT := $(OUT)/agent
 RUNNER_BIN := target/$(MUSL)/release/guest-runner
-PLUGINS := filesystem
+PLUGINS := filesystem sql
 TEST_PLUGINS := hostile probe
 
 .PHONY: setup build plugins test-plugins vm-guest demo test bench clean

@@ -83,6 +83,11 @@ pub struct DiscoverArgs {
     /// A plugin option KEY=VALUE (repeatable).
     #[arg(long = "option", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
+    /// A plugin option KEY=VAR whose value is read from environment variable
+    /// VAR (repeatable): for secrets such as a database password, which
+    /// must not appear on a command line that every user can read.
+    #[arg(long = "option-env", value_parser = parse_option_env)]
+    pub option_env: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]
@@ -104,6 +109,11 @@ pub struct BackupArgs {
     /// A plugin option KEY=VALUE (repeatable).
     #[arg(long = "option", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
+    /// A plugin option KEY=VAR whose value is read from environment variable
+    /// VAR (repeatable): for secrets such as a database password, which
+    /// must not appear on a command line that every user can read.
+    #[arg(long = "option-env", value_parser = parse_option_env)]
+    pub option_env: Vec<(String, String)>,
     /// Run the plugin's quiesce before and thaw after the backup.
     #[arg(long)]
     pub quiesce: bool,
@@ -156,11 +166,28 @@ pub struct RestoreArgs {
     /// A plugin option KEY=VALUE (repeatable).
     #[arg(long = "option", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
+    /// A plugin option KEY=VAR whose value is read from environment variable
+    /// VAR (repeatable): for secrets such as a database password, which
+    /// must not appear on a command line that every user can read.
+    #[arg(long = "option-env", value_parser = parse_option_env)]
+    pub option_env: Vec<(String, String)>,
     /// Where the stream comes from: a file, a character device, or - for stdin.
     #[arg(long, default_value = "-", conflicts_with = "channel")]
     pub input: PathBuf,
     #[command(flatten)]
     pub channel: ChannelArgs,
+}
+
+fn parse_option_env(s: &str) -> Result<(String, String), String> {
+    let (key, var) = parse_option(s)?;
+    let value = std::env::var(&var)
+        .map_err(|_| format!("--option-env {key}={var}: environment variable {var} is not set"))?;
+    Ok((key, value))
+}
+
+/// `--option` and `--option-env` together, in that order.
+pub fn all_options(options: &[(String, String)], env: &[(String, String)]) -> Vec<(String, String)> {
+    options.iter().chain(env).cloned().collect()
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {

@@ -232,6 +232,12 @@ pub struct BackupArgs {
     /// guest has not finished after this many seconds.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// A file whose first line is the application's password (a
+    /// database's), read by whoever runs the job; without it the password
+    /// comes from ATTACHE_APP_PASSWORD, if set. It reaches the plugin
+    /// through the runner's environment, never a command line.
+    #[arg(long)]
+    pub app_password_file: Option<PathBuf>,
     /// Print the result as JSON (an object with an `id` field).
     #[arg(long)]
     pub json: bool,
@@ -272,10 +278,20 @@ pub struct RestoreArgs {
     /// Replace items that exist at the destination.
     #[arg(long)]
     pub overwrite: bool,
+    /// Restore the one `--item` under this id instead: another database or
+    /// table (`postgresql://…`), another file (`sqlite:///…`).
+    #[arg(long = "as", value_name = "NEW_ID")]
+    pub rename_to: Option<String>,
     /// VMs: fail the job, and detach and clean up, when the runner in the
     /// guest has not finished after this many seconds.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// A file whose first line is the application's password (a
+    /// database's), read by whoever runs the job; without it the password
+    /// comes from ATTACHE_APP_PASSWORD, if set. It reaches the plugin
+    /// through the runner's environment, never a command line.
+    #[arg(long)]
+    pub app_password_file: Option<PathBuf>,
     /// Print the runner's report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -21,6 +21,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let grants = cli.grants(&read, None);
     grants.check(&p.info)?;
     let limits = cli.limits();
+    let options = crate::options::all_options(&a.options, &a.option_env);
     let header = Header {
         format: 1,
         plugin: p.info.name.clone(),
@@ -59,7 +60,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let state = State::new(&a.plugin, grants.wasi()?, limits.memory);
     let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
     let quiesced = if a.quiesce && p.info.supports_quiesce {
-        run.quiesce(&a.select, &a.options)?;
+        run.quiesce(&a.select, &options)?;
         true
     } else {
         if a.quiesce {
@@ -97,7 +98,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
 
     let request = guest_runner::runtime::BackupRequest {
         selection: a.select.clone(),
-        options: a.options.clone(),
+        options,
     };
     let result = run.backup(&request);
     if quiesced {
@@ -139,11 +140,13 @@ fn load_previous(r: impl Read, what: &str) -> anyhow::Result<HashMap<String, Ite
 }
 
 /// The directories that path selections need: a directory itself, anything
-/// else (or what does not exist) its parent. Ids that are not absolute paths
-/// (`postgresql://…`) need none.
+/// else (or what does not exist) its parent; an SQLite database
+/// (`sqlite:///PATH`) its directory, where its journal or WAL lives. Other
+/// ids (`postgresql://…`) need none.
 fn selected_grants(select: &[String]) -> Vec<std::path::PathBuf> {
     let mut out: Vec<std::path::PathBuf> = select
         .iter()
+        .map(|s| s.strip_prefix("sqlite://").unwrap_or(s))
         .map(std::path::Path::new)
         .filter(|p| p.is_absolute())
         .map(|p| match std::fs::symlink_metadata(p) {

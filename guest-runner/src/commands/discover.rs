@@ -14,7 +14,11 @@ pub fn run(cli: &Cli, a: &DiscoverArgs) -> anyhow::Result<()> {
     let limits = cli.limits();
     let state = State::new(&a.plugin, grants.wasi()?, limits.memory);
     let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
-    let entries = run.discover(a.scope.as_deref(), a.depth, &a.options)?;
+    let entries = run.discover(
+        a.scope.as_deref(),
+        a.depth,
+        &crate::options::all_options(&a.options, &a.option_env),
+    )?;
     let out: Vec<_> = entries
         .iter()
         .map(|e| {

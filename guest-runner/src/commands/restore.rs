@@ -43,7 +43,7 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let request = RestoreRequest {
         destination,
         overwrite: a.overwrite,
-        options: a.options.clone(),
+        options: crate::options::all_options(&a.options, &a.option_env),
     };
     let result = run.restore(&request);
     let source = run

@@ -13,6 +13,8 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         fsfreeze: a.fsfreeze,
         freeze_limit_secs: a.freeze_limit_secs,
         timeout_secs: a.timeout_secs,
+        app_password: std::env::var(crate::jobs::PASSWORD_ENV).ok(),
+        app_password_file: a.app_password_file.clone(),
     };
     let out = super::run_job(cli, "backup", &req, |ctx, ctl| {
         jobs::backup::run(ctx, &req, ctl)

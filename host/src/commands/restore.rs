@@ -9,7 +9,10 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
         items: a.item.clone(),
         to: a.to.clone(),
         overwrite: a.overwrite,
+        rename_to: a.rename_to.clone(),
         timeout_secs: a.timeout_secs,
+        app_password: std::env::var(crate::jobs::PASSWORD_ENV).ok(),
+        app_password_file: a.app_password_file.clone(),
     };
     let out = super::run_job(cli, "restore", &req, |ctx, ctl| {
         jobs::restore::run(ctx, &req, ctl)

@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub fsfreeze: Option<Duration>,
     /// Fail the job (and clean up) when the runner has not finished by then.
     pub timeout: Option<Duration>,
+    /// Environment variables for the runner (`NAME=VALUE`).
+    pub env: Vec<String>,
 }
 
 /// An open session: the container is attached and mounted in the guest.
@@ -235,7 +237,7 @@ impl Session {
         consume: impl FnOnce(&mut dyn Read) -> anyhow::Result<T>,
     ) -> anyhow::Result<(T, RunnerOutcome)> {
         let t = Instant::now();
-        let (sock, pid) = self.start(args)?;
+        let (sock, pid) = self.start(args, &opts.env)?;
         tracing::info!(vm = %self.vm_ref, pid, ms = t.elapsed().as_millis() as u64, "runner started");
         let shared = Shared::default();
         let session = self.entry.session.clone();
@@ -285,7 +287,7 @@ impl Session {
         cancel: &AtomicBool,
         produce: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
     ) -> anyhow::Result<(T, RunnerOutcome)> {
-        let (sock, pid) = self.start(args)?;
+        let (sock, pid) = self.start(args, &opts.env)?;
         let shared = Shared::default();
         let session = self.entry.session.clone();
         let (result, watched, hello) = std::thread::scope(|s| {
@@ -316,7 +318,7 @@ impl Session {
     }
 
     /// Connects the data port and starts the runner; returns its pid.
-    fn start(&mut self, args: &[String]) -> anyhow::Result<(UnixStream, i64)> {
+    fn start(&mut self, args: &[String], env: &[String]) -> anyhow::Result<(UnixStream, i64)> {
         let sock = UnixStream::connect(&self.vm.data).with_context(|| {
             format!(
                 "cannot connect to the data port of {} at {}",
@@ -326,7 +328,7 @@ impl Session {
         })?;
         let mut full: Vec<String> = args.to_vec();
         full.extend(["--session".into(), self.entry.session.clone()]);
-        let pid = guest::start_runner(&mut self.agent(), &self.entry.guest_dir, &full)
+        let pid = guest::start_runner(&mut self.agent(), &self.entry.guest_dir, &full, env)
             .with_context(|| format!("starting the runner in {}", self.vm_ref))?;
         self.entry.runner_pid = Some(pid);
         self.journal.write(&self.entry)?;

@@ -6,7 +6,7 @@ use std::process::Stdio;
 
 use anyhow::{bail, Context as _};
 
-use super::{BackupRequest, Context, Control};
+use super::{grants, BackupRequest, Context, Control};
 use crate::repo::{ingest, Origin};
 use crate::store::lock::Lock;
 use crate::store::snapshot::SnapshotInfo;
@@ -26,6 +26,9 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
         BackupTarget::Local => selection(&a.include)?,
         BackupTarget::Vm(_) => (guest_selection(&a.include)?, Vec::new()),
     };
+    // Database servers the selection names: the plugin may connect there.
+    let nets = grants::nets(&includes)?;
+    let password = super::app_password(&a.app_password, &a.app_password_file)?;
     let parent = parent(&repo, &source, &a.plugin, &includes)?;
     // The parent's catalog for the runner: files whose change token still
     // matches are referenced, not read again.
@@ -49,7 +52,14 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
         container: None,
     };
     match &target {
-        BackupTarget::Local => local(ctx, a, &repo, &origin, &includes, &grants, previous, ctl),
+        BackupTarget::Local => {
+            let access = Access {
+                read: &grants,
+                nets: &nets,
+                password: password.as_deref(),
+            };
+            local(ctx, a, &repo, &origin, &includes, &access, previous, ctl)
+        }
         BackupTarget::Vm(vm) => {
             let mut session = Session::open(ctx, vm)?;
             origin.container = Some(session.container.clone());
@@ -58,11 +68,20 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
             for i in &includes {
                 args.extend(["--select".into(), i.clone()]);
             }
+            for n in &nets {
+                args.extend(["--allow-net".into(), n.clone()]);
+            }
+            let mut env = Vec::new();
+            if let Some(p) = &password {
+                args.extend(["--option-env".into(), format!("password={}", super::PASSWORD_ENV)]);
+                env.push(format!("{}={p}", super::PASSWORD_ENV));
+            }
             let opts = RunOptions {
                 fsfreeze: a
                     .fsfreeze
                     .then(|| std::time::Duration::from_secs(a.freeze_limit_secs)),
                 timeout: a.timeout_secs.map(std::time::Duration::from_secs),
+                env,
             };
             if opts.fsfreeze.is_some() {
                 args.push("--fsfreeze".into());
@@ -83,6 +102,38 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
     }
 }
 
+/// What the runner is granted on this machine.
+struct Access<'a> {
+    read: &'a [PathBuf],
+    nets: &'a [String],
+    password: Option<&'a str>,
+}
+
+/// Grants `access` to a local runner command.
+fn grant(cmd: &mut std::process::Command, access: &Access<'_>) {
+    for g in access.read {
+        cmd.arg("--grant-read").arg(g);
+    }
+    grant_net_and_password(cmd, access.nets, access.password);
+}
+
+/// Network grants and the application password (through the environment)
+/// for a local runner command.
+pub(super) fn grant_net_and_password(
+    cmd: &mut std::process::Command,
+    nets: &[String],
+    password: Option<&str>,
+) {
+    for n in nets {
+        cmd.arg("--allow-net").arg(n);
+    }
+    if let Some(p) = password {
+        cmd.arg("--option-env")
+            .arg(format!("password={}", super::PASSWORD_ENV))
+            .env(super::PASSWORD_ENV, p);
+    }
+}
+
 /// A backup on this machine: the container's runner runs here.
 #[allow(clippy::too_many_arguments)]
 fn local(
@@ -91,7 +142,7 @@ fn local(
     repo: &Repository,
     origin: &Origin,
     includes: &[String],
-    grants: &[PathBuf],
+    access: &Access<'_>,
     previous: Vec<u8>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
@@ -101,9 +152,7 @@ fn local(
     let mut cmd = runner.command();
     cmd.args(["backup", "--plugin", &a.plugin, "--output", "-"])
         .stdout(Stdio::piped());
-    for g in grants {
-        cmd.arg("--grant-read").arg(g);
-    }
+    grant(&mut cmd, access);
     for i in includes {
         cmd.arg("--select").arg(i);
     }
@@ -185,12 +234,16 @@ fn parent(
 /// The selection as the plugin sees it, and the directories to grant.
 /// Path includes are made absolute (not resolving symlinks, so a link is
 /// backed up as a link); a directory is granted itself, anything else its
-/// parent. Other ids (`postgresql://…`) are passed as they are.
+/// parent; an `sqlite:///PATH` database its directory. Other ids
+/// (`postgresql://…`) are passed as they are.
 fn selection(include: &[String]) -> anyhow::Result<(Vec<String>, Vec<PathBuf>)> {
     let mut ids = Vec::new();
     let mut grants = Vec::new();
     for inc in include {
         if inc.contains("://") {
+            if let Some(dir) = grants::sqlite_dir(inc)? {
+                grants.push(dir);
+            }
             ids.push(inc.clone());
             continue;
         }

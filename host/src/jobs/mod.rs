@@ -2,6 +2,7 @@
 //! the server: what to do, progress as it goes, and cancellation.
 
 pub mod backup;
+pub mod grants;
 pub mod restore;
 
 use std::path::PathBuf;
@@ -79,6 +80,38 @@ pub struct BackupRequest {
     /// after this many seconds.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// The application's password (a database's), for plugins that log in;
+    /// job listings show it redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_password: Option<String>,
+    /// A file, on the machine that runs the job, whose first line is the
+    /// application's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_password_file: Option<PathBuf>,
+}
+
+/// The environment variable that carries the application's password to the
+/// runner: it reaches the plugin as its `password` option, never on a
+/// command line.
+pub const PASSWORD_ENV: &str = "ATTACHE_APP_PASSWORD";
+
+/// The password of a request: given, or read from the file it names.
+pub fn app_password(given: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    if let Some(p) = given {
+        return Ok(Some(p.clone()));
+    }
+    let Some(f) = file else { return Ok(None) };
+    let text = std::fs::read_to_string(f).map_err(|e| {
+        anyhow::anyhow!("cannot read the application password file {}: {e}", f.display())
+    })?;
+    Ok(Some(text.lines().next().unwrap_or_default().to_owned()))
+}
+
+/// Replaces a password for showing.
+pub fn redact(p: &mut Option<String>) {
+    if p.is_some() {
+        *p = Some("(redacted)".into());
+    }
 }
 
 fn default_freeze_limit() -> u64 {
@@ -99,8 +132,20 @@ pub struct RestoreRequest {
     /// Replace items that exist.
     #[serde(default)]
     pub overwrite: bool,
+    /// Restore the one item under this id instead (another database, table
+    /// or path), where the plugin supports it.
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub rename_to: Option<String>,
     /// VMs: fail the job, and clean up, when the runner has not finished
     /// after this many seconds.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// The application's password (a database's), for plugins that log in;
+    /// job listings show it redacted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_password: Option<String>,
+    /// A file, on the machine that runs the job, whose first line is the
+    /// application's password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_password_file: Option<PathBuf>,
 }

@@ -41,6 +41,16 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         .filter(|i| a.items.is_empty() || a.items.iter().any(|w| is_at_or_below(&i.record.id, w)))
         .cloned()
         .collect();
+    let rename = match (&a.rename_to, a.items.as_slice()) {
+        (None, _) => None,
+        (Some(new), [old]) => Some(format!("{old}={new}")),
+        (Some(_), _) => bail!("restoring under another id (`as`) takes exactly one item"),
+    };
+    // Database servers the items (or their new ids) live on.
+    let mut ids: Vec<String> = selected.iter().map(|i| i.record.id.clone()).collect();
+    ids.extend(a.rename_to.iter().cloned());
+    let nets = super::grants::nets(&ids)?;
+    let password = super::app_password(&a.app_password, &a.app_password_file)?;
     let (dir, status_ok, status, sent, report) = match &to {
         RestoreTo::Vm { vm, dir } => {
             let guest_dir = dir.clone().unwrap_or_else(|| "/".into());
@@ -55,12 +65,24 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
             if a.overwrite {
                 args.push("--overwrite".into());
             }
+            if let Some(r) = &rename {
+                args.extend(["--rename".into(), r.clone()]);
+            }
+            for n in &nets {
+                args.extend(["--allow-net".into(), n.clone()]);
+            }
+            let mut env = Vec::new();
+            if let Some(p) = &password {
+                args.extend(["--option-env".into(), format!("password={}", super::PASSWORD_ENV)]);
+                env.push(format!("{}={p}", super::PASSWORD_ENV));
+            }
             if guest_dir != "/" {
                 session.make_dir(&guest_dir)?;
             }
             let opts = crate::hypervisor::session::RunOptions {
                 fsfreeze: None,
                 timeout: a.timeout_secs.map(std::time::Duration::from_secs),
+                env,
             };
             let r = session.restore(&args, &opts, ctl.cancel, |w| {
                 write_restore_stream(&repo.store, &snap, &all, &selected, w, ctl)
@@ -91,7 +113,13 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
                 }
                 _ => "/".into(),
             };
-            let (status, sent, report) = local(ctx, a, &repo, &snap, &all, &selected, &dir, ctl)?;
+            let extra = LocalExtra {
+                rename: rename.as_deref(),
+                nets: &nets,
+                password: password.as_deref(),
+            };
+            let (status, sent, report) =
+                local(ctx, a, &repo, &snap, &all, &selected, &dir, &extra, ctl)?;
             (dir, status.success(), status.to_string(), sent, report)
         }
     };
@@ -136,6 +164,13 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
     })
 }
 
+/// What a local restore adds to the runner's command.
+struct LocalExtra<'a> {
+    rename: Option<&'a str>,
+    nets: &'a [String],
+    password: Option<&'a str>,
+}
+
 /// A restore on this machine: the container's runner runs here.
 #[allow(clippy::too_many_arguments)]
 fn local(
@@ -146,6 +181,7 @@ fn local(
     all: &[crate::store::snapshot::StoredItem],
     selected: &[crate::store::snapshot::StoredItem],
     dir: &std::path::Path,
+    extra: &LocalExtra<'_>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<(std::process::ExitStatus, anyhow::Result<Sent>, String)> {
     let runner = ctx.runner()?;
@@ -158,6 +194,10 @@ fn local(
     if a.overwrite {
         cmd.arg("--overwrite");
     }
+    if let Some(r) = extra.rename {
+        cmd.arg("--rename").arg(r);
+    }
+    super::backup::grant_net_and_password(&mut cmd, extra.nets, extra.password);
     let mut child = cmd.spawn().context("cannot start the runner")?;
     let mut stdout = child.stdout.take().context("runner has no stdout")?;
     let report = std::thread::spawn(move || {

@@ -130,7 +130,9 @@ pub fn document() -> Value {
                             "include": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
                             "fsfreeze": { "type": "boolean", "description": "VMs: freeze the guest's filesystems while the stream is read" },
                             "freeze_limit_secs": { "type": "integer", "minimum": 0, "description": "VMs: the longest freeze (default 10)" },
-                            "timeout_secs": { "type": "integer", "minimum": 0, "description": "VMs: fail and clean up when the runner has not finished by then" }
+                            "timeout_secs": { "type": "integer", "minimum": 0, "description": "VMs: fail and clean up when the runner has not finished by then" },
+                            "app_password": { "type": "string", "description": "the application's (database's) password; shown redacted" },
+                            "app_password_file": { "type": "string", "description": "a file on the server whose first line is the application's password" }
                         }}
                     }},
                     { "type": "object", "required": ["kind", "restore"], "properties": {
@@ -140,7 +142,10 @@ pub fn document() -> Value {
                             "items": { "type": "array", "items": { "type": "string" } },
                             "to": { "type": "string", "description": "`local`, `local:DIR`, `HYPERVISOR/VM` or `HYPERVISOR/VM:DIR`" },
                             "overwrite": { "type": "boolean" },
-                            "timeout_secs": { "type": "integer", "minimum": 0, "description": "VMs: fail and clean up when the runner has not finished by then" }
+                            "as": { "type": "string", "description": "restore the one item under this id (another database, table or path)" },
+                            "timeout_secs": { "type": "integer", "minimum": 0, "description": "VMs: fail and clean up when the runner has not finished by then" },
+                            "app_password": { "type": "string", "description": "the application's (database's) password; shown redacted" },
+                            "app_password_file": { "type": "string", "description": "a file on the server whose first line is the application's password" }
                         }}
                     }}
                 ]},

@@ -26,6 +26,18 @@ pub enum JobRequest {
     Restore { restore: RestoreRequest },
 }
 
+impl JobRequest {
+    /// The request as job listings show it: no password.
+    fn redacted(&self) -> Self {
+        let mut r = self.clone();
+        match &mut r {
+            JobRequest::Backup { backup } => jobs::redact(&mut backup.app_password),
+            JobRequest::Restore { restore } => jobs::redact(&mut restore.app_password),
+        }
+        r
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -180,7 +192,7 @@ impl Queue {
             kind,
             target: target.clone(),
             status: Status::Queued,
-            request: req.clone(),
+            request: req.redacted(),
             progress: Progress::default(),
             result: None,
             error: None,

@@ -123,11 +123,18 @@ pub fn mount(agent: &mut Agent, dir: &str, label: &str) -> Result<String, GuestE
     Ok(String::from_utf8_lossy(&e.stdout).trim().to_owned())
 }
 
-/// Starts the runner from `dir` with `args`; returns its pid.
-pub fn start_runner(agent: &mut Agent, dir: &str, args: &[String]) -> Result<i64, QemuError> {
+/// Starts the runner from `dir` with `args` and environment variables `env`
+/// (`NAME=VALUE`: secrets, which a command line would show to every user of
+/// the guest); returns its pid.
+pub fn start_runner(
+    agent: &mut Agent,
+    dir: &str,
+    args: &[String],
+    env: &[String],
+) -> Result<i64, QemuError> {
     let mut argv = vec!["/bin/sh", "-c", RUN, "attache-run", dir, DATA_PORT];
     argv.extend(args.iter().map(String::as_str));
-    agent.spawn(&argv)
+    agent.spawn_with_env(&argv, env)
 }
 
 /// Kills the runner `pid` if it still runs, unmounts `dir` and removes it.

@@ -134,11 +134,20 @@ impl Agent {
 
     /// Starts `argv` in the guest with its output captured; returns its pid.
     pub fn spawn(&mut self, argv: &[&str]) -> Result<i64, QemuError> {
+        self.spawn_with_env(argv, &[])
+    }
+
+    /// `spawn` with environment variables `NAME=VALUE` (then the command's
+    /// whole environment, with a standard PATH).
+    pub fn spawn_with_env(&mut self, argv: &[&str], env: &[String]) -> Result<i64, QemuError> {
         let (path, args) = argv.split_first().ok_or_else(|| bad("empty command".into()))?;
-        let r = self.call(
-            "guest-exec",
-            json!({ "path": path, "arg": args, "capture-output": true }),
-        )?;
+        let mut req = json!({ "path": path, "arg": args, "capture-output": true });
+        if !env.is_empty() {
+            let mut all = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
+            all.extend(env.iter().cloned());
+            req["env"] = json!(all);
+        }
+        let r = self.call("guest-exec", req)?;
         r["pid"]
             .as_i64()
             .ok_or_else(|| bad(format!("guest-exec gave no pid: {r}")))

@@ -510,3 +510,60 @@ fn wait_healthy(port: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_sqlite_database_is_backed_up_and_restored_inside_a_vm() {
+    let _serial = serial();
+    let site = Site::new();
+    let src = site.path("src");
+    fs::create_dir_all(&src).expect("mkdir");
+    // A database in WAL mode whose last transactions are still in its WAL.
+    let make = r#"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("PRAGMA wal_autocheckpoint=0")
+db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+for i in range(2000):
+    db.execute("INSERT INTO t (v) VALUES (?)", (f"row {i}",))
+import os
+os._exit(0)  # no checkpoint at close: the WAL stays
+"#;
+    ok(Command::new("python3").args(["-c", make]).arg(src.join("app.db")));
+    assert!(src.join("app.db-wal").exists(), "the WAL holds the last transactions");
+    let vms = site.path("vms");
+    let vm = TestVm::boot(&vms, "vm1", &src);
+    let ds = site.path("ds");
+    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+
+    let out = ok(site.attache().args([
+        "backup", "hv1/vm1", "--plugin", "sql", "--json", "--include", "sqlite:///data/app.db",
+    ]));
+    let snap: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(snap["items"], 1, "{snap}");
+    let id = snap["id"].as_str().expect("id").to_owned();
+    vm.assert_clean();
+
+    // Lost in the guest, then restored in place and under another name.
+    vm.sh("rm -f /data/app.db /data/app.db-wal /data/app.db-shm; sync");
+    ok(site.attache().args(["restore", &id, "--item", "sqlite:///data/app.db", "--to", "hv1/vm1"]));
+    vm.assert_clean();
+    ok(site.attache().args([
+        "restore", &id, "--item", "sqlite:///data/app.db", "--as", "sqlite:///data/copy.db", "--to", "hv1/vm1",
+    ]));
+    vm.assert_clean();
+    let check = r#"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+print(db.execute("PRAGMA integrity_check").fetchone()[0], db.execute("SELECT count(*), max(v) FROM t").fetchone())
+"#;
+    for name in ["app.db", "copy.db"] {
+        let local = site.path(name);
+        ok(Command::new(attache_tests::root().join("tests/vm/qga.py"))
+            .arg(vm.socket("qga"))
+            .args(["get", &format!("/data/{name}")])
+            .arg(&local));
+        let r = ok(Command::new("python3").args(["-c", check]).arg(&local));
+        assert_eq!(r.trim(), "ok (2000, 'row 999')", "{name}: {r}");
+    }
+}

@@ -49,20 +49,25 @@ test-plugins: setup
 demo: build vm-guest
 	./tests/demo.sh
 
-# The runner's tests build for musl, reusing `make build`'s compiled
-# wasmtime; the rest builds for the host without the runtime.
+# The SQL plugin's own end-to-end scripts (a throwaway PostgreSQL cluster,
+# installed from Debian when missing, and a live SQLite writer); the
+# runner's tests build for musl, reusing `make build`'s compiled wasmtime;
+# the rest builds for the host without the runtime.
 test: build test-plugins vm-guest
+	tests/sql/sqlite-e2e.sh
+	tests/sql/pg-e2e.sh
 	$(CARGO) test --release --target $(MUSL) -p guest-runner
 	$(CARGO) test --release --workspace --exclude guest-runner $(addprefix --exclude attache-plugin-,$(PLUGINS)) $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
 	$(CARGO) test --release $(addprefix -p attache-plugin-,$(PLUGINS)) --lib
 
 # Throughput beside tar, plugin start, the comparison with Debian's restic,
-# and the VM overhead and container push figures.
+# the VM overhead and container push figures, and PostgreSQL beside pg_dump.
 bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	./tests/bench/backup.sh
 	./tests/bench/restic.py
 	./tests/bench/vm.py
+	./tests/sql/pg-bench.sh
 
 clean:
 	$(CARGO) clean

@@ -181,10 +181,12 @@ impl Session {
             .with_context(|| format!("the guest agent of {vm_ref}"))?;
 
         let agent_dir = crate::agent::find(ctx.agent_dir.as_deref())?;
-        let built = crate::container::build(&agent_dir, &ctx.cache.join("containers"))?;
         let session = session_id()?;
-        let entry = {
+        let (entry, built) = {
+            // Under the registry lock: a container is built, placed and
+            // recorded as in use before any other job or push may remove it.
             let _registry = registry.lock()?;
+            let built = crate::container::build(&agent_dir, &ctx.cache.join("containers"))?;
             let container = datastore::for_vm(&hv, &vm_ref.vm, &built)?;
             let entry = Entry {
                 session: session.clone(),
@@ -198,7 +200,7 @@ impl Session {
                 detached: false,
             };
             journal.write(&entry)?;
-            entry
+            (entry, built)
         };
         let s = Session {
             vm_ref: vm_ref.clone(),

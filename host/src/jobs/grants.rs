@@ -67,6 +67,21 @@ pub fn nets<'a>(ids: impl IntoIterator<Item = &'a String>) -> anyhow::Result<Vec
     Ok(out)
 }
 
+/// Adds the network grants and the password option to the arguments of a
+/// runner in a VM; returns the environment (`NAME=VALUE`) that carries the
+/// password, which a command line would show to every user of the guest.
+pub fn for_vm(args: &mut Vec<String>, nets: &[String], password: Option<&str>) -> Vec<String> {
+    for n in nets {
+        args.extend(["--allow-net".into(), n.clone()]);
+    }
+    let mut env = Vec::new();
+    if let Some(p) = password {
+        args.extend(["--option-env".into(), format!("password={}", super::PASSWORD_ENV)]);
+        env.push(format!("{}={p}", super::PASSWORD_ENV));
+    }
+    env
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

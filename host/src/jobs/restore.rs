@@ -68,14 +68,7 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
             if let Some(r) = &rename {
                 args.extend(["--rename".into(), r.clone()]);
             }
-            for n in &nets {
-                args.extend(["--allow-net".into(), n.clone()]);
-            }
-            let mut env = Vec::new();
-            if let Some(p) = &password {
-                args.extend(["--option-env".into(), format!("password={}", super::PASSWORD_ENV)]);
-                env.push(format!("{}={p}", super::PASSWORD_ENV));
-            }
+            let env = super::grants::for_vm(&mut args, &nets, password.as_deref());
             if guest_dir != "/" {
                 session.make_dir(&guest_dir)?;
             }

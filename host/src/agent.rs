@@ -43,8 +43,48 @@ impl LocalRunner {
         if let Some(cache) = &self.cache_dir {
             c.arg("--cache-dir").arg(cache);
         }
-        c.stdin(Stdio::null()).stderr(Stdio::inherit());
+        c.stdin(Stdio::null()).stderr(Stdio::piped());
         c
+    }
+}
+
+/// A local runner's standard error, read on the side: logged as it comes
+/// (target `attache::runner`) and its last lines kept, so that a failed job
+/// says why in its own error, also through the server.
+pub struct StderrTail {
+    reader: Option<std::thread::JoinHandle<Vec<String>>>,
+}
+
+/// How many of the runner's last lines an error quotes.
+const TAIL_LINES: usize = 20;
+
+impl StderrTail {
+    pub fn capture(child: &mut std::process::Child) -> Self {
+        let reader = child.stderr.take().map(|err| {
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                let mut last = std::collections::VecDeque::new();
+                for line in std::io::BufReader::new(err).lines() {
+                    let Ok(line) = line else { break };
+                    tracing::info!(target: "attache::runner", "{line}");
+                    if last.len() == TAIL_LINES {
+                        last.pop_front();
+                    }
+                    last.push_back(line);
+                }
+                last.into_iter().collect()
+            })
+        });
+        Self { reader }
+    }
+
+    /// The last lines, once the runner has closed its standard error.
+    pub fn finish(mut self) -> String {
+        self.reader
+            .take()
+            .and_then(|r| r.join().ok())
+            .unwrap_or_default()
+            .join("\n")
     }
 }
 

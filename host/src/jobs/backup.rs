@@ -11,6 +11,7 @@ use crate::repo::{ingest, Origin};
 use crate::store::lock::Lock;
 use crate::store::snapshot::SnapshotInfo;
 use crate::store::snapshot::StoredItem;
+use crate::agent::StderrTail;
 use crate::hypervisor::session::{RunOptions, Session};
 use crate::repo::Repository;
 use crate::target::{self, BackupTarget};
@@ -157,6 +158,7 @@ fn local(
         .spawn()
         .with_context(|| format!("cannot start {}", runner.dir.join("guest-runner").display()))?;
     let stdout = child.stdout.take().context("runner has no stdout")?;
+    let tail = StderrTail::capture(&mut child);
     // Dropping the pipe when ingest fails stops a runner that is still writing.
     let staged = ingest(
         repo,
@@ -168,11 +170,14 @@ fn local(
         let _ = child.kill();
     }
     let status = child.wait().context("waiting for the runner")?;
+    let tail = tail.finish();
     // Data already committed by a failed run stays unreferenced until prune.
+    // The runner's own words come first: they say why.
     let snap = match (staged, status.success()) {
         (Ok(staged), true) => staged.publish(repo)?,
-        (Ok(_), false) => bail!("backup failed: the runner exited with {status}"),
-        (Err(e), _) => bail!("backup failed: {e:#} (runner exited with {status})"),
+        (Ok(_), false) => bail!("backup failed: the runner exited with {status}: {tail}"),
+        (Err(e), true) => bail!("backup failed: {e:#}"),
+        (Err(e), false) => bail!("backup failed: the runner exited with {status}: {tail}\n(stream: {e:#})"),
     };
     Ok(snap)
 }

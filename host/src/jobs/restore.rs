@@ -51,6 +51,15 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
     ids.extend(a.rename_to.iter().cloned());
     let nets = super::grants::nets(&ids)?;
     let password = super::app_password(&a.app_password, &a.app_password_file)?;
+    let below_dir = matches!(&to, RestoreTo::LocalDir(_) | RestoreTo::Vm { dir: Some(_), .. });
+    if below_dir {
+        if let Some(db) = ids.iter().find(|id| super::grants::net(id).ok().flatten().is_some()) {
+            bail!(
+                "{db} lives in a database server, not below a directory: restore it with \
+                 --to local (or the VM), and --as NEW_ID for another database or table"
+            );
+        }
+    }
     let (dir, status_ok, status, sent, report) = match &to {
         RestoreTo::Vm { vm, dir } => {
             let guest_dir = dir.clone().unwrap_or_else(|| "/".into());
@@ -111,9 +120,9 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
                 nets: &nets,
                 password: password.as_deref(),
             };
-            let (status, sent, report) =
+            let (ok, status, sent, report) =
                 local(ctx, a, &repo, &snap, &all, &selected, &dir, &extra, ctl)?;
-            (dir, status.success(), status.to_string(), sent, report)
+            (dir, ok, status, sent, report)
         }
     };
     let report: serde_json::Value =
@@ -176,7 +185,7 @@ fn local(
     dir: &std::path::Path,
     extra: &LocalExtra<'_>,
     ctl: &Control<'_>,
-) -> anyhow::Result<(std::process::ExitStatus, anyhow::Result<Sent>, String)> {
+) -> anyhow::Result<(bool, String, anyhow::Result<Sent>, String)> {
     let runner = ctx.runner()?;
     let mut cmd = runner.command();
     cmd.args(["restore", "--plugin", &snap.plugin, "--input", "-"])
@@ -193,6 +202,7 @@ fn local(
     super::backup::grant_net_and_password(&mut cmd, extra.nets, extra.password);
     let mut child = cmd.spawn().context("cannot start the runner")?;
     let mut stdout = child.stdout.take().context("runner has no stdout")?;
+    let tail = crate::agent::StderrTail::capture(&mut child);
     let report = std::thread::spawn(move || {
         let mut s = String::new();
         stdout.read_to_string(&mut s).map(|_| s)
@@ -210,8 +220,15 @@ fn local(
         let _ = child.kill();
     }
     let status = child.wait()?;
+    let tail = tail.finish();
     let report = report
         .join()
         .map_err(|_| anyhow::anyhow!("report reader panicked"))??;
-    Ok((status, sent, report))
+    // A failed runner's own words say why.
+    let described = if status.success() {
+        status.to_string()
+    } else {
+        format!("{status}: {tail}")
+    };
+    Ok((status.success(), described, sent, report))
 }

@@ -91,7 +91,7 @@ impl Conn {
     fn authenticate(&mut self, password: Option<&str>) -> Result<(), PluginError> {
         let need_pw = |who: String| {
             PluginError::InvalidRequest(format!(
-                "the server asks a password for {who}; pass the plugin option password or password-file"
+                "the server asks a password for {who} and the job gave none (attache: ATTACHE_APP_PASSWORD or --app-password-file; the plugin option password or password-file)"
             ))
         };
         let mut scram: Option<Scram> = None;

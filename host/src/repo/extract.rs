@@ -8,7 +8,52 @@ use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
 
 use crate::jobs::{Control, Progress};
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
+use crate::store::crypto::BlobId;
 use crate::store::Store;
+
+/// Chunks read and decoded at once, while the previous batch is written.
+const BATCH: usize = 8;
+
+/// Reads `blobs` in order into `sink`: each batch is read and decoded (in
+/// parallel) on another thread while the previous one is written here, so
+/// that decryption and decompression overlap with the runner's writes.
+/// Returns why the content is damaged, if it is (the sink got the part
+/// before the damage); errors are the sink's.
+fn read_content(
+    store: &Store,
+    blobs: &[BlobId],
+    mut sink: impl FnMut(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<Option<String>> {
+    use rayon::prelude::*;
+    let decode = |batch: &[BlobId]| -> Vec<Result<Vec<u8>, String>> {
+        batch
+            .par_iter()
+            .map(|b| store.read_blob(b).map_err(|e| e.to_string()))
+            .collect()
+    };
+    let mut batches = blobs.chunks(BATCH);
+    let mut current = batches.next().map(decode);
+    std::thread::scope(|scope| {
+        while let Some(done) = current.take() {
+            let next = batches.next().map(|b| scope.spawn(move || decode(b)));
+            for data in done {
+                match data {
+                    Ok(d) => sink(&d)?,
+                    // The next batch, if started, is dropped with the scope.
+                    Err(why) => return Ok(Some(why)),
+                }
+            }
+            current = match next {
+                Some(h) => Some(
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("a chunk reader panicked"))?,
+                ),
+                None => None,
+            };
+        }
+        Ok(None)
+    })
+}
 
 /// Items sent, and items that could not be (damaged data), with the reason.
 pub struct Sent {
@@ -70,16 +115,7 @@ pub fn write_restore_stream(
             _ => (it.record.clone(), &it.content),
         };
         w.begin_item(&record)?;
-        let mut damage = None;
-        for blob in content {
-            match store.read_blob(blob) {
-                Ok(data) => w.data(&data)?,
-                Err(e) => {
-                    damage = Some(e.to_string());
-                    break;
-                }
-            }
-        }
+        let damage = read_content(store, content, |data| w.data(data).map_err(Into::into))?;
         match damage {
             None => {
                 w.end_item()?;

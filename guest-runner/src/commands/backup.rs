@@ -64,7 +64,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         true
     } else {
         if a.quiesce {
-            tracing::warn!(
+            tracing::info!(
                 plugin = a.plugin.as_str(),
                 "the plugin has no quiesce; backing up without it"
             );

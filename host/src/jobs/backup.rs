@@ -144,7 +144,9 @@ fn local(
     let previous_file = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
     std::fs::write(previous_file.path(), &previous)?;
     let mut cmd = runner.command();
-    cmd.args(["backup", "--plugin", &a.plugin, "--output", "-"])
+    // Application-consistent: the plugin quiesces the application first
+    // (where it can; the runner skips it for plugins that cannot).
+    cmd.args(["backup", "--plugin", &a.plugin, "--quiesce", "--output", "-"])
         .stdout(Stdio::piped());
     grant(&mut cmd, access);
     for i in includes {

@@ -106,8 +106,12 @@ fn a_rebuilt_plugin_is_used_without_rebuilding_the_runner() {
     // The container carried each build precompiled for this runner: the
     // runner compiled nothing itself.
     let manifest: Value =
-        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest")).expect("JSON");
-    assert!(manifest["plugins"][0]["precompiled"]["engine"].is_string(), "{manifest}");
+        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest"))
+            .expect("JSON");
+    assert!(
+        manifest["plugins"][0]["precompiled"]["engine"].is_string(),
+        "{manifest}"
+    );
     let cached = fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
     assert_eq!(cached, 0, "nothing was compiled in the runner");
 }
@@ -122,7 +126,11 @@ fn a_precompiled_form_that_does_not_match_is_never_run() {
     // it loads, but it is not what the manifest vouches for.
     let other = t.path().join("other");
     assemble(&other, &[("probe", &component("filesystem"))]);
-    fs::copy(other.join("plugins/probe.cwasm"), agent.join("plugins/probe.cwasm")).expect("copy");
+    fs::copy(
+        other.join("plugins/probe.cwasm"),
+        agent.join("plugins/probe.cwasm"),
+    )
+    .expect("copy");
     let mut c = runner(&agent);
     c.arg("--cache-dir")
         .arg(&cache)
@@ -130,10 +138,17 @@ fn a_precompiled_form_that_does_not_match_is_never_run() {
     let o = attache_tests::output(&mut c);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
-    assert_eq!(v["plugins"][0]["name"], "probe", "the verified component ran");
+    assert_eq!(
+        v["plugins"][0]["name"], "probe",
+        "the verified component ran"
+    );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("precompiled form refused"), "{err}");
-    assert_eq!(fs::read_dir(&cache).expect("cache").count(), 1, "it was compiled instead");
+    assert_eq!(
+        fs::read_dir(&cache).expect("cache").count(),
+        1,
+        "it was compiled instead"
+    );
 }
 
 #[test]
@@ -141,7 +156,11 @@ fn a_damaged_cache_entry_is_recompiled() {
     let t = tempfile::tempdir().expect("tempdir");
     let agent = t.path().join("agent");
     // Without precompiled forms, so that the runner compiles and caches.
-    attache_tests::assemble_with(&agent, &[("probe", &component("probe"))], &["--no-precompile"]);
+    attache_tests::assemble_with(
+        &agent,
+        &[("probe", &component("probe"))],
+        &["--no-precompile"],
+    );
     let cache = t.path().join("cache");
     info(&agent, &cache, "probe");
     let entry = fs::read_dir(&cache)

@@ -56,7 +56,13 @@ impl Site {
 
     fn backup(&self, target: &str, include: &str) -> Value {
         let out = ok(self.attache().args([
-            "backup", target, "--plugin", "filesystem", "--json", "--include", include,
+            "backup",
+            target,
+            "--plugin",
+            "filesystem",
+            "--json",
+            "--include",
+            include,
         ]));
         serde_json::from_str(&out).expect("backup --json prints JSON")
     }
@@ -71,7 +77,9 @@ impl Site {
 
     fn journal_entries(&self) -> Vec<Value> {
         let dir = self.state.join("journal");
-        let Ok(rd) = fs::read_dir(&dir) else { return vec![] };
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return vec![];
+        };
         rd.map(|e| {
             let p = e.expect("entry").path();
             serde_json::from_slice(&fs::read(&p).expect("read")).expect("journal JSON")
@@ -107,7 +115,9 @@ fn data_tree(dir: &Path) {
 }
 
 fn sha256_in_guest(vm: &TestVm, path: &str) -> String {
-    vm.sh(&format!("sha256sum {path} | cut -d' ' -f1")).trim().to_owned()
+    vm.sh(&format!("sha256sum {path} | cut -d' ' -f1"))
+        .trim()
+        .to_owned()
 }
 
 #[test]
@@ -136,7 +146,10 @@ fn backup_and_granular_restore_inside_a_vm() {
     assert!(site.journal_entries().is_empty());
     let info = site.snapshot(&id);
     assert_eq!(info["source"], "hv1/vm1");
-    assert!(info["container"].as_str().is_some_and(|c| c.len() == 16), "{info}");
+    assert!(
+        info["container"].as_str().is_some_and(|c| c.len() == 16),
+        "{info}"
+    );
     let ls = ok(site.attache().args(["ls", &id]));
     assert!(ls.contains("/data/some/file"), "{ls}");
     assert!(ls.contains("/data/dir/nested/deep.bin"), "{ls}");
@@ -146,27 +159,68 @@ fn backup_and_granular_restore_inside_a_vm() {
     vm.sh("echo changed > /data/some/file; rm /data/keep.txt; sync");
 
     // The deleted file comes back alone, in place.
-    ok(site.attache().args(["restore", &id, "--item", "/data/keep.txt", "--to", "hv1/vm1"]));
+    ok(site.attache().args([
+        "restore",
+        &id,
+        "--item",
+        "/data/keep.txt",
+        "--to",
+        "hv1/vm1",
+    ]));
     assert_eq!(vm.sh("cat /data/keep.txt"), "keep me\n");
-    assert_eq!(vm.sh("cat /data/some/file"), "changed\n", "only the chosen item is restored");
+    assert_eq!(
+        vm.sh("cat /data/some/file"),
+        "changed\n",
+        "only the chosen item is restored"
+    );
     vm.assert_clean();
 
     // An existing file is not replaced without --overwrite, and the VM is
     // clean after the refusal too.
-    let err = fails(site.attache().args(["restore", &id, "--item", "/data/some/file", "--to", "hv1/vm1"]));
+    let err = fails(site.attache().args([
+        "restore",
+        &id,
+        "--item",
+        "/data/some/file",
+        "--to",
+        "hv1/vm1",
+    ]));
     assert!(err.contains("/data/some/file"), "{err}");
     assert_eq!(vm.sh("cat /data/some/file"), "changed\n");
     vm.assert_clean();
     ok(site.attache().args([
-        "restore", &id, "--item", "/data/some/file", "--to", "hv1/vm1", "--overwrite",
+        "restore",
+        &id,
+        "--item",
+        "/data/some/file",
+        "--to",
+        "hv1/vm1",
+        "--overwrite",
     ]));
     assert_eq!(vm.sh("cat /data/some/file"), "original content\n");
     vm.assert_clean();
 
     // An alternate place in the guest: items keep their full path below it.
-    ok(site.attache().args(["restore", &id, "--item", "/data/dir", "--to", "hv1/vm1:/restore"]));
-    assert_eq!(sha256_in_guest(&vm, "/restore/data/dir/nested/deep.bin"), deep);
-    ok(site.attache().args(["restore", &id, "--item", "/data/some", "--to", "hv1/vm1:/restore"]));
+    ok(site.attache().args([
+        "restore",
+        &id,
+        "--item",
+        "/data/dir",
+        "--to",
+        "hv1/vm1:/restore",
+    ]));
+    assert_eq!(
+        sha256_in_guest(&vm, "/restore/data/dir/nested/deep.bin"),
+        deep
+    );
+    ok(site.attache().args([
+        "restore",
+        &id,
+        "--item",
+        "/data/some",
+        "--to",
+        "hv1/vm1:/restore",
+    ]));
     assert_eq!(vm.sh("cat /restore/data/some/file"), "original content\n");
     assert_eq!(vm.sh("readlink /restore/data/some/link"), "../keep.txt\n");
     vm.assert_clean();
@@ -175,13 +229,23 @@ fn backup_and_granular_restore_inside_a_vm() {
     vm.sh("echo new > /data/some/added; sync");
     let again = site.backup("hv1/vm1", "/data");
     assert_eq!(again["items"], 10);
-    assert!(again["read_bytes"].as_u64().expect("read_bytes") < 1024, "{again}");
+    assert!(
+        again["read_bytes"].as_u64().expect("read_bytes") < 1024,
+        "{again}"
+    );
     vm.assert_clean();
 
     // A freeze-consistent backup: the filesystems are frozen after the
     // plugin's quiesce and thawed after the stream.
     let out = ok(site.attache().args([
-        "backup", "hv1/vm1", "--plugin", "filesystem", "--json", "--fsfreeze", "--include", "/data",
+        "backup",
+        "hv1/vm1",
+        "--plugin",
+        "filesystem",
+        "--json",
+        "--fsfreeze",
+        "--include",
+        "/data",
     ]));
     assert!(out.contains("\"items\":10"), "{out}");
     let frozen = ok(Command::new(attache_tests::root().join("tests/vm/qga.py"))
@@ -208,7 +272,15 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
     // Two VMs backed up at once, into one repository.
     let spawn = |target: &str| {
         site.attache()
-            .args(["backup", target, "--plugin", "filesystem", "--json", "--include", "/data"])
+            .args([
+                "backup",
+                target,
+                "--plugin",
+                "filesystem",
+                "--json",
+                "--include",
+                "/data",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -233,9 +305,17 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
            kill -9 $(pidof guest-runner) ) >/dev/null 2>&1 &",
     );
     let err = fails(site.attache().args([
-        "backup", "hv1/vm1", "--plugin", "filesystem", "--include", "/data",
+        "backup",
+        "hv1/vm1",
+        "--plugin",
+        "filesystem",
+        "--include",
+        "/data",
     ]));
-    assert!(err.contains("runner in hv1/vm1 failed") && err.contains("signal 9"), "{err}");
+    assert!(
+        err.contains("runner in hv1/vm1 failed") && err.contains("signal 9"),
+        "{err}"
+    );
     vm1.assert_clean();
     assert!(site.journal_entries().is_empty());
 
@@ -246,9 +326,17 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
     );
     std::thread::sleep(Duration::from_secs(2));
     let err = fails(site.attache().args([
-        "backup", "hv1/vm2", "--plugin", "filesystem", "--include", "/data",
+        "backup",
+        "hv1/vm2",
+        "--plugin",
+        "filesystem",
+        "--include",
+        "/data",
     ]));
-    assert!(err.contains("guest agent of hv1/vm2 does not answer"), "{err}");
+    assert!(
+        err.contains("guest agent of hv1/vm2 does not answer"),
+        "{err}"
+    );
     assert_eq!(vm2.attached(), Vec::<String>::new());
     assert!(site.journal_entries().is_empty());
 
@@ -264,11 +352,23 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
            kill -STOP $p; sleep 30; kill -CONT $p ) >/dev/null 2>&1 &",
     );
     let err = fails(site.attache().args([
-        "backup", "hv1/vm2", "--plugin", "filesystem", "--include", "/data",
+        "backup",
+        "hv1/vm2",
+        "--plugin",
+        "filesystem",
+        "--include",
+        "/data",
     ]));
     assert!(err.contains("guest agent"), "{err}");
-    assert!(err.contains("cleanup of hv1/vm2 is incomplete") || err.contains("stopped answering"), "{err}");
-    assert_eq!(vm2.attached(), Vec::<String>::new(), "detached although the guest is silent");
+    assert!(
+        err.contains("cleanup of hv1/vm2 is incomplete") || err.contains("stopped answering"),
+        "{err}"
+    );
+    assert_eq!(
+        vm2.attached(),
+        Vec::<String>::new(),
+        "detached although the guest is silent"
+    );
     let pending = site.journal_entries();
     assert_eq!(pending.len(), 1, "{pending:?}");
     assert_eq!(pending[0]["detached"], true);
@@ -336,7 +436,10 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
         if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) {
             break j;
         }
-        assert!(Instant::now() < deadline, "the cancelled job did not end: {j}");
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled job did not end: {j}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(done["status"], "cancelled", "{done}");
@@ -345,7 +448,14 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
 
     // A job that runs out of time: a clear failure, and the VM clean.
     let err = fails(site.attache().args([
-        "backup", "hv1/vm1", "--plugin", "filesystem", "--include", "/data", "--timeout-secs", "1",
+        "backup",
+        "hv1/vm1",
+        "--plugin",
+        "filesystem",
+        "--include",
+        "/data",
+        "--timeout-secs",
+        "1",
     ]));
     assert!(err.contains("timed out"), "{err}");
     vm.assert_clean();
@@ -354,7 +464,14 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
     let client = site
         .attache()
         .args(["--server", &format!("http://127.0.0.1:{port}")])
-        .args(["backup", "hv1/vm1", "--plugin", "filesystem", "--include", "/data"])
+        .args([
+            "backup",
+            "hv1/vm1",
+            "--plugin",
+            "filesystem",
+            "--include",
+            "/data",
+        ])
         .env("ATTACHE_TOKEN", token)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -396,14 +513,23 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
     let agent = site.path("agent");
     let build = site.path("build");
     let probe_v1 = build_probe("1", &build.join("v1"));
-    attache_tests::assemble(&agent, &[("filesystem", &attache_tests::component("filesystem")), ("probe", &probe_v1)]);
+    attache_tests::assemble(
+        &agent,
+        &[
+            ("filesystem", &attache_tests::component("filesystem")),
+            ("probe", &probe_v1),
+        ],
+    );
     let with_agent = |c: &mut Command| {
         c.arg("--agent-dir").arg(&agent);
     };
     let (ds1, ds2a, ds2b) = (site.path("ds1"), site.path("ds2a"), site.path("ds2b"));
     let mut c = site.attache();
     with_agent(&mut c);
-    c.args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"]).arg(&vms1).arg("--datastore").arg(&ds1);
+    c.args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+        .arg(&vms1)
+        .arg("--datastore")
+        .arg(&ds1);
     ok(&mut c);
     let mut c = site.attache();
     with_agent(&mut c);
@@ -416,7 +542,11 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
     ok(&mut c);
     let containers = |d: &Path| -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(d)
-            .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -424,12 +554,23 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
     let old = containers(&ds1);
     assert_eq!(old.len(), 1, "{old:?}");
     assert_eq!(containers(&ds2b), old, "the datastore reaching vm2 has it");
-    assert!(containers(&ds2a).is_empty(), "a datastore no VM needs gets nothing");
+    assert!(
+        containers(&ds2a).is_empty(),
+        "a datastore no VM needs gets nothing"
+    );
 
     let probe = |target: &str| -> Value {
         let mut c = site.attache();
         with_agent(&mut c);
-        c.args(["backup", target, "--plugin", "probe", "--json", "--include", "probe://version"]);
+        c.args([
+            "backup",
+            target,
+            "--plugin",
+            "probe",
+            "--json",
+            "--include",
+            "probe://version",
+        ]);
         let id = serde_json::from_str::<Value>(&ok(&mut c)).expect("JSON")["id"].clone();
         site.snapshot(id.as_str().expect("id"))
     };
@@ -437,27 +578,53 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
 
     // Rebuild the plugin alone; the runner stays byte for byte the same.
     let manifest_before: Value =
-        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest")).expect("JSON");
+        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest"))
+            .expect("JSON");
     let probe_v2 = build_probe("2", &build.join("v2"));
-    attache_tests::assemble(&agent, &[("filesystem", &attache_tests::component("filesystem")), ("probe", &probe_v2)]);
+    attache_tests::assemble(
+        &agent,
+        &[
+            ("filesystem", &attache_tests::component("filesystem")),
+            ("probe", &probe_v2),
+        ],
+    );
     let manifest_after: Value =
-        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest")).expect("JSON");
+        serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest"))
+            .expect("JSON");
     assert_eq!(manifest_before["runner"], manifest_after["runner"]);
-    let version = manifest_after["version"].as_str().expect("version").to_owned();
+    let version = manifest_after["version"]
+        .as_str()
+        .expect("version")
+        .to_owned();
     assert_ne!(manifest_before["version"], manifest_after["version"]);
 
     let mut c = site.attache();
     with_agent(&mut c);
     c.args(["container", "build", "--json"]);
     let built: Value = serde_json::from_str(&ok(&mut c)).expect("JSON");
-    assert_eq!(built["pushed"].as_array().expect("pushed").len(), 2, "{built}");
+    assert_eq!(
+        built["pushed"].as_array().expect("pushed").len(),
+        2,
+        "{built}"
+    );
     let new = vec![format!("attache-agent-{version}.iso")];
-    assert_eq!(containers(&ds1), new, "hv1 has the new container and not the old");
-    assert_eq!(containers(&ds2b), new, "hv2 has the new container and not the old");
+    assert_eq!(
+        containers(&ds1),
+        new,
+        "hv1 has the new container and not the old"
+    );
+    assert_eq!(
+        containers(&ds2b),
+        new,
+        "hv2 has the new container and not the old"
+    );
 
     for target in ["hv1/vm1", "hv2/vm2"] {
         let snap = probe(target);
-        assert_eq!(snap["plugin_version"], "2", "{target} ran the rebuilt plugin");
+        assert_eq!(
+            snap["plugin_version"], "2",
+            "{target} ran the rebuilt plugin"
+        );
         assert_eq!(snap["container"], version.as_str());
     }
     vm1.assert_clean();
@@ -468,7 +635,14 @@ fn build_probe(version: &str, target_dir: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     ok(Command::new(cargo)
         .current_dir(attache_tests::root())
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "attache-test-plugin-probe"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "attache-test-plugin-probe",
+        ])
         .env("CARGO_TARGET_DIR", target_dir)
         .env("PROBE_VERSION", version));
     target_dir.join("wasm32-wasip2/release/attache_test_plugin_probe.wasm")
@@ -505,7 +679,10 @@ fn http(url: &str, token: &str, method: &str, path: &str, body: Option<&str>) ->
 
 fn wait_healthy(port: u16) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("http://127.0.0.1:{port}/health")).call().is_err() {
+    while ureq::get(&format!("http://127.0.0.1:{port}/health"))
+        .call()
+        .is_err()
+    {
         assert!(Instant::now() < deadline, "the server did not come up");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -529,15 +706,26 @@ for i in range(2000):
 import os
 os._exit(0)  # no checkpoint at close: the WAL stays
 "#;
-    ok(Command::new("python3").args(["-c", make]).arg(src.join("app.db")));
-    assert!(src.join("app.db-wal").exists(), "the WAL holds the last transactions");
+    ok(Command::new("python3")
+        .args(["-c", make])
+        .arg(src.join("app.db")));
+    assert!(
+        src.join("app.db-wal").exists(),
+        "the WAL holds the last transactions"
+    );
     let vms = site.path("vms");
     let vm = TestVm::boot(&vms, "vm1", &src);
     let ds = site.path("ds");
     site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
 
     let out = ok(site.attache().args([
-        "backup", "hv1/vm1", "--plugin", "sql", "--json", "--include", "sqlite:///data/app.db",
+        "backup",
+        "hv1/vm1",
+        "--plugin",
+        "sql",
+        "--json",
+        "--include",
+        "sqlite:///data/app.db",
     ]));
     let snap: Value = serde_json::from_str(&out).expect("JSON");
     assert_eq!(snap["items"], 1, "{snap}");
@@ -546,10 +734,24 @@ os._exit(0)  # no checkpoint at close: the WAL stays
 
     // Lost in the guest, then restored in place and under another name.
     vm.sh("rm -f /data/app.db /data/app.db-wal /data/app.db-shm; sync");
-    ok(site.attache().args(["restore", &id, "--item", "sqlite:///data/app.db", "--to", "hv1/vm1"]));
+    ok(site.attache().args([
+        "restore",
+        &id,
+        "--item",
+        "sqlite:///data/app.db",
+        "--to",
+        "hv1/vm1",
+    ]));
     vm.assert_clean();
     ok(site.attache().args([
-        "restore", &id, "--item", "sqlite:///data/app.db", "--as", "sqlite:///data/copy.db", "--to", "hv1/vm1",
+        "restore",
+        &id,
+        "--item",
+        "sqlite:///data/app.db",
+        "--as",
+        "sqlite:///data/copy.db",
+        "--to",
+        "hv1/vm1",
     ]));
     vm.assert_clean();
     let check = r#"

@@ -311,12 +311,16 @@ mod tests {
         let a = Manifest::for_dir(d.path(), &["fs".into()], None).unwrap();
         assert_eq!(
             a.version,
-            Manifest::for_dir(d.path(), &["fs".into()], None).unwrap().version
+            Manifest::for_dir(d.path(), &["fs".into()], None)
+                .unwrap()
+                .version
         );
         fs::write(d.path().join("plugins/fs.wasm"), b"other").unwrap();
         assert_ne!(
             a.version,
-            Manifest::for_dir(d.path(), &["fs".into()], None).unwrap().version
+            Manifest::for_dir(d.path(), &["fs".into()], None)
+                .unwrap()
+                .version
         );
     }
 
@@ -332,7 +336,10 @@ mod tests {
             m.read_verified_precompiled(d.path(), "fs", "e1").unwrap(),
             Some(b"code".to_vec())
         );
-        assert_eq!(m.read_verified_precompiled(d.path(), "fs", "e2").unwrap(), None);
+        assert_eq!(
+            m.read_verified_precompiled(d.path(), "fs", "e2").unwrap(),
+            None
+        );
         fs::write(d.path().join("plugins/fs.cwasm"), b"c0de").unwrap();
         assert!(matches!(
             m.read_verified_precompiled(d.path(), "fs", "e1"),

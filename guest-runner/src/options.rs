@@ -186,7 +186,10 @@ fn parse_option_env(s: &str) -> Result<(String, String), String> {
 }
 
 /// `--option` and `--option-env` together, in that order.
-pub fn all_options(options: &[(String, String)], env: &[(String, String)]) -> Vec<(String, String)> {
+pub fn all_options(
+    options: &[(String, String)],
+    env: &[(String, String)],
+) -> Vec<(String, String)> {
     options.iter().chain(env).cloned().collect()
 }
 

@@ -84,7 +84,11 @@ impl TestVm {
     /// container inserted, and block nodes Attaché named.
     pub fn attached(&self) -> Vec<String> {
         let mut found = Vec::new();
-        for b in self.qmp("query-block").as_array().expect("query-block list") {
+        for b in self
+            .qmp("query-block")
+            .as_array()
+            .expect("query-block list")
+        {
             let file = b["inserted"]["file"].as_str().unwrap_or_default();
             if file.contains("attache-agent") {
                 found.push(format!("device {} holds {file}", b["device"]));
@@ -96,7 +100,12 @@ impl TestVm {
             .expect("node list")
         {
             let node = n["node-name"].as_str().unwrap_or_default();
-            if node.starts_with("attache-") || n["file"].as_str().unwrap_or_default().contains("attache-agent") {
+            if node.starts_with("attache-")
+                || n["file"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("attache-agent")
+            {
                 found.push(format!("node {node}"));
             }
         }
@@ -106,22 +115,26 @@ impl TestVm {
     /// Between jobs a VM has no container attached, no mount, no runner and
     /// no file of Attaché's left in the guest.
     pub fn assert_clean(&self) {
-        assert_eq!(self.attached(), Vec::<String>::new(), "{}: a container is still attached", self.name);
-        let guest = self.sh(
-            "grep -c -e /run/attache -e iso9660 /proc/mounts; \
-             [ -e /run/attache ] && echo leftover /run/attache; \
-             pidof guest-runner && echo runner still running; true",
+        assert_eq!(
+            self.attached(),
+            Vec::<String>::new(),
+            "{}: a container is still attached",
+            self.name
         );
-        assert_eq!(guest.trim(), "0", "{}: the guest is not clean: {guest}", self.name);
+        let guest = self.sh("grep -c -e /run/attache -e iso9660 /proc/mounts; \
+             [ -e /run/attache ] && echo leftover /run/attache; \
+             pidof guest-runner && echo runner still running; true");
+        assert_eq!(
+            guest.trim(),
+            "0",
+            "{}: the guest is not clean: {guest}",
+            self.name
+        );
     }
 }
 
 impl Drop for TestVm {
     fn drop(&mut self) {
-        let _ = output(
-            Command::new(script("stop"))
-                .arg(&self.name)
-                .arg(&self.dir),
-        );
+        let _ = output(Command::new(script("stop")).arg(&self.name).arg(&self.dir));
     }
 }

@@ -37,25 +37,26 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         (Some(path), Some(session)) => Some(open_channel(path, session)?),
         _ => None,
     };
-    let previous = match channel.as_mut() {
-        Some(ch) => {
-            let len = channel::read_previous_len(&mut ch.reader)
-                .context("reading the previous catalog from the data channel")?;
-            load_previous(
-                (&mut ch.reader).take(len),
-                "the previous catalog from the data channel",
-            )?
-        }
-        None => match &a.previous {
-            Some(path) => load_previous(
-                std::io::BufReader::new(std::fs::File::open(path).with_context(|| {
-                    format!("cannot open previous catalog {}", path.display())
-                })?),
-                &format!("previous catalog {}", path.display()),
-            )?,
-            None => HashMap::new(),
-        },
-    };
+    let previous =
+        match channel.as_mut() {
+            Some(ch) => {
+                let len = channel::read_previous_len(&mut ch.reader)
+                    .context("reading the previous catalog from the data channel")?;
+                load_previous(
+                    (&mut ch.reader).take(len),
+                    "the previous catalog from the data channel",
+                )?
+            }
+            None => match &a.previous {
+                Some(path) => load_previous(
+                    std::io::BufReader::new(std::fs::File::open(path).with_context(|| {
+                        format!("cannot open previous catalog {}", path.display())
+                    })?),
+                    &format!("previous catalog {}", path.display()),
+                )?,
+                None => HashMap::new(),
+            },
+        };
 
     let state = State::new(&a.plugin, grants.wasi()?, limits.memory);
     let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
@@ -151,7 +152,10 @@ fn selected_grants(select: &[String]) -> Vec<std::path::PathBuf> {
         .filter(|p| p.is_absolute())
         .map(|p| match std::fs::symlink_metadata(p) {
             Ok(md) if md.is_dir() => p.to_path_buf(),
-            _ => p.parent().unwrap_or(std::path::Path::new("/")).to_path_buf(),
+            _ => p
+                .parent()
+                .unwrap_or(std::path::Path::new("/"))
+                .to_path_buf(),
         })
         .collect();
     out.sort();

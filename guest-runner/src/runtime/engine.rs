@@ -93,7 +93,9 @@ impl Sandbox {
                 // again).
                 match unsafe { Component::deserialize(&self.engine, &code) } {
                     Ok(c) => return Ok(c),
-                    Err(e) => tracing::warn!(plugin = name, "precompiled form unusable, compiling: {e:#}"),
+                    Err(e) => {
+                        tracing::warn!(plugin = name, "precompiled form unusable, compiling: {e:#}")
+                    }
                 }
             }
             Ok(None) => {}
@@ -151,7 +153,11 @@ impl Sandbox {
 
 /// This architecture and OS with no CPU features beyond the baseline.
 fn portable_triple() -> String {
-    let env = if cfg!(target_env = "musl") { "musl" } else { "gnu" };
+    let env = if cfg!(target_env = "musl") {
+        "musl"
+    } else {
+        "gnu"
+    };
     format!("{}-unknown-linux-{env}", std::env::consts::ARCH)
 }
 

@@ -144,7 +144,8 @@ pub fn push_everywhere(
                 let Some(hv) = next.lock().unwrap_or_else(|p| p.into_inner()).next() else {
                     break;
                 };
-                let r = datastore::push(hv, built, &journal).map_err(|e| format!("{}: {e:#}", hv.name));
+                let r =
+                    datastore::push(hv, built, &journal).map_err(|e| format!("{}: {e:#}", hv.name));
                 results.lock().unwrap_or_else(|p| p.into_inner()).push(r);
             });
         }
@@ -158,6 +159,10 @@ pub fn push_everywhere(
         }
     }
     pushed.sort_by(|a, b| a.hypervisor.cmp(&b.hypervisor));
-    anyhow::ensure!(failed.is_empty(), "the container could not be pushed to: {}", failed.join("; "));
+    anyhow::ensure!(
+        failed.is_empty(),
+        "the container could not be pushed to: {}",
+        failed.join("; ")
+    );
     Ok(pushed)
 }

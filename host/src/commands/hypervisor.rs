@@ -24,7 +24,11 @@ pub fn add(cli: &Cli, a: &HypervisorAddArgs) -> anyhow::Result<()> {
     };
     let lock = registry.lock()?;
     registry.add(&lock, hv.clone())?;
-    println!("registered hypervisor {} ({} VMs now)", hv.name, hv.vms()?.len());
+    println!(
+        "registered hypervisor {} ({} VMs now)",
+        hv.name,
+        hv.vms()?.len()
+    );
     // The container goes out now, so the first job finds it in place.
     match super::container::current(cli) {
         Ok(built) => {
@@ -38,7 +42,11 @@ pub fn add(cli: &Cli, a: &HypervisorAddArgs) -> anyhow::Result<()> {
 
 /// One line per push.
 pub fn report(p: &Pushed) {
-    let dirs: Vec<String> = p.datastores.iter().map(|d| d.display().to_string()).collect();
+    let dirs: Vec<String> = p
+        .datastores
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
     println!(
         "  {}: container on {} ({} copied now{})",
         p.hypervisor,
@@ -81,7 +89,12 @@ pub fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     for (hv, v) in all.iter().zip(&out) {
-        println!("{}  {:?}  vms in {}", hv.name, hv.driver, hv.vm_dir.display());
+        println!(
+            "{}  {:?}  vms in {}",
+            hv.name,
+            hv.driver,
+            hv.vm_dir.display()
+        );
         for d in v["datastores"].as_array().into_iter().flatten() {
             let c: Vec<&str> = d["containers"]
                 .as_array()
@@ -94,9 +107,19 @@ pub fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
                 d["dir"].as_str().unwrap_or_default(),
                 d["vms"]
                     .as_array()
-                    .map(|v| format!(" (reaches {})", v.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(",")))
+                    .map(|v| format!(
+                        " (reaches {})",
+                        v.iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ))
                     .unwrap_or_default(),
-                if c.is_empty() { "-".into() } else { c.join(" ") }
+                if c.is_empty() {
+                    "-".into()
+                } else {
+                    c.join(" ")
+                }
             );
         }
     }

@@ -86,8 +86,7 @@ fn source(hv: &Hypervisor, built: &Built) -> anyhow::Result<PathBuf> {
 /// older containers no job uses. The caller holds the registry lock.
 pub fn push(hv: &Hypervisor, built: &Built, journal: &Journal) -> anyhow::Result<Pushed> {
     let vms: Vec<String> = hv.vms()?.into_iter().map(|v| v.name).collect();
-    let chosen = cover(&hv.datastores, &vms)
-        .with_context(|| format!("hypervisor {}", hv.name))?;
+    let chosen = cover(&hv.datastores, &vms).with_context(|| format!("hypervisor {}", hv.name))?;
     let src = source(hv, built)?;
     let name = file_name(&built.version, hv.driver.format());
     let mut out = Pushed {
@@ -129,7 +128,8 @@ fn place(src: &Path, dir: &Path, name: &str) -> anyhow::Result<bool> {
     if dst.is_file() {
         return Ok(false);
     }
-    fs::create_dir_all(dir).with_context(|| format!("cannot create datastore {}", dir.display()))?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create datastore {}", dir.display()))?;
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let copied = (|| {
         let mut from = fs::File::open(src)?;
@@ -153,10 +153,14 @@ fn remove_old(hv: &Hypervisor, current: &str, journal: &Journal) -> anyhow::Resu
     let in_use = journal.containers_in_use()?;
     let mut removed = Vec::new();
     for d in &hv.datastores {
-        let Ok(entries) = fs::read_dir(&d.dir) else { continue };
+        let Ok(entries) = fs::read_dir(&d.dir) else {
+            continue;
+        };
         for e in entries.flatten() {
             let p = e.path();
-            let Some(n) = p.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(n) = p.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
             if n.starts_with(PREFIX) && n != current && !in_use.contains(&p) {
                 fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
                 removed.push(p);
@@ -184,7 +188,11 @@ mod tests {
         let d = [ds("a", Some(&["1"])), ds("b", None), ds("c", Some(&["2"]))];
         assert_eq!(cover(&d, &v(&["1", "2", "3"])).unwrap(), vec![1]);
         // Partial reach: two are needed, and the larger goes first.
-        let d = [ds("a", Some(&["1"])), ds("b", Some(&["2", "3"])), ds("c", Some(&["1", "4"]))];
+        let d = [
+            ds("a", Some(&["1"])),
+            ds("b", Some(&["2", "3"])),
+            ds("c", Some(&["1", "4"])),
+        ];
         assert_eq!(cover(&d, &v(&["1", "2", "3", "4"])).unwrap(), vec![1, 2]);
         // A VM nobody reaches is an error naming it.
         let e = cover(&d, &v(&["9"])).unwrap_err().to_string();

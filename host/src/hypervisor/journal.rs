@@ -104,11 +104,14 @@ impl Journal {
             if p.extension().is_none_or(|x| x != "json") {
                 continue;
             }
-            match std::fs::read(&p).map_err(anyhow::Error::from).and_then(|b| {
-                serde_json::from_slice::<Entry>(&b).map_err(anyhow::Error::from)
-            }) {
+            match std::fs::read(&p)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| serde_json::from_slice::<Entry>(&b).map_err(anyhow::Error::from))
+            {
                 Ok(entry) => out.push(entry),
-                Err(err) => tracing::warn!("ignoring damaged journal entry {}: {err:#}", p.display()),
+                Err(err) => {
+                    tracing::warn!("ignoring damaged journal entry {}: {err:#}", p.display())
+                }
             }
         }
         Ok(out)

@@ -121,7 +121,9 @@ impl Registry {
         self.list()?
             .into_iter()
             .find(|h| h.name == name)
-            .with_context(|| format!("no hypervisor {name:?} is registered (attache hypervisor add)"))
+            .with_context(|| {
+                format!("no hypervisor {name:?} is registered (attache hypervisor add)")
+            })
     }
 
     /// Adds a hypervisor; the caller holds the lock.

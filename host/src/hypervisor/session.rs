@@ -169,12 +169,17 @@ impl Session {
         let lock = FileLock::exclusive(&journal.vm_lock_path(vm_ref))?;
         for r in journal.recover(Some((vm_ref, &lock)))? {
             if !r.complete {
-                tracing::warn!("an earlier job's cleanup on {vm_ref} is incomplete: {}", r.problems.join("; "));
+                tracing::warn!(
+                    "an earlier job's cleanup on {vm_ref} is incomplete: {}",
+                    r.problems.join("; ")
+                );
             }
         }
         // A guest that cannot run anything gets nothing attached.
         let mut agent = vm.agent(AGENT_TIMEOUT).map_err(|e| {
-            anyhow!("the guest agent of {vm_ref} does not answer, so nothing can run in the guest: {e}")
+            anyhow!(
+                "the guest agent of {vm_ref} does not answer, so nothing can run in the guest: {e}"
+            )
         })?;
         agent
             .call("guest-ping", serde_json::json!({}))
@@ -213,8 +218,7 @@ impl Session {
             _lock: lock,
         };
         let t = Instant::now();
-        s.vm
-            .attach_cd(&s.entry.container, &s.entry.attachment)
+        s.vm.attach_cd(&s.entry.container, &s.entry.attachment)
             .with_context(|| format!("attaching the container to {vm_ref}"))?;
         let label = crate::container::volume_label(&built.version);
         let dev = guest::mount(&mut s.agent(), &s.entry.guest_dir, &label)
@@ -269,7 +273,9 @@ impl Session {
             })();
             shared.stream_done.store(true, Ordering::SeqCst);
             let thawed = self.thaw(&shared);
-            let watched = watcher.join().map_err(|_| anyhow!("the runner's watcher panicked"))?;
+            let watched = watcher
+                .join()
+                .map_err(|_| anyhow!("the runner's watcher panicked"))?;
             anyhow::Ok((result, watched, thawed))
         })?;
         let _ = sock.shutdown(Shutdown::Both);
@@ -308,9 +314,13 @@ impl Session {
                 Ok(v)
             })();
             shared.stream_done.store(true, Ordering::SeqCst);
-            let watched = watcher.join().map_err(|_| anyhow!("the runner's watcher panicked"))?;
+            let watched = watcher
+                .join()
+                .map_err(|_| anyhow!("the runner's watcher panicked"))?;
             let _ = sock.shutdown(Shutdown::Both);
-            let hello = hello.join().map_err(|_| anyhow!("the hello reader panicked"))?;
+            let hello = hello
+                .join()
+                .map_err(|_| anyhow!("the hello reader panicked"))?;
             anyhow::Ok((result, watched, hello))
         })?;
         let outcome = self.outcome(watched, &shared)?;
@@ -357,7 +367,11 @@ impl Session {
         Ok(scope.spawn(move || watch(&agent, &sock, pid, shared, cancel, deadline, &vm)))
     }
 
-    fn outcome(&self, watched: Result<Exited, String>, shared: &Shared) -> anyhow::Result<RunnerOutcome> {
+    fn outcome(
+        &self,
+        watched: Result<Exited, String>,
+        shared: &Shared,
+    ) -> anyhow::Result<RunnerOutcome> {
         let notes = std::mem::take(&mut *lock(&shared.notes));
         match watched {
             Ok(exited) => {
@@ -390,7 +404,9 @@ impl Session {
                 let note = format!("the guest's filesystems could not be frozen: {e}");
                 tracing::warn!(vm = %self.vm_ref, "{note}");
                 lock(&shared.notes).push(note);
-                let _ = self.agent().call("guest-fsfreeze-thaw", serde_json::json!({}));
+                let _ = self
+                    .agent()
+                    .call("guest-fsfreeze-thaw", serde_json::json!({}));
                 channel::ACK_NOT_FROZEN
             }
         }
@@ -417,7 +433,10 @@ impl Session {
                         "the runner in {} failed (exit {}{}): {}",
                         self.vm_ref,
                         o.exited.code,
-                        o.exited.signal.map(|s| format!(", signal {s}")).unwrap_or_default(),
+                        o.exited
+                            .signal
+                            .map(|s| format!(", signal {s}"))
+                            .unwrap_or_default(),
                         o.exited.stderr_tail()
                     )
                 };
@@ -435,10 +454,17 @@ impl Session {
     pub fn make_dir(&self, dir: &str) -> anyhow::Result<()> {
         let e = self
             .agent()
-            .run(&["/bin/sh", "-c", "mkdir -p -- \"$1\"", "attache-mkdir", dir], AGENT_TIMEOUT)
+            .run(
+                &["/bin/sh", "-c", "mkdir -p -- \"$1\"", "attache-mkdir", dir],
+                AGENT_TIMEOUT,
+            )
             .with_context(|| format!("creating {dir} in {}", self.vm_ref))?;
         if !e.success() {
-            bail!("cannot create {dir} in {}: {}", self.vm_ref, e.stderr_tail());
+            bail!(
+                "cannot create {dir} in {}: {}",
+                self.vm_ref,
+                e.stderr_tail()
+            );
         }
         Ok(())
     }
@@ -451,7 +477,11 @@ impl Session {
         if r.complete {
             Ok(())
         } else {
-            bail!("cleanup of {} is incomplete: {}", self.vm_ref, r.problems.join("; "))
+            bail!(
+                "cleanup of {} is incomplete: {}",
+                self.vm_ref,
+                r.problems.join("; ")
+            )
         }
     }
 }

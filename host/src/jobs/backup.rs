@@ -7,13 +7,13 @@ use std::process::Stdio;
 use anyhow::{bail, Context as _};
 
 use super::{grants, BackupRequest, Context, Control};
+use crate::agent::StderrTail;
+use crate::hypervisor::session::{RunOptions, Session};
+use crate::repo::Repository;
 use crate::repo::{ingest, Origin};
 use crate::store::lock::Lock;
 use crate::store::snapshot::SnapshotInfo;
 use crate::store::snapshot::StoredItem;
-use crate::agent::StderrTail;
-use crate::hypervisor::session::{RunOptions, Session};
-use crate::repo::Repository;
 use crate::target::{self, BackupTarget};
 use std::collections::HashMap;
 
@@ -146,8 +146,15 @@ fn local(
     let mut cmd = runner.command();
     // Application-consistent: the plugin quiesces the application first
     // (where it can; the runner skips it for plugins that cannot).
-    cmd.args(["backup", "--plugin", &a.plugin, "--quiesce", "--output", "-"])
-        .stdout(Stdio::piped());
+    cmd.args([
+        "backup",
+        "--plugin",
+        &a.plugin,
+        "--quiesce",
+        "--output",
+        "-",
+    ])
+    .stdout(Stdio::piped());
     grant(&mut cmd, access);
     for i in includes {
         cmd.arg("--select").arg(i);
@@ -162,12 +169,7 @@ fn local(
     let stdout = child.stdout.take().context("runner has no stdout")?;
     let tail = StderrTail::capture(&mut child);
     // Dropping the pipe when ingest fails stops a runner that is still writing.
-    let staged = ingest(
-        repo,
-        BufReader::with_capacity(1 << 20, stdout),
-        origin,
-        ctl,
-    );
+    let staged = ingest(repo, BufReader::with_capacity(1 << 20, stdout), origin, ctl);
     if staged.is_err() {
         let _ = child.kill();
     }
@@ -179,7 +181,9 @@ fn local(
         (Ok(staged), true) => staged.publish(repo)?,
         (Ok(_), false) => bail!("backup failed: the runner exited with {status}: {tail}"),
         (Err(e), true) => bail!("backup failed: {e:#}"),
-        (Err(e), false) => bail!("backup failed: the runner exited with {status}: {tail}\n(stream: {e:#})"),
+        (Err(e), false) => {
+            bail!("backup failed: the runner exited with {status}: {tail}\n(stream: {e:#})")
+        }
     };
     Ok(snap)
 }

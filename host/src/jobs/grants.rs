@@ -30,7 +30,9 @@ pub fn net(id: &str) -> anyhow::Result<Option<String>> {
         }
     };
     let ip: std::net::IpAddr = host.parse().map_err(|_| {
-        anyhow::anyhow!("item {id:?}: the host must be an IP address (the sandbox grants addresses, not names)")
+        anyhow::anyhow!(
+            "item {id:?}: the host must be an IP address (the sandbox grants addresses, not names)"
+        )
     })?;
     let port: u16 = match port {
         None | Some("") => 5432,
@@ -76,7 +78,10 @@ pub fn for_vm(args: &mut Vec<String>, nets: &[String], password: Option<&str>) -
     }
     let mut env = Vec::new();
     if let Some(p) = password {
-        args.extend(["--option-env".into(), format!("password={}", super::PASSWORD_ENV)]);
+        args.extend([
+            "--option-env".into(),
+            format!("password={}", super::PASSWORD_ENV),
+        ]);
         env.push(format!("{}={p}", super::PASSWORD_ENV));
     }
     env
@@ -89,8 +94,14 @@ mod tests {
     #[test]
     fn database_ids_name_what_to_grant() {
         let n = |s: &str| net(s).unwrap();
-        assert_eq!(n("postgresql://app@127.0.0.1:5433/shop"), Some("127.0.0.1:5433".into()));
-        assert_eq!(n("postgresql://app@127.0.0.1/shop/public.t"), Some("127.0.0.1:5432".into()));
+        assert_eq!(
+            n("postgresql://app@127.0.0.1:5433/shop"),
+            Some("127.0.0.1:5433".into())
+        );
+        assert_eq!(
+            n("postgresql://app@127.0.0.1/shop/public.t"),
+            Some("127.0.0.1:5432".into())
+        );
         assert_eq!(n("postgres://u@[::1]:6000/db"), Some("[::1]:6000".into()));
         assert_eq!(n("/data/file"), None);
         assert!(net("postgresql://app@db.example:5432/shop").is_err());

@@ -96,13 +96,19 @@ pub struct BackupRequest {
 pub const PASSWORD_ENV: &str = "ATTACHE_APP_PASSWORD";
 
 /// The password of a request: given, or read from the file it names.
-pub fn app_password(given: &Option<String>, file: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
+pub fn app_password(
+    given: &Option<String>,
+    file: &Option<PathBuf>,
+) -> anyhow::Result<Option<String>> {
     if let Some(p) = given {
         return Ok(Some(p.clone()));
     }
     let Some(f) = file else { return Ok(None) };
     let text = std::fs::read_to_string(f).map_err(|e| {
-        anyhow::anyhow!("cannot read the application password file {}: {e}", f.display())
+        anyhow::anyhow!(
+            "cannot read the application password file {}: {e}",
+            f.display()
+        )
     })?;
     Ok(Some(text.lines().next().unwrap_or_default().to_owned()))
 }

@@ -51,9 +51,15 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
     ids.extend(a.rename_to.iter().cloned());
     let nets = super::grants::nets(&ids)?;
     let password = super::app_password(&a.app_password, &a.app_password_file)?;
-    let below_dir = matches!(&to, RestoreTo::LocalDir(_) | RestoreTo::Vm { dir: Some(_), .. });
+    let below_dir = matches!(
+        &to,
+        RestoreTo::LocalDir(_) | RestoreTo::Vm { dir: Some(_), .. }
+    );
     if below_dir {
-        if let Some(db) = ids.iter().find(|id| super::grants::net(id).ok().flatten().is_some()) {
+        if let Some(db) = ids
+            .iter()
+            .find(|id| super::grants::net(id).ok().flatten().is_some())
+        {
             bail!(
                 "{db} lives in a database server, not below a directory: restore it with \
                  --to local (or the VM), and --as NEW_ID for another database or table"

@@ -7,8 +7,8 @@ use std::io::Write;
 use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
 
 use crate::jobs::{Control, Progress};
-use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::crypto::BlobId;
+use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::Store;
 
 /// Chunks read and decoded at once, while the previous batch is written.

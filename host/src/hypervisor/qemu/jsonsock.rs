@@ -28,15 +28,18 @@ impl JsonSocket {
         Ok(Self {
             peer,
             path: path.to_owned(),
-            writer: s.try_clone().map_err(|e| QemuError::Io { peer, source: e })?,
+            writer: s
+                .try_clone()
+                .map_err(|e| QemuError::Io { peer, source: e })?,
             reader: BufReader::new(s),
         })
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), QemuError> {
-        self.writer
-            .write_all(bytes)
-            .map_err(|e| QemuError::Io { peer: self.peer, source: e })
+        self.writer.write_all(bytes).map_err(|e| QemuError::Io {
+            peer: self.peer,
+            source: e,
+        })
     }
 
     pub fn send(&mut self, msg: &Value) -> Result<(), QemuError> {
@@ -59,7 +62,10 @@ impl JsonSocket {
             self.reader
                 .get_ref()
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .map_err(|e| QemuError::Io { peer: self.peer, source: e })?;
+                .map_err(|e| QemuError::Io {
+                    peer: self.peer,
+                    source: e,
+                })?;
             match self.reader.read_until(b'\n', &mut line) {
                 Ok(0) => return Err(QemuError::Closed { peer: self.peer }),
                 Ok(_) if line.ends_with(b"\n") => {
@@ -76,7 +82,12 @@ impl JsonSocket {
                     return Err(self.timed_out())
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(QemuError::Io { peer: self.peer, source: e }),
+                Err(e) => {
+                    return Err(QemuError::Io {
+                        peer: self.peer,
+                        source: e,
+                    })
+                }
             }
         }
     }

@@ -221,7 +221,11 @@ fn scsi_bus(q: &mut Qmp) -> Result<String, QemuError> {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| c["type"].as_str().is_some_and(|t| t.contains("virtio-scsi")))
+        .find(|c| {
+            c["type"]
+                .as_str()
+                .is_some_and(|t| t.contains("virtio-scsi"))
+        })
         .and_then(|c| c["name"].as_str())
         .map(|name| format!("{name}.0"))
         .ok_or(QemuError::NoScsiBus)

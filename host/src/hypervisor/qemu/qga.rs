@@ -140,10 +140,14 @@ impl Agent {
     /// `spawn` with environment variables `NAME=VALUE` (then the command's
     /// whole environment, with a standard PATH).
     pub fn spawn_with_env(&mut self, argv: &[&str], env: &[String]) -> Result<i64, QemuError> {
-        let (path, args) = argv.split_first().ok_or_else(|| bad("empty command".into()))?;
+        let (path, args) = argv
+            .split_first()
+            .ok_or_else(|| bad("empty command".into()))?;
         let mut req = json!({ "path": path, "arg": args, "capture-output": true });
         if !env.is_empty() {
-            let mut all = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned()];
+            let mut all = vec![
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+            ];
             all.extend(env.iter().cloned());
             req["env"] = json!(all);
         }
@@ -159,7 +163,11 @@ impl Agent {
     }
 
     /// `status`, waiting at most `timeout` for the answer.
-    pub fn status_with(&mut self, pid: i64, timeout: Duration) -> Result<Option<Exited>, QemuError> {
+    pub fn status_with(
+        &mut self,
+        pid: i64,
+        timeout: Duration,
+    ) -> Result<Option<Exited>, QemuError> {
         let r = self.call_with("guest-exec-status", json!({ "pid": pid }), timeout)?;
         if r["exited"] != json!(true) {
             return Ok(None);

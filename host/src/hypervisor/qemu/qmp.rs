@@ -80,7 +80,8 @@ impl Qmp {
 
     fn next(&mut self, deadline: Instant) -> Result<Value, QemuError> {
         let line = self.sock.read_line(deadline)?;
-        serde_json::from_slice(&line).map_err(|e| bad(format!("{e}: {}", String::from_utf8_lossy(&line))))
+        serde_json::from_slice(&line)
+            .map_err(|e| bad(format!("{e}: {}", String::from_utf8_lossy(&line))))
     }
 }
 

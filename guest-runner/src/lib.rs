@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod manifest;
+pub mod selection;
 pub mod stream;
 
 #[cfg(feature = "runtime")]

@@ -140,23 +140,11 @@ fn load_previous(r: impl Read, what: &str) -> anyhow::Result<HashMap<String, Ite
     Ok(map)
 }
 
-/// The directories that path selections need: a directory itself, anything
-/// else (or what does not exist) its parent; an SQLite database
-/// (`sqlite:///PATH`) its directory, where its journal or WAL lives. Other
-/// ids (`postgresql://…`) need none.
+/// The directories the selection needs (see `guest_runner::selection`).
 fn selected_grants(select: &[String]) -> Vec<std::path::PathBuf> {
     let mut out: Vec<std::path::PathBuf> = select
         .iter()
-        .map(|s| s.strip_prefix("sqlite://").unwrap_or(s))
-        .map(std::path::Path::new)
-        .filter(|p| p.is_absolute())
-        .map(|p| match std::fs::symlink_metadata(p) {
-            Ok(md) if md.is_dir() => p.to_path_buf(),
-            _ => p
-                .parent()
-                .unwrap_or(std::path::Path::new("/"))
-                .to_path_buf(),
-        })
+        .filter_map(|s| guest_runner::selection::read_grant(s))
         .collect();
     out.sort();
     out.dedup();

@@ -252,20 +252,13 @@ fn selection(include: &[String]) -> anyhow::Result<(Vec<String>, Vec<PathBuf>)> 
             continue;
         }
         let abs = normalize(&std::path::absolute(inc).with_context(|| format!("include {inc:?}"))?);
-        let md = std::fs::symlink_metadata(&abs)
-            .with_context(|| format!("include {}", abs.display()))?;
-        let grant = if md.is_dir() {
-            abs.clone()
-        } else {
-            abs.parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| "/".into())
-        };
+        // A clear error for what does not exist, before the runner starts.
+        std::fs::symlink_metadata(&abs).with_context(|| format!("include {}", abs.display()))?;
         let id = abs
             .to_str()
             .with_context(|| format!("include {} is not valid UTF-8", abs.display()))?;
+        grants.extend(guest_runner::selection::read_grant(id));
         ids.push(id.to_owned());
-        grants.push(grant);
     }
     grants.sort();
     grants.dedup();

@@ -49,11 +49,10 @@ pub fn sqlite_dir(id: &str) -> anyhow::Result<Option<PathBuf>> {
     let Some(path) = id.strip_prefix("sqlite://") else {
         return Ok(None);
     };
-    let p = Path::new(path);
-    if !p.is_absolute() {
+    if !Path::new(path).is_absolute() {
         bail!("item {id:?}: an SQLite id is sqlite:///ABSOLUTE/PATH");
     }
-    Ok(Some(p.parent().unwrap_or(Path::new("/")).to_path_buf()))
+    Ok(guest_runner::selection::read_grant(id))
 }
 
 /// The addresses a list of ids needs, without repeats.

@@ -52,30 +52,31 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
         parent,
         container: None,
     };
+    // Application-consistent: the plugin quiesces the application first
+    // (where it can; the runner skips it for plugins that cannot).
+    let mut args: Vec<String> = vec![
+        "backup".into(),
+        "--plugin".into(),
+        a.plugin.clone(),
+        "--quiesce".into(),
+    ];
+    for i in &includes {
+        args.extend(["--select".into(), i.clone()]);
+    }
+    let access = grants::RunnerAccess::new(&nets, password.as_deref());
+    args.extend(access.args.iter().cloned());
     match &target {
-        BackupTarget::Local => {
-            let access = Access {
-                read: &grants,
-                nets: &nets,
-                password: password.as_deref(),
-            };
-            local(ctx, a, &repo, &origin, &includes, &access, previous, ctl)
-        }
+        BackupTarget::Local => local(ctx, &repo, &origin, args, &grants, &access, previous, ctl),
         BackupTarget::Vm(vm) => {
             let mut session = Session::open(ctx, vm)?;
             origin.container = Some(session.container.clone());
-            let mut args: Vec<String> = vec!["backup".into(), "--plugin".into(), a.plugin.clone()];
-            args.extend(["--grant-selected".into(), "--quiesce".into()]);
-            for i in &includes {
-                args.extend(["--select".into(), i.clone()]);
-            }
-            let env = super::grants::for_vm(&mut args, &nets, password.as_deref());
+            args.push("--grant-selected".into());
             let opts = RunOptions {
                 fsfreeze: a
                     .fsfreeze
                     .then(|| std::time::Duration::from_secs(a.freeze_limit_secs)),
                 timeout: a.timeout_secs.map(std::time::Duration::from_secs),
-                env,
+                env: access.env_assignments(),
             };
             if opts.fsfreeze.is_some() {
                 args.push("--fsfreeze".into());
@@ -85,58 +86,26 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
             });
             let closed = session.close();
             let (staged, outcome) = staged.with_context(|| format!("backup of {vm} failed"))?;
-            let mut snap = staged.publish(&repo)?;
+            let snap = staged.publish(&repo)?;
             for note in outcome.notes {
                 tracing::warn!("{vm}: {note}");
             }
             closed.with_context(|| format!("snapshot {} is stored", snap.short_id()))?;
-            snap.container = origin.container;
             Ok(snap)
         }
     }
 }
 
-/// What the runner is granted on this machine.
-struct Access<'a> {
-    read: &'a [PathBuf],
-    nets: &'a [String],
-    password: Option<&'a str>,
-}
-
-/// Grants `access` to a local runner command.
-fn grant(cmd: &mut std::process::Command, access: &Access<'_>) {
-    for g in access.read {
-        cmd.arg("--grant-read").arg(g);
-    }
-    grant_net_and_password(cmd, access.nets, access.password);
-}
-
-/// Network grants and the application password (through the environment)
-/// for a local runner command.
-pub(super) fn grant_net_and_password(
-    cmd: &mut std::process::Command,
-    nets: &[String],
-    password: Option<&str>,
-) {
-    for n in nets {
-        cmd.arg("--allow-net").arg(n);
-    }
-    if let Some(p) = password {
-        cmd.arg("--option-env")
-            .arg(format!("password={}", super::PASSWORD_ENV))
-            .env(super::PASSWORD_ENV, p);
-    }
-}
-
-/// A backup on this machine: the container's runner runs here.
+/// A backup on this machine: the container's runner runs here, with `args`
+/// (its command and selection), reading `read` and with `access`.
 #[allow(clippy::too_many_arguments)]
 fn local(
     ctx: &Context,
-    a: &BackupRequest,
     repo: &Repository,
     origin: &Origin,
-    includes: &[String],
-    access: &Access<'_>,
+    args: Vec<String>,
+    read: &[PathBuf],
+    access: &grants::RunnerAccess,
     previous: Vec<u8>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
@@ -144,20 +113,12 @@ fn local(
     let previous_file = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
     std::fs::write(previous_file.path(), &previous)?;
     let mut cmd = runner.command();
-    // Application-consistent: the plugin quiesces the application first
-    // (where it can; the runner skips it for plugins that cannot).
-    cmd.args([
-        "backup",
-        "--plugin",
-        &a.plugin,
-        "--quiesce",
-        "--output",
-        "-",
-    ])
-    .stdout(Stdio::piped());
-    grant(&mut cmd, access);
-    for i in includes {
-        cmd.arg("--select").arg(i);
+    cmd.args(args)
+        .args(["--output", "-"])
+        .envs(access.env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped());
+    for g in read {
+        cmd.arg("--grant-read").arg(g);
     }
     if origin.parent.is_some() {
         cmd.arg("--previous").arg(previous_file.path());

@@ -68,22 +68,39 @@ pub fn nets<'a>(ids: impl IntoIterator<Item = &'a String>) -> anyhow::Result<Vec
     Ok(out)
 }
 
-/// Adds the network grants and the password option to the arguments of a
-/// runner in a VM; returns the environment (`NAME=VALUE`) that carries the
-/// password, which a command line would show to every user of the guest.
-pub fn for_vm(args: &mut Vec<String>, nets: &[String], password: Option<&str>) -> Vec<String> {
-    for n in nets {
-        args.extend(["--allow-net".into(), n.clone()]);
+/// What a runner is given beyond its command and the paths it reads: TCP
+/// to the database servers its ids name, and the application password,
+/// which reaches the plugin as its `password` option through the runner's
+/// environment, never its command line (which every user of the machine or
+/// guest can read).
+pub struct RunnerAccess {
+    /// Runner arguments (`--allow-net`, `--option-env`).
+    pub args: Vec<String>,
+    /// Environment variables for the runner.
+    pub env: Vec<(String, String)>,
+}
+
+impl RunnerAccess {
+    pub fn new(nets: &[String], password: Option<&str>) -> Self {
+        let mut args = Vec::new();
+        for n in nets {
+            args.extend(["--allow-net".into(), n.clone()]);
+        }
+        let mut env = Vec::new();
+        if let Some(p) = password {
+            args.extend([
+                "--option-env".into(),
+                format!("password={}", super::PASSWORD_ENV),
+            ]);
+            env.push((super::PASSWORD_ENV.to_owned(), p.to_owned()));
+        }
+        Self { args, env }
     }
-    let mut env = Vec::new();
-    if let Some(p) = password {
-        args.extend([
-            "--option-env".into(),
-            format!("password={}", super::PASSWORD_ENV),
-        ]);
-        env.push(format!("{}={p}", super::PASSWORD_ENV));
+
+    /// The environment as `NAME=VALUE` (the guest agent's form).
+    pub fn env_assignments(&self) -> Vec<String> {
+        self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
-    env
 }
 
 #[cfg(test)]

@@ -66,50 +66,49 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
             );
         }
     }
+    // The runner's command, the same here and in a VM but for the target.
+    let access = super::grants::RunnerAccess::new(&nets, password.as_deref());
+    let runner_args = |target: &str| {
+        let mut args: Vec<String> = vec![
+            "restore".into(),
+            "--plugin".into(),
+            snap.plugin.clone(),
+            "--target".into(),
+            target.into(),
+        ];
+        if a.overwrite {
+            args.push("--overwrite".into());
+        }
+        if let Some(r) = &rename {
+            args.extend(["--rename".into(), r.clone()]);
+        }
+        args.extend(access.args.iter().cloned());
+        args
+    };
     let (dir, status_ok, status, sent, report) = match &to {
         RestoreTo::Vm { vm, dir } => {
             let guest_dir = dir.clone().unwrap_or_else(|| "/".into());
             let mut session = Session::open(ctx, vm)?;
-            let mut args: Vec<String> = vec![
-                "restore".into(),
-                "--plugin".into(),
-                snap.plugin.clone(),
-                "--target".into(),
-                guest_dir.clone(),
-            ];
-            if a.overwrite {
-                args.push("--overwrite".into());
-            }
-            if let Some(r) = &rename {
-                args.extend(["--rename".into(), r.clone()]);
-            }
-            let env = super::grants::for_vm(&mut args, &nets, password.as_deref());
             if guest_dir != "/" {
                 session.make_dir(&guest_dir)?;
             }
             let opts = crate::hypervisor::session::RunOptions {
                 fsfreeze: None,
                 timeout: a.timeout_secs.map(std::time::Duration::from_secs),
-                env,
+                env: access.env_assignments(),
             };
-            let r = session.restore(&args, &opts, ctl.cancel, |w| {
+            let r = session.restore(&runner_args(&guest_dir), &opts, ctl.cancel, |w| {
                 write_restore_stream(&repo.store, &snap, &all, &selected, w, ctl)
             });
             let closed = session.close();
-            let (sent, outcome) = match r {
-                Ok((sent, o)) => (Ok(sent), o),
-                // The runner's report, when it ran to the end, says more.
-                Err(e) => return Err(e.context(format!("restore into {vm} failed"))),
-            };
+            let (sent, outcome) = r.with_context(|| format!("restore into {vm} failed"))?;
             closed?;
-            let status = format!("exit {}", outcome.exited.code);
-            let report = String::from_utf8_lossy(&outcome.exited.stdout).into_owned();
             (
                 PathBuf::from(format!("{vm}:{guest_dir}")),
                 outcome.exited.success(),
-                status,
-                sent,
-                report,
+                format!("exit {}", outcome.exited.code),
+                Ok(sent),
+                String::from_utf8_lossy(&outcome.exited.stdout).into_owned(),
             )
         }
         RestoreTo::LocalOriginal | RestoreTo::LocalDir(_) => {
@@ -121,13 +120,19 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
                 }
                 _ => "/".into(),
             };
-            let extra = LocalExtra {
-                rename: rename.as_deref(),
-                nets: &nets,
-                password: password.as_deref(),
-            };
-            let (ok, status, sent, report) =
-                local(ctx, a, &repo, &snap, &all, &selected, &dir, &extra, ctl)?;
+            let target = dir
+                .to_str()
+                .with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+            let (ok, status, sent, report) = local(
+                ctx,
+                &repo,
+                &snap,
+                &all,
+                &selected,
+                runner_args(target),
+                &access,
+                ctl,
+            )?;
             (dir, ok, status, sent, report)
         }
     };
@@ -172,40 +177,26 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
     })
 }
 
-/// What a local restore adds to the runner's command.
-struct LocalExtra<'a> {
-    rename: Option<&'a str>,
-    nets: &'a [String],
-    password: Option<&'a str>,
-}
-
-/// A restore on this machine: the container's runner runs here.
+/// A restore on this machine: the container's runner runs here with
+/// `args` (its command) and `access`.
 #[allow(clippy::too_many_arguments)]
 fn local(
     ctx: &Context,
-    a: &RestoreRequest,
     repo: &crate::repo::Repository,
     snap: &crate::store::snapshot::SnapshotInfo,
     all: &[crate::store::snapshot::StoredItem],
     selected: &[crate::store::snapshot::StoredItem],
-    dir: &std::path::Path,
-    extra: &LocalExtra<'_>,
+    args: Vec<String>,
+    access: &super::grants::RunnerAccess,
     ctl: &Control<'_>,
 ) -> anyhow::Result<(bool, String, anyhow::Result<Sent>, String)> {
     let runner = ctx.runner()?;
     let mut cmd = runner.command();
-    cmd.args(["restore", "--plugin", &snap.plugin, "--input", "-"])
-        .arg("--target")
-        .arg(dir)
+    cmd.args(args)
+        .args(["--input", "-"])
+        .envs(access.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped());
-    if a.overwrite {
-        cmd.arg("--overwrite");
-    }
-    if let Some(r) = extra.rename {
-        cmd.arg("--rename").arg(r);
-    }
-    super::backup::grant_net_and_password(&mut cmd, extra.nets, extra.password);
     let mut child = cmd.spawn().context("cannot start the runner")?;
     let mut stdout = child.stdout.take().context("runner has no stdout")?;
     let tail = crate::agent::StderrTail::capture(&mut child);

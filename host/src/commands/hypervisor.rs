@@ -63,64 +63,50 @@ pub fn report(p: &Pushed) {
 pub fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     let registry = Registry::new(&super::state(cli));
     let all = registry.list()?;
-    let mut out = Vec::new();
-    for hv in &all {
-        let datastores: Vec<_> = hv
-            .datastores
+    // File names of the containers on each datastore, per hypervisor.
+    let names = |dir: &std::path::Path| -> Vec<String> {
+        datastore::containers(dir)
             .iter()
-            .map(|d| {
-                let mut containers: Vec<String> = std::fs::read_dir(&d.dir)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                    .filter(|n| n.starts_with("attache-agent-"))
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect()
+    };
+    if a.json {
+        let out: Vec<_> = all
+            .iter()
+            .map(|hv| {
+                let datastores: Vec<_> = hv
+                    .datastores
+                    .iter()
+                    .map(|d| json!({ "dir": d.dir, "vms": d.vms, "containers": names(&d.dir) }))
                     .collect();
-                containers.sort();
-                json!({ "dir": d.dir, "vms": d.vms, "containers": containers })
+                json!({
+                    "name": hv.name, "driver": hv.driver, "vm_dir": hv.vm_dir, "datastores": datastores,
+                })
             })
             .collect();
-        out.push(json!({
-            "name": hv.name, "driver": hv.driver, "vm_dir": hv.vm_dir, "datastores": datastores,
-        }));
-    }
-    if a.json {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    for (hv, v) in all.iter().zip(&out) {
+    for hv in &all {
         println!(
             "{}  {:?}  vms in {}",
             hv.name,
             hv.driver,
             hv.vm_dir.display()
         );
-        for d in v["datastores"].as_array().into_iter().flatten() {
-            let c: Vec<&str> = d["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|x| x.as_str())
-                .collect();
-            println!(
-                "  datastore {}{}  {}",
-                d["dir"].as_str().unwrap_or_default(),
-                d["vms"]
-                    .as_array()
-                    .map(|v| format!(
-                        " (reaches {})",
-                        v.iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ))
-                    .unwrap_or_default(),
-                if c.is_empty() {
-                    "-".into()
-                } else {
-                    c.join(" ")
-                }
-            );
+        for d in &hv.datastores {
+            let reach = d
+                .vms
+                .as_ref()
+                .map(|v| format!(" (reaches {})", v.join(",")))
+                .unwrap_or_default();
+            let c = names(&d.dir);
+            let c = if c.is_empty() {
+                "-".into()
+            } else {
+                c.join(" ")
+            };
+            println!("  datastore {}{reach}  {c}", d.dir.display());
         }
     }
     Ok(())

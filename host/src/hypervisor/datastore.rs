@@ -153,21 +153,32 @@ fn remove_old(hv: &Hypervisor, current: &str, journal: &Journal) -> anyhow::Resu
     let in_use = journal.containers_in_use()?;
     let mut removed = Vec::new();
     for d in &hv.datastores {
-        let Ok(entries) = fs::read_dir(&d.dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let Some(n) = p.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
-            if n.starts_with(PREFIX) && n != current && !in_use.contains(&p) {
+        for p in containers(&d.dir) {
+            let is_current = p.file_name().is_some_and(|n| n == current);
+            if !is_current && !in_use.contains(&p) {
                 fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
                 removed.push(p);
             }
         }
     }
     Ok(removed)
+}
+
+/// The containers on datastore `dir`, sorted (none if it cannot be read).
+pub fn containers(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(PREFIX))
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]

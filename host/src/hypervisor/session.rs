@@ -154,7 +154,7 @@ pub struct RunnerOutcome {
 
 fn session_id() -> anyhow::Result<String> {
     let mut b = [0u8; 16];
-    getrandom::fill(&mut b).map_err(|e| anyhow!("no random numbers: {e}"))?;
+    crate::store::crypto::random(&mut b)?;
     Ok(hex::encode(b))
 }
 

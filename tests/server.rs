@@ -2,11 +2,11 @@
 //! cancellation, concurrent backups, and the command line as its client.
 
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use attache_tests::server::{client, free_port, request, wait_healthy};
 use attache_tests::{attache, ok, tree};
 use serde_json::{json, Value};
 
@@ -29,11 +29,7 @@ impl Drop for Server {
 fn start(max_jobs: usize) -> Server {
     let t = tempfile::tempdir().expect("tempdir");
     let repo = t.path().join("repo");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let child = attache(&repo)
         .env("ATTACHE_TOKEN", TOKEN)
@@ -56,22 +52,8 @@ fn start(max_jobs: usize) -> Server {
         repo,
         _t: t,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if call(&s, "GET", "/health", None, None).0 == 200 {
-            return s;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("the server did not come up");
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(60)))
-        .build()
-        .into()
+    wait_healthy(&s.url);
+    s
 }
 
 /// (status, JSON body) of a request; `token` None sends no Authorization.
@@ -82,43 +64,7 @@ fn call(
     token: Option<&str>,
     body: Option<&str>,
 ) -> (u16, Value) {
-    let url = format!("{}{path}", s.url);
-    let a = agent();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let r = match (method, body) {
-        ("GET", _) => {
-            let mut rb = a.get(&url);
-            if let Some(h) = &auth {
-                rb = rb.header("Authorization", h);
-            }
-            rb.call()
-        }
-        ("DELETE", _) => {
-            let mut rb = a.delete(&url);
-            if let Some(h) = &auth {
-                rb = rb.header("Authorization", h);
-            }
-            rb.call()
-        }
-        (_, b) => {
-            let mut rb = a.post(&url).header("Content-Type", "application/json");
-            if let Some(h) = &auth {
-                rb = rb.header("Authorization", h);
-            }
-            rb.send(b.unwrap_or(""))
-        }
-    };
-    match r {
-        Ok(mut resp) => {
-            let status = resp.status().as_u16();
-            let text = resp.body_mut().read_to_string().unwrap_or_default();
-            (
-                status,
-                serde_json::from_str(&text).unwrap_or(Value::String(text)),
-            )
-        }
-        Err(e) => (0, Value::String(e.to_string())),
-    }
+    request(&s.url, method, path, token, body)
 }
 
 fn authed(s: &Server, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
@@ -248,7 +194,7 @@ fn concurrent_backups_succeed_and_jobs_report_and_cancel() {
     ok(attache(&s.repo).args(["verify", "--read-data"]));
 
     // Events: the state now, then until the end (here: already finished).
-    let mut resp = agent()
+    let mut resp = client()
         .get(format!(
             "{}/jobs/{}/events",
             s.url,

@@ -13,7 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::Duration;
 
-use attache_tests::pg::{free_port, Pg};
+use attache_tests::pg::Pg;
+use attache_tests::server::{free_port, wait_healthy};
 use attache_tests::{attache, fails, listing, ok, snapshots};
 use serde_json::Value;
 
@@ -680,13 +681,8 @@ fn serve(repo: &Path) -> Server {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
-    for _ in 0..300 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return s;
-        }
-        sleep(Duration::from_millis(100));
-    }
-    panic!("attache serve did not come up");
+    wait_healthy(&s.url);
+    s
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use attache_tests::server::{free_port, request, wait_healthy};
 use attache_tests::vm::{serial, TestVm};
 use attache_tests::{attache, fails, ok};
 use serde_json::Value;
@@ -397,6 +398,7 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
 
     let token = "a-test-token-of-enough-length";
     let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
     let serve = || {
         site.attache()
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -408,8 +410,7 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
             .expect("spawn attache serve")
     };
     let mut server = serve();
-    wait_healthy(port);
-    let url = format!("http://127.0.0.1:{port}");
+    wait_healthy(&url);
 
     // Mid-job: the container attached and mounted, the runner running.
     let wait_running = || {
@@ -492,7 +493,7 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
 
     // The restarted server undoes it before serving.
     let mut server = serve();
-    wait_healthy(port);
+    wait_healthy(&url);
     assert!(site.journal_entries().is_empty());
     vm.assert_clean();
     server.kill().expect("stop the server");
@@ -648,44 +649,11 @@ fn build_probe(version: &str, target_dir: &Path) -> PathBuf {
     target_dir.join("wasm32-wasip2/release/attache_test_plugin_probe.wasm")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A JSON request to the server.
+/// A JSON request to the server, which must answer.
 fn http(url: &str, token: &str, method: &str, path: &str, body: Option<&str>) -> Value {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let auth = format!("Bearer {token}");
-    let full = format!("{url}{path}");
-    let r = match method {
-        "GET" => agent.get(&full).header("Authorization", &auth).call(),
-        "DELETE" => agent.delete(&full).header("Authorization", &auth).call(),
-        _ => agent
-            .post(&full)
-            .header("Authorization", &auth)
-            .header("Content-Type", "application/json")
-            .send(body.unwrap_or("")),
-    };
-    let mut resp = r.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let text = resp.body_mut().read_to_string().expect("body");
-    serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"))
-}
-
-fn wait_healthy(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("http://127.0.0.1:{port}/health"))
-        .call()
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the server did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (status, v) = request(url, method, path, Some(token), body);
+    assert!(status != 0, "{method} {path}: {v}");
+    v
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! them before running these tests.
 
 pub mod pg;
+pub mod server;
 pub mod tree;
 pub mod vm;
 

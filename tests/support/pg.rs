@@ -122,9 +122,3 @@ impl Drop for Pg {
         );
     }
 }
-
-/// A TCP port on 127.0.0.1 on which nothing listens (just now).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}

@@ -737,40 +737,6 @@ fn postgres_errors_through_the_server_name_their_cause() {
 // ---------------------------------------------------------------------------
 // SQLite
 
-/// Each transaction moves an amount between two accounts, adds a ledger row
-/// and sets meta.txn to the number of committed transactions: a consistent
-/// copy has count(ledger) = txn and a constant sum of balances. Stops after
-/// the seconds given, or when PATH.stop exists.
-const SQLITE_WRITER: &str = r#"
-import os, random, sqlite3, sys, time
-path, stop_after = sys.argv[1], float(sys.argv[2])
-db = sqlite3.connect(path, isolation_level=None, timeout=30)
-db.execute("PRAGMA journal_mode=WAL")
-db.execute("PRAGMA wal_autocheckpoint=200")
-db.execute("CREATE TABLE IF NOT EXISTS accounts (id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)")
-db.execute("CREATE TABLE IF NOT EXISTS ledger (id INTEGER PRIMARY KEY, src INT, dst INT, amount INT, pad BLOB)")
-db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER)")
-if db.execute("SELECT count(*) FROM accounts").fetchone()[0] == 0:
-    db.execute("BEGIN")
-    db.executemany("INSERT INTO accounts VALUES (?, 1000000)", [(i,) for i in range(1, 101)])
-    db.execute("INSERT INTO meta VALUES ('txn', 0)")
-    db.execute("COMMIT")
-rnd = random.Random()
-end = time.time() + stop_after
-stop = path + ".stop"
-n = db.execute("SELECT v FROM meta WHERE k = 'txn'").fetchone()[0]
-while time.time() < end and not os.path.exists(stop):
-    a, b = rnd.sample(range(1, 101), 2)
-    x = rnd.randint(1, 100)
-    db.execute("BEGIN IMMEDIATE")
-    db.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (x, a))
-    db.execute("INSERT INTO ledger (src, dst, amount, pad) VALUES (?, ?, ?, randomblob(?))", (a, b, x, rnd.randint(10, 400)))
-    db.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (x, b))
-    n += 1
-    db.execute("UPDATE meta SET v = ? WHERE k = 'txn'", (n,))
-    db.execute("COMMIT")
-"#;
-
 /// Prints `INTEGRITY|TXN|LEDGER_ROWS|SUM|JOURNAL_MODE` of a database.
 const SQLITE_CHECK: &str = r#"
 import sqlite3, sys
@@ -845,15 +811,18 @@ fn sqlite_backup_under_a_concurrent_writer_restores_one_committed_state() {
     fs::create_dir_all(&data).expect("mkdir");
     let app = data.join("app.db");
     let id = format!("sqlite://{}", app.display());
-    let writer = site.path("writer.py");
-    fs::write(&writer, SQLITE_WRITER).expect("write writer");
-    // A few thousand transactions first, then a writer that never pauses.
-    ok(Command::new("python3").arg(&writer).arg(&app).arg("1.5"));
+    // The live writer of tests/sql/sqlite-writer.py, in WAL mode: a few
+    // thousand transactions first, then a writer that never pauses.
+    let writer = attache_tests::root().join("tests/sql/sqlite-writer.py");
+    ok(Command::new("python3")
+        .arg(&writer)
+        .arg(&app)
+        .args(["WAL", "1.5"]));
     let w = Background(Some(
         Command::new("python3")
             .arg(&writer)
             .arg(&app)
-            .arg("120")
+            .args(["WAL", "120"])
             .stderr(Stdio::piped())
             .spawn()
             .expect("python3"),

@@ -9,6 +9,7 @@
 
 mod crypto;
 mod ids;
+mod metadata;
 mod options;
 mod pg;
 mod sqlite;

@@ -17,9 +17,10 @@ use super::format::{self, DatabaseHeader, TableHeader};
 use super::schema::{self, TableRef};
 use crate::attache::plugin::backup_sink::{self, ItemData};
 use crate::attache::plugin::host::{log, progress};
-use crate::attache::plugin::types::{Item, ItemKind, ItemMetadata, Level, PluginError};
+use crate::attache::plugin::types::{Item, ItemKind, Level, PluginError};
 use crate::exports::attache::plugin::plugin::Summary;
 use crate::ids::PgId;
+use crate::metadata::item_metadata;
 
 /// One database's snapshot, open until the backup (or `thaw`) ends it.
 pub struct Snapshot {
@@ -178,7 +179,7 @@ fn backup_database(mut s: Snapshot, summary: &mut Summary) -> Result<(), PluginE
         &Item {
             id: s.db.to_string(),
             kind: ItemKind::Database,
-            metadata: metadata(
+            metadata: item_metadata(
                 content.len() as u64,
                 vec![
                     ("server-version".into(), s.conn.server_version.clone()),
@@ -203,20 +204,6 @@ fn backup_database(mut s: Snapshot, summary: &mut Summary) -> Result<(), PluginE
     Ok(())
 }
 
-fn metadata(size: u64, attributes: Vec<(String, String)>) -> ItemMetadata {
-    ItemMetadata {
-        size,
-        mode: None,
-        uid: None,
-        gid: None,
-        mtime: None,
-        symlink_target: None,
-        hardlink_target: None,
-        attributes,
-        change_token: None,
-    }
-}
-
 /// One table: definition, then rows straight from COPY into the item.
 fn backup_table(s: &mut Snapshot, t: &TableRef, id: &str) -> Result<u64, PluginError> {
     let def = schema::table_def(&mut s.conn, t)?;
@@ -236,7 +223,7 @@ fn backup_table(s: &mut Snapshot, t: &TableRef, id: &str) -> Result<u64, PluginE
     let writer = backup_sink::begin(&Item {
         id: id.to_owned(),
         kind: ItemKind::Table,
-        metadata: metadata(
+        metadata: item_metadata(
             0,
             vec![
                 ("oid".into(), t.oid.to_string()),

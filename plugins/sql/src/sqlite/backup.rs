@@ -10,8 +10,9 @@ use super::format::{
 use crate::attache::plugin::backup_sink::{self, ItemWriter};
 use crate::attache::plugin::host::{log, progress};
 use crate::attache::plugin::posix;
-use crate::attache::plugin::types::{Item, ItemKind, ItemMetadata, Level, PluginError};
+use crate::attache::plugin::types::{Item, ItemKind, Level, PluginError};
 use crate::exports::attache::plugin::plugin::Summary;
+use crate::metadata::item_metadata;
 use crate::wasi::filesystem::types::Descriptor;
 
 /// Copies taken before giving up on a database that never holds still.
@@ -136,20 +137,6 @@ fn look(dir: &Descriptor, name: &str, db: &Descriptor) -> Result<Seen, PluginErr
         wal_head,
         shm,
     })
-}
-
-fn metadata(size: u64, attributes: Vec<(String, String)>) -> ItemMetadata {
-    ItemMetadata {
-        size,
-        mode: None,
-        uid: None,
-        gid: None,
-        mtime: None,
-        symlink_target: None,
-        hardlink_target: None,
-        attributes,
-        change_token: None,
-    }
 }
 
 /// Where a copy goes: memory (emitted once it checks out) or the stream.
@@ -296,7 +283,7 @@ fn copy(dir: &Descriptor, name: &str, id: &str, attempt: u32) -> Result<Outcome,
 
 /// The item, with the file's owner, mode and mtime for restore.
 fn item(id: &str, header: &DbHeader, wal_mode: bool, attempt: u32, st: &posix::Stat) -> Item {
-    let mut md = metadata(
+    let mut md = item_metadata(
         0,
         vec![
             ("engine".into(), "sqlite".into()),

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use attache_tests::{assemble, component, fails, ok, root, runner};
+use attache_tests::{assemble, build_probe, component, fails, ok, root, runner};
 use serde_json::Value;
 
 fn info(agent: &Path, cache: &Path, plugin: &str) -> Value {
@@ -35,24 +35,6 @@ fn a_plugin_that_does_not_match_the_manifest_is_refused() {
     let err = fails(&mut c);
     assert!(err.contains("does not match the manifest"), "{err}");
     assert!(err.contains("refusing to load it"), "{err}");
-}
-
-fn build_probe(version: &str, target_dir: &Path) -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut c = Command::new(cargo);
-    c.current_dir(root())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "attache-test-plugin-probe",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env("PROBE_VERSION", version);
-    ok(&mut c);
-    target_dir.join("wasm32-wasip2/release/attache_test_plugin_probe.wasm")
 }
 
 #[test]

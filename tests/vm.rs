@@ -513,7 +513,7 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
     let vm2 = TestVm::boot(&vms2, "vm2", &src);
     let agent = site.path("agent");
     let build = site.path("build");
-    let probe_v1 = build_probe("1", &build.join("v1"));
+    let probe_v1 = attache_tests::build_probe("1", &build.join("v1"));
     attache_tests::assemble(
         &agent,
         &[
@@ -581,7 +581,7 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
     let manifest_before: Value =
         serde_json::from_slice(&fs::read(agent.join("manifest.json")).expect("manifest"))
             .expect("JSON");
-    let probe_v2 = build_probe("2", &build.join("v2"));
+    let probe_v2 = attache_tests::build_probe("2", &build.join("v2"));
     attache_tests::assemble(
         &agent,
         &[
@@ -630,23 +630,6 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
     }
     vm1.assert_clean();
     vm2.assert_clean();
-}
-
-fn build_probe(version: &str, target_dir: &Path) -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    ok(Command::new(cargo)
-        .current_dir(attache_tests::root())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "attache-test-plugin-probe",
-        ])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .env("PROBE_VERSION", version));
-    target_dir.join("wasm32-wasip2/release/attache_test_plugin_probe.wasm")
 }
 
 /// A JSON request to the server, which must answer.

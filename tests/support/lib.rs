@@ -71,6 +71,26 @@ pub fn assemble_with(dir: &Path, plugins: &[(&str, &Path)], args: &[&str]) {
     ok(&mut c);
 }
 
+/// Builds the `probe` test plugin reporting `version`, in a target
+/// directory of its own (the test's cargo may still be running); its
+/// component.
+pub fn build_probe(version: &str, target_dir: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    ok(Command::new(cargo)
+        .current_dir(root())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "attache-test-plugin-probe",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env("PROBE_VERSION", version));
+    target_dir.join("wasm32-wasip2/release/attache_test_plugin_probe.wasm")
+}
+
 /// The password test repositories are encrypted with.
 pub const PASSWORD: &str = "correct horse battery staple";
 

@@ -151,6 +151,16 @@ const START_BALANCE: i64 = 1_000_000;
 /// foreign keys to accounts) and `counter` (one row: the number of ledger
 /// rows), `ledger_rows` rows already in; and `customers`, static, with a
 /// few kinds of constraints and awkward values.
+/// A repository, a cluster with the `shop` database of `ledger_rows`
+/// ledger rows, and its password.
+fn shop(ledger_rows: u64) -> (Site, Pg, String) {
+    let site = Site::new();
+    let pg = Pg::start();
+    create_shop(&pg, ledger_rows);
+    let pw = pg.password.clone();
+    (site, pg, pw)
+}
+
 fn create_shop(pg: &Pg, ledger_rows: u64) {
     pg.psql("postgres", "CREATE DATABASE shop");
     pg.psql(
@@ -286,10 +296,7 @@ fn stop_writers(w: Background) {
 
 #[test]
 fn postgres_backup_under_concurrent_writers_restores_one_instant_into_a_new_database() {
-    let site = Site::new();
-    let pg = Pg::start();
-    create_shop(&pg, 150_000);
-    let pw = pg.password.clone();
+    let (site, pg, pw) = shop(150_000);
     assert_eq!(shop_invariant(&pg, "shop"), (true, true, true, 150_000));
     let shop = pg.url("shop");
     let copy = pg.url("shop_copy");
@@ -378,10 +385,7 @@ fn postgres_backup_under_concurrent_writers_restores_one_instant_into_a_new_data
 
 #[test]
 fn postgres_restores_one_dropped_table_into_the_live_database() {
-    let site = Site::new();
-    let pg = Pg::start();
-    create_shop(&pg, 20_000);
-    let pw = pg.password.clone();
+    let (site, pg, pw) = shop(20_000);
     let shop = pg.url("shop");
     let ledger = pg.url("shop/public.ledger");
     // Some real transfers, then the writers have stopped.
@@ -484,10 +488,7 @@ fn postgres_restores_one_dropped_table_into_the_live_database() {
 
 #[test]
 fn postgres_errors_leave_repository_and_database_unchanged() {
-    let site = Site::new();
-    let pg = Pg::start();
-    create_shop(&pg, 5_000);
-    let pw = pg.password.clone();
+    let (site, pg, pw) = shop(5_000);
     let shop = pg.url("shop");
     let ledger = pg.url("shop/public.ledger");
     let snap = id_of(&site.backup(Some(&pw), &shop));
@@ -616,10 +617,7 @@ fn postgres_restore_below_a_directory_leaves_the_live_database_alone() {
     // `--to local:DIR` puts items below DIR; a PostgreSQL item has no place
     // there, so it must not land in the live database instead (above all
     // not with --overwrite): refused, nothing changed.
-    let site = Site::new();
-    let pg = Pg::start();
-    create_shop(&pg, 1_000);
-    let pw = pg.password.clone();
+    let (site, pg, pw) = shop(1_000);
     let snap = id_of(&site.backup(Some(&pw), &pg.url("shop")));
     pg.psql("shop", "UPDATE public.accounts SET balance = 5");
     let live = pg.checksum("shop", "public.accounts");
@@ -689,10 +687,7 @@ fn serve(repo: &Path) -> Server {
 fn postgres_errors_through_the_server_name_their_cause() {
     // Through `attache serve` the runner's stderr is not the client's: the
     // job's error itself must say what went wrong.
-    let site = Site::new();
-    let pg = Pg::start();
-    create_shop(&pg, 1_000);
-    let pw = pg.password.clone();
+    let (site, pg, pw) = shop(1_000);
     let snap = id_of(&site.backup(Some(&pw), &pg.url("shop")));
     let server = serve(&site.repo);
     let via = |password: &str| {

@@ -7,6 +7,7 @@ pub mod forget;
 pub mod hypervisor;
 pub mod init;
 pub mod ls;
+pub mod plugin_new;
 pub mod prune;
 pub mod restore;
 pub mod serve;

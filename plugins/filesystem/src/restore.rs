@@ -187,10 +187,12 @@ impl Restorer<'_> {
     fn granted(&mut self, root: &Root, comps: &[String], item: &Item) -> Result<(), String> {
         match item.kind {
             ItemKind::Directory => self.dirs.push((comps.to_vec(), item.metadata.clone())),
-            kind => return Err(format!(
+            kind => {
+                return Err(format!(
                 "{kind:?} {} is granted as a preopen; only a directory can be restored in place",
                 root.path
-            )),
+            ))
+            }
         }
         self.summary.items += 1;
         Ok(())

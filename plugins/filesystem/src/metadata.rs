@@ -89,6 +89,18 @@ pub fn apply_to_symlink(
 /// Sets the owner of `name` in `parent`. A runner without the privilege to
 /// do so answers `not-permitted`; the restored item then keeps the runner's
 /// own ids, which is what an unprivileged restore is expected to do.
+/// Sets the owner of an open descriptor (a granted directory itself), as
+/// `apply_owner` does for a name.
+pub fn apply_owner_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
+    match (md.uid, md.gid) {
+        (Some(uid), Some(gid)) => match posix::set_owner(fd, uid, gid) {
+            Err(ErrorCode::NotPermitted) | Err(ErrorCode::Access) => Ok(()),
+            other => other,
+        },
+        _ => Ok(()),
+    }
+}
+
 pub fn apply_owner(parent: &Descriptor, name: &str, md: &ItemMetadata) -> Result<(), ErrorCode> {
     match (md.uid, md.gid) {
         (Some(uid), Some(gid)) => match posix::set_owner_at(parent, name, uid, gid) {

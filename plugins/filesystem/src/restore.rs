@@ -237,7 +237,7 @@ impl Restorer<'_> {
                 continue;
             };
             let applied = match self.roots.iter().find(|r| r.components == comps) {
-                Some(root) => metadata::apply_owner(&root.dir, ".", &md)
+                Some(root) => metadata::apply_owner_to_open(&root.dir, &md)
                     .and_then(|()| metadata::apply_to_open(&root.dir, &md)),
                 None => locate(self.roots, parents)
                     .and_then(|(root, below)| fs::walk_dirs(&root.dir, &below, true, false))

@@ -10,7 +10,6 @@ use guest_runner::stream::{Event, ItemKind, StreamReader};
 
 use super::Repository;
 use crate::jobs::{Control, Progress};
-use crate::store::chunker::Chunker;
 use crate::store::pack::BlobKind;
 use crate::store::snapshot::{write_tree, SnapshotInfo, StoredItem, Warning};
 
@@ -53,8 +52,7 @@ pub fn ingest(
     let mut reported = std::time::Instant::now();
     let mut reader = StreamReader::new(input);
     let mut set = repo.store.writer();
-    let params = repo.store.config.chunker;
-    let mut chunker = Chunker::new(params);
+    let mut chunker = repo.store.chunker();
     let mut info = SnapshotInfo {
         id: String::new(),
         time: origin.time,
@@ -145,7 +143,7 @@ pub fn ingest(
             }
             Event::ItemAbort(n) | Event::Warning(n) => {
                 open = None;
-                chunker = Chunker::new(params);
+                chunker = repo.store.chunker();
                 info.warnings.push(Warning {
                     id: n.id,
                     message: n.message,
@@ -154,7 +152,7 @@ pub fn ingest(
             Event::Trailer(_) => {}
         }
     }
-    info.tree = write_tree(&mut set, params, &items)?;
+    info.tree = write_tree(&mut set, repo.store.chunker(), &items)?;
     info.items = items.len() as u64;
     info.added_bytes = set.commit()?;
     (ctl.progress)(&Progress {

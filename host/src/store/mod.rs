@@ -18,8 +18,10 @@
 
 pub mod blob;
 pub mod chunker;
+pub mod config;
 pub mod crypto;
 pub mod fsutil;
+pub mod gear;
 pub mod index;
 pub mod key;
 pub mod lock;
@@ -29,14 +31,34 @@ pub mod snapshot;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
-
+use chunker::Chunker;
+pub use config::Config;
+use config::{Chunking, Encryption};
 use crypto::{BlobId, Cipher, MasterKey};
+use gear::Gear;
 use index::Index;
-use key::KeyFile;
+use key::{KeyFile, KEY_FILE};
 pub use pack_set::PackSet;
+
+/// What kind of failure a [`StoreError`] is, for callers that map errors to
+/// statuses (the server) or decide what to do next, without reading messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Something asked for does not exist (no repository, no snapshot).
+    NotFound,
+    /// A repository file is damaged or does not parse.
+    Corrupt,
+    /// Authentication failed or a password is missing or wrong.
+    Crypto,
+    /// A request or a repository setting is out of bounds.
+    Invalid,
+    /// Someone else holds the repository.
+    Locked,
+    /// The operating system failed us.
+    Io,
+}
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +66,11 @@ pub enum StoreError {
     #[error("{path}: {source}")]
     At {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error(transparent)]
-    Io(std::io::Error),
+    Io(#[from] std::io::Error),
     #[error("{0} is not an Attaché repository (no config); run `attache init`")]
     NotARepository(PathBuf),
     #[error("{0} already holds a repository")]
@@ -66,9 +89,46 @@ pub enum StoreError {
     MissingBlob(BlobId),
     #[error("{0}")]
     Locked(String),
+    /// A setting in the repository (config, key file) is out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+    /// A repository file is damaged: which file, and what is wrong with it.
+    #[error("{}: {why}", path.display())]
+    DamagedFile { path: PathBuf, why: String },
+    /// Something asked for is not in the repository.
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl StoreError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::At { source, .. } | Self::Io(source)
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ErrorKind::NotFound
+            }
+            Self::At { .. } | Self::Io(_) => ErrorKind::Io,
+            Self::NotARepository(_) | Self::NotFound(_) => ErrorKind::NotFound,
+            Self::Exists(_) | Self::Invalid(_) => ErrorKind::Invalid,
+            Self::PasswordNeeded | Self::WrongPassword | Self::Crypto(_) => ErrorKind::Crypto,
+            Self::Corrupt(_)
+            | Self::Damaged { .. }
+            | Self::MissingBlob(_)
+            | Self::DamagedFile { .. } => ErrorKind::Corrupt,
+            Self::Locked(_) => ErrorKind::Locked,
+        }
+    }
+
+    /// A damaged file, named relative to the repository when it is in it.
+    pub fn damaged(path: &Path, why: impl Into<String>) -> Self {
+        Self::DamagedFile {
+            path: path.to_owned(),
+            why: why.into(),
+        }
+    }
+
     pub fn at(path: &Path, source: std::io::Error) -> Self {
         Self::At {
             path: path.to_owned(),
@@ -77,26 +137,61 @@ impl StoreError {
     }
 }
 
-/// `config`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Config {
-    pub format: u32,
-    /// Random id of this repository (names its local catalog cache).
-    pub id: String,
-    pub chunker: chunker::Params,
-    /// `xchacha20-poly1305` or `none`.
-    pub encryption: String,
-}
-
 /// An open repository store.
 pub struct Store {
     root: PathBuf,
     pub config: Config,
     cipher: Cipher,
+    gear: Arc<Gear>,
     pub(crate) index: RwLock<Index>,
 }
 
-const KEY_FILE: &str = "keys/default";
+/// The gear table `config` asks for.
+fn gear_for(config: &Config, key: Option<&MasterKey>) -> Result<Arc<Gear>, StoreError> {
+    match (config.chunking, key) {
+        (Chunking::Standard, _) => Ok(Gear::standard()),
+        (Chunking::Keyed, Some(k)) => Ok(Gear::keyed(&k.id)),
+        (Chunking::Keyed, None) => Err(StoreError::Invalid(
+            "config: keyed chunking in a repository without a key".into(),
+        )),
+    }
+}
+
+/// Writes the key file for `key` under `password`.
+fn write_key(root: &Path, key: &MasterKey, password: &str) -> Result<(), StoreError> {
+    let file = KeyFile::create(key, password)?;
+    let body = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    fsutil::write_atomic(&root.join(KEY_FILE), &body)
+}
+
+/// Upgrades a format-2 encrypted repository whose key is open: the config
+/// gets its MAC (written first), then the key file records that the config
+/// is authenticated, so a later unauthenticated config is refused. A
+/// repository that cannot be written (read-only) is used as it is.
+fn upgrade(root: &Path, config: &mut Config, key: &mut MasterKey, password: &str) {
+    let result = (|| -> Result<(), StoreError> {
+        if config.format != config::FORMAT {
+            let mut c = config.clone();
+            c.format = config::FORMAT;
+            c.magic = config::MAGIC.into();
+            c.chunking = Chunking::Standard;
+            c.seal(key)?;
+            fsutil::write_atomic(&root.join("config"), &c.to_bytes()?)?;
+            *config = c;
+        }
+        let mut k = key.clone();
+        k.authenticated_config = true;
+        write_key(root, &k, password)?;
+        *key = k;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::warn!(
+            "cannot upgrade the repository's config to format {}: {e}",
+            config::FORMAT
+        );
+    }
+}
 
 impl Store {
     /// Creates a repository. With a password it is encrypted; without one,
@@ -110,30 +205,23 @@ impl Store {
         }
         let mut id = [0u8; 16];
         crypto::random(&mut id)?;
-        let (cipher, encryption) = match password {
+        let (config, key) = match password {
             Some(p) => {
-                let key = MasterKey::random()?;
-                let file = KeyFile::create(&key, p)?;
-                let body = serde_json::to_vec_pretty(&file)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                fsutil::write_atomic(&root.join(KEY_FILE), &body)?;
-                (Cipher::new(Some(&key)), "xchacha20-poly1305")
+                let mut key = MasterKey::random()?;
+                key.authenticated_config = true;
+                write_key(root, &key, p)?;
+                let mut config = Config::new(hex::encode(id), Encryption::XChaCha20Poly1305);
+                config.seal(&key)?;
+                (config, Some(key))
             }
-            None => (Cipher::None, "none"),
+            None => (Config::new(hex::encode(id), Encryption::None), None),
         };
-        let config = Config {
-            format: 2,
-            id: hex::encode(id),
-            chunker: chunker::Params::default(),
-            encryption: encryption.into(),
-        };
-        let body =
-            serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        fsutil::write_atomic(&root.join("config"), &body)?;
+        fsutil::write_atomic(&root.join("config"), &config.to_bytes()?)?;
         Ok(Self {
             root: root.to_owned(),
+            gear: gear_for(&config, key.as_ref())?,
+            cipher: Cipher::new(key.as_ref()),
             config,
-            cipher,
             index: RwLock::new(Index::default()),
         })
     }
@@ -148,25 +236,51 @@ impl Store {
             }
             Err(e) => return Err(StoreError::at(&cpath, e)),
         };
-        let config: Config = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt(format!("config: {e}")))?;
-        let cipher = match config.encryption.as_str() {
-            "none" => Cipher::None,
-            "xchacha20-poly1305" => {
-                let password = password.ok_or(StoreError::PasswordNeeded)?;
-                let kpath = root.join(KEY_FILE);
-                let kbytes = fs::read(&kpath).map_err(|e| StoreError::at(&kpath, e))?;
-                let file: KeyFile = serde_json::from_slice(&kbytes)
-                    .map_err(|e| StoreError::Corrupt(format!("key file: {e}")))?;
-                Cipher::new(Some(&file.open(password)?))
+        let mut config = Config::parse(&bytes)?;
+        let kpath = root.join(KEY_FILE);
+        let key = match config.encryption {
+            Encryption::None => {
+                // Encryption cannot be switched off by editing the config:
+                // a repository with a key, or a caller with a password,
+                // expects it on.
+                if kpath.exists() {
+                    return Err(StoreError::Crypto(format!(
+                        "config says the repository is not encrypted, but it has a key ({}): the config was tampered with; refusing to use it",
+                        kpath.display()
+                    )));
+                }
+                if password.is_some() {
+                    return Err(StoreError::Crypto(
+                        "the repository is not encrypted, but a password was given: unset ATTACHE_PASSWORD (or drop --password-file) to use an unencrypted repository".into(),
+                    ));
+                }
+                None
             }
-            other => return Err(StoreError::Corrupt(format!("unknown encryption {other:?}"))),
+            Encryption::XChaCha20Poly1305 => {
+                let password = password.ok_or(StoreError::PasswordNeeded)?;
+                let kbytes = fs::read(&kpath).map_err(|e| StoreError::at(&kpath, e))?;
+                let mut key = KeyFile::parse(&kbytes)?.open(password)?;
+                if config.format == config::FORMAT {
+                    config.authenticate(&key)?;
+                } else if key.authenticated_config {
+                    return Err(StoreError::Crypto(
+                        "config: the repository was upgraded to an authenticated config, but this one carries none: it was replaced; refusing to use it".into(),
+                    ));
+                }
+                if !key.authenticated_config {
+                    upgrade(root, &mut config, &mut key, password);
+                }
+                Some(key)
+            }
         };
+        let cipher = Cipher::new(key.as_ref());
+        let gear = gear_for(&config, key.as_ref())?;
         let index = Index::load(root, &cipher)?;
         Ok(Self {
             root: root.to_owned(),
             config,
             cipher,
+            gear,
             index: RwLock::new(index),
         })
     }
@@ -177,6 +291,11 @@ impl Store {
 
     pub fn cipher(&self) -> &Cipher {
         &self.cipher
+    }
+
+    /// A chunker cutting as this repository does (keyed or not).
+    pub fn chunker(&self) -> Chunker {
+        Chunker::with_gear(self.config.chunker, self.gear.clone())
     }
 
     /// Reloads the index, after other processes added to the repository.

@@ -7,7 +7,7 @@ use std::fs;
 use guest_runner::stream::ItemRecord;
 use serde::{Deserialize, Serialize};
 
-use super::chunker::{Chunker, Params};
+use super::chunker::Chunker;
 use super::crypto::BlobId;
 use super::fsutil::write_atomic;
 use super::pack::{parse_id, BlobKind};
@@ -74,10 +74,9 @@ impl SnapshotInfo {
 /// Stores an item list as tree blobs.
 pub fn write_tree(
     set: &mut PackSet<'_>,
-    params: Params,
+    mut chunker: Chunker,
     items: &[StoredItem],
 ) -> Result<Vec<BlobId>, StoreError> {
-    let mut chunker = Chunker::new(params);
     let mut ids = Vec::new();
     let mut out = |c: &[u8]| -> Result<(), StoreError> {
         ids.push(set.add(BlobKind::Tree, c)?);

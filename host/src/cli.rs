@@ -66,6 +66,11 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Removes data no snapshot references.
     Prune,
+    /// Repairs a damaged repository (after restic's `repair`).
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
     /// Serves the REST API and runs jobs.
     Serve(ServeArgs),
     /// Builds the agent container.
@@ -83,6 +88,26 @@ pub enum Command {
         #[command(subcommand)]
         command: VmCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuilds the index from the packs: reads every pack, checks every
+    /// chunk, and indexes only what is intact.
+    Index(JsonArgs),
+    /// Rewrites snapshots whose data is partly gone (keeping the intact
+    /// items) and removes those whose file or item list is gone.
+    Snapshots(RepairSnapshotsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepairSnapshotsArgs {
+    /// Only show what would be removed or rewritten.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ContainerCommand, HypervisorCommand, VmCommand};
+use cli::{Cli, Command, ContainerCommand, HypervisorCommand, RepairCommand, VmCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -37,6 +37,12 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(&cli, a),
         Command::Forget(a) => commands::forget::run(&cli, a),
         Command::Prune => commands::prune::run(&cli),
+        Command::Repair {
+            command: RepairCommand::Index(a),
+        } => commands::repair::index(&cli, a),
+        Command::Repair {
+            command: RepairCommand::Snapshots(a),
+        } => commands::repair::snapshots(&cli, a),
         Command::Serve(a) => commands::serve::run(&cli, a),
         Command::Backup(a) => commands::backup::run(&cli, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli, a),

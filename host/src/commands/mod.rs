@@ -8,6 +8,7 @@ pub mod hypervisor;
 pub mod init;
 pub mod ls;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod serve;
 pub mod snapshots;

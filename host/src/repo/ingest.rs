@@ -50,6 +50,12 @@ pub fn ingest(
 ) -> anyhow::Result<Staged> {
     let mut progress = Progress::default();
     let mut reported = std::time::Instant::now();
+    // Chunks in missing or truncated packs are not referenced again: the
+    // index marks them damaged, so they are stored anew if the source has
+    // them (as are those the damage record names).
+    for problem in repo.store.check_packs() {
+        tracing::warn!("{problem}; its chunks will be stored again");
+    }
     let mut reader = StreamReader::new(input);
     let mut set = repo.store.writer();
     let mut chunker = repo.store.chunker();
@@ -127,6 +133,17 @@ pub fn ingest(
                             it.record.id
                         )
                     })?;
+                    if prev.content.iter().any(|c| !repo.store.has(c)) {
+                        // The parent's copy of this content is damaged or
+                        // gone: pointing the new snapshot at it would make
+                        // it unrestorable. Left out with a warning; the next
+                        // backup (whose parent then lacks it) reads it anew.
+                        info.warnings.push(Warning {
+                            id: it.record.id.clone(),
+                            message: "unchanged since the parent snapshot, but the repository's copy of its data is damaged: not stored; back it up again".into(),
+                        });
+                        continue;
+                    }
                     it.record.unchanged = false;
                     it.record.size = prev.record.size;
                     it.content = prev.content.clone();

@@ -90,6 +90,7 @@ pub struct Chunker {
 
 impl Chunker {
     /// A chunker with the standard (unkeyed) gear table.
+    #[cfg(test)]
     pub fn new(p: Params) -> Self {
         Self::with_gear(p, Gear::standard())
     }
@@ -206,7 +207,7 @@ mod tests {
 
     fn noise(n: usize) -> Vec<u8> {
         let mut data = vec![0u8; n];
-        crate::store::crypto::random(&mut data).unwrap();
+        getrandom::fill(&mut data).unwrap();
         data
     }
 

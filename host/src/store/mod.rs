@@ -20,6 +20,7 @@ pub mod blob;
 pub mod chunker;
 pub mod config;
 pub mod crypto;
+pub mod damage;
 pub mod fsutil;
 pub mod gear;
 pub mod index;
@@ -95,9 +96,6 @@ pub enum StoreError {
     /// A repository file is damaged: which file, and what is wrong with it.
     #[error("{}: {why}", path.display())]
     DamagedFile { path: PathBuf, why: String },
-    /// Something asked for is not in the repository.
-    #[error("{0}")]
-    NotFound(String),
 }
 
 impl StoreError {
@@ -110,7 +108,7 @@ impl StoreError {
                 ErrorKind::NotFound
             }
             Self::At { .. } | Self::Io(_) => ErrorKind::Io,
-            Self::NotARepository(_) | Self::NotFound(_) => ErrorKind::NotFound,
+            Self::NotARepository(_) => ErrorKind::NotFound,
             Self::Exists(_) | Self::Invalid(_) => ErrorKind::Invalid,
             Self::PasswordNeeded | Self::WrongPassword | Self::Crypto(_) => ErrorKind::Crypto,
             Self::Corrupt(_)
@@ -155,6 +153,15 @@ fn gear_for(config: &Config, key: Option<&MasterKey>) -> Result<Arc<Gear>, Store
             "config: keyed chunking in a repository without a key".into(),
         )),
     }
+}
+
+/// The index with the damage recorded in the repository marked.
+fn load_index(root: &Path, cipher: &Cipher) -> Result<Index, StoreError> {
+    let mut index = Index::load(root, cipher)?;
+    for d in damage::load(root, cipher) {
+        index.mark_bad(d.pack, d.blob, d.why);
+    }
+    Ok(index)
 }
 
 /// Writes the key file for `key` under `password`.
@@ -275,7 +282,7 @@ impl Store {
         };
         let cipher = Cipher::new(key.as_ref());
         let gear = gear_for(&config, key.as_ref())?;
-        let index = Index::load(root, &cipher)?;
+        let index = load_index(root, &cipher)?;
         Ok(Self {
             root: root.to_owned(),
             config,
@@ -300,28 +307,91 @@ impl Store {
 
     /// Reloads the index, after other processes added to the repository.
     pub fn reload_index(&self) -> Result<(), StoreError> {
-        let idx = Index::load(&self.root, &self.cipher)?;
-        *self.index.write().expect("index lock") = idx;
+        let idx = load_index(&self.root, &self.cipher)?;
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
         Ok(())
     }
 
     pub fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        self.index.read().expect("index lock")
+        self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a usable copy of the blob is stored (not known damaged).
     pub fn has(&self, id: &BlobId) -> bool {
-        self.index().blobs.contains_key(id)
+        self.index().has_good(id)
     }
 
-    /// Reads, opens and checks one blob.
+    /// Marks a blob's copy in `pack` as damaged for this process.
+    pub fn mark_bad(&self, pack: BlobId, blob: BlobId, why: String) {
+        self.index_mut().mark_bad(pack, blob, why);
+    }
+
+    /// Checks that every indexed pack exists and is long enough for its
+    /// blobs (one `stat` per pack, no data read); the blobs of those that
+    /// are not are marked damaged, so a backup stores them again. Returns
+    /// what was found, naming the files.
+    pub fn check_packs(&self) -> Vec<String> {
+        let mut need: std::collections::HashMap<BlobId, (u64, Vec<BlobId>)> = Default::default();
+        {
+            let idx = self.index();
+            let all = idx.blobs.values().chain(idx.copies.values().flatten());
+            for l in all {
+                let e = need.entry(l.pack).or_default();
+                e.0 = e.0.max(l.blob.offset.saturating_add(u64::from(l.blob.len)));
+                e.1.push(l.blob.id);
+            }
+        }
+        let mut found = Vec::new();
+        for (pack, (end, blobs)) in need {
+            let path = pack::pack_path(&self.root, &pack);
+            let why = match fs::metadata(&path) {
+                Ok(m) if m.len() >= end => continue,
+                Ok(m) => format!("pack is truncated: {} bytes, its blobs need {end}", m.len()),
+                Err(e) => format!("pack is missing: {e}"),
+            };
+            found.push(format!("{}: {why}", path.display()));
+            let mut idx = self.index_mut();
+            for b in blobs {
+                idx.mark_bad(pack, b, why.clone());
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Reads, opens and checks one blob, trying every copy; errors name the
+    /// pack file and what is wrong with it.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, StoreError> {
-        let loc = *self
-            .index()
-            .blobs
-            .get(id)
-            .ok_or(StoreError::MissingBlob(*id))?;
-        let bytes = pack::read_blob(&self.root, &loc.pack, loc.blob.offset, loc.blob.len)?;
-        blob::decode(&self.cipher, id, loc.blob.raw_len, &bytes)
+        let (first, copies) = {
+            let idx = self.index();
+            let first = *idx.blobs.get(id).ok_or(StoreError::MissingBlob(*id))?;
+            (first, idx.copies.get(id).cloned().unwrap_or_default())
+        };
+        let mut err = None;
+        for loc in std::iter::once(first).chain(copies) {
+            let path = pack::pack_path(&self.root, &loc.pack);
+            let got = pack::read_blob(&self.root, &loc.pack, loc.blob.offset, loc.blob.len)
+                .and_then(|bytes| blob::decode(&self.cipher, id, loc.blob.raw_len, &bytes))
+                .map_err(|e| match e {
+                    StoreError::Damaged { why, .. } => {
+                        StoreError::damaged(&path, format!("blob {id} is damaged: {why}"))
+                    }
+                    e => e,
+                });
+            match got {
+                Ok(plain) => return Ok(plain),
+                Err(e) => {
+                    if err.is_none() {
+                        err = Some(e);
+                    }
+                }
+            }
+        }
+        Err(err.unwrap_or(StoreError::MissingBlob(*id)))
     }
 
     /// A writer of new blobs into new packs.

@@ -28,6 +28,8 @@ pub mod key;
 pub mod lock;
 pub mod pack;
 pub mod pack_set;
+#[cfg(test)]
+mod parse_props;
 pub mod snapshot;
 
 use std::fs;

@@ -43,3 +43,24 @@ pub fn kind_of(e: &anyhow::Error) -> Option<ErrorKind> {
             .or_else(|| c.downcast_ref::<StoreError>().map(StoreError::kind))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context as _;
+
+    #[test]
+    fn kinds_survive_context() {
+        let e =
+            anyhow::Error::from(RepoError::NoSnapshot("ab".into())).context("GET /snapshots/ab");
+        assert_eq!(kind_of(&e), Some(ErrorKind::NotFound));
+        let e: anyhow::Result<()> = Err(StoreError::WrongPassword).context("opening");
+        assert_eq!(kind_of(&e.unwrap_err()), Some(ErrorKind::Crypto));
+        let e = anyhow::Error::from(RepoError::DamagedSnapshot {
+            id: "x".into(),
+            why: "y".into(),
+        });
+        assert_eq!(kind_of(&e), Some(ErrorKind::Corrupt));
+        assert_eq!(kind_of(&anyhow::anyhow!("plain")), None);
+    }
+}

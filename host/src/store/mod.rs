@@ -401,3 +401,48 @@ impl Store {
         PackSet::new(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cuts(store: &Store, data: &[u8]) -> Vec<usize> {
+        let mut c = store.chunker();
+        let mut out = Vec::new();
+        let mut f = |b: &[u8]| -> Result<(), ()> {
+            out.push(b.len());
+            Ok(())
+        };
+        c.push(data, &mut f).unwrap();
+        c.finish(&mut f).unwrap();
+        out
+    }
+
+    #[test]
+    fn encrypted_repositories_cut_by_their_key() {
+        let d = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 40 << 20];
+        crypto::random(&mut data).unwrap();
+        let a = Store::init(&d.path().join("a"), Some("pw")).unwrap();
+        let b = Store::init(&d.path().join("b"), Some("pw")).unwrap();
+        let plain = Store::init(&d.path().join("plain"), None).unwrap();
+        assert_eq!(a.config.chunking, Chunking::Keyed);
+        assert_eq!(plain.config.chunking, Chunking::Standard);
+        let (ca, cb, cp) = (cuts(&a, &data), cuts(&b, &data), cuts(&plain, &data));
+        assert_ne!(ca, cb, "two keys, two sets of cut points");
+        assert_ne!(ca, cp);
+        // Reopened, a repository cuts as before.
+        drop(a);
+        let again = Store::open(&d.path().join("a"), Some("pw")).unwrap();
+        assert_eq!(cuts(&again, &data), ca);
+        let unkeyed: Vec<usize> = fastcdc::v2020::FastCDC::new(
+            &data,
+            plain.config.chunker.min,
+            plain.config.chunker.avg,
+            plain.config.chunker.max,
+        )
+        .map(|c| c.length)
+        .collect();
+        assert_eq!(cp, unkeyed, "unkeyed repositories cut as before");
+    }
+}

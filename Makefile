@@ -61,13 +61,15 @@ test: build test-plugins vm-guest
 	$(CARGO) test --release $(addprefix -p attache-plugin-,$(PLUGINS)) --lib
 
 # Throughput beside tar, plugin start, the comparison with Debian's restic,
-# the VM overhead and container push figures, and PostgreSQL beside pg_dump.
+# the VM overhead and container push figures, PostgreSQL beside pg_dump, and
+# keyed beside unkeyed chunking.
 bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	./tests/bench/backup.sh
 	./tests/bench/restic.py
 	./tests/bench/vm.py
 	./tests/sql/pg-bench.sh
+	$(CARGO) bench -p attache --bench chunker
 
 clean:
 	$(CARGO) clean

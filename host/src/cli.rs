@@ -71,6 +71,11 @@ pub enum Command {
     Forget(ForgetArgs),
     /// Removes data no snapshot references.
     Prune,
+    /// Repairs a damaged repository (after restic's `repair`).
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
     /// Serves the REST API and runs jobs.
     Serve(ServeArgs),
     /// Builds the agent container.
@@ -163,6 +168,26 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuilds the index from the packs: reads every pack, checks every
+    /// chunk, and indexes only what is intact.
+    Index(JsonArgs),
+    /// Rewrites snapshots whose data is partly gone (keeping the intact
+    /// items) and removes those whose file or item list is gone.
+    Snapshots(RepairSnapshotsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RepairSnapshotsArgs {
+    /// Only show what would be removed or rewritten.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,7 +21,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{
-    Cli, Command, ContainerCommand, HypervisorCommand, PluginCommand, PolicyCommand, VmCommand,
+    Cli, Command, ContainerCommand, HypervisorCommand, PluginCommand, PolicyCommand,
+    RepairCommand, VmCommand,
 };
 
 fn main() -> ExitCode {
@@ -41,6 +42,12 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(&cli, a),
         Command::Forget(a) => commands::forget::run(&cli, a),
         Command::Prune => commands::prune::run(&cli),
+        Command::Repair {
+            command: RepairCommand::Index(a),
+        } => commands::repair::index(&cli, a),
+        Command::Repair {
+            command: RepairCommand::Snapshots(a),
+        } => commands::repair::snapshots(&cli, a),
         Command::Serve(a) => commands::serve::run(&cli, a),
         Command::Backup(a) => commands::backup::run(&cli, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli, a),

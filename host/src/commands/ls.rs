@@ -20,14 +20,7 @@ pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
         None => {
             let repo = super::repository(cli, false)?;
             let snap = repo.find_snapshot(&a.snapshot)?;
-            let items = repo.catalog.items(&snap.id, a.prefix.as_deref())?;
-            if let Some(p) = &a.prefix {
-                anyhow::ensure!(
-                    !items.is_empty(),
-                    "snapshot {} has no item {p:?}",
-                    snap.short_id()
-                );
-            }
+            let items = repo.items(&snap, a.prefix.as_deref())?;
             items.into_iter().map(|i| i.record).collect()
         }
     };

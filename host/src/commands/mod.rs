@@ -12,6 +12,7 @@ pub mod plugin_new;
 
 pub mod policy;
 pub mod prune;
+pub mod repair;
 pub mod restore;
 pub mod serve;
 pub mod snapshots;

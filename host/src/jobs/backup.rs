@@ -194,14 +194,9 @@ fn parent(
         s.source == source && s.plugin == plugin && inc == want
     });
     let Some(s) = found else { return Ok(None) };
-    let items = repo.catalog.items(&s.id, None)?;
-    Ok(Some((
-        s.id.clone(),
-        items
-            .into_iter()
-            .map(|i| (i.record.id.clone(), i))
-            .collect(),
-    )))
+    // Items whose data is known to be lost are left out: the runner then
+    // reads them again instead of pointing the new snapshot at lost chunks.
+    Ok(Some((s.id.clone(), repo.parent_items(s)?)))
 }
 
 /// The selection as the plugin sees it. Ids with a scheme (`SCHEME://…`)

@@ -32,7 +32,7 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
     let snap = repo.find_snapshot(&a.snapshot)?;
     // Shared: prune waits until the restore has read what it needs.
     let _lock = Lock::acquire(repo.store.root(), false, "restore")?;
-    let all = repo.catalog.items(&snap.id, None)?;
+    let all = repo.items(&snap, None)?;
     for want in &a.items {
         if !all.iter().any(|i| is_at_or_below(&i.record.id, want)) {
             bail!("snapshot {} has no item {want:?}", snap.short_id());

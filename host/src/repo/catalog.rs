@@ -99,10 +99,27 @@ impl Catalog {
                 .execute("DELETE FROM snapshots WHERE id = ?1", [gone])?;
         }
         for s in snaps.iter().filter(|s| !known.contains(&s.id)) {
-            let items = store.items(s)?;
-            self.add(s, &items)?;
+            // A snapshot whose item list cannot be read stays out of the
+            // catalog (listed as damaged) instead of failing every command.
+            match store.items(s) {
+                Ok(items) => self.add(s, &items)?,
+                Err(e) => tracing::warn!(
+                    "snapshot {}: its item list cannot be read: {e}",
+                    s.short_id()
+                ),
+            }
         }
         Ok(())
+    }
+
+    /// Whether the catalog holds snapshot `id` (its item list was read).
+    pub fn has(&self, id: &str) -> anyhow::Result<bool> {
+        let n: i64 =
+            self.conn
+                .query_row("SELECT count(*) FROM snapshots WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })?;
+        Ok(n > 0)
     }
 
     /// Records a snapshot and its items.

@@ -96,12 +96,17 @@ pub fn write_restore_stream(
                 if chosen.contains(target) {
                     (it.record.clone(), &it.content)
                 } else {
-                    let t = by_id.get(target).ok_or_else(|| {
-                        anyhow::anyhow!(
+                    let Some(t) = by_id.get(target) else {
+                        // A dangling link fails this item only: the rest of
+                        // the snapshot is still restored.
+                        let why = format!(
                             "hard link {} names {target:?}, which the snapshot lacks",
                             it.record.id
-                        )
-                    })?;
+                        );
+                        tracing::warn!("{why}; not restored");
+                        failed.push((it.record.id.clone(), why));
+                        continue;
+                    };
                     (
                         ItemRecord {
                             id: it.record.id.clone(),

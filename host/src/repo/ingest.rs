@@ -10,7 +10,6 @@ use guest_runner::stream::{Event, ItemKind, StreamReader};
 
 use super::Repository;
 use crate::jobs::{Control, Progress};
-use crate::store::chunker::Chunker;
 use crate::store::pack::BlobKind;
 use crate::store::snapshot::{write_tree, SnapshotInfo, StoredItem, Warning};
 
@@ -51,10 +50,15 @@ pub fn ingest(
 ) -> anyhow::Result<Staged> {
     let mut progress = Progress::default();
     let mut reported = std::time::Instant::now();
+    // Chunks in missing or truncated packs are not referenced again: the
+    // index marks them damaged, so they are stored anew if the source has
+    // them (as are those the damage record names).
+    for problem in repo.store.check_packs() {
+        tracing::warn!("{problem}; its chunks will be stored again");
+    }
     let mut reader = StreamReader::new(input);
     let mut set = repo.store.writer();
-    let params = repo.store.config.chunker;
-    let mut chunker = Chunker::new(params);
+    let mut chunker = repo.store.chunker();
     let mut info = SnapshotInfo {
         id: String::new(),
         time: origin.time,
@@ -129,6 +133,17 @@ pub fn ingest(
                             it.record.id
                         )
                     })?;
+                    if prev.content.iter().any(|c| !repo.store.has(c)) {
+                        // The parent's copy of this content is damaged or
+                        // gone: pointing the new snapshot at it would make
+                        // it unrestorable. Left out with a warning; the next
+                        // backup (whose parent then lacks it) reads it anew.
+                        info.warnings.push(Warning {
+                            id: it.record.id.clone(),
+                            message: "unchanged since the parent snapshot, but the repository's copy of its data is damaged: not stored; back it up again".into(),
+                        });
+                        continue;
+                    }
                     it.record.unchanged = false;
                     it.record.size = prev.record.size;
                     it.content = prev.content.clone();
@@ -145,7 +160,7 @@ pub fn ingest(
             }
             Event::ItemAbort(n) | Event::Warning(n) => {
                 open = None;
-                chunker = Chunker::new(params);
+                chunker = repo.store.chunker();
                 info.warnings.push(Warning {
                     id: n.id,
                     message: n.message,
@@ -154,7 +169,7 @@ pub fn ingest(
             Event::Trailer(_) => {}
         }
     }
-    info.tree = write_tree(&mut set, params, &items)?;
+    info.tree = write_tree(&mut set, repo.store.chunker(), &items)?;
     info.items = items.len() as u64;
     info.added_bytes = set.commit()?;
     (ctl.progress)(&Progress {

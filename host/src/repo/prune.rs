@@ -26,10 +26,33 @@ pub struct PruneReport {
 pub fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
     let store = &repo.store;
     let root = store.root();
+    // Pruning decides what is unused from every snapshot and every index
+    // file: with one of them unreadable it would delete data still needed.
+    let listing = store.snapshot_listing()?;
+    if let Some(d) = listing.damaged.first() {
+        anyhow::bail!(
+            "{}: snapshot {} is damaged ({}); run `attache repair snapshots` before pruning",
+            d.path.display(),
+            d.id,
+            d.why
+        );
+    }
+    if let Some((p, why)) = store.index().damaged_files.first() {
+        anyhow::bail!(
+            "{}: {why}; run `attache repair index` before pruning",
+            p.display()
+        );
+    }
     let mut used: HashSet<BlobId> = HashSet::new();
-    for s in store.snapshots()? {
+    for s in listing.good {
         used.extend(s.tree.iter().copied());
-        for it in store.items(&s)? {
+        let items = store.items(&s).map_err(|e| {
+            anyhow::anyhow!(
+                "snapshot {}: its item list cannot be read ({e}); run `attache repair snapshots` before pruning",
+                s.short_id()
+            )
+        })?;
+        for it in items {
             used.extend(it.content.iter().copied());
         }
     }

@@ -1,6 +1,9 @@
 //! Checking a repository: its structure always, every byte of every pack
-//! with `read_data`. A damaged or missing chunk is traced to the snapshots
-//! and items that need it.
+//! with `read_data`. Every damaged file is named (relative to nothing: the
+//! full path), a damaged or missing chunk is traced to the snapshots and
+//! items that need it, and what reading found is recorded in the
+//! repository's damage record, so that later backups store those chunks
+//! again instead of pointing at the damaged copies.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -8,6 +11,7 @@ use serde::Serialize;
 
 use super::Repository;
 use crate::store::crypto::BlobId;
+use crate::store::damage::{self, Damaged};
 use crate::store::pack::{self, PackId};
 use crate::store::{blob, StoreError};
 
@@ -17,12 +21,13 @@ pub struct Report {
     pub snapshots: usize,
     pub packs: usize,
     pub blobs_checked: usize,
-    /// Problems that are not about one blob (a missing pack, a damaged
-    /// snapshot file, a pack whose bytes do not match its name).
+    /// Problems that are not about one blob (a missing or truncated pack, a
+    /// damaged snapshot or index file), each naming the file.
     pub errors: Vec<String>,
     /// Blobs that are missing or damaged, with the reason.
     pub bad_blobs: BTreeMap<String, String>,
-    /// Snapshot id → item ids that cannot be restored whole.
+    /// Snapshot id → item ids that cannot be restored whole (`*`: the item
+    /// list itself, or the snapshot file, is damaged).
     pub affected: BTreeMap<String, BTreeSet<String>>,
 }
 
@@ -37,38 +42,29 @@ pub fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Report> {
     let mut r = Report::default();
     let mut bad: HashMap<BlobId, String> = HashMap::new();
 
+    for (path, why) in &store.index().damaged_files {
+        r.errors.push(format!(
+            "{}: {why} (run `attache repair index`)",
+            path.display()
+        ));
+    }
     // Packs named by the index are all there, and big enough.
+    r.errors.extend(store.check_packs());
     let index = store.index();
     let mut by_pack: HashMap<PackId, Vec<pack::PackedBlob>> = HashMap::new();
     for loc in index.blobs.values() {
         by_pack.entry(loc.pack).or_default().push(loc.blob);
     }
     r.packs = by_pack.len();
-    for (p, blobs) in &by_pack {
-        let path = pack::pack_path(store.root(), p);
-        let need = blobs
-            .iter()
-            .map(|b| b.offset + u64::from(b.len))
-            .max()
-            .unwrap_or(0);
-        match std::fs::metadata(&path) {
-            Ok(m) if m.len() >= need => {}
-            Ok(_) => {
-                r.errors.push(format!("pack {p} is truncated"));
-                for b in blobs {
-                    bad.insert(b.id, format!("pack {p} is truncated"));
-                }
-            }
-            Err(e) => {
-                r.errors.push(format!("pack {p} is missing: {e}"));
-                for b in blobs {
-                    bad.insert(b.id, format!("pack {p} is missing"));
-                }
-            }
+    for id in index.blobs.keys() {
+        if let Some(why) = index.why_bad(id) {
+            bad.insert(*id, why.to_owned());
         }
     }
+    drop(index);
 
     // Every byte of every pack, each blob opened and checked against its id.
+    let mut found = Vec::new();
     if read_data {
         for (p, blobs) in &by_pack {
             let path = pack::pack_path(store.root(), p);
@@ -76,38 +72,61 @@ pub fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Report> {
                 continue;
             };
             if *blake3::hash(&bytes).as_bytes() != p.0 {
-                r.errors
-                    .push(format!("pack {p}: its content does not match its name"));
+                r.errors.push(format!(
+                    "{}: its content does not match its name (damaged or replaced)",
+                    path.display()
+                ));
             }
             for b in blobs {
                 r.blobs_checked += 1;
-                let Some(sealed) =
-                    bytes.get(b.offset as usize..(b.offset + u64::from(b.len)) as usize)
-                else {
-                    continue;
+                let end = b.offset.saturating_add(u64::from(b.len));
+                let why = match bytes.get(b.offset as usize..end.min(usize::MAX as u64) as usize) {
+                    None => format!(
+                        "in {}: past the end of the pack ({} bytes)",
+                        path.display(),
+                        bytes.len()
+                    ),
+                    Some(sealed) => match blob::decode(store.cipher(), &b.id, b.raw_len, sealed) {
+                        Ok(_) => continue,
+                        Err(StoreError::Damaged { why, .. }) => {
+                            format!("in {}: {why}", path.display())
+                        }
+                        Err(e) => format!("in {}: {e}", path.display()),
+                    },
                 };
-                if let Err(e) = blob::decode(store.cipher(), &b.id, b.raw_len, sealed) {
-                    let why = match e {
-                        StoreError::Damaged { why, .. } => why,
-                        e => e.to_string(),
-                    };
-                    bad.insert(b.id, format!("in pack {p}: {why}"));
-                }
+                bad.insert(b.id, why.clone());
+                found.push(Damaged {
+                    pack: *p,
+                    blob: b.id,
+                    why,
+                });
+            }
+        }
+        if !found.is_empty() {
+            damage::record(store.root(), store.cipher(), &found)?;
+            for d in found {
+                store.mark_bad(d.pack, d.blob, d.why);
             }
         }
     }
 
     // Snapshots: readable, their item lists present, their content indexed.
-    let known: HashSet<BlobId> = index.blobs.keys().copied().collect();
-    drop(index);
-    let snaps = match store.snapshots() {
-        Ok(s) => s,
-        Err(e) => {
-            r.errors.push(format!("snapshots: {e}"));
-            Vec::new()
-        }
-    };
-    r.snapshots = snaps.len();
+    let listing = store.snapshot_listing()?;
+    for d in &listing.damaged {
+        r.errors.push(format!(
+            "{}: snapshot {} is damaged: {}",
+            d.path.display(),
+            &d.id[..8.min(d.id.len())],
+            d.why
+        ));
+        r.affected
+            .entry(d.id.clone())
+            .or_default()
+            .insert("*".into());
+    }
+    let snaps = listing.good;
+    r.snapshots = snaps.len() + listing.damaged.len();
+    let known: HashSet<BlobId> = store.index().blobs.keys().copied().collect();
     for s in &snaps {
         for t in &s.tree {
             if !known.contains(t) {
@@ -115,7 +134,7 @@ pub fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Report> {
                     .or_insert_with(|| "missing from the index".into());
             }
         }
-        if s.tree.iter().any(|t| bad.contains_key(t)) {
+        if s.tree.iter().any(|t| bad.contains_key(t)) || !repo.catalog.has(&s.id)? {
             r.errors.push(format!(
                 "snapshot {}: its item list is damaged; no item can be listed",
                 s.short_id()

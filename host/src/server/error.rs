@@ -37,18 +37,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Repository errors: an unknown snapshot is the client's 404, the rest ours.
+/// Repository errors by their kind: what is not there is the client's 404,
+/// a bad request 400, a busy repository 409, damage and the rest ours.
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
-        let msg = format!("{e:#}");
-        if msg.starts_with("no snapshot matches")
-            || msg.contains("matches several snapshots")
-            || msg.contains("has no item")
-        {
-            Self::not_found(msg)
-        } else {
-            Self::new(StatusCode::INTERNAL_SERVER_ERROR, msg)
-        }
+        use crate::store::ErrorKind;
+        let status = match crate::repo::error::kind_of(&e) {
+            Some(ErrorKind::NotFound) => StatusCode::NOT_FOUND,
+            Some(ErrorKind::Invalid) => StatusCode::BAD_REQUEST,
+            Some(ErrorKind::Locked) => StatusCode::CONFLICT,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self::new(status, format!("{e:#}"))
     }
 }
 

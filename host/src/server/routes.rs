@@ -97,14 +97,7 @@ async fn items(
     let items = s
         .with_repo(move |r| {
             let snap = r.find_snapshot(&id)?;
-            let items = r.catalog.items(&snap.id, q.prefix.as_deref())?;
-            if let Some(p) = &q.prefix {
-                anyhow::ensure!(
-                    !items.is_empty(),
-                    "snapshot {} has no item {p:?}",
-                    snap.short_id()
-                );
-            }
+            let items = r.items(&snap, q.prefix.as_deref())?;
             Ok(items.into_iter().map(|i| i.record).collect::<Vec<_>>())
         })
         .await?;

@@ -47,6 +47,10 @@ pub struct MasterKey {
     pub encrypt: [u8; 32],
     #[serde(with = "hex32")]
     pub id: [u8; 32],
+    /// Whether the repository's config carries a MAC (format 3): once set,
+    /// an unauthenticated config is refused. Absent in older key files.
+    #[serde(default)]
+    pub authenticated_config: bool,
 }
 
 impl MasterKey {
@@ -54,6 +58,7 @@ impl MasterKey {
         let mut k = Self {
             encrypt: [0; 32],
             id: [0; 32],
+            authenticated_config: false,
         };
         random(&mut k.encrypt)?;
         random(&mut k.id)?;

@@ -1,10 +1,18 @@
 //! The index: which pack holds each blob. Index files list whole packs and
 //! are written only after those packs are durable; a snapshot is written only
 //! after the index files naming its blobs. Loaded into memory on open.
+//!
+//! A damaged index file does not make the repository unusable: it is left
+//! out (and named in [`Index::damaged_files`]); the blobs only it listed look
+//! absent, so a backup stores them again, and `attache repair index`
+//! rebuilds the index from the packs. Locations known to be damaged (a
+//! truncated pack, a blob that fails its check) are marked, and a blob is
+//! then read from another copy if one exists, or stored again by the next
+//! backup.
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +20,9 @@ use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
 use super::pack::{compress_json, decompress_json, parse_id, PackId, PackedBlob};
 use super::StoreError;
+
+/// Largest index file read: a real one lists at most a backup's packs.
+pub const MAX_FILE: u64 = 1 << 30;
 
 /// One index file: packs and their blobs.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -35,12 +46,22 @@ pub struct Location {
 /// All index files, merged.
 #[derive(Default)]
 pub struct Index {
+    /// Each blob's preferred location: one not known to be damaged, when
+    /// there is one.
     pub blobs: HashMap<BlobId, Location>,
+    /// Further copies of blobs stored more than once (after damage).
+    pub copies: HashMap<BlobId, Vec<Location>>,
     /// Index file id → the packs it lists.
     pub files: HashMap<BlobId, Vec<PackId>>,
+    /// Index files that could not be read, and why.
+    pub damaged_files: Vec<(PathBuf, String)>,
+    /// Locations known to be damaged, with why.
+    pub bad: HashMap<(PackId, BlobId), String>,
 }
 
 impl Index {
+    /// Loads every index file of the repository; damaged ones are skipped
+    /// and listed in `damaged_files`.
     pub fn load(root: &Path, cipher: &Cipher) -> Result<Self, StoreError> {
         let mut idx = Index::default();
         let dir = root.join("index");
@@ -49,18 +70,25 @@ impl Index {
             let Some(id) = p.file_name().and_then(|n| n.to_str()).and_then(parse_id) else {
                 continue;
             };
-            let file = read_index(&p, cipher)?;
-            idx.add(id, &file);
+            match read_index(&p, cipher) {
+                Ok(file) => idx.add(id, &file),
+                Err(e) => {
+                    tracing::warn!("{e}; its blobs are left out (run `attache repair index`)");
+                    idx.damaged_files.push((p, e.to_string()));
+                }
+            }
         }
+        idx.damaged_files.sort();
         Ok(idx)
     }
 
+    /// Adds the packs of one index file.
     pub fn add(&mut self, file_id: BlobId, file: &IndexFile) {
         let mut packs = Vec::new();
         for p in &file.packs {
             packs.push(p.pack);
             for b in &p.blobs {
-                self.blobs.entry(b.id).or_insert(Location {
+                self.insert(Location {
                     pack: p.pack,
                     blob: *b,
                 });
@@ -68,14 +96,92 @@ impl Index {
         }
         self.files.insert(file_id, packs);
     }
+
+    fn insert(&mut self, loc: Location) {
+        let id = loc.blob.id;
+        match self.blobs.get(&id).copied() {
+            None => {
+                self.blobs.insert(id, loc);
+            }
+            Some(cur) if cur.pack == loc.pack => {}
+            Some(cur) => {
+                let (keep, other) = if self.is_bad(&cur) && !self.is_bad(&loc) {
+                    (loc, cur)
+                } else {
+                    (cur, loc)
+                };
+                self.blobs.insert(id, keep);
+                self.copies.entry(id).or_default().push(other);
+            }
+        }
+    }
+
+    fn is_bad(&self, loc: &Location) -> bool {
+        self.bad.contains_key(&(loc.pack, loc.blob.id))
+    }
+
+    /// Records that a blob's copy in `pack` is damaged; another copy, if
+    /// any, becomes the preferred one.
+    pub fn mark_bad(&mut self, pack: PackId, blob: BlobId, why: String) {
+        self.bad.insert((pack, blob), why);
+        let Some(cur) = self.blobs.get(&blob).copied() else {
+            return;
+        };
+        if cur.pack != pack {
+            return;
+        }
+        let copies = self.copies.entry(blob).or_default();
+        let bad = &self.bad;
+        if let Some(i) = copies
+            .iter()
+            .position(|l| !bad.contains_key(&(l.pack, l.blob.id)))
+        {
+            let good = copies.swap_remove(i);
+            copies.push(cur);
+            self.blobs.insert(blob, good);
+        }
+    }
+
+    /// Whether a usable copy of `id` is indexed.
+    pub fn has_good(&self, id: &BlobId) -> bool {
+        self.blobs.get(id).is_some_and(|l| !self.is_bad(l))
+    }
+
+    /// Why the preferred copy of `id` is known to be damaged, if it is.
+    pub fn why_bad(&self, id: &BlobId) -> Option<&str> {
+        let l = self.blobs.get(id)?;
+        self.bad.get(&(l.pack, l.blob.id)).map(String::as_str)
+    }
 }
 
-pub fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError> {
-    let sealed = fs::read(path).map_err(|e| StoreError::at(path, e))?;
+/// Parses an index file's bytes: sealed, compressed JSON.
+pub fn decode(cipher: &Cipher, sealed: &[u8], what: &str) -> Result<IndexFile, StoreError> {
     let plain = cipher
-        .open(&sealed)
-        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
-    decompress_json(&plain, &path.display().to_string())
+        .open(sealed)
+        .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
+    decompress_json(&plain, what)
+}
+
+/// Reads and parses one index file; errors name it.
+pub fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError> {
+    let len = fs::metadata(path)
+        .map_err(|e| StoreError::at(path, e))?
+        .len();
+    if len > MAX_FILE {
+        return Err(StoreError::damaged(
+            path,
+            format!("{len} bytes is too large for an index file"),
+        ));
+    }
+    let sealed = fs::read(path).map_err(|e| StoreError::at(path, e))?;
+    decode(cipher, &sealed, "index file").map_err(|e| {
+        StoreError::damaged(
+            path,
+            e.to_string()
+                .trim_start_matches("damaged repository: ")
+                .to_owned(),
+        )
+    })
 }
 
 /// Writes an index file durably; returns its id.

@@ -9,8 +9,27 @@ use serde::{Deserialize, Serialize};
 use super::crypto::{random, MasterKey};
 use super::StoreError;
 
+/// Bounds on the Argon2id parameters a key file may ask for, checked before
+/// any derivation: a tampered key file must not make a command abort on an
+/// allocation, hang, or take gigabytes. The defaults of [`KeyFile::create`]
+/// (32 MiB, 4 passes, 1 lane) are well inside them.
+pub mod bounds {
+    /// Memory in KiB: 8 MiB to 512 MiB.
+    pub const M_COST: (u32, u32) = (8 << 10, 512 << 10);
+    /// Passes.
+    pub const T_COST: (u32, u32) = (1, 16);
+    /// Lanes.
+    pub const P_COST: (u32, u32) = (1, 16);
+    /// Memory × passes in KiB: at most 16 times the default work (about
+    /// 4 s of a core).
+    pub const WORK: u64 = 16 * 32 * 1024 * 4;
+    /// Salt bytes.
+    pub const SALT: (usize, usize) = (16, 64);
+}
+
 /// `keys/default`.
 #[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct KeyFile {
     pub kdf: String,
     /// Argon2 memory in KiB, iterations, parallelism.
@@ -32,12 +51,69 @@ fn derive(pass: &[u8], salt: &[u8], m: u32, t: u32, p: u32) -> Result<[u8; 32], 
     Ok(out)
 }
 
+/// Checks Argon2id parameters against [`bounds`].
+pub fn check_params(m: u32, t: u32, p: u32) -> Result<(), StoreError> {
+    let within = |v: u32, (lo, hi): (u32, u32), what: &str| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid(format!(
+                "key file {KEY_FILE}: {what} {v} is outside {lo}..={hi}; the file was damaged or tampered with"
+            )))
+        }
+    };
+    within(m, bounds::M_COST, "m_cost (KiB)")?;
+    within(t, bounds::T_COST, "t_cost")?;
+    within(p, bounds::P_COST, "p_cost")?;
+    if u64::from(m) * u64::from(t) > bounds::WORK {
+        return Err(StoreError::Invalid(format!(
+            "key file {KEY_FILE}: m_cost {m} × t_cost {t} asks for more than {} KiB-passes of work",
+            bounds::WORK
+        )));
+    }
+    if m < 8 * p {
+        return Err(StoreError::Invalid(format!(
+            "key file {KEY_FILE}: m_cost {m} is below 8 KiB per lane ({p} lanes)"
+        )));
+    }
+    Ok(())
+}
+
+/// Where the key file lives in a repository.
+pub const KEY_FILE: &str = "keys/default";
+
 impl KeyFile {
+    /// Parses and checks a key file's bytes: every field present, the KDF
+    /// known and its parameters within [`bounds`], salt and nonce of sane
+    /// lengths. Nothing is derived yet, so this is cheap on any input.
+    pub fn parse(bytes: &[u8]) -> Result<Self, StoreError> {
+        let bad = |what: String| StoreError::Corrupt(format!("key file {KEY_FILE}: {what}"));
+        let f: KeyFile = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+        if f.kdf != "argon2id" {
+            return Err(bad(format!("unknown kdf {:?}", f.kdf)));
+        }
+        check_params(f.m_cost, f.t_cost, f.p_cost)?;
+        let salt = hex::decode(&f.salt).map_err(|_| bad("salt is not hex".into()))?;
+        if !(bounds::SALT.0..=bounds::SALT.1).contains(&salt.len()) {
+            return Err(bad(format!("salt of {} bytes", salt.len())));
+        }
+        let nonce = hex::decode(&f.nonce).map_err(|_| bad("nonce is not hex".into()))?;
+        if nonce.len() != 24 {
+            return Err(bad(format!("nonce of {} bytes", nonce.len())));
+        }
+        let sealed = hex::decode(&f.sealed).map_err(|_| bad("sealed key is not hex".into()))?;
+        if !(16..=4096).contains(&sealed.len()) {
+            return Err(bad(format!("sealed key of {} bytes", sealed.len())));
+        }
+        Ok(f)
+    }
+
     /// Seals `key` under `passphrase` with Argon2id at 32 MiB and 4 passes
     /// (the memory restic's scrypt takes, several times its time), so that
     /// a guess costs an attacker about a quarter second of a core.
     pub fn create(key: &MasterKey, passphrase: &str) -> Result<Self, StoreError> {
         let (m, t, p) = (32 * 1024, 4, 1);
+        check_params(m, t, p)?;
         let mut salt = [0u8; 16];
         let mut nonce = [0u8; 24];
         random(&mut salt)?;
@@ -58,7 +134,8 @@ impl KeyFile {
         })
     }
 
-    /// Opens the master key; a wrong passphrase is `WrongPassword`.
+    /// Opens the master key; a wrong passphrase is `WrongPassword`. The
+    /// parameters are checked again here, whoever built `self`.
     pub fn open(&self, passphrase: &str) -> Result<MasterKey, StoreError> {
         let bad = |what: &str| StoreError::Corrupt(format!("key file: {what}"));
         if self.kdf != "argon2id" {
@@ -70,6 +147,7 @@ impl KeyFile {
         if nonce.len() != 24 {
             return Err(bad("nonce length"));
         }
+        check_params(self.m_cost, self.t_cost, self.p_cost)?;
         let kek = derive(
             passphrase.as_bytes(),
             &salt,
@@ -94,5 +172,34 @@ mod tests {
         let f = KeyFile::create(&k, "correct horse").unwrap();
         assert_eq!(f.open("correct horse").unwrap().encrypt, k.encrypt);
         assert!(matches!(f.open("wrong"), Err(StoreError::WrongPassword)));
+        let bytes = serde_json::to_vec(&f).unwrap();
+        assert!(KeyFile::parse(&bytes).is_ok());
+    }
+
+    #[test]
+    fn hostile_parameters_are_refused_before_deriving() {
+        let k = MasterKey::random().unwrap();
+        let good = KeyFile::create(&k, "pw").unwrap();
+        for (m, t, p) in [
+            (4_000_000_000u32, 4u32, 1u32),
+            (32 * 1024, u32::MAX, 1),
+            (2_097_152, 4, 1),
+            (0, 0, 0),
+            (32 * 1024, 4, 1000),
+            (512 << 10, 16, 1),
+        ] {
+            let mut v: serde_json::Value = serde_json::to_value(&good).unwrap();
+            v["m_cost"] = m.into();
+            v["t_cost"] = t.into();
+            v["p_cost"] = p.into();
+            let started = std::time::Instant::now();
+            let e = KeyFile::parse(&serde_json::to_vec(&v).unwrap())
+                .err()
+                .unwrap_or_else(|| panic!("{m} {t} {p} accepted"));
+            assert!(e.to_string().contains(KEY_FILE), "{e}");
+            let f: KeyFile = serde_json::from_value(v).unwrap();
+            assert!(f.open("pw").is_err());
+            assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        }
     }
 }

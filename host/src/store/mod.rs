@@ -18,25 +18,50 @@
 
 pub mod blob;
 pub mod chunker;
+pub mod config;
 pub mod crypto;
+pub mod damage;
 pub mod fsutil;
+pub mod gear;
 pub mod index;
 pub mod key;
 pub mod lock;
 pub mod pack;
 pub mod pack_set;
+#[cfg(test)]
+mod parse_props;
 pub mod snapshot;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
-use serde::{Deserialize, Serialize};
-
+use chunker::Chunker;
+pub use config::Config;
+use config::{Chunking, Encryption};
 use crypto::{BlobId, Cipher, MasterKey};
+use gear::Gear;
 use index::Index;
-use key::KeyFile;
+use key::{KeyFile, KEY_FILE};
 pub use pack_set::PackSet;
+
+/// What kind of failure a [`StoreError`] is, for callers that map errors to
+/// statuses (the server) or decide what to do next, without reading messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Something asked for does not exist (no repository, no snapshot).
+    NotFound,
+    /// A repository file is damaged or does not parse.
+    Corrupt,
+    /// Authentication failed or a password is missing or wrong.
+    Crypto,
+    /// A request or a repository setting is out of bounds.
+    Invalid,
+    /// Someone else holds the repository.
+    Locked,
+    /// The operating system failed us.
+    Io,
+}
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -44,10 +69,11 @@ pub enum StoreError {
     #[error("{path}: {source}")]
     At {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error(transparent)]
-    Io(std::io::Error),
+    Io(#[from] std::io::Error),
     #[error("{0} is not an Attaché repository (no config); run `attache init`")]
     NotARepository(PathBuf),
     #[error("{0} already holds a repository")]
@@ -66,9 +92,43 @@ pub enum StoreError {
     MissingBlob(BlobId),
     #[error("{0}")]
     Locked(String),
+    /// A setting in the repository (config, key file) is out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+    /// A repository file is damaged: which file, and what is wrong with it.
+    #[error("{}: {why}", path.display())]
+    DamagedFile { path: PathBuf, why: String },
 }
 
 impl StoreError {
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::At { source, .. } | Self::Io(source)
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ErrorKind::NotFound
+            }
+            Self::At { .. } | Self::Io(_) => ErrorKind::Io,
+            Self::NotARepository(_) => ErrorKind::NotFound,
+            Self::Exists(_) | Self::Invalid(_) => ErrorKind::Invalid,
+            Self::PasswordNeeded | Self::WrongPassword | Self::Crypto(_) => ErrorKind::Crypto,
+            Self::Corrupt(_)
+            | Self::Damaged { .. }
+            | Self::MissingBlob(_)
+            | Self::DamagedFile { .. } => ErrorKind::Corrupt,
+            Self::Locked(_) => ErrorKind::Locked,
+        }
+    }
+
+    /// A damaged file, named relative to the repository when it is in it.
+    pub fn damaged(path: &Path, why: impl Into<String>) -> Self {
+        Self::DamagedFile {
+            path: path.to_owned(),
+            why: why.into(),
+        }
+    }
+
     pub fn at(path: &Path, source: std::io::Error) -> Self {
         Self::At {
             path: path.to_owned(),
@@ -77,26 +137,70 @@ impl StoreError {
     }
 }
 
-/// `config`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Config {
-    pub format: u32,
-    /// Random id of this repository (names its local catalog cache).
-    pub id: String,
-    pub chunker: chunker::Params,
-    /// `xchacha20-poly1305` or `none`.
-    pub encryption: String,
-}
-
 /// An open repository store.
 pub struct Store {
     root: PathBuf,
     pub config: Config,
     cipher: Cipher,
+    gear: Arc<Gear>,
     pub(crate) index: RwLock<Index>,
 }
 
-const KEY_FILE: &str = "keys/default";
+/// The gear table `config` asks for.
+fn gear_for(config: &Config, key: Option<&MasterKey>) -> Result<Arc<Gear>, StoreError> {
+    match (config.chunking, key) {
+        (Chunking::Standard, _) => Ok(Gear::standard()),
+        (Chunking::Keyed, Some(k)) => Ok(Gear::keyed(&k.id)),
+        (Chunking::Keyed, None) => Err(StoreError::Invalid(
+            "config: keyed chunking in a repository without a key".into(),
+        )),
+    }
+}
+
+/// The index with the damage recorded in the repository marked.
+fn load_index(root: &Path, cipher: &Cipher) -> Result<Index, StoreError> {
+    let mut index = Index::load(root, cipher)?;
+    for d in damage::load(root, cipher) {
+        index.mark_bad(d.pack, d.blob, d.why);
+    }
+    Ok(index)
+}
+
+/// Writes the key file for `key` under `password`.
+fn write_key(root: &Path, key: &MasterKey, password: &str) -> Result<(), StoreError> {
+    let file = KeyFile::create(key, password)?;
+    let body = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    fsutil::write_atomic(&root.join(KEY_FILE), &body)
+}
+
+/// Upgrades a format-2 encrypted repository whose key is open: the config
+/// gets its MAC (written first), then the key file records that the config
+/// is authenticated, so a later unauthenticated config is refused. A
+/// repository that cannot be written (read-only) is used as it is.
+fn upgrade(root: &Path, config: &mut Config, key: &mut MasterKey, password: &str) {
+    let result = (|| -> Result<(), StoreError> {
+        if config.format != config::FORMAT {
+            let mut c = config.clone();
+            c.format = config::FORMAT;
+            c.magic = config::MAGIC.into();
+            c.chunking = Chunking::Standard;
+            c.seal(key)?;
+            fsutil::write_atomic(&root.join("config"), &c.to_bytes()?)?;
+            *config = c;
+        }
+        let mut k = key.clone();
+        k.authenticated_config = true;
+        write_key(root, &k, password)?;
+        *key = k;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        tracing::warn!(
+            "cannot upgrade the repository's config to format {}: {e}",
+            config::FORMAT
+        );
+    }
+}
 
 impl Store {
     /// Creates a repository. With a password it is encrypted; without one,
@@ -110,30 +214,23 @@ impl Store {
         }
         let mut id = [0u8; 16];
         crypto::random(&mut id)?;
-        let (cipher, encryption) = match password {
+        let (config, key) = match password {
             Some(p) => {
-                let key = MasterKey::random()?;
-                let file = KeyFile::create(&key, p)?;
-                let body = serde_json::to_vec_pretty(&file)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                fsutil::write_atomic(&root.join(KEY_FILE), &body)?;
-                (Cipher::new(Some(&key)), "xchacha20-poly1305")
+                let mut key = MasterKey::random()?;
+                key.authenticated_config = true;
+                write_key(root, &key, p)?;
+                let mut config = Config::new(hex::encode(id), Encryption::XChaCha20Poly1305);
+                config.seal(&key)?;
+                (config, Some(key))
             }
-            None => (Cipher::None, "none"),
+            None => (Config::new(hex::encode(id), Encryption::None), None),
         };
-        let config = Config {
-            format: 2,
-            id: hex::encode(id),
-            chunker: chunker::Params::default(),
-            encryption: encryption.into(),
-        };
-        let body =
-            serde_json::to_vec_pretty(&config).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        fsutil::write_atomic(&root.join("config"), &body)?;
+        fsutil::write_atomic(&root.join("config"), &config.to_bytes()?)?;
         Ok(Self {
             root: root.to_owned(),
+            gear: gear_for(&config, key.as_ref())?,
+            cipher: Cipher::new(key.as_ref()),
             config,
-            cipher,
             index: RwLock::new(Index::default()),
         })
     }
@@ -148,25 +245,51 @@ impl Store {
             }
             Err(e) => return Err(StoreError::at(&cpath, e)),
         };
-        let config: Config = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Corrupt(format!("config: {e}")))?;
-        let cipher = match config.encryption.as_str() {
-            "none" => Cipher::None,
-            "xchacha20-poly1305" => {
-                let password = password.ok_or(StoreError::PasswordNeeded)?;
-                let kpath = root.join(KEY_FILE);
-                let kbytes = fs::read(&kpath).map_err(|e| StoreError::at(&kpath, e))?;
-                let file: KeyFile = serde_json::from_slice(&kbytes)
-                    .map_err(|e| StoreError::Corrupt(format!("key file: {e}")))?;
-                Cipher::new(Some(&file.open(password)?))
+        let mut config = Config::parse(&bytes)?;
+        let kpath = root.join(KEY_FILE);
+        let key = match config.encryption {
+            Encryption::None => {
+                // Encryption cannot be switched off by editing the config:
+                // a repository with a key, or a caller with a password,
+                // expects it on.
+                if kpath.exists() {
+                    return Err(StoreError::Crypto(format!(
+                        "config says the repository is not encrypted, but it has a key ({}): the config was tampered with; refusing to use it",
+                        kpath.display()
+                    )));
+                }
+                if password.is_some() {
+                    return Err(StoreError::Crypto(
+                        "the repository is not encrypted, but a password was given: unset ATTACHE_PASSWORD (or drop --password-file) to use an unencrypted repository".into(),
+                    ));
+                }
+                None
             }
-            other => return Err(StoreError::Corrupt(format!("unknown encryption {other:?}"))),
+            Encryption::XChaCha20Poly1305 => {
+                let password = password.ok_or(StoreError::PasswordNeeded)?;
+                let kbytes = fs::read(&kpath).map_err(|e| StoreError::at(&kpath, e))?;
+                let mut key = KeyFile::parse(&kbytes)?.open(password)?;
+                if config.format == config::FORMAT {
+                    config.authenticate(&key)?;
+                } else if key.authenticated_config {
+                    return Err(StoreError::Crypto(
+                        "config: the repository was upgraded to an authenticated config, but this one carries none: it was replaced; refusing to use it".into(),
+                    ));
+                }
+                if !key.authenticated_config {
+                    upgrade(root, &mut config, &mut key, password);
+                }
+                Some(key)
+            }
         };
-        let index = Index::load(root, &cipher)?;
+        let cipher = Cipher::new(key.as_ref());
+        let gear = gear_for(&config, key.as_ref())?;
+        let index = load_index(root, &cipher)?;
         Ok(Self {
             root: root.to_owned(),
             config,
             cipher,
+            gear,
             index: RwLock::new(index),
         })
     }
@@ -179,34 +302,147 @@ impl Store {
         &self.cipher
     }
 
+    /// A chunker cutting as this repository does (keyed or not).
+    pub fn chunker(&self) -> Chunker {
+        Chunker::with_gear(self.config.chunker, self.gear.clone())
+    }
+
     /// Reloads the index, after other processes added to the repository.
     pub fn reload_index(&self) -> Result<(), StoreError> {
-        let idx = Index::load(&self.root, &self.cipher)?;
-        *self.index.write().expect("index lock") = idx;
+        let idx = load_index(&self.root, &self.cipher)?;
+        *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
         Ok(())
     }
 
     pub fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        self.index.read().expect("index lock")
+        self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a usable copy of the blob is stored (not known damaged).
     pub fn has(&self, id: &BlobId) -> bool {
-        self.index().blobs.contains_key(id)
+        self.index().has_good(id)
     }
 
-    /// Reads, opens and checks one blob.
+    /// Marks a blob's copy in `pack` as damaged for this process.
+    pub fn mark_bad(&self, pack: BlobId, blob: BlobId, why: String) {
+        self.index_mut().mark_bad(pack, blob, why);
+    }
+
+    /// Checks that every indexed pack exists and is long enough for its
+    /// blobs (one `stat` per pack, no data read); the blobs of those that
+    /// are not are marked damaged, so a backup stores them again. Returns
+    /// what was found, naming the files.
+    pub fn check_packs(&self) -> Vec<String> {
+        let mut need: std::collections::HashMap<BlobId, (u64, Vec<BlobId>)> = Default::default();
+        {
+            let idx = self.index();
+            let all = idx.blobs.values().chain(idx.copies.values().flatten());
+            for l in all {
+                let e = need.entry(l.pack).or_default();
+                e.0 = e.0.max(l.blob.offset.saturating_add(u64::from(l.blob.len)));
+                e.1.push(l.blob.id);
+            }
+        }
+        let mut found = Vec::new();
+        for (pack, (end, blobs)) in need {
+            let path = pack::pack_path(&self.root, &pack);
+            let why = match fs::metadata(&path) {
+                Ok(m) if m.len() >= end => continue,
+                Ok(m) => format!("pack is truncated: {} bytes, its blobs need {end}", m.len()),
+                Err(e) => format!("pack is missing: {e}"),
+            };
+            found.push(format!("{}: {why}", path.display()));
+            let mut idx = self.index_mut();
+            for b in blobs {
+                idx.mark_bad(pack, b, why.clone());
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Reads, opens and checks one blob, trying every copy; errors name the
+    /// pack file and what is wrong with it.
     pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, StoreError> {
-        let loc = *self
-            .index()
-            .blobs
-            .get(id)
-            .ok_or(StoreError::MissingBlob(*id))?;
-        let bytes = pack::read_blob(&self.root, &loc.pack, loc.blob.offset, loc.blob.len)?;
-        blob::decode(&self.cipher, id, loc.blob.raw_len, &bytes)
+        let (first, copies) = {
+            let idx = self.index();
+            let first = *idx.blobs.get(id).ok_or(StoreError::MissingBlob(*id))?;
+            (first, idx.copies.get(id).cloned().unwrap_or_default())
+        };
+        let mut err = None;
+        for loc in std::iter::once(first).chain(copies) {
+            let path = pack::pack_path(&self.root, &loc.pack);
+            let got = pack::read_blob(&self.root, &loc.pack, loc.blob.offset, loc.blob.len)
+                .and_then(|bytes| blob::decode(&self.cipher, id, loc.blob.raw_len, &bytes))
+                .map_err(|e| match e {
+                    StoreError::Damaged { why, .. } => {
+                        StoreError::damaged(&path, format!("blob {id} is damaged: {why}"))
+                    }
+                    e => e,
+                });
+            match got {
+                Ok(plain) => return Ok(plain),
+                Err(e) => {
+                    if err.is_none() {
+                        err = Some(e);
+                    }
+                }
+            }
+        }
+        Err(err.unwrap_or(StoreError::MissingBlob(*id)))
     }
 
     /// A writer of new blobs into new packs.
     pub fn writer(&self) -> PackSet<'_> {
         PackSet::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cuts(store: &Store, data: &[u8]) -> Vec<usize> {
+        let mut c = store.chunker();
+        let mut out = Vec::new();
+        let mut f = |b: &[u8]| -> Result<(), ()> {
+            out.push(b.len());
+            Ok(())
+        };
+        c.push(data, &mut f).unwrap();
+        c.finish(&mut f).unwrap();
+        out
+    }
+
+    #[test]
+    fn encrypted_repositories_cut_by_their_key() {
+        let d = tempfile::tempdir().unwrap();
+        let mut data = vec![0u8; 40 << 20];
+        crypto::random(&mut data).unwrap();
+        let a = Store::init(&d.path().join("a"), Some("pw")).unwrap();
+        let b = Store::init(&d.path().join("b"), Some("pw")).unwrap();
+        let plain = Store::init(&d.path().join("plain"), None).unwrap();
+        assert_eq!(a.config.chunking, Chunking::Keyed);
+        assert_eq!(plain.config.chunking, Chunking::Standard);
+        let (ca, cb, cp) = (cuts(&a, &data), cuts(&b, &data), cuts(&plain, &data));
+        assert_ne!(ca, cb, "two keys, two sets of cut points");
+        assert_ne!(ca, cp);
+        // Reopened, a repository cuts as before.
+        drop(a);
+        let again = Store::open(&d.path().join("a"), Some("pw")).unwrap();
+        assert_eq!(cuts(&again, &data), ca);
+        let unkeyed: Vec<usize> = fastcdc::v2020::FastCDC::new(
+            &data,
+            plain.config.chunker.min,
+            plain.config.chunker.avg,
+            plain.config.chunker.max,
+        )
+        .map(|c| c.length)
+        .collect();
+        assert_eq!(cp, unkeyed, "unkeyed repositories cut as before");
     }
 }

@@ -101,16 +101,63 @@ impl PackWriter {
     }
 }
 
-/// Reads one blob's stored bytes.
+/// Reads one blob's stored bytes; a pack too short for it is named, with
+/// what is wrong (not "failed to fill whole buffer").
 pub fn read_blob(root: &Path, pack: &PackId, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
     let path = pack_path(root, pack);
     let mut f = fs::File::open(&path).map_err(|e| StoreError::at(&path, e))?;
+    let size = f.metadata().map_err(|e| StoreError::at(&path, e))?.len();
+    let end = offset.saturating_add(u64::from(len));
+    if end > size {
+        return Err(StoreError::damaged(
+            &path,
+            format!(
+                "pack is truncated: a blob at bytes {offset}..{end} lies past its end ({size} bytes)"
+            ),
+        ));
+    }
     f.seek(SeekFrom::Start(offset))
         .map_err(|e| StoreError::at(&path, e))?;
     let mut buf = vec![0u8; len as usize];
     f.read_exact(&mut buf)
         .map_err(|e| StoreError::at(&path, e))?;
     Ok(buf)
+}
+
+/// Largest pack header accepted (compressed, sealed): a full pack of the
+/// smallest chunks lists a few thousand blobs.
+pub const MAX_HEADER: usize = 16 << 20;
+
+/// Parses the header at the end of a pack's bytes: the blobs it holds, each
+/// checked to lie inside the pack before the header.
+pub fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, StoreError> {
+    let bad = |why: String| StoreError::Corrupt(format!("pack header: {why}"));
+    let n = bytes.len();
+    let tail: [u8; 4] = bytes
+        .get(n.saturating_sub(4)..)
+        .and_then(|t| t.try_into().ok())
+        .ok_or_else(|| bad(format!("a pack of {n} bytes has no header length")))?;
+    let hlen = u32::from_le_bytes(tail) as usize;
+    if hlen > MAX_HEADER || hlen + 4 > n {
+        return Err(bad(format!(
+            "header length {hlen} does not fit a pack of {n} bytes"
+        )));
+    }
+    let start = n - 4 - hlen;
+    let plain = cipher
+        .open(&bytes[start..n - 4])
+        .map_err(|e| bad(e.to_string()))?;
+    let blobs: Vec<PackedBlob> = decompress_json(&plain, "pack header")?;
+    for b in &blobs {
+        let end = b.offset.checked_add(u64::from(b.len));
+        if end.is_none_or(|e| e > start as u64) {
+            return Err(bad(format!(
+                "blob {} at {}+{} lies outside the pack's {start} data bytes",
+                b.id, b.offset, b.len
+            )));
+        }
+    }
+    Ok(blobs)
 }
 
 /// Every pack file in the repository.
@@ -144,12 +191,25 @@ pub fn compress_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     zstd::bulk::compress(&json, 3).map_err(StoreError::Io)
 }
 
+/// Most bytes [`decompress_json`] inflates to: damaged or hostile input
+/// cannot make it take more memory than this.
+pub const MAX_JSON: u64 = 4 << 30;
+
 /// Reverses [`compress_json`].
 pub fn decompress_json<T: serde::de::DeserializeOwned>(
     b: &[u8],
     what: &str,
 ) -> Result<T, StoreError> {
-    let json =
-        zstd::stream::decode_all(b).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
-    serde_json::from_slice(&json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+    use std::io::Read as _;
+    let bad = |e: &dyn std::fmt::Display| StoreError::Corrupt(format!("{what}: {e}"));
+    let mut json = Vec::new();
+    zstd::stream::read::Decoder::new(b)
+        .map_err(|e| bad(&e))?
+        .take(MAX_JSON + 1)
+        .read_to_end(&mut json)
+        .map_err(|e| bad(&e))?;
+    if json.len() as u64 > MAX_JSON {
+        return Err(bad(&"inflates past its bound"));
+    }
+    serde_json::from_slice(&json).map_err(|e| bad(&e))
 }

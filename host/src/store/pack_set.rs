@@ -154,7 +154,11 @@ impl<'s> PackSet<'s> {
         }
         let file = IndexFile { packs };
         let id = index::write_index(self.store.root(), self.store.cipher(), &file)?;
-        self.store.index.write().expect("index lock").add(id, &file);
+        self.store
+            .index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .add(id, &file);
         Ok(bytes)
     }
 }

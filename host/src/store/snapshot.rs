@@ -7,8 +7,8 @@ use std::fs;
 use guest_runner::stream::ItemRecord;
 use serde::{Deserialize, Serialize};
 
-use super::chunker::{Chunker, Params};
-use super::crypto::BlobId;
+use super::chunker::Chunker;
+use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
 use super::pack::{parse_id, BlobKind};
 use super::{PackSet, Store, StoreError};
@@ -71,13 +71,43 @@ impl SnapshotInfo {
     }
 }
 
+/// Largest snapshot file read (the description, not the item list).
+pub const MAX_SNAPSHOT: u64 = 64 << 20;
+
+/// A snapshot file that cannot be read.
+#[derive(Debug, Clone, Serialize)]
+pub struct DamagedSnapshot {
+    pub id: String,
+    pub path: std::path::PathBuf,
+    pub why: String,
+}
+
+/// The snapshots of a repository, readable or not.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub good: Vec<SnapshotInfo>,
+    pub damaged: Vec<DamagedSnapshot>,
+}
+
+/// Parses a snapshot file's bytes, named `id` (the BLAKE3 of the bytes);
+/// the error says what is wrong.
+pub fn decode(cipher: &Cipher, id: &str, sealed: &[u8]) -> Result<SnapshotInfo, String> {
+    if blake3::hash(sealed).to_hex().as_str() != id {
+        return Err("content does not match its name (damaged, or not a snapshot)".into());
+    }
+    let plain = cipher.open(sealed).map_err(|e| e.to_string())?;
+    let mut info: SnapshotInfo =
+        serde_json::from_slice(&plain).map_err(|e| format!("does not parse: {e}"))?;
+    info.id = id.to_owned();
+    Ok(info)
+}
+
 /// Stores an item list as tree blobs.
 pub fn write_tree(
     set: &mut PackSet<'_>,
-    params: Params,
+    mut chunker: Chunker,
     items: &[StoredItem],
 ) -> Result<Vec<BlobId>, StoreError> {
-    let mut chunker = Chunker::new(params);
     let mut ids = Vec::new();
     let mut out = |c: &[u8]| -> Result<(), StoreError> {
         ids.push(set.add(BlobKind::Tree, c)?);
@@ -106,10 +136,17 @@ impl Store {
         Ok(id)
     }
 
-    /// Every snapshot, oldest first.
+    /// Every readable snapshot, oldest first; damaged snapshot files are
+    /// left out (see [`Store::snapshot_listing`]).
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
+        Ok(self.snapshot_listing()?.good)
+    }
+
+    /// Every snapshot file: those that read, oldest first, and those that
+    /// do not, named with why. One damaged file never hides the others.
+    pub fn snapshot_listing(&self) -> Result<Listing, StoreError> {
         let dir = self.root().join("snapshots");
-        let mut out = Vec::new();
+        let mut out = Listing::default();
         for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
             let p = e.map_err(|e| StoreError::at(&dir, e))?.path();
             let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
@@ -118,28 +155,38 @@ impl Store {
             if parse_id(name).is_none() {
                 continue;
             }
-            out.push(self.read_snapshot(name)?);
+            match self.read_snapshot(name) {
+                Ok(s) => out.good.push(s),
+                Err(e) => {
+                    out.damaged.push(DamagedSnapshot {
+                        id: name.to_owned(),
+                        path: p.clone(),
+                        why: match e {
+                            StoreError::DamagedFile { why, .. } => why,
+                            e => e.to_string(),
+                        },
+                    });
+                }
+            }
         }
-        out.sort_by(|a, b| (a.time, a.nanos, &a.id).cmp(&(b.time, b.nanos, &b.id)));
+        out.good
+            .sort_by(|a, b| (a.time, a.nanos, &a.id).cmp(&(b.time, b.nanos, &b.id)));
+        out.damaged.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(out)
     }
 
+    /// Reads one snapshot file; errors name it.
     pub fn read_snapshot(&self, id: &str) -> Result<SnapshotInfo, StoreError> {
         let p = self.root().join("snapshots").join(id);
-        let sealed = fs::read(&p).map_err(|e| StoreError::at(&p, e))?;
-        if blake3::hash(&sealed).to_hex().as_str() != id {
-            return Err(StoreError::Corrupt(format!(
-                "snapshot {id}: content does not match its name"
-            )));
+        let len = fs::metadata(&p).map_err(|e| StoreError::at(&p, e))?.len();
+        if len > MAX_SNAPSHOT {
+            return Err(StoreError::damaged(
+                &p,
+                format!("{len} bytes is too large for a snapshot file"),
+            ));
         }
-        let plain = self
-            .cipher()
-            .open(&sealed)
-            .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: {e}")))?;
-        let mut info: SnapshotInfo = serde_json::from_slice(&plain)
-            .map_err(|e| StoreError::Corrupt(format!("snapshot {id}: {e}")))?;
-        info.id = id.to_owned();
-        Ok(info)
+        let sealed = fs::read(&p).map_err(|e| StoreError::at(&p, e))?;
+        decode(self.cipher(), id, &sealed).map_err(|why| StoreError::damaged(&p, why))
     }
 
     pub fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {

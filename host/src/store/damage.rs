@@ -1,0 +1,100 @@
+//! `REPO/damage`: blob copies `verify --read-data` found damaged, so that
+//! every later command knows them without reading the data again: reads try
+//! another copy, and a backup stores such a blob again instead of pointing a
+//! new snapshot at the damaged copy. Sealed like the index (authenticated in
+//! an encrypted repository); `attache repair index` rebuilds the index
+//! without damaged copies and removes the file.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{BlobId, Cipher};
+use super::fsutil::write_atomic;
+use super::pack::{compress_json, decompress_json, PackId};
+use super::StoreError;
+
+/// `magic` of the file.
+pub const MAGIC: &str = "attache-damage";
+/// Its format version.
+pub const VERSION: u32 = 1;
+
+/// One damaged copy of a blob.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Damaged {
+    pub pack: PackId,
+    pub blob: BlobId,
+    pub why: String,
+}
+
+/// The file's content.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DamageRecord {
+    pub magic: String,
+    pub version: u32,
+    pub damaged: Vec<Damaged>,
+}
+
+/// Where the record lives.
+pub fn path(root: &Path) -> PathBuf {
+    root.join("damage")
+}
+
+/// Parses the record's bytes.
+pub fn decode(cipher: &Cipher, sealed: &[u8]) -> Result<DamageRecord, StoreError> {
+    let plain = cipher
+        .open(sealed)
+        .map_err(|e| StoreError::Corrupt(format!("damage record: {e}")))?;
+    let r: DamageRecord = decompress_json(&plain, "damage record")?;
+    if r.magic != MAGIC || r.version != VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "damage record: magic {:?} version {} is not {MAGIC:?} {VERSION}",
+            r.magic, r.version
+        )));
+    }
+    Ok(r)
+}
+
+/// Reads the record; none is an empty one. A damaged record is named and
+/// ignored (it only ever saves re-reading data).
+pub fn load(root: &Path, cipher: &Cipher) -> Vec<Damaged> {
+    let p = path(root);
+    match fs::read(&p) {
+        Ok(b) => match decode(cipher, &b) {
+            Ok(r) => r.damaged,
+            Err(e) => {
+                tracing::warn!("{}: {e}; ignored", p.display());
+                Vec::new()
+            }
+        },
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Adds `found` to the record (durably).
+pub fn record(root: &Path, cipher: &Cipher, found: &[Damaged]) -> Result<(), StoreError> {
+    let mut all = load(root, cipher);
+    for d in found {
+        if !all.iter().any(|a| a.pack == d.pack && a.blob == d.blob) {
+            all.push(d.clone());
+        }
+    }
+    let r = DamageRecord {
+        magic: MAGIC.into(),
+        version: VERSION,
+        damaged: all,
+    };
+    write_atomic(&path(root), &cipher.seal(&compress_json(&r)?)?)
+}
+
+/// Removes the record (after the index was rebuilt without what it names).
+pub fn clear(root: &Path) -> Result<(), StoreError> {
+    let p = path(root);
+    match fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StoreError::at(&p, e)),
+    }
+}

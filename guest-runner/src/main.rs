@@ -40,7 +40,34 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("guest-runner: error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// The exit status says what kind of failure it was, for callers that act
+/// on it (`attache plugin test`): 2 the job was refused before the plugin
+/// ran (policy, options, contract version); 3 the plugin returned an
+/// error; 4 the plugin was stopped (trap, memory limit, deadline); 1
+/// anything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use guest_runner::runtime::RunnerError as E;
+    match e.downcast_ref::<E>() {
+        Some(E::Policy(_) | E::Options { .. } | E::Contract { .. }) => 2,
+        Some(E::Plugin { .. }) => 3,
+        Some(
+            E::Trap { .. }
+            | E::MemoryLimit { .. }
+            | E::Deadline { .. }
+            | E::QuiesceTimeout { .. }
+            | E::Poisoned { .. },
+        ) => 4,
+        _ if e
+            .downcast_ref::<guest_runner::policy::PolicyError>()
+            .is_some() =>
+        {
+            2
+        }
+        _ => 1,
     }
 }

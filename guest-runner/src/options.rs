@@ -172,6 +172,12 @@ pub struct BackupArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub channel: ChannelArgs,
+    /// A check for plugin authors (`attache plugin test`): after a
+    /// successful quiesce, drop the instance as if it had crashed, thaw in
+    /// a fresh instance with the state quiesce returned, and stop without
+    /// backing up (exit 0 when that thaw worked).
+    #[arg(long, requires = "quiesce", conflicts_with = "channel")]
+    pub fail_after_quiesce: bool,
     /// With --channel: after the plugin's quiesce, ask the server to freeze
     /// the guest's filesystems (it thaws them once the stream has arrived).
     #[arg(long, requires = "channel")]

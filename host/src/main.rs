@@ -21,8 +21,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{
-    Cli, Command, ContainerCommand, HypervisorCommand, PluginCommand, PolicyCommand,
-    RepairCommand, VmCommand,
+    Cli, Command, ContainerCommand, HypervisorCommand, PluginCommand, PolicyCommand, RepairCommand,
+    VmCommand,
 };
 
 fn main() -> ExitCode {
@@ -78,8 +78,8 @@ fn main() -> ExitCode {
             command: PluginCommand::Info,
         } => commands::plugin::info(&cli),
         Command::Plugin {
-            command: PluginCommand::Test(_a),
-        } => todo!(),
+            command: PluginCommand::Test(a),
+        } => commands::plugin_test::run(&cli, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

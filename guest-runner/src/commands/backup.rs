@@ -72,6 +72,25 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         }
         None
     };
+    if a.fail_after_quiesce {
+        let state = quiesced.as_deref().unwrap_or_default();
+        let name = run.name().to_owned();
+        drop(run);
+        let limits = guest_runner::runtime::Limits {
+            deadline: guest_runner::runtime::THAW_DEADLINE.max(job.limits.quiesce),
+            ..job.limits
+        };
+        let fresh = State::granted(&name, &job.grants, limits.memory)?;
+        let mut fresh = Running::start(&p.sandbox, &p.component, fresh, limits)?;
+        if quiesced.is_some() {
+            fresh.thaw(state, &job.options)?;
+        }
+        println!(
+            "{}",
+            serde_json::json!({ "quiesced": quiesced.is_some(), "thawed_in_fresh_instance": quiesced.is_some() })
+        );
+        return Ok(());
+    }
     let out: Box<dyn Write + Send> = match channel {
         Some(mut ch) => {
             if a.fsfreeze {

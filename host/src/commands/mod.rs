@@ -9,6 +9,7 @@ pub mod init;
 pub mod ls;
 pub mod plugin;
 pub mod plugin_new;
+pub mod plugin_test;
 
 pub mod policy;
 pub mod prune;

@@ -32,8 +32,18 @@ pub fn plan(request: &PlanRequest) -> Result<AccessPlan, PluginError> {
             ids.push(server.to_owned());
         }
     }
+    let below_dir = matches!(
+        request.destination,
+        Some(attache_plugin_sdk::RestoreDestination::Alternate(_))
+    );
     for id in &ids {
         plan = match crate::parse(id)? {
+            Id::Pg(_) if restore && below_dir => {
+                return Err(PluginError::InvalidRequest(format!(
+                    "{id} lives in a database server, not below a directory: restore it \
+                     in place (--to local or the VM), or under another id with --as NEW_ID"
+                )))
+            }
             Id::Pg(pg) => plan.connect(pg.addr.to_string(), format!("PostgreSQL server of {id}")),
             Id::Sqlite(path) => {
                 let dir = preopens::parent(&path)?;
@@ -142,5 +152,18 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(p.connect[0].address, "10.0.0.5:6432");
+    }
+
+    #[test]
+    fn postgresql_items_are_not_restored_below_a_directory() {
+        let mut r = request(
+            Operation::Restore,
+            &["postgresql://app@127.0.0.1:5432/shop"],
+            &[],
+        );
+        r.destination = Some(RestoreDestination::Alternate("/tmp/x".into()));
+        assert!(matches!(plan(&r), Err(PluginError::InvalidRequest(_))));
+        r.destination = Some(RestoreDestination::Original);
+        assert!(plan(&r).is_ok());
     }
 }

@@ -48,6 +48,10 @@ pub struct PluginEntry {
     /// The component compiled ahead of time, if the container carries it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precompiled: Option<Precompiled>,
+    /// The contract version (`0.2.0`) the plugin was built against, as the
+    /// runner found it when it compiled the plugin for the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<String>,
 }
 
 /// A component compiled ahead of time for a runner's engine.
@@ -145,6 +149,7 @@ impl Manifest {
                 entry: entry(dir, &plugin_file(&name))?,
                 name,
                 precompiled,
+                contract: None,
             });
         }
         let mut h = blake3::Hasher::new();

@@ -3,8 +3,10 @@
 //! under software emulation takes seconds where the server takes
 //! milliseconds). Run on the server by `attache container assemble`: the
 //! compiled forms go next to the components as `plugins/NAME.cwasm`, and
-//! the engine id printed on stdout goes into the manifest, so that only a
-//! runner with this very engine loads them.
+//! the engine id printed on stdout's first line goes into the manifest, so
+//! that only a runner with this very engine loads them. Each further line
+//! is `NAME CONTRACT`: the contract version the plugin was built against,
+//! which the manifest records too.
 
 use std::fs;
 
@@ -18,16 +20,21 @@ use crate::options::{Cli, PrecompileArgs};
 pub fn run(cli: &Cli, a: &PrecompileArgs) -> anyhow::Result<()> {
     let dir = agent_dir(cli)?;
     let sandbox = Sandbox::new(None)?;
+    let mut contracts = Vec::new();
     for name in &a.plugins {
         check_name(name)?;
         let src = dir.join(plugin_file(name));
         let bytes = fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-        let code = sandbox.precompile(name, &bytes)?;
+        let (code, contract) = sandbox.precompile(name, &bytes)?;
+        contracts.push(format!("{name} {}", contract.as_str()));
         let dst = dir.join(precompiled_file(name));
         let tmp = dst.with_extension("cwasm.tmp");
         fs::write(&tmp, &code).with_context(|| format!("cannot write {}", tmp.display()))?;
         fs::rename(&tmp, &dst).with_context(|| format!("cannot write {}", dst.display()))?;
     }
     println!("{}", sandbox.engine_id());
+    for c in contracts {
+        println!("{c}");
+    }
     Ok(())
 }

@@ -80,15 +80,21 @@ impl Sandbox {
         format!("{}-{:016x}", portable_triple(), h.finish())
     }
 
-    /// Compiles a component into the form `load` takes from a container.
-    pub fn precompile(&self, name: &str, bytes: &[u8]) -> Result<Vec<u8>, RunnerError> {
+    /// Compiles a component into the form `load` takes from a container;
+    /// also the contract version it was built against (one this runner
+    /// serves, or an error naming those it serves).
+    pub fn precompile(
+        &self,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(Vec<u8>, super::Contract), RunnerError> {
         let load_err = |e: wasmtime::Error| RunnerError::Load {
             plugin: name.into(),
             message: format!("{e:#}"),
         };
-        Component::new(&self.engine, bytes)
-            .and_then(|c| c.serialize())
-            .map_err(load_err)
+        let component = Component::new(&self.engine, bytes).map_err(load_err)?;
+        let contract = super::Contract::of(&self.engine, &component, name)?;
+        Ok((component.serialize().map_err(load_err)?, contract))
     }
 
     /// Loads plugin `name` of the container at `dir`: its component is

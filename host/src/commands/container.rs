@@ -57,8 +57,20 @@ pub fn assemble(a: &AssembleArgs) -> anyhow::Result<()> {
         "guest-runner precompile failed: {}",
         String::from_utf8_lossy(&out.stderr).trim()
     );
-    let engine = String::from_utf8(out.stdout).context("engine id")?;
-    let manifest = Manifest::for_dir(&a.out, &names, Some(engine.trim()))?;
+    let printed = String::from_utf8(out.stdout).context("engine id")?;
+    let mut lines = printed.lines();
+    let engine = lines
+        .next()
+        .context("guest-runner precompile printed no engine id")?;
+    let mut manifest = Manifest::for_dir(&a.out, &names, Some(engine.trim()))?;
+    // Each plugin's contract version, as the runner found it.
+    for line in lines {
+        if let Some((name, contract)) = line.split_once(' ') {
+            if let Some(p) = manifest.plugins.iter_mut().find(|p| p.name == name) {
+                p.contract = Some(contract.to_owned());
+            }
+        }
+    }
     manifest.write(&a.out)?;
     println!("{}", manifest.version);
     Ok(())

@@ -322,6 +322,99 @@ fn including_a_file_grants_that_file_alone() {
     );
 }
 
+// ---- grants come from the plugins' plans ---------------------------------
+
+#[test]
+fn the_sql_plugin_plans_exact_grants_and_the_host_and_runner_know_no_id_scheme() {
+    let sql = root().join("target/wasm32-wasip2/release/attache_plugin_sql.wasm");
+    assert!(sql.exists(), "run `make build` first");
+    let site = Site::new(&[("sql", &sql)]);
+    let plan = |id: &str| {
+        let out = ok(site.runner().args([
+            "plan",
+            "--plugin",
+            "sql",
+            "--operation",
+            "backup",
+            "--select",
+            id,
+        ]));
+        serde_json::from_str::<Value>(&out).expect("plan prints JSON")
+    };
+    // One exact address for a server, no paths.
+    let p = plan("postgresql://backup@127.0.0.1:5432/shop");
+    let connect: Vec<&str> = p["connect"]
+        .as_array()
+        .expect("connect")
+        .iter()
+        .filter_map(|n| n["address"].as_str())
+        .collect();
+    assert_eq!(connect, ["127.0.0.1:5432"], "{p:#}");
+    assert_eq!(p["paths"], serde_json::json!([]), "{p:#}");
+    // No port range: port 0 is an invalid request.
+    let err = refused(site.runner().args([
+        "plan",
+        "--plugin",
+        "sql",
+        "--operation",
+        "backup",
+        "--select",
+        "postgresql://backup@127.0.0.1:0/shop",
+    ]));
+    assert!(err.contains("port 0"), "{err}");
+    // An SQLite database: its directory (journal, WAL), read only, no network.
+    let db = site.path("app/app.db");
+    let p = plan(&format!("sqlite://{}", db.display()));
+    let paths = p["paths"].as_array().expect("paths");
+    assert_eq!(paths.len(), 1, "{p:#}");
+    assert_eq!(paths[0]["path"], site.path("app").to_str().expect("UTF-8"));
+    assert_eq!(paths[0]["access"], "read");
+    assert_eq!(p["connect"], serde_json::json!([]), "{p:#}");
+
+    // Neither the host nor the runner parses an application's ids: no
+    // string literal in their code (comments and test modules aside)
+    // starts with a scheme.
+    let mut found = Vec::new();
+    for dir in ["host/src", "guest-runner/src"] {
+        for rel in attache_tests::listing(&root().join(dir)) {
+            let file = root().join(dir).join(&rel);
+            if file.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = fs::read_to_string(&file).expect("source");
+            for (n, line) in text.lines().enumerate() {
+                if line.trim_start() == "#[cfg(test)]" {
+                    break;
+                }
+                if line.trim_start().starts_with("//") {
+                    continue;
+                }
+                if let Some(scheme) = scheme_literal(line) {
+                    found.push(format!("{dir}/{}:{}: {scheme}", rel.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "application id schemes in host or runner code: {found:#?}"
+    );
+}
+
+/// The first string literal in `line` that starts with `SCHEME://`
+/// (other than http and https), as `SCHEME://`.
+fn scheme_literal(line: &str) -> Option<String> {
+    line.match_indices("://").find_map(|(i, _)| {
+        let before = &line[..i];
+        let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || "+.-".contains(c)))?;
+        let scheme = &before[start + 1..];
+        (before[start..].starts_with('"')
+            && !scheme.is_empty()
+            && !["http", "https"].contains(&scheme))
+        .then(|| format!("{scheme}://"))
+    })
+}
+
 // ---- the policy bounds every plan ----------------------------------------
 
 #[test]

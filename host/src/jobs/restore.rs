@@ -176,11 +176,12 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         bail!("cancelled");
     }
     if !status_ok || !problems.is_empty() {
-        let sent_err = sent
-            .as_ref()
-            .err()
-            .map(|e| format!("{e:#}\n"))
-            .unwrap_or_default();
+        // A runner that stopped says why; the stream it no longer read
+        // (a broken pipe) is a consequence, not a second cause.
+        let sent_err = match &sent {
+            Err(e) if status_ok => format!("{e:#}\n"),
+            _ => String::new(),
+        };
         bail!(
             "restore failed (runner: {status}):\n{sent_err}{}",
             problems.join("\n")

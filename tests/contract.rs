@@ -23,7 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use attache_tests::{assemble, attache_bin, build_probe, component, fails, ok, output, root};
+use attache_tests::{attache_bin, build_probe, component, fails, ok, output, root};
 use serde_json::Value;
 
 /// The target directory of every plugin these tests build (the tests' own
@@ -68,9 +68,15 @@ struct Site {
 
 impl Site {
     fn new(plugins: &[(&str, &Path)]) -> Self {
+        Self::assembled_with(plugins, &[])
+    }
+
+    /// A site whose container is assembled with more `container assemble`
+    /// arguments.
+    fn assembled_with(plugins: &[(&str, &Path)], args: &[&str]) -> Self {
         let t = tempfile::tempdir().expect("tempdir");
         let agent = t.path().join("agent");
-        assemble(&agent, plugins);
+        attache_tests::assemble_with(&agent, plugins, args);
         let s = Site {
             agent,
             repo: t.path().join("repo"),
@@ -605,6 +611,19 @@ fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_in_one_container() {
     };
     assert_eq!(contract("probe"), "0.1.0");
     assert_eq!(contract("filesystem"), "0.2.0");
+    // And the manifest records it.
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(site.agent.join("manifest.json")).expect("manifest"))
+            .expect("JSON");
+    for (name, version) in [("probe", "0.1.0"), ("filesystem", "0.2.0")] {
+        let entry = manifest["plugins"]
+            .as_array()
+            .expect("plugins")
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {manifest:#}"));
+        assert_eq!(entry["contract"], version, "{manifest:#}");
+    }
 
     // The 0.1.0 plugin backs up and restores.
     let snap = site.backup("probe", "probe://version", &[]);
@@ -826,10 +845,30 @@ fn copy_dir(from: &Path, to: &Path) {
 fn an_unsupported_contract_version_is_refused_and_nothing_is_written() {
     let t = tempfile::tempdir().expect("tempdir");
     let future = build_future_plugin(&t.path().join("future"));
-    let site = Site::new(&[
-        ("future", &future),
-        ("filesystem", &component("filesystem")),
-    ]);
+    let filesystem = component("filesystem");
+    let plugins = [
+        ("future", future.as_path()),
+        ("filesystem", filesystem.as_path()),
+    ];
+
+    // Assembling a container refuses it, naming the versions served.
+    let mut c = Command::new(attache_bin());
+    c.args(["container", "assemble", "--runner"])
+        .arg(attache_tests::agent_dir().join("guest-runner"))
+        .arg("--out")
+        .arg(t.path().join("refused-agent"));
+    for (name, path) in &plugins {
+        c.arg("--plugin").arg(format!("{name}={}", path.display()));
+    }
+    let err = fails(&mut c);
+    assert!(
+        err.contains("\"future\"") && err.contains("9.9.9") && err.contains("0.1.0, 0.2.0"),
+        "names the plugin, its version and the versions served: {err}"
+    );
+
+    // A container assembled without precompiling gets it in; the job is
+    // refused before anything runs, and nothing is written.
+    let site = Site::assembled_with(&plugins, &["--no-precompile"]);
     let before = site.stored();
     let err = fails(site.attache().args([
         "backup",

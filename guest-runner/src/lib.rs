@@ -9,7 +9,6 @@ pub mod channel;
 pub mod manifest;
 pub mod plan;
 pub mod policy;
-pub mod selection;
 pub mod stream;
 
 #[cfg(feature = "runtime")]

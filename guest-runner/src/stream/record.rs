@@ -165,7 +165,7 @@ mod tests {
     fn ids() {
         assert!(check_id("/srv/a b/ü").is_ok());
         assert!(check_id("/").is_ok());
-        assert!(check_id("postgresql://u@h:5432/db/public.t").is_ok());
+        assert!(check_id("app://u@h:5432/db/public.t").is_ok());
         for bad in ["", "/a/../b", "/..", "/a//b", "/./a", "a/../../b", "x\0"] {
             assert!(check_id(bad).is_err(), "{bad:?} accepted");
         }

@@ -41,9 +41,10 @@ pub fn agent_dir() -> PathBuf {
     built("target/release/agent")
 }
 
-/// A built plugin component: `filesystem`, or a test plugin (`hostile`, `probe`).
+/// A built plugin component: `filesystem`, `sql`, or a test plugin
+/// (`hostile`, `probe`).
 pub fn component(name: &str) -> PathBuf {
-    let file = if name == "filesystem" {
+    let file = if name == "filesystem" || name == "sql" {
         format!("attache_plugin_{name}.wasm")
     } else {
         format!("attache_test_plugin_{name}.wasm")
@@ -59,7 +60,7 @@ pub fn assemble(dir: &Path, plugins: &[(&str, &Path)]) {
 
 /// `assemble` with more `container assemble` arguments.
 pub fn assemble_with(dir: &Path, plugins: &[(&str, &Path)], args: &[&str]) {
-    let mut c = Command::new(attache_bin());
+    let mut c = attache_isolated(&dir.with_extension("cache"), &dir.with_extension("state"));
     c.args(["container", "assemble", "--runner"])
         .arg(agent_dir().join("guest-runner"))
         .arg("--out")
@@ -95,14 +96,25 @@ pub fn build_probe(version: &str, target_dir: &Path) -> PathBuf {
 pub const PASSWORD: &str = "correct horse battery staple";
 
 /// An `attache` command on repository `repo` (encrypted with [`PASSWORD`]),
-/// with its own cache.
+/// with its own cache and state directories beside it.
 pub fn attache(repo: &Path) -> Command {
+    let mut c = attache_isolated(&repo.with_extension("cache"), &repo.with_extension("state"));
+    c.arg("--repo").arg(repo).env("ATTACHE_PASSWORD", PASSWORD);
+    c
+}
+
+/// An `attache` command with cache directory `cache` and state directory
+/// `state` (hypervisors, journal, `policy.toml`), and nothing from this
+/// machine's environment that would point it elsewhere: no repository,
+/// server, agent directory or policy.
+pub fn attache_isolated(cache: &Path, state: &Path) -> Command {
     let mut c = Command::new(attache_bin());
-    c.arg("--repo")
-        .arg(repo)
-        .env("ATTACHE_CACHE_DIR", repo.with_extension("cache"))
-        .env("ATTACHE_PASSWORD", PASSWORD)
-        .env_remove("ATTACHE_AGENT_DIR");
+    c.env("ATTACHE_CACHE_DIR", cache)
+        .env("ATTACHE_STATE_DIR", state)
+        .env_remove("ATTACHE_REPO")
+        .env_remove("ATTACHE_SERVER")
+        .env_remove("ATTACHE_AGENT_DIR")
+        .env_remove("ATTACHE_POLICY");
     c
 }
 
@@ -164,15 +176,34 @@ pub fn ok(c: &mut Command) -> String {
 /// Runs a command that must fail with exit status 1 (an error it reported,
 /// not a crash); returns stderr.
 pub fn fails(c: &mut Command) -> String {
+    fails_with(c, 1)
+}
+
+/// Runs a command that must fail with exit status `code` (an error it
+/// reported, of that kind: see [`runner_exit`]); returns stderr.
+pub fn fails_with(c: &mut Command, code: i32) -> String {
     let o = output(c);
     assert_eq!(
         o.status.code(),
-        Some(1),
-        "{c:?} should have failed cleanly\nstdout: {}\nstderr: {}",
+        Some(code),
+        "{c:?} should have failed cleanly with exit status {code}\nstdout: {}\nstderr: {}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The runner's exit statuses (guest-runner/src/main.rs).
+pub mod runner_exit {
+    /// Anything else (a broken stream, a missing file, a bad command).
+    pub const ERROR: i32 = 1;
+    /// The job was refused before the plugin ran: the policy, the options,
+    /// the contract version.
+    pub const REFUSED: i32 = 2;
+    /// The plugin returned an error.
+    pub const PLUGIN_ERROR: i32 = 3;
+    /// The plugin was stopped: a trap, its memory limit, its deadline.
+    pub const STOPPED: i32 = 4;
 }
 
 /// Every path below `dir`, relative to it, sorted.

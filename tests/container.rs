@@ -8,6 +8,11 @@ use std::process::Command;
 use attache_tests::{assemble, build_probe, component, fails, ok, root, runner};
 use serde_json::Value;
 
+/// `attache` with its own cache and state directories beside `out`.
+fn attache_isolated(out: &Path) -> Command {
+    attache_tests::attache_isolated(&out.with_extension("cache"), &out.with_extension("state"))
+}
+
 fn info(agent: &Path, cache: &Path, plugin: &str) -> Value {
     let mut c = runner(agent);
     c.arg("--cache-dir")
@@ -159,8 +164,10 @@ fn a_damaged_cache_entry_is_recompiled() {
     );
 }
 
+/// `attache container build` of `agent` into `out`, with a state directory
+/// of its own beside `out` (no hypervisors registered: nothing is pushed).
 fn build(agent: &Path, out: &Path) -> Value {
-    let mut c = Command::new(attache_tests::attache_bin());
+    let mut c = attache_isolated(out);
     c.arg("--agent-dir")
         .arg(agent)
         .args(["container", "build", "--json", "--out"])
@@ -252,7 +259,7 @@ fn the_container_is_an_iso_and_disk_images_rebuilt_only_on_change() {
     assert_ne!(changed["version"], first["version"]);
     // A component that does not match the manifest is never packed.
     fs::write(agent.join("plugins/probe.wasm"), b"tampered").expect("write");
-    let mut c = Command::new(attache_tests::attache_bin());
+    let mut c = attache_isolated(&out);
     c.arg("--agent-dir")
         .arg(&agent)
         .args(["container", "build", "--out"])

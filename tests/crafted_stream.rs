@@ -4,6 +4,7 @@
 use std::fs;
 use std::path::Path;
 
+use attache_tests::runner_exit::{ERROR, PLUGIN_ERROR};
 use attache_tests::{assemble, component, fails, output, runner};
 use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
 use serde_json::Value;
@@ -57,6 +58,9 @@ fn setup() -> Run {
 }
 
 impl Run {
+    /// Restores `bytes` below `target` as a restore of the whole tree: the
+    /// top item selected is `/`, a directory, so the plugin's plan asks to
+    /// write all of `target` (the most a stream could be given).
     fn restore(&self, bytes: &[u8], target: &Path) -> std::process::Output {
         let input = self.base.join("in.stream");
         fs::write(&input, bytes).expect("write stream");
@@ -64,6 +68,7 @@ impl Run {
         let mut c = runner(&self.agent);
         c.args(["restore", "--plugin", "filesystem", "--target"])
             .arg(target)
+            .args(["--select", "/", "--select-kind", "/=directory"])
             .arg("--input")
             .arg(&input);
         output(&mut c)
@@ -109,7 +114,7 @@ fn escaping_ids_and_planted_links_write_nothing_outside() {
     let o = r.restore(&s, &target);
     assert_eq!(
         o.status.code(),
-        Some(1),
+        Some(ERROR),
         "refusals make the restore fail: {}",
         String::from_utf8_lossy(&o.stderr)
     );
@@ -189,7 +194,8 @@ fn truncated_and_corrupted_streams_fail_clearly() {
     let target = r.base.join("t1");
     let o = r.restore(&good[..good.len() / 2], &target);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    // The plugin stops on the transport error the runner gives it.
+    assert_eq!(o.status.code(), Some(PLUGIN_ERROR), "{err}");
     assert!(err.contains("before its trailer"), "{err}");
 
     let mut bad = good.clone();
@@ -198,7 +204,7 @@ fn truncated_and_corrupted_streams_fail_clearly() {
     let target = r.base.join("t2");
     let o = r.restore(&bad, &target);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(o.status.code(), Some(PLUGIN_ERROR), "{err}");
     assert!(err.contains("checksum mismatch"), "{err}");
     assert!(
         !target.join("g").exists(),

@@ -187,6 +187,9 @@ fn unreadable_files_are_reported_and_the_backup_goes_on() {
         .arg("--repo")
         .arg(&repo)
         .env("ATTACHE_CACHE_DIR", t.path().join("cache"))
+        .env("ATTACHE_STATE_DIR", t.path().join("state"))
+        .env_remove("ATTACHE_POLICY")
+        .env_remove("ATTACHE_AGENT_DIR")
         .env("ATTACHE_PASSWORD", attache_tests::PASSWORD)
         .args(attache_tests::BACKUP_LOCAL)
         .arg(&src);

@@ -4,7 +4,7 @@
 # WAL mode and in rollback-journal mode, restored to another path and to an
 # alternate root; the restored file passes PRAGMA integrity_check, holds
 # exactly one committed state, and has the original's mode and owner. Also: refusal without overwrite, overwrite,
-# a missing file and a path the job does not grant.
+# a missing file, and a database outside what a --policy file lets the plugin read (refused before it runs).
 #
 # Paths can be overridden: RUNNER, ATTACHE, PLUGIN (see pg-e2e.sh).
 set -euo pipefail
@@ -57,7 +57,7 @@ run_mode() {  # run_mode JOURNAL_MODE BULK_MIB PAUSE_SECONDS
     t0=$(txn "$dir/data/app.db")
     for i in 1 2 3; do
         stream=$dir/app.$i.stream
-        "${GR[@]}" backup --plugin sql --grant-read "$dir/data" --select "sqlite://$dir/data/app.db" --output "$stream" 2>"$dir/backup.$i.err" \
+        "${GR[@]}" backup --plugin sql --select "sqlite://$dir/data/app.db" --output "$stream" 2>"$dir/backup.$i.err" \
             || fail "backup failed: $(cat "$dir/backup.$i.err")"
         echo "copy $i: $(grep -o '[0-9]* bytes of database and [0-9]* committed WAL frame(s), attempt [0-9]*' "$dir/backup.$i.err")"
     done
@@ -69,9 +69,12 @@ run_mode() {  # run_mode JOURNAL_MODE BULK_MIB PAUSE_SECONDS
     rm "$dir/data/app.db.stop"
     python3 "$WORK/check.py" "$dir/data/app.db" >/dev/null || fail "the live database itself is inconsistent"
 
+    # What a restore's plan is made for: the top item and its kind, as the
+    # server passes them from the catalog.
+    local top=(--select "sqlite://$dir/data/app.db" --select-kind "sqlite://$dir/data/app.db=database")
     say "$mode: restore each copy to another path"
     for i in 1 2 3; do
-        "${GR[@]}" restore --plugin sql --input "$dir/app.$i.stream" --target / \
+        "${GR[@]}" restore --plugin sql --input "$dir/app.$i.stream" --target / "${top[@]}" \
             --rename "sqlite://$dir/data/app.db=sqlite://$dir/restored/copy$i.db" >/dev/null 2>"$dir/err" \
             || fail "restore failed: $(cat "$dir/err")"
         [ ! -e "$dir/restored/copy$i.db-wal" ] || fail "a WAL was left beside the restored file"
@@ -81,15 +84,15 @@ run_mode() {  # run_mode JOURNAL_MODE BULK_MIB PAUSE_SECONDS
 
     say "$mode: restore to an alternate root, then refusal and overwrite"
     mkdir -p "$dir/alt"
-    "${GR[@]}" restore --plugin sql --input "$stream" --target "$dir/alt" >/dev/null 2>"$dir/err" || fail "$(cat "$dir/err")"
+    "${GR[@]}" restore --plugin sql --input "$stream" --target "$dir/alt" "${top[@]}" >/dev/null 2>"$dir/err" || fail "$(cat "$dir/err")"
     python3 "$WORK/check.py" "$dir/alt$dir/data/app.db" >/dev/null || fail "alternate restore inconsistent"
-    if "${GR[@]}" restore --plugin sql --input "$stream" --target "$dir/alt" >/dev/null 2>"$dir/err"; then
+    if "${GR[@]}" restore --plugin sql --input "$stream" --target "$dir/alt" "${top[@]}" >/dev/null 2>"$dir/err"; then
         fail "restore over an existing database succeeded without overwrite"
     fi
     grep -q "exists; nothing was restored" "$dir/err" || fail "unclear error: $(cat "$dir/err")"
     echo "refused: $(grep -o 'app.db exists; nothing was restored' "$dir/err" | head -1)"
     printf 'junk' >"$dir/alt$dir/data/app.db-wal"
-    "${GR[@]}" restore --plugin sql --overwrite --input "$stream" --target "$dir/alt" >/dev/null 2>"$dir/err" || fail "$(cat "$dir/err")"
+    "${GR[@]}" restore --plugin sql --overwrite --input "$stream" --target "$dir/alt" "${top[@]}" >/dev/null 2>"$dir/err" || fail "$(cat "$dir/err")"
     [ ! -e "$dir/alt$dir/data/app.db-wal" ] || fail "overwrite left the old WAL behind"
     python3 "$WORK/check.py" "$dir/alt$dir/data/app.db" >/dev/null || fail "overwritten database inconsistent"
     echo "overwrite replaced the database and removed its stale WAL"
@@ -114,9 +117,36 @@ expect_error() {
     grep -qi -- "$pattern" "$WORK/err" || fail "error does not match '$pattern': $(cat "$WORK/err")"
     echo "ok: $(grep -i -- "$pattern" "$WORK/err" | head -1 | cut -c1-200)"
 }
-expect_error "does not exist" "${GR[@]}" backup --plugin sql --grant-read "$WORK/wal-0/data" --select "sqlite://$WORK/wal-0/data/nosuch.db" --output "$WORK/x"
-expect_error "not below any directory the job grants" "${GR[@]}" backup --plugin sql --grant-read "$WORK/wal-0/data" --select "sqlite://$WORK/delete-0/data/app.db" --output "$WORK/x"
+expect_error "does not exist" "${GR[@]}" backup --plugin sql --select "sqlite://$WORK/wal-0/data/nosuch.db" --output "$WORK/x"
 printf 'not a database at all, no sir' >"$WORK/wal-0/data/junk.db"
-expect_error "not an SQLite" "${GR[@]}" backup --plugin sql --grant-read "$WORK/wal-0/data" --select "sqlite://$WORK/wal-0/data/junk.db" --output "$WORK/x"
+expect_error "not an SQLite" "${GR[@]}" backup --plugin sql --select "sqlite://$WORK/wal-0/data/junk.db" --output "$WORK/x"
+
+say "a database outside what the policy lets the plugin read"
+# The plan asks to read the database's directory; a policy that lets the
+# plugin read only wal-0 refuses a backup of delete-0's before it runs,
+# naming the plugin, the path and the rule, and writes no stream.
+cat >"$WORK/policy.toml" <<TOML
+[default]
+read = []
+write = []
+
+[plugins.sql]
+read = ["$WORK/wal-0"]
+TOML
+rm -f "$WORK/x"
+"${GR[@]}" --policy "$WORK/policy.toml" backup --plugin sql --select "sqlite://$WORK/wal-0/data/app.db" --output "$WORK/x" 2>"$WORK/err" \
+    || fail "a backup the policy allows failed: $(cat "$WORK/err")"
+echo "ok: the policy allows sqlite://$WORK/wal-0/data/app.db"
+rm -f "$WORK/x"
+expect_error "refused by the policy" "${GR[@]}" --policy "$WORK/policy.toml" backup --plugin sql --select "sqlite://$WORK/delete-0/data/app.db" --output "$WORK/x"
+for want in '"sql"' "asks to read $WORK/delete-0/data" "plugins.sql.read"; do
+    grep -qF -- "$want" "$WORK/err" || fail "the refusal does not name $want: $(cat "$WORK/err")"
+done
+[ ! -s "$WORK/x" ] || fail "a refused backup wrote a stream"
+# The same check as the server makes it before attaching anything.
+expect_error "plugins.sql.read" "${GR[@]}" --policy "$WORK/policy.toml" plan --plugin sql --operation backup --check --select "sqlite://$WORK/delete-0/data/app.db"
+# A restore writes: the policy allows no write, so it is refused as well.
+expect_error "asks to read-write" "${GR[@]}" --policy "$WORK/policy.toml" restore --plugin sql --input "$WORK/wal-0/app.3.stream" --target "$WORK/wal-0/alt" \
+    --select "sqlite://$WORK/wal-0/data/app.db" --select-kind "sqlite://$WORK/wal-0/data/app.db=database"
 
 say "PASS: SQLite end to end"

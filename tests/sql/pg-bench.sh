@@ -37,7 +37,7 @@ bytes=$(psql_ bench -c "SELECT pg_database_size('bench')")
 echo "$rows rows, $((bytes / 1048576)) MB"
 
 "$ATTACHE" container assemble --runner "$RUNNER" --plugin "sql=$PLUGIN" --out "$WORK/agent" >/dev/null
-GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache" --allow-net "127.0.0.1:$PORT")
+GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache")
 SERVER="postgresql://postgres@127.0.0.1:$PORT"
 # Compile the plugin once, outside the timings.
 "${GR[@]}" info >/dev/null
@@ -57,7 +57,8 @@ say "results ($((bytes / 1048576)) MB database)"
 timed "pg_dump -Fc" "$PGBIN/pg_dump" -h 127.0.0.1 -p "$PORT" -U postgres -Fc -f "$WORK/bench.dump" bench
 psql_ postgres -c "CREATE DATABASE bench_pgrestore"
 timed "pg_restore" "$PGBIN/pg_restore" -h 127.0.0.1 -p "$PORT" -U postgres -d bench_pgrestore "$WORK/bench.dump"
-export ATTACHE_PASSWORD=bench ATTACHE_CACHE_DIR=$WORK/attache-cache ATTACHE_APP_PASSWORD=$PW
+export ATTACHE_PASSWORD=bench ATTACHE_CACHE_DIR=$WORK/attache-cache ATTACHE_STATE_DIR=$WORK/attache-state ATTACHE_APP_PASSWORD=$PW
+unset ATTACHE_POLICY ATTACHE_SERVER ATTACHE_REPO
 "$ATTACHE" --repo "$WORK/repo" --agent-dir "$WORK/agent" init >/dev/null
 timed "attache backup (repository)" "$ATTACHE" --repo "$WORK/repo" --agent-dir "$WORK/agent" \
     backup local --plugin sql --include "$SERVER/bench" --json
@@ -66,6 +67,7 @@ timed "attache restore --as" "$ATTACHE" --repo "$WORK/repo" --agent-dir "$WORK/a
     restore "$snap" --item "$SERVER/bench" --as "$SERVER/bench_attache" --to local
 timed "plugin backup (guest-runner)" "${GR[@]}" backup --plugin sql --select "$SERVER/bench" --option "password=$PW" --output "$WORK/bench.stream"
 timed "plugin restore (guest-runner)" "${GR[@]}" restore --plugin sql --input "$WORK/bench.stream" --option "password=$PW" \
+    --select "$SERVER/bench" --select-kind "$SERVER/bench=database" \
     --rename "$SERVER/bench=$SERVER/bench_plugin"
 echo "sizes: pg_dump -Fc $(($(stat -c %s "$WORK/bench.dump") / 1048576)) MB, plugin stream $(($(stat -c %s "$WORK/bench.stream") / 1048576)) MB (uncompressed; the repository compresses)"
 python3 - "${SECS[pg_dump -Fc]}" "${SECS[attache backup (repository)]}" "${SECS[pg_restore]}" "${SECS[attache restore --as]}" <<'PY'

@@ -7,7 +7,8 @@
 # plugin: consistent backup under concurrent writers, restore into a new
 # database, restore of one dropped table, refusals without overwrite,
 # overwrite, table renames, and the errors for a wrong password, an
-# unreachable server, a missing table and a missing network grant.
+# unreachable server, a missing table and a server outside what a --policy
+# file lets the plugin reach (refused before it runs).
 #
 # Needs root (it installs Debian's postgresql when missing and runs the
 # server as postgres). Paths can be overridden:
@@ -93,10 +94,15 @@ say "assembling the agent container"
 "$ATTACHE" container assemble --runner "$RUNNER" --plugin "sql=$PLUGIN" --out "$WORK/agent" >/dev/null
 GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache")
 SERVER="postgresql://postgres@127.0.0.1:$PORT"
-NET=(--allow-net "127.0.0.1:$PORT")
+# What a restore's plan is made for: the stream's top item and its kind, as
+# the server passes them from the catalog. (The plan connects to exactly the
+# address the ids name; the shipped policy lets the sql plugin do that.)
+SHOP=(--select "$SERVER/shop" --select-kind "$SERVER/shop=database")
+LINES=(--select "$SERVER/shop/sales.order_lines" --select-kind "$SERVER/shop/sales.order_lines=table")
+CUST=(--select "$SERVER/shop/public.customers" --select-kind "$SERVER/shop/public.customers=table")
 
 say "discover"
-"${GR[@]}" "${NET[@]}" discover --plugin sql --scope "$SERVER" --depth 2 --option "password=$PW" >"$WORK/discover.json"
+"${GR[@]}" discover --plugin sql --scope "$SERVER" --depth 2 --option "password=$PW" >"$WORK/discover.json"
 for id in "$SERVER/shop" "$SERVER/shop/sales" "$SERVER/shop/sales.orders" "$SERVER/shop/public.ledger"; do
     grep -q "\"$id\"" "$WORK/discover.json" || fail "discover lacks $id: $(cat "$WORK/discover.json")"
 done
@@ -118,7 +124,7 @@ psql -h 127.0.0.1 -p "$PORT" -U postgres -d shop -qX -f "$WORK/writer.sql" >/dev
 WRITER_PID=$!
 sleep 2
 before=$(psql_ shop -c "SELECT count(*) FROM public.ledger")
-"${GR[@]}" "${NET[@]}" backup --plugin sql --quiesce --select "$SERVER/shop" --option "password=$PW" --output "$WORK/shop.stream" 2>"$WORK/backup.err" \
+"${GR[@]}" backup --plugin sql --quiesce --select "$SERVER/shop" --option "password=$PW" --output "$WORK/shop.stream" 2>"$WORK/backup.err" \
     || fail "backup failed: $(cat "$WORK/backup.err")"
 after=$(psql_ shop -c "SELECT count(*) FROM public.ledger")
 kill "$WRITER_PID" 2>/dev/null || true; wait "$WRITER_PID" 2>/dev/null || true; WRITER_PID=
@@ -126,7 +132,7 @@ kill "$WRITER_PID" 2>/dev/null || true; wait "$WRITER_PID" 2>/dev/null || true; 
 echo "ledger rows: $before before the backup, $after after it"
 
 say "restore into a new database shop_restored"
-"${GR[@]}" "${NET[@]}" restore --plugin sql --input "$WORK/shop.stream" --option "password=$PW" \
+"${GR[@]}" restore --plugin sql --input "$WORK/shop.stream" "${SHOP[@]}" --option "password=$PW" \
     --rename "$SERVER/shop=$SERVER/shop_restored" >"$WORK/restore.json" 2>"$WORK/restore.err" \
     || fail "restore failed: $(cat "$WORK/restore.err")"
 [ "$(invariant shop_restored)" = t ] || fail "the invariant does not hold in the restored database"
@@ -152,12 +158,12 @@ psql_ shop_restored -c "INSERT INTO public.customers (name) VALUES ('new'); INSE
 echo "schema, data and sequences match"
 
 say "restore of one dropped table into the live database"
-"${GR[@]}" "${NET[@]}" backup --plugin sql --select "$SERVER/shop/sales.order_lines" --option "password=$PW" --output "$WORK/lines.stream" 2>"$WORK/err" || fail "$(cat "$WORK/err")"
+"${GR[@]}" backup --plugin sql --select "$SERVER/shop/sales.order_lines" --option "password=$PW" --output "$WORK/lines.stream" 2>"$WORK/err" || fail "$(cat "$WORK/err")"
 others() { for t in public.customers sales.orders public.accounts; do psql_ shop -c "SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM $t x"; done; }
 others >"$WORK/others.before"
 lines_sum=$(psql_ shop -c "SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM sales.order_lines x")
 psql_ shop -c "DROP TABLE sales.order_lines"
-"${GR[@]}" "${NET[@]}" restore --plugin sql --input "$WORK/lines.stream" --option "password=$PW" >/dev/null 2>"$WORK/err" || fail "$(cat "$WORK/err")"
+"${GR[@]}" restore --plugin sql --input "$WORK/lines.stream" "${LINES[@]}" --option "password=$PW" >/dev/null 2>"$WORK/err" || fail "$(cat "$WORK/err")"
 [ "$(psql_ shop -c "SELECT md5(string_agg(x::text, ',' ORDER BY x::text)) FROM sales.order_lines x")" = "$lines_sum" ] || fail "order_lines differs"
 others | diff "$WORK/others.before" - || fail "other tables changed"
 echo "order_lines is back, other tables untouched"
@@ -165,7 +171,7 @@ echo "order_lines is back, other tables untouched"
 say "restore over an existing table without overwrite is refused and changes nothing"
 psql_ shop -c "DELETE FROM sales.order_lines WHERE line = 0"
 n_before=$(psql_ shop -c "SELECT count(*) FROM sales.order_lines")
-if "${GR[@]}" "${NET[@]}" restore --plugin sql --input "$WORK/lines.stream" --option "password=$PW" >/dev/null 2>"$WORK/err"; then
+if "${GR[@]}" restore --plugin sql --input "$WORK/lines.stream" "${LINES[@]}" --option "password=$PW" >/dev/null 2>"$WORK/err"; then
     fail "restore over an existing table succeeded"
 fi
 grep -q "already exists" "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"
@@ -175,7 +181,7 @@ echo "refused: $(grep -o 'table sales.order_lines already exists[^;]*' "$WORK/er
 say "whole-database restore without overwrite is refused, nothing changed"
 counts() { psql_ shop_restored -c "SELECT (SELECT count(*) FROM public.ledger), (SELECT count(*) FROM public.customers), (SELECT sum(balance) FROM public.accounts)"; }
 c_before=$(counts)
-if "${GR[@]}" "${NET[@]}" restore --plugin sql --input "$WORK/shop.stream" --option "password=$PW" \
+if "${GR[@]}" restore --plugin sql --input "$WORK/shop.stream" "${SHOP[@]}" --option "password=$PW" \
     --rename "$SERVER/shop=$SERVER/shop_restored" >/dev/null 2>"$WORK/err"; then
     fail "restore into a database with the same tables succeeded"
 fi
@@ -184,23 +190,30 @@ grep -q "already exists" "$WORK/err" || fail "unclear error: $(cat "$WORK/err")"
 echo "refused, shop_restored unchanged"
 
 say "restore with overwrite replaces the tables, keeping foreign keys that point at them"
-"${GR[@]}" "${NET[@]}" backup --plugin sql --select "$SERVER/shop/public.customers" --option "password=$PW" --output "$WORK/cust.stream" 2>"$WORK/err" || fail "$(cat "$WORK/err")"
+"${GR[@]}" backup --plugin sql --select "$SERVER/shop/public.customers" --option "password=$PW" --output "$WORK/cust.stream" 2>"$WORK/err" || fail "$(cat "$WORK/err")"
 psql_ shop -c "UPDATE public.customers SET name = 'changed'"
-"${GR[@]}" "${NET[@]}" restore --plugin sql --overwrite --input "$WORK/cust.stream" --option "password=$PW" >/dev/null 2>"$WORK/err" || fail "$(cat "$WORK/err")"
+"${GR[@]}" restore --plugin sql --overwrite --input "$WORK/cust.stream" "${CUST[@]}" --option "password=$PW" >/dev/null 2>"$WORK/err" || fail "$(cat "$WORK/err")"
 [ "$(psql_ shop -c "SELECT count(*) FROM public.customers WHERE name = 'changed'")" = 0 ] || fail "overwrite did not replace customers"
 [ "$(psql_ shop -c "SELECT count(*) FROM pg_constraint WHERE conname = 'orders_customer_id_fkey'")" = 1 ] || fail "the foreign key from orders was lost"
 echo "customers replaced; sales.orders still references it"
 
 say "restore of a table under another name in the same database"
-"${GR[@]}" "${NET[@]}" restore --plugin sql --input "$WORK/lines.stream" --option "password=$PW" \
+"${GR[@]}" restore --plugin sql --input "$WORK/lines.stream" "${LINES[@]}" --option "password=$PW" \
     --rename "$SERVER/shop/sales.order_lines=$SERVER/shop/sales.order_lines_copy" >/dev/null 2>"$WORK/err" || fail "$(cat "$WORK/err")"
 [ "$(psql_ shop -c "SELECT count(*) FROM sales.order_lines_copy")" = 60000 ] || fail "order_lines_copy incomplete"
 psql_ shop -c "SELECT conname FROM pg_constraint WHERE conrelid = 'sales.order_lines_copy'::regclass ORDER BY 1" | tr '\n' ' '
 echo
 
-say "password from a password-file under a granted directory"
+say "password from a password-file (the plan reads that file alone)"
 mkdir -p "$WORK/secret" && printf '%s\n' "$PW" >"$WORK/secret/pgpass"
-"${GR[@]}" "${NET[@]}" backup --plugin sql --grant-read "$WORK/secret" --select "$SERVER/shop/public.accounts" \
+"${GR[@]}" plan --plugin sql --operation backup --select "$SERVER/shop/public.accounts" --option "password-file=$WORK/secret/pgpass" >"$WORK/plan.json"
+python3 - "$WORK/plan.json" "$WORK/secret/pgpass" "127.0.0.1:$PORT" <<'PY' || fail "unexpected plan: $(cat "$WORK/plan.json")"
+import json, sys
+plan = json.load(open(sys.argv[1]))
+assert [(p["path"], p["access"]) for p in plan["paths"]] == [(sys.argv[2], "read")], plan
+assert [n["address"] for n in plan["connect"]] == [sys.argv[3]], plan
+PY
+"${GR[@]}" backup --plugin sql --select "$SERVER/shop/public.accounts" \
     --option "password-file=$WORK/secret/pgpass" --output "$WORK/acc.stream" 2>"$WORK/err" || fail "$(cat "$WORK/err")"
 
 say "authentication methods: md5, password (cleartext) and trust, beside scram-sha-256"
@@ -212,7 +225,7 @@ psql_ postgres -c "SELECT pg_reload_conf()" >/dev/null
 for who in md5user:md5-secret clearuser:clear-secret trustuser:; do
     user=${who%%:*} pass=${who#*:}
     opt=(); [ -n "$pass" ] && opt=(--option "password=$pass")
-    "${GR[@]}" "${NET[@]}" backup --plugin sql --select "postgresql://$user@127.0.0.1:$PORT/shop/public.accounts" "${opt[@]}" \
+    "${GR[@]}" backup --plugin sql --select "postgresql://$user@127.0.0.1:$PORT/shop/public.accounts" "${opt[@]}" \
         --output "$WORK/$user.stream" 2>"$WORK/err" || fail "backup as $user failed: $(cat "$WORK/err")"
     echo "$user: backup ok"
 done
@@ -224,19 +237,40 @@ expect_error() {  # expect_error PATTERN COMMAND...
     echo "ok: $(grep -i -- "$pattern" "$WORK/err" | head -1 | cut -c1-220)"
 }
 say "a restore that fails after creating its database drops it again"
-expect_error "does not exist" "${GR[@]}" "${NET[@]}" restore --plugin sql --input "$WORK/lines.stream" --option "password=$PW" \
+expect_error "does not exist" "${GR[@]}" restore --plugin sql --input "$WORK/lines.stream" "${LINES[@]}" --option "password=$PW" \
     --rename "$SERVER/shop=$SERVER/shop_empty"
 [ "$(psql_ postgres -c "SELECT count(*) FROM pg_database WHERE datname = 'shop_empty'")" = 0 ] || fail "shop_empty was left behind"
 echo "shop_empty is gone again"
 
 say "clear errors"
-expect_error "wrong password" "${GR[@]}" "${NET[@]}" backup --plugin sql --select "$SERVER/shop" --option password=nope --output "$WORK/x.stream"
-expect_error "wrong password" "${GR[@]}" "${NET[@]}" backup --plugin sql --select "postgresql://md5user@127.0.0.1:$PORT/shop" --option password=nope --output "$WORK/x.stream"
-expect_error "connection refused" "${GR[@]}" --allow-net "127.0.0.1:$DEAD" backup --plugin sql --select "postgresql://postgres@127.0.0.1:$DEAD/shop" --option "password=$PW" --output "$WORK/x.stream"
-expect_error "does not exist" "${GR[@]}" "${NET[@]}" backup --plugin sql --select "$SERVER/shop/public.nosuch" --option "password=$PW" --output "$WORK/x.stream"
-expect_error "allow-net" "${GR[@]}" backup --plugin sql --select "$SERVER/shop" --option "password=$PW" --output "$WORK/x.stream"
-expect_error "not an IP address" "${GR[@]}" "${NET[@]}" backup --plugin sql --select "postgresql://postgres@localhost:$PORT/shop" --option "password=$PW" --output "$WORK/x.stream"
-expect_error "password" "${GR[@]}" "${NET[@]}" backup --plugin sql --select "$SERVER/shop" --output "$WORK/x.stream"
+expect_error "wrong password" "${GR[@]}" backup --plugin sql --select "$SERVER/shop" --option password=nope --output "$WORK/x.stream"
+expect_error "wrong password" "${GR[@]}" backup --plugin sql --select "postgresql://md5user@127.0.0.1:$PORT/shop" --option password=nope --output "$WORK/x.stream"
+expect_error "connection refused" "${GR[@]}" backup --plugin sql --select "postgresql://postgres@127.0.0.1:$DEAD/shop" --option "password=$PW" --output "$WORK/x.stream"
+expect_error "does not exist" "${GR[@]}" backup --plugin sql --select "$SERVER/shop/public.nosuch" --option "password=$PW" --output "$WORK/x.stream"
+expect_error "not an IP address" "${GR[@]}" backup --plugin sql --select "postgresql://postgres@localhost:$PORT/shop" --option "password=$PW" --output "$WORK/x.stream"
+expect_error "password" "${GR[@]}" backup --plugin sql --select "$SERVER/shop" --output "$WORK/x.stream"
 [ "$(psql_ postgres -c "SELECT count(*) FROM pg_database WHERE datname LIKE 'shop%'")" = 2 ] || fail "a failed run left a database behind"
+
+say "a server outside what the policy lets the plugin reach"
+# A policy that lets the sql plugin reach only another port: the plan names
+# 127.0.0.1:PORT, so the job is refused before the plugin runs, naming the
+# plugin, the address and the rule; nothing is written or created. The same
+# policy with the server's port allows it.
+policy() { printf '[plugins.sql]\nconnect = ["127.0.0.1/32:%s"]\n' "$1" >"$WORK/policy.toml"; }
+policy "$DEAD"
+rm -f "$WORK/x.stream"
+expect_error "refused by the policy" "${GR[@]}" --policy "$WORK/policy.toml" backup --plugin sql --select "$SERVER/shop" --option "password=$PW" --output "$WORK/x.stream"
+for want in '"sql"' "asks to connect to 127.0.0.1:$PORT" "plugins.sql.connect" "127.0.0.1/32:$DEAD"; do
+    grep -qF -- "$want" "$WORK/err" || fail "the refusal does not name $want: $(cat "$WORK/err")"
+done
+[ ! -s "$WORK/x.stream" ] || fail "a refused backup wrote a stream"
+expect_error "refused by the policy" "${GR[@]}" --policy "$WORK/policy.toml" restore --plugin sql --input "$WORK/lines.stream" "${LINES[@]}" \
+    --option "password=$PW" --rename "$SERVER/shop/sales.order_lines=$SERVER/shop/sales.order_lines_refused"
+[ "$(psql_ shop -c "SELECT count(*) FROM pg_tables WHERE tablename = 'order_lines_refused'")" = 0 ] || fail "a refused restore created its table"
+expect_error "plugins.sql.connect" "${GR[@]}" --policy "$WORK/policy.toml" plan --plugin sql --operation backup --check --select "$SERVER/shop"
+policy "$PORT"
+"${GR[@]}" --policy "$WORK/policy.toml" backup --plugin sql --select "$SERVER/shop/public.accounts" --option "password=$PW" \
+    --output "$WORK/x.stream" 2>"$WORK/err" || fail "a backup the policy allows failed: $(cat "$WORK/err")"
+echo "ok: the same backup with the server's port in the policy"
 
 say "PASS: PostgreSQL end to end"

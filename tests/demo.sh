@@ -10,6 +10,8 @@ src=${DEMO_SOURCE:-/usr/share/doc}
 export ATTACHE_REPO=$demo/repo
 export ATTACHE_PASSWORD=${ATTACHE_PASSWORD:-attache demo password}
 export ATTACHE_CACHE_DIR=$demo/cache
+export ATTACHE_STATE_DIR=$demo/state
+unset ATTACHE_POLICY ATTACHE_SERVER ATTACHE_AGENT_DIR
 
 rm -rf "$demo"
 mkdir -p "$demo"
@@ -46,7 +48,6 @@ echo "== granular backup and restore inside a running VM (QEMU under TCG)"
 vms=$demo/vms
 mkdir -p "$vms/data"
 cp -r "$src/." "$vms/data/" 2>/dev/null || true
-export ATTACHE_STATE_DIR=$demo/state
 trap '"$root/tests/vm/stop" demo "$vms" >/dev/null 2>&1 || true' EXIT
 "$root/tests/vm/boot" demo "$vms" --data "$vms/data"
 "$attache" hypervisor add hv1 --driver qemu --vm-dir "$vms" --datastore "$demo/datastore"

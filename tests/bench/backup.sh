@@ -53,7 +53,7 @@ timed() {
 native() { tar -cf - -C "$1" .; }
 attache() {
   "$agent/guest-runner" --agent-dir "$agent" --cache-dir "$cache" \
-    backup --plugin filesystem --grant-read "$1" --select "$1" --output -
+    backup --plugin filesystem --select "$1" --output -
 }
 
 best() { sort -n | head -1; }

@@ -108,7 +108,10 @@ def main():
                     subprocess.run(["restic", "init", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
                     cmd = ["restic", "backup", "-q", data]
                 else:
-                    env.update(ATTACHE_PASSWORD=PASSWORD, ATTACHE_REPO=repo, ATTACHE_CACHE_DIR=os.path.join(work, "attache-cache"))
+                    env.update(ATTACHE_PASSWORD=PASSWORD, ATTACHE_REPO=repo, ATTACHE_CACHE_DIR=os.path.join(work, "attache-cache"),
+                               ATTACHE_STATE_DIR=os.path.join(work, "attache-state"))
+                    for k in ("ATTACHE_POLICY", "ATTACHE_SERVER", "ATTACHE_AGENT_DIR"):
+                        env.pop(k, None)
                     subprocess.run([ATTACHE, "init"], env=env, check=True, stdout=subprocess.DEVNULL)
                     cmd = [ATTACHE, "backup", "local", "--plugin", "filesystem", "--include", data]
                 for run_name in ("first", "incremental"):

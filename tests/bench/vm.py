@@ -61,6 +61,8 @@ def overhead(work):
     env = dict(os.environ, ATTACHE_PASSWORD="bench", ATTACHE_REPO=f"{work}/repo",
                ATTACHE_CACHE_DIR=f"{work}/cache", ATTACHE_STATE_DIR=f"{work}/state",
                ATTACHE_LOG="attache::hypervisor=info", NO_COLOR="1")
+    for k in ("ATTACHE_POLICY", "ATTACHE_SERVER", "ATTACHE_AGENT_DIR"):
+        env.pop(k, None)
     data = f"{work}/data"
     os.makedirs(data)
     with open(f"{data}/one.txt", "w") as f:
@@ -99,6 +101,8 @@ def overhead(work):
 def push(work):
     n = HYPERVISORS
     env = dict(os.environ, ATTACHE_STATE_DIR=f"{work}/state", ATTACHE_CACHE_DIR=f"{work}/cache")
+    for k in ("ATTACHE_POLICY", "ATTACHE_SERVER", "ATTACHE_REPO"):
+        env.pop(k, None)
     agent = f"{work}/agent"
     shutil.copytree(AGENT, agent)
     env["ATTACHE_AGENT_DIR"] = agent

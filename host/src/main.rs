@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         Command::Restore(a) => commands::restore::run(&cli, a),
         Command::Container {
             command: ContainerCommand::Assemble(a),
-        } => commands::container::assemble(a),
+        } => commands::container::assemble_command(a),
         Command::Container {
             command: ContainerCommand::Build(a),
         } => commands::container::build(&cli, a),

@@ -372,8 +372,81 @@ fn classify(
     } else {
         RunnerError::Trap {
             plugin,
-            message: format!("{e:?}"),
+            message: trap_message(&e),
         }
+    }
+}
+
+/// A demangled name without the crate disambiguators rustc adds
+/// (`std[d123b7a1]::process::abort` is `std::process::abort`).
+fn without_disambiguators(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(i) = rest.find('[') {
+        match rest[i + 1..].find(']') {
+            Some(j)
+                if rest[i + 1..i + 1 + j]
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit()) =>
+            {
+                out.push_str(&rest[..i]);
+                rest = &rest[i + j + 2..];
+            }
+            _ => {
+                out.push_str(&rest[..=i]);
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A trap in one line: its cause, and where in the plugin's own code it
+/// happened (the innermost frames that are not the standard library's),
+/// named from the plugin's name section.
+fn trap_message(e: &wasmtime::Error) -> String {
+    let cause = e.root_cause().to_string();
+    let Some(bt) = e.downcast_ref::<wasmtime::WasmBacktrace>() else {
+        return cause;
+    };
+    let library = |n: &str| {
+        [
+            "core::",
+            "std::",
+            "alloc::",
+            "panic_",
+            "abort",
+            "__",
+            "rust_",
+            "<",
+            "dlmalloc",
+            "wit_bindgen",
+            "cabi_",
+            "attache_plugin_sdk::",
+        ]
+        .iter()
+        .any(|p| n.starts_with(p))
+    };
+    let names: Vec<String> = bt
+        .frames()
+        .iter()
+        .filter_map(|f| f.func_name())
+        .map(|n| {
+            let d = without_disambiguators(&rustc_demangle::demangle(n).to_string());
+            // Without the hash suffix rustc adds (`::h0123…`).
+            match d.rfind("::h") {
+                Some(i) if d[i + 3..].chars().all(|c| c.is_ascii_hexdigit()) => d[..i].to_owned(),
+                _ => d,
+            }
+        })
+        .filter(|n| !library(n))
+        .take(3)
+        .collect();
+    if names.is_empty() {
+        cause
+    } else {
+        format!("{cause}, in {}", names.join(" < "))
     }
 }
 

@@ -9,7 +9,15 @@ use guest_runner::manifest::{plugin_file, Manifest, RUNNER_FILE};
 
 use crate::cli::{AssembleArgs, BuildArgs, Cli};
 
-pub fn assemble(a: &AssembleArgs) -> anyhow::Result<()> {
+/// `attache container assemble`: lays the container out and prints its
+/// version.
+pub fn assemble_command(a: &AssembleArgs) -> anyhow::Result<()> {
+    println!("{}", assemble(a)?);
+    Ok(())
+}
+
+/// Lays out the container; its version.
+pub fn assemble(a: &AssembleArgs) -> anyhow::Result<String> {
     let plugins_dir = a.out.join("plugins");
     fs::create_dir_all(&plugins_dir)
         .with_context(|| format!("cannot create {}", plugins_dir.display()))?;
@@ -40,8 +48,7 @@ pub fn assemble(a: &AssembleArgs) -> anyhow::Result<()> {
         }
         let manifest = Manifest::for_dir(&a.out, &names, None)?;
         manifest.write(&a.out)?;
-        println!("{}", manifest.version);
-        return Ok(());
+        return Ok(manifest.version);
     }
     // Compiled ahead of time by the runner itself, so that its engine (and
     // nothing else) loads them in the guest without compiling.
@@ -55,7 +62,7 @@ pub fn assemble(a: &AssembleArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         out.status.success(),
         "guest-runner precompile failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
+        crate::jobs::plugin::runner_error(&out.stderr)
     );
     let printed = String::from_utf8(out.stdout).context("engine id")?;
     let mut lines = printed.lines();
@@ -72,8 +79,7 @@ pub fn assemble(a: &AssembleArgs) -> anyhow::Result<()> {
         }
     }
     manifest.write(&a.out)?;
-    println!("{}", manifest.version);
-    Ok(())
+    Ok(manifest.version)
 }
 
 /// Copies through a temporary file and a rename, so a running runner never

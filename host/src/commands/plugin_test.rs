@@ -18,6 +18,7 @@
 //!    restored copy is backed up again and compared item by item.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -26,7 +27,6 @@ use guest_runner::stream::{Event, Header, ItemKind, ItemRecord, StreamReader, St
 use serde_json::{json, Value};
 
 use crate::cli::{AssembleArgs, Cli, PluginTestArgs};
-use crate::repo::is_at_or_below;
 
 /// One check's outcome.
 struct Check {
@@ -76,30 +76,27 @@ pub fn run(cli: &Cli, a: &PluginTestArgs) -> anyhow::Result<()> {
         });
     }
     let failed = checks.iter().filter(|c| c.ok == Some(false)).count();
+    // Written, not printed: a reader that goes away is not a panic.
+    let mut out = std::io::stdout().lock();
     if a.json {
         let v: Vec<Value> = checks
             .iter()
             .map(|c| json!({ "check": c.name, "ok": c.ok, "detail": c.detail }))
             .collect();
-        println!(
-            "{}",
-            json!({ "plugin": t.name, "failed": failed, "checks": v })
-        );
+        let report = json!({ "plugin": t.name, "failed": failed, "checks": v });
+        writeln!(out, "{report}")?;
     } else {
-        println!("plugin {} ({})", t.name, a.component.display());
+        writeln!(out, "plugin {} ({})", t.name, a.component.display())?;
         for c in &checks {
             let mark = match c.ok {
                 Some(true) => "ok  ",
                 Some(false) => "FAIL",
                 None => "skip",
             };
-            println!("  {mark} {:<20} {}", c.name, c.detail);
+            writeln!(out, "  {mark} {:<20} {}", c.name, c.detail)?;
         }
-        println!(
-            "{} passed, {} failed",
-            checks.iter().filter(|c| c.ok == Some(true)).count(),
-            failed
-        );
+        let passed = checks.iter().filter(|c| c.ok == Some(true)).count();
+        writeln!(out, "{passed} passed, {failed} failed")?;
     }
     anyhow::ensure!(failed == 0, "{failed} check(s) failed");
     Ok(())
@@ -560,12 +557,14 @@ fn order_problems(items: &[Seen]) -> Vec<String> {
         }
     }
     for (n, i) in items.iter().enumerate() {
-        for (m, p) in items.iter().enumerate() {
-            if m > n && i.record.id != p.record.id && is_at_or_below(&i.record.id, &p.record.id) {
-                out.push(format!(
-                    "{:?} comes before its parent {:?}",
-                    i.record.id, p.record.id
-                ));
+        for parent in ancestors(&i.record.id) {
+            if let Some(&m) = seen.get(parent) {
+                if m > n {
+                    out.push(format!(
+                        "{:?} comes before its parent {parent:?}",
+                        i.record.id
+                    ));
+                }
             }
         }
         if out.len() > 20 {
@@ -573,6 +572,17 @@ fn order_problems(items: &[Seen]) -> Vec<String> {
         }
     }
     out
+}
+
+/// The ids `id` lies below, by `/` (nearest first): `/a/b/c` is below
+/// `/a/b`, `/a` and `/`; `s://h/x/y` below `s://h/x` and `s://h`.
+fn ancestors(id: &str) -> impl Iterator<Item = &str> {
+    let start = id.find("://").map_or(0, |i| i + 3);
+    id.char_indices()
+        .rev()
+        .filter(move |(i, c)| *c == '/' && *i >= start)
+        .map(move |(i, _)| if i == 0 { "/" } else { &id[..i] })
+        .filter(move |p| *p != id)
 }
 
 /// How two backups of the same selection differ.
@@ -601,13 +611,10 @@ fn differences(a: &[Seen], b: &[Seen]) -> Vec<String> {
 
 /// The items below no other item of the stream.
 fn tops(items: &[Seen]) -> Vec<ItemRecord> {
+    let ids: std::collections::HashSet<&str> = items.iter().map(|i| i.record.id.as_str()).collect();
     items
         .iter()
-        .filter(|i| {
-            !items
-                .iter()
-                .any(|o| o.record.id != i.record.id && is_at_or_below(&i.record.id, &o.record.id))
-        })
+        .filter(|i| !ancestors(&i.record.id).any(|p| ids.contains(p)))
         .map(|i| i.record.clone())
         .collect()
 }
@@ -668,4 +675,20 @@ fn report(e: &Exit, expected: usize) -> String {
         v["refused"].as_array().map_or(0, Vec::len),
         v["warnings"].as_array().map_or(0, Vec::len)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ancestors;
+
+    #[test]
+    fn ancestors_by_slash() {
+        let a: Vec<&str> = ancestors("/a/b/c").collect();
+        assert_eq!(a, ["/a/b", "/a", "/"]);
+        let a: Vec<&str> = ancestors("kv:///srv/s.kv#k").collect();
+        assert_eq!(a, ["kv:///srv", "kv://"]);
+        let a: Vec<&str> = ancestors("imap://u@1.2.3.4:143/INBOX/;UID=1").collect();
+        assert_eq!(a, ["imap://u@1.2.3.4:143/INBOX", "imap://u@1.2.3.4:143"]);
+        assert_eq!(ancestors("/").count(), 0);
+    }
 }

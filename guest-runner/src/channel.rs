@@ -23,7 +23,8 @@
 //! stream: `Q` says the application is quiesced and asks the server to
 //! freeze the guest's filesystems (the server answers `F` when frozen or `N`
 //! when not); `S` says the stream follows. The server thaws once the
-//! stream's trailer has arrived.
+//! stream's trailer has arrived and then sends `T`; a runner that has not
+//! heard `T` by the freeze bound thaws the guest itself.
 //!
 //! The runner checks the server's hello strictly. The server skips bytes
 //! before the runner's hello (at most [`MAX_STALE`]): what a killed earlier
@@ -45,6 +46,10 @@ pub const PHASE_STREAM: u8 = b'S';
 pub const ACK_FROZEN: u8 = b'F';
 /// Server → runner: not frozen (the guest refused); go on.
 pub const ACK_NOT_FROZEN: u8 = b'N';
+/// Server → runner, after the stream: the filesystems it froze are thawed.
+/// Without it by the freeze bound, the runner thaws them itself
+/// (`guest_runner::freeze`).
+pub const ACK_THAWED: u8 = b'T';
 
 /// What can go wrong on the channel.
 #[derive(Debug, thiserror::Error)]

@@ -12,4 +12,6 @@ pub mod policy;
 pub mod stream;
 
 #[cfg(feature = "runtime")]
+pub mod freeze;
+#[cfg(feature = "runtime")]
 pub mod runtime;

@@ -182,6 +182,11 @@ pub struct BackupArgs {
     /// the guest's filesystems (it thaws them once the stream has arrived).
     #[arg(long, requires = "channel")]
     pub fsfreeze: bool,
+    /// With --fsfreeze: the longest the filesystems may stay frozen, in
+    /// seconds. If the server has not said it thawed them by then (it died,
+    /// say), the runner thaws them itself.
+    #[arg(long, default_value_t = 10)]
+    pub freeze_limit_secs: u64,
 }
 
 /// The data channel to the server (see `guest_runner::channel`): used when

@@ -6,7 +6,9 @@ use std::io::{BufRead, Read, Write};
 
 use anyhow::Context;
 use guest_runner::channel;
+use guest_runner::freeze::{self, FreezeWatchdog};
 use guest_runner::stream::{Header, ItemRecord, StreamWriter};
+use std::time::{Duration, Instant};
 
 use super::{prepare, selected, Job, Prepared};
 use crate::io::{open_channel, open_output};
@@ -91,6 +93,10 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    // Set once the server has frozen the guest's filesystems: the runner
+    // does not exit before the server says it thawed them, or the watchdog
+    // has thawed them at the bound.
+    let mut watchdog: Option<FreezeWatchdog> = None;
     let out: Box<dyn Write + Send> = match channel {
         Some(mut ch) => {
             if a.fsfreeze {
@@ -101,7 +107,24 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
                     .read_exact(&mut ack)
                     .context("waiting for the server to freeze the filesystems")?;
                 match ack[0] {
-                    channel::ACK_FROZEN => tracing::info!("filesystems frozen"),
+                    channel::ACK_FROZEN => {
+                        tracing::info!("filesystems frozen");
+                        let bound = Duration::from_secs(a.freeze_limit_secs) + freeze::GRACE;
+                        let w = FreezeWatchdog::start(Instant::now() + bound);
+                        let release = w.releaser();
+                        let mut reader = ch.reader;
+                        // The server's only later word on the channel: thawed.
+                        std::thread::spawn(move || {
+                            let mut b = [0u8; 1];
+                            while reader.read_exact(&mut b).is_ok() {
+                                if b[0] == channel::ACK_THAWED {
+                                    release();
+                                    break;
+                                }
+                            }
+                        });
+                        watchdog = Some(w);
+                    }
                     channel::ACK_NOT_FROZEN => {
                         tracing::warn!("the server could not freeze the filesystems")
                     }
@@ -113,38 +136,44 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         }
         None => open_output(&a.output)?,
     };
-    run.state()
-        .set_sink(Sink::new(StreamWriter::new(out, &header)?, previous));
+    let result = (|| -> anyhow::Result<()> {
+        run.state()
+            .set_sink(Sink::new(StreamWriter::new(out, &header)?, previous));
 
-    let request = guest_runner::runtime::BackupRequest {
-        selection: a.select.clone(),
-        options,
-    };
-    let result = run.backup(&request);
-    if let Some(state) = &quiesced {
-        if let Err(e) = thaw(&p, &job, &mut run, state) {
-            tracing::error!("thaw failed: {e}");
-            if result.is_ok() {
-                return Err(e.into());
+        let request = guest_runner::runtime::BackupRequest {
+            selection: a.select.clone(),
+            options,
+        };
+        let result = run.backup(&request);
+        if let Some(state) = &quiesced {
+            if let Err(e) = thaw(&p, &job, &mut run, state) {
+                tracing::error!("thaw failed: {e}");
+                if result.is_ok() {
+                    return Err(e.into());
+                }
             }
         }
+        let summary = result?;
+        let sink = run
+            .state()
+            .take_sink()
+            .ok_or_else(|| RunnerError::Other("the sink disappeared".into()))?;
+        // No trailer on failure: the stream then reads as incomplete.
+        let writer = sink.into_writer().map_err(RunnerError::Output)?;
+        let (_, totals) = writer.finish()?;
+        tracing::info!(
+            items = totals.items,
+            bytes = totals.bytes,
+            warnings = totals.warnings,
+            plugin_items = summary.items,
+            "backup complete"
+        );
+        Ok(())
+    })();
+    if let Some(w) = watchdog {
+        w.wait();
     }
-    let summary = result?;
-    let sink = run
-        .state()
-        .take_sink()
-        .ok_or_else(|| RunnerError::Other("the sink disappeared".into()))?;
-    // No trailer on failure: the stream then reads as incomplete.
-    let writer = sink.into_writer().map_err(RunnerError::Output)?;
-    let (_, totals) = writer.finish()?;
-    tracing::info!(
-        items = totals.items,
-        bytes = totals.bytes,
-        warnings = totals.warnings,
-        plugin_items = summary.items,
-        "backup complete"
-    );
-    Ok(())
+    result
 }
 
 /// Reads a previous backup's catalog (JSON lines of item records).

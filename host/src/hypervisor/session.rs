@@ -273,6 +273,11 @@ impl Session {
             })();
             shared.stream_done.store(true, Ordering::SeqCst);
             let thawed = self.thaw(&shared);
+            if let Ok(true) = thawed {
+                // The runner waits for this before it exits; without it by
+                // the freeze bound, it thaws the guest itself.
+                let _ = (&sock).write_all(&[channel::ACK_THAWED]);
+            }
             let watched = watcher
                 .join()
                 .map_err(|_| anyhow!("the runner's watcher panicked"))?;
@@ -412,13 +417,15 @@ impl Session {
         }
     }
 
-    fn thaw(&self, shared: &Shared) -> anyhow::Result<()> {
+    /// Thaws what `freeze` froze; whether there was anything to thaw.
+    fn thaw(&self, shared: &Shared) -> anyhow::Result<bool> {
         if lock(&shared.frozen_until).take().is_some() {
             self.agent()
                 .call("guest-fsfreeze-thaw", serde_json::json!({}))
                 .with_context(|| format!("thawing the filesystems of {}", self.vm_ref))?;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     /// The job's result, with the runner's own words when it failed.

@@ -91,7 +91,11 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
                 env: access.env_assignments(),
             };
             if opts.fsfreeze.is_some() {
-                args.push("--fsfreeze".into());
+                args.extend([
+                    "--fsfreeze".into(),
+                    "--freeze-limit-secs".into(),
+                    a.freeze_limit_secs.to_string(),
+                ]);
             }
             let staged = session.backup(&args, previous, &opts, ctl.cancel, |r| {
                 ingest(&repo, r, &origin, ctl)

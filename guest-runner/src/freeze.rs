@@ -136,7 +136,7 @@ fn mount_points(mounts: &str) -> Vec<String> {
 
 /// How long a runner gives the server to thaw beyond the freeze bound
 /// before it thaws itself.
-pub const GRACE: Duration = Duration::from_millis(500);
+pub const GRACE: Duration = Duration::from_millis(250);
 
 #[cfg(test)]
 mod tests {

@@ -337,6 +337,17 @@ pub struct BackupArgs {
     /// guest has not finished after this many seconds.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    #[command(flatten)]
+    pub job: PluginJobArgs,
+    /// Print the result as JSON (an object with an `id` field).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a backup or restore gives its plugin: options, limits and the
+/// application's password.
+#[derive(Debug, Args)]
+pub struct PluginJobArgs {
     /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists
     /// each plugin's keys). Values reach the runner through its
     /// environment, never a command line.
@@ -354,9 +365,6 @@ pub struct BackupArgs {
     /// through the runner's environment, never a command line.
     #[arg(long)]
     pub app_password_file: Option<PathBuf>,
-    /// Print the result as JSON (an object with an `id` field).
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -402,23 +410,8 @@ pub struct RestoreArgs {
     /// guest has not finished after this many seconds.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
-    /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists
-    /// each plugin's keys). Values reach the runner through its
-    /// environment, never a command line.
-    #[arg(long = "option", value_parser = parse_key_value)]
-    pub options: Vec<(String, String)>,
-    /// The plugin's memory limit in MiB (within the policy's ceiling).
-    #[arg(long)]
-    pub memory_limit_mib: Option<u64>,
-    /// The plugin's deadline in seconds (within the policy's ceiling).
-    #[arg(long)]
-    pub deadline_secs: Option<u64>,
-    /// A file whose first line is the application's password (a
-    /// database's), read by whoever runs the job; without it the password
-    /// comes from ATTACHE_APP_PASSWORD, if set. It reaches the plugin
-    /// through the runner's environment, never a command line.
-    #[arg(long)]
-    pub app_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub job: PluginJobArgs,
     /// Print the runner's report as JSON.
     #[arg(long)]
     pub json: bool,

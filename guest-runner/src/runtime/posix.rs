@@ -91,16 +91,10 @@ impl Host for State {
         fd: Resource<Descriptor>,
         mode: u32,
     ) -> wasmtime::Result<Result<(), ErrorCode>> {
-        if !self.ownership {
-            return Ok(Err(ErrorCode::NotPermitted));
-        }
-        let (file, perms) = match self.table.get(&fd)? {
-            Descriptor::Dir(d) => (&d.dir, d.perms),
-            Descriptor::File(f) => (&f.file, f.perms),
+        let file = match owned_fd(self, &fd)? {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
         };
-        if perms.write_not_permitted() {
-            return Ok(Err(ErrorCode::NotPermitted));
-        }
         let mode = rustix::fs::Mode::from_raw_mode(mode & 0o7777);
         Ok(rustix::fs::fchmod(file.as_ref(), mode).map_err(|e| error_code(&e.into())))
     }
@@ -111,16 +105,10 @@ impl Host for State {
         uid: u32,
         gid: u32,
     ) -> wasmtime::Result<Result<(), ErrorCode>> {
-        if !self.ownership {
-            return Ok(Err(ErrorCode::NotPermitted));
-        }
-        let (file, perms) = match self.table.get(&fd)? {
-            Descriptor::Dir(d) => (&d.dir, d.perms),
-            Descriptor::File(f) => (&f.file, f.perms),
+        let file = match owned_fd(self, &fd)? {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
         };
-        if perms.write_not_permitted() {
-            return Ok(Err(ErrorCode::NotPermitted));
-        }
         let r = rustix::fs::fchown(
             file.as_ref(),
             Some(rustix::fs::Uid::from_raw(uid)),
@@ -165,6 +153,26 @@ impl Host for State {
         );
         Ok(r.map_err(|e| error_code(&e.into())))
     }
+}
+
+/// The file behind a descriptor whose owner or mode the plugin may change:
+/// the plan asked for ownership and the descriptor is writable.
+fn owned_fd<'a>(
+    state: &'a State,
+    fd: &Resource<Descriptor>,
+) -> wasmtime::Result<Result<&'a std::sync::Arc<std::fs::File>, ErrorCode>> {
+    if !state.ownership {
+        return Ok(Err(ErrorCode::NotPermitted));
+    }
+    let (file, perms) = match state.table.get(fd)? {
+        Descriptor::Dir(d) => (&d.dir, d.perms),
+        Descriptor::File(f) => (&f.file, f.perms),
+    };
+    Ok(if perms.write_not_permitted() {
+        Err(ErrorCode::NotPermitted)
+    } else {
+        Ok(file)
+    })
 }
 
 /// The contract's stat of cap-std metadata.

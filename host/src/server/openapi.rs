@@ -132,7 +132,10 @@ pub fn document() -> Value {
                             "freeze_limit_secs": { "type": "integer", "minimum": 0, "description": "VMs: the longest freeze (default 10)" },
                             "timeout_secs": { "type": "integer", "minimum": 0, "description": "VMs: fail and clean up when the runner has not finished by then" },
                             "app_password": { "type": "string", "description": "the application's (database's) password; shown redacted" },
-                            "app_password_file": { "type": "string", "description": "a file on the server whose first line is the application's password" }
+                            "app_password_file": { "type": "string", "description": "a file on the server whose first line is the application's password" },
+                            "options": { "type": "object", "additionalProperties": { "type": "string" }, "description": "plugin options KEY: VALUE (the keys the plugin declares); job views show the values redacted" },
+                            "memory_limit_mib": { "type": "integer", "minimum": 1, "description": "the plugin's memory limit, within the policy's ceiling" },
+                            "deadline_secs": { "type": "integer", "minimum": 1, "description": "the plugin's deadline, within the policy's ceiling" }
                         }}
                     }},
                     { "type": "object", "required": ["kind", "restore"], "properties": {
@@ -145,7 +148,10 @@ pub fn document() -> Value {
                             "as": { "type": "string", "description": "restore the one item under this id (another database, table or path)" },
                             "timeout_secs": { "type": "integer", "minimum": 0, "description": "VMs: fail and clean up when the runner has not finished by then" },
                             "app_password": { "type": "string", "description": "the application's (database's) password; shown redacted" },
-                            "app_password_file": { "type": "string", "description": "a file on the server whose first line is the application's password" }
+                            "app_password_file": { "type": "string", "description": "a file on the server whose first line is the application's password" },
+                            "options": { "type": "object", "additionalProperties": { "type": "string" }, "description": "plugin options KEY: VALUE (the keys the plugin declares); job views show the values redacted" },
+                            "memory_limit_mib": { "type": "integer", "minimum": 1, "description": "the plugin's memory limit, within the policy's ceiling" },
+                            "deadline_secs": { "type": "integer", "minimum": 1, "description": "the plugin's deadline, within the policy's ceiling" }
                         }}
                     }}
                 ]},

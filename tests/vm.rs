@@ -76,16 +76,38 @@ impl Site {
             .unwrap_or_else(|| panic!("no snapshot {id}"))
     }
 
+    /// Asserts that the journal holds nothing at all (no entry, and no
+    /// temporary file left by a write), as when no job is running.
+    fn assert_journal_empty(&self) {
+        let left: Vec<_> = fs::read_dir(self.state.join("journal"))
+            .map(|rd| rd.map(|e| e.expect("entry").file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "left in the journal: {left:?}");
+    }
+
+    /// The journal's entries (`SESSION.json`), not the temporary files
+    /// (`.tmp-PID-SESSION.json`) an entry is written through before it is
+    /// renamed into place, nor an entry removed while the directory was
+    /// being read (a job that just ended).
     fn journal_entries(&self) -> Vec<Value> {
         let dir = self.state.join("journal");
         let Ok(rd) = fs::read_dir(&dir) else {
             return vec![];
         };
-        rd.map(|e| {
-            let p = e.expect("entry").path();
-            serde_json::from_slice(&fs::read(&p).expect("read")).expect("journal JSON")
-        })
-        .collect()
+        rd.map(|e| e.expect("entry").path())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                !name.starts_with('.') && name.ends_with(".json")
+            })
+            .filter_map(|p| match fs::read(&p) {
+                Ok(bytes) => Some(
+                    serde_json::from_slice(&bytes)
+                        .unwrap_or_else(|e| panic!("journal entry {}: {e}", p.display())),
+                ),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => panic!("{}: {e}", p.display()),
+            })
+            .collect()
     }
 }
 
@@ -144,7 +166,7 @@ fn backup_and_granular_restore_inside_a_vm() {
     // /data, lost+found, 3 directories, 3 files, 1 symlink
     assert_eq!(snap["items"], 9, "{snap}");
     vm.assert_clean();
-    assert!(site.journal_entries().is_empty());
+    site.assert_journal_empty();
     let info = site.snapshot(&id);
     assert_eq!(info["source"], "hv1/vm1");
     assert!(
@@ -318,7 +340,7 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
         "{err}"
     );
     vm1.assert_clean();
-    assert!(site.journal_entries().is_empty());
+    site.assert_journal_empty();
 
     // The guest agent is dead before the job: a clear failure, and nothing
     // is attached. (Stopped, then resumed later by the same guest script.)
@@ -339,7 +361,7 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
         "{err}"
     );
     assert_eq!(vm2.attached(), Vec::<String>::new());
-    assert!(site.journal_entries().is_empty());
+    site.assert_journal_empty();
 
     // The guest agent stops answering while the runner runs: the job fails,
     // the container is detached at once, and the journal keeps the guest's
@@ -381,7 +403,7 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
     }
     let snap = site.backup("hv1/vm2", "/data/small.txt");
     assert_eq!(snap["items"], 1);
-    assert!(site.journal_entries().is_empty());
+    site.assert_journal_empty();
     vm2.assert_clean();
 }
 
@@ -445,7 +467,7 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
     };
     assert_eq!(done["status"], "cancelled", "{done}");
     vm.assert_clean();
-    assert!(site.journal_entries().is_empty());
+    site.assert_journal_empty();
 
     // A job that runs out of time: a clear failure, and the VM clean.
     let err = fails(site.attache().args([
@@ -460,7 +482,7 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
     ]));
     assert!(err.contains("timed out"), "{err}");
     vm.assert_clean();
-    assert!(site.journal_entries().is_empty());
+    site.assert_journal_empty();
 
     let client = site
         .attache()
@@ -494,7 +516,7 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
     // The restarted server undoes it before serving.
     let mut server = serve();
     wait_healthy(&url);
-    assert!(site.journal_entries().is_empty());
+    site.assert_journal_empty();
     vm.assert_clean();
     server.kill().expect("stop the server");
     let _ = server.wait();

@@ -60,11 +60,15 @@ test: build test-plugins vm-guest
 	$(CARGO) test --release --workspace --exclude guest-runner $(addprefix --exclude attache-plugin-,$(PLUGINS)) $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
 	$(CARGO) test --release $(addprefix -p attache-plugin-,$(PLUGINS)) --lib
 
-# Throughput beside tar, plugin start, the comparison with Debian's restic,
+# Issue 12's table (a real tree and 1 GiB of random data beside restic and
+# rustic, with the dd line), throughput beside tar, plugin start, the
+# comparison with Debian's restic,
 # the VM overhead and container push figures, PostgreSQL beside pg_dump, and
 # keyed beside unkeyed chunking.
 bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
+	@command -v rustic >/dev/null || $(CARGO) install rustic-rs --no-default-features --locked
+	./tests/bench/real.py
 	./tests/bench/backup.sh
 	./tests/bench/restic.py
 	./tests/bench/vm.py

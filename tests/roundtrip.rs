@@ -65,6 +65,29 @@ fn a_real_tree_restores_identical() {
     tree::assert_same(&src, &inside);
 }
 
+/// Issue 12: a tree in the shape of a real one (many small directories),
+/// 20,000 items, restored whole and compared item by item: kind, mode,
+/// owner, mtime, content, link targets and hard links.
+#[test]
+fn a_tree_of_20000_items_restores_identical_item_by_item() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("many");
+    tree::make_many(&src, 20_000);
+    let expected = tree::describe(&src);
+    assert!(expected.len() > 20_000, "{} items", expected.len());
+    assert!(expected.values().any(|e| e.link_group.is_some()));
+    assert!(expected.values().any(|e| e.kind == "symlink"));
+    let repo = t.path().join("repo");
+    let id = backup(&repo, &src);
+    assert_eq!(ls(&repo, &id, None).len(), expected.len(), "one item per path");
+    let dest = t.path().join("restored");
+    ok(attache(&repo)
+        .args(["restore", &id, "--to"])
+        .arg(format!("local:{}", dest.display())));
+    let inside = attache_tests::restored(&dest, &src);
+    tree::assert_same(&src, &inside);
+}
+
 #[test]
 fn a_single_file_restores_into_an_alternate_directory() {
     let t = tempfile::tempdir().expect("tempdir");

@@ -200,3 +200,82 @@ pub fn assert_same(expected: &Path, actual: &Path) {
         assert_eq!(e, &b[k], "{k:?} differs");
     }
 }
+
+/// A small file of `len` pseudo-random bytes.
+fn small_file(path: &Path, len: usize, seed: u64) {
+    let mut buf = vec![0u8; len];
+    blake3::Hasher::new_derive_key("attache test data")
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut buf);
+    fs::write(path, &buf).expect("write");
+}
+
+/// A tree of at least `items` entries in the shape of a real one: many
+/// small directories nested a few levels deep (a fan-out of 8), each with
+/// files of varied sizes, modes, owners and nanosecond mtimes, relative,
+/// absolute and dangling symlinks, and hard links within and across
+/// directories; directories with their own modes, and mtimes set last,
+/// deepest first, as a restore must keep them.
+pub fn make_many(root: &Path, items: usize) {
+    const PER_DIR: usize = 40;
+    fs::create_dir_all(root).expect("root");
+    let ndirs = items / PER_DIR + 1;
+    let mut dirs: Vec<String> = Vec::with_capacity(ndirs);
+    for d in 0..ndirs {
+        let rel = if d == 0 {
+            "d0".to_owned()
+        } else {
+            format!("{}/d{d} ✓", dirs[(d - 1) / 8])
+        };
+        fs::create_dir(root.join(&rel)).expect("mkdir");
+        dirs.push(rel);
+    }
+    let mut files: Vec<String> = Vec::new();
+    let mut n = 0usize;
+    for dir in &dirs {
+        for i in 0..PER_DIR - 1 {
+            n += 1;
+            let rel = format!("{dir}/e{i:02}");
+            let p = root.join(&rel);
+            match n % 20 {
+                7 => symlink(["../d0", "/etc/hostname", "no/such/thing"][n % 3], &p)
+                    .expect("symlink"),
+                13 if !files.is_empty() => {
+                    let target = &files[n * 7919 % files.len()];
+                    fs::hard_link(root.join(target), &p).expect("hard link");
+                    continue;
+                }
+                _ => {
+                    small_file(&p, n * 131 % 5000, n as u64);
+                    let mode = [0o644, 0o600, 0o755, 0o444, 0o640, 0o4755][n % 6];
+                    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
+                    files.push(rel);
+                }
+            }
+            if n % 11 == 0 {
+                chownat(
+                    CWD,
+                    &p,
+                    Some(Uid::from_raw(1000 + (n % 50) as u32)),
+                    Some(Gid::from_raw(2000 + (n % 30) as u32)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .ok();
+            }
+            set_mtime(
+                &p,
+                1_600_000_000 + n as i64 * 17,
+                (n as i64 * 7919) % 1_000_000_000,
+            );
+        }
+    }
+    for (d, dir) in dirs.iter().enumerate() {
+        let mode = [0o755, 0o750, 0o700, 0o2775, 0o1777][d % 5];
+        fs::set_permissions(root.join(dir), fs::Permissions::from_mode(mode)).expect("chmod dir");
+    }
+    // Deepest first: a directory's mtime is set after its children's.
+    for (d, dir) in dirs.iter().enumerate().rev() {
+        set_mtime(&root.join(dir), 1_400_000_000 + d as i64 * 3600, d as i64 * 1009);
+    }
+}

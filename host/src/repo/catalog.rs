@@ -29,6 +29,16 @@ pub struct Found {
     pub size: u64,
 }
 
+/// The layout's version (`PRAGMA user_version`). A catalog of another
+/// version is dropped and rebuilt from the repository.
+const VERSION: i64 = 2;
+
+/// A snapshot's items are stored as runs of consecutive items (chunks),
+/// cut where an item's id says so, so that the cuts fall in the same places
+/// again when the tree is unchanged around them. A chunk is stored once and
+/// shared by every snapshot that has it: the catalog of an unchanged re-run
+/// costs one row per chunk, not one per item. `chunk_items` indexes each
+/// stored chunk's items for `find` and for restore selection.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS snapshots (
     id TEXT PRIMARY KEY,
@@ -36,20 +46,43 @@ CREATE TABLE IF NOT EXISTS snapshots (
     source TEXT NOT NULL,
     plugin TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS items (
+CREATE TABLE IF NOT EXISTS chunks (
+    hash BLOB PRIMARY KEY,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshot_chunks (
     snapshot TEXT NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    chunk BLOB NOT NULL,
+    PRIMARY KEY (snapshot, n)
+);
+CREATE INDEX IF NOT EXISTS snapshot_chunks_by_chunk ON snapshot_chunks(chunk);
+CREATE TABLE IF NOT EXISTS chunk_items (
+    chunk BLOB NOT NULL,
+    pos INTEGER NOT NULL,
     id TEXT NOT NULL,
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
     size INTEGER NOT NULL,
-    item TEXT NOT NULL,
-    PRIMARY KEY (snapshot, seq)
-);
-CREATE INDEX IF NOT EXISTS items_by_snapshot_id ON items(snapshot, id);
-CREATE INDEX IF NOT EXISTS items_by_id ON items(id);
-CREATE INDEX IF NOT EXISTS items_by_name ON items(name);
+    PRIMARY KEY (chunk, pos)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunk_items_by_id ON chunk_items(id);
+CREATE INDEX IF NOT EXISTS chunk_items_by_name ON chunk_items(name);
 ";
+
+/// Items per chunk: about `CUT` on average, never more than `MAX_CHUNK`.
+const CUT: u64 = 64;
+const MAX_CHUNK: usize = 1024;
+
+/// Whether a chunk ends after the item `id` (FNV-1a of the id).
+fn cuts_after(id: &str) -> bool {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h % CUT == 0
+}
 
 impl Catalog {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
@@ -79,6 +112,16 @@ impl Catalog {
         }
         let tx =
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != VERSION {
+            // A cache: another layout is dropped, and `sync` refills it.
+            tx.execute_batch(
+                "DROP TABLE IF EXISTS items; DROP TABLE IF EXISTS snapshot_chunks;
+                 DROP TABLE IF EXISTS chunk_items; DROP TABLE IF EXISTS chunks;
+                 DROP TABLE IF EXISTS snapshots;",
+            )?;
+            tx.execute_batch(&format!("PRAGMA user_version = {VERSION};"))?;
+        }
         tx.execute_batch(SCHEMA)?;
         tx.commit()?;
         Ok(Self { conn })
@@ -94,9 +137,18 @@ impl Catalog {
             rows.collect::<Result<_, _>>()?
         };
         let live: HashSet<&str> = snaps.iter().map(|s| s.id.as_str()).collect();
+        let mut dropped = false;
         for gone in known.iter().filter(|k| !live.contains(k.as_str())) {
             self.conn
                 .execute("DELETE FROM snapshots WHERE id = ?1", [gone])?;
+            dropped = true;
+        }
+        if dropped {
+            // Chunks no snapshot has any more.
+            self.conn.execute_batch(
+                "DELETE FROM chunk_items WHERE chunk NOT IN (SELECT chunk FROM snapshot_chunks);
+                 DELETE FROM chunks WHERE hash NOT IN (SELECT chunk FROM snapshot_chunks);",
+            )?;
         }
         for s in snaps.iter().filter(|s| !known.contains(&s.id)) {
             // A snapshot whose item list cannot be read stays out of the
@@ -122,8 +174,22 @@ impl Catalog {
         Ok(n > 0)
     }
 
-    /// Records a snapshot and its items.
+    /// Records a snapshot and its items: the chunks the catalog lacks,
+    /// and the list of the snapshot's chunks.
     pub fn add(&self, snap: &SnapshotInfo, items: &[StoredItem]) -> anyhow::Result<()> {
+        // Cut and serialized before the write lock is taken.
+        let mut chunks: Vec<(Vec<u8>, String, usize, usize)> = Vec::new();
+        let mut body = String::new();
+        let mut start = 0;
+        for (i, it) in items.iter().enumerate() {
+            body.push_str(&serde_json::to_string(it)?);
+            body.push('\n');
+            if cuts_after(&it.record.id) || i + 1 - start >= MAX_CHUNK || i + 1 == items.len() {
+                let hash = blake3::hash(body.as_bytes()).as_bytes().to_vec();
+                chunks.push((hash, std::mem::take(&mut body), start, i + 1));
+                start = i + 1;
+            }
+        }
         // IMMEDIATE: the write lock is taken (waiting as busy_timeout
         // allows) before anything is read, so two processes adding at once
         // never meet a stale snapshot, which SQLite refuses without waiting.
@@ -135,21 +201,32 @@ impl Catalog {
             "INSERT OR REPLACE INTO snapshots (id, time, source, plugin) VALUES (?1, ?2, ?3, ?4)",
             params![snap.id, snap.time, snap.source, snap.plugin],
         )?;
-        tx.execute("DELETE FROM items WHERE snapshot = ?1", [&snap.id])?;
+        tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", [&snap.id])?;
         {
-            let mut st = tx.prepare("INSERT INTO items (snapshot, seq, id, name, kind, size, item) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
-            for (seq, it) in items.iter().enumerate() {
-                let r = &it.record;
-                let name = r.id.rsplit('/').next().unwrap_or(&r.id);
-                st.execute(params![
-                    snap.id,
-                    seq as i64,
-                    r.id,
-                    name,
-                    r.kind.as_str(),
-                    r.size as i64,
-                    serde_json::to_string(it)?
-                ])?;
+            let mut add_chunk =
+                tx.prepare("INSERT OR IGNORE INTO chunks (hash, body) VALUES (?1, ?2)")?;
+            let mut add_item = tx.prepare(
+                "INSERT INTO chunk_items (chunk, pos, id, name, kind, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let mut list = tx.prepare(
+                "INSERT INTO snapshot_chunks (snapshot, n, chunk) VALUES (?1, ?2, ?3)",
+            )?;
+            for (n, (hash, body, start, end)) in chunks.iter().enumerate() {
+                if add_chunk.execute(params![hash, body])? > 0 {
+                    for (pos, it) in items[*start..*end].iter().enumerate() {
+                        let r = &it.record;
+                        let name = r.id.rsplit('/').next().unwrap_or(&r.id);
+                        add_item.execute(params![
+                            hash,
+                            pos as i64,
+                            r.id,
+                            name,
+                            r.kind.as_str(),
+                            r.size as i64
+                        ])?;
+                    }
+                }
+                list.execute(params![snap.id, n as i64, hash])?;
             }
         }
         tx.commit()?;
@@ -160,19 +237,24 @@ impl Catalog {
     /// what lies below it.
     pub fn items(&self, snapshot: &str, below: Option<&str>) -> anyhow::Result<Vec<StoredItem>> {
         let parse = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
-        let rows: Vec<String> = match below {
+        let (bodies, base): (Vec<String>, Option<&str>) = match below {
             None | Some("/") => {
-                let mut st = self
-                    .conn
-                    .prepare("SELECT item FROM items WHERE snapshot = ?1 ORDER BY seq")?;
+                let mut st = self.conn.prepare(
+                    "SELECT c.body FROM snapshot_chunks s JOIN chunks c ON c.hash = s.chunk
+                     WHERE s.snapshot = ?1 ORDER BY s.n",
+                )?;
                 let v = st.query_map([snapshot], parse)?.collect::<Result<_, _>>()?;
-                v
+                (v, None)
             }
             Some(id) => {
-                // `id/` up to (not including) `id0`: '0' follows '/' in byte order.
+                // `id/` up to (not including) `id0`: '0' follows '/' in byte
+                // order. Only the chunks holding such items are read.
                 let base = id.strip_suffix('/').unwrap_or(id);
                 let mut st = self.conn.prepare(
-                    "SELECT item FROM items WHERE snapshot = ?1 AND (id = ?2 OR (id >= ?3 AND id < ?4)) ORDER BY seq",
+                    "SELECT c.body FROM snapshot_chunks s JOIN chunks c ON c.hash = s.chunk
+                     WHERE s.snapshot = ?1 AND s.chunk IN (SELECT chunk FROM chunk_items
+                       WHERE id = ?2 OR (id >= ?3 AND id < ?4))
+                     ORDER BY s.n",
                 )?;
                 let v = st
                     .query_map(
@@ -180,12 +262,26 @@ impl Catalog {
                         parse,
                     )?
                     .collect::<Result<_, _>>()?;
-                v
+                (v, Some(base))
             }
         };
-        rows.iter()
-            .map(|j| serde_json::from_str(j).context("damaged catalog row"))
-            .collect()
+        let mut out = Vec::new();
+        for body in &bodies {
+            for line in body.lines() {
+                let it: StoredItem = serde_json::from_str(line).context("damaged catalog row")?;
+                let keep = match base {
+                    None => true,
+                    Some(b) => {
+                        let id = it.record.id.as_str();
+                        id == b || (id > b && id.starts_with(b) && id.as_bytes()[b.len()] == b'/')
+                    }
+                };
+                if keep {
+                    out.push(it);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Items in any snapshot matching a glob: on the whole id when the
@@ -197,8 +293,9 @@ impl Catalog {
             "i.name"
         };
         let sql = format!(
-            "SELECT s.id, s.time, s.source, i.id, i.kind, i.size FROM items i JOIN snapshots s ON s.id = i.snapshot
-             WHERE {column} GLOB ?1 ORDER BY s.time, s.id, i.seq"
+            "SELECT s.id, s.time, s.source, i.id, i.kind, i.size FROM chunk_items i
+             JOIN snapshot_chunks sc ON sc.chunk = i.chunk JOIN snapshots s ON s.id = sc.snapshot
+             WHERE {column} GLOB ?1 ORDER BY s.time, s.id, sc.n, i.pos"
         );
         let mut st = self.conn.prepare(&sql)?;
         let rows = st.query_map([pattern], |r| {

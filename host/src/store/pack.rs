@@ -5,7 +5,6 @@
 //! rename), so a pack either exists complete or not at all.
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -104,24 +103,41 @@ impl PackWriter {
 /// Reads one blob's stored bytes; a pack too short for it is named, with
 /// what is wrong (not "failed to fill whole buffer").
 pub fn read_blob(root: &Path, pack: &PackId, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
-    let path = pack_path(root, pack);
-    let mut f = fs::File::open(&path).map_err(|e| StoreError::at(&path, e))?;
-    let size = f.metadata().map_err(|e| StoreError::at(&path, e))?.len();
-    let end = offset.saturating_add(u64::from(len));
-    if end > size {
-        return Err(StoreError::damaged(
-            &path,
-            format!(
-                "pack is truncated: a blob at bytes {offset}..{end} lies past its end ({size} bytes)"
-            ),
-        ));
+    use std::os::unix::fs::FileExt;
+    // The pack last read by this thread stays open: a restore reads the
+    // chunks of small files one after another from the same few packs.
+    // Packs are named by their content, so an open one never goes stale.
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(PathBuf, fs::File)>> =
+            const { std::cell::RefCell::new(None) };
     }
-    f.seek(SeekFrom::Start(offset))
-        .map_err(|e| StoreError::at(&path, e))?;
-    let mut buf = vec![0u8; len as usize];
-    f.read_exact(&mut buf)
-        .map_err(|e| StoreError::at(&path, e))?;
-    Ok(buf)
+    let path = pack_path(root, pack);
+    LAST.with_borrow_mut(|last| {
+        if last.as_ref().is_none_or(|(p, _)| *p != path) {
+            *last = None;
+            let f = fs::File::open(&path).map_err(|e| StoreError::at(&path, e))?;
+            *last = Some((path.clone(), f));
+        }
+        let (_, f) = last.as_ref().expect("opened above");
+        // Its size now, not when opened: a pack truncated meanwhile is damage.
+        let size = f.metadata().map_err(|e| StoreError::at(&path, e))?.len();
+        let end = offset.saturating_add(u64::from(len));
+        if end > size {
+            *last = None;
+            return Err(StoreError::damaged(
+                &path,
+                format!(
+                    "pack is truncated: a blob at bytes {offset}..{end} lies past its end ({size} bytes)"
+                ),
+            ));
+        }
+        let mut buf = vec![0u8; len as usize];
+        if let Err(e) = f.read_exact_at(&mut buf, offset) {
+            *last = None;
+            return Err(StoreError::at(&path, e));
+        }
+        Ok(buf)
+    })
 }
 
 /// Largest pack header accepted (compressed, sealed): a full pack of the

@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Issue 12's table: attache beside restic (and rustic, when installed) on a
+real tree and on 1 GiB of random data, in the same run.
+
+The real tree is a copy of the crates under ~/.cargo/registry/src (copied
+once into the work directory, so that a build running meanwhile does not
+change it). For each data set and each tool, RUNS rounds (default 3), the
+tools alternating within a round: a fresh repository, the first backup, an
+unchanged re-run, and a full restore into an empty directory. The best wall
+time and the highest peak memory (the whole process tree, sampled every
+20 ms) of each step are kept. The page cache is warm. Printed: the table,
+the ratios (other tool's time / attache's: above 1 means attache is
+faster), and `dd if=/dev/zero bs=1M count=1024 conv=fsync` of the same run.
+
+Usage: tests/bench/real.py   (make bench builds first; BENCH_DIR keeps data;
+TOOLS=attache,restic limits the tools; REAL_TREE=DIR another real tree)
+"""
+import os, shutil, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ATTACHE = os.environ.get("ATTACHE_BIN") or os.path.join(ROOT, "target/release/attache")
+PASSWORD = "bench password"
+STEPS = ("first backup", "unchanged re-run", "full restore")
+
+
+def tree_rss(pid):
+    """Sum of VmRSS (KiB) of pid and all its descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        stack.extend(children.get(p, []))
+        try:
+            with open(f"/proc/{p}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def run(cmd, env):
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    peak = 0
+    while p.poll() is None:
+        peak = max(peak, tree_rss(p.pid))
+        time.sleep(0.02)
+    wall = time.monotonic() - t0
+    out, err = p.stdout.read(), p.stderr.read()
+    if p.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed: {err.decode()[-2000:]}")
+    return wall, peak * 1024, out
+
+
+def count(path):
+    n, size = 0, 0
+    for d, dirs, files in os.walk(path):
+        n += len(dirs) + len(files)
+        for f in files:
+            try:
+                size += os.lstat(os.path.join(d, f)).st_size
+            except OSError:
+                pass
+    return n, size
+
+
+def data_sets(work):
+    big = os.path.join(work, "random")
+    if not os.path.exists(os.path.join(big, "random.bin")):
+        os.makedirs(big, exist_ok=True)
+        with open(os.path.join(big, "random.bin"), "wb") as f:
+            for _ in range(1024):
+                f.write(os.urandom(1 << 20))
+    real = os.environ.get("REAL_TREE")
+    if not real:
+        real = os.path.join(work, "real")
+        if not os.path.exists(os.path.join(real, ".done")):
+            src = os.path.expanduser("~/.cargo/registry/src")
+            shutil.rmtree(real, ignore_errors=True)
+            subprocess.run(["cp", "-a", src, real], check=True)
+            open(os.path.join(real, ".done"), "w").close()
+    return [("real tree", real), ("1 GiB random", big)]
+
+
+class Tool:
+    def __init__(self, name, work, data):
+        self.name, self.work, self.data = name, work, data
+        self.repo = os.path.join(work, f"repo-{name}")
+        self.dest = os.path.join(work, f"restore-{name}")
+        self.env = dict(os.environ)
+
+    def fresh(self):
+        for d in (self.repo, self.dest):
+            shutil.rmtree(d, ignore_errors=True)
+        e = self.env
+        if self.name == "restic":
+            e.update(RESTIC_PASSWORD=PASSWORD, RESTIC_REPOSITORY=self.repo,
+                     RESTIC_CACHE_DIR=os.path.join(self.work, "restic-cache"))
+            subprocess.run(["restic", "init", "-q"], env=e, check=True, stdout=subprocess.DEVNULL)
+        elif self.name == "rustic":
+            e.update(RUSTIC_PASSWORD=PASSWORD, RUSTIC_REPOSITORY=self.repo, RUSTIC_NO_PROGRESS="true",
+                     RUSTIC_CACHE_DIR=os.path.join(self.work, "rustic-cache"))
+            subprocess.run(["rustic", "init"], env=e, check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        else:
+            e.update(ATTACHE_PASSWORD=PASSWORD, ATTACHE_REPO=self.repo,
+                     ATTACHE_CACHE_DIR=os.path.join(self.work, f"attache-cache-{os.getpid()}"))
+            shutil.rmtree(e["ATTACHE_CACHE_DIR"], ignore_errors=True)
+            subprocess.run([ATTACHE, "init"], env=e, check=True, stdout=subprocess.DEVNULL)
+
+    def backup(self):
+        if self.name == "restic":
+            return ["restic", "backup", "-q", self.data]
+        if self.name == "rustic":
+            return ["rustic", "backup", self.data]
+        return [ATTACHE, "backup", "local", "--plugin", "filesystem", "--include", self.data]
+
+    def restore(self):
+        if self.name == "restic":
+            return ["restic", "restore", "-q", "latest", "--target", self.dest]
+        if self.name == "rustic":
+            return ["rustic", "restore", "latest", self.dest]
+        out = subprocess.run([ATTACHE, "snapshots", "--json"], env=self.env, check=True,
+                             capture_output=True).stdout
+        import json
+        snaps = json.loads(out)
+        snaps = snaps.get("snapshots", snaps) if isinstance(snaps, dict) else snaps
+        latest = max(snaps, key=lambda s: (s["time"], s.get("nanos", 0)))
+        return [ATTACHE, "restore", latest["id"], "--to", f"local:{self.dest}"]
+
+
+def dd(work):
+    path = os.path.join(work, "dd.bin")
+    t0 = time.monotonic()
+    subprocess.run(["dd", "if=/dev/zero", f"of={path}", "bs=1M", "count=1024", "conv=fsync"],
+                   check=True, stderr=subprocess.DEVNULL)
+    wall = time.monotonic() - t0
+    os.unlink(path)
+    return wall
+
+
+def main():
+    work = os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="attache-real-", dir="/var/tmp")
+    keep = "BENCH_DIR" in os.environ
+    tools = [t for t in os.environ.get("TOOLS", "attache,restic,rustic").split(",")
+             if t == "attache" or shutil.which(t)]
+    runs = int(os.environ.get("RUNS", "3"))
+    try:
+        sets = data_sets(work)
+        best = {}
+        dd_best = None
+        for name, data in sets:
+            n, size = count(data)
+            print(f"{name}: {data}, {n} items, {size / 1e6:.0f} MB", file=sys.stderr)
+            subprocess.run(["tar", "-cf", "/dev/null", data])  # warm the page cache
+            for r in range(runs):
+                for tool in (tools if r % 2 == 0 else tools[::-1]):
+                    t = Tool(tool, work, data)
+                    t.fresh()
+                    for step in STEPS:
+                        cmd = t.restore() if step == "full restore" else t.backup()
+                        wall, peak, _ = run(cmd, t.env)
+                        w, p = best.get((name, step, tool), (wall, peak))
+                        best[(name, step, tool)] = (min(w, wall), max(p, peak))
+                        print(f"  round {r + 1} {tool:<8} {step:<17} {wall:7.2f} s {peak / 2**20:7.0f} MiB",
+                              file=sys.stderr)
+                    shutil.rmtree(t.dest, ignore_errors=True)
+                    shutil.rmtree(t.repo, ignore_errors=True)
+                wall = dd(work)
+                dd_best = wall if dd_best is None else min(dd_best, wall)
+        others = [t for t in tools if t != "attache"]
+        head = "| data | step | " + " | ".join(others + ["attache"]) + " | " + " | ".join(
+            f"attache vs {o}" for o in others) + " |"
+        print(head)
+        print("|" + "---|" * (2 + len(tools) + len(others)))
+        for name, _ in sets:
+            for step in STEPS:
+                cells = [f"{best[(name, step, t)][0]:.2f} s" for t in others + ["attache"]]
+                a = best[(name, step, "attache")][0]
+                ratios = [f"{best[(name, step, o)][0] / a:.2f}×" for o in others]
+                print(f"| {name} | {step} | " + " | ".join(cells + ratios) + " |")
+        print()
+        print("peak memory (MiB):")
+        for name, _ in sets:
+            for step in STEPS:
+                cells = "  ".join(f"{t} {best[(name, step, t)][1] / 2**20:6.0f}" for t in tools)
+                print(f"  {name:<13} {step:<17} {cells}")
+        print()
+        a = best[("1 GiB random", "first backup", "attache")][0]
+        print(f"dd if=/dev/zero bs=1M count=1024 conv=fsync: {dd_best:.2f} s "
+              f"({1024 / dd_best:.0f} MiB/s); attache's first backup of 1 GiB random runs at "
+              f"{100 * dd_best / a:.0f}% of it")
+        if "rustic" not in tools:
+            print("(rustic is not installed: `cargo install rustic-rs --no-default-features --locked`)")
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

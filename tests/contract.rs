@@ -894,3 +894,54 @@ fn an_unsupported_contract_version_is_refused_and_nothing_is_written() {
         "{err}"
     );
 }
+
+#[test]
+fn the_policy_judges_where_a_restore_to_another_root_writes() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let w = t.path();
+    let agent = attache_tests::agent_dir();
+    let data = w.join("allowed/d");
+    fs::create_dir_all(&data).expect("mkdir");
+    fs::write(data.join("f"), b"hi").expect("write");
+    let stream = w.join("s.stream");
+    ok(attache_tests::runner(&agent)
+        .args(["backup", "--plugin", "filesystem", "--select"])
+        .arg(&data)
+        .arg("--output")
+        .arg(&stream));
+    let policy = w.join("policy.toml");
+    fs::write(
+        &policy,
+        format!(
+            "[default]\nread = []\nwrite = [\"{}\"]\n",
+            w.join("allowed").display()
+        ),
+    )
+    .expect("policy");
+    let id = data.to_str().expect("utf-8").to_owned();
+    let restore = |target: &Path| {
+        let mut c = attache_tests::runner(&agent);
+        c.arg("--policy")
+            .arg(&policy)
+            .args(["restore", "--plugin", "filesystem", "--input"])
+            .arg(&stream)
+            .args(["--select", &id, "--select-kind", &format!("{id}=directory")])
+            .arg("--target")
+            .arg(target);
+        c
+    };
+    // The plan asks to write the item's own path, which the policy allows;
+    // below another root it would land outside every write prefix.
+    let outside = w.join("not-allowed");
+    let err = attache_tests::fails_with(&mut restore(&outside), 2);
+    assert!(err.contains("default.write"), "{err}");
+    assert!(!outside.join(data.strip_prefix("/").expect("abs")).exists());
+    // And the other way: the item's own path is outside the prefix, but it
+    // lands below it.
+    let inside = w.join("allowed/restored");
+    ok(&mut restore(&inside));
+    assert_eq!(
+        fs::read(inside.join(data.strip_prefix("/").expect("abs")).join("f")).expect("restored"),
+        b"hi"
+    );
+}

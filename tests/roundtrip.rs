@@ -79,7 +79,11 @@ fn a_tree_of_20000_items_restores_identical_item_by_item() {
     assert!(expected.values().any(|e| e.kind == "symlink"));
     let repo = t.path().join("repo");
     let id = backup(&repo, &src);
-    assert_eq!(ls(&repo, &id, None).len(), expected.len(), "one item per path");
+    assert_eq!(
+        ls(&repo, &id, None).len(),
+        expected.len(),
+        "one item per path"
+    );
     let dest = t.path().join("restored");
     ok(attache(&repo)
         .args(["restore", &id, "--to"])

@@ -53,7 +53,7 @@ fn main() -> ExitCode {
 fn exit_code(e: &anyhow::Error) -> u8 {
     use guest_runner::runtime::RunnerError as E;
     match e.downcast_ref::<E>() {
-        Some(E::Policy(_) | E::Options { .. } | E::Contract { .. }) => 2,
+        Some(E::Policy(_) | E::Options { .. } | E::Contract { .. } | E::Capability { .. }) => 2,
         Some(E::Plugin { .. }) => 3,
         Some(
             E::Trap { .. }

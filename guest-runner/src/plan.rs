@@ -115,6 +115,27 @@ impl NetNeed {
     }
 }
 
+impl Plan {
+    /// The plan as it lands on this machine for a restore below `root`:
+    /// each path it writes is `ROOT/PATH` (what the runner grants, and so
+    /// what the policy must allow); paths it reads stay as they are.
+    pub fn below_root(&self, root: &std::path::Path) -> Plan {
+        let mut p = self.clone();
+        let root = root.to_string_lossy();
+        let root = root.trim_end_matches('/');
+        for need in &mut p.paths {
+            if need.access == PathAccess::ReadWrite && !root.is_empty() {
+                need.path = if need.path == "/" {
+                    root.to_owned()
+                } else {
+                    format!("{root}{}", need.path)
+                };
+            }
+        }
+        p
+    }
+}
+
 /// The components of an absolute path that has no `.`, `..` or empty
 /// components and no NUL (`/` alone has none).
 pub fn clean_path(p: &str) -> Result<Vec<&str>, &'static str> {
@@ -155,6 +176,23 @@ mod tests {
             }],
             ..Plan::default()
         }
+    }
+
+    #[test]
+    fn writes_land_below_a_restore_root() {
+        let mut p = plan("/srv/a", "127.0.0.1:5432");
+        p.paths.push(PathNeed {
+            path: "/data/x".into(),
+            access: PathAccess::ReadWrite,
+            reason: "r".into(),
+        });
+        let b = p.below_root(std::path::Path::new("/restore/"));
+        assert_eq!(b.paths[0].path, "/srv/a");
+        assert_eq!(b.paths[1].path, "/restore/data/x");
+        assert_eq!(
+            p.below_root(std::path::Path::new("/")).paths[1].path,
+            "/data/x"
+        );
     }
 
     #[test]

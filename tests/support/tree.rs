@@ -276,6 +276,10 @@ pub fn make_many(root: &Path, items: usize) {
     }
     // Deepest first: a directory's mtime is set after its children's.
     for (d, dir) in dirs.iter().enumerate().rev() {
-        set_mtime(&root.join(dir), 1_400_000_000 + d as i64 * 3600, d as i64 * 1009);
+        set_mtime(
+            &root.join(dir),
+            1_400_000_000 + d as i64 * 3600,
+            d as i64 * 1009,
+        );
     }
 }

@@ -135,9 +135,12 @@ impl Prepared {
     ) -> anyhow::Result<Job> {
         self.check_options(&request.options)?;
         let plan = self.plan(request)?;
+        // The policy judges what is granted: a restore's writes land below
+        // its root.
+        let landed = root.map_or_else(|| plan.clone(), |r| plan.below_root(r));
         let granted = cli
             .policy()?
-            .check(&self.info.name, &plan, cli.job_limits())?;
+            .check(&self.info.name, &landed, cli.job_limits())?;
         tracing::debug!(
             plugin = self.info.name.as_str(),
             ?plan,

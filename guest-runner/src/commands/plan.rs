@@ -24,7 +24,13 @@ pub fn run(cli: &Cli, a: &PlanArgs) -> anyhow::Result<()> {
     p.check_options(&request.options)?;
     let plan = p.plan(&request)?;
     if a.check {
-        cli.policy()?.check(&a.plugin, &plan, cli.job_limits())?;
+        // What a restore below another root writes lands there.
+        let root = a.target.as_deref().filter(|t| t.as_os_str() != "/");
+        let landed = match root {
+            Some(r) if a.operation == OperationArg::Restore => plan.below_root(r),
+            _ => plan.clone(),
+        };
+        cli.policy()?.check(&a.plugin, &landed, cli.job_limits())?;
     }
     println!("{}", serde_json::to_string_pretty(&plan)?);
     Ok(())

@@ -42,6 +42,8 @@ pub enum RunnerError {
     Policy(#[from] crate::policy::PolicyError),
     #[error("plugin {plugin:?}: {message}")]
     Options { plugin: String, message: String },
+    #[error("plugin {plugin:?} (contract 0.1.0): {message}")]
+    Capability { plugin: String, message: String },
     #[error("cannot grant {path}: {source}")]
     Grant {
         path: String,

@@ -186,7 +186,7 @@ impl Running {
                     self.info()?;
                 }
                 let info = self.legacy_info.as_ref().expect("set by info");
-                super::since_v0_1::plan(info, request).map_err(|message| RunnerError::Plugin {
+                super::since_v0_1::plan(info, request).map_err(|message| RunnerError::Capability {
                     plugin: self.name.clone(),
                     message,
                 })

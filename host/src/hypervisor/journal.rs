@@ -101,7 +101,14 @@ impl Journal {
         let mut out = Vec::new();
         for e in rd {
             let p = e?.path();
-            if p.extension().is_none_or(|x| x != "json") {
+            // Entries only: not the temporary files they are written through
+            // (`.tmp-PID-SESSION.json`), which may be half-written or left
+            // by a crash before their rename.
+            let temporary = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_none_or(|n| n.starts_with('.'));
+            if temporary || p.extension().is_none_or(|x| x != "json") {
                 continue;
             }
             match std::fs::read(&p)

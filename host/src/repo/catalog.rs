@@ -201,16 +201,18 @@ impl Catalog {
             "INSERT OR REPLACE INTO snapshots (id, time, source, plugin) VALUES (?1, ?2, ?3, ?4)",
             params![snap.id, snap.time, snap.source, snap.plugin],
         )?;
-        tx.execute("DELETE FROM snapshot_chunks WHERE snapshot = ?1", [&snap.id])?;
+        tx.execute(
+            "DELETE FROM snapshot_chunks WHERE snapshot = ?1",
+            [&snap.id],
+        )?;
         {
             let mut add_chunk =
                 tx.prepare("INSERT OR IGNORE INTO chunks (hash, body) VALUES (?1, ?2)")?;
             let mut add_item = tx.prepare(
                 "INSERT INTO chunk_items (chunk, pos, id, name, kind, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
-            let mut list = tx.prepare(
-                "INSERT INTO snapshot_chunks (snapshot, n, chunk) VALUES (?1, ?2, ?3)",
-            )?;
+            let mut list =
+                tx.prepare("INSERT INTO snapshot_chunks (snapshot, n, chunk) VALUES (?1, ?2, ?3)")?;
             for (n, (hash, body, start, end)) in chunks.iter().enumerate() {
                 if add_chunk.execute(params![hash, body])? > 0 {
                     for (pos, it) in items[*start..*end].iter().enumerate() {

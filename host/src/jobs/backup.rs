@@ -10,6 +10,7 @@ use super::plugin::{checked_plan, RunnerAccess};
 use super::{BackupRequest, Context, Control};
 use crate::agent::StderrTail;
 use crate::hypervisor::session::{RunOptions, Session};
+use crate::repo::ingest_rules::Refused;
 use crate::repo::Repository;
 use crate::repo::{ingest, Origin};
 use crate::store::lock::Lock;
@@ -145,9 +146,11 @@ fn local(
     let tail = tail.finish();
     // Data already committed by a failed run stays unreferenced until prune.
     // A failed runner's own words say why, once: the stream it left broken
-    // is a consequence, not a second cause.
+    // is a consequence, not a second cause. A stream the host refused is
+    // the cause, and the runner's failure to write the rest its consequence.
     let snap = match (staged, status.success()) {
         (Ok(staged), true) => staged.publish(repo)?,
+        (Err(e), _) if e.is::<Refused>() => bail!("backup failed: {e}"),
         (_, false) => bail!(
             "backup failed: {} ({status})",
             super::plugin::runner_error(tail.as_bytes())

@@ -1,8 +1,9 @@
-//! Backup streams made to hurt the host (issue 11, finding 5).
+//! Backup streams made to hurt the host (issue 11, findings 5 and 10a).
 //! The guest is untrusted: here a stand-in runner (a shell script in a
 //! container of its own) sends whatever stream the test crafted, and the
 //! host must refuse bad ids with an error naming the rule, record sizes as
-//! received, and bound warnings in count and bytes with flat memory.
+//! received, bound warnings in count and bytes with flat memory, and stop a
+//! runner that stalls at `--timeout-secs`.
 //!
 //! Only `target/release/attache` is needed (`cargo build --release -p
 //! attache`); no plugin runs.
@@ -317,4 +318,23 @@ fn a_flood_of_huge_warnings_is_bounded_and_memory_stays_flat() {
         "{:.2000}",
         text
     );
+}
+
+#[test]
+fn a_stalled_runner_is_stopped_at_the_timeout_and_the_lock_released() {
+    // The runner neither writes nor exits: the host's read of its stream
+    // would block for ever.
+    let s = setup("exec sleep 600");
+    let t0 = Instant::now();
+    let err = fails(s.backup().args(["--timeout-secs", "2"]));
+    let took = t0.elapsed();
+    assert!(
+        err.contains("had not finished after 2 s (--timeout-secs) and was stopped"),
+        "{err}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    // The repository lock is free: prune takes it exclusively.
+    let t0 = Instant::now();
+    ok(s.cmd().args(["prune"]));
+    assert!(t0.elapsed() < Duration::from_secs(30));
 }

@@ -333,8 +333,9 @@ pub struct BackupArgs {
     /// they are thawed (the rest of the backup is crash-consistent only).
     #[arg(long, default_value_t = 10)]
     pub freeze_limit_secs: u64,
-    /// VMs: fail the job, and detach and clean up, when the runner in the
-    /// guest has not finished after this many seconds.
+    /// Fail the job when the runner has not finished after this many
+    /// seconds: a local runner is killed (releasing the repository lock);
+    /// a VM's is stopped, and the VM detached and cleaned up.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
     /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists

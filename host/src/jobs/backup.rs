@@ -7,6 +7,7 @@ use std::process::Stdio;
 use anyhow::{bail, Context as _};
 
 use super::plugin::{checked_plan, RunnerAccess};
+use super::watchdog;
 use super::{BackupRequest, Context, Control};
 use crate::agent::StderrTail;
 use crate::hypervisor::session::{RunOptions, Session};
@@ -72,7 +73,10 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
     match &target {
         // The runner checks the plan against the policy before the plugin
         // does anything.
-        BackupTarget::Local => local(ctx, &repo, &origin, args, &access, previous, ctl),
+        BackupTarget::Local => {
+            let timeout = a.timeout_secs.map(std::time::Duration::from_secs);
+            local(ctx, &repo, &origin, args, &access, previous, timeout, ctl)
+        }
         BackupTarget::Vm(vm) => {
             // The plan is checked here, before anything is attached; the
             // runner in the guest checks it again.
@@ -111,6 +115,9 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
 
 /// A backup on this machine: the container's runner runs here, with `args`
 /// (its command, selection, options and limits) and `access`'s environment.
+/// Past `timeout`, or when the job is cancelled, the runner is killed, even
+/// when it stalls without writing, and the job fails.
+#[allow(clippy::too_many_arguments)]
 fn local(
     ctx: &Context,
     repo: &Repository,
@@ -118,6 +125,7 @@ fn local(
     args: Vec<String>,
     access: &RunnerAccess,
     previous: Vec<u8>,
+    timeout: Option<std::time::Duration>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
     let runner = ctx.runner()?;
@@ -137,13 +145,24 @@ fn local(
         .with_context(|| format!("cannot start {}", runner.dir.join("guest-runner").display()))?;
     let stdout = child.stdout.take().context("runner has no stdout")?;
     let tail = StderrTail::capture(&mut child);
+    let child = std::sync::Mutex::new(child);
+    let (staged, stopped) = std::thread::scope(|s| {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let dog = s.spawn(|| watchdog::watch(&child, timeout, ctl.cancel, wait));
+        let staged = ingest(repo, BufReader::with_capacity(1 << 20, stdout), origin, ctl);
+        drop(done);
+        (staged, dog.join().unwrap_or(None))
+    });
+    let mut child = child.into_inner().unwrap_or_else(|p| p.into_inner());
     // Dropping the pipe when ingest fails stops a runner that is still writing.
-    let staged = ingest(repo, BufReader::with_capacity(1 << 20, stdout), origin, ctl);
     if staged.is_err() {
         let _ = child.kill();
     }
     let status = child.wait().context("waiting for the runner")?;
     let tail = tail.finish();
+    if let Some(why) = stopped {
+        bail!("backup failed: {why}");
+    }
     // Data already committed by a failed run stays unreferenced until prune.
     // A failed runner's own words say why, once: the stream it left broken
     // is a consequence, not a second cause. A stream the host refused is

@@ -268,6 +268,14 @@ pub struct ServeArgs {
     /// Jobs that may run at once on one target (a VM, or `local`).
     #[arg(long, default_value_t = 1)]
     pub max_jobs_per_target: usize,
+    /// Connections open at once; more wait until one closes (lowered to
+    /// what the open-files limit allows, after raising it to the hard limit).
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers, and an idle
+    /// keep-alive connection its next request, before it is closed.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -338,3 +338,15 @@ fn a_stalled_runner_is_stopped_at_the_timeout_and_the_lock_released() {
     ok(s.cmd().args(["prune"]));
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn a_runner_that_stalls_after_its_stream_is_stopped_too() {
+    let s = setup("cat \"$ATTACHE_TEST_STREAM\"; exec sleep 600");
+    let path = s.base.join("ok.stream");
+    fs::write(&path, stream(&[(file("/f"), b"f")])).expect("write");
+    let t0 = Instant::now();
+    let err = fails(s.backup_of(&path).args(["--timeout-secs", "2"]));
+    assert!(err.contains("and was stopped"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
+    assert!(s.snapshots().is_empty(), "a stopped job stores no snapshot");
+}

@@ -146,19 +146,22 @@ fn local(
     let stdout = child.stdout.take().context("runner has no stdout")?;
     let tail = StderrTail::capture(&mut child);
     let child = std::sync::Mutex::new(child);
-    let (staged, stopped) = std::thread::scope(|s| {
+    // The watchdog runs until the runner has exited: it may also stall
+    // after the stream's end.
+    let (staged, status, stopped) = std::thread::scope(|s| {
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let dog = s.spawn(|| watchdog::watch(&child, timeout, ctl.cancel, wait));
         let staged = ingest(repo, BufReader::with_capacity(1 << 20, stdout), origin, ctl);
+        // Dropping the pipe when ingest fails stops a runner that is still
+        // writing.
+        if staged.is_err() {
+            let _ = watchdog::lock(&child).kill();
+        }
+        let status = watchdog::wait(&child);
         drop(done);
-        (staged, dog.join().unwrap_or(None))
+        (staged, status, dog.join().unwrap_or(None))
     });
-    let mut child = child.into_inner().unwrap_or_else(|p| p.into_inner());
-    // Dropping the pipe when ingest fails stops a runner that is still writing.
-    if staged.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait().context("waiting for the runner")?;
+    let status = status.context("waiting for the runner")?;
     let tail = tail.finish();
     if let Some(why) = stopped {
         bail!("backup failed: {why}");

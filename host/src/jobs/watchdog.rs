@@ -19,13 +19,31 @@ pub enum Stopped {
     Cancelled,
 }
 
+/// The child, whether or not a holder of the lock panicked.
+pub fn lock(child: &Mutex<Child>) -> std::sync::MutexGuard<'_, Child> {
+    child.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Waits for the child to exit without holding its lock in between, so that
+/// [`watch`] can kill it meanwhile. Once it has been reaped, killing it
+/// does nothing (the standard library knows its status), so its id is never
+/// signalled after it could be reused.
+pub fn wait(child: &Mutex<Child>) -> std::io::Result<std::process::ExitStatus> {
+    loop {
+        if let Some(status) = lock(child).try_wait()? {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// How often cancellation is looked at.
 const POLL: Duration = Duration::from_millis(200);
 
 /// Watches `child` until `done` is dropped or signalled; kills it when
 /// `timeout` passes or `cancel` is set first, and says which. Run it on a
-/// thread beside the one that reads the runner's output, and join it before
-/// waiting for the child (so the child is never killed after it was reaped).
+/// thread beside the one that reads the runner's output and then [`wait`]s
+/// for it.
 pub fn watch(
     child: &Mutex<Child>,
     timeout: Option<Duration>,
@@ -50,8 +68,7 @@ pub fn watch(
             break Stopped::Cancelled;
         }
     };
-    let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
-    if let Err(e) = c.kill() {
+    if let Err(e) = lock(child).kill() {
         tracing::warn!("cannot stop the runner: {e}");
     }
     Some(why)

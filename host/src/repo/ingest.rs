@@ -151,7 +151,7 @@ pub fn ingest(
                         }));
                         continue;
                     }
-                    rules.stored(&it.record.id)?;
+                    rules.stored(&it.record)?;
                     it.record.unchanged = false;
                     it.record.size = prev.record.size;
                     it.content = prev.content.clone();
@@ -159,7 +159,7 @@ pub fn ingest(
                     items.push(it);
                     continue;
                 }
-                rules.stored(&it.record.id)?;
+                rules.stored(&it.record)?;
                 // What was received, never what the guest claimed: the
                 // reader has checked that the item-end's size is the data
                 // it carried. A symlink's size is its target's length.

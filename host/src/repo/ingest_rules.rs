@@ -27,6 +27,9 @@ pub const MAX_WARNING_MESSAGE: usize = 4096;
 pub const MAX_ATTRIBUTES: usize = 1024;
 /// Most bytes of attribute names and values on one item.
 pub const MAX_ATTRIBUTE_BYTES: usize = 256 << 10;
+/// Most bytes of attributes over all the items of a snapshot: the item
+/// list is held in memory until the snapshot is written.
+pub const MAX_SNAPSHOT_ATTRIBUTE_BYTES: usize = 256 << 20;
 /// Longest symlink target, change token or plugin version.
 pub const MAX_FIELD_BYTES: usize = 4096;
 
@@ -47,6 +50,8 @@ pub enum Refused {
     TooManyAttributes { id: Shown, count: usize },
     #[error("the stream is refused: item {id} has {bytes} bytes of attributes, more than the limit of {max}", max = MAX_ATTRIBUTE_BYTES)]
     AttributesTooLarge { id: Shown, bytes: usize },
+    #[error("the stream is refused: at item {id}, its items' attributes pass {max} bytes in all", max = MAX_SNAPSHOT_ATTRIBUTE_BYTES)]
+    SnapshotAttributesTooLarge { id: Shown },
     #[error("the stream is refused: item {id}: its {field} is {len} bytes long, more than the limit of {max}", max = MAX_FIELD_BYTES)]
     FieldTooLong {
         id: Shown,
@@ -83,10 +88,15 @@ impl std::fmt::Display for Shown {
 #[derive(Default)]
 pub struct IngestRules {
     ids: HashSet<[u8; 16]>,
+    attribute_bytes: usize,
     warnings: usize,
     warning_bytes: usize,
     dropped: u64,
     dropped_bytes: u64,
+}
+
+fn attribute_bytes(r: &ItemRecord) -> usize {
+    r.attributes.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
 fn id_hash(id: &str) -> [u8; 16] {
@@ -122,7 +132,7 @@ impl IngestRules {
                 count: r.attributes.len(),
             });
         }
-        let bytes: usize = r.attributes.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let bytes = attribute_bytes(r);
         if bytes > MAX_ATTRIBUTE_BYTES {
             return Err(Refused::AttributesTooLarge {
                 id: Shown::new(&r.id),
@@ -145,10 +155,19 @@ impl IngestRules {
         Ok(())
     }
 
-    /// Notes that an item with this id is stored.
-    pub fn stored(&mut self, id: &str) -> Result<(), Refused> {
-        if !self.ids.insert(id_hash(id)) {
-            return Err(Refused::Duplicate { id: Shown::new(id) });
+    /// Notes that this item is stored: its id is taken, its attributes
+    /// count towards the snapshot's.
+    pub fn stored(&mut self, r: &ItemRecord) -> Result<(), Refused> {
+        if !self.ids.insert(id_hash(&r.id)) {
+            return Err(Refused::Duplicate {
+                id: Shown::new(&r.id),
+            });
+        }
+        self.attribute_bytes += attribute_bytes(r);
+        if self.attribute_bytes > MAX_SNAPSHOT_ATTRIBUTE_BYTES {
+            return Err(Refused::SnapshotAttributesTooLarge {
+                id: Shown::new(&r.id),
+            });
         }
         Ok(())
     }
@@ -225,10 +244,10 @@ mod tests {
     fn duplicates_are_refused() {
         let mut r = IngestRules::default();
         r.item(&item("/a")).unwrap();
-        r.stored("/a").unwrap();
+        r.stored(&item("/a")).unwrap();
         let e = r.item(&item("/a")).unwrap_err().to_string();
         assert!(e.contains("appears twice"), "{e}");
-        assert!(r.stored("/a").is_err());
+        assert!(r.stored(&item("/a")).is_err());
     }
 
     #[test]
@@ -244,6 +263,20 @@ mod tests {
         assert!(matches!(
             r.item(&it),
             Err(Refused::AttributesTooLarge { .. })
+        ));
+        // Within bounds each, but not in all.
+        let mut r = IngestRules::default();
+        let n = MAX_SNAPSHOT_ATTRIBUTE_BYTES / (MAX_ATTRIBUTE_BYTES - 1) + 1;
+        let e = (0..n)
+            .map(|i| {
+                let mut it = item(&format!("/{i}"));
+                it.attributes = vec![("k".into(), "v".repeat(MAX_ATTRIBUTE_BYTES - 2))];
+                r.item(&it).and_then(|()| r.stored(&it))
+            })
+            .find_map(Result::err);
+        assert!(matches!(
+            e,
+            Some(Refused::SnapshotAttributesTooLarge { .. })
         ));
     }
 

@@ -1,4 +1,5 @@
-//! Backup streams made to hurt the host (issue 11, findings 5 and 10a).
+//! Backup streams made to hurt the host (issue 11, findings 5 and 10a),
+//! and stalled runners in local backups and restores.
 //! The guest is untrusted: here a stand-in runner (a shell script in a
 //! container of its own) sends whatever stream the test crafted, and the
 //! host must refuse bad ids with an error naming the rule, record sizes as
@@ -349,4 +350,23 @@ fn a_runner_that_stalls_after_its_stream_is_stopped_too() {
     assert!(err.contains("and was stopped"), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(30));
     assert!(s.snapshots().is_empty(), "a stopped job stores no snapshot");
+}
+
+#[test]
+fn a_stalled_runner_is_stopped_in_a_local_restore_too() {
+    let s = setup(CAT);
+    let path = s.base.join("one.stream");
+    fs::write(&path, stream(&[(file("/f"), b"f")])).expect("write");
+    ok(&mut s.backup_of(&path));
+    let id = s.snapshots()[0]["id"].as_str().expect("id").to_owned();
+    // The same container's runner now stalls.
+    fs::write(s.agent.join("guest-runner"), "#!/bin/sh\nexec sleep 600\n").expect("runner");
+    let to = format!("local:{}", s.base.join("out").display());
+    let t0 = Instant::now();
+    let err = fails(
+        s.cmd()
+            .args(["restore", &id, "--to", &to, "--timeout-secs", "2"]),
+    );
+    assert!(err.contains("and was stopped"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(30));
 }

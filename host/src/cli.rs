@@ -407,8 +407,9 @@ pub struct RestoreArgs {
     /// table (`postgresql://…`), another file (`sqlite:///…`).
     #[arg(long = "as", value_name = "NEW_ID")]
     pub rename_to: Option<String>,
-    /// VMs: fail the job, and detach and clean up, when the runner in the
-    /// guest has not finished after this many seconds.
+    /// Fail the job when the runner has not finished after this many
+    /// seconds: a local runner is killed; a VM's is stopped, and the VM
+    /// detached and cleaned up.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
     /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists

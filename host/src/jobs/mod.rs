@@ -160,8 +160,8 @@ pub struct RestoreRequest {
     /// or path), where the plugin supports it.
     #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
     pub rename_to: Option<String>,
-    /// VMs: fail the job, and clean up, when the runner has not finished
-    /// after this many seconds.
+    /// Fail the job, and clean up, when the runner has not finished after
+    /// this many seconds (a local runner is killed).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
     /// Plugin options, KEY: VALUE (the keys the plugin declares; `attache

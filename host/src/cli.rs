@@ -268,6 +268,14 @@ pub struct ServeArgs {
     /// Jobs that may run at once on one target (a VM, or `local`).
     #[arg(long, default_value_t = 1)]
     pub max_jobs_per_target: usize,
+    /// Connections open at once; more wait until one closes (lowered to
+    /// what the open-files limit allows, after raising it to the hard limit).
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers, and an idle
+    /// keep-alive connection its next request, before it is closed.
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_secs: u64,
 }
 
 #[derive(Debug, Args)]
@@ -333,8 +341,9 @@ pub struct BackupArgs {
     /// they are thawed (the rest of the backup is crash-consistent only).
     #[arg(long, default_value_t = 10)]
     pub freeze_limit_secs: u64,
-    /// VMs: fail the job, and detach and clean up, when the runner in the
-    /// guest has not finished after this many seconds.
+    /// Fail the job when the runner has not finished after this many
+    /// seconds: a local runner is killed (releasing the repository lock);
+    /// a VM's is stopped, and the VM detached and cleaned up.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
     #[command(flatten)]
@@ -406,8 +415,9 @@ pub struct RestoreArgs {
     /// table (`postgresql://…`), another file (`sqlite:///…`).
     #[arg(long = "as", value_name = "NEW_ID")]
     pub rename_to: Option<String>,
-    /// VMs: fail the job, and detach and clean up, when the runner in the
-    /// guest has not finished after this many seconds.
+    /// Fail the job when the runner has not finished after this many
+    /// seconds: a local runner is killed; a VM's is stopped, and the VM
+    /// detached and cleaned up.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
     #[command(flatten)]

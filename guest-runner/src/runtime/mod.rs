@@ -10,6 +10,8 @@ mod error;
 mod grants;
 mod limits;
 mod log;
+#[cfg(test)]
+mod memory_total_tests;
 mod plugin;
 mod posix;
 mod preopens;

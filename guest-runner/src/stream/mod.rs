@@ -31,7 +31,9 @@ mod writer;
 
 pub use frame::{FrameKind, MAGIC, MAX_DATA, MAX_FRAME};
 pub use reader::{Event, StreamReader};
-pub use record::{Header, ItemEnd, ItemKind, ItemRecord, Notice, Timestamp, Trailer};
+pub use record::{
+    check_id, Header, ItemEnd, ItemKind, ItemRecord, Notice, Timestamp, Trailer, MAX_ID_BYTES,
+};
 pub use writer::StreamWriter;
 
 /// What can go wrong reading or writing a stream.

@@ -106,17 +106,27 @@ impl ItemRecord {
         }
     }
 
-    /// Checks the id against the contract: no NUL, and a path-like id (one
-    /// that starts with `/`) has no `.`, `..` or empty components.
+    /// Checks the id against the contract: not empty, at most
+    /// [`MAX_ID_BYTES`], no NUL, and a path-like id (one that starts with
+    /// `/`) has no `.`, `..` or empty components.
     pub fn check_id(&self) -> Result<(), String> {
         check_id(&self.id)
     }
 }
 
+/// The longest id, in bytes (Linux's `PATH_MAX`).
+pub const MAX_ID_BYTES: usize = 4096;
+
 /// See [`ItemRecord::check_id`].
 pub fn check_id(id: &str) -> Result<(), String> {
     if id.is_empty() {
         return Err("empty id".into());
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(format!(
+            "id is {} bytes long, more than the limit of {MAX_ID_BYTES}",
+            id.len()
+        ));
     }
     if id.contains('\0') {
         return Err("id contains a NUL byte".into());
@@ -169,5 +179,8 @@ mod tests {
         for bad in ["", "/a/../b", "/..", "/a//b", "/./a", "a/../../b", "x\0"] {
             assert!(check_id(bad).is_err(), "{bad:?} accepted");
         }
+        let long = format!("/{}", "a".repeat(super::MAX_ID_BYTES));
+        assert!(check_id(&long).unwrap_err().contains("limit of 4096"));
+        assert!(check_id(&long[..super::MAX_ID_BYTES]).is_ok());
     }
 }

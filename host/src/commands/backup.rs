@@ -32,11 +32,11 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         println!("{v}");
     } else {
         for w in out["warnings"].as_array().into_iter().flatten() {
-            eprintln!(
-                "warning: {}: {}",
-                w["id"].as_str().unwrap_or("?"),
-                w["message"].as_str().unwrap_or("?")
-            );
+            let message = w["message"].as_str().unwrap_or("?");
+            match w["id"].as_str().unwrap_or_default() {
+                "" => eprintln!("warning: {message}"),
+                id => eprintln!("warning: {id}: {message}"),
+            }
         }
         println!("{}", out["id"].as_str().unwrap_or_default());
     }

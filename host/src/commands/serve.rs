@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 
 use crate::cli::{Cli, ServeArgs};
-use crate::server::{serve, Limits, ServerState};
+use crate::server::{serve, ConnLimits, Limits, ServerState};
 
 pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     let token = match &cli.token_file {
@@ -37,5 +37,9 @@ pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(state, &a.listen))
+    let conns = ConnLimits {
+        max_connections: a.max_connections,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
+    };
+    rt.block_on(serve(state, &a.listen, conns))
 }

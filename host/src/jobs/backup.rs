@@ -7,9 +7,11 @@ use std::process::Stdio;
 use anyhow::{bail, Context as _};
 
 use super::plugin::{checked_plan, RunnerAccess};
+use super::watchdog;
 use super::{BackupRequest, Context, Control};
 use crate::agent::StderrTail;
 use crate::hypervisor::session::{RunOptions, Session};
+use crate::repo::ingest_rules::Refused;
 use crate::repo::Repository;
 use crate::repo::{ingest, Origin};
 use crate::store::lock::Lock;
@@ -71,7 +73,10 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
     match &target {
         // The runner checks the plan against the policy before the plugin
         // does anything.
-        BackupTarget::Local => local(ctx, &repo, &origin, args, &access, previous, ctl),
+        BackupTarget::Local => {
+            let timeout = a.timeout_secs.map(std::time::Duration::from_secs);
+            local(ctx, &repo, &origin, args, &access, previous, timeout, ctl)
+        }
         BackupTarget::Vm(vm) => {
             // The plan is checked here, before anything is attached; the
             // runner in the guest checks it again.
@@ -114,6 +119,9 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
 
 /// A backup on this machine: the container's runner runs here, with `args`
 /// (its command, selection, options and limits) and `access`'s environment.
+/// Past `timeout`, or when the job is cancelled, the runner is killed, even
+/// when it stalls without writing, and the job fails.
+#[allow(clippy::too_many_arguments)]
 fn local(
     ctx: &Context,
     repo: &Repository,
@@ -121,6 +129,7 @@ fn local(
     args: Vec<String>,
     access: &RunnerAccess,
     previous: Vec<u8>,
+    timeout: Option<std::time::Duration>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
     let runner = ctx.runner()?;
@@ -140,18 +149,34 @@ fn local(
         .with_context(|| format!("cannot start {}", runner.dir.join("guest-runner").display()))?;
     let stdout = child.stdout.take().context("runner has no stdout")?;
     let tail = StderrTail::capture(&mut child);
-    // Dropping the pipe when ingest fails stops a runner that is still writing.
-    let staged = ingest(repo, BufReader::with_capacity(1 << 20, stdout), origin, ctl);
-    if staged.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait().context("waiting for the runner")?;
+    let child = std::sync::Mutex::new(child);
+    // The watchdog runs until the runner has exited: it may also stall
+    // after the stream's end.
+    let (staged, status, stopped) = std::thread::scope(|s| {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let dog = s.spawn(|| watchdog::watch(&child, timeout, ctl.cancel, wait));
+        let staged = ingest(repo, BufReader::with_capacity(1 << 20, stdout), origin, ctl);
+        // Dropping the pipe when ingest fails stops a runner that is still
+        // writing.
+        if staged.is_err() {
+            let _ = watchdog::lock(&child).kill();
+        }
+        let status = watchdog::wait(&child);
+        drop(done);
+        (staged, status, dog.join().unwrap_or(None))
+    });
+    let status = status.context("waiting for the runner")?;
     let tail = tail.finish();
+    if let Some(why) = stopped {
+        bail!("backup failed: {why}");
+    }
     // Data already committed by a failed run stays unreferenced until prune.
     // A failed runner's own words say why, once: the stream it left broken
-    // is a consequence, not a second cause.
+    // is a consequence, not a second cause. A stream the host refused is
+    // the cause, and the runner's failure to write the rest its consequence.
     let snap = match (staged, status.success()) {
         (Ok(staged), true) => staged.publish(repo)?,
+        (Err(e), _) if e.is::<Refused>() => bail!("backup failed: {e}"),
         (_, false) => bail!(
             "backup failed: {} ({status})",
             super::plugin::runner_error(tail.as_bytes())

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod plugin;
 pub mod restore;
+pub mod watchdog;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -79,8 +80,8 @@ pub struct BackupRequest {
     /// they are thawed and the snapshot says so in the logs.
     #[serde(default = "default_freeze_limit")]
     pub freeze_limit_secs: u64,
-    /// VMs: fail the job, and clean up, when the runner has not finished
-    /// after this many seconds.
+    /// Fail the job, and clean up, when the runner has not finished after
+    /// this many seconds (a local runner is killed).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
     /// Plugin options, KEY: VALUE (the keys the plugin declares; `attache
@@ -159,8 +160,8 @@ pub struct RestoreRequest {
     /// or path), where the plugin supports it.
     #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
     pub rename_to: Option<String>,
-    /// VMs: fail the job, and clean up, when the runner has not finished
-    /// after this many seconds.
+    /// Fail the job, and clean up, when the runner has not finished after
+    /// this many seconds (a local runner is killed).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
     /// Plugin options, KEY: VALUE (the keys the plugin declares; `attache

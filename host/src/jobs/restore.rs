@@ -149,6 +149,7 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
                 &selected,
                 runner_args(target),
                 &access,
+                a.timeout_secs.map(std::time::Duration::from_secs),
                 ctl,
             )?;
             (dir, ok, status, sent, report)
@@ -197,7 +198,8 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
 }
 
 /// A restore on this machine: the container's runner runs here with
-/// `args` (its command) and `access`.
+/// `args` (its command) and `access`. Past `timeout`, or when the job is
+/// cancelled, the runner is killed, even when it stalls, and the job fails.
 #[allow(clippy::too_many_arguments)]
 fn local(
     ctx: &Context,
@@ -207,6 +209,7 @@ fn local(
     selected: &[crate::store::snapshot::StoredItem],
     args: Vec<String>,
     access: &RunnerAccess,
+    timeout: Option<std::time::Duration>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<(bool, String, anyhow::Result<Sent>, String)> {
     let runner = ctx.runner()?;
@@ -224,19 +227,30 @@ fn local(
         stdout.read_to_string(&mut s).map(|_| s)
     });
     let stdin = child.stdin.take().context("runner has no stdin")?;
-    let sent = write_restore_stream(
-        &repo.store,
-        snap,
-        all,
-        selected,
-        BufWriter::with_capacity(1 << 20, stdin),
-        ctl,
-    );
-    if sent.is_err() {
-        let _ = child.kill();
-    }
-    let status = child.wait()?;
+    let child = std::sync::Mutex::new(child);
+    let (sent, status, stopped) = std::thread::scope(|s| {
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let dog = s.spawn(|| super::watchdog::watch(&child, timeout, ctl.cancel, wait));
+        let sent = write_restore_stream(
+            &repo.store,
+            snap,
+            all,
+            selected,
+            BufWriter::with_capacity(1 << 20, stdin),
+            ctl,
+        );
+        if sent.is_err() {
+            let _ = super::watchdog::lock(&child).kill();
+        }
+        let status = super::watchdog::wait(&child);
+        drop(done);
+        (sent, status, dog.join().unwrap_or(None))
+    });
+    let status = status?;
     let tail = tail.finish();
+    if let Some(why) = stopped {
+        anyhow::bail!("restore failed: {why}");
+    }
     let report = report
         .join()
         .map_err(|_| anyhow::anyhow!("report reader panicked"))??;

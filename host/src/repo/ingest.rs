@@ -2,16 +2,21 @@
 //! arrives, content cut into chunks and stored once, the item list kept for
 //! the snapshot. Packs and index are committed here; the snapshot itself is
 //! written by [`Staged::publish`], once the producer has also succeeded.
+//!
+//! The stream is untrusted: what its records say is held to
+//! [`super::ingest_rules`], and sizes are those of the data received, so
+//! host memory stays bounded per item whatever the guest sends.
 
 use std::collections::HashMap;
 use std::io::Read;
 
-use guest_runner::stream::{Event, ItemKind, StreamReader};
+use guest_runner::stream::{Event, ItemKind, Notice, StreamReader};
 
+use super::ingest_rules::{cut, IngestRules, MAX_FIELD_BYTES};
 use super::Repository;
 use crate::jobs::{Control, Progress};
 use crate::store::pack::BlobKind;
-use crate::store::snapshot::{write_tree, SnapshotInfo, StoredItem, Warning};
+use crate::store::snapshot::{write_tree, SnapshotInfo, StoredItem};
 
 /// Where a backup came from and what it selected.
 pub struct Origin {
@@ -76,6 +81,7 @@ pub fn ingest(
         container: origin.container.clone(),
         tree: Vec::new(),
     };
+    let mut rules = IngestRules::default();
     let mut items: Vec<StoredItem> = Vec::new();
     let mut open: Option<StoredItem> = None;
     while let Some(ev) = reader.next_event()? {
@@ -95,9 +101,10 @@ pub fn ingest(
                     origin.plugin
                 );
                 info.plugin = h.plugin;
-                info.plugin_version = h.plugin_version;
+                info.plugin_version = cut(h.plugin_version, MAX_FIELD_BYTES);
             }
             Event::Item(record) => {
+                rules.item(&record)?;
                 open = Some(StoredItem {
                     record,
                     content: Vec::new(),
@@ -138,12 +145,13 @@ pub fn ingest(
                         // gone: pointing the new snapshot at it would make
                         // it unrestorable. Left out with a warning; the next
                         // backup (whose parent then lacks it) reads it anew.
-                        info.warnings.push(Warning {
+                        info.warnings.extend(rules.warning(Notice {
                             id: it.record.id.clone(),
                             message: "unchanged since the parent snapshot, but the repository's copy of its data is damaged: not stored; back it up again".into(),
-                        });
+                        }));
                         continue;
                     }
+                    rules.stored(&it.record)?;
                     it.record.unchanged = false;
                     it.record.size = prev.record.size;
                     it.content = prev.content.clone();
@@ -151,24 +159,26 @@ pub fn ingest(
                     items.push(it);
                     continue;
                 }
-                if end.size > 0 || it.record.kind == ItemKind::File {
-                    // What was read, not what stat said before reading.
-                    it.record.size = end.size;
-                }
+                rules.stored(&it.record)?;
+                // What was received, never what the guest claimed: the
+                // reader has checked that the item-end's size is the data
+                // it carried. A symlink's size is its target's length.
+                it.record.size = match (&it.record.symlink_target, it.record.kind) {
+                    (Some(t), ItemKind::Symlink) if end.size == 0 => t.len() as u64,
+                    _ => end.size,
+                };
                 info.bytes += end.size;
                 items.push(it);
             }
             Event::ItemAbort(n) | Event::Warning(n) => {
                 open = None;
                 chunker = repo.store.chunker();
-                info.warnings.push(Warning {
-                    id: n.id,
-                    message: n.message,
-                });
+                info.warnings.extend(rules.warning(n));
             }
             Event::Trailer(_) => {}
         }
     }
+    info.warnings.extend(rules.summary());
     info.tree = write_tree(&mut set, repo.store.chunker(), &items)?;
     info.items = items.len() as u64;
     info.added_bytes = set.commit()?;

@@ -5,6 +5,7 @@ mod catalog;
 pub mod error;
 mod extract;
 mod ingest;
+pub mod ingest_rules;
 mod password;
 pub mod prune;
 pub mod repair;

@@ -6,27 +6,42 @@
 
 mod auth;
 mod error;
+mod listener;
 mod metrics;
 mod openapi;
 mod queue;
 mod routes;
 mod state;
+mod trim;
 
+pub use listener::ConnLimits;
 pub use state::{Limits, ServerState};
 
 use anyhow::Context as _;
 
-/// Serves until interrupted (SIGINT or SIGTERM).
-pub async fn serve(state: ServerState, listen: &str) -> anyhow::Result<()> {
+/// Serves until interrupted (SIGINT or SIGTERM), within `conns` (lowered
+/// to what the open-files limit, first raised to its hard limit, allows).
+pub async fn serve(state: ServerState, listen: &str, conns: ConnLimits) -> anyhow::Result<()> {
+    let nofile = listener::raise_nofile_limit();
+    let max = listener::connections_within(conns.max_connections, nofile);
+    if max < conns.max_connections {
+        tracing::warn!(
+            "at most {max} connections at once, not {}: the open-files limit is {}",
+            conns.max_connections,
+            nofile.unwrap_or_default()
+        );
+    }
+    let conns = ConnLimits {
+        max_connections: max,
+        ..conns
+    };
     let app = routes::router(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     tracing::info!(address = %listener.local_addr()?, "attache serve: listening");
     eprintln!("attache: serving on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    listener::serve_bounded(listener, app, conns, shutdown()).await?;
     Ok(())
 }
 

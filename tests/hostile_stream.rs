@@ -370,3 +370,50 @@ fn a_stalled_runner_is_stopped_in_a_local_restore_too() {
     assert!(err.contains("and was stopped"), "{err}");
     assert!(t0.elapsed() < Duration::from_secs(30));
 }
+
+#[test]
+fn a_dangling_hard_link_is_left_out_with_a_warning_and_the_rest_restored() {
+    let s = setup(CAT);
+    let path = s.base.join("dangling.stream");
+    fs::write(
+        &path,
+        stream(&[
+            (
+                ItemRecord {
+                    mode: Some(0o040755),
+                    ..ItemRecord::new("/d", ItemKind::Directory, 0)
+                },
+                b"",
+            ),
+            (file("/d/kept"), b"k"),
+            (
+                ItemRecord {
+                    mode: Some(0o100644),
+                    hardlink_target: Some("/d/missing".into()),
+                    ..ItemRecord::new("/d/link", ItemKind::Hardlink, 0)
+                },
+                b"",
+            ),
+        ]),
+    )
+    .expect("write");
+    ok(&mut s.backup_of(&path));
+    let snaps = s.snapshots();
+    let id = snaps[0]["id"].as_str().expect("id").to_owned();
+    let out = s.base.join("out");
+    // Restored by the real runner and plugin.
+    let o = attache_tests::output(
+        s.cmd()
+            .env("ATTACHE_AGENT_DIR", attache_tests::agent_dir())
+            .args(["restore", &id, "--to"])
+            .arg(format!("local:{}", out.display())),
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("/d/link") && err.contains("/d/missing"),
+        "the warning names the link and its missing target: {err}"
+    );
+    assert_eq!(fs::read(out.join("d/kept")).expect("restored"), b"k");
+    assert!(!out.join("d/link").exists());
+}

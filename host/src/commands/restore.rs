@@ -20,6 +20,9 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let out = super::run_job(cli, "restore", &req, |ctx, ctl| {
         jobs::restore::run(ctx, &req, ctl)
     })?;
+    for w in out["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", w.as_str().unwrap_or("?"));
+    }
     if a.json {
         println!("{}", out["report"]);
     } else {

@@ -22,6 +22,9 @@ pub struct Restored {
     pub snapshot: String,
     pub items: u64,
     pub to: PathBuf,
+    /// Items the snapshot could not restore (a dangling hard link), each
+    /// with why; the rest was restored.
+    pub warnings: Vec<String>,
     /// The agent's report (items, refused and warnings), as it printed it.
     pub report: serde_json::Value,
 }
@@ -189,9 +192,18 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         );
     }
     let sent = sent.context("sending the restore stream")?;
+    let warnings: Vec<String> = sent
+        .skipped
+        .iter()
+        .map(|(id, why)| format!("not restored: {id}: {why}"))
+        .collect();
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     Ok(Restored {
         snapshot: snap.id,
         items: sent.items,
+        warnings,
         to: dir,
         report,
     })

@@ -61,7 +61,11 @@ fn read_content(
 /// Items sent, and items that could not be (damaged data), with the reason.
 pub struct Sent {
     pub items: u64,
+    /// Items whose data could not be sent (damaged): the restore fails.
     pub failed: Vec<(String, String)>,
+    /// Items the snapshot itself cannot restore (a hard link whose first
+    /// name it lacks): left out with a warning, the rest is restored.
+    pub skipped: Vec<(String, String)>,
 }
 
 /// Writes a restore stream of `selected` (in backup order) to `out`. A hard
@@ -79,6 +83,7 @@ pub fn write_restore_stream(
 ) -> anyhow::Result<Sent> {
     let mut progress = Progress::default();
     let mut failed = Vec::new();
+    let mut skipped = Vec::new();
     let by_id: HashMap<&str, &StoredItem> = all.iter().map(|i| (i.record.id.as_str(), i)).collect();
     let chosen: HashSet<&str> = selected.iter().map(|i| i.record.id.as_str()).collect();
     let header = Header {
@@ -107,7 +112,7 @@ pub fn write_restore_stream(
                             it.record.id
                         );
                         tracing::warn!("{why}; not restored");
-                        failed.push((it.record.id.clone(), why));
+                        skipped.push((it.record.id.clone(), why));
                         continue;
                     };
                     (
@@ -138,5 +143,6 @@ pub fn write_restore_stream(
     Ok(Sent {
         items: totals.items,
         failed,
+        skipped,
     })
 }

@@ -83,6 +83,10 @@ service lmtp {
     port = $lmtp
   }
 }
+recipient_delimiter = +
+lmtp_save_to_detail_mailbox = yes
+lda_mailbox_autocreate = yes
+lda_mailbox_autosubscribe = yes
 protocol imap {
   mail_plugins =
 }

@@ -66,6 +66,8 @@ demo: build vm-guest
 test: build test-plugins vm-guest
 	tests/sql/sqlite-e2e.sh
 	tests/sql/pg-e2e.sh
+	tests/mail/native.sh
+	tests/mail/mail-e2e.sh
 	$(CARGO) test --release --target $(MUSL) -p guest-runner
 	$(CARGO) test --release --workspace --exclude guest-runner $(addprefix --exclude attache-plugin-,$(PLUGINS)) $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
 	$(CARGO) test --release $(addprefix -p attache-plugin-,$(PLUGINS)) --lib
@@ -78,6 +80,7 @@ bench: build test-plugins vm-guest
 	./tests/bench/restic.py
 	./tests/bench/vm.py
 	./tests/sql/pg-bench.sh
+	./tests/mail/bench.sh
 
 clean:
 	$(CARGO) clean

@@ -7,6 +7,8 @@
 
 pub mod channel;
 pub mod manifest;
+pub mod plan;
+pub mod policy;
 pub mod selection;
 pub mod stream;
 

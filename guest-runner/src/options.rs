@@ -1,11 +1,8 @@
 //! Command-line options.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use guest_runner::runtime::{Grants, Limits};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Runs an Attaché plugin in a sandbox and streams a backup or restore.
 #[derive(Debug, Parser)]
@@ -19,17 +16,28 @@ pub struct Cli {
     /// cached so later runs start without compiling.
     #[arg(long, global = true)]
     pub cache_dir: Option<PathBuf>,
-    /// Memory the plugin may use, in MiB; past it the plugin is stopped.
-    #[arg(long, global = true, default_value_t = 512)]
-    pub memory_limit_mib: u64,
+    /// Memory the plugin may use, in MiB, over all its memories; past it
+    /// the plugin is stopped. Default: what its plan expects, else 512; the
+    /// policy's ceiling bounds it.
+    #[arg(long, global = true)]
+    pub memory_limit_mib: Option<u64>,
     /// Wall-clock seconds the whole plugin run may take; past it the plugin
-    /// is interrupted.
-    #[arg(long, global = true, default_value_t = 6 * 3600)]
-    pub deadline_secs: u64,
-    /// An address (IP:PORT, or IP:0 for every port of that host) the plugin
-    /// may connect to. Repeat for more. Without it the plugin has no network.
-    #[arg(long = "allow-net", global = true)]
-    pub allow_net: Vec<SocketAddr>,
+    /// is interrupted. Default: what its plan expects, else 6 hours; the
+    /// policy's ceiling bounds it.
+    #[arg(long, global = true)]
+    pub deadline_secs: Option<u64>,
+    /// The policy file (TOML) that bounds every plan; default: the shipped
+    /// policy.
+    #[arg(long, global = true, conflicts_with = "policy_inline")]
+    pub policy: Option<PathBuf>,
+    /// The policy's text itself (the server passes its policy this way to
+    /// a runner in a guest).
+    #[arg(long, global = true)]
+    pub policy_inline: Option<String>,
+    /// Where `--policy-inline`'s text came from, for messages (the
+    /// server's policy file).
+    #[arg(long, global = true, requires = "policy_inline")]
+    pub policy_origin: Option<String>,
     /// Log filter (error, warn, info, debug, trace); ATTACHE_LOG overrides it.
     #[arg(long, global = true, default_value = "warn")]
     pub log: String,
@@ -43,6 +51,8 @@ pub enum Command {
     Info(InfoArgs),
     /// Lists application items for the catalog, as JSON on stdout.
     Discover(DiscoverArgs),
+    /// Prints what a job would need (the plugin's access plan) as JSON.
+    Plan(PlanArgs),
     /// Backs up a selection into a stream.
     Backup(BackupArgs),
     /// Restores the items of a stream.
@@ -71,9 +81,6 @@ pub struct DiscoverArgs {
     /// The plugin to run.
     #[arg(long)]
     pub plugin: String,
-    /// A directory the plugin may read (repeatable).
-    #[arg(long = "grant-read")]
-    pub grant_read: Vec<PathBuf>,
     /// The item to list below; without it, the application's roots.
     #[arg(long)]
     pub scope: Option<String>,
@@ -90,19 +97,57 @@ pub struct DiscoverArgs {
     pub option_env: Vec<(String, String)>,
 }
 
+/// Which call a plan is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OperationArg {
+    /// `discover`: `--select` is the scope, if any.
+    Discover,
+    /// `backup`: `--select` names the items to back up.
+    Backup,
+    /// `restore`: `--select` names the top items to restore.
+    Restore,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The plugin to ask.
+    #[arg(long)]
+    pub plugin: String,
+    /// The call the plan is for.
+    #[arg(long)]
+    pub operation: OperationArg,
+    /// An item id (repeatable).
+    #[arg(long = "select")]
+    pub select: Vec<String>,
+    /// An item's kind, ID=KIND (repeatable; restores know them from the
+    /// catalog): directory, file, symlink, database, table, mailbox, ...
+    #[arg(long = "select-kind", value_parser = parse_option)]
+    pub select_kind: Vec<(String, String)>,
+    /// Restores: the root the items go below (`/` or absent: their
+    /// original place).
+    #[arg(long)]
+    pub target: Option<PathBuf>,
+    /// Restores: item FROM goes under the id TO (repeatable).
+    #[arg(long = "rename", value_parser = parse_option)]
+    pub rename: Vec<(String, String)>,
+    /// A plugin option KEY=VALUE (repeatable).
+    #[arg(long = "option", value_parser = parse_option)]
+    pub options: Vec<(String, String)>,
+    /// A plugin option KEY=VAR whose value is read from environment variable
+    /// VAR (repeatable).
+    #[arg(long = "option-env", value_parser = parse_option_env)]
+    pub option_env: Vec<(String, String)>,
+    /// Also check the plan against the policy, and fail naming the rule
+    /// when it is refused.
+    #[arg(long)]
+    pub check: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct BackupArgs {
     /// The plugin to run.
     #[arg(long)]
     pub plugin: String,
-    /// A directory the plugin may read (repeatable); granted read-only.
-    #[arg(long = "grant-read")]
-    pub grant_read: Vec<PathBuf>,
-    /// Also grant read-only what each path selection needs: a directory
-    /// itself, anything else its parent directory. The server uses it for
-    /// VMs, whose paths only the guest can look at.
-    #[arg(long)]
-    pub grant_selected: bool,
     /// The id of an item to back up with everything below it (repeatable).
     #[arg(long = "select", required = true)]
     pub select: Vec<String>,
@@ -163,6 +208,14 @@ pub struct RestoreArgs {
     /// supports renaming).
     #[arg(long = "rename", value_parser = parse_option)]
     pub rename: Vec<(String, String)>,
+    /// A top item being restored (repeatable): what the plugin's plan is
+    /// made for; the stream holds these and what lies below them.
+    #[arg(long = "select")]
+    pub select: Vec<String>,
+    /// The kind of a top item being restored, ID=KIND (repeatable): what
+    /// the plugin's plan needs to know to ask for the right paths.
+    #[arg(long = "select-kind", value_parser = parse_option)]
+    pub select_kind: Vec<(String, String)>,
     /// A plugin option KEY=VALUE (repeatable).
     #[arg(long = "option", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
@@ -200,19 +253,26 @@ fn parse_option(s: &str) -> Result<(String, String), String> {
 }
 
 impl Cli {
-    pub fn limits(&self) -> Limits {
-        Limits {
-            memory: usize::try_from(self.memory_limit_mib.saturating_mul(1 << 20))
-                .unwrap_or(usize::MAX),
-            deadline: Duration::from_secs(self.deadline_secs),
+    /// The policy in force: `--policy-inline`, `--policy`, or the shipped one.
+    pub fn policy(&self) -> anyhow::Result<guest_runner::policy::Policy> {
+        use guest_runner::policy::Policy;
+        if let Some(text) = &self.policy_inline {
+            let origin = self.policy_origin.as_deref().unwrap_or("the job's policy");
+            return Ok(Policy::parse(text, origin)?);
         }
+        if let Some(path) = &self.policy {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the policy {}: {e}", path.display()))?;
+            return Ok(Policy::parse(&text, &path.display().to_string())?);
+        }
+        Ok(Policy::shipped())
     }
 
-    pub fn grants(&self, read: &[PathBuf], write_root: Option<&PathBuf>) -> Grants {
-        Grants {
-            read: read.to_vec(),
-            write_root: write_root.cloned(),
-            net: self.allow_net.clone(),
+    /// The limits the job asks for.
+    pub fn job_limits(&self) -> guest_runner::policy::JobLimits {
+        guest_runner::policy::JobLimits {
+            memory_mib: self.memory_limit_mib,
+            deadline_secs: self.deadline_secs,
         }
     }
 }

@@ -41,6 +41,11 @@ pub struct Cli {
     /// from ATTACHE_TOKEN.
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
+    /// The plugin policy (TOML) every job's plan is checked against;
+    /// default: `policy.toml` in the state directory if it exists, else the
+    /// shipped policy (`attache policy show` prints the one in force).
+    #[arg(long, global = true, env = "ATTACHE_POLICY")]
+    pub policy: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,6 +88,81 @@ pub enum Command {
         #[command(subcommand)]
         command: VmCommand,
     },
+    /// Shows the plugin policy in force.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Tools for plugin authors: a new plugin crate, a contract check.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Prints the policy in force: per plugin, what it may read, write and
+    /// reach, and its memory, time and quiesce ceilings.
+    Show(PolicyShowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyShowArgs {
+    /// Print the policy file's text instead of the summary.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Makes a new plugin crate, on the SDK, that builds outside this
+    /// repository with `cargo build --release --target wasm32-wasip2`.
+    New(PluginNewArgs),
+    /// Checks a plugin component against the contract in a temporary
+    /// container and prints a report: discover, plan, quiesce and thaw
+    /// pairing, backup, full and single-item restore, ids and errors.
+    Test(PluginTestArgs),
+    /// Describes the plugins of the agent container: version, contract,
+    /// options.
+    Info,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name: lowercase letters, digits, '-' and '_'.
+    pub name: String,
+    /// The directory to create the crate in (as DIR/NAME); default: the
+    /// current directory.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginTestArgs {
+    /// The plugin component to check (`.wasm`).
+    pub component: PathBuf,
+    /// The plugin's name; default: the file's stem without `attache_plugin_`.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// An item to back up and restore (repeatable); default: what discover
+    /// lists at the top.
+    #[arg(long = "include")]
+    pub include: Vec<String>,
+    /// A plugin option KEY=VALUE for every call (repeatable).
+    #[arg(long = "option", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `KEY=VALUE`.
+pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +312,17 @@ pub struct BackupArgs {
     /// guest has not finished after this many seconds.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists
+    /// each plugin's keys). Values reach the runner through its
+    /// environment, never a command line.
+    #[arg(long = "option", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+    /// The plugin's memory limit in MiB (within the policy's ceiling).
+    #[arg(long)]
+    pub memory_limit_mib: Option<u64>,
+    /// The plugin's deadline in seconds (within the policy's ceiling).
+    #[arg(long)]
+    pub deadline_secs: Option<u64>,
     /// A file whose first line is the application's password (a
     /// database's), read by whoever runs the job; without it the password
     /// comes from ATTACHE_APP_PASSWORD, if set. It reaches the plugin
@@ -286,6 +377,17 @@ pub struct RestoreArgs {
     /// guest has not finished after this many seconds.
     #[arg(long)]
     pub timeout_secs: Option<u64>,
+    /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists
+    /// each plugin's keys). Values reach the runner through its
+    /// environment, never a command line.
+    #[arg(long = "option", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+    /// The plugin's memory limit in MiB (within the policy's ceiling).
+    #[arg(long)]
+    pub memory_limit_mib: Option<u64>,
+    /// The plugin's deadline in seconds (within the policy's ceiling).
+    #[arg(long)]
+    pub deadline_secs: Option<u64>,
     /// A file whose first line is the application's password (a
     /// database's), read by whoever runs the job; without it the password
     /// comes from ATTACHE_APP_PASSWORD, if set. It reaches the plugin

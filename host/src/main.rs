@@ -20,12 +20,16 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, ContainerCommand, HypervisorCommand, VmCommand};
+use cli::{
+    Cli, Command, ContainerCommand, HypervisorCommand, PluginCommand, PolicyCommand, VmCommand,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ATTACHE_LOG")
                 .unwrap_or_else(|_| "warn".into()),
@@ -57,6 +61,18 @@ fn main() -> ExitCode {
         Command::Vm {
             command: VmCommand::List(a),
         } => commands::vm::list(&cli, a),
+        Command::Policy {
+            command: PolicyCommand::Show(a),
+        } => commands::policy::show(&cli, a),
+        Command::Plugin {
+            command: PluginCommand::New(a),
+        } => commands::plugin::new(a),
+        Command::Plugin {
+            command: PluginCommand::Info,
+        } => commands::plugin::info(&cli),
+        Command::Plugin {
+            command: PluginCommand::Test(_a),
+        } => todo!(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! `guest-runner backup`: runs the plugin's backup into a stream.
 
-use guest_runner::runtime::{RunnerError, Running, Sink, State};
+use guest_runner::runtime::{Operation, PlanRequest, RunnerError, Running, Sink, State};
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 
@@ -8,20 +8,21 @@ use anyhow::Context;
 use guest_runner::channel;
 use guest_runner::stream::{Header, ItemRecord, StreamWriter};
 
-use super::prepare;
+use super::{prepare, selected, Job, Prepared};
 use crate::io::{open_channel, open_output};
 use crate::options::{BackupArgs, Cli};
 
 pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let p = prepare(cli, &a.plugin)?;
-    let mut read = a.grant_read.clone();
-    if a.grant_selected {
-        read.extend(selected_grants(&a.select));
-    }
-    let grants = cli.grants(&read, None);
-    grants.check(&p.info)?;
-    let limits = cli.limits();
-    let options = crate::options::all_options(&a.options, &a.option_env);
+    let request = PlanRequest {
+        operation: Operation::Backup,
+        selection: selected(&a.select, &[])?,
+        destination: None,
+        options: crate::options::all_options(&a.options, &a.option_env),
+    };
+    let job = p.job(cli, &request, None)?;
+    let options = job.options.clone();
+    let limits = job.limits;
     let header = Header {
         format: 1,
         plugin: p.info.name.clone(),
@@ -58,11 +59,10 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
             },
         };
 
-    let state = State::new(&a.plugin, grants.wasi()?, limits.memory);
+    let state = State::granted(&a.plugin, &job.grants, limits.memory)?;
     let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
     let quiesced = if a.quiesce && p.info.supports_quiesce {
-        run.quiesce(&a.select, &options)?;
-        true
+        Some(run.quiesce(&a.select, &options)?)
     } else {
         if a.quiesce {
             tracing::info!(
@@ -70,7 +70,7 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
                 "the plugin has no quiesce; backing up without it"
             );
         }
-        false
+        None
     };
     let out: Box<dyn Write + Send> = match channel {
         Some(mut ch) => {
@@ -102,8 +102,8 @@ pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         options,
     };
     let result = run.backup(&request);
-    if quiesced {
-        if let Err(e) = run.thaw() {
+    if let Some(state) = &quiesced {
+        if let Err(e) = thaw(&p, &job, &mut run, state) {
             tracing::error!("thaw failed: {e}");
             if result.is_ok() {
                 return Err(e.into());
@@ -140,13 +140,30 @@ fn load_previous(r: impl Read, what: &str) -> anyhow::Result<HashMap<String, Ite
     Ok(map)
 }
 
-/// The directories the selection needs (see `guest_runner::selection`).
-fn selected_grants(select: &[String]) -> Vec<std::path::PathBuf> {
-    let mut out: Vec<std::path::PathBuf> = select
-        .iter()
-        .filter_map(|s| guest_runner::selection::read_grant(s))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+/// Thaws what quiesce holds: in the instance that quiesced, or, when that
+/// one has trapped (a panic, its memory limit, its deadline), in a fresh
+/// instance with the same grants that gets the state quiesce returned.
+fn thaw(p: &Prepared, job: &Job, run: &mut Running, state: &str) -> Result<(), RunnerError> {
+    if !run.poisoned() {
+        match run.thaw(state, &job.options) {
+            Err(e) if run.poisoned() => {
+                tracing::warn!("thaw trapped ({e}); thawing in a fresh instance")
+            }
+            other => return other,
+        }
+    } else {
+        tracing::warn!(
+            plugin = run.name(),
+            "the plugin stopped after quiesce; thawing in a fresh instance"
+        );
+    }
+    let limits = guest_runner::runtime::Limits {
+        deadline: guest_runner::runtime::THAW_DEADLINE.max(job.limits.quiesce),
+        ..job.limits
+    };
+    let fresh = State::granted(run.name(), &job.grants, limits.memory)?;
+    let mut fresh = Running::start(&p.sandbox, &p.component, fresh, limits)?;
+    fresh.thaw(state, &job.options)?;
+    tracing::info!(plugin = run.name(), "thawed in a fresh instance");
+    Ok(())
 }

@@ -1,24 +1,24 @@
 //! `guest-runner discover`: application items for the catalog, as JSON.
 
 use guest_runner::runtime::convert::kind_to_stream;
-use guest_runner::runtime::{Running, State};
+use guest_runner::runtime::{Operation, PlanRequest, Running, State};
 use serde_json::json;
 
-use super::prepare;
+use super::{prepare, selected};
 use crate::options::{Cli, DiscoverArgs};
 
 pub fn run(cli: &Cli, a: &DiscoverArgs) -> anyhow::Result<()> {
     let p = prepare(cli, &a.plugin)?;
-    let grants = cli.grants(&a.grant_read, None);
-    grants.check(&p.info)?;
-    let limits = cli.limits();
-    let state = State::new(&a.plugin, grants.wasi()?, limits.memory);
-    let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
-    let entries = run.discover(
-        a.scope.as_deref(),
-        a.depth,
-        &crate::options::all_options(&a.options, &a.option_env),
-    )?;
+    let request = PlanRequest {
+        operation: Operation::Discover,
+        selection: selected(a.scope.as_slice(), &[])?,
+        destination: None,
+        options: crate::options::all_options(&a.options, &a.option_env),
+    };
+    let job = p.job(cli, &request, None)?;
+    let state = State::granted(&a.plugin, &job.grants, job.limits.memory)?;
+    let mut run = Running::start(&p.sandbox, &p.component, state, job.limits)?;
+    let entries = run.discover(a.scope.as_deref(), a.depth, &job.options)?;
     let out: Vec<_> = entries
         .iter()
         .map(|e| {

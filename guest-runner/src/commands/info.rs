@@ -1,8 +1,9 @@
 //! `guest-runner info`: verifies the container and describes its plugins as
-//! JSON on stdout.
+//! JSON on stdout: each with the contract version it was built against, the
+//! options it takes, and the contract versions this runner serves.
 
-use guest_runner::runtime::convert::{application_kind_name, capability_name};
-use guest_runner::runtime::PluginInfo;
+use guest_runner::runtime::convert::application_kind_name;
+use guest_runner::runtime::{Contract, PluginInfo, SERVED};
 use serde_json::json;
 
 use super::{agent_dir, prepare};
@@ -17,20 +18,34 @@ pub fn run(cli: &Cli, a: &InfoArgs) -> anyhow::Result<()> {
     let mut plugins = Vec::new();
     for name in names {
         let p = prepare(cli, &name)?;
-        plugins.push(describe(&p.info, &p.manifest.plugin(&name)?.entry.blake3));
+        plugins.push(describe(
+            &p.info,
+            p.contract,
+            &p.manifest.plugin(&name)?.entry.blake3,
+        ));
     }
-    let out = json!({ "container": manifest.version, "wit": manifest.wit, "plugins": plugins });
+    let out = json!({
+        "container": manifest.version,
+        "contracts_served": SERVED.map(|c| c.as_str()),
+        "plugins": plugins,
+    });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
-fn describe(i: &PluginInfo, blake3: &str) -> serde_json::Value {
+fn describe(i: &PluginInfo, contract: Contract, blake3: &str) -> serde_json::Value {
     json!({
         "name": i.name,
         "version": i.version,
+        "contract": contract.as_str(),
         "kind": application_kind_name(i.kind),
         "description": i.description,
-        "capabilities": i.capabilities.iter().map(|c| capability_name(*c)).collect::<Vec<_>>(),
+        "options": i.options.iter().map(|o| json!({
+            "name": o.name,
+            "description": o.description,
+            "required": o.required,
+            "secret": o.secret,
+        })).collect::<Vec<_>>(),
         "supports_quiesce": i.supports_quiesce,
         "blake3": blake3,
     })

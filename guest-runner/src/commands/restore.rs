@@ -2,19 +2,27 @@
 //! prints what happened as JSON on stdout.
 
 use guest_runner::runtime::{
-    RestoreDestination, RestoreRequest, RunnerError, Running, Source, State,
+    Operation, PlanRequest, RestoreRequest, RunnerError, Running, Source, State,
 };
 use serde_json::json;
 
-use super::prepare;
+use super::{destination, prepare, selected};
 use crate::io::{open_channel, open_input};
 use crate::options::{Cli, RestoreArgs};
 
 pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let p = prepare(cli, &a.plugin)?;
-    let grants = cli.grants(&[], a.target.as_ref());
-    grants.check(&p.info)?;
-    let limits = cli.limits();
+    let destination = destination(a.target.as_ref(), &a.rename);
+    let request = PlanRequest {
+        operation: Operation::Restore,
+        selection: selected(&a.select, &a.select_kind)?,
+        destination: Some(destination.clone()),
+        options: crate::options::all_options(&a.options, &a.option_env),
+    };
+    // Writes land below the target root; `/` is the original place.
+    let root = a.target.as_deref().filter(|t| t.as_os_str() != "/");
+    let job = p.job(cli, &request, root)?;
+    let limits = job.limits;
     let input: Box<dyn std::io::Read + Send> = match (&a.channel.channel, &a.channel.session) {
         (Some(path), Some(session)) => Box::new(open_channel(path, session)?.reader),
         _ => open_input(&a.input)?,
@@ -27,23 +35,12 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
         }
         .into());
     }
-    let destination = match &a.target {
-        _ if !a.rename.is_empty() => RestoreDestination::Renamed(a.rename.clone()),
-        Some(t) if t.as_os_str() != "/" => RestoreDestination::Alternate(t.display().to_string()),
-        _ => RestoreDestination::Original,
-    };
-    let ownership = a.target.is_some()
-        && p.info
-            .capabilities
-            .contains(&guest_runner::runtime::Capability::Ownership);
-    let state = State::new(&a.plugin, grants.wasi()?, limits.memory)
-        .with_ownership(ownership)
-        .with_source(source);
+    let state = State::granted(&a.plugin, &job.grants, limits.memory)?.with_source(source);
     let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
     let request = RestoreRequest {
         destination,
         overwrite: a.overwrite,
-        options: crate::options::all_options(&a.options, &a.option_env),
+        options: job.options.clone(),
     };
     let result = run.restore(&request);
     let source = run

@@ -1,7 +1,7 @@
 //! Between the WIT types plugins see and the stream's JSON records.
 
 use super::bindings::attache::plugin::types::{
-    ApplicationKind, Capability, Item, ItemKind as WitKind, ItemMetadata, Timestamp as WitTime,
+    ApplicationKind, Item, ItemKind as WitKind, ItemMetadata, Timestamp as WitTime,
 };
 use crate::stream::{ItemKind, ItemRecord, Timestamp};
 
@@ -76,16 +76,6 @@ pub fn record_to_item(r: ItemRecord) -> Item {
             attributes: r.attributes,
             change_token: r.change_token,
         },
-    }
-}
-
-/// The WIT name of a capability.
-pub fn capability_name(c: Capability) -> &'static str {
-    match c {
-        Capability::FilesystemRead => "filesystem-read",
-        Capability::FilesystemWrite => "filesystem-write",
-        Capability::Network => "network",
-        Capability::Ownership => "ownership",
     }
 }
 

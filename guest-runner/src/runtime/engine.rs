@@ -29,15 +29,37 @@ impl Sandbox {
         // server) load in any guest, whatever CPU the hypervisor shows it.
         config.target(&portable_triple()).map_err(other)?;
         let engine = Engine::new(&config).map_err(other)?;
+        super::limits::start_ticker(&engine);
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(other)?;
-        // Only Attaché's own interfaces: WASI comes from wasmtime-wasi above.
-        use super::bindings::attache::plugin as wit;
-        wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
-        wit::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
-        wit::posix::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
-        wit::backup_sink::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
-        wit::restore_source::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+        // Preopens come from the job's grants (a file can be granted alone),
+        // replacing wasmtime-wasi's list of directories.
+        linker.allow_shadowing(true);
+        wasmtime_wasi::p2::bindings::filesystem::preopens::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(other)?;
+        linker.allow_shadowing(false);
+        // Attaché's own interfaces, once per contract version served.
+        {
+            use super::bindings::v0_2::attache::plugin as wit;
+            wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+            wit::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+            wit::posix::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+            wit::backup_sink::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+            wit::restore_source::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                .map_err(other)?;
+        }
+        {
+            use super::bindings::v0_1::attache::plugin as wit;
+            wit::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+            wit::host::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+            wit::posix::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+            wit::backup_sink::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s).map_err(other)?;
+            wit::restore_source::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                .map_err(other)?;
+        }
         if let Some(dir) = &cache {
             std::fs::create_dir_all(dir).map_err(|e| {
                 RunnerError::Other(format!("cache directory {}: {e}", dir.display()))

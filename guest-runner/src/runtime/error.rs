@@ -5,7 +5,10 @@ use std::time::Duration;
 use crate::manifest::ManifestError;
 use crate::stream::StreamError;
 
+/// Why a plugin run failed. Each variant says which limit or rule stopped
+/// it; the runner prints it once, as the job's error.
 #[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)]
 pub enum RunnerError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
@@ -23,11 +26,22 @@ pub enum RunnerError {
     Plugin { plugin: String, message: String },
     #[error("plugin {plugin:?} reports name {reported:?}; the container is inconsistent")]
     NameMismatch { plugin: String, reported: String },
-    #[error("the job grants {capability} but plugin {plugin:?} does not declare it; refusing to grant what a plugin did not ask for")]
-    Undeclared {
+    #[error("plugin {plugin:?} exceeded its quiesce bound of {limit:?} and was stopped")]
+    QuiesceTimeout { plugin: String, limit: Duration },
+    #[error("plugin {plugin:?} cannot be called again: it trapped earlier in this job")]
+    Poisoned { plugin: String },
+    #[error(
+        "plugin {plugin:?} is built against contract version {found}; this runner serves {served}"
+    )]
+    Contract {
         plugin: String,
-        capability: &'static str,
+        found: String,
+        served: String,
     },
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
+    #[error("plugin {plugin:?}: {message}")]
+    Options { plugin: String, message: String },
     #[error("cannot grant {path}: {source}")]
     Grant {
         path: String,

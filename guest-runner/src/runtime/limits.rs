@@ -1,7 +1,11 @@
 //! Memory limit and deadline of a plugin run.
+//!
+//! The memory limit is for the whole instance: the sum of all its linear
+//! memories, and its tables by element, since a component can hold many
+//! memories, each within a per-memory limit. The deadline is enforced with
+//! wasmtime's epoch interruption: one ticker thread per engine advances the
+//! epoch every [`TICK`], and each call sets how many ticks it may run.
 
-use std::sync::mpsc;
-use std::thread;
 use std::time::Duration;
 
 use wasmtime::{Engine, ResourceLimiter};
@@ -9,10 +13,13 @@ use wasmtime::{Engine, ResourceLimiter};
 /// Bounds of one plugin run.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Linear memory the plugin may grow to, in bytes.
+    /// Linear memory the plugin may grow to, in bytes, over all its memories.
     pub memory: usize,
-    /// Wall-clock time a call may take before the plugin is interrupted.
+    /// Wall-clock time all calls on the instance may take before the plugin
+    /// is interrupted.
     pub deadline: Duration,
+    /// Wall-clock time `quiesce` may take.
+    pub quiesce: Duration,
 }
 
 impl Default for Limits {
@@ -20,20 +27,35 @@ impl Default for Limits {
         Self {
             memory: 512 << 20,
             deadline: Duration::from_secs(6 * 3600),
+            quiesce: Duration::from_secs(300),
         }
     }
 }
 
-/// Refuses memory growth past the limit, and remembers that it did so
-/// that the error names the limit rather than a bare trap.
+/// Table elements an instance may hold in all, whatever its memory limit.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Memories and tables an instance may have.
+const MAX_MEMORIES: usize = 64;
+const MAX_TABLES: usize = 256;
+
+/// Refuses growth that would take the instance's memories past the limit,
+/// and remembers that it did so that the error names the limit rather than
+/// a bare trap.
 pub struct MemoryLimiter {
     limit: usize,
+    used: usize,
+    table_elements: usize,
     pub hit: bool,
 }
 
 impl MemoryLimiter {
     pub fn new(limit: usize) -> Self {
-        Self { limit, hit: false }
+        Self {
+            limit,
+            used: 0,
+            table_elements: 0,
+            hit: false,
+        }
     }
 }
 
@@ -45,58 +67,65 @@ pub struct MemoryLimitReached;
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
             self.hit = true;
             return Err(MemoryLimitReached.into());
         }
+        self.used = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
-    }
-}
-
-/// Interrupts the engine's running code once the deadline passes. Dropping
-/// the guard stops the timer.
-pub struct DeadlineGuard {
-    stop: Option<mpsc::Sender<()>>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl DeadlineGuard {
-    pub fn start(engine: &Engine, deadline: Duration) -> Self {
-        let (tx, rx) = mpsc::channel::<()>();
-        let engine = engine.clone();
-        let thread = thread::Builder::new()
-            .name("deadline".into())
-            .spawn(move || {
-                if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(deadline) {
-                    engine.increment_epoch();
-                }
-            })
-            .ok();
-        Self {
-            stop: Some(tx),
-            thread,
+        let total = self
+            .table_elements
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > MAX_TABLE_ELEMENTS {
+            self.hit = true;
+            return Err(MemoryLimitReached.into());
         }
+        self.table_elements = total;
+        Ok(true)
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
     }
 }
 
-impl Drop for DeadlineGuard {
-    fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+/// How often the epoch advances.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Starts the thread that advances `engine`'s epoch every [`TICK`] for as
+/// long as the process lives.
+pub fn start_ticker(engine: &Engine) {
+    let engine = engine.clone();
+    let started = std::thread::Builder::new()
+        .name("epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(TICK);
+            engine.increment_epoch();
+        });
+    if let Err(e) = started {
+        tracing::error!("cannot start the deadline ticker: {e}; deadlines will not interrupt");
     }
+}
+
+/// Epoch ticks for a duration, at least one.
+pub fn ticks(d: Duration) -> u64 {
+    (d.as_millis() / TICK.as_millis()).max(1) as u64
 }

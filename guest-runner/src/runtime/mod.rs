@@ -1,6 +1,7 @@
 //! The sandbox that runs plugins: a wasmtime engine with epoch interruption,
 //! components verified against the container manifest and cached precompiled,
-//! and a host implementation of the `attache:plugin` imports.
+//! and a host implementation of the `attache:plugin` imports, for every
+//! contract version served (`since_v0_1` adapts the frozen 0.1.0).
 
 mod bindings;
 pub mod convert;
@@ -11,19 +12,22 @@ mod limits;
 mod log;
 mod plugin;
 mod posix;
+mod preopens;
+mod since_v0_1;
 mod sink;
 mod source;
 mod state;
 
-pub use bindings::attache::plugin::types::{Capability, PluginInfo};
-pub use bindings::exports::attache::plugin::plugin::{
-    BackupRequest, RestoreDestination, RestoreRequest, Summary,
+pub use bindings::attache::plugin::types::{
+    AccessPlan, ItemKind, Operation, OptionSpec, PathAccess, PlanRequest, PluginInfo,
+    RestoreDestination, Selected,
 };
+pub use bindings::exports::attache::plugin::plugin::{BackupRequest, RestoreRequest, Summary};
 pub use engine::Sandbox;
 pub use error::RunnerError;
-pub use grants::Grants;
+pub use grants::{GrantedPath, Grants};
 pub use limits::Limits;
-pub use plugin::Running;
+pub use plugin::{Contract, Running, SERVED, THAW_DEADLINE};
 pub use sink::Sink;
 pub use source::Source;
 pub use state::State;

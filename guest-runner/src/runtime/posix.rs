@@ -71,28 +71,19 @@ impl Host for State {
         } else {
             FollowSymlinks::No
         };
-        Ok(
-            match cap_primitives::fs::stat(&d.dir, Path::new(&path), follow) {
-                Ok(m) => Ok(Stat {
-                    dev: m.dev(),
-                    ino: m.ino(),
-                    mode: m.mode(),
-                    nlink: m.nlink(),
-                    uid: m.uid(),
-                    gid: m.gid(),
-                    size: m.size(),
-                    mtime: Timestamp {
-                        seconds: m.mtime(),
-                        nanoseconds: m.mtime_nsec() as u32,
-                    },
-                    ctime: Timestamp {
-                        seconds: m.ctime(),
-                        nanoseconds: m.ctime_nsec() as u32,
-                    },
-                }),
-                Err(e) => Err(error_code(&e)),
-            },
-        )
+        Ok(cap_primitives::fs::stat(&d.dir, Path::new(&path), follow)
+            .map(|m| to_stat(&m))
+            .map_err(|e| error_code(&e)))
+    }
+
+    fn fstat(&mut self, fd: Resource<Descriptor>) -> wasmtime::Result<Result<Stat, ErrorCode>> {
+        let file = match self.table.get(&fd)? {
+            Descriptor::Dir(d) => &d.dir,
+            Descriptor::File(f) => &f.file,
+        };
+        Ok(cap_primitives::fs::Metadata::from_file(file)
+            .map(|m| to_stat(&m))
+            .map_err(|e| error_code(&e)))
     }
 
     fn set_mode(
@@ -112,6 +103,30 @@ impl Host for State {
         }
         let mode = rustix::fs::Mode::from_raw_mode(mode & 0o7777);
         Ok(rustix::fs::fchmod(file.as_ref(), mode).map_err(|e| error_code(&e.into())))
+    }
+
+    fn set_owner(
+        &mut self,
+        fd: Resource<Descriptor>,
+        uid: u32,
+        gid: u32,
+    ) -> wasmtime::Result<Result<(), ErrorCode>> {
+        if !self.ownership {
+            return Ok(Err(ErrorCode::NotPermitted));
+        }
+        let (file, perms) = match self.table.get(&fd)? {
+            Descriptor::Dir(d) => (&d.dir, d.perms),
+            Descriptor::File(f) => (&f.file, f.perms),
+        };
+        if perms.write_not_permitted() {
+            return Ok(Err(ErrorCode::NotPermitted));
+        }
+        let r = rustix::fs::fchown(
+            file.as_ref(),
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        );
+        Ok(r.map_err(|e| error_code(&e.into())))
     }
 
     fn set_owner_at(
@@ -149,6 +164,27 @@ impl Host for State {
             rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
         );
         Ok(r.map_err(|e| error_code(&e.into())))
+    }
+}
+
+/// The contract's stat of cap-std metadata.
+fn to_stat(m: &cap_primitives::fs::Metadata) -> Stat {
+    Stat {
+        dev: m.dev(),
+        ino: m.ino(),
+        mode: m.mode(),
+        nlink: m.nlink(),
+        uid: m.uid(),
+        gid: m.gid(),
+        size: m.size(),
+        mtime: Timestamp {
+            seconds: m.mtime(),
+            nanoseconds: m.mtime_nsec() as u32,
+        },
+        ctime: Timestamp {
+            seconds: m.ctime(),
+            nanoseconds: m.ctime_nsec() as u32,
+        },
     }
 }
 

@@ -2,13 +2,16 @@
 //! limiter, and the sink or source of the running job.
 
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::filesystem::Descriptor;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::limits::MemoryLimiter;
-use super::{Sink, Source};
+use super::{Grants, RunnerError, Sink, Source};
 
 pub struct State {
     pub(crate) wasi: WasiCtx,
+    /// The granted paths, as `wasi:filesystem/preopens` lists them.
+    pub(crate) preopens: Vec<(Descriptor, String)>,
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     /// The plugin's name, for log lines and errors.
@@ -20,9 +23,11 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(plugin: &str, wasi: WasiCtx, memory_limit: usize) -> Self {
+    /// An instance granted nothing.
+    pub fn new(plugin: &str, memory_limit: usize) -> Self {
         Self {
-            wasi,
+            wasi: Grants::default().wasi(),
+            preopens: Vec::new(),
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit),
             plugin: plugin.into(),
@@ -32,10 +37,17 @@ impl State {
         }
     }
 
-    /// Allows the plugin to change owners and modes below writable grants.
-    pub fn with_ownership(mut self, on: bool) -> Self {
-        self.ownership = on;
-        self
+    /// An instance granted exactly `grants`.
+    pub fn granted(
+        plugin: &str,
+        grants: &Grants,
+        memory_limit: usize,
+    ) -> Result<Self, RunnerError> {
+        let mut s = Self::new(plugin, memory_limit);
+        s.wasi = grants.wasi();
+        s.preopens = grants.preopens()?;
+        s.ownership = grants.ownership;
+        Ok(s)
     }
 
     pub fn with_sink(mut self, sink: Sink) -> Self {

@@ -7,6 +7,10 @@ pub mod forget;
 pub mod hypervisor;
 pub mod init;
 pub mod ls;
+pub mod plugin;
+pub mod plugin_new;
+
+pub mod policy;
 pub mod prune;
 pub mod restore;
 pub mod serve;
@@ -47,8 +51,8 @@ pub fn state(cli: &Cli) -> PathBuf {
 }
 
 /// Where jobs of this command line find everything.
-pub fn context(cli: &Cli) -> Context {
-    Context {
+pub fn context(cli: &Cli) -> anyhow::Result<Context> {
+    Ok(Context {
         repo: cli.repo.clone(),
         password: Password {
             file: cli.password_file.clone(),
@@ -56,12 +60,30 @@ pub fn context(cli: &Cli) -> Context {
         cache: cache(cli),
         agent_dir: cli.agent_dir.clone(),
         state: state(cli),
-    }
+        policy: policy(cli)?,
+    })
+}
+
+/// The policy in force: `--policy` (or ATTACHE_POLICY), else
+/// `policy.toml` in the state directory when it exists, else the shipped
+/// one.
+pub fn policy(cli: &Cli) -> anyhow::Result<guest_runner::policy::Policy> {
+    use guest_runner::policy::Policy;
+    let file = match &cli.policy {
+        Some(f) => Some(f.clone()),
+        None => Some(state(cli).join("policy.toml")).filter(|f| f.is_file()),
+    };
+    let Some(file) = file else {
+        return Ok(Policy::shipped());
+    };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read the policy {}", file.display()))?;
+    Ok(Policy::parse(&text, &file.display().to_string())?)
 }
 
 /// The repository, created if missing when `create` (and a password is set).
 pub fn repository(cli: &Cli, create: bool) -> anyhow::Result<Repository> {
-    context(cli).repository(create)
+    context(cli)?.repository(create)
 }
 
 /// The server client, when `--server` is given.
@@ -96,7 +118,7 @@ pub fn run_job<T: serde::Serialize>(
     let display = Display::new(kind);
     let cancel = AtomicBool::new(false);
     let r = local(
-        &context(cli),
+        &context(cli)?,
         &Control {
             progress: &|p| display.update(p),
             cancel: &cancel,

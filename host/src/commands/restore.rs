@@ -13,6 +13,9 @@ pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
         timeout_secs: a.timeout_secs,
         app_password: std::env::var(crate::jobs::PASSWORD_ENV).ok(),
         app_password_file: a.app_password_file.clone(),
+        options: a.options.iter().cloned().collect(),
+        memory_limit_mib: a.memory_limit_mib,
+        deadline_secs: a.deadline_secs,
     };
     let out = super::run_job(cli, "restore", &req, |ctx, ctl| {
         jobs::restore::run(ctx, &req, ctl)

@@ -14,7 +14,7 @@ pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
         None => std::env::var("ATTACHE_TOKEN").unwrap_or_default(),
     };
     anyhow::ensure!(token.len() >= 16, "the server needs a bearer token of at least 16 characters: set ATTACHE_TOKEN or pass --token-file");
-    let ctx = super::context(cli);
+    let ctx = super::context(cli)?;
     // Fail now, not at the first request, when the repository cannot be opened.
     ctx.repository(true)?;
     // Undo what jobs of a server that died left attached in VMs.

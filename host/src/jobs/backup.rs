@@ -6,7 +6,8 @@ use std::process::Stdio;
 
 use anyhow::{bail, Context as _};
 
-use super::{grants, BackupRequest, Context, Control};
+use super::plugin::{checked_plan, RunnerAccess};
+use super::{BackupRequest, Context, Control};
 use crate::agent::StderrTail;
 use crate::hypervisor::session::{RunOptions, Session};
 use crate::repo::Repository;
@@ -23,13 +24,16 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
     let repo = ctx.repository(true)?;
     // Shared: backups run side by side; prune waits for them.
     let _lock = Lock::acquire(repo.store.root(), false, "backup")?;
-    let (includes, grants) = match &target {
+    let includes = match &target {
         BackupTarget::Local => selection(&a.include)?,
-        BackupTarget::Vm(_) => (guest_selection(&a.include)?, Vec::new()),
+        BackupTarget::Vm(_) => guest_selection(&a.include)?,
     };
-    // Database servers the selection names: the plugin may connect there.
-    let nets = grants::nets(&includes)?;
     let password = super::app_password(&a.app_password, &a.app_password_file)?;
+    let limits = guest_runner::policy::JobLimits {
+        memory_mib: a.memory_limit_mib,
+        deadline_secs: a.deadline_secs,
+    };
+    let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
     let parent = parent(&repo, &source, &a.plugin, &includes)?;
     // The parent's catalog for the runner: files whose change token still
     // matches are referenced, not read again.
@@ -63,14 +67,22 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
     for i in &includes {
         args.extend(["--select".into(), i.clone()]);
     }
-    let access = grants::RunnerAccess::new(&nets, password.as_deref());
     args.extend(access.args.iter().cloned());
     match &target {
-        BackupTarget::Local => local(ctx, &repo, &origin, args, &grants, &access, previous, ctl),
+        // The runner checks the plan against the policy before the plugin
+        // does anything.
+        BackupTarget::Local => local(ctx, &repo, &origin, args, &access, previous, ctl),
         BackupTarget::Vm(vm) => {
+            // The plan is checked here, before anything is attached; the
+            // runner in the guest checks it again.
+            let mut plan_args = vec!["--operation".to_owned(), "backup".to_owned()];
+            for i in &includes {
+                plan_args.extend(["--select".into(), i.clone()]);
+            }
+            checked_plan(ctx, &a.plugin, &access, &plan_args)
+                .with_context(|| format!("backup of {vm} refused"))?;
             let mut session = Session::open(ctx, vm)?;
             origin.container = Some(session.container.clone());
-            args.push("--grant-selected".into());
             let opts = RunOptions {
                 fsfreeze: a
                     .fsfreeze
@@ -97,15 +109,13 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
 }
 
 /// A backup on this machine: the container's runner runs here, with `args`
-/// (its command and selection), reading `read` and with `access`.
-#[allow(clippy::too_many_arguments)]
+/// (its command, selection, options and limits) and `access`'s environment.
 fn local(
     ctx: &Context,
     repo: &Repository,
     origin: &Origin,
     args: Vec<String>,
-    read: &[PathBuf],
-    access: &grants::RunnerAccess,
+    access: &RunnerAccess,
     previous: Vec<u8>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
@@ -117,9 +127,6 @@ fn local(
         .args(["--output", "-"])
         .envs(access.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped());
-    for g in read {
-        cmd.arg("--grant-read").arg(g);
-    }
     if origin.parent.is_some() {
         cmd.arg("--previous").arg(previous_file.path());
     }
@@ -137,14 +144,15 @@ fn local(
     let status = child.wait().context("waiting for the runner")?;
     let tail = tail.finish();
     // Data already committed by a failed run stays unreferenced until prune.
-    // The runner's own words come first: they say why.
+    // A failed runner's own words say why, once: the stream it left broken
+    // is a consequence, not a second cause.
     let snap = match (staged, status.success()) {
         (Ok(staged), true) => staged.publish(repo)?,
-        (Ok(_), false) => bail!("backup failed: the runner exited with {status}: {tail}"),
+        (_, false) => bail!(
+            "backup failed: {} ({status})",
+            super::plugin::runner_error(tail.as_bytes())
+        ),
         (Err(e), true) => bail!("backup failed: {e:#}"),
-        (Err(e), false) => {
-            bail!("backup failed: the runner exited with {status}: {tail}\n(stream: {e:#})")
-        }
     };
     Ok(snap)
 }
@@ -196,34 +204,25 @@ fn parent(
     )))
 }
 
-/// The selection as the plugin sees it, and the directories to grant.
-/// Path includes are made absolute (not resolving symlinks, so a link is
-/// backed up as a link); a directory is granted itself, anything else its
-/// parent; an `sqlite:///PATH` database its directory. Other ids
-/// (`postgresql://…`) are passed as they are.
-fn selection(include: &[String]) -> anyhow::Result<(Vec<String>, Vec<PathBuf>)> {
+/// The selection as the plugin sees it. Ids with a scheme (`SCHEME://…`)
+/// are the plugin's own and pass as they are; anything else is a path,
+/// made absolute (not resolving symlinks, so a link is backed up as a link)
+/// and checked to exist, for a clear error before the runner starts.
+fn selection(include: &[String]) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::new();
-    let mut grants = Vec::new();
     for inc in include {
         if inc.contains("://") {
-            if let Some(dir) = grants::sqlite_dir(inc)? {
-                grants.push(dir);
-            }
             ids.push(inc.clone());
             continue;
         }
         let abs = normalize(&std::path::absolute(inc).with_context(|| format!("include {inc:?}"))?);
-        // A clear error for what does not exist, before the runner starts.
         std::fs::symlink_metadata(&abs).with_context(|| format!("include {}", abs.display()))?;
         let id = abs
             .to_str()
             .with_context(|| format!("include {} is not valid UTF-8", abs.display()))?;
-        grants.extend(guest_runner::selection::read_grant(id));
         ids.push(id.to_owned());
     }
-    grants.sort();
-    grants.dedup();
-    Ok((ids, grants))
+    Ok(ids)
 }
 
 /// Removes `.` and `..` lexically.

@@ -2,9 +2,10 @@
 //! the server: what to do, progress as it goes, and cancellation.
 
 pub mod backup;
-pub mod grants;
+pub mod plugin;
 pub mod restore;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -22,6 +23,8 @@ pub struct Context {
     pub agent_dir: Option<PathBuf>,
     /// Registered hypervisors and the journal of attachments.
     pub state: PathBuf,
+    /// The policy every plugin's plan is checked against.
+    pub policy: guest_runner::policy::Policy,
 }
 
 impl Context {
@@ -80,6 +83,17 @@ pub struct BackupRequest {
     /// after this many seconds.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Plugin options, KEY: VALUE (the keys the plugin declares; `attache
+    /// plugin info` lists them). They reach the runner through its
+    /// environment, never a command line, and job views show them redacted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// The plugin's memory limit in MiB (within the policy's ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mib: Option<u64>,
+    /// The plugin's deadline in seconds (within the policy's ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_secs: Option<u64>,
     /// The application's password (a database's), for plugins that log in;
     /// job listings show it redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,10 +127,13 @@ pub fn app_password(
     Ok(Some(text.lines().next().unwrap_or_default().to_owned()))
 }
 
-/// Replaces a password for showing.
-pub fn redact(p: &mut Option<String>) {
+/// Replaces a password and option values for showing.
+pub fn redact(p: &mut Option<String>, options: &mut BTreeMap<String, String>) {
     if p.is_some() {
         *p = Some("(redacted)".into());
+    }
+    for v in options.values_mut() {
+        *v = "(redacted)".into();
     }
 }
 
@@ -146,6 +163,17 @@ pub struct RestoreRequest {
     /// after this many seconds.
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Plugin options, KEY: VALUE (the keys the plugin declares; `attache
+    /// plugin info` lists them). They reach the runner through its
+    /// environment, never a command line, and job views show them redacted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// The plugin's memory limit in MiB (within the policy's ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit_mib: Option<u64>,
+    /// The plugin's deadline in seconds (within the policy's ceiling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_secs: Option<u64>,
     /// The application's password (a database's), for plugins that log in;
     /// job listings show it redacted.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,10 +8,12 @@ use std::process::Stdio;
 use anyhow::{bail, Context as _};
 use serde::Serialize;
 
+use super::plugin::{checked_plan, RunnerAccess};
 use super::{Context, Control, RestoreRequest};
 use crate::hypervisor::session::Session;
 use crate::repo::{is_at_or_below, write_restore_stream, Sent};
 use crate::store::lock::Lock;
+use crate::store::snapshot::StoredItem;
 use crate::target::{self, RestoreTo};
 
 /// What a restore did.
@@ -46,28 +48,35 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         (Some(new), [old]) => Some(format!("{old}={new}")),
         (Some(_), _) => bail!("restoring under another id (`as`) takes exactly one item"),
     };
-    // Database servers the items (or their new ids) live on.
-    let mut ids: Vec<String> = selected.iter().map(|i| i.record.id.clone()).collect();
-    ids.extend(a.rename_to.iter().cloned());
-    let nets = super::grants::nets(&ids)?;
     let password = super::app_password(&a.app_password, &a.app_password_file)?;
-    let below_dir = matches!(
-        &to,
-        RestoreTo::LocalDir(_) | RestoreTo::Vm { dir: Some(_), .. }
-    );
-    if below_dir {
-        if let Some(db) = ids
-            .iter()
-            .find(|id| super::grants::net(id).ok().flatten().is_some())
-        {
-            bail!(
-                "{db} lives in a database server, not below a directory: restore it with \
-                 --to local (or the VM), and --as NEW_ID for another database or table"
-            );
-        }
+    let limits = guest_runner::policy::JobLimits {
+        memory_mib: a.memory_limit_mib,
+        deadline_secs: a.deadline_secs,
+    };
+    let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
+    // What the plugin plans for: the top items (those below no other
+    // selected item), with their kinds from the catalog.
+    let tops: Vec<&StoredItem> = selected
+        .iter()
+        .filter(|i| {
+            !selected
+                .iter()
+                .any(|o| o.record.id != i.record.id && is_at_or_below(&i.record.id, &o.record.id))
+        })
+        .collect();
+    let mut select_args: Vec<String> = Vec::new();
+    for t in &tops {
+        select_args.extend([
+            "--select".into(),
+            t.record.id.clone(),
+            "--select-kind".into(),
+            format!("{}={}", t.record.id, t.record.kind.as_str()),
+        ]);
+    }
+    if let Some(r) = &rename {
+        select_args.extend(["--rename".into(), r.clone()]);
     }
     // The runner's command, the same here and in a VM but for the target.
-    let access = super::grants::RunnerAccess::new(&nets, password.as_deref());
     let runner_args = |target: &str| {
         let mut args: Vec<String> = vec![
             "restore".into(),
@@ -79,15 +88,24 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         if a.overwrite {
             args.push("--overwrite".into());
         }
-        if let Some(r) = &rename {
-            args.extend(["--rename".into(), r.clone()]);
-        }
+        args.extend(select_args.iter().cloned());
         args.extend(access.args.iter().cloned());
         args
     };
     let (dir, status_ok, status, sent, report) = match &to {
         RestoreTo::Vm { vm, dir } => {
             let guest_dir = dir.clone().unwrap_or_else(|| "/".into());
+            // The plan is checked here, before anything is attached; the
+            // runner in the guest checks it again.
+            let mut plan_args = vec![
+                "--operation".to_owned(),
+                "restore".to_owned(),
+                "--target".to_owned(),
+                guest_dir.clone(),
+            ];
+            plan_args.extend(select_args.iter().cloned());
+            checked_plan(ctx, &snap.plugin, &access, &plan_args)
+                .with_context(|| format!("restore into {vm} refused"))?;
             let mut session = Session::open(ctx, vm)?;
             if guest_dir != "/" {
                 session.make_dir(&guest_dir)?;
@@ -187,7 +205,7 @@ fn local(
     all: &[crate::store::snapshot::StoredItem],
     selected: &[crate::store::snapshot::StoredItem],
     args: Vec<String>,
-    access: &super::grants::RunnerAccess,
+    access: &RunnerAccess,
     ctl: &Control<'_>,
 ) -> anyhow::Result<(bool, String, anyhow::Result<Sent>, String)> {
     let runner = ctx.runner()?;
@@ -225,7 +243,7 @@ fn local(
     let described = if status.success() {
         status.to_string()
     } else {
-        format!("{status}: {tail}")
+        format!("{status}: {}", super::plugin::runner_error(tail.as_bytes()))
     };
     Ok((status.success(), described, sent, report))
 }

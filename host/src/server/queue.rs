@@ -31,8 +31,12 @@ impl JobRequest {
     fn redacted(&self) -> Self {
         let mut r = self.clone();
         match &mut r {
-            JobRequest::Backup { backup } => jobs::redact(&mut backup.app_password),
-            JobRequest::Restore { restore } => jobs::redact(&mut restore.app_password),
+            JobRequest::Backup { backup } => {
+                jobs::redact(&mut backup.app_password, &mut backup.options)
+            }
+            JobRequest::Restore { restore } => {
+                jobs::redact(&mut restore.app_password, &mut restore.options)
+            }
         }
         r
     }

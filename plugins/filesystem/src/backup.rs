@@ -3,15 +3,17 @@
 
 use std::collections::HashMap;
 
-use crate::attache::plugin::backup_sink::{self, previous, ItemData};
-use crate::attache::plugin::host::progress;
-use crate::attache::plugin::posix::{readlink_at, stat_at, Stat};
-use crate::attache::plugin::types::{Item, ItemKind, PluginError};
-use crate::exports::attache::plugin::plugin::Summary;
+use attache_plugin_sdk::host::progress;
+use attache_plugin_sdk::posix::{fstat, readlink_at, stat_at, Stat};
+use attache_plugin_sdk::sink::{self, previous};
+use attache_plugin_sdk::wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
+};
+use attache_plugin_sdk::{Item, ItemData, ItemKind, ItemMetadata, PluginError, Summary};
+
 use crate::fs::{self, describe, Root};
 use crate::ids;
 use crate::metadata::{file_type, from_stat, FileType};
-use crate::wasi::filesystem::types::{Descriptor, DescriptorFlags, OpenFlags, PathFlags};
 
 /// How often, in items, progress is reported.
 const PROGRESS_EVERY: u64 = 256;
@@ -19,17 +21,13 @@ const PROGRESS_EVERY: u64 = 256;
 pub fn backup(selection: &[String]) -> Result<Summary, PluginError> {
     let roots = fs::roots();
     let mut walk = Walk {
-        summary: Summary {
-            items: 0,
-            bytes: 0,
-            warnings: 0,
-        },
+        summary: Summary::default(),
         links: HashMap::new(),
     };
     for id in normalized(selection)? {
         let comps = ids::components(&id)?;
         let (root, below) = fs::locate(&roots, &comps).ok_or_else(|| {
-            PluginError::AccessDenied(format!("{id} is not below any directory the job grants"))
+            PluginError::denied(format!("{id} is not below anything the job grants"))
         })?;
         walk.selection(root, &id, &below)?;
     }
@@ -43,7 +41,7 @@ pub fn backup(selection: &[String]) -> Result<Summary, PluginError> {
 }
 
 /// The selection as canonical ids, without any that lie below another.
-fn normalized(selection: &[String]) -> Result<Vec<String>, PluginError> {
+pub fn normalized(selection: &[String]) -> Result<Vec<String>, PluginError> {
     let mut ids: Vec<String> = Vec::new();
     for id in selection {
         let comps = ids::components(id)?;
@@ -67,6 +65,15 @@ struct Walk {
 
 impl Walk {
     fn selection(&mut self, root: &Root, id: &str, below: &[String]) -> Result<(), PluginError> {
+        if below.is_empty() {
+            // The item is a preopen itself: a granted directory, or a file
+            // granted alone, whose descriptor is the file.
+            let st = fstat(&root.dir).map_err(|e| not_found(id, e))?;
+            if file_type(st.mode) == FileType::Regular {
+                let md = from_stat(&st);
+                return self.regular(Fd::Granted(&root.dir), id.to_owned(), st, md);
+            }
+        }
         let (parent, name) = match below.split_last() {
             Some((name, parents)) => (
                 fs::walk_dirs(&root.dir, parents, false, false).map_err(|e| not_found(id, e))?,
@@ -116,62 +123,7 @@ impl Walk {
                     }
                 }
             }
-            FileType::Regular => {
-                if st.nlink > 1 {
-                    if let Some(first) = self.links.get(&(st.dev, st.ino)) {
-                        md.size = 0;
-                        md.hardlink_target = Some(first.clone());
-                        return self.emit(
-                            Item {
-                                id,
-                                kind: ItemKind::Hardlink,
-                                metadata: md,
-                            },
-                            ItemData::None,
-                        );
-                    }
-                }
-                if st.nlink <= 1 || !self.links.contains_key(&(st.dev, st.ino)) {
-                    let same = previous(&id).is_some_and(|p| {
-                        p.change_token.is_some() && p.change_token == md.change_token
-                    });
-                    if same {
-                        if st.nlink > 1 {
-                            self.links.insert((st.dev, st.ino), id.clone());
-                        }
-                        self.summary.bytes += md.size;
-                        return self.emit(
-                            Item {
-                                id,
-                                kind: ItemKind::File,
-                                metadata: md,
-                            },
-                            ItemData::Unchanged,
-                        );
-                    }
-                }
-                let fd = match parent.open_at(
-                    PathFlags::empty(),
-                    name,
-                    OpenFlags::empty(),
-                    DescriptorFlags::READ,
-                ) {
-                    Ok(fd) => fd,
-                    Err(e) => return Ok(self.warn(&id, &describe(e, "cannot open file"))),
-                };
-                if st.nlink > 1 {
-                    self.links.insert((st.dev, st.ino), id.clone());
-                }
-                self.summary.bytes += md.size;
-                self.emit(
-                    Item {
-                        id,
-                        kind: ItemKind::File,
-                        metadata: md,
-                    },
-                    ItemData::File(&fd),
-                )?;
-            }
+            FileType::Regular => self.regular(Fd::At(parent, name), id, st, md)?,
             FileType::Symlink => {
                 let target = match readlink_at(parent, name) {
                     Ok(t) => t,
@@ -202,8 +154,54 @@ impl Walk {
         Ok(())
     }
 
+    /// A regular file: a hard link to a name already emitted, unchanged
+    /// since the previous backup, or its content as the open file.
+    fn regular(
+        &mut self,
+        fd: Fd<'_>,
+        id: String,
+        st: Stat,
+        mut md: ItemMetadata,
+    ) -> Result<(), PluginError> {
+        if st.nlink > 1 {
+            if let Some(first) = self.links.get(&(st.dev, st.ino)) {
+                md.size = 0;
+                md.hardlink_target = Some(first.clone());
+                return self.emit(Item::new(id, ItemKind::Hardlink, md), ItemData::None);
+            }
+        }
+        if previous(&id).is_some_and(|p| md.same_as(&p)) {
+            if st.nlink > 1 {
+                self.links.insert((st.dev, st.ino), id.clone());
+            }
+            self.summary.bytes += md.size;
+            return self.emit(Item::new(id, ItemKind::File, md), ItemData::Unchanged);
+        }
+        let opened;
+        let file = match fd {
+            Fd::Granted(d) => d,
+            Fd::At(parent, name) => match parent.open_at(
+                PathFlags::empty(),
+                name,
+                OpenFlags::empty(),
+                DescriptorFlags::READ,
+            ) {
+                Ok(d) => {
+                    opened = d;
+                    &opened
+                }
+                Err(e) => return Ok(self.warn(&id, &describe(e, "cannot open file"))),
+            },
+        };
+        if st.nlink > 1 {
+            self.links.insert((st.dev, st.ino), id.clone());
+        }
+        self.summary.bytes += md.size;
+        self.emit(Item::new(id, ItemKind::File, md), ItemData::File(file))
+    }
+
     fn emit(&mut self, item: Item, data: ItemData<'_>) -> Result<(), PluginError> {
-        backup_sink::emit(&item, &data)?;
+        sink::emit(&item, &data)?;
         self.summary.items += 1;
         if self.summary.items % PROGRESS_EVERY == 0 {
             progress(self.summary.items, self.summary.bytes, None, None);
@@ -213,7 +211,7 @@ impl Walk {
 
     fn warn(&mut self, id: &str, message: &str) {
         self.summary.warnings += 1;
-        backup_sink::warn(id, message);
+        sink::warn(id, message);
     }
 }
 
@@ -234,7 +232,14 @@ fn list(dir: &Descriptor) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-fn not_found(id: &str, e: crate::wasi::filesystem::types::ErrorCode) -> PluginError {
+/// Where a regular file's content is: a preopen that is the file itself,
+/// or a name in a directory.
+enum Fd<'a> {
+    Granted(&'a Descriptor),
+    At(&'a Descriptor, &'a str),
+}
+
+fn not_found(id: &str, e: ErrorCode) -> PluginError {
     PluginError::InvalidRequest(describe(e, &format!("selected item {id}")))
 }
 

@@ -1,12 +1,13 @@
 //! Discovery: lists directory trees for the catalog and for choosing what
 //! to back up.
 
-use crate::attache::plugin::posix::stat_at;
-use crate::attache::plugin::types::{CatalogEntry, ItemKind, PluginError};
+use attache_plugin_sdk::posix::stat_at;
+use attache_plugin_sdk::wasi::filesystem::types::Descriptor;
+use attache_plugin_sdk::{CatalogEntry, ItemKind, PluginError};
+
 use crate::fs::{self, describe};
 use crate::ids;
 use crate::metadata::{file_type, FileType};
-use crate::wasi::filesystem::types::Descriptor;
 
 pub fn discover(scope: Option<&str>, depth: u32) -> Result<Vec<CatalogEntry>, PluginError> {
     let roots = fs::roots();
@@ -15,7 +16,7 @@ pub fn discover(scope: Option<&str>, depth: u32) -> Result<Vec<CatalogEntry>, Pl
         // The roots are the granted directories themselves.
         for r in &roots {
             out.push(CatalogEntry {
-                id: format!("/{}", r.path.join("/")),
+                id: r.path.clone(),
                 kind: ItemKind::Directory,
                 size: None,
                 has_children: true,
@@ -24,9 +25,7 @@ pub fn discover(scope: Option<&str>, depth: u32) -> Result<Vec<CatalogEntry>, Pl
         return Ok(out);
     };
     let comps = ids::components(scope)?;
-    let (root, below) = fs::locate(&roots, &comps).ok_or_else(|| {
-        PluginError::AccessDenied(format!("{scope} is not below any directory the job grants"))
-    })?;
+    let (root, below) = attache_plugin_sdk::preopens::locate_or_denied(&roots, scope)?;
     let dir = fs::walk_dirs(&root.dir, &below, false, false)
         .map_err(|e| PluginError::InvalidRequest(describe(e, scope)))?;
     let id = format!("/{}", comps.join("/"));

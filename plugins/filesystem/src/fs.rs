@@ -1,64 +1,15 @@
-//! The plugin's view of the guest filesystem: the preopened directories the
-//! job granted, and safe ways to walk below them.
+//! The plugin's view of the guest filesystem: the preopens the job granted
+//! (the SDK's `preopens`), and safe ways to walk below them.
 //!
 //! Every path is resolved one component at a time without following symbolic
 //! links, so a link planted in a tree can never redirect a backup or a restore;
 //! WASI's own sandbox is a second wall behind this one.
 
-use crate::attache::plugin::types::PluginError;
-use crate::wasi::filesystem::preopens::get_directories;
-use crate::wasi::filesystem::types::{
+use attache_plugin_sdk::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
 };
 
-/// One granted directory: the descriptor and the absolute guest path it
-/// stands for, as components.
-pub struct Root {
-    pub dir: Descriptor,
-    pub path: Vec<String>,
-}
-
-/// The directories the job granted.
-pub fn roots() -> Vec<Root> {
-    get_directories()
-        .into_iter()
-        .map(|(dir, guest)| Root {
-            dir,
-            path: guest
-                .split('/')
-                .filter(|c| !c.is_empty() && *c != ".")
-                .map(str::to_owned)
-                .collect(),
-        })
-        .collect()
-}
-
-/// Finds the granted directory with the longest path that contains the
-/// path `comps`, and returns it with the components below it.
-pub fn locate<'r>(roots: &'r [Root], comps: &[&str]) -> Option<(&'r Root, Vec<String>)> {
-    roots
-        .iter()
-        .filter(|r| r.path.len() <= comps.len() && r.path.iter().zip(comps).all(|(a, b)| a == b))
-        .max_by_key(|r| r.path.len())
-        .map(|r| {
-            (
-                r,
-                comps[r.path.len()..]
-                    .iter()
-                    .map(|c| c.to_string())
-                    .collect(),
-            )
-        })
-}
-
-/// The granted directory named `/`, which a restore writes below.
-pub fn restore_root(roots: &[Root]) -> Result<&Root, PluginError> {
-    roots.iter().find(|r| r.path.is_empty()).ok_or_else(|| {
-        PluginError::AccessDenied(
-            "no restore target was granted (expected a preopen named '/')".into(),
-        )
-    })
-}
+pub use attache_plugin_sdk::preopens::{all as roots, locate, Preopen as Root};
 
 /// Opens a directory again, as a descriptor the caller owns.
 pub fn reopen(dir: &Descriptor, write: bool) -> Result<Descriptor, ErrorCode> {

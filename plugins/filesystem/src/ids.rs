@@ -2,31 +2,13 @@
 //! components and refuses any that could name something outside the tree
 //! they belong to.
 
-use crate::attache::plugin::types::PluginError;
+use attache_plugin_sdk::PluginError;
 
 /// Splits an absolute path id into its components. Refuses relative ids,
 /// `.` and `..` components, empty components other than a trailing slash,
 /// and NUL bytes.
 pub fn components(id: &str) -> Result<Vec<&str>, PluginError> {
-    let rest = id
-        .strip_prefix('/')
-        .ok_or_else(|| invalid(id, "is not an absolute path"))?;
-    if id.contains('\0') {
-        return Err(invalid(id, "contains a NUL byte"));
-    }
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut out = Vec::new();
-    for c in rest.split('/') {
-        match c {
-            "" => return Err(invalid(id, "has an empty path component")),
-            "." | ".." => return Err(invalid(id, "has a '.' or '..' component")),
-            c => out.push(c),
-        }
-    }
-    Ok(out)
+    attache_plugin_sdk::preopens::components(id)
 }
 
 /// Joins a parent id and a directory entry name into a child id.
@@ -36,10 +18,6 @@ pub fn child(parent: &str, name: &str) -> String {
     } else {
         format!("{parent}/{name}")
     }
-}
-
-fn invalid(id: &str, why: &str) -> PluginError {
-    PluginError::InvalidRequest(format!("item id {id:?} {why}"))
 }
 
 #[cfg(test)]

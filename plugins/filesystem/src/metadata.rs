@@ -1,8 +1,9 @@
 //! POSIX metadata: reading it for the catalog, and applying it on restore.
 
-use crate::attache::plugin::posix::{self, Stat};
-use crate::attache::plugin::types::{ItemMetadata, Timestamp};
-use crate::wasi::filesystem::types::{Datetime, Descriptor, ErrorCode, NewTimestamp, PathFlags};
+use attache_plugin_sdk::posix::{self, Stat};
+use attache_plugin_sdk::time::to_new_timestamp;
+use attache_plugin_sdk::wasi::filesystem::types::{Descriptor, ErrorCode, NewTimestamp, PathFlags};
+use attache_plugin_sdk::{ItemMetadata, Meta};
 
 pub const S_IFMT: u32 = 0o170000;
 pub const S_IFDIR: u32 = 0o040000;
@@ -29,20 +30,15 @@ pub fn file_type(mode: u32) -> FileType {
 
 /// Item metadata from a `stat`, before the item kind adds its own fields.
 pub fn from_stat(st: &Stat) -> ItemMetadata {
-    ItemMetadata {
-        size: if file_type(st.mode) == FileType::Regular {
-            st.size
-        } else {
-            0
-        },
-        mode: Some(st.mode),
-        uid: Some(st.uid),
-        gid: Some(st.gid),
-        mtime: Some(st.mtime),
-        symlink_target: None,
-        hardlink_target: None,
-        attributes: Vec::new(),
-        change_token: (file_type(st.mode) == FileType::Regular).then(|| change_token(st)),
+    let regular = file_type(st.mode) == FileType::Regular;
+    let md = Meta::new(if regular { st.size } else { 0 })
+        .mode(st.mode)
+        .owner(st.uid, st.gid)
+        .mtime(st.mtime);
+    if regular {
+        md.token(change_token(st))
+    } else {
+        md
     }
 }
 
@@ -61,14 +57,6 @@ pub fn change_token(st: &Stat) -> String {
     )
 }
 
-fn datetime(t: Timestamp) -> NewTimestamp {
-    // WASI times cannot be before the epoch; such files get the epoch.
-    NewTimestamp::Timestamp(Datetime {
-        seconds: t.seconds.max(0) as u64,
-        nanoseconds: t.nanoseconds,
-    })
-}
-
 /// Applies mode and mtime to an open file or directory. Owner is applied
 /// separately through its parent (see [`apply_owner`]).
 pub fn apply_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
@@ -76,7 +64,7 @@ pub fn apply_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode
         posix::set_mode(fd, mode & 0o7777)?;
     }
     if let Some(t) = md.mtime {
-        fd.set_times(NewTimestamp::NoChange, datetime(t))?;
+        fd.set_times(NewTimestamp::NoChange, to_new_timestamp(t))?;
     }
     Ok(())
 }
@@ -92,7 +80,7 @@ pub fn apply_to_symlink(
             PathFlags::empty(),
             name,
             NewTimestamp::NoChange,
-            datetime(t),
+            to_new_timestamp(t),
         )?;
     }
     Ok(())
@@ -101,6 +89,18 @@ pub fn apply_to_symlink(
 /// Sets the owner of `name` in `parent`. A runner without the privilege to
 /// do so answers `not-permitted`; the restored item then keeps the runner's
 /// own ids, which is what an unprivileged restore is expected to do.
+/// Sets the owner of an open descriptor (a granted directory itself), as
+/// `apply_owner` does for a name.
+pub fn apply_owner_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
+    match (md.uid, md.gid) {
+        (Some(uid), Some(gid)) => match posix::set_owner(fd, uid, gid) {
+            Err(ErrorCode::NotPermitted) | Err(ErrorCode::Access) => Ok(()),
+            other => other,
+        },
+        _ => Ok(()),
+    }
+}
+
 pub fn apply_owner(parent: &Descriptor, name: &str, md: &ItemMetadata) -> Result<(), ErrorCode> {
     match (md.uid, md.gid) {
         (Some(uid), Some(gid)) => match posix::set_owner_at(parent, name, uid, gid) {

@@ -1,18 +1,22 @@
-//! Restore: recreates each item from the restore source below the granted
-//! target, at the item's full path. Directory metadata is applied last,
-//! deepest first, so that creating children does not undo it.
+//! Restore: recreates each item from the restore source at its full path,
+//! below the granted preopen with the longest path that holds it (the plan
+//! asks for each top item, or its parent). An item that is a preopen itself
+//! gets its metadata applied to that preopen. Directory metadata is applied
+//! last, deepest first, so that creating children does not undo it.
 
-use crate::attache::plugin::host::progress;
-use crate::attache::plugin::posix::{self, stat_at};
-use crate::attache::plugin::restore_source::{self, ItemContent};
-use crate::attache::plugin::types::{Item, ItemKind, ItemMetadata, PluginError};
-use crate::exports::attache::plugin::plugin::{RestoreDestination, RestoreRequest, Summary};
+use attache_plugin_sdk::host::progress;
+use attache_plugin_sdk::posix::{self, stat_at};
+use attache_plugin_sdk::source::{self, Content};
+use attache_plugin_sdk::wasi::filesystem::types::{
+    Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
+};
+use attache_plugin_sdk::{
+    Item, ItemKind, ItemMetadata, PluginError, RestoreDestination, RestoreRequest, Summary,
+};
+
 use crate::fs::{self, describe, Root};
 use crate::ids;
 use crate::metadata::{self, file_type, FileType};
-use crate::wasi::filesystem::types::{
-    Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
-};
 
 pub fn restore(req: &RestoreRequest) -> Result<Summary, PluginError> {
     if let RestoreDestination::Renamed(_) = req.destination {
@@ -22,23 +26,18 @@ pub fn restore(req: &RestoreRequest) -> Result<Summary, PluginError> {
         ));
     }
     let roots = fs::roots();
-    let root = fs::restore_root(&roots)?;
     let mut r = Restorer {
-        root,
+        roots: &roots,
         overwrite: req.overwrite,
-        summary: Summary {
-            items: 0,
-            bytes: 0,
-            warnings: 0,
-        },
+        summary: Summary::default(),
         dirs: Vec::new(),
         parent: None,
     };
-    while let Some((item, content)) = restore_source::next()? {
+    while let Some((item, content)) = source::next()? {
         let id = item.id.clone();
         if let Err(msg) = r.item(item, &content) {
             r.summary.warnings += 1;
-            restore_source::warn(&id, &msg);
+            source::warn(&id, &msg);
         }
     }
     r.finish_dirs();
@@ -52,7 +51,8 @@ pub fn restore(req: &RestoreRequest) -> Result<Summary, PluginError> {
 }
 
 struct Restorer<'r> {
-    root: &'r Root,
+    /// What the job granted.
+    roots: &'r [Root],
     overwrite: bool,
     summary: Summary,
     /// Directories restored, with their metadata, applied at the end.
@@ -62,9 +62,9 @@ struct Restorer<'r> {
 }
 
 impl Restorer<'_> {
-    fn item(&mut self, item: Item, content: &ItemContent) -> Result<(), String> {
+    fn item(&mut self, item: Item, content: &Content) -> Result<(), String> {
         let comps: Vec<String> = ids::components(&item.id)
-            .map_err(|e| format!("refused: {e:?}"))?
+            .map_err(|e| format!("refused: {}", e.message()))?
             .into_iter()
             .map(str::to_owned)
             .collect();
@@ -73,6 +73,9 @@ impl Restorer<'_> {
             // directory, which belongs to whoever asked for the restore.
             return Ok(());
         };
+        if let Some(root) = self.roots.iter().find(|r| r.components == comps) {
+            return self.granted(root, &comps, &item);
+        }
         let parent = self
             .take_parent(parents)
             .map_err(|e| describe(e, "cannot open parent directory"))?;
@@ -87,7 +90,7 @@ impl Restorer<'_> {
         name: &str,
         comps: &[String],
         item: &Item,
-        content: &ItemContent,
+        content: &Content,
     ) -> Result<(), String> {
         let md = &item.metadata;
         match item.kind {
@@ -164,7 +167,7 @@ impl Restorer<'_> {
                 let tcomps =
                     ids::components(target).map_err(|e| format!("refused link target: {e:?}"))?;
                 self.make_room(parent, name)?;
-                parent_link(self.root, &tcomps, parent, name)?;
+                parent_link(self.roots, &tcomps, parent, name)?;
             }
             kind => {
                 return Err(format!(
@@ -179,12 +182,32 @@ impl Restorer<'_> {
         Ok(())
     }
 
+    /// An item that is a granted preopen itself: a directory's metadata is
+    /// applied to it at the end; a file's content and metadata go into it.
+    fn granted(&mut self, root: &Root, comps: &[String], item: &Item) -> Result<(), String> {
+        match item.kind {
+            ItemKind::Directory => self.dirs.push((comps.to_vec(), item.metadata.clone())),
+            kind => {
+                return Err(format!(
+                "{kind:?} {} is granted as a preopen; only a directory can be restored in place",
+                root.path
+            ))
+            }
+        }
+        self.summary.items += 1;
+        Ok(())
+    }
+
     /// The directory that holds the item, made where missing: the last one
-    /// used when it is the same, otherwise opened anew.
+    /// used when it is the same, otherwise opened anew below the preopen
+    /// that holds it.
     fn take_parent(&mut self, parents: &[String]) -> Result<Descriptor, ErrorCode> {
         match self.parent.take() {
             Some((p, d)) if p == parents => Ok(d),
-            _ => fs::walk_dirs(&self.root.dir, parents, true, true),
+            _ => {
+                let (root, below) = locate(self.roots, parents)?;
+                fs::walk_dirs(&root.dir, &below, true, true)
+            }
         }
     }
 
@@ -213,14 +236,20 @@ impl Restorer<'_> {
             let Some((name, parents)) = comps.split_last() else {
                 continue;
             };
-            let applied = fs::walk_dirs(&self.root.dir, parents, true, false).and_then(|p| {
-                metadata::apply_owner(&p, name, &md)?;
-                let d = fs::open_dir(&p, name, true)?;
-                metadata::apply_to_open(&d, &md)
-            });
+            let applied = match self.roots.iter().find(|r| r.components == comps) {
+                Some(root) => metadata::apply_owner_to_open(&root.dir, &md)
+                    .and_then(|()| metadata::apply_to_open(&root.dir, &md)),
+                None => locate(self.roots, parents)
+                    .and_then(|(root, below)| fs::walk_dirs(&root.dir, &below, true, false))
+                    .and_then(|p| {
+                        metadata::apply_owner(&p, name, &md)?;
+                        let d = fs::open_dir(&p, name, true)?;
+                        metadata::apply_to_open(&d, &md)
+                    }),
+            };
             if let Err(e) = applied {
                 self.summary.warnings += 1;
-                restore_source::warn(
+                source::warn(
                     &format!("/{}", comps.join("/")),
                     &describe(e, "cannot set directory metadata"),
                 );
@@ -235,15 +264,24 @@ fn kind_of(parent: &Descriptor, name: &str) -> Result<FileType, String> {
         .map_err(|e| describe(e, "cannot stat"))
 }
 
+/// The preopen holding the directory `comps`, with the components below
+/// it; `access` (not granted) when none does.
+fn locate<'r>(roots: &'r [Root], comps: &[String]) -> Result<(&'r Root, Vec<String>), ErrorCode> {
+    let comps: Vec<&str> = comps.iter().map(String::as_str).collect();
+    fs::locate(roots, &comps).ok_or(ErrorCode::Access)
+}
+
 /// Makes `name` in `parent` a further name of the restored item `target`.
 fn parent_link(
-    root: &Root,
+    roots: &[Root],
     target: &[&str],
     parent: &Descriptor,
     name: &str,
 ) -> Result<(), String> {
     let (tname, tparents) = target.split_last().ok_or("hard link to the root")?;
-    let tdir = fs::walk_dirs(&root.dir, tparents, false, false)
+    let tparents: Vec<String> = tparents.iter().map(|c| (*c).to_owned()).collect();
+    let tdir = locate(roots, &tparents)
+        .and_then(|(root, below)| fs::walk_dirs(&root.dir, &below, false, false))
         .map_err(|e| describe(e, "cannot open link target"))?;
     tdir.link_at(PathFlags::empty(), tname, parent, name)
         .map_err(|e| match e {

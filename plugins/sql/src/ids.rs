@@ -96,6 +96,9 @@ fn parse_pg(rest: &str) -> Result<PgId, String> {
         None => 5432,
         Some(p) => p.parse().map_err(|_| format!("bad port {p:?}"))?,
     };
+    if port == 0 {
+        return Err("port 0 names no server".into());
+    }
     let mut id = PgId {
         user,
         addr: SocketAddr::new(ip, port),
@@ -293,6 +296,7 @@ mod tests {
             "sqlite:///a//b.db",
             "sqlite:///",
             "mysql://u@1.2.3.4/x",
+            "postgresql://u@127.0.0.1:0/db",
         ] {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }

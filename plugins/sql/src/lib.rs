@@ -12,24 +12,16 @@ mod ids;
 mod metadata;
 mod options;
 mod pg;
+mod plan;
 mod sqlite;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "attache:plugin/plugin-world",
-    generate_all,
-});
-
-use attache::plugin::restore_source;
-use attache::plugin::types::{ApplicationKind, Capability, CatalogEntry, PluginError, PluginInfo};
-use exports::attache::plugin::plugin::{
-    BackupRequest, Guest, OptionList, RestoreDestination, RestoreRequest, Summary,
-};
+use attache_plugin_sdk::prelude::*;
+use attache_plugin_sdk::source as restore_source;
 use ids::{Id, PgId};
 
 struct Sql;
 
-fn parse(id: &str) -> Result<Id, PluginError> {
+pub(crate) fn parse(id: &str) -> Result<Id, PluginError> {
     ids::parse(id).map_err(PluginError::InvalidRequest)
 }
 
@@ -47,16 +39,12 @@ fn split(selection: &[String]) -> Result<(Vec<PgId>, Vec<String>), PluginError> 
 }
 
 fn empty() -> Summary {
-    Summary {
-        items: 0,
-        bytes: 0,
-        warnings: 0,
-    }
+    Summary::default()
 }
 
 /// The id an item is restored as: its own, or what a rename maps it (or a
 /// parent of it, such as its database) to.
-fn restore_id(id: &str, dest: &RestoreDestination) -> String {
+pub(crate) fn restore_id(id: &str, dest: &RestoreDestination) -> String {
     let RestoreDestination::Renamed(map) = dest else {
         return id.to_owned();
     };
@@ -74,23 +62,20 @@ fn restore_id(id: &str, dest: &RestoreDestination) -> String {
         .unwrap_or_else(|| id.to_owned())
 }
 
-impl Guest for Sql {
+impl Plugin for Sql {
     fn info() -> PluginInfo {
-        PluginInfo {
-            name: "sql".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            kind: ApplicationKind::Database,
-            description: "PostgreSQL databases and tables (wire protocol), SQLite database files"
-                .into(),
-            capabilities: vec![
-                Capability::Network,
-                Capability::FilesystemRead,
-                Capability::FilesystemWrite,
-                // Owner and mode of restored SQLite files.
-                Capability::Ownership,
-            ],
-            supports_quiesce: true,
-        }
+        let info = PluginInfo::new(
+            "sql",
+            env!("CARGO_PKG_VERSION"),
+            ApplicationKind::Database,
+            "PostgreSQL databases and tables (wire protocol), SQLite database files",
+        )
+        .quiesces();
+        options::specs().into_iter().fold(info, PluginInfo::option)
+    }
+
+    fn plan(request: PlanRequest) -> Result<AccessPlan, PluginError> {
+        plan::plan(&request)
     }
 
     fn discover(
@@ -116,18 +101,24 @@ impl Guest for Sql {
         }
     }
 
-    fn quiesce(selection: Vec<String>, options: OptionList) -> Result<(), PluginError> {
+    /// Opens the PostgreSQL snapshots the backup reads. They live in this
+    /// instance's connections: if it dies, the server ends them with the
+    /// connections, so the state only says what was held, for the log.
+    fn quiesce(selection: Vec<String>, options: OptionList) -> Result<String, PluginError> {
         options::check(&options)?;
         let (pg_ids, _lite) = split(&selection)?;
         // SQLite needs nothing held: its copy protocol checks instead (README).
         if pg_ids.is_empty() {
-            return Ok(());
+            return Ok(String::new());
         }
         let pw = options::password(&options)?;
-        pg::dump::quiesce(&pg_ids, pw.as_deref())
+        pg::dump::quiesce(&pg_ids, pw.as_deref())?;
+        Ok(format!("postgresql snapshots: {}", pg_ids.len()))
     }
 
-    fn thaw() -> Result<(), PluginError> {
+    /// Ends the snapshots this instance holds; in a fresh instance there
+    /// are none, and nothing is left to release.
+    fn thaw(_state: String, _options: OptionList) -> Result<(), PluginError> {
         pg::dump::thaw()
     }
 
@@ -158,8 +149,9 @@ impl Guest for Sql {
                             let pw = options::password(&request.options)?;
                             pg_restore = Some(pg::restore::Restore::new(request.overwrite, pw));
                         }
-                        let r = pg_restore.as_mut().expect("just set");
-                        r.item(&item, &t, &content, &mut summary)?;
+                        if let Some(r) = pg_restore.as_mut() {
+                            r.item(&item, &t, &content, &mut summary)?;
+                        }
                     }
                     (Id::Sqlite(_), Id::Sqlite(path)) => {
                         sqlite::restore::restore(
@@ -193,7 +185,7 @@ impl Guest for Sql {
     }
 }
 
-export!(Sql);
+export_plugin!(Sql);
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 
 use super::auth::{self, Scram};
 use super::wire::{self, Auth, Backend, ErrorFields};
-use crate::attache::plugin::types::PluginError;
+use attache_plugin_sdk::PluginError;
 
 /// Longest backend message accepted (a DataRow of a huge text value).
 const MAX_MESSAGE: usize = 1 << 30;

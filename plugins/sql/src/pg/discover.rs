@@ -2,8 +2,8 @@
 //! schema its tables, each with its size.
 
 use super::{connect, schema};
-use crate::attache::plugin::types::{CatalogEntry, ItemKind, PluginError};
 use crate::ids::PgId;
+use attache_plugin_sdk::{CatalogEntry, ItemKind, PluginError};
 
 pub fn discover(
     id: &PgId,

@@ -15,12 +15,13 @@ use super::conn::Conn;
 use super::connect;
 use super::format::{self, DatabaseHeader, TableHeader};
 use super::schema::{self, TableRef};
-use crate::attache::plugin::backup_sink::{self, ItemData};
-use crate::attache::plugin::host::{log, progress};
-use crate::attache::plugin::types::{Item, ItemKind, Level, PluginError};
-use crate::exports::attache::plugin::plugin::Summary;
 use crate::ids::PgId;
 use crate::metadata::item_metadata;
+use attache_plugin_sdk::host::{log, progress};
+use attache_plugin_sdk::sink::{self as backup_sink};
+use attache_plugin_sdk::ItemData;
+use attache_plugin_sdk::Summary;
+use attache_plugin_sdk::{Item, ItemKind, Level, PluginError};
 
 /// One database's snapshot, open until the backup (or `thaw`) ends it.
 pub struct Snapshot {
@@ -243,7 +244,7 @@ fn backup_table(s: &mut Snapshot, t: &TableRef, id: &str) -> Result<u64, PluginE
         writer.write(chunk)
     })?;
     writer.write(&format::table_epilogue(rows))?;
-    let size = backup_sink::ItemWriter::finish(writer)?;
+    let size = writer.finish()?;
     log(
         Level::Info,
         &format!("{id}: {rows} row(s), {bytes} bytes of COPY data"),

@@ -10,8 +10,8 @@ pub mod restore;
 pub mod schema;
 pub mod wire;
 
-use crate::attache::plugin::types::PluginError;
 use crate::ids::PgId;
+use attache_plugin_sdk::PluginError;
 
 /// Connects to the database an id names (or `postgres` for a server id).
 pub fn connect(id: &PgId, password: Option<&str>) -> Result<conn::Conn, PluginError> {

@@ -13,11 +13,11 @@ use super::connect;
 use super::ddl::{self, Target};
 use super::format::{self, TableReader};
 use super::wire::{ident, literal};
-use crate::attache::plugin::host::{log, progress};
-use crate::attache::plugin::restore_source::ItemContent;
-use crate::attache::plugin::types::{Item, ItemKind, Level, PluginError};
-use crate::exports::attache::plugin::plugin::Summary;
 use crate::ids::PgId;
+use attache_plugin_sdk::host::{log, progress};
+use attache_plugin_sdk::source::Content as ItemContent;
+use attache_plugin_sdk::Summary;
+use attache_plugin_sdk::{Item, ItemKind, Level, PluginError};
 
 /// How much content is read per call.
 const READ_PIECE: u32 = 1 << 20;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conn::{Conn, Rows};
 use super::wire::literal;
-use crate::attache::plugin::types::PluginError;
+use attache_plugin_sdk::PluginError;
 
 /// Schemas never backed up: the system's own.
 const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') \

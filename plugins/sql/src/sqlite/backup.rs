@@ -7,13 +7,13 @@ use super::files::{self, io};
 use super::format::{
     scan_wal, DbHeader, ReadAt, ShmState, Trailer, HEADER_LEN, SHM_READ_LEN, WAL_HEADER_LEN,
 };
-use crate::attache::plugin::backup_sink::{self, ItemWriter};
-use crate::attache::plugin::host::{log, progress};
-use crate::attache::plugin::posix;
-use crate::attache::plugin::types::{Item, ItemKind, Level, PluginError};
-use crate::exports::attache::plugin::plugin::Summary;
 use crate::metadata::item_metadata;
-use crate::wasi::filesystem::types::Descriptor;
+use attache_plugin_sdk::host::{log, progress};
+use attache_plugin_sdk::posix;
+use attache_plugin_sdk::sink::{self as backup_sink, Writer as ItemWriter};
+use attache_plugin_sdk::wasi::filesystem::types::Descriptor;
+use attache_plugin_sdk::Summary;
+use attache_plugin_sdk::{Item, ItemKind, Level, PluginError};
 
 /// Copies taken before giving up on a database that never holds still.
 const MAX_ATTEMPTS: u32 = 100;
@@ -262,13 +262,13 @@ fn copy(dir: &Descriptor, name: &str, id: &str, attempt: u32) -> Result<Outcome,
         .encode(),
     )?;
     let size = match dest {
-        Dest::Stream(w) => ItemWriter::finish(w)?,
+        Dest::Stream(w) => w.finish()?,
         Dest::Memory(buf) => {
             let w = backup_sink::begin(&item(id, &header, wal_mode, attempt, &st))?;
             for piece in buf.chunks(PIECE as usize) {
                 w.write(piece)?;
             }
-            ItemWriter::finish(w)?
+            w.finish()?
         }
     };
     log(

@@ -3,49 +3,29 @@
 //! a symbolic link.
 
 use super::format::ReadAt;
-use crate::attache::plugin::types::PluginError;
-use crate::wasi::filesystem::preopens::get_directories;
-use crate::wasi::filesystem::types::{
+use attache_plugin_sdk::preopens;
+use attache_plugin_sdk::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
 };
+use attache_plugin_sdk::PluginError;
 
-/// The directory holding `path` and the file's name in it. With `write`,
-/// only the restore target (the preopen `/`) is used and missing parents
-/// are created.
+/// The directory holding `path` and the file's name in it, below the
+/// preopen with the longest path that holds it (the plan asks for the
+/// directory: read for a backup, read-write for a restore). With `write`,
+/// missing parents are created.
 pub fn parent_of(path: &str, write: bool) -> Result<(Descriptor, String), PluginError> {
     let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     let Some((name, parents)) = comps.split_last() else {
         return Err(PluginError::InvalidRequest(format!("{path} names no file")));
     };
-    let mut best: Option<(Descriptor, usize)> = None;
-    for (dir, guest) in get_directories() {
-        let root: Vec<&str> = guest
-            .split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect();
-        if write && !root.is_empty() {
-            continue;
-        }
-        if root.len() <= parents.len()
-            && root.iter().zip(parents.iter()).all(|(a, b)| a == b)
-            && best.as_ref().is_none_or(|(_, n)| root.len() > *n)
-        {
-            best = Some((dir, root.len()));
-        }
-    }
-    let Some((root, depth)) = best else {
-        return Err(if write {
-            PluginError::AccessDenied(
-                "no restore target was granted (expected a preopen named '/')".into(),
-            )
-        } else {
-            PluginError::AccessDenied(format!(
-                "{path} is not below any directory the job grants (guest-runner --grant-read DIR)"
-            ))
-        });
+    let all = preopens::all();
+    let Some((root, below)) = preopens::locate(&all, parents) else {
+        return Err(PluginError::AccessDenied(format!(
+            "the directory of {path} is not granted to the job (did the plan ask for it?)"
+        )));
     };
-    let mut cur = open_dir(&root, ".", write).map_err(|e| io(path, e))?;
-    for c in &parents[depth..] {
+    let mut cur = open_dir(&root.dir, ".", write).map_err(|e| io(path, e))?;
+    for c in &below {
         cur = match open_dir(&cur, c, write) {
             Err(ErrorCode::NoEntry) if write => {
                 cur.create_directory_at(c).map_err(|e| io(path, e))?;

@@ -6,7 +6,7 @@ pub mod files;
 pub mod format;
 pub mod restore;
 
-use crate::attache::plugin::types::{CatalogEntry, PluginError};
+use attache_plugin_sdk::{CatalogEntry, PluginError};
 
 /// A database file has nothing below it.
 pub fn discover(_path: &str) -> Result<Vec<CatalogEntry>, PluginError> {

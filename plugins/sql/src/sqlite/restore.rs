@@ -5,14 +5,14 @@
 
 use super::files::{self, io};
 use super::format::{checkpoint, ReadAt, WriteAt};
-use crate::attache::plugin::host::{log, progress};
-use crate::attache::plugin::posix;
-use crate::attache::plugin::restore_source::ItemContent;
-use crate::attache::plugin::types::{Item, Level, PluginError};
-use crate::exports::attache::plugin::plugin::Summary;
-use crate::wasi::filesystem::types::{
+use attache_plugin_sdk::host::{log, progress};
+use attache_plugin_sdk::posix;
+use attache_plugin_sdk::source::Content as ItemContent;
+use attache_plugin_sdk::wasi::filesystem::types::{
     Datetime, Descriptor, DescriptorFlags, ErrorCode, NewTimestamp, OpenFlags, PathFlags,
 };
+use attache_plugin_sdk::Summary;
+use attache_plugin_sdk::{Item, Level, PluginError};
 
 pub fn restore(
     item: &Item,

@@ -2,42 +2,26 @@
 //!
 //! The backup option `attack` picks what it tries. Whatever it manages to
 //! read it emits as an item, so a test that finds no such item in the stream
-//! (and a clear error instead) knows the sandbox held.
+//! (and a clear error instead) knows the sandbox held. Its plan asks to
+//! read the path in option `grant`, and nothing else.
 
-wit_bindgen::generate!({
-    path: "../../../wit",
-    world: "attache:plugin/plugin-world",
-    generate_all,
-});
-
-use attache::plugin::backup_sink::{emit, ItemData};
-use attache::plugin::types::*;
-use exports::attache::plugin::plugin::{BackupRequest, Guest, OptionList, RestoreRequest, Summary};
-use wasi::filesystem::preopens::get_directories;
-use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
+use attache_plugin_sdk::prelude::*;
+use attache_plugin_sdk::sink::emit;
+use attache_plugin_sdk::wasi::filesystem::preopens::get_directories;
+use attache_plugin_sdk::wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
 
 struct Hostile;
 
 fn option<'a>(opts: &'a OptionList, key: &str) -> Option<&'a str> {
-    opts.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    Options::new(opts).get(key)
 }
 
 fn leak(id: &str, bytes: Vec<u8>) -> Result<(), PluginError> {
-    let item = Item {
-        id: format!("leak://{id}"),
-        kind: ItemKind::Blob,
-        metadata: ItemMetadata {
-            size: bytes.len() as u64,
-            mode: None,
-            uid: None,
-            gid: None,
-            mtime: None,
-            symlink_target: None,
-            hardlink_target: None,
-            attributes: vec![],
-            change_token: None,
-        },
-    };
+    let item = Item::new(
+        format!("leak://{id}"),
+        ItemKind::Blob,
+        Meta::new(bytes.len() as u64),
+    );
     emit(&item, &ItemData::Inline(bytes))
 }
 
@@ -202,36 +186,46 @@ fn write_outside(target_name: &str) -> Result<Summary, PluginError> {
     Err(PluginError::AccessDenied(denied.join("; ")))
 }
 
-impl Guest for Hostile {
+impl Plugin for Hostile {
     fn info() -> PluginInfo {
-        PluginInfo {
-            name: "hostile".into(),
-            version: "0.0.0".into(),
-            kind: ApplicationKind::Other,
-            description: "attacks its sandbox (tests only)".into(),
-            capabilities: vec![
-                Capability::FilesystemRead,
-                Capability::FilesystemWrite,
-                Capability::Network,
-            ],
-            supports_quiesce: false,
-        }
+        PluginInfo::new(
+            "hostile",
+            "0.0.0",
+            ApplicationKind::Other,
+            "attacks its sandbox (tests only)",
+        )
+        .option(OptionSpec::new(
+            "attack",
+            "read-outside, symlink-out, socket, memory or loop",
+        ))
+        .option(OptionSpec::new(
+            "grant",
+            "the one path the plan asks to read",
+        ))
+        .option(OptionSpec::new(
+            "addr",
+            "IP:PORT the socket attack connects to",
+        ))
+        .option(OptionSpec::new(
+            "target-name",
+            "a name the restore attack writes",
+        ))
     }
 
-    fn discover(
-        _: Option<String>,
-        _: u32,
-        _: OptionList,
-    ) -> Result<Vec<CatalogEntry>, PluginError> {
-        Ok(vec![])
+    fn plan(request: PlanRequest) -> Result<AccessPlan, PluginError> {
+        let plan = AccessPlan::new();
+        Ok(match Options::new(&request.options).get("grant") {
+            Some(path) => plan.read(path, "the grant option"),
+            None => plan,
+        })
     }
 
-    fn quiesce(_: Vec<String>, _: OptionList) -> Result<(), PluginError> {
-        Err(PluginError::InvalidRequest("no".into()))
+    fn quiesce(_: Vec<String>, _: OptionList) -> Result<String, PluginError> {
+        Err(PluginError::invalid("no"))
     }
 
-    fn thaw() -> Result<(), PluginError> {
-        Err(PluginError::InvalidRequest("no".into()))
+    fn thaw(_: String, _: OptionList) -> Result<(), PluginError> {
+        Err(PluginError::invalid("no"))
     }
 
     fn backup(req: BackupRequest) -> Result<Summary, PluginError> {
@@ -252,4 +246,4 @@ impl Guest for Hostile {
     }
 }
 
-export!(Hostile);
+export_plugin!(Hostile);

@@ -1,16 +1,24 @@
 //! A plugin whose version is set at build time from `PROBE_VERSION`, so that
 //! tests can rebuild it and see the new build reach the runner. Its backup
-//! emits one item whose content is that version.
+//! emits one item whose content is that version; its restore writes each
+//! item's content to `probe-version` in the restore target (the preopen the
+//! 0.1.0 runner names `/`).
+//!
+//! It stays on the frozen contract 0.1.0: it is the legacy plugin that
+//! tests a runner serving both versions.
 
 wit_bindgen::generate!({
-    path: "../../../wit",
+    path: "../../../wit/0.1.0",
     world: "attache:plugin/plugin-world",
     generate_all,
 });
 
 use attache::plugin::backup_sink::{emit, ItemData};
+use attache::plugin::restore_source;
 use attache::plugin::types::*;
 use exports::attache::plugin::plugin::{BackupRequest, Guest, OptionList, RestoreRequest, Summary};
+use wasi::filesystem::preopens::get_directories;
+use wasi::filesystem::types::{DescriptorFlags, OpenFlags, PathFlags};
 
 const VERSION: &str = match option_env!("PROBE_VERSION") {
     Some(v) => v,
@@ -26,7 +34,7 @@ impl Guest for Probe {
             version: VERSION.into(),
             kind: ApplicationKind::Other,
             description: "reports the version it was built with".into(),
-            capabilities: vec![],
+            capabilities: vec![Capability::FilesystemWrite],
             supports_quiesce: false,
         }
     }
@@ -77,9 +85,31 @@ impl Guest for Probe {
     }
 
     fn restore(_: RestoreRequest) -> Result<Summary, PluginError> {
-        Err(PluginError::InvalidRequest(
-            "the probe restores nothing".into(),
-        ))
+        let target = get_directories()
+            .into_iter()
+            .find(|(_, name)| name == "/")
+            .map(|(dir, _)| dir)
+            .ok_or_else(|| {
+                PluginError::AccessDenied("no restore target (a preopen named '/')".into())
+            })?;
+        let mut summary = Summary {
+            items: 0,
+            bytes: 0,
+            warnings: 0,
+        };
+        while let Some((_item, content)) = restore_source::next()? {
+            let fd = target
+                .open_at(
+                    PathFlags::empty(),
+                    "probe-version",
+                    OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                    DescriptorFlags::READ | DescriptorFlags::WRITE,
+                )
+                .map_err(|e| PluginError::Other(format!("probe-version: {}", e.message())))?;
+            summary.bytes += content.copy_to(&fd)?;
+            summary.items += 1;
+        }
+        Ok(summary)
     }
 }
 

@@ -1,19 +1,10 @@
-//! The WIT contract 0.2.0: the plugin's exports, and the runner's sink and
-//! source adapted to `model::Sink` and `model::Source`.
+//! The contract 0.2.0 through the plugin SDK: the plugin's calls, and the
+//! runner's sink and source adapted to `model::Sink` and `model::Source`.
+//! Natively the SDK's façades go to its mock host, so that `cargo test`
+//! runs these adapters too.
 
-wit_bindgen::generate!({
-    path: "../../wit/0.2.0",
-    world: "attache:plugin/plugin-world",
-    generate_all,
-});
-
-use attache::plugin::types::{
-    AccessPlan, ApplicationKind, CatalogEntry, ItemKind, ItemMetadata, Level, NetNeed, Operation,
-    OptionSpec, PathAccess, PathNeed, PlanRequest, PluginError, PluginInfo, RestoreDestination,
-    Timestamp,
-};
-use attache::plugin::{backup_sink, host, restore_source};
-use exports::attache::plugin::plugin::{BackupRequest, Guest, OptionList, RestoreRequest, Summary};
+use attache_plugin_sdk::prelude::*;
+use attache_plugin_sdk::{NetNeed, PathNeed};
 
 /// Bytes per `item-writer.write`.
 const PIECE: usize = 1 << 20;
@@ -43,8 +34,8 @@ fn from_plugin(e: PluginError) -> error::Error {
     })
 }
 
-fn wit_item(i: model::Item) -> attache::plugin::types::Item {
-    attache::plugin::types::Item {
+fn wit_item(i: model::Item) -> Item {
+    Item {
         id: i.id,
         kind: match i.kind {
             model::Kind::User => ItemKind::Mailbox,
@@ -68,7 +59,7 @@ fn wit_item(i: model::Item) -> attache::plugin::types::Item {
     }
 }
 
-fn model_item(i: attache::plugin::types::Item) -> model::Item {
+fn model_item(i: Item) -> model::Item {
     model::Item {
         id: i.id,
         kind: match i.kind {
@@ -91,7 +82,7 @@ struct WitSink {
 
 impl model::Sink for WitSink {
     fn previous(&mut self, id: &str) -> Option<model::Previous> {
-        backup_sink::previous(id).map(|m| model::Previous {
+        sink::previous(id).map(|m| model::Previous {
             change_token: m.change_token,
             attributes: m.attributes,
             size: m.size,
@@ -100,22 +91,22 @@ impl model::Sink for WitSink {
 
     fn emit(&mut self, item: model::Item, unchanged: bool) -> error::Result<()> {
         let data = if unchanged {
-            backup_sink::ItemData::Unchanged
+            ItemData::Unchanged
         } else {
-            backup_sink::ItemData::None
+            ItemData::None
         };
-        backup_sink::emit(&wit_item(item), &data).map_err(from_plugin)?;
+        sink::emit(&wit_item(item), &data).map_err(from_plugin)?;
         self.done += 1;
         host::progress(self.done, self.bytes, None, None);
         Ok(())
     }
 
     fn emit_content(&mut self, item: model::Item, content: &[u8]) -> error::Result<()> {
-        let w = backup_sink::begin(&wit_item(item)).map_err(from_plugin)?;
+        let w = sink::begin(&wit_item(item)).map_err(from_plugin)?;
         for piece in content.chunks(PIECE) {
             w.write(piece).map_err(from_plugin)?;
         }
-        backup_sink::ItemWriter::finish(w).map_err(from_plugin)?;
+        w.finish().map_err(from_plugin)?;
         self.done += 1;
         self.bytes += content.len() as u64;
         host::progress(self.done, self.bytes, None, None);
@@ -123,11 +114,11 @@ impl model::Sink for WitSink {
     }
 
     fn warn(&mut self, id: &str, message: &str) {
-        backup_sink::warn(id, message);
+        sink::warn(id, message);
     }
 
     fn log(&mut self, message: &str) {
-        host::log(Level::Info, message);
+        host::info(message);
     }
 }
 
@@ -136,7 +127,7 @@ struct WitSource;
 
 impl model::Source for WitSource {
     fn next(&mut self) -> error::Result<Option<(model::Item, Vec<u8>)>> {
-        let Some((item, content)) = restore_source::next().map_err(from_plugin)? else {
+        let Some((item, content)) = source::next().map_err(from_plugin)? else {
             return Ok(None);
         };
         let remaining = content.remaining();
@@ -158,11 +149,11 @@ impl model::Source for WitSource {
     }
 
     fn warn(&mut self, id: &str, message: &str) {
-        restore_source::warn(id, message);
+        source::warn(id, message);
     }
 
     fn log(&mut self, message: &str) {
-        host::log(Level::Info, message);
+        host::info(message);
     }
 }
 
@@ -174,9 +165,10 @@ fn summary(t: model::Totals) -> Summary {
     }
 }
 
-struct Mail;
+/// The plugin.
+pub struct Mail;
 
-impl Guest for Mail {
+impl Plugin for Mail {
     fn info() -> PluginInfo {
         PluginInfo {
             name: "mail".into(),
@@ -283,4 +275,188 @@ impl Guest for Mail {
     }
 }
 
-export!(Mail);
+export_plugin!(Mail);
+
+#[cfg(test)]
+mod tests {
+    //! The adapters on the SDK's mock host: what the runner would see.
+    //! Maildir stores are plain directories natively, so a whole backup and
+    //! restore runs here; IMAP runs against Dovecot in `tests/`.
+
+    use super::*;
+    use attache_plugin_sdk::mock::{Data, MockHost};
+    use std::fs;
+
+    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn info_declares_the_options() {
+        let i = Mail::info();
+        assert_eq!(i.name, "mail");
+        assert!(matches!(i.kind, ApplicationKind::Mail));
+        let pw = i.options.iter().find(|o| o.name == "password").unwrap();
+        assert!(pw.secret && !pw.required);
+        assert!(i.options.iter().any(|o| o.name == "password-file"));
+        assert!(i.options.iter().any(|o| o.name == "auth"));
+    }
+
+    #[test]
+    fn plans_servers_of_selection_and_rename_targets() {
+        let a = "imap://alice@127.0.0.1:1143";
+        let p = Mail::plan(PlanRequest {
+            operation: Operation::Restore,
+            selection: vec![Selected {
+                id: format!("{a}/INBOX"),
+                kind: Some(ItemKind::Directory),
+            }],
+            destination: Some(RestoreDestination::Renamed(vec![(
+                format!("{a}/INBOX"),
+                "imap://bob@127.0.0.2:2143/INBOX".into(),
+            )])),
+            options: opts(&[("password-file", "/run/pw")]),
+        })
+        .unwrap();
+        let addrs: Vec<&str> = p.connect.iter().map(|n| n.address.as_str()).collect();
+        assert_eq!(addrs, ["127.0.0.1:1143", "127.0.0.2:2143"]);
+        assert_eq!(p.paths.len(), 1);
+        assert_eq!(p.paths[0].path, "/run/pw");
+        assert_eq!(p.paths[0].access, PathAccess::Read);
+        let e = Mail::plan(PlanRequest {
+            operation: Operation::Backup,
+            selection: vec![Selected {
+                id: "imap://alice@mail.example.org:143".into(),
+                kind: None,
+            }],
+            destination: None,
+            options: Vec::new(),
+        })
+        .unwrap_err();
+        assert!(matches!(e, PluginError::InvalidRequest(_)), "{e:?}");
+    }
+
+    #[test]
+    fn maildir_backup_then_restore_of_a_deleted_message() {
+        let t = std::env::temp_dir().join(format!("attache-mail-mock-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&t);
+        for d in ["cur", "new", "tmp", ".Archive/cur", ".Archive/new", ".Archive/tmp"] {
+            fs::create_dir_all(t.join(d)).unwrap();
+        }
+        let root = t.to_string_lossy().into_owned();
+        let msg = b"From: =?UTF-8?Q?J=C3=B6rg?= <j@example.org>\r\nSubject: =?UTF-8?B?w4RwZmVs?=\r\nMessage-ID: <1@example.org>\r\n\r\nbody\r\n";
+        let file = t.join(".Archive/cur/1700000000.M1P1.h,S=120:2,FS");
+        fs::write(&file, msg).unwrap();
+        // Delivery agents date a file in whole seconds (the internal date).
+        let received = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(received)
+            .unwrap();
+        fs::write(t.join("new/1700000001.M2P1.h"), b"Subject: new\r\n\r\nx").unwrap();
+        fs::write(t.join("subscriptions"), "V\t2\n\nArchive\n").unwrap();
+
+        let mut host = MockHost::new();
+        let summary = host
+            .run(|| {
+                Mail::backup(BackupRequest {
+                    selection: vec![format!("maildir://{root}")],
+                    options: Vec::new(),
+                })
+            })
+            .unwrap();
+        // The store, INBOX, Archive and two messages.
+        assert_eq!(summary.items, 5, "{:?}", host.emitted());
+        assert!(host.warnings().is_empty());
+        let id = format!("maildir://{root}/;MAILBOX=Archive/;FILE=1700000000.M1P1.h%2CS=120");
+        let ids: Vec<&str> = host.emitted().iter().map(|e| e.item.id.as_str()).collect();
+        let e = host.item(&id).unwrap_or_else(|| panic!("{id} not in {ids:?}"));
+        assert_eq!(e.bytes(), Some(&msg[..]));
+        assert!(matches!(e.item.kind, ItemKind::Message));
+        let attr = |k: &str| e.item.metadata.attribute(k).map(str::to_owned);
+        assert_eq!(attr("subject").as_deref(), Some("Äpfel"));
+        assert_eq!(attr("from").as_deref(), Some("Jörg <j@example.org>"));
+        assert_eq!(attr("flags").as_deref(), Some("\\Flagged \\Seen"));
+        let folder = host
+            .item(&format!("maildir://{root}/;MAILBOX=Archive"))
+            .unwrap();
+        assert_eq!(folder.item.metadata.attribute("subscribed"), Some("yes"));
+        assert!(matches!(folder.data, Data::None));
+
+        // Incremental: the parent's entries make both messages unchanged.
+        let mut again = MockHost::new();
+        for em in host.emitted() {
+            again = again.previous(&em.item.id, em.item.metadata.clone());
+        }
+        again
+            .run(|| {
+                Mail::backup(BackupRequest {
+                    selection: vec![format!("maildir://{root}")],
+                    options: Vec::new(),
+                })
+            })
+            .unwrap();
+        assert!(matches!(again.item(&id).unwrap().data, Data::Unchanged));
+
+        // Delete the message and restore it alone, in place.
+        fs::remove_file(&file).unwrap();
+        let mut restore = MockHost::new().restoring(e.item.clone(), msg);
+        let s = restore
+            .run(|| {
+                Mail::restore(RestoreRequest {
+                    destination: RestoreDestination::Original,
+                    overwrite: false,
+                    options: Vec::new(),
+                })
+            })
+            .unwrap();
+        assert_eq!((s.items, s.bytes), (1, msg.len() as u64));
+        assert_eq!(fs::read(&file).unwrap(), msg);
+        assert_eq!(fs::metadata(&file).unwrap().modified().unwrap(), received);
+        assert_eq!(fs::read_dir(t.join(".Archive/tmp")).unwrap().count(), 0);
+
+        // A second restore finds it present and leaves it alone.
+        let mut twice = MockHost::new().restoring(e.item.clone(), b"other");
+        let s = twice
+            .run(|| {
+                Mail::restore(RestoreRequest {
+                    destination: RestoreDestination::Original,
+                    overwrite: false,
+                    options: Vec::new(),
+                })
+            })
+            .unwrap();
+        assert_eq!(s.items, 0);
+        assert_eq!(fs::read(&file).unwrap(), msg);
+        fs::remove_dir_all(&t).unwrap();
+    }
+
+    #[test]
+    fn refuses_unknown_options_and_missing_passwords() {
+        let mut host = MockHost::new();
+        let e = host
+            .run(|| {
+                Mail::backup(BackupRequest {
+                    selection: vec!["imap://a@127.0.0.1:1".into()],
+                    options: opts(&[("colour", "blue")]),
+                })
+            })
+            .unwrap_err();
+        assert!(e.message().contains("unknown option"), "{e:?}");
+        let e = host
+            .run(|| {
+                Mail::backup(BackupRequest {
+                    selection: vec!["imap://a@127.0.0.1:1".into()],
+                    options: Vec::new(),
+                })
+            })
+            .unwrap_err();
+        assert!(e.message().contains("no password"), "{e:?}");
+        assert!(host.emitted().is_empty());
+    }
+}

@@ -2,9 +2,9 @@
 //! and single messages (IMAP4rev1 over the TCP connections its plan asks
 //! for), and of Maildir++ stores through file grants. See README.md.
 //!
-//! Everything but this file is plain Rust on the crate's own types
-//! (`model`, `error`), compiled and tested natively too; this file adapts
-//! it to the WIT contract 0.2.0.
+//! Everything but `component` is plain Rust on the crate's own types
+//! (`model`, `error`); `component` adapts it to the contract 0.2.0 through
+//! the plugin SDK. All of it compiles and is tested natively too.
 
 pub mod backup;
 pub mod date;
@@ -22,7 +22,6 @@ pub mod restore;
 pub mod rfc2047;
 pub mod utf7;
 
-// The component's exports exist only in the WebAssembly build: natively the
-// crate is a library for the tests.
-#[cfg(target_arch = "wasm32")]
-mod component;
+// The SDK exports the plugin only in the WebAssembly build; natively the
+// crate is a library, and its calls run on the SDK's mock host.
+pub mod component;

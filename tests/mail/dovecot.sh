@@ -33,7 +33,11 @@ start)
     pw="pw-$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     # The mail store and every parent must be traversable by uid 65534.
     chmod 755 "$dir"
-    d=$dir; while [ "$d" != / ]; do d=$(dirname "$d"); [ -x "$d" ] || chmod o+x "$d"; done
+    # (`test -x` would ask for root, who may always enter: look at the bits.)
+    d=$dir; while [ "$d" != / ]; do
+        d=$(dirname "$d")
+        [ -n "$(find "$d" -maxdepth 0 -perm -o+x)" ] || chmod o+x "$d"
+    done
     mkdir -p "$dir/run" "$dir/state" "$dir/mail"
     chown 65534:65534 "$dir/mail"
     : >"$dir/passwd"

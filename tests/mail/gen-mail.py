@@ -64,7 +64,7 @@ def main():
     lmtp.quit()
     if not a.only:
         da = ["doveadm", "-c", env["CONF"]]
-        for f in fl:
+        for f in fl[: a.messages]:  # the folders that got mail
             subprocess.run(da + ["mailbox", "subscribe", "-u", a.user, f], check=False)
             subprocess.run(da + ["flags", "add", "-u", a.user, "\\Seen", "mailbox", f, "uid", "1:20"], check=True)
             subprocess.run(da + ["flags", "add", "-u", a.user, "\\Flagged $Label1", "mailbox", f, "uid", "3:6"], check=True)

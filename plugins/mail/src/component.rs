@@ -343,7 +343,14 @@ mod tests {
     fn maildir_backup_then_restore_of_a_deleted_message() {
         let t = std::env::temp_dir().join(format!("attache-mail-mock-{}", std::process::id()));
         let _ = fs::remove_dir_all(&t);
-        for d in ["cur", "new", "tmp", ".Archive/cur", ".Archive/new", ".Archive/tmp"] {
+        for d in [
+            "cur",
+            "new",
+            "tmp",
+            ".Archive/cur",
+            ".Archive/new",
+            ".Archive/tmp",
+        ] {
             fs::create_dir_all(t.join(d)).unwrap();
         }
         let root = t.to_string_lossy().into_owned();
@@ -375,7 +382,9 @@ mod tests {
         assert!(host.warnings().is_empty());
         let id = format!("maildir://{root}/;MAILBOX=Archive/;FILE=1700000000.M1P1.h%2CS=120");
         let ids: Vec<&str> = host.emitted().iter().map(|e| e.item.id.as_str()).collect();
-        let e = host.item(&id).unwrap_or_else(|| panic!("{id} not in {ids:?}"));
+        let e = host
+            .item(&id)
+            .unwrap_or_else(|| panic!("{id} not in {ids:?}"));
         assert_eq!(e.bytes(), Some(&msg[..]));
         assert!(matches!(e.item.kind, ItemKind::Message));
         let attr = |k: &str| e.item.metadata.attribute(k).map(str::to_owned);

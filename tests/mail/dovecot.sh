@@ -96,7 +96,10 @@ protocol imap {
 }
 CONF
     printf 'PORT=%s\nLMTP_PORT=%s\nPW=%s\nCONF=%s\n' "$port" "$lmtp" "$pw" "$dir/dovecot.conf" >"$dir/env"
-    dovecot -c "$dir/dovecot.conf"
+    # The daemon must not keep the caller's stdout or stderr open (a caller
+    # reading them to their end would wait for it to exit).
+    dovecot -c "$dir/dovecot.conf" </dev/null >/dev/null 2>"$dir/dovecot.stderr" \
+        || { cat "$dir/dovecot.stderr" >&2; exit 1; }
     for _ in $(seq 100); do
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
         sleep 0.1

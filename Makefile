@@ -8,7 +8,7 @@ WASM := wasm32-wasip2
 OUT := target/release
 AGENT := $(OUT)/agent
 RUNNER_BIN := target/$(MUSL)/release/guest-runner
-PLUGINS := filesystem sql
+PLUGINS := filesystem sql mail
 TEST_PLUGINS := hostile probe
 
 .PHONY: setup build plugins test-plugins vm-guest demo test bench clean
@@ -21,6 +21,16 @@ setup:
 	@missing=""; \
 	for p in musl-tools:musl-gcc util-linux:setpriv bc:bc xorriso:xorriso qemu-utils:qemu-img; do \
 	  command -v $${p#*:} >/dev/null || missing="$$missing $${p%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# Dovecot for the mail plugin's tests; its own service is never started
+	@# (the tests run a throwaway instance, tests/mail/dovecot.sh).
+	@missing=""; \
+	for p in dovecot-imapd:/usr/lib/dovecot/imap dovecot-lmtpd:/usr/lib/dovecot/lmtp; do \
+	  [ -x $${p#*:} ] || missing="$$missing $${p%%:*}"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
@@ -56,6 +66,8 @@ demo: build vm-guest
 test: build test-plugins vm-guest
 	tests/sql/sqlite-e2e.sh
 	tests/sql/pg-e2e.sh
+	tests/mail/native.sh
+	tests/mail/mail-e2e.sh
 	$(CARGO) test --release --target $(MUSL) -p guest-runner
 	$(CARGO) test --release --workspace --exclude guest-runner $(addprefix --exclude attache-plugin-,$(PLUGINS)) $(addprefix --exclude attache-test-plugin-,$(TEST_PLUGINS))
 	$(CARGO) test --release $(addprefix -p attache-plugin-,$(PLUGINS)) --lib
@@ -74,6 +86,7 @@ bench: build test-plugins vm-guest
 	./tests/bench/vm.py
 	./tests/sql/pg-bench.sh
 	$(CARGO) bench -p attache --bench chunker
+	./tests/mail/bench.sh
 
 clean:
 	$(CARGO) clean

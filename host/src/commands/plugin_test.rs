@@ -687,8 +687,8 @@ mod tests {
         assert_eq!(a, ["/a/b", "/a", "/"]);
         let a: Vec<&str> = ancestors("kv:///srv/s.kv#k").collect();
         assert_eq!(a, ["kv:///srv", "kv://"]);
-        let a: Vec<&str> = ancestors("imap://u@1.2.3.4:143/INBOX/;UID=1").collect();
-        assert_eq!(a, ["imap://u@1.2.3.4:143/INBOX", "imap://u@1.2.3.4:143"]);
+        let a: Vec<&str> = ancestors("app://u@1.2.3.4:143/INBOX/;UID=1").collect();
+        assert_eq!(a, ["app://u@1.2.3.4:143/INBOX", "app://u@1.2.3.4:143"]);
         assert_eq!(ancestors("/").count(), 0);
     }
 }

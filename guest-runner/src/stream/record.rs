@@ -159,6 +159,19 @@ pub struct Notice {
     pub message: String,
 }
 
+/// The attribute key whose value names an item for people (a message's
+/// subject, a table's comment): `attache ls` shows it and `attache find`
+/// searches it. The contract documents it in `item-metadata.attributes`.
+pub const TITLE: &str = "title";
+
+/// An item's title attribute, if it has one.
+pub fn title(r: &ItemRecord) -> Option<&str> {
+    r.attributes
+        .iter()
+        .find(|(k, _)| k == TITLE)
+        .map(|(_, v)| v.as_str())
+}
+
 /// Last frame: totals the reader checks against what it saw.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Trailer {

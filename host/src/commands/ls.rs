@@ -58,6 +58,10 @@ pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
         if let Some(t) = &it.hardlink_target {
             line += &format!(" => {t}");
         }
+        // The contract's one attribute for people: a message's subject.
+        if let Some(title) = guest_runner::stream::title(it) {
+            line += &format!("  \u{2014} {}", title.escape_debug());
+        }
         writeln!(out, "{line}")?;
     }
     Ok(())

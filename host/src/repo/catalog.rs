@@ -31,7 +31,7 @@ pub struct Found {
 
 /// The layout's version (`PRAGMA user_version`). A catalog of another
 /// version is dropped and rebuilt from the repository.
-const VERSION: i64 = 2;
+const VERSION: i64 = 3;
 
 /// A snapshot's items are stored as runs of consecutive items (chunks),
 /// cut where an item's id says so, so that the cuts fall in the same places
@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS chunk_items (
     name TEXT NOT NULL,
     kind TEXT NOT NULL,
     size INTEGER NOT NULL,
+    title TEXT,
     PRIMARY KEY (chunk, pos)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunk_items_by_id ON chunk_items(id);
@@ -209,7 +210,7 @@ impl Catalog {
             let mut add_chunk =
                 tx.prepare("INSERT OR IGNORE INTO chunks (hash, body) VALUES (?1, ?2)")?;
             let mut add_item = tx.prepare(
-                "INSERT INTO chunk_items (chunk, pos, id, name, kind, size) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO chunk_items (chunk, pos, id, name, kind, size, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut list =
                 tx.prepare("INSERT INTO snapshot_chunks (snapshot, n, chunk) VALUES (?1, ?2, ?3)")?;
@@ -224,7 +225,8 @@ impl Catalog {
                             r.id,
                             name,
                             r.kind.as_str(),
-                            r.size as i64
+                            r.size as i64,
+                            guest_runner::stream::title(r)
                         ])?;
                     }
                 }
@@ -287,7 +289,8 @@ impl Catalog {
     }
 
     /// Items in any snapshot matching a glob: on the whole id when the
-    /// pattern has a `/`, else on the item's last component.
+    /// pattern has a `/`, else on the item's last component; and on the
+    /// item's title (a message's subject) either way.
     pub fn find(&self, pattern: &str) -> anyhow::Result<Vec<Found>> {
         let column = if pattern.contains('/') {
             "i.id"
@@ -297,7 +300,7 @@ impl Catalog {
         let sql = format!(
             "SELECT s.id, s.time, s.source, i.id, i.kind, i.size FROM chunk_items i
              JOIN snapshot_chunks sc ON sc.chunk = i.chunk JOIN snapshots s ON s.id = sc.snapshot
-             WHERE {column} GLOB ?1 ORDER BY s.time, s.id, sc.n, i.pos"
+             WHERE {column} GLOB ?1 OR i.title GLOB ?1 ORDER BY s.time, s.id, sc.n, i.pos"
         );
         let mut st = self.conn.prepare(&sql)?;
         let rows = st.query_map([pattern], |r| {

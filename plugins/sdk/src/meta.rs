@@ -59,6 +59,13 @@ impl ItemMetadata {
         self
     }
 
+    /// Sets the item's title, its name for people (a message's subject):
+    /// the `title` attribute, which `attache ls` shows and `attache find`
+    /// searches.
+    pub fn title(self, title: impl ToString) -> Self {
+        self.attr("title", title)
+    }
+
     /// Sets the change token compared with the previous backup's.
     pub fn token(mut self, token: impl Into<String>) -> Self {
         self.change_token = Some(token.into());

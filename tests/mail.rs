@@ -5,8 +5,9 @@
 //! restores `--as` another mailbox and another user, a backup under a live
 //! writer that holds exactly the messages below the recorded UIDNEXT, an
 //! incremental backup that reads only the new messages, the catalog's
-//! subject and sender, and errors that leave the repository and the mailbox
-//! unchanged.
+//! subject and sender, errors that leave the repository and the mailbox
+//! unchanged; and a Maildir inside the test VM, one message deleted in the
+//! guest and restored in place.
 //!
 //! Each test has its own repository, cache and state directories; the IMAP
 //! password reaches attache through `ATTACHE_APP_PASSWORD` or
@@ -596,4 +597,141 @@ fn the_password_comes_from_a_file_and_never_a_command_line() {
     let report: Value = serde_json::from_str(&out).expect("JSON");
     // INBOX and its 20 messages.
     assert_eq!(num(&report, "items"), 21);
+}
+
+/// Writes a Maildir++ message file dated `secs` (its internal date).
+fn maildir_file(path: &std::path::Path, body: &[u8], secs: u64) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, body).expect("write");
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open")
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+        .expect("set mtime");
+}
+
+#[test]
+fn a_maildir_inside_a_vm_is_backed_up_and_a_deleted_message_restored_in_place() {
+    use attache_tests::vm::{serial, TestVm};
+    let _serial = serial();
+    let site = Site::new();
+    // /data/Maildir in the guest: INBOX with two messages (one still in
+    // new/), Archive with three, a subscription, Dovecot-style file names.
+    let src = site.t.path().join("src");
+    let md = src.join("Maildir");
+    for d in [
+        "cur",
+        "new",
+        "tmp",
+        ".Archive/cur",
+        ".Archive/new",
+        ".Archive/tmp",
+    ] {
+        std::fs::create_dir_all(md.join(d)).expect("mkdir");
+    }
+    std::fs::write(md.join("subscriptions"), "V\t2\n\nArchive\n").expect("write");
+    let msg = |i: u32, subject: &str| {
+        format!(
+            "From: =?UTF-8?Q?J=C3=B6rg_M=C3=BCller?= <j@example.org>\r\nSubject: {subject}\r\nMessage-ID: <{i}@vm.example.org>\r\nDate: Mon, 1 Jan 2024 10:00:0{i} +0000\r\n\r\nbody {i}\r\n{}\r\n",
+            "z".repeat(i as usize * 1000)
+        )
+        .into_bytes()
+    };
+    maildir_file(
+        &md.join("cur/1700000001.M1P1.vm,S=100:2,S"),
+        &msg(1, "hello"),
+        1_700_000_001,
+    );
+    maildir_file(
+        &md.join("new/1700000002.M2P1.vm"),
+        &msg(2, "new one"),
+        1_700_000_002,
+    );
+    let lost_name = "1700000003.M3P1.vm,S=200:2,FS";
+    let lost = msg(3, "=?UTF-8?B?w4RwZmVs?= und Birnen");
+    maildir_file(
+        &md.join(".Archive/cur").join(lost_name),
+        &lost,
+        1_700_000_003,
+    );
+    maildir_file(
+        &md.join(".Archive/cur/1700000004.M4P1.vm:2,RS"),
+        &msg(4, "kept"),
+        1_700_000_004,
+    );
+    maildir_file(
+        &md.join(".Archive/cur/1700000005.M5P1.vm:2,"),
+        &msg(5, "also kept"),
+        1_700_000_005,
+    );
+
+    let vms = site.t.path().join("vms");
+    let vm = TestVm::boot(&vms, "vm1", &src);
+    let ds = site.t.path().join("ds");
+    ok(site
+        .attache(None)
+        .args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+        .arg(&vms)
+        .arg("--datastore")
+        .arg(&ds));
+    let store = "maildir:///data/Maildir";
+    let out = ok(site.attache(None).args([
+        "backup",
+        "hv1/vm1",
+        "--plugin",
+        "mail",
+        "--json",
+        "--include",
+        store,
+    ]));
+    let report: Value = serde_json::from_str(&out).expect("JSON");
+    let snap = id_of(&report);
+    // The store, INBOX, Archive and five messages.
+    assert_eq!(num(&report, "items"), 8, "{report}");
+    vm.assert_clean();
+    let items = site.ls(&snap, None);
+    let lost_id = format!("{store}/;MAILBOX=Archive/;FILE=1700000003.M3P1.vm%2CS=200");
+    let item = find(&items, &lost_id);
+    assert_eq!(attr(item, "subject"), Some("Äpfel und Birnen"));
+    assert_eq!(attr(item, "from"), Some("Jörg Müller <j@example.org>"));
+    assert_eq!(attr(item, "flags"), Some("\\Flagged \\Seen"));
+    assert_eq!(item["size"], lost.len());
+    assert_eq!(
+        attr(
+            find(&items, &format!("{store}/;MAILBOX=Archive")),
+            "subscribed"
+        ),
+        Some("yes")
+    );
+
+    // Delete the message in the guest, and restore it alone, in place.
+    let listing = "cd /data/Maildir && find . -type f | sort | while read f; do echo \"$f $(stat -c %Y \"$f\") $(sha256sum < \"$f\" | cut -d' ' -f1)\"; done";
+    let before = vm.sh(listing);
+    assert_eq!(before.lines().count(), 6, "{before}");
+    assert!(
+        before.contains(&format!("./.Archive/cur/{lost_name} 1700000003 ")),
+        "{before}"
+    );
+    vm.sh(&format!("rm /data/Maildir/.Archive/cur/{lost_name}; sync"));
+    assert!(!vm.sh(listing).contains("1700000003"));
+    ok(site
+        .attache(None)
+        .args(["restore", &snap, "--item", &lost_id, "--to", "hv1/vm1"]));
+    vm.assert_clean();
+    // Back under its name with its flags, its bytes and its date (the
+    // internal date), through tmp/ (left empty); nothing else changed.
+    assert_eq!(vm.sh(listing), before);
+    assert_eq!(
+        vm.sh("ls -A /data/Maildir/.Archive/tmp /data/Maildir/tmp | grep -v : | grep . || true")
+            .trim(),
+        ""
+    );
+
+    // Once more: it is there, so it is left alone.
+    ok(site
+        .attache(None)
+        .args(["restore", &snap, "--item", &lost_id, "--to", "hv1/vm1"]));
+    assert_eq!(vm.sh(listing), before);
+    vm.assert_clean();
 }

@@ -1,31 +1,75 @@
 #!/usr/bin/env bash
 # Benchmark (not a timed test): 10,000 messages in 20 folders; backup and
-# restore of the whole user through the mail plugin (guest-runner, stream
-# file) beside `doveadm backup` into a Maildir and back, in the same run.
-# Prints seconds and ratios (plugin / doveadm).
+# restore of the whole user through the mail plugin, beside `doveadm backup`
+# into a Maildir and back, in the same run.
+#
+# The plugin runs twice: under the guest-runner alone (a stream file), and
+# under attache into an encrypted repository (chunking, compression,
+# encryption and the catalog included). doveadm runs twice too: as
+# configured by default, where dsync between two Maildirs on one filesystem
+# hard-links message files instead of copying them, and with
+# maildir_copy_with_hardlinks=no, where it copies the bytes as the plugin
+# must (through IMAP into the repository and back).
+#
+# Every measurement is taken ROUNDS times (default 3), interleaved, each
+# restore into a new user and each attache backup into a new repository;
+# the median is reported, with ratios plugin / doveadm.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUNNER=${RUNNER:-$ROOT/target/x86_64-unknown-linux-musl/release/guest-runner}
 ATTACHE=${ATTACHE:-$ROOT/target/release/attache}
 PLUGIN=${PLUGIN:-${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/release/attache_plugin_mail.wasm}
 MESSAGES=${MESSAGES:-10000}
+ROUNDS=${ROUNDS:-3}
 WORK=$(mktemp -d /tmp/attache-mail-bench.XXXXXX)
 trap '"$ROOT/tests/mail/dovecot.sh" stop "$WORK/d"; rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/d"
-PORT=$("$ROOT/tests/mail/dovecot.sh" start "$WORK/d" alice bob carol)
-. "$WORK/d/env"; export MAIL_PW=$PW
+users=(alice)
+for i in $(seq "$ROUNDS"); do users+=("runner$i" "attache$i" "dsync$i" "copy$i"); done
+PORT=$("$ROOT/tests/mail/dovecot.sh" start "$WORK/d" "${users[@]}")
+. "$WORK/d/env"
+export MAIL_PW=$PW ATTACHE_APP_PASSWORD=$PW
 DA=(doveadm -c "$CONF")
 python3 "$ROOT/tests/mail/gen-mail.py" "$WORK/d" alice --messages "$MESSAGES" >/dev/null
 "$ATTACHE" container assemble --runner "$RUNNER" --plugin "mail=$PLUGIN" --out "$WORK/agent" >/dev/null
 printf '[default]\nread = ["/"]\nwrite = ["/"]\nconnect = []\n[plugins.mail]\nconnect = ["127.0.0.1/32:1-65535"]\n' >"$WORK/policy.toml"
 GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache" --policy "$WORK/policy.toml")
-t() { local s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err"; exit 1; }; echo "$(date +%s.%N) - $s" | bc; }
+export ATTACHE_AGENT_DIR=$WORK/agent ATTACHE_CACHE_DIR=$WORK/acache ATTACHE_STATE_DIR=$WORK/state \
+    ATTACHE_POLICY=$WORK/policy.toml ATTACHE_PASSWORD=bench
+t() { local s; s=$(date +%s.%N); "$@" >/dev/null 2>"$WORK/err" || { cat "$WORK/err" >&2; exit 1; }; echo "$(date +%s.%N) - $s" | bc; }
+U="imap://alice@127.0.0.1:$PORT"
+NOLINK=(-o maildir_copy_with_hardlinks=no)
 size=$(du -sb "$WORK/d/mail/alice" | cut -f1)
-echo "store: $MESSAGES messages, $((size / 1048576)) MiB"
-pb=$(t "${GR[@]}" backup --plugin mail --select "imap://alice@127.0.0.1:$PORT" --option-env password=MAIL_PW --output "$WORK/s")
-pr=$(t "${GR[@]}" restore --plugin mail --input "$WORK/s" --option-env password=MAIL_PW --rename "imap://alice@127.0.0.1:$PORT=imap://bob@127.0.0.1:$PORT")
-mkdir -p "$WORK/dsync" && chmod 777 "$WORK/dsync"
-db=$(t "${DA[@]}" backup -u alice "maildir:$WORK/dsync/Maildir")
-dr=$(t "${DA[@]}" backup -R -u carol "maildir:$WORK/dsync/Maildir")
-printf 'backup:  plugin %.2f s, doveadm backup %.2f s, ratio %.2f\n' "$pb" "$db" "$(echo "$pb / $db" | bc -l)"
-printf 'restore: plugin %.2f s, doveadm backup -R %.2f s, ratio %.2f\n' "$pr" "$dr" "$(echo "$pr / $dr" | bc -l)"
+echo "store: $MESSAGES messages, $((size / 1048576)) MiB; $ROUNDS rounds; load average $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
+declare -A T
+for i in $(seq "$ROUNDS"); do
+    rm -f "$WORK/s"
+    T[pb]+=" $(t "${GR[@]}" backup --plugin mail --select "$U" --option-env password=MAIL_PW --output "$WORK/s")"
+    T[pr]+=" $(t "${GR[@]}" restore --plugin mail --input "$WORK/s" --option-env password=MAIL_PW --rename "$U=imap://runner$i@127.0.0.1:$PORT")"
+    export ATTACHE_REPO=$WORK/repo$i
+    "$ATTACHE" init >/dev/null
+    T[ab]+=" $(t "$ATTACHE" backup local --plugin mail --include "$U")"
+    snap=$("$ATTACHE" snapshots --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["id"])')
+    T[ar]+=" $(t "$ATTACHE" restore "$snap" --item "$U" --as "imap://attache$i@127.0.0.1:$PORT" --to local)"
+    mkdir -p "$WORK/dsync$i" "$WORK/copy$i" && chmod 777 "$WORK/dsync$i" "$WORK/copy$i"
+    T[db]+=" $(t "${DA[@]}" backup -u alice "maildir:$WORK/dsync$i/Maildir")"
+    T[dr]+=" $(t "${DA[@]}" backup -R -u "dsync$i" "maildir:$WORK/dsync$i/Maildir")"
+    T[cb]+=" $(t "${DA[@]}" "${NOLINK[@]}" backup -u alice "maildir:$WORK/copy$i/Maildir")"
+    T[cr]+=" $(t "${DA[@]}" "${NOLINK[@]}" backup -R -u "copy$i" "maildir:$WORK/copy$i/Maildir")"
+    rm -rf "$WORK/repo$i" "$WORK/copy$i" "$WORK/dsync$i"
+done
+n() { "${DA[@]}" mailbox status -u "$1" -t messages '*' | tr -dc 0-9; }
+for u in "${users[@]}"; do
+    [ "$(n "$u")" = "$MESSAGES" ] || { echo "user $u holds $(n "$u") messages, not $MESSAGES" >&2; exit 1; }
+done
+echo "every restored user holds $MESSAGES messages"
+med() { tr ' ' '\n' <<<"${T[$1]}" | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+r() { echo "$(med "$1") / $(med "$2")" | bc -l; }
+printf 'all rounds (s): runner backup%s | restore%s\n' "${T[pb]}" "${T[pr]}"
+printf '                attache backup%s | restore%s\n' "${T[ab]}" "${T[ar]}"
+printf '                doveadm links backup%s | -R%s; copies backup%s | -R%s\n' "${T[db]}" "${T[dr]}" "${T[cb]}" "${T[cr]}"
+printf 'backup (median):  runner %.2f s, attache %.2f s; doveadm backup %.2f s (hard links), %.2f s (copies)\n' "$(med pb)" "$(med ab)" "$(med db)" "$(med cb)"
+printf '   ratios runner/doveadm %.2f (links), %.2f (copies); attache/doveadm %.2f (links), %.2f (copies)\n' "$(r pb db)" "$(r pb cb)" "$(r ab db)" "$(r ab cb)"
+printf 'restore (median): runner %.2f s, attache %.2f s; doveadm backup -R %.2f s (hard links), %.2f s (copies)\n' "$(med pr)" "$(med ar)" "$(med dr)" "$(med cr)"
+printf '   ratios runner/doveadm %.2f (links), %.2f (copies); attache/doveadm %.2f (links), %.2f (copies)\n' "$(r pr dr)" "$(r pr cr)" "$(r ar dr)" "$(r ar cr)"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

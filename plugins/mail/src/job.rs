@@ -115,10 +115,14 @@ pub fn restore(
         }
         Ok(())
     })();
-    if let Some(r) = imap {
-        r.finish(&mut totals);
-    }
+    // Messages already queued are sent even when a later item failed: as
+    // if each had been appended when it came.
+    let finished = match imap {
+        Some(r) => r.finish(&mut totals),
+        None => Ok(()),
+    };
     result?;
+    finished?;
     source.log(&format!(
         "{} items restored ({} bytes), {} already present and left alone",
         totals.items, totals.bytes, totals.skipped

@@ -4,6 +4,13 @@
 //! mailbox is skipped unless `overwrite`; nothing is ever deleted or
 //! changed in the live store (with `overwrite` the copy is appended beside
 //! the existing one).
+//!
+//! Messages for one mailbox go in batches, one MULTIAPPEND command each
+//! where the server offers it (RFC 3502: one transaction on the server;
+//! Dovecot appends a hundred messages in the time of a few APPENDs). With
+//! LITERAL+ too, each message is sent as it comes, within the open command,
+//! so that the server saves while the runner reads the next ones; without
+//! it a batch is held in memory and sent whole.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, TcpStream};
@@ -11,7 +18,7 @@ use std::net::{SocketAddr, TcpStream};
 use crate::backup::Login;
 use crate::error::{Error, Result};
 use crate::ids::ImapId;
-use crate::imap::Session;
+use crate::imap::{Append, Session};
 use crate::model::{attr, Item, Kind, Totals};
 
 /// What became of one item.
@@ -23,6 +30,29 @@ pub enum Outcome {
     Present,
 }
 
+/// Most messages in one batch (one server transaction).
+const BATCH_MESSAGES: usize = 500;
+/// Most bytes in a batch held in memory.
+const HELD_BYTES: usize = 16 << 20;
+/// Most bytes in a streamed batch.
+const STREAMED_BYTES: usize = 256 << 20;
+
+type UserKey = (String, SocketAddr);
+
+/// A message held for an APPEND: flags, internal date, bytes.
+type Held = (Vec<String>, Option<String>, Vec<u8>);
+
+/// Messages being appended to one mailbox.
+struct Batch {
+    user: UserKey,
+    wire: String,
+    count: usize,
+    bytes: usize,
+    /// The messages, when held for an APPEND sent whole; `None` when they
+    /// are streamed into an open MULTIAPPEND.
+    held: Option<Vec<Held>>,
+}
+
 /// Restores items into IMAP servers, one session per user and server.
 pub struct Restorer {
     login: Login,
@@ -32,6 +62,8 @@ pub struct Restorer {
     exist: HashSet<(String, SocketAddr, String)>,
     /// Message-IDs of target mailboxes, loaded when first appended to.
     present: HashMap<(String, SocketAddr, String), HashSet<String>>,
+    /// Messages not yet sent.
+    batch: Option<Batch>,
 }
 
 impl Restorer {
@@ -43,7 +75,89 @@ impl Restorer {
             sessions: HashMap::new(),
             exist: HashSet::new(),
             present: HashMap::new(),
+            batch: None,
         }
+    }
+
+    /// Completes the batch, if any: ends the streamed MULTIAPPEND, or
+    /// sends the messages held.
+    fn flush(&mut self) -> Result<()> {
+        let Some(b) = self.batch.take() else {
+            return Ok(());
+        };
+        let s = self
+            .sessions
+            .get_mut(&b.user)
+            .ok_or_else(|| Error::Other("session vanished".into()))?;
+        let Some(held) = b.held else {
+            return s.append_end();
+        };
+        let list: Vec<Append<'_>> = held
+            .iter()
+            .map(|(flags, date, body)| Append {
+                flags,
+                internal_date: date.as_deref(),
+                body,
+            })
+            .collect();
+        s.append_many(&b.wire, &list)
+    }
+
+    /// Adds a message to the batch for `user`'s mailbox `wire`.
+    fn add(
+        &mut self,
+        user: UserKey,
+        wire: String,
+        flags: Vec<String>,
+        date: Option<&str>,
+        body: &[u8],
+    ) -> Result<()> {
+        if self
+            .batch
+            .as_ref()
+            .is_some_and(|b| b.user != user || b.wire != wire)
+        {
+            self.flush()?;
+        }
+        let s = self
+            .sessions
+            .get_mut(&user)
+            .ok_or_else(|| Error::Other("session vanished".into()))?;
+        if self.batch.is_none() {
+            let stream = s.can_stream_append();
+            if stream {
+                s.append_begin(&wire)?;
+            }
+            self.batch = Some(Batch {
+                user,
+                wire,
+                count: 0,
+                bytes: 0,
+                held: (!stream).then(Vec::new),
+            });
+        }
+        let Some(b) = self.batch.as_mut() else {
+            return Err(Error::Other("no batch".into()));
+        };
+        match b.held.as_mut() {
+            Some(held) => held.push((flags, date.map(str::to_owned), body.to_vec())),
+            None => s.append_more(&Append {
+                flags: &flags,
+                internal_date: date,
+                body,
+            })?,
+        }
+        b.count += 1;
+        b.bytes += body.len();
+        let limit = if b.held.is_some() {
+            HELD_BYTES
+        } else {
+            STREAMED_BYTES
+        };
+        if b.count >= BATCH_MESSAGES || b.bytes >= limit {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     fn session(&mut self, t: &ImapId) -> Result<&mut Session<TcpStream>> {
@@ -80,6 +194,9 @@ impl Restorer {
 
     /// Restores one item as `target`.
     pub fn item(&mut self, item: &Item, target: &ImapId, content: &[u8]) -> Result<Outcome> {
+        if item.kind != Kind::Message {
+            self.flush()?;
+        }
         match item.kind {
             Kind::User => {
                 self.session(target)?;
@@ -104,6 +221,17 @@ impl Restorer {
                         "message {} cannot be restored as a user ({target})",
                         item.id
                     )));
+                }
+                // A batch open for another mailbox of this session must end
+                // before the session creates or examines this one.
+                let user = (target.user.clone(), target.addr);
+                let wire = self.session(target)?.wire_name(&target.mailbox)?;
+                if self
+                    .batch
+                    .as_ref()
+                    .is_some_and(|b| b.user != user || b.wire != wire)
+                {
+                    self.flush()?;
                 }
                 let wire = self.ensure(target)?;
                 let key = (target.user.clone(), target.addr, wire.clone());
@@ -133,7 +261,7 @@ impl Restorer {
                 let date = item
                     .attr(attr::INTERNAL_DATE)
                     .filter(|d| crate::date::parse(d).is_some());
-                self.session(target)?.append(&wire, &flags, date, content)?;
+                self.add(user, wire, flags, date, content)?;
                 if let (Some(m), Some(p)) = (mid, self.present.get_mut(&key)) {
                     p.insert(m);
                 }
@@ -142,11 +270,13 @@ impl Restorer {
         }
     }
 
-    /// Logs every session out.
-    pub fn finish(self, totals: &mut Totals) {
+    /// Sends the messages waiting, and logs every session out.
+    pub fn finish(mut self, totals: &mut Totals) -> Result<()> {
+        let sent = self.flush();
         for (_, s) in self.sessions {
             totals.bytes_read += s.bytes_read();
             s.logout();
         }
+        sent
     }
 }

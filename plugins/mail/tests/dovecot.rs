@@ -316,7 +316,7 @@ fn dovecot_end_to_end() {
 
     // Clear errors.
     let bad = vec![("password".to_owned(), "wrong".to_owned())];
-    let e = job::backup(&[user.clone()], &bad, &mut Memory::default()).unwrap_err();
+    let e = job::backup(std::slice::from_ref(&user), &bad, &mut Memory::default()).unwrap_err();
     assert!(e.to_string().contains("wrong user name or password"), "{e}");
     let e = job::backup(&[format!("{user}/Nope")], &opts, &mut Memory::default()).unwrap_err();
     assert!(e.to_string().contains("does not exist"), "{e}");

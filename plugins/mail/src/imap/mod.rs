@@ -6,4 +6,4 @@ pub mod command;
 pub mod response;
 pub mod session;
 
-pub use session::{Auth, Fetched, MailboxInfo, MessageMeta, Selected, Session};
+pub use session::{Append, Auth, Fetched, MailboxInfo, MessageMeta, Selected, Session};

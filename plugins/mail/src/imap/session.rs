@@ -87,6 +87,19 @@ pub struct Session<S: Read + Write> {
     bye: Option<String>,
     /// The hierarchy delimiter of the personal namespace (from LIST "" "").
     pub delimiter: Option<char>,
+    /// A MULTIAPPEND being streamed: its tag, mailbox and messages so far.
+    open_append: Option<(String, String, usize)>,
+}
+
+/// One message for [`Session::append_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct Append<'a> {
+    /// Flags and keywords (`\Recent` and invalid ones are left out).
+    pub flags: &'a [String],
+    /// The internal date, as IMAP writes it.
+    pub internal_date: Option<&'a str>,
+    /// The message's bytes.
+    pub body: &'a [u8],
 }
 
 fn connect_error(addr: SocketAddr, e: std::io::Error) -> Error {
@@ -122,6 +135,7 @@ impl<S: Read + Write> Session<S> {
             user: user.to_owned(),
             bye: None,
             delimiter: None,
+            open_append: None,
         };
         let greeting = s.io.response()?;
         match greeting.status() {
@@ -627,9 +641,112 @@ impl<S: Read + Write> Session<S> {
         }))
     }
 
+    /// Appends `messages` (flags, internal date, bytes) to mailbox `wire`:
+    /// in one MULTIAPPEND command (RFC 3502: all or none, and one
+    /// transaction on the server, many times faster than one APPEND each)
+    /// where the server offers it, else one APPEND each.
+    pub fn append_many(&mut self, wire: &str, messages: &[Append<'_>]) -> Result<()> {
+        if messages.len() == 1 || !self.has("MULTIAPPEND") {
+            for m in messages {
+                self.append(wire, m.flags, m.internal_date, m.body)?;
+            }
+            return Ok(());
+        }
+        let attrs: Vec<String> = messages.iter().map(append_attrs).collect();
+        let mut args = vec![Arg::Raw("APPEND"), Arg::Str(wire.as_bytes())];
+        for (m, a) in messages.iter().zip(&attrs) {
+            args.push(Arg::Raw(a));
+            args.push(Arg::Literal(m.body));
+        }
+        let st = self.run(&args, |_| Ok(()))?;
+        self.check(
+            st,
+            &format!(
+                "APPEND of {} messages to {:?}",
+                messages.len(),
+                utf7::decode(wire).unwrap_or_else(|_| wire.to_owned())
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// Whether messages can be streamed into one MULTIAPPEND as they come
+    /// (`append_begin`, `append_more`, `append_end`): the server offers
+    /// MULTIAPPEND and LITERAL+, so no literal waits for the server.
+    pub fn can_stream_append(&self) -> bool {
+        self.has("MULTIAPPEND") && self.has("LITERAL+")
+    }
+
+    /// Starts a MULTIAPPEND to mailbox `wire`. Until `append_end`, the
+    /// session takes `append_more` and nothing else.
+    pub fn append_begin(&mut self, wire: &str) -> Result<()> {
+        if self.open_append.is_some() || !self.can_stream_append() {
+            return Err(Error::Other(
+                "a streamed APPEND is already open, or the server cannot take one".into(),
+            ));
+        }
+        self.tag += 1;
+        let tag = format!("a{}", self.tag);
+        let ps = pieces(&tag, &[Arg::Raw("APPEND"), Arg::Str(wire.as_bytes())], true);
+        let last = ps.len() - 1;
+        for (i, p) in ps.into_iter().enumerate() {
+            match p {
+                // The final CRLF waits for `append_end`.
+                Piece::Text(t) if i == last => self.write(&t[..t.len() - 2])?,
+                Piece::Text(t) => self.write(&t)?,
+                Piece::Literal { bytes, .. } => self.write(bytes)?,
+            }
+        }
+        self.open_append = Some((tag, wire.to_owned(), 0));
+        Ok(())
+    }
+
+    /// Sends one more message of the open MULTIAPPEND.
+    pub fn append_more(&mut self, m: &Append<'_>) -> Result<()> {
+        let Some((_, _, n)) = self.open_append.as_mut() else {
+            return Err(Error::Other("no streamed APPEND is open".into()));
+        };
+        *n += 1;
+        let head = format!(" {} {{{}+}}\r\n", append_attrs(m), m.body.len());
+        self.write(head.as_bytes())?;
+        self.write(m.body)
+    }
+
+    /// Completes the open MULTIAPPEND: the server appends all its messages
+    /// or none.
+    pub fn append_end(&mut self) -> Result<()> {
+        let Some((tag, wire, n)) = self.open_append.take() else {
+            return Ok(());
+        };
+        self.write(b"\r\n")?;
+        let st = self.finish(&tag, &mut |_| Ok(()))?;
+        self.check(
+            st,
+            &format!(
+                "APPEND of {n} messages to {:?}",
+                utf7::decode(&wire).unwrap_or(wire.clone())
+            ),
+        )?;
+        Ok(())
+    }
+
     /// Logs out (errors ignored: the work is done).
     pub fn logout(mut self) {
         let _ = self.run(&[Arg::Raw("LOGOUT")], |_| Ok(()));
+    }
+}
+
+/// `(FLAGS) "DATE"` of an APPEND (without the date when there is none).
+fn append_attrs(m: &Append<'_>) -> String {
+    let flags: Vec<&str> = m
+        .flags
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent") && valid_flag(f))
+        .collect();
+    match m.internal_date {
+        Some(d) => format!("({}) \"{d}\"", flags.join(" ")),
+        None => format!("({})", flags.join(" ")),
     }
 }
 
@@ -824,6 +941,82 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn multiappend_sends_one_command_where_offered() {
+        let seen = vec!["\\Seen".to_owned()];
+        let msgs = [
+            Append {
+                flags: &seen,
+                internal_date: Some("01-Jan-2024 10:00:00 +0000"),
+                body: b"one",
+            },
+            Append {
+                flags: &[],
+                internal_date: None,
+                body: b"two!",
+            },
+        ];
+        let server = format!(
+            "{HELLO}a1 OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND] in\r\n* CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND\r\na2 OK\r\na3 OK\r\n\
+             a4 OK [APPENDUID 7 1:2] done\r\n"
+        );
+        let mut s = session(&server).unwrap();
+        s.append_many("Work", &msgs).unwrap();
+        let out = String::from_utf8(s.io.get_mut().output.clone()).unwrap();
+        assert!(
+            out.ends_with(
+                "a4 APPEND \"Work\" (\\Seen) \"01-Jan-2024 10:00:00 +0000\" {3+}\r\none () {4+}\r\ntwo!\r\n"
+            ),
+            "{out}"
+        );
+        // Streamed: each message goes out as it comes, the command ends last.
+        let server = format!(
+            "{HELLO}a1 OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND] in\r\n* CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND\r\na2 OK\r\na3 OK\r\n\
+             a4 OK [APPENDUID 7 1:2] done\r\n"
+        );
+        let mut s = session(&server).unwrap();
+        assert!(s.can_stream_append());
+        s.append_begin("Entw&APw-rfe").unwrap();
+        assert!(s.append_begin("Other").is_err());
+        s.append_more(&msgs[0]).unwrap();
+        let sent = s.io.get_mut().output.len();
+        s.append_more(&msgs[1]).unwrap();
+        let out = String::from_utf8(s.io.get_mut().output.clone()).unwrap();
+        assert_eq!(&out[sent..], " () {4+}\r\ntwo!");
+        s.append_end().unwrap();
+        let out = String::from_utf8(s.io.get_mut().output.clone()).unwrap();
+        assert!(
+            out.ends_with(
+                "a4 APPEND \"Entw&APw-rfe\" (\\Seen) \"01-Jan-2024 10:00:00 +0000\" {3+}\r\none () {4+}\r\ntwo!\r\n"
+            ),
+            "{out}"
+        );
+        // Without MULTIAPPEND: one APPEND each.
+        let server = format!(
+            "{HELLO}a1 OK [CAPABILITY IMAP4rev1 LITERAL+] in\r\n* CAPABILITY IMAP4rev1 LITERAL+\r\na2 OK\r\na3 OK\r\na4 OK\r\na5 OK\r\n"
+        );
+        let mut s = session(&server).unwrap();
+        s.append_many("Work", &msgs).unwrap();
+        let out = String::from_utf8(s.io.get_mut().output.clone()).unwrap();
+        assert!(out.contains("a4 APPEND \"Work\" (\\Seen)"), "{out}");
+        assert!(
+            out.ends_with("a5 APPEND \"Work\" () {4+}\r\ntwo!\r\n"),
+            "{out}"
+        );
+        // A refusal names the mailbox and the count.
+        let server = format!(
+            "{HELLO}a1 OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND] in\r\n* CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND\r\na2 OK\r\na3 OK\r\n\
+             a4 NO [OVERQUOTA] Quota exceeded\r\n"
+        );
+        let mut s = session(&server).unwrap();
+        let e = s.append_many("Work", &msgs).unwrap_err();
+        assert!(
+            e.to_string().contains("APPEND of 2 messages to \"Work\""),
+            "{e}"
+        );
+        assert!(e.to_string().contains("Quota exceeded"), "{e}");
     }
 
     #[test]

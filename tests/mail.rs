@@ -220,6 +220,19 @@ fn a_user_with_20_folders_and_2000_messages_restores_a_message_and_a_folder_alon
     let hits: Vec<Value> = serde_json::from_str(&out).expect("find --json");
     assert_eq!(hits.len(), 1, "{out}");
     assert_eq!(hits[0]["kind"], "directory");
+    // ... and a message by its subject (the contract's `title`), which
+    // `attache ls` shows too.
+    let out = ok(site
+        .attache(None)
+        .args(["find", "--json", "Überweisung bestätigt*"]));
+    let hits: Vec<Value> = serde_json::from_str(&out).expect("find --json");
+    assert!(!hits.is_empty(), "no message found by its subject: {out}");
+    assert!(hits.iter().all(|h| h["kind"] == "message"), "{out}");
+    let listing = ok(site.attache(None).args(["ls", &snap]));
+    assert!(
+        listing.contains("Überweisung bestätigt"),
+        "ls shows no subject"
+    );
 
     // Delete one flagged message of Archive/2024 and the folder Projects/Beta.
     let archive = d.messages("alice", "Archive/2024", &["FLAGGED"]);

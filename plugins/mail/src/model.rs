@@ -98,6 +98,9 @@ pub struct Totals {
 pub mod attr {
     /// Decoded `Subject:`.
     pub const SUBJECT: &str = "subject";
+    /// The contract's name for people, which `attache ls` shows and
+    /// `attache find` searches: the subject, or `(no subject)`.
+    pub const TITLE: &str = "title";
     /// Decoded `From:`.
     pub const FROM: &str = "from";
     /// `Date:` as written.
@@ -130,7 +133,13 @@ pub fn message_attributes(
     internal_date: &str,
 ) -> Vec<(String, String)> {
     let h = crate::header::summary(body);
-    let mut a = Vec::new();
+    let mut a = vec![(
+        attr::TITLE.to_owned(),
+        h.subject
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| "(no subject)".into()),
+    )];
     for (k, v) in [
         (attr::SUBJECT, h.subject),
         (attr::FROM, h.from),

@@ -48,6 +48,10 @@ const SDK: &[(&str, &str)] = &[
         include_str!("../../../plugins/sdk/src/host.rs"),
     ),
     (
+        "sdk/src/ids.rs",
+        include_str!("../../../plugins/sdk/src/ids.rs"),
+    ),
+    (
         "sdk/src/info.rs",
         include_str!("../../../plugins/sdk/src/info.rs"),
     ),

@@ -49,6 +49,7 @@ pub mod bindings;
 mod catalog;
 mod error;
 pub mod host;
+pub mod ids;
 mod info;
 mod item;
 mod meta;

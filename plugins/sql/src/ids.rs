@@ -143,23 +143,7 @@ fn parse_pg(rest: &str) -> Result<PgId, String> {
 }
 
 fn decode(s: &str) -> Result<String, String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let h = s
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("bad percent escape in {s:?}"))?;
-            out.push(h);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    let s = String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8"))?;
+    let s = attache_plugin_sdk::ids::percent_decode(s)?;
     if s.contains('\0') {
         return Err("a name contains NUL".into());
     }

@@ -38,9 +38,14 @@ pub struct Cli {
     #[arg(long, global = true, env = "ATTACHE_SERVER")]
     pub server: Option<String>,
     /// A file holding the server's bearer token; without it the token comes
-    /// from ATTACHE_TOKEN.
+    /// from ATTACHE_TOKEN. For `serve`, a single admin token beside those
+    /// of `attache token create`.
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an `https://` --server, beside
+    /// none other: a private CA's.
+    #[arg(long, global = true, env = "ATTACHE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The plugin policy (TOML) every job's plan is checked against;
     /// default: `policy.toml` in the state directory if it exists, else the
     /// shipped policy (`attache policy show` prints the one in force).
@@ -98,11 +103,80 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// API tokens of `attache serve`: each with a role (admin, operator,
+    /// auditor) and, for operators, a scope. Works on the state directory,
+    /// or through --server (admins only).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The audit log: who did what. Shows it, or with `verify` checks its
+    /// hash chain.
+    Audit(AuditArgs),
     /// Tools for plugin authors: a new plugin crate, a contract check.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Creates a token and prints it, once: only its hash is kept.
+    Create(TokenCreateArgs),
+    /// Lists the tokens (ids, roles and scopes; never the tokens).
+    List(JsonArgs),
+    /// Revokes a token: it stops working at once.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// What the token may do: `admin` everything; `operator` backups and
+    /// restores within its scope; `auditor` read snapshots, jobs and the
+    /// audit log, and change nothing.
+    #[arg(long, value_enum)]
+    pub role: crate::access::Role,
+    /// Operators: the targets it may back up and restore to, as globs over
+    /// target names (`local`, `hv1/vm1`, `hv1/*`); at least one.
+    #[arg(long, num_args = 1.., value_name = "GLOB")]
+    pub targets: Vec<String>,
+    /// Operators: the absolute directories restores may write below (a
+    /// restore to the original place counts as below `/`); without it the
+    /// operator cannot restore.
+    #[arg(long, num_args = 1.., value_name = "PREFIX")]
+    pub restore_to: Vec<String>,
+    /// Print JSON (with the token in `token`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (as `token list` shows it).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// Only entries from this time (`2026-11-30T04:00:00Z`) or this long
+    /// ago (`2h`, `30min`, `7days`) on.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Print the entries as JSON lines, as stored.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Checks the hash chain of the state directory's audit log: an
+    /// edited, removed or reordered line fails the check, named by its
+    /// line number. Prints the last line's hash: keep a copy elsewhere to
+    /// detect a cut tail later.
+    Verify(JsonArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -272,10 +346,23 @@ pub struct ServeArgs {
     /// what the open-files limit allows, after raising it to the hard limit).
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
-    /// Seconds a connection has to send a request's headers, and an idle
-    /// keep-alive connection its next request, before it is closed.
+    /// Seconds a connection has to send a request's headers (after its TLS
+    /// handshake, which gets as long), and an idle keep-alive connection
+    /// its next request, before it is closed.
     #[arg(long, default_value_t = 10)]
     pub header_timeout_secs: u64,
+    /// Serve HTTPS with this certificate chain (PEM, the server's
+    /// certificate first); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address that is not a loopback address (by
+    /// default only 127.0.0.1 and ::1 get plain HTTP; anything else needs
+    /// TLS): tokens and data then cross the network in the clear.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_http: bool,
 }
 
 #[derive(Debug, Args)]

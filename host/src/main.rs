@@ -3,7 +3,9 @@
 //! One file per command under `commands/`; the repository under `repo/`;
 //! the agent container and local runs in `agent.rs`.
 
+mod access;
 mod agent;
+mod audit;
 mod cli;
 mod client;
 mod commands;
@@ -22,7 +24,7 @@ use clap::Parser;
 
 use cli::{
     Cli, Command, ContainerCommand, HypervisorCommand, PluginCommand, PolicyCommand, RepairCommand,
-    VmCommand,
+    TokenCommand, VmCommand,
 };
 
 fn main() -> ExitCode {
@@ -71,6 +73,16 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Show(a),
         } => commands::policy::show(&cli, a),
+        Command::Token {
+            command: TokenCommand::Create(a),
+        } => commands::token::create(&cli, a),
+        Command::Token {
+            command: TokenCommand::List(a),
+        } => commands::token::list(&cli, a),
+        Command::Token {
+            command: TokenCommand::Revoke(a),
+        } => commands::token::revoke(&cli, a),
+        Command::Audit(a) => commands::audit::run(&cli, a),
         Command::Plugin {
             command: PluginCommand::New(a),
         } => commands::plugin::new(a),

@@ -1,5 +1,6 @@
 //! One file per `attache` command.
 
+pub mod audit;
 pub mod backup;
 pub mod container;
 pub mod find;
@@ -17,6 +18,7 @@ pub mod repair;
 pub mod restore;
 pub mod serve;
 pub mod snapshots;
+pub mod token;
 pub mod verify;
 pub mod vm;
 
@@ -54,14 +56,16 @@ pub fn state(cli: &Cli) -> PathBuf {
 
 /// Where jobs of this command line find everything.
 pub fn context(cli: &Cli) -> anyhow::Result<Context> {
+    let state = state(cli);
     Ok(Context {
+        audit: crate::audit::Audit::new(&state, crate::audit::local_actor()),
         repo: cli.repo.clone(),
         password: Password {
             file: cli.password_file.clone(),
         },
         cache: cache(cli),
         agent_dir: cli.agent_dir.clone(),
-        state: state(cli),
+        state,
         policy: policy(cli)?,
     })
 }
@@ -102,7 +106,7 @@ pub fn client(cli: &Cli) -> anyhow::Result<Option<Client>> {
         ),
         None => std::env::var("ATTACHE_TOKEN").ok(),
     };
-    Ok(Some(Client::new(url, token)?))
+    Ok(Some(Client::new(url, token, cli.ca_file.as_deref())?))
 }
 
 /// Runs a job through the server when `--server` is given, otherwise here

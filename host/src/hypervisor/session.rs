@@ -51,6 +51,8 @@ pub struct Session {
     /// The container's version.
     pub container: String,
     closed: bool,
+    /// Records the attach, the detach and every guest command.
+    audit: crate::audit::Audit,
     _lock: FileLock,
 }
 
@@ -181,6 +183,13 @@ impl Session {
                 "the guest agent of {vm_ref} does not answer, so nothing can run in the guest: {e}"
             )
         })?;
+        let (audit, vm_name) = (ctx.audit.clone(), vm_ref.to_string());
+        agent.observe(Box::new(move |argv: &[&str]| {
+            audit.note(
+                "guest.command",
+                serde_json::json!({ "vm": vm_name, "argv": crate::audit::command_args(argv) }),
+            )
+        }));
         agent
             .call("guest-ping", serde_json::json!({}))
             .with_context(|| format!("the guest agent of {vm_ref}"))?;
@@ -215,11 +224,21 @@ impl Session {
             agent: Arc::new(Mutex::new(agent)),
             container: built.version.clone(),
             closed: false,
+            audit: ctx.audit.clone(),
             _lock: lock,
         };
         let t = Instant::now();
         s.vm.attach_cd(&s.entry.container, &s.entry.attachment)
             .with_context(|| format!("attaching the container to {vm_ref}"))?;
+        s.audit.record(
+            "vm.attach",
+            serde_json::json!({
+                "vm": vm_ref.to_string(),
+                "container": s.container,
+                "image": s.entry.container.display().to_string(),
+                "session": s.entry.session,
+            }),
+        )?;
         let label = crate::container::volume_label(&built.version);
         let dev = guest::mount(&mut s.agent(), &s.entry.guest_dir, &label)
             .with_context(|| format!("mounting the container in {vm_ref}"))?;
@@ -498,6 +517,15 @@ impl Session {
         let t = Instant::now();
         let mut agent = self.agent();
         let r = self.journal.revert(self.entry.clone(), Some(&mut agent));
+        self.audit.note(
+            "vm.detach",
+            serde_json::json!({
+                "vm": self.vm_ref.to_string(),
+                "session": self.entry.session,
+                "complete": r.complete,
+                "problems": r.problems,
+            }),
+        );
         tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, complete = r.complete, "cleaned up");
         r
     }

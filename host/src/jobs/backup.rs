@@ -20,7 +20,20 @@ use crate::store::snapshot::StoredItem;
 use crate::target::{self, BackupTarget};
 use std::collections::HashMap;
 
+/// Runs a backup, recorded in the audit log.
 pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Result<SnapshotInfo> {
+    let mut shown = a.clone();
+    super::redact(&mut shown.app_password, &mut shown.options);
+    super::audited(ctx, "backup", serde_json::to_value(&shown)?, |ctx| {
+        run_audited(ctx, a, ctl)
+    })
+}
+
+fn run_audited(
+    ctx: &Context,
+    a: &BackupRequest,
+    ctl: &Control<'_>,
+) -> anyhow::Result<SnapshotInfo> {
     let target = target::backup_target(&a.target)?;
     let source = target.source();
     let repo = ctx.repository(true)?;
@@ -36,6 +49,8 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
         deadline_secs: a.deadline_secs,
     };
     let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
+    ctx.audit
+        .record("plugin.grants", super::grants(ctx, &a.plugin, &limits))?;
     let parent = parent(&repo, &source, &a.plugin, &includes)?;
     // The parent's catalog for the runner: files whose change token still
     // matches are referenced, not read again.
@@ -84,8 +99,12 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
             for i in &includes {
                 plan_args.extend(["--select".into(), i.clone()]);
             }
-            checked_plan(ctx, &a.plugin, &access, &plan_args)
+            let plan = checked_plan(ctx, &a.plugin, &access, &plan_args)
                 .with_context(|| format!("backup of {vm} refused"))?;
+            ctx.audit.record(
+                "plugin.plan",
+                serde_json::json!({ "plugin": a.plugin, "vm": vm.to_string(), "plan": plan }),
+            )?;
             let mut session = Session::open(ctx, vm)?;
             origin.container = Some(session.container.clone());
             let opts = RunOptions {

@@ -26,6 +26,8 @@ pub struct Context {
     pub state: PathBuf,
     /// The policy every plugin's plan is checked against.
     pub policy: guest_runner::policy::Policy,
+    /// The audit log, for whoever runs the job.
+    pub audit: crate::audit::Audit,
 }
 
 impl Context {
@@ -38,6 +40,75 @@ impl Context {
             dir: agent::find(self.agent_dir.as_deref())?,
             cache_dir: Some(self.cache.join("components")),
         })
+    }
+}
+
+/// Runs job `kind` (`request` as the log shows it) under the audit log:
+/// its start, with who started it and the policy in force, is recorded
+/// before anything runs (a job that cannot be recorded does not run), and
+/// its end with its outcome after.
+pub fn audited<T: Serialize>(
+    ctx: &Context,
+    kind: &str,
+    request: serde_json::Value,
+    run: impl FnOnce(&Context) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut ctx = ctx.clone();
+    if ctx.audit.job().is_none() {
+        let actor = ctx.audit.actor().to_owned();
+        ctx.audit = ctx.audit.for_job(&actor, &crate::audit::new_job_id());
+    }
+    let digest = ctx.audit.policy_in_force(&ctx.policy)?;
+    ctx.audit.record(
+        "job.start",
+        serde_json::json!({ "kind": kind, "request": request, "policy": { "origin": ctx.policy.origin, "digest": digest } }),
+    )?;
+    let r = run(&ctx);
+    let end = match &r {
+        Ok(v) => {
+            serde_json::json!({ "kind": kind, "outcome": "succeeded", "result": summary(serde_json::to_value(v).unwrap_or_default()) })
+        }
+        Err(e) => {
+            serde_json::json!({ "kind": kind, "outcome": "failed", "error": format!("{e:#}") })
+        }
+    };
+    ctx.audit.note("job.end", end);
+    r
+}
+
+/// A job's result as the log keeps it: ids, counts and destination, not
+/// the runner's whole report.
+fn summary(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "id" | "snapshot" | "items" | "bytes" | "added_bytes" | "to" | "source" | "plugin"
+            )
+        });
+    }
+    v
+}
+
+/// What a plugin is granted by the policy for a job: what it may read,
+/// write and reach, and its ceilings, for the audit log.
+pub fn grants(
+    ctx: &Context,
+    plugin: &str,
+    limits: &guest_runner::policy::JobLimits,
+) -> serde_json::Value {
+    match ctx.policy.rules(plugin) {
+        Ok(r) => serde_json::json!({
+            "plugin": plugin,
+            "read": r.read.0,
+            "write": r.write.0,
+            "connect": r.connect.0.iter().map(|n| n.text.clone()).collect::<Vec<_>>(),
+            "memory_limit_mib": limits.memory_mib.unwrap_or(r.memory_limit_mib.0),
+            "deadline_secs": limits.deadline_secs.unwrap_or(r.deadline_secs.0),
+            "quiesce_secs": r.quiesce_secs.0,
+            "policy": ctx.policy.origin,
+        }),
+        Err(e) => serde_json::json!({ "plugin": plugin, "error": e.to_string() }),
     }
 }
 

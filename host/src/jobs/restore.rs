@@ -29,7 +29,16 @@ pub struct Restored {
     pub report: serde_json::Value,
 }
 
+/// Runs a restore, recorded in the audit log with its destination.
 pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Result<Restored> {
+    let mut shown = a.clone();
+    super::redact(&mut shown.app_password, &mut shown.options);
+    super::audited(ctx, "restore", serde_json::to_value(&shown)?, |ctx| {
+        run_audited(ctx, a, ctl)
+    })
+}
+
+fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Result<Restored> {
     let to = target::restore_to(&a.to)?;
     let repo = ctx.repository(false)?;
     let snap = repo.find_snapshot(&a.snapshot)?;
@@ -57,6 +66,18 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         deadline_secs: a.deadline_secs,
     };
     let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
+    ctx.audit.record(
+        "restore.destination",
+        serde_json::json!({
+            "snapshot": snap.id,
+            "items": a.items,
+            "to": a.to,
+            "as": a.rename_to,
+            "overwrite": a.overwrite,
+        }),
+    )?;
+    ctx.audit
+        .record("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
     // What the plugin plans for: the top items (those below no other
     // selected item), with their kinds from the catalog.
     let tops: Vec<&StoredItem> = selected
@@ -107,8 +128,12 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
                 guest_dir.clone(),
             ];
             plan_args.extend(select_args.iter().cloned());
-            checked_plan(ctx, &snap.plugin, &access, &plan_args)
+            let plan = checked_plan(ctx, &snap.plugin, &access, &plan_args)
                 .with_context(|| format!("restore into {vm} refused"))?;
+            ctx.audit.record(
+                "plugin.plan",
+                serde_json::json!({ "plugin": snap.plugin, "vm": vm.to_string(), "plan": plan }),
+            )?;
             let mut session = Session::open(ctx, vm)?;
             if guest_dir != "/" {
                 session.make_dir(&guest_dir)?;

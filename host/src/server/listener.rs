@@ -17,6 +17,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// The bounds on connections.
 #[derive(Debug, Clone, Copy)]
@@ -32,11 +33,14 @@ pub struct ConnLimits {
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes.
+/// Serves `app` on `listener` within `limits` until `shutdown` completes;
+/// with `tls`, every connection first completes a TLS handshake (within
+/// the header timeout).
 pub async fn serve_bounded(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -75,14 +79,34 @@ pub async fn serve_bounded(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection closed: {e}");
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        match tls.clone() {
+            None => {
+                let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection closed: {e}");
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Some(acceptor) => {
+                let handshake = limits.header_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!("connection closed: {e}");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     trimmer.abort();

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, Semaphore};
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::Limits;
+use crate::access::Principal;
 use crate::jobs::{self, BackupRequest, Context, Control, Progress, RestoreRequest};
 use crate::target;
 
@@ -166,10 +167,19 @@ impl Queue {
             .unwrap_or_default()
     }
 
-    /// Checks a request and queues it.
-    pub fn submit(&self, req: JobRequest) -> Result<Arc<Job>, ApiError> {
+    /// Checks a request, and that `who` may run it, and queues it.
+    pub fn submit(&self, req: JobRequest, who: &Principal) -> Result<Arc<Job>, ApiError> {
+        // A refusal is recorded too: who tried what.
+        let forbidden = |e: crate::access::scope::Denied| {
+            self.ctx.audit.as_actor(&who.actor()).note(
+                "job.denied",
+                json!({ "request": req.redacted(), "why": e.0 }),
+            );
+            ApiError::new(StatusCode::FORBIDDEN, e.0)
+        };
         let (kind, target) = match &req {
             JobRequest::Backup { backup } => {
+                who.may_backup(backup).map_err(forbidden)?;
                 target::backup_target(&backup.target)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 guest_runner::manifest::check_name(&backup.plugin)
@@ -180,6 +190,7 @@ impl Queue {
                 ("backup", backup.target.clone())
             }
             JobRequest::Restore { restore } => {
+                who.may_restore(restore).map_err(forbidden)?;
                 target::restore_to(&restore.to)
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
                 (
@@ -191,8 +202,11 @@ impl Queue {
         let mut id = [0u8; 8];
         crate::store::crypto::random(&mut id)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let id = hex::encode(id);
+        let mut ctx = self.ctx.clone();
+        ctx.audit = ctx.audit.for_job(&who.actor(), &id);
         let view = JobView {
-            id: hex::encode(id),
+            id,
             kind,
             target: target.clone(),
             status: Status::Queued,
@@ -220,12 +234,8 @@ impl Queue {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.limits.per_target.max(1))))
                 .clone()
         };
-        let (global, ctx, metrics, j) = (
-            self.global.clone(),
-            self.ctx.clone(),
-            self.metrics.clone(),
-            job.clone(),
-        );
+        let (global, ctx, metrics, j) =
+            (self.global.clone(), ctx, self.metrics.clone(), job.clone());
         tokio::spawn(async move {
             let (Ok(_g), Ok(_t)) = (
                 global.acquire_owned().await,
@@ -235,6 +245,8 @@ impl Queue {
             };
             metrics.jobs_queued.fetch_sub(1, Relaxed);
             if j.cancel.load(Relaxed) {
+                ctx.audit
+                    .note("job.end", json!({ "outcome": "cancelled while queued" }));
                 metrics.jobs_cancelled.fetch_add(1, Relaxed);
                 j.set_status(
                     Status::Cancelled,
@@ -290,10 +302,17 @@ impl Queue {
 
     /// Asks a job to stop: a queued job never starts, a running one stops
     /// at its next check and cleans up.
-    pub fn cancel(&self, id: &str) -> Result<JobView, ApiError> {
+    pub fn cancel(&self, id: &str, who: &Principal) -> Result<JobView, ApiError> {
         let job = self
             .get(id)
             .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+        who.may_cancel(&job.view().target)
+            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
+        self.ctx
+            .audit
+            .as_actor(&who.actor())
+            .record("job.cancel", json!({ "job": id }))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if job.view().status.finished() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -8,7 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
+use axum::Extension;
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use futures_util::StreamExt;
@@ -19,6 +20,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::{ApiError, JsonBody};
 use super::queue::{JobRequest, JobView};
 use super::{auth, openapi, ServerState};
+use crate::access::tokens::{NewToken, TokenError};
+use crate::access::Principal;
 
 pub fn router(state: ServerState) -> Router {
     Router::new()
@@ -32,6 +35,9 @@ pub fn router(state: ServerState) -> Router {
         .route("/jobs", get(list_jobs).post(submit_job))
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/jobs/{id}/events", get(job_events))
+        .route("/audit", get(audit_log))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", delete(revoke_token))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -131,9 +137,10 @@ async fn list_jobs(State(s): State<ServerState>) -> Json<Vec<JobView>> {
 
 async fn submit_job(
     State(s): State<ServerState>,
+    Extension(who): Extension<Principal>,
     JsonBody(req): JsonBody<JobRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = s.queue.submit(req)?;
+    let job = s.queue.submit(req, &who)?;
     Ok((StatusCode::ACCEPTED, Json(job.view())))
 }
 
@@ -150,9 +157,71 @@ async fn get_job(
 
 async fn cancel_job(
     State(s): State<ServerState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(s.queue.cancel(&id)?)))
+    Ok((StatusCode::ACCEPTED, Json(s.queue.cancel(&id, &who)?)))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    since: Option<String>,
+}
+
+/// The audit log's entries, oldest first.
+async fn audit_log(
+    State(s): State<ServerState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let since = match &q.since {
+        Some(t) => Some(
+            crate::audit::parse_since(t).map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+        ),
+        None => None,
+    };
+    let path = crate::audit::path(&s.ctx.state);
+    let entries = tokio::task::spawn_blocking(move || crate::audit::read(&path, since))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(anyhow::Error::from)?;
+    Ok(Json(entries))
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        let status = match &e {
+            TokenError::Invalid(_) => StatusCode::BAD_REQUEST,
+            TokenError::NotFound(_) => StatusCode::NOT_FOUND,
+            TokenError::Store { .. } | TokenError::Audit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+async fn list_tokens(State(s): State<ServerState>) -> Result<Json<Vec<Value>>, ApiError> {
+    Ok(Json(s.tokens.list()?.iter().map(|e| e.listed()).collect()))
+}
+
+/// Creates a token; the answer is the only place it is shown.
+async fn create_token(
+    State(s): State<ServerState>,
+    Extension(who): Extension<Principal>,
+    JsonBody(new): JsonBody<NewToken>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let audit = s.ctx.audit.as_actor(&who.actor());
+    let (token, entry) = s.tokens.create(&new, &audit)?;
+    let mut v = entry.listed();
+    v["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn revoke_token(
+    State(s): State<ServerState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let audit = s.ctx.audit.as_actor(&who.actor());
+    Ok(Json(s.tokens.revoke(&id, &audit)?.listed()))
 }
 
 /// Server-sent events: the job's state now, then `progress` and `status`

@@ -1,4 +1,4 @@
-//! What the server holds: where the repository is, its token, the job
+//! What the server holds: where the repository is, its tokens, the job
 //! table and the counters.
 
 use std::sync::Arc;
@@ -18,7 +18,10 @@ pub struct Limits {
 #[derive(Clone)]
 pub struct ServerState {
     pub ctx: Context,
-    pub token: Arc<String>,
+    /// The single legacy token (`ATTACHE_TOKEN`), an admin, if set.
+    pub token: Option<Arc<String>>,
+    /// The stored tokens (state directory).
+    pub tokens: Arc<crate::access::tokens::Store>,
     pub queue: Arc<Queue>,
     pub metrics: Arc<Metrics>,
     /// An open repository for reading requests (listings, searches).
@@ -26,12 +29,13 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn new(ctx: Context, token: String, limits: Limits) -> Self {
+    pub fn new(ctx: Context, token: Option<String>, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::default());
         Self {
             queue: Arc::new(Queue::new(ctx.clone(), limits, metrics.clone())),
+            tokens: Arc::new(crate::access::tokens::Store::new(&ctx.state)),
             ctx,
-            token: Arc::new(token),
+            token: token.map(Arc::new),
             metrics,
             repo: Arc::new(std::sync::Mutex::new(None)),
         }

@@ -22,7 +22,12 @@ pub struct Agent {
     /// A command timed out: its late reply may still come, so the next
     /// command synchronizes first.
     stale: bool,
+    /// Told of every command before it starts (the audit log).
+    observer: Option<Observer>,
 }
+
+/// What is told of each guest command: its arguments.
+pub type Observer = Box<dyn Fn(&[&str]) + Send>;
 
 /// A finished guest command.
 #[derive(Debug, Clone)]
@@ -55,6 +60,7 @@ impl Agent {
             sock: JsonSocket::connect(path, PEER)?,
             timeout,
             stale: false,
+            observer: None,
         };
         a.sync()?;
         Ok(a)
@@ -132,6 +138,11 @@ impl Agent {
         }
     }
 
+    /// Tells `f` of every command started from now on.
+    pub fn observe(&mut self, f: Observer) {
+        self.observer = Some(f);
+    }
+
     /// Starts `argv` in the guest with its output captured; returns its pid.
     pub fn spawn(&mut self, argv: &[&str]) -> Result<i64, QemuError> {
         self.spawn_with_env(argv, &[])
@@ -143,6 +154,9 @@ impl Agent {
         let (path, args) = argv
             .split_first()
             .ok_or_else(|| bad("empty command".into()))?;
+        if let Some(f) = &self.observer {
+            f(argv);
+        }
         let mut req = json!({ "path": path, "arg": args, "capture-output": true });
         if !env.is_empty() {
             let mut all = vec![

@@ -1,0 +1,202 @@
+//! The audit trail: who did what, provably. Every job (with who started
+//! it), what its plugin was granted, every attach and detach, every command
+//! run in a guest, every restore with its destination, and every policy
+//! and token change is appended to `audit.log` in the state directory (see
+//! [`log`] for the chain, [`verify`] for its check).
+
+pub mod log;
+pub mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+pub use log::{AuditError, Log};
+
+/// The audit log of a state directory.
+pub fn path(state: &Path) -> PathBuf {
+    state.join("audit.log")
+}
+
+/// Where the policy last recorded lives: a change shows as an entry.
+fn policy_seen(state: &Path) -> PathBuf {
+    state.join("audit.policy")
+}
+
+/// A handle that records for someone: an actor (a token id, or the local
+/// user) and, within a job, the job's id.
+#[derive(Debug, Clone)]
+pub struct Audit {
+    log: Arc<Log>,
+    state: PathBuf,
+    actor: String,
+    job: Option<String>,
+}
+
+impl Audit {
+    /// Records into the log of `state` for `actor`.
+    pub fn new(state: &Path, actor: impl Into<String>) -> Self {
+        Self {
+            log: Arc::new(Log::new(path(state))),
+            state: state.to_owned(),
+            actor: actor.into(),
+            job: None,
+        }
+    }
+
+    /// The same log, for `actor` running job `job`.
+    pub fn for_job(&self, actor: &str, job: &str) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            job: Some(job.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The same log for another actor.
+    pub fn as_actor(&self, actor: &str) -> Self {
+        Self {
+            actor: actor.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn job(&self) -> Option<&str> {
+        self.job.as_deref()
+    }
+
+    /// Appends `event` with `data`.
+    pub fn record(&self, event: &str, data: Value) -> Result<(), AuditError> {
+        let mut m = Map::new();
+        m.insert("event".into(), json!(event));
+        m.insert("actor".into(), json!(self.actor));
+        if let Some(j) = &self.job {
+            m.insert("job".into(), json!(j));
+        }
+        m.insert("data".into(), data);
+        self.log.append(m).map(|_| ())
+    }
+
+    /// Records `event`, and only logs a failure: for what happens after
+    /// the job's start was recorded, where failing would leave a VM
+    /// half-done.
+    pub fn note(&self, event: &str, data: Value) {
+        if let Err(e) = self.record(event, data) {
+            tracing::error!("cannot write the audit log: {e}");
+        }
+    }
+
+    /// Records a change of the policy in force since the last job that
+    /// recorded one (its digest, kept beside the log).
+    pub fn policy_in_force(
+        &self,
+        policy: &guest_runner::policy::Policy,
+    ) -> Result<String, AuditError> {
+        let digest = blake3::hash(policy.text.as_bytes()).to_hex().to_string();
+        let seen_at = policy_seen(&self.state);
+        let seen = std::fs::read_to_string(&seen_at).unwrap_or_default();
+        if seen.trim() != digest {
+            self.record(
+                "policy.change",
+                json!({ "origin": policy.origin, "digest": digest, "previous": Some(seen.trim()).filter(|s| !s.is_empty()) }),
+            )?;
+            std::fs::write(&seen_at, &digest).map_err(|source| AuditError::Io {
+                path: seen_at.clone(),
+                source,
+            })?;
+        }
+        Ok(digest)
+    }
+}
+
+/// The actor of commands run on this machine without a server.
+pub fn local_actor() -> String {
+    let uid = rustix::process::getuid().as_raw();
+    match std::env::var("USER") {
+        Ok(u) if !u.is_empty() => format!("local:{u}(uid {uid})"),
+        _ => format!("local:uid {uid}"),
+    }
+}
+
+/// A job id for a job run without a server.
+pub fn new_job_id() -> String {
+    let mut b = [0u8; 8];
+    if crate::store::crypto::random(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or_default();
+        b = t.to_le_bytes();
+    }
+    hex::encode(b)
+}
+
+/// A guest command's arguments for the log: each cut to a bound (a
+/// runner's inline policy is long), never its environment (secrets).
+pub fn command_args(argv: &[&str]) -> Value {
+    json!(argv
+        .iter()
+        .map(|a| if a.len() > 200 {
+            let mut cut = 200;
+            while !a.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}… ({} bytes)", &a[..cut], a.len())
+        } else {
+            (*a).to_owned()
+        })
+        .collect::<Vec<_>>())
+}
+
+/// `--since`: a time (`2026-11-30T04:00:00Z`, `2026-11-30 04:00`) or how
+/// long ago (`2h`, `30min`, `7days`).
+pub fn parse_since(s: &str) -> anyhow::Result<std::time::SystemTime> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t);
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) => Ok(std::time::SystemTime::now() - d),
+        Err(_) => anyhow::bail!(
+            "--since {s:?}: give a time (2026-11-30T04:00:00Z) or how long ago (2h, 30min, 7days)"
+        ),
+    }
+}
+
+/// The entries of the log at `path` from `since` on, oldest first (none
+/// when there is no log yet). Lines that do not parse are returned as
+/// `{"line": N, "unreadable": TEXT}`: `attache audit verify` says more.
+pub fn read(path: &Path, since: Option<std::time::SystemTime>) -> std::io::Result<Vec<Value>> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        if line.is_empty() {
+            continue;
+        }
+        let v = match serde_json::from_slice::<Value>(line) {
+            Ok(v) => v,
+            Err(_) => {
+                out.push(json!({ "line": i + 1, "unreadable": String::from_utf8_lossy(line) }));
+                continue;
+            }
+        };
+        if let Some(since) = since {
+            let at = v["time"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339(t).ok());
+            if at.is_some_and(|t| t < since) {
+                continue;
+            }
+        }
+        out.push(v);
+    }
+    Ok(out)
+}

@@ -58,7 +58,9 @@ fn call(s: &Server, token: &str, method: &str, path: &str, body: Option<Value>) 
 /// A 403 with a JSON error that says why (`needle`).
 fn forbidden(r: (u16, Value), needle: &str, what: &str) {
     assert_eq!(r.0, 403, "{what}: {}", r.1);
-    let e = r.1["error"].as_str().unwrap_or_else(|| panic!("{what}: no JSON error: {}", r.1));
+    let e = r.1["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{what}: no JSON error: {}", r.1));
     assert!(e.contains(needle), "{what}: {e:?} does not say {needle:?}");
 }
 
@@ -67,7 +69,10 @@ fn wait(s: &Server, token: &str, id: &str) -> Value {
     loop {
         let (st, job) = call(s, token, "GET", &format!("/jobs/{id}"), None);
         assert_eq!(st, 200, "{job}");
-        if matches!(job["status"].as_str(), Some("succeeded" | "failed" | "cancelled")) {
+        if matches!(
+            job["status"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
             return job;
         }
         assert!(Instant::now() < deadline, "job {id} did not finish: {job}");
@@ -105,7 +110,8 @@ fn operators_stay_in_scope_and_auditors_only_read() {
     );
     let (auditor, au_id) = create_token(&s, json!({ "role": "auditor" }));
     // Only hashes are stored.
-    let stored = std::fs::read_to_string(s.repo.with_extension("state").join("tokens.json")).unwrap();
+    let stored =
+        std::fs::read_to_string(s.repo.with_extension("state").join("tokens.json")).unwrap();
     assert!(!stored.contains(&operator) && !stored.contains(&auditor));
 
     // The operator backs up its target...
@@ -116,13 +122,25 @@ fn operators_stay_in_scope_and_auditors_only_read() {
     let snap = done["result"]["id"].as_str().unwrap().to_owned();
     // ...but not one outside its scope.
     forbidden(
-        call(&s, &operator, "POST", "/jobs", Some(backup("hv2/vm1", &src))),
+        call(
+            &s,
+            &operator,
+            "POST",
+            "/jobs",
+            Some(backup("hv2/vm1", &src)),
+        ),
         "may not back up target \"hv2/vm1\"",
         "an operator's backup outside its targets",
     );
     // It restores below its prefix...
     let dest = allowed.join("one");
-    let (st, job) = call(&s, &operator, "POST", "/jobs", Some(restore(&snap, &format!("local:{}", dest.display()))));
+    let (st, job) = call(
+        &s,
+        &operator,
+        "POST",
+        "/jobs",
+        Some(restore(&snap, &format!("local:{}", dest.display()))),
+    );
     assert_eq!(st, 202, "{job}");
     let done = wait(&s, &operator, job["id"].as_str().unwrap());
     assert_eq!(done["status"], "succeeded", "{done}");
@@ -132,9 +150,15 @@ fn operators_stay_in_scope_and_auditors_only_read() {
     let outside = s.t.path().join("elsewhere");
     for (to, needle) in [
         (format!("local:{}", outside.display()), "may not restore to"),
-        (format!("local:{}/../elsewhere", allowed.display()), "without `..`"),
+        (
+            format!("local:{}/../elsewhere", allowed.display()),
+            "without `..`",
+        ),
         ("local".to_owned(), "original place"),
-        (format!("hv2/vm1:{}", allowed.display()), "may not restore to target"),
+        (
+            format!("hv2/vm1:{}", allowed.display()),
+            "may not restore to target",
+        ),
     ] {
         forbidden(
             call(&s, &operator, "POST", "/jobs", Some(restore(&snap, &to))),
@@ -146,20 +170,38 @@ fn operators_stay_in_scope_and_auditors_only_read() {
     // It may not name a file on the server for a plugin to read.
     let mut b = backup("local", &src);
     b["backup"]["app_password_file"] = json!("/etc/shadow");
-    forbidden(call(&s, &operator, "POST", "/jobs", Some(b)), "may not name a file", "app_password_file");
+    forbidden(
+        call(&s, &operator, "POST", "/jobs", Some(b)),
+        "may not name a file",
+        "app_password_file",
+    );
     // It manages no token and reads no audit log.
     forbidden(
-        call(&s, &operator, "POST", "/tokens", Some(json!({ "role": "admin" }))),
+        call(
+            &s,
+            &operator,
+            "POST",
+            "/tokens",
+            Some(json!({ "role": "admin" })),
+        ),
         "needs the role admin",
         "an operator creating a token",
     );
-    forbidden(call(&s, &operator, "GET", "/tokens", None), "needs the role admin", "listing tokens");
+    forbidden(
+        call(&s, &operator, "GET", "/tokens", None),
+        "needs the role admin",
+        "listing tokens",
+    );
     forbidden(
         call(&s, &operator, "DELETE", &format!("/tokens/{au_id}"), None),
         "needs the role admin",
         "revoking a token",
     );
-    forbidden(call(&s, &operator, "GET", "/audit", None), "admin or auditor", "an operator reading the audit log");
+    forbidden(
+        call(&s, &operator, "GET", "/audit", None),
+        "admin or auditor",
+        "an operator reading the audit log",
+    );
     // It reads snapshots and jobs.
     assert_eq!(call(&s, &operator, "GET", "/snapshots", None).0, 200);
 
@@ -175,12 +217,24 @@ fn operators_stay_in_scope_and_auditors_only_read() {
         "an auditor starting a job",
     );
     forbidden(
-        call(&s, &auditor, "DELETE", &format!("/jobs/{}", job["id"].as_str().unwrap()), None),
+        call(
+            &s,
+            &auditor,
+            "DELETE",
+            &format!("/jobs/{}", job["id"].as_str().unwrap()),
+            None,
+        ),
         "needs the role admin or operator",
         "an auditor cancelling a job",
     );
     forbidden(
-        call(&s, &auditor, "POST", "/tokens", Some(json!({ "role": "auditor" }))),
+        call(
+            &s,
+            &auditor,
+            "POST",
+            "/tokens",
+            Some(json!({ "role": "auditor" })),
+        ),
         "needs the role admin",
         "an auditor creating a token",
     );
@@ -190,7 +244,9 @@ fn operators_stay_in_scope_and_auditors_only_read() {
     let log = log.as_array().expect("entries");
     let by = |event: &str, actor: &str| {
         log.iter()
-            .filter(|e| e["event"] == event && e["actor"].as_str().is_some_and(|a| a.contains(actor)))
+            .filter(|e| {
+                e["event"] == event && e["actor"].as_str().is_some_and(|a| a.contains(actor))
+            })
             .count()
     };
     assert_eq!(by("job.start", &op_id), 2, "{log:#?}");
@@ -198,13 +254,23 @@ fn operators_stay_in_scope_and_auditors_only_read() {
     assert!(by("job.denied", &op_id) >= 1);
     assert_eq!(by("token.create", "legacy"), 2);
     assert!(log.iter().any(|e| e["event"] == "restore.destination"
-        && e["data"]["to"].as_str().is_some_and(|t| t.contains("restores/one"))));
-    assert!(log.iter().any(|e| e["event"] == "plugin.grants" && e["data"]["plugin"] == "filesystem"));
+        && e["data"]["to"]
+            .as_str()
+            .is_some_and(|t| t.contains("restores/one"))));
+    assert!(log
+        .iter()
+        .any(|e| e["event"] == "plugin.grants" && e["data"]["plugin"] == "filesystem"));
 
     // The OpenAPI document says who may call what.
     let (_, doc) = call(&s, &auditor, "GET", "/openapi.json", None);
-    assert_eq!(doc["paths"]["/jobs"]["post"]["x-roles"], json!(["admin", "operator"]));
-    assert_eq!(doc["paths"]["/audit"]["get"]["x-roles"], json!(["admin", "auditor"]));
+    assert_eq!(
+        doc["paths"]["/jobs"]["post"]["x-roles"],
+        json!(["admin", "operator"])
+    );
+    assert_eq!(
+        doc["paths"]["/audit"]["get"]["x-roles"],
+        json!(["admin", "auditor"])
+    );
     assert_eq!(doc["paths"]["/tokens"]["post"]["x-roles"], json!(["admin"]));
 
     // A token made by the command line on the server's state directory
@@ -227,7 +293,14 @@ fn token_scopes_are_checked_and_a_server_needs_some_token() {
     let repo = t.path().join("repo");
     for args in [
         vec!["--role", "operator"],
-        vec!["--role", "operator", "--targets", "local", "--restore-to", "relative/dir"],
+        vec![
+            "--role",
+            "operator",
+            "--targets",
+            "local",
+            "--restore-to",
+            "relative/dir",
+        ],
         vec!["--role", "auditor", "--targets", "local"],
     ] {
         let o = output(attache(&repo).args(["token", "create"]).args(&args));
@@ -235,15 +308,17 @@ fn token_scopes_are_checked_and_a_server_needs_some_token() {
         assert!(!o.stderr.is_empty());
     }
     // No ATTACHE_TOKEN and no stored token: the server does not start.
-    let o = output(
-        attache(&repo)
-            .env_remove("ATTACHE_TOKEN")
-            .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port())]),
-    );
+    let o = output(attache(&repo).env_remove("ATTACHE_TOKEN").args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+    ]));
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("token create"));
     // A stored admin token alone is enough.
-    let admin = ok(attache(&repo).args(["token", "create", "--role", "admin"])).trim().to_owned();
+    let admin = ok(attache(&repo).args(["token", "create", "--role", "admin"]))
+        .trim()
+        .to_owned();
     let port = free_port();
     let mut child = attache(&repo)
         .env_remove("ATTACHE_TOKEN")
@@ -254,7 +329,13 @@ fn token_scopes_are_checked_and_a_server_needs_some_token() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
     wait_healthy(&url);
-    let (st, made) = request(&url, "POST", "/tokens", Some(&admin), Some(r#"{"role":"operator","targets":["local"]}"#));
+    let (st, made) = request(
+        &url,
+        "POST",
+        "/tokens",
+        Some(&admin),
+        Some(r#"{"role":"operator","targets":["local"]}"#),
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(st, 201, "{made}");

@@ -99,6 +99,13 @@ impl Audit {
     ) -> Result<String, AuditError> {
         let digest = blake3::hash(policy.text.as_bytes()).to_hex().to_string();
         let seen_at = policy_seen(&self.state);
+        // Jobs of several processes start at once: one records the change.
+        let _lock =
+            crate::hypervisor::lockfile::FileLock::exclusive(&seen_at.with_extension("lock"))
+                .map_err(|e| AuditError::Io {
+                    path: seen_at.clone(),
+                    source: std::io::Error::other(format!("{e:#}")),
+                })?;
         let seen = std::fs::read_to_string(&seen_at).unwrap_or_default();
         if seen.trim() != digest {
             self.record(

@@ -87,6 +87,7 @@ bench: build test-plugins vm-guest
 	./tests/sql/pg-bench.sh
 	$(CARGO) bench -p attache --bench chunker
 	./tests/mail/bench.sh
+	./tests/bench/audit.py
 
 clean:
 	$(CARGO) clean

@@ -8,6 +8,7 @@ pub mod log;
 pub mod verify;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
@@ -32,6 +33,20 @@ pub struct Audit {
     state: PathBuf,
     actor: String,
     job: Option<String>,
+    /// Entries this handle (one per job) appended, how many of them are
+    /// known to be on disk, and the nanoseconds the job waited for the log:
+    /// what the log costs a job (`make bench` reads it).
+    spent: Arc<Spent>,
+}
+
+#[derive(Debug, Default)]
+struct Spent {
+    entries: AtomicU64,
+    synced: AtomicU64,
+    nanos: AtomicU64,
+    /// A sync started by [`Audit::sync_ahead`]: the entries it covers and
+    /// the thread doing it.
+    ahead: std::sync::Mutex<Option<(u64, std::thread::JoinHandle<Result<(), AuditError>>)>>,
 }
 
 impl Audit {
@@ -42,6 +57,7 @@ impl Audit {
             state: state.to_owned(),
             actor: actor.into(),
             job: None,
+            spent: Arc::default(),
         }
     }
 
@@ -50,6 +66,7 @@ impl Audit {
         Self {
             actor: actor.to_owned(),
             job: Some(job.to_owned()),
+            spent: Arc::default(),
             ..self.clone()
         }
     }
@@ -70,8 +87,67 @@ impl Audit {
         self.job.as_deref()
     }
 
-    /// Appends `event` with `data`.
+    /// Appends `event` with `data`, on disk when this returns.
     pub fn record(&self, event: &str, data: Value) -> Result<(), AuditError> {
+        self.append(event, data, true)
+    }
+
+    /// Appends `event` with `data`, on disk with the next durable entry or
+    /// [`Audit::sync`]: for what a job records before its first effect
+    /// (one sync then carries them all) and while it runs (its end carries
+    /// them).
+    pub fn defer(&self, event: &str, data: Value) -> Result<(), AuditError> {
+        self.append(event, data, false)
+    }
+
+    /// Starts bringing what was recorded so far to disk, while the job
+    /// goes on with what has no effect yet (opening the repository);
+    /// [`Audit::sync`] waits for it.
+    pub fn sync_ahead(&self) {
+        let upto = self.spent.entries.load(Relaxed);
+        let log = self.log.clone();
+        let handle = std::thread::spawn(move || log.sync());
+        let mut ahead = self.spent.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        *ahead = Some((upto, handle));
+    }
+
+    /// Waits until everything this job recorded is on disk: before its
+    /// first effect (a runner started, a container attached).
+    pub fn sync(&self) -> Result<(), AuditError> {
+        let t = std::time::Instant::now();
+        let r = self.sync_now();
+        self.spent
+            .nanos
+            .fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+        r
+    }
+
+    fn sync_now(&self) -> Result<(), AuditError> {
+        let pending = self
+            .spent
+            .ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((upto, handle)) = pending {
+            let done = handle.join().unwrap_or_else(|_| {
+                Err(AuditError::Io {
+                    path: path(&self.state),
+                    source: std::io::Error::other("the audit log's sync thread panicked"),
+                })
+            });
+            done?;
+            self.spent.synced.fetch_max(upto, Relaxed);
+        }
+        let written = self.spent.entries.load(Relaxed);
+        if self.spent.synced.load(Relaxed) < written {
+            self.log.sync()?;
+            self.spent.synced.fetch_max(written, Relaxed);
+        }
+        Ok(())
+    }
+
+    fn append(&self, event: &str, data: Value, durable: bool) -> Result<(), AuditError> {
         let mut m = Map::new();
         m.insert("event".into(), json!(event));
         m.insert("actor".into(), json!(self.actor));
@@ -79,14 +155,33 @@ impl Audit {
             m.insert("job".into(), json!(j));
         }
         m.insert("data".into(), data);
-        self.log.append(m).map(|_| ())
+        let t = std::time::Instant::now();
+        let r = self.log.append(m, durable).map(|_| ());
+        let took = t.elapsed();
+        tracing::debug!(target: "attache::audit", event, durable, micros = took.as_micros() as u64, "appended");
+        let n = self.spent.entries.fetch_add(1, Relaxed) + 1;
+        if durable && r.is_ok() {
+            // A durable append carries every line written before it.
+            self.spent.synced.fetch_max(n, Relaxed);
+        }
+        self.spent.nanos.fetch_add(took.as_nanos() as u64, Relaxed);
+        r
     }
 
-    /// Records `event`, and only logs a failure: for what happens after
-    /// the job's start was recorded, where failing would leave a VM
-    /// half-done.
+    /// Entries appended through this handle (a job's) and the time they
+    /// took.
+    pub fn spent(&self) -> (u64, std::time::Duration) {
+        (
+            self.spent.entries.load(Relaxed),
+            std::time::Duration::from_nanos(self.spent.nanos.load(Relaxed)),
+        )
+    }
+
+    /// Records `event` like [`Audit::defer`], and only logs a failure: for
+    /// what happens while a job runs, after its start is on disk, where
+    /// failing would leave a VM half-done; the job's end carries it to disk.
     pub fn note(&self, event: &str, data: Value) {
-        if let Err(e) = self.record(event, data) {
+        if let Err(e) = self.defer(event, data) {
             tracing::error!("cannot write the audit log: {e}");
         }
     }
@@ -108,6 +203,7 @@ impl Audit {
                 })?;
         let seen = std::fs::read_to_string(&seen_at).unwrap_or_default();
         if seen.trim() != digest {
+            // On disk before the digest is kept: a change is never lost.
             self.record(
                 "policy.change",
                 json!({ "origin": policy.origin, "digest": digest, "previous": Some(seen.trim()).filter(|s| !s.is_empty()) }),

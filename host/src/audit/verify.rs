@@ -98,8 +98,8 @@ mod tests {
         let log = Log::new(&p);
         for i in 0..n {
             let mut m = serde_json::Map::new();
-            m.insert("event".into(), serde_json::json!(format!("e{i}")));
-            log.append(m).unwrap();
+            m.insert("event".into(), serde_json::json!(format!("entry{i}")));
+            log.append(m, true).unwrap();
         }
         (t, p)
     }
@@ -132,7 +132,7 @@ mod tests {
     fn an_edited_line_is_named() {
         let (_t, p) = log_with(5);
         let mut l = lines(&p);
-        l[3] = l[3].replace("e2", "e9");
+        l[3] = l[3].replace("\"entry2\"", "\"entry9\"");
         write(&p, &l);
         let r = check(&p);
         assert_eq!(r.problems.len(), 1, "{:?}", r.problems);
@@ -170,8 +170,8 @@ mod tests {
             for _ in 0..4 {
                 s.spawn(|| {
                     let log = Log::new(&p);
-                    for _ in 0..25 {
-                        log.append(serde_json::Map::new()).unwrap();
+                    for i in 0..25 {
+                        log.append(serde_json::Map::new(), i % 2 == 0).unwrap();
                     }
                 });
             }

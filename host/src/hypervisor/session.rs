@@ -227,10 +227,12 @@ impl Session {
             audit: ctx.audit.clone(),
             _lock: lock,
         };
+        // What the job recorded (its plan) is on disk before the attach.
+        s.audit.sync()?;
         let t = Instant::now();
         s.vm.attach_cd(&s.entry.container, &s.entry.attachment)
             .with_context(|| format!("attaching the container to {vm_ref}"))?;
-        s.audit.record(
+        s.audit.defer(
             "vm.attach",
             serde_json::json!({
                 "vm": vm_ref.to_string(),

@@ -34,6 +34,14 @@ fn run_audited(
     a: &BackupRequest,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
+    let limits = guest_runner::policy::JobLimits {
+        memory_mib: a.memory_limit_mib,
+        deadline_secs: a.deadline_secs,
+    };
+    ctx.audit
+        .defer("plugin.grants", super::grants(ctx, &a.plugin, &limits))?;
+    // To disk while the repository opens; the runner waits for it.
+    ctx.audit.sync_ahead();
     let target = target::backup_target(&a.target)?;
     let source = target.source();
     let repo = ctx.repository(true)?;
@@ -44,13 +52,7 @@ fn run_audited(
         BackupTarget::Vm(_) => guest_selection(&a.include)?,
     };
     let password = super::app_password(&a.app_password, &a.app_password_file)?;
-    let limits = guest_runner::policy::JobLimits {
-        memory_mib: a.memory_limit_mib,
-        deadline_secs: a.deadline_secs,
-    };
     let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
-    ctx.audit
-        .record("plugin.grants", super::grants(ctx, &a.plugin, &limits))?;
     let parent = parent(&repo, &source, &a.plugin, &includes)?;
     // The parent's catalog for the runner: files whose change token still
     // matches are referenced, not read again.
@@ -85,6 +87,8 @@ fn run_audited(
         args.extend(["--select".into(), i.clone()]);
     }
     args.extend(access.args.iter().cloned());
+    // The job's start and grants are on disk before the runner starts.
+    ctx.audit.sync()?;
     match &target {
         // The runner checks the plan against the policy before the plugin
         // does anything.
@@ -101,7 +105,7 @@ fn run_audited(
             }
             let plan = checked_plan(ctx, &a.plugin, &access, &plan_args)
                 .with_context(|| format!("backup of {vm} refused"))?;
-            ctx.audit.record(
+            ctx.audit.defer(
                 "plugin.plan",
                 serde_json::json!({ "plugin": a.plugin, "vm": vm.to_string(), "plan": plan }),
             )?;

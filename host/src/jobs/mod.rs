@@ -44,9 +44,11 @@ impl Context {
 }
 
 /// Runs job `kind` (`request` as the log shows it) under the audit log:
-/// its start, with who started it and the policy in force, is recorded
-/// before anything runs (a job that cannot be recorded does not run), and
-/// its end with its outcome after.
+/// its start, with who started it and the policy in force, is written
+/// before anything runs (a job that cannot be recorded does not run) and is
+/// on disk before its first effect (the job syncs the log then: one
+/// `fdatasync` for everything it recorded until then); its end, with its
+/// outcome, is on disk before the job's result is returned.
 pub fn audited<T: Serialize>(
     ctx: &Context,
     kind: &str,
@@ -59,7 +61,7 @@ pub fn audited<T: Serialize>(
         ctx.audit = ctx.audit.for_job(&actor, &crate::audit::new_job_id());
     }
     let digest = ctx.audit.policy_in_force(&ctx.policy)?;
-    ctx.audit.record(
+    ctx.audit.defer(
         "job.start",
         serde_json::json!({ "kind": kind, "request": request, "policy": { "origin": ctx.policy.origin, "digest": digest } }),
     )?;
@@ -72,7 +74,17 @@ pub fn audited<T: Serialize>(
             serde_json::json!({ "kind": kind, "outcome": "failed", "error": format!("{e:#}") })
         }
     };
-    ctx.audit.note("job.end", end);
+    if let Err(e) = ctx.audit.record("job.end", end) {
+        tracing::error!("cannot write the audit log: {e}");
+    }
+    let (entries, took) = ctx.audit.spent();
+    tracing::info!(
+        target: "attache::audit",
+        job = ctx.audit.job().unwrap_or_default(),
+        entries,
+        micros = took.as_micros() as u64,
+        "audit log cost"
+    );
     r
 }
 

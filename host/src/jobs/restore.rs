@@ -39,6 +39,18 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
 }
 
 fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Result<Restored> {
+    ctx.audit.defer(
+        "restore.destination",
+        serde_json::json!({
+            "snapshot": a.snapshot,
+            "items": a.items,
+            "to": a.to,
+            "as": a.rename_to,
+            "overwrite": a.overwrite,
+        }),
+    )?;
+    // To disk while the repository opens.
+    ctx.audit.sync_ahead();
     let to = target::restore_to(&a.to)?;
     let repo = ctx.repository(false)?;
     let snap = repo.find_snapshot(&a.snapshot)?;
@@ -66,18 +78,10 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
         deadline_secs: a.deadline_secs,
     };
     let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
-    ctx.audit.record(
-        "restore.destination",
-        serde_json::json!({
-            "snapshot": snap.id,
-            "items": a.items,
-            "to": a.to,
-            "as": a.rename_to,
-            "overwrite": a.overwrite,
-        }),
-    )?;
     ctx.audit
-        .record("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
+        .defer("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
+    // On disk before the runner starts.
+    ctx.audit.sync()?;
     // What the plugin plans for: the top items (those below no other
     // selected item), with their kinds from the catalog.
     let tops: Vec<&StoredItem> = selected
@@ -130,7 +134,7 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
             plan_args.extend(select_args.iter().cloned());
             let plan = checked_plan(ctx, &snap.plugin, &access, &plan_args)
                 .with_context(|| format!("restore into {vm} refused"))?;
-            ctx.audit.record(
+            ctx.audit.defer(
                 "plugin.plan",
                 serde_json::json!({ "plugin": snap.plugin, "vm": vm.to_string(), "plan": plan }),
             )?;

@@ -171,10 +171,12 @@ impl Queue {
     pub fn submit(&self, req: JobRequest, who: &Principal) -> Result<Arc<Job>, ApiError> {
         // A refusal is recorded too: who tried what.
         let forbidden = |e: crate::access::scope::Denied| {
-            self.ctx.audit.as_actor(&who.actor()).note(
+            if let Err(err) = self.ctx.audit.as_actor(&who.actor()).record(
                 "job.denied",
                 json!({ "request": req.redacted(), "why": e.0 }),
-            );
+            ) {
+                tracing::error!("cannot write the audit log: {err}");
+            }
             ApiError::new(StatusCode::FORBIDDEN, e.0)
         };
         let (kind, target) = match &req {
@@ -245,8 +247,12 @@ impl Queue {
             };
             metrics.jobs_queued.fetch_sub(1, Relaxed);
             if j.cancel.load(Relaxed) {
-                ctx.audit
-                    .note("job.end", json!({ "outcome": "cancelled while queued" }));
+                if let Err(e) = ctx
+                    .audit
+                    .record("job.end", json!({ "outcome": "cancelled while queued" }))
+                {
+                    tracing::error!("cannot write the audit log: {e}");
+                }
                 metrics.jobs_cancelled.fetch_add(1, Relaxed);
                 j.set_status(
                     Status::Cancelled,

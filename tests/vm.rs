@@ -277,6 +277,30 @@ fn backup_and_granular_restore_inside_a_vm() {
     assert!(frozen.contains("thawed"), "{frozen}");
     vm.sh("touch /data/writable-after-thaw");
     vm.assert_clean();
+
+    // The audit log holds every job above (3 backups, 5 restores, one of
+    // them refused in the guest), each visit's attach and detach, and the
+    // commands run in the guest; its chain is intact.
+    let log: Vec<Value> = ok(site.attache().args(["audit", "--json"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit entry is JSON"))
+        .collect();
+    let count = |event: &str| log.iter().filter(|e| e["event"] == event).count();
+    assert_eq!(count("job.start"), 8, "{log:#?}");
+    assert_eq!(count("job.end"), 8);
+    assert!(count("vm.attach") >= 8, "{log:#?}");
+    assert_eq!(count("vm.attach"), count("vm.detach"));
+    assert!(log
+        .iter()
+        .filter(|e| e["event"] == "vm.detach")
+        .all(|e| e["data"]["complete"] == true && e["data"]["vm"] == "hv1/vm1"));
+    assert!(log.iter().any(|e| e["event"] == "guest.command"
+        && e["data"]["argv"].to_string().contains("guest-runner")));
+    assert!(log.iter().any(|e| e["event"] == "plugin.plan"));
+    assert!(log
+        .iter()
+        .any(|e| e["event"] == "restore.destination" && e["data"]["to"] == "hv1/vm1:/restore"));
+    ok(site.attache().args(["audit", "verify"]));
 }
 
 #[test]

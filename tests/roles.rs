@@ -252,6 +252,25 @@ fn operators_stay_in_scope_and_auditors_only_read() {
     assert_eq!(by("job.start", &op_id), 2, "{log:#?}");
     assert_eq!(by("job.end", &op_id), 2);
     assert!(by("job.denied", &op_id) >= 1);
+    // Refusals by role are recorded too (off the request's thread: read
+    // the log again once they are in).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, again) = call(&s, ADMIN, "GET", "/audit", None);
+        let denied = again.as_array().unwrap().iter().any(|e| {
+            e["event"] == "request.denied"
+                && e["actor"].as_str().is_some_and(|a| a.contains(&au_id))
+                && e["data"]["path"] == "/jobs"
+        });
+        if denied {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the auditor's refused POST /jobs is not in the log"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert_eq!(by("token.create", "legacy"), 2);
     assert!(log.iter().any(|e| e["event"] == "restore.destination"
         && e["data"]["to"]

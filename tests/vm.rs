@@ -294,8 +294,10 @@ fn backup_and_granular_restore_inside_a_vm() {
         .iter()
         .filter(|e| e["event"] == "vm.detach")
         .all(|e| e["data"]["complete"] == true && e["data"]["vm"] == "hv1/vm1"));
-    assert!(log.iter().any(|e| e["event"] == "guest.command"
-        && e["data"]["argv"].to_string().contains("guest-runner")));
+    assert!(log
+        .iter()
+        .any(|e| e["event"] == "guest.command"
+            && e["data"]["argv"].to_string().contains("guest-runner")));
     assert!(log.iter().any(|e| e["event"] == "plugin.plan"));
     assert!(log
         .iter()

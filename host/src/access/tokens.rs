@@ -120,10 +120,13 @@ impl NewToken {
     }
 }
 
+/// The tokens as last read, with the file's modification time and length.
+type Cached = Option<(Option<SystemTime>, u64, Vec<Entry>)>;
+
 /// The token store of a state directory, cached until the file changes.
 pub struct Store {
     path: PathBuf,
-    cache: Mutex<Option<(Option<SystemTime>, u64, Vec<Entry>)>>,
+    cache: Mutex<Cached>,
 }
 
 fn hash(token: &str) -> String {

@@ -46,8 +46,11 @@ struct Spent {
     nanos: AtomicU64,
     /// A sync started by [`Audit::sync_ahead`]: the entries it covers and
     /// the thread doing it.
-    ahead: std::sync::Mutex<Option<(u64, std::thread::JoinHandle<Result<(), AuditError>>)>>,
+    ahead: std::sync::Mutex<Option<(u64, SyncThread)>>,
 }
+
+/// A thread bringing the log to disk.
+type SyncThread = std::thread::JoinHandle<Result<(), AuditError>>;
 
 impl Audit {
     /// Records into the log of `state` for `actor`.

@@ -61,13 +61,15 @@ pub fn verify(r: impl BufRead) -> std::io::Result<Report> {
         let seq = v["seq"].as_u64();
         let link = v["prev"].as_str().unwrap_or_default();
         match &prev {
-            None if n == 1 => {
-                if v["magic"] != MAGIC || v["version"] != VERSION || seq != Some(0) || link != ZERO
-                {
-                    problem(format!(
-                        "it is not the anchor of an audit log ({MAGIC} version {VERSION}): the first lines were removed or reordered"
-                    ));
-                }
+            None if n == 1
+                && (v["magic"] != MAGIC
+                    || v["version"] != VERSION
+                    || seq != Some(0)
+                    || link != ZERO) =>
+            {
+                problem(format!(
+                    "it is not the anchor of an audit log ({MAGIC} version {VERSION}): the first lines were removed or reordered"
+                ));
             }
             None => {}
             Some((hash, s)) => {

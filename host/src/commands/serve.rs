@@ -13,6 +13,17 @@ pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
             .to_owned(),
         None => std::env::var("ATTACHE_TOKEN").unwrap_or_default(),
     };
+    // Refused before anything is opened: plain HTTP off loopback.
+    if a.tls_cert.is_none() && !a.insecure_http {
+        use std::net::ToSocketAddrs;
+        let addrs = a
+            .listen
+            .to_socket_addrs()
+            .with_context(|| format!("--listen {}: not an address", a.listen))?;
+        for addr in addrs {
+            crate::server::check_plain(addr, false)?;
+        }
+    }
     let ctx = super::context(cli)?;
     let token = Some(token).filter(|t| !t.is_empty());
     if let Some(t) = &token {

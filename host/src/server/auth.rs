@@ -67,18 +67,23 @@ pub async fn require_token(
     if let Some(need) = need {
         if !need.allows(who.role) {
             let roles: Vec<&str> = need.roles().iter().map(|r| r.as_str()).collect();
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "token {} is an {} token: {} {} needs the role {}",
-                    who.id,
-                    who.role,
-                    req.method(),
-                    req.uri().path(),
-                    roles.join(" or ")
-                ),
-            )
-            .into_response();
+            let why = format!(
+                "token {} is an {} token: {} {} needs the role {}",
+                who.id,
+                who.role,
+                req.method(),
+                req.uri().path(),
+                roles.join(" or ")
+            );
+            // Who tried what is recorded, off the async threads.
+            let audit = state.ctx.audit.as_actor(&who.actor());
+            let entry = serde_json::json!({ "method": req.method().as_str(), "path": req.uri().path(), "why": why });
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = audit.record("request.denied", entry) {
+                    tracing::error!("cannot write the audit log: {e}");
+                }
+            });
+            return ApiError::new(StatusCode::FORBIDDEN, why).into_response();
         }
     }
     req.extensions_mut().insert(who);

@@ -20,6 +20,7 @@ mod trim;
 
 pub use listener::ConnLimits;
 pub use state::{Limits, ServerState};
+pub use tls::check_plain;
 
 use anyhow::Context as _;
 

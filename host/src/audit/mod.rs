@@ -211,9 +211,11 @@ impl Audit {
                 "policy.change",
                 json!({ "origin": policy.origin, "digest": digest, "previous": Some(seen.trim()).filter(|s| !s.is_empty()) }),
             )?;
-            std::fs::write(&seen_at, &digest).map_err(|source| AuditError::Io {
-                path: seen_at.clone(),
-                source,
+            crate::store::fsutil::write_atomic(&seen_at, digest.as_bytes()).map_err(|e| {
+                AuditError::Io {
+                    path: seen_at.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                }
             })?;
         }
         Ok(digest)

@@ -209,7 +209,10 @@ async fn create_token(
     JsonBody(new): JsonBody<NewToken>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let audit = s.ctx.audit.as_actor(&who.actor());
-    let (token, entry) = s.tokens.create(&new, &audit)?;
+    // The store and the log are written durably: off the async threads.
+    let (token, entry) = tokio::task::spawn_blocking(move || s.tokens.create(&new, &audit))
+        .await
+        .map_err(anyhow::Error::from)??;
     let mut v = entry.listed();
     v["token"] = json!(token);
     Ok((StatusCode::CREATED, Json(v)))
@@ -221,7 +224,10 @@ async fn revoke_token(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let audit = s.ctx.audit.as_actor(&who.actor());
-    Ok(Json(s.tokens.revoke(&id, &audit)?.listed()))
+    let gone = tokio::task::spawn_blocking(move || s.tokens.revoke(&id, &audit))
+        .await
+        .map_err(anyhow::Error::from)??;
+    Ok(Json(gone.listed()))
 }
 
 /// Server-sent events: the job's state now, then `progress` and `status`

@@ -8,14 +8,14 @@ use serde_json::Value;
 use crate::jobs::Progress;
 use crate::progress::Display;
 
-pub struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
 }
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
         let token = token.context(
             "talking to a server needs its token: set ATTACHE_TOKEN or pass --token-file",
         )?;
@@ -48,7 +48,7 @@ impl Client {
         Ok(body)
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         let r = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -57,7 +57,7 @@ impl Client {
         self.answer(r, &format!("GET {path}"))
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let r = self
             .agent
             .post(format!("{}{path}", self.base))
@@ -67,7 +67,7 @@ impl Client {
     }
 
     /// Submits a job and follows it to its end; returns its final state.
-    pub fn run_job(&self, body: &Value, what: &str) -> anyhow::Result<Value> {
+    pub(crate) fn run_job(&self, body: &Value, what: &str) -> anyhow::Result<Value> {
         let job = self.post("/jobs", body)?;
         let id = job["id"]
             .as_str()

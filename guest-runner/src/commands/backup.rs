@@ -14,7 +14,7 @@ use super::{prepare, selected, Job, Prepared};
 use crate::io::{open_channel, open_output};
 use crate::options::{BackupArgs, Cli};
 
-pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let p = prepare(cli, &a.plugin)?;
     let request = PlanRequest {
         operation: Operation::Backup,

@@ -10,7 +10,7 @@ use super::{destination, prepare, selected};
 use crate::io::{open_channel, open_input};
 use crate::options::{Cli, RestoreArgs};
 
-pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let p = prepare(cli, &a.plugin)?;
     let destination = destination(a.target.as_ref(), &a.rename);
     let request = PlanRequest {

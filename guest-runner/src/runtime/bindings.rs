@@ -9,7 +9,7 @@
 //! onto it.
 
 /// `attache:plugin@0.2.0`, the newest contract.
-pub mod v0_2 {
+pub(crate) mod v0_2 {
     wasmtime::component::bindgen!({
         path: "../wit/0.2.0",
         world: "attache:plugin/plugin-world",
@@ -26,7 +26,7 @@ pub mod v0_2 {
 }
 
 /// `attache:plugin@0.1.0`, frozen: plugins built against it still run.
-pub mod v0_1 {
+pub(crate) mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../wit/0.1.0",
         world: "attache:plugin/plugin-world",
@@ -42,4 +42,4 @@ pub mod v0_1 {
     });
 }
 
-pub use v0_2::*;
+pub(crate) use v0_2::*;

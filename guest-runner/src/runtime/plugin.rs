@@ -156,6 +156,7 @@ impl Running {
         self.poisoned
     }
 
+    /// Calls the plugin's `info`.
     pub fn info(&mut self) -> Result<PluginInfo, RunnerError> {
         match &self.world {
             World::V0_2(w) => {
@@ -194,6 +195,7 @@ impl Running {
         }
     }
 
+    /// Calls the plugin's `discover`: the catalog below `scope`, `depth` levels deep.
     pub fn discover(
         &mut self,
         scope: Option<&str>,
@@ -261,6 +263,7 @@ impl Running {
         self.plugin_result(r)
     }
 
+    /// Calls the plugin's `backup`, streaming into the sink the store carries.
     pub fn backup(&mut self, req: &BackupRequest) -> Result<Summary, RunnerError> {
         let r = match &self.world {
             World::V0_2(w) => {
@@ -278,6 +281,7 @@ impl Running {
         self.plugin_result(r)
     }
 
+    /// Calls the plugin's `restore`, reading from the source the store carries.
     pub fn restore(&mut self, req: &RestoreRequest) -> Result<Summary, RunnerError> {
         let r = match &self.world {
             World::V0_2(w) => {

@@ -20,7 +20,11 @@ use crate::store::snapshot::StoredItem;
 use crate::target::{self, BackupTarget};
 use std::collections::HashMap;
 
-pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Result<SnapshotInfo> {
+pub(crate) fn run(
+    ctx: &Context,
+    a: &BackupRequest,
+    ctl: &Control<'_>,
+) -> anyhow::Result<SnapshotInfo> {
     let target = target::backup_target(&a.target)?;
     let source = target.source();
     let repo = ctx.repository(true)?;
@@ -121,7 +125,10 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
 /// (its command, selection, options and limits) and `access`'s environment.
 /// Past `timeout`, or when the job is cancelled, the runner is killed, even
 /// when it stalls without writing, and the job fails.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one part of the job; see issue 16 item 5"
+)]
 fn local(
     ctx: &Context,
     repo: &Repository,
@@ -209,7 +216,7 @@ fn guest_selection(include: &[String]) -> anyhow::Result<Vec<String>> {
 /// The newest snapshot of the same source, plugin and selection, with its
 /// items by id.
 fn parent(
-    repo: &crate::repo::Repository,
+    repo: &Repository,
     source: &str,
     plugin: &str,
     includes: &[String],

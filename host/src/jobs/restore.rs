@@ -18,7 +18,7 @@ use crate::target::{self, RestoreTo};
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
-pub struct Restored {
+pub(crate) struct Restored {
     pub snapshot: String,
     pub items: u64,
     pub to: PathBuf,
@@ -29,7 +29,11 @@ pub struct Restored {
     pub report: serde_json::Value,
 }
 
-pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Result<Restored> {
+pub(crate) fn run(
+    ctx: &Context,
+    a: &RestoreRequest,
+    ctl: &Control<'_>,
+) -> anyhow::Result<Restored> {
     let to = target::restore_to(&a.to)?;
     let repo = ctx.repository(false)?;
     let snap = repo.find_snapshot(&a.snapshot)?;
@@ -212,13 +216,16 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
 /// A restore on this machine: the container's runner runs here with
 /// `args` (its command) and `access`. Past `timeout`, or when the job is
 /// cancelled, the runner is killed, even when it stalls, and the job fails.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one part of the job; see issue 16 item 5"
+)]
 fn local(
     ctx: &Context,
     repo: &crate::repo::Repository,
     snap: &crate::store::snapshot::SnapshotInfo,
-    all: &[crate::store::snapshot::StoredItem],
-    selected: &[crate::store::snapshot::StoredItem],
+    all: &[StoredItem],
+    selected: &[StoredItem],
     args: Vec<String>,
     access: &RunnerAccess,
     timeout: Option<std::time::Duration>,

@@ -13,7 +13,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-pub async fn require_token(State(state): State<ServerState>, req: Request, next: Next) -> Response {
+pub(super) async fn require_token(
+    State(state): State<ServerState>,
+    req: Request,
+    next: Next,
+) -> Response {
     if req.uri().path() == "/health" {
         return next.run(req).await;
     }

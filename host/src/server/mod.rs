@@ -14,14 +14,18 @@ mod routes;
 mod state;
 mod trim;
 
-pub use listener::ConnLimits;
-pub use state::{Limits, ServerState};
+pub(crate) use listener::ConnLimits;
+pub(crate) use state::{Limits, ServerState};
 
 use anyhow::Context as _;
 
 /// Serves until interrupted (SIGINT or SIGTERM), within `conns` (lowered
 /// to what the open-files limit, first raised to its hard limit, allows).
-pub async fn serve(state: ServerState, listen: &str, conns: ConnLimits) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    state: ServerState,
+    listen: &str,
+    conns: ConnLimits,
+) -> anyhow::Result<()> {
     let nofile = listener::raise_nofile_limit();
     let max = listener::connections_within(conns.max_connections, nofile);
     if max < conns.max_connections {

@@ -28,7 +28,7 @@ fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
-pub fn document() -> Value {
+pub(super) fn document() -> Value {
     let id_param = |what: &str| json!({ "name": "id", "in": "path", "required": true, "description": what, "schema": { "type": "string" } });
     json!({
         "openapi": "3.1.0",

@@ -21,7 +21,7 @@ use crate::target;
 /// `{"kind": "restore", "restore": {...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum JobRequest {
+pub(crate) enum JobRequest {
     Backup { backup: BackupRequest },
     Restore { restore: RestoreRequest },
 }
@@ -44,7 +44,7 @@ impl JobRequest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Queued,
     Running,
     Succeeded,
@@ -53,14 +53,14 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn finished(self) -> bool {
+    pub(crate) fn finished(self) -> bool {
         matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
     }
 }
 
 /// What `GET /jobs/{id}` shows.
 #[derive(Debug, Clone, Serialize)]
-pub struct JobView {
+pub(crate) struct JobView {
     pub id: String,
     pub kind: &'static str,
     pub target: String,
@@ -74,14 +74,14 @@ pub struct JobView {
     pub finished: Option<i64>,
 }
 
-pub struct Job {
+pub(crate) struct Job {
     view: Mutex<JobView>,
     cancel: AtomicBool,
     events: broadcast::Sender<Value>,
 }
 
 impl Job {
-    pub fn view(&self) -> JobView {
+    pub(crate) fn view(&self) -> JobView {
         self.view
             .lock()
             .map(|v| v.clone())
@@ -89,7 +89,7 @@ impl Job {
     }
 
     /// Events: `{"event": "progress", ...}` and `{"event": "status", ...}`.
-    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Value> {
         self.events.subscribe()
     }
 
@@ -129,7 +129,7 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-pub struct Queue {
+pub(crate) struct Queue {
     ctx: Context,
     limits: Limits,
     global: Arc<Semaphore>,
@@ -139,7 +139,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(ctx: Context, limits: Limits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(ctx: Context, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Self {
             ctx,
             limits,
@@ -150,7 +150,7 @@ impl Queue {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Job>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
         self.jobs
             .lock()
             .ok()?
@@ -159,7 +159,7 @@ impl Queue {
             .cloned()
     }
 
-    pub fn list(&self) -> Vec<JobView> {
+    pub(crate) fn list(&self) -> Vec<JobView> {
         self.jobs
             .lock()
             .map(|j| j.iter().map(|j| j.view()).collect())
@@ -167,7 +167,7 @@ impl Queue {
     }
 
     /// Checks a request and queues it.
-    pub fn submit(&self, req: JobRequest) -> Result<Arc<Job>, ApiError> {
+    pub(crate) fn submit(&self, req: JobRequest) -> Result<Arc<Job>, ApiError> {
         let (kind, target) = match &req {
             JobRequest::Backup { backup } => {
                 target::backup_target(&backup.target)
@@ -290,7 +290,7 @@ impl Queue {
 
     /// Asks a job to stop: a queued job never starts, a running one stops
     /// at its next check and cleans up.
-    pub fn cancel(&self, id: &str) -> Result<JobView, ApiError> {
+    pub(crate) fn cancel(&self, id: &str) -> Result<JobView, ApiError> {
         let job = self
             .get(id)
             .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;

@@ -20,7 +20,7 @@ use super::error::{ApiError, JsonBody};
 use super::queue::{JobRequest, JobView};
 use super::{auth, openapi, ServerState};
 
-pub fn router(state: ServerState) -> Router {
+pub(super) fn router(state: ServerState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))

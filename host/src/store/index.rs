@@ -22,30 +22,30 @@ use super::pack::{compress_json, decompress_json, parse_id, PackId, PackedBlob};
 use super::StoreError;
 
 /// Largest index file read: a real one lists at most a backup's packs.
-pub const MAX_FILE: u64 = 1 << 30;
+pub(crate) const MAX_FILE: u64 = 1 << 30;
 
 /// One index file: packs and their blobs.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct IndexFile {
+pub(crate) struct IndexFile {
     pub packs: Vec<IndexedPack>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IndexedPack {
+pub(crate) struct IndexedPack {
     pub pack: PackId,
     pub blobs: Vec<PackedBlob>,
 }
 
 /// Where a blob is.
 #[derive(Debug, Clone, Copy)]
-pub struct Location {
+pub(crate) struct Location {
     pub pack: PackId,
     pub blob: PackedBlob,
 }
 
 /// All index files, merged.
 #[derive(Default)]
-pub struct Index {
+pub(crate) struct Index {
     /// Each blob's preferred location: one not known to be damaged, when
     /// there is one.
     pub blobs: HashMap<BlobId, Location>,
@@ -62,7 +62,7 @@ pub struct Index {
 impl Index {
     /// Loads every index file of the repository; damaged ones are skipped
     /// and listed in `damaged_files`.
-    pub fn load(root: &Path, cipher: &Cipher) -> Result<Self, StoreError> {
+    pub(crate) fn load(root: &Path, cipher: &Cipher) -> Result<Self, StoreError> {
         let mut idx = Index::default();
         let dir = root.join("index");
         for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
@@ -83,7 +83,7 @@ impl Index {
     }
 
     /// Adds the packs of one index file.
-    pub fn add(&mut self, file_id: BlobId, file: &IndexFile) {
+    pub(crate) fn add(&mut self, file_id: BlobId, file: &IndexFile) {
         let mut packs = Vec::new();
         for p in &file.packs {
             packs.push(p.pack);
@@ -122,7 +122,7 @@ impl Index {
 
     /// Records that a blob's copy in `pack` is damaged; another copy, if
     /// any, becomes the preferred one.
-    pub fn mark_bad(&mut self, pack: PackId, blob: BlobId, why: String) {
+    pub(crate) fn mark_bad(&mut self, pack: PackId, blob: BlobId, why: String) {
         self.bad.insert((pack, blob), why);
         let Some(cur) = self.blobs.get(&blob).copied() else {
             return;
@@ -143,19 +143,19 @@ impl Index {
     }
 
     /// Whether a usable copy of `id` is indexed.
-    pub fn has_good(&self, id: &BlobId) -> bool {
+    pub(crate) fn has_good(&self, id: &BlobId) -> bool {
         self.blobs.get(id).is_some_and(|l| !self.is_bad(l))
     }
 
     /// Why the preferred copy of `id` is known to be damaged, if it is.
-    pub fn why_bad(&self, id: &BlobId) -> Option<&str> {
+    pub(crate) fn why_bad(&self, id: &BlobId) -> Option<&str> {
         let l = self.blobs.get(id)?;
         self.bad.get(&(l.pack, l.blob.id)).map(String::as_str)
     }
 }
 
 /// Parses an index file's bytes: sealed, compressed JSON.
-pub fn decode(cipher: &Cipher, sealed: &[u8], what: &str) -> Result<IndexFile, StoreError> {
+pub(crate) fn decode(cipher: &Cipher, sealed: &[u8], what: &str) -> Result<IndexFile, StoreError> {
     let plain = cipher
         .open(sealed)
         .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
@@ -163,7 +163,7 @@ pub fn decode(cipher: &Cipher, sealed: &[u8], what: &str) -> Result<IndexFile, S
 }
 
 /// Reads and parses one index file; errors name it.
-pub fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError> {
+pub(crate) fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError> {
     let len = fs::metadata(path)
         .map_err(|e| StoreError::at(path, e))?
         .len();
@@ -185,7 +185,11 @@ pub fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError>
 }
 
 /// Writes an index file durably; returns its id.
-pub fn write_index(root: &Path, cipher: &Cipher, file: &IndexFile) -> Result<BlobId, StoreError> {
+pub(crate) fn write_index(
+    root: &Path,
+    cipher: &Cipher,
+    file: &IndexFile,
+) -> Result<BlobId, StoreError> {
     let sealed = cipher.seal(&compress_json(file)?)?;
     let id = BlobId(*blake3::hash(&sealed).as_bytes());
     write_atomic(&root.join("index").join(id.to_hex()), &sealed)?;

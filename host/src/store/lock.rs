@@ -31,7 +31,7 @@ struct LockInfo {
 }
 
 /// A held lock; released on drop.
-pub struct Lock {
+pub(crate) struct Lock {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     refresher: Option<thread::JoinHandle<()>>,
@@ -63,7 +63,7 @@ impl LockInfo {
 
 impl Lock {
     /// Takes a shared lock (`exclusive` false) or an exclusive one.
-    pub fn acquire(root: &Path, exclusive: bool, purpose: &str) -> Result<Self, StoreError> {
+    pub(crate) fn acquire(root: &Path, exclusive: bool, purpose: &str) -> Result<Self, StoreError> {
         let dir = root.join("locks");
         let mut name = [0u8; 8];
         random(&mut name)?;

@@ -17,7 +17,7 @@ use super::StoreError;
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum BlobKind {
+pub(crate) enum BlobKind {
     /// A chunk of item content.
     Data,
     /// A snapshot's item list.
@@ -26,7 +26,7 @@ pub enum BlobKind {
 
 /// One blob's place in its pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackedBlob {
+pub(crate) struct PackedBlob {
     pub id: BlobId,
     pub kind: BlobKind,
     pub offset: u64,
@@ -35,19 +35,19 @@ pub struct PackedBlob {
 }
 
 /// A pack's id: BLAKE3 of the whole file.
-pub type PackId = BlobId;
+pub(crate) type PackId = BlobId;
 
 /// Target size of a pack: large enough that a big backup is not a flood of
 /// files, small enough that a pack in memory costs little.
-pub const PACK_SIZE: usize = 8 << 20;
+pub(crate) const PACK_SIZE: usize = 8 << 20;
 
-pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
+pub(crate) fn pack_path(root: &Path, id: &PackId) -> PathBuf {
     let hex = id.to_hex();
     root.join("data").join(&hex[..2]).join(hex)
 }
 
 /// A pack being filled in memory.
-pub struct PackWriter {
+pub(crate) struct PackWriter {
     bytes: Vec<u8>,
     blobs: Vec<PackedBlob>,
 }
@@ -64,15 +64,15 @@ impl Default for PackWriter {
 }
 
 impl PackWriter {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.bytes.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }
 
-    pub fn add(&mut self, kind: BlobKind, e: Encoded) {
+    pub(crate) fn add(&mut self, kind: BlobKind, e: Encoded) {
         let len = e.bytes.len() as u32;
         self.blobs.push(PackedBlob {
             id: e.id,
@@ -85,7 +85,7 @@ impl PackWriter {
     }
 
     /// Writes the pack durably and returns its id and blobs.
-    pub fn finish(
+    pub(crate) fn finish(
         mut self,
         root: &Path,
         cipher: &Cipher,
@@ -102,7 +102,12 @@ impl PackWriter {
 
 /// Reads one blob's stored bytes; a pack too short for it is named, with
 /// what is wrong (not "failed to fill whole buffer").
-pub fn read_blob(root: &Path, pack: &PackId, offset: u64, len: u32) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn read_blob(
+    root: &Path,
+    pack: &PackId,
+    offset: u64,
+    len: u32,
+) -> Result<Vec<u8>, StoreError> {
     use std::os::unix::fs::FileExt;
     // The pack last read by this thread stays open: a restore reads the
     // chunks of small files one after another from the same few packs.
@@ -142,11 +147,11 @@ pub fn read_blob(root: &Path, pack: &PackId, offset: u64, len: u32) -> Result<Ve
 
 /// Largest pack header accepted (compressed, sealed): a full pack of the
 /// smallest chunks lists a few thousand blobs.
-pub const MAX_HEADER: usize = 16 << 20;
+pub(crate) const MAX_HEADER: usize = 16 << 20;
 
 /// Parses the header at the end of a pack's bytes: the blobs it holds, each
 /// checked to lie inside the pack before the header.
-pub fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, StoreError> {
+pub(crate) fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, StoreError> {
     let bad = |why: String| StoreError::Corrupt(format!("pack header: {why}"));
     let n = bytes.len();
     let tail: [u8; 4] = bytes
@@ -177,7 +182,7 @@ pub fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, Sto
 }
 
 /// Every pack file in the repository.
-pub fn list_packs(root: &Path) -> Result<Vec<PackId>, StoreError> {
+pub(crate) fn list_packs(root: &Path) -> Result<Vec<PackId>, StoreError> {
     let mut out = Vec::new();
     let data = root.join("data");
     for sub in fs::read_dir(&data).map_err(|e| StoreError::at(&data, e))? {
@@ -195,24 +200,24 @@ pub fn list_packs(root: &Path) -> Result<Vec<PackId>, StoreError> {
     Ok(out)
 }
 
-pub fn parse_id(s: &str) -> Option<BlobId> {
+pub(crate) fn parse_id(s: &str) -> Option<BlobId> {
     let mut b = [0u8; 32];
     hex::decode_to_slice(s, &mut b).ok()?;
     Some(BlobId(b))
 }
 
 /// JSON, compressed: metadata full of hex ids shrinks to about half.
-pub fn compress_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn compress_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     let json = serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     zstd::bulk::compress(&json, 3).map_err(StoreError::Io)
 }
 
 /// Most bytes [`decompress_json`] inflates to: damaged or hostile input
 /// cannot make it take more memory than this.
-pub const MAX_JSON: u64 = 4 << 30;
+pub(crate) const MAX_JSON: u64 = 4 << 30;
 
 /// Reverses [`compress_json`].
-pub fn decompress_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn decompress_json<T: serde::de::DeserializeOwned>(
     b: &[u8],
     what: &str,
 ) -> Result<T, StoreError> {

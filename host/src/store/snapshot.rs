@@ -15,7 +15,7 @@ use super::{PackSet, Store, StoreError};
 
 /// An item with the blobs of its content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredItem {
+pub(crate) struct StoredItem {
     #[serde(flatten)]
     pub record: ItemRecord,
     /// Content chunks in order; empty for items without content.
@@ -25,14 +25,14 @@ pub struct StoredItem {
 
 /// An item that could not be backed up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Warning {
+pub(crate) struct Warning {
     pub id: String,
     pub message: String,
 }
 
 /// A snapshot's description.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotInfo {
+pub(crate) struct SnapshotInfo {
     /// Hex id (the BLAKE3 of the sealed file); commands accept a prefix.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
@@ -66,17 +66,17 @@ pub struct SnapshotInfo {
 }
 
 impl SnapshotInfo {
-    pub fn short_id(&self) -> &str {
+    pub(crate) fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(8)]
     }
 }
 
 /// Largest snapshot file read (the description, not the item list).
-pub const MAX_SNAPSHOT: u64 = 64 << 20;
+pub(crate) const MAX_SNAPSHOT: u64 = 64 << 20;
 
 /// A snapshot file that cannot be read.
 #[derive(Debug, Clone, Serialize)]
-pub struct DamagedSnapshot {
+pub(crate) struct DamagedSnapshot {
     pub id: String,
     pub path: std::path::PathBuf,
     pub why: String,
@@ -84,14 +84,14 @@ pub struct DamagedSnapshot {
 
 /// The snapshots of a repository, readable or not.
 #[derive(Debug, Default)]
-pub struct Listing {
+pub(crate) struct Listing {
     pub good: Vec<SnapshotInfo>,
     pub damaged: Vec<DamagedSnapshot>,
 }
 
 /// Parses a snapshot file's bytes, named `id` (the BLAKE3 of the bytes);
 /// the error says what is wrong.
-pub fn decode(cipher: &Cipher, id: &str, sealed: &[u8]) -> Result<SnapshotInfo, String> {
+pub(crate) fn decode(cipher: &Cipher, id: &str, sealed: &[u8]) -> Result<SnapshotInfo, String> {
     if blake3::hash(sealed).to_hex().as_str() != id {
         return Err("content does not match its name (damaged, or not a snapshot)".into());
     }
@@ -103,7 +103,7 @@ pub fn decode(cipher: &Cipher, id: &str, sealed: &[u8]) -> Result<SnapshotInfo, 
 }
 
 /// Stores an item list as tree blobs.
-pub fn write_tree(
+pub(crate) fn write_tree(
     set: &mut PackSet<'_>,
     mut chunker: Chunker,
     items: &[StoredItem],
@@ -126,7 +126,7 @@ pub fn write_tree(
 
 impl Store {
     /// Writes a snapshot description; the blobs it names must be committed.
-    pub fn write_snapshot(&self, info: &SnapshotInfo) -> Result<String, StoreError> {
+    pub(crate) fn write_snapshot(&self, info: &SnapshotInfo) -> Result<String, StoreError> {
         let mut info = info.clone();
         info.id.clear();
         let body = serde_json::to_vec(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -138,13 +138,13 @@ impl Store {
 
     /// Every readable snapshot, oldest first; damaged snapshot files are
     /// left out (see [`Store::snapshot_listing`]).
-    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
+    pub(crate) fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
         Ok(self.snapshot_listing()?.good)
     }
 
     /// Every snapshot file: those that read, oldest first, and those that
     /// do not, named with why. One damaged file never hides the others.
-    pub fn snapshot_listing(&self) -> Result<Listing, StoreError> {
+    pub(crate) fn snapshot_listing(&self) -> Result<Listing, StoreError> {
         let dir = self.root().join("snapshots");
         let mut out = Listing::default();
         for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
@@ -176,7 +176,7 @@ impl Store {
     }
 
     /// Reads one snapshot file; errors name it.
-    pub fn read_snapshot(&self, id: &str) -> Result<SnapshotInfo, StoreError> {
+    pub(crate) fn read_snapshot(&self, id: &str) -> Result<SnapshotInfo, StoreError> {
         let p = self.root().join("snapshots").join(id);
         let len = fs::metadata(&p).map_err(|e| StoreError::at(&p, e))?.len();
         if len > MAX_SNAPSHOT {
@@ -189,14 +189,14 @@ impl Store {
         decode(self.cipher(), id, &sealed).map_err(|why| StoreError::damaged(&p, why))
     }
 
-    pub fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {
+    pub(crate) fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {
         let p = self.root().join("snapshots").join(id);
         fs::remove_file(&p).map_err(|e| StoreError::at(&p, e))?;
         super::fsutil::sync_dir(&self.root().join("snapshots"))
     }
 
     /// The item list of a snapshot.
-    pub fn items(&self, snap: &SnapshotInfo) -> Result<Vec<StoredItem>, StoreError> {
+    pub(crate) fn items(&self, snap: &SnapshotInfo) -> Result<Vec<StoredItem>, StoreError> {
         let mut bytes = Vec::new();
         for id in &snap.tree {
             bytes.extend_from_slice(&self.read_blob(id)?);

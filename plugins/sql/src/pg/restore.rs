@@ -29,7 +29,7 @@ struct TargetDb {
     foreign_keys: Vec<(String, String, String)>,
 }
 
-pub struct Restore {
+pub(crate) struct Restore {
     overwrite: bool,
     password: Option<String>,
     dbs: Vec<TargetDb>,
@@ -38,7 +38,7 @@ pub struct Restore {
 }
 
 impl Restore {
-    pub fn new(overwrite: bool, password: Option<String>) -> Restore {
+    pub(crate) fn new(overwrite: bool, password: Option<String>) -> Restore {
         Restore {
             overwrite,
             password,
@@ -48,7 +48,7 @@ impl Restore {
     }
 
     /// Restores one item as `target`.
-    pub fn item(
+    pub(crate) fn item(
         &mut self,
         item: &Item,
         target: &PgId,
@@ -286,7 +286,7 @@ impl Restore {
     }
 
     /// Adds the foreign keys and commits every target database.
-    pub fn finish(mut self) -> Result<(), PluginError> {
+    pub(crate) fn finish(mut self) -> Result<(), PluginError> {
         let result = (|| {
             for db in &mut self.dbs {
                 for (table, name, stmt) in std::mem::take(&mut db.foreign_keys) {
@@ -324,7 +324,7 @@ impl Restore {
     }
 
     /// Rolls everything back and drops the databases this restore made.
-    pub fn abort(&mut self) {
+    pub(crate) fn abort(&mut self) {
         for mut db in self.dbs.drain(..) {
             let _ = db.conn.simple("ROLLBACK");
             db.conn.close();

@@ -1,5 +1,7 @@
 //! The index: which pack holds each blob. Index files list whole packs and
-//! are written only after those packs are durable; a snapshot is written only
+//! are written only after those packs are durable, each after the file
+//! header ([`header::INDEX`]; files written before it have none and still
+//! read); a snapshot is written only
 //! after the index files naming its blobs. Loaded into memory on open.
 //!
 //! A damaged index file does not make the repository unusable: it is left
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
+use super::header;
 use super::pack::{compress_json, decompress_json, parse_id, PackId, PackedBlob};
 use super::StoreError;
 
@@ -72,6 +75,9 @@ impl Index {
             };
             match read_index(&p, cipher) {
                 Ok(file) => idx.add(id, &file),
+                // Leaving out a newer attache's index file would make its
+                // packs look unreferenced (and prune remove them): refuse.
+                Err(e @ StoreError::Invalid(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!("{e}; its blobs are left out (run `attache repair index`)");
                     idx.damaged_files.push((p, e.to_string()));
@@ -154,8 +160,10 @@ impl Index {
     }
 }
 
-/// Parses an index file's bytes: sealed, compressed JSON.
-pub(crate) fn decode(cipher: &Cipher, sealed: &[u8], what: &str) -> Result<IndexFile, StoreError> {
+/// Parses an index file's bytes: the file header ([`header::INDEX`];
+/// none in files of before it), then sealed, compressed JSON.
+pub(crate) fn decode(cipher: &Cipher, file: &[u8], what: &str) -> Result<IndexFile, StoreError> {
+    let sealed = header::INDEX.strip(file)?;
     let plain = cipher
         .open(sealed)
         .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
@@ -174,13 +182,15 @@ pub(crate) fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, Stor
         ));
     }
     let sealed = fs::read(path).map_err(|e| StoreError::at(path, e))?;
-    decode(cipher, &sealed, "index file").map_err(|e| {
-        StoreError::damaged(
+    decode(cipher, &sealed, "index file").map_err(|e| match e {
+        // A newer attache's file is not damage: said as it is, with the path.
+        StoreError::Invalid(why) => StoreError::Invalid(format!("{}: {why}", path.display())),
+        e => StoreError::damaged(
             path,
             e.to_string()
                 .trim_start_matches("damaged repository: ")
                 .to_owned(),
-        )
+        ),
     })
 }
 
@@ -190,8 +200,8 @@ pub(crate) fn write_index(
     cipher: &Cipher,
     file: &IndexFile,
 ) -> Result<BlobId, StoreError> {
-    let sealed = cipher.seal(&compress_json(file)?)?;
-    let id = BlobId(*blake3::hash(&sealed).as_bytes());
-    write_atomic(&root.join("index").join(id.to_hex()), &sealed)?;
+    let bytes = header::INDEX.prepend(&cipher.seal(&compress_json(file)?)?);
+    let id = BlobId(*blake3::hash(&bytes).as_bytes());
+    write_atomic(&root.join("index").join(id.to_hex()), &bytes)?;
     Ok(id)
 }

@@ -21,8 +21,11 @@ pub(crate) mod chunker;
 pub(crate) mod config;
 pub(crate) mod crypto;
 pub(crate) mod damage;
+#[cfg(test)]
+mod format_tests;
 pub(crate) mod fsutil;
 pub(crate) mod gear;
+pub(crate) mod header;
 pub(crate) mod index;
 pub(crate) mod key;
 pub(crate) mod lock;

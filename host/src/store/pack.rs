@@ -1,6 +1,10 @@
 //! Pack files: many blobs in one file, so a large backup is not millions of
-//! tiny files. Layout: the sealed blobs back to back, then a sealed header
-//! listing them, then the header's length as a little-endian u32. A pack is
+//! tiny files. Layout: the file header ([`header::PACK`]: magic `attpack`
+//! and version 1), the sealed blobs back to back, then a sealed header
+//! listing them, then the header's length as a little-endian u32. Packs
+//! written before the file header existed (version 0) start with their first
+//! blob and still read; blob offsets are from the start of the file in both.
+//! A pack is
 //! named by the BLAKE3 of its bytes and written whole (temporary file, fsync,
 //! rename), so a pack either exists complete or not at all.
 
@@ -12,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::blob::Encoded;
 use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
+use super::header;
 use super::StoreError;
 
 /// What a blob holds.
@@ -56,8 +61,10 @@ impl Default for PackWriter {
     fn default() -> Self {
         // Room for a full pack, its largest last chunk and the header, so
         // the buffer never doubles past what it needs.
+        let mut bytes = Vec::with_capacity(PACK_SIZE + (8 << 20) + (64 << 10));
+        bytes.extend_from_slice(&header::PACK.bytes());
         Self {
-            bytes: Vec::with_capacity(PACK_SIZE + (8 << 20) + (64 << 10)),
+            bytes,
             blobs: Vec::new(),
         }
     }
@@ -150,16 +157,18 @@ pub(crate) fn read_blob(
 pub(crate) const MAX_HEADER: usize = 16 << 20;
 
 /// Parses the header at the end of a pack's bytes: the blobs it holds, each
-/// checked to lie inside the pack before the header.
+/// checked to lie inside the pack, between its file header (if it has one)
+/// and the header at its end.
 pub(crate) fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, StoreError> {
     let bad = |why: String| StoreError::Corrupt(format!("pack header: {why}"));
+    let (_, data_start) = header::PACK.detect(bytes)?;
     let n = bytes.len();
     let tail: [u8; 4] = bytes
         .get(n.saturating_sub(4)..)
         .and_then(|t| t.try_into().ok())
         .ok_or_else(|| bad(format!("a pack of {n} bytes has no header length")))?;
     let hlen = u32::from_le_bytes(tail) as usize;
-    if hlen > MAX_HEADER || hlen + 4 > n {
+    if hlen > MAX_HEADER || data_start + hlen + 4 > n {
         return Err(bad(format!(
             "header length {hlen} does not fit a pack of {n} bytes"
         )));
@@ -169,11 +178,20 @@ pub(crate) fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlo
         .open(&bytes[start..n - 4])
         .map_err(|e| bad(e.to_string()))?;
     let blobs: Vec<PackedBlob> = decompress_json(&plain, "pack header")?;
+    // The writer puts the first blob right after the file header: a pack
+    // whose header is damaged (read as one without) is caught here.
+    if let Some(first) = blobs.iter().map(|b| b.offset).min() {
+        if first != data_start as u64 {
+            return Err(bad(format!(
+                "the first blob is at byte {first}, not right after the file header ({data_start} bytes): the file header is damaged"
+            )));
+        }
+    }
     for b in &blobs {
         let end = b.offset.checked_add(u64::from(b.len));
-        if end.is_none_or(|e| e > start as u64) {
+        if b.offset < data_start as u64 || end.is_none_or(|e| e > start as u64) {
             return Err(bad(format!(
-                "blob {} at {}+{} lies outside the pack's {start} data bytes",
+                "blob {} at {}+{} lies outside the pack's data bytes {data_start}..{start}",
                 b.id, b.offset, b.len
             )));
         }

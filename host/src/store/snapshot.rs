@@ -1,4 +1,6 @@
-//! Snapshots: a sealed description naming the blobs of its item list. The
+//! Snapshots: a sealed description naming the blobs of its item list, after
+//! the file header ([`header::SNAPSHOT`]; snapshots written before it have
+//! none and still read). The
 //! item list is JSON lines cut into content-defined chunks, so unchanged
 //! stretches of a tree dedup against the previous snapshot.
 
@@ -10,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::chunker::Chunker;
 use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
+use super::header;
 use super::pack::{parse_id, BlobKind};
 use super::{PackSet, Store, StoreError};
 
@@ -89,12 +92,14 @@ pub(crate) struct Listing {
     pub damaged: Vec<DamagedSnapshot>,
 }
 
-/// Parses a snapshot file's bytes, named `id` (the BLAKE3 of the bytes);
-/// the error says what is wrong.
-pub(crate) fn decode(cipher: &Cipher, id: &str, sealed: &[u8]) -> Result<SnapshotInfo, String> {
-    if blake3::hash(sealed).to_hex().as_str() != id {
+/// Parses a snapshot file's bytes, named `id` (the BLAKE3 of the bytes):
+/// the file header ([`header::SNAPSHOT`]; none in files of before it), then
+/// sealed JSON. The error says what is wrong.
+pub(crate) fn decode(cipher: &Cipher, id: &str, file: &[u8]) -> Result<SnapshotInfo, String> {
+    if blake3::hash(file).to_hex().as_str() != id {
         return Err("content does not match its name (damaged, or not a snapshot)".into());
     }
+    let sealed = header::SNAPSHOT.strip(file).map_err(|e| e.to_string())?;
     let plain = cipher.open(sealed).map_err(|e| e.to_string())?;
     let mut info: SnapshotInfo =
         serde_json::from_slice(&plain).map_err(|e| format!("does not parse: {e}"))?;
@@ -130,9 +135,9 @@ impl Store {
         let mut info = info.clone();
         info.id.clear();
         let body = serde_json::to_vec(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sealed = self.cipher().seal(&body)?;
-        let id = blake3::hash(&sealed).to_hex().to_string();
-        write_atomic(&self.root().join("snapshots").join(&id), &sealed)?;
+        let bytes = header::SNAPSHOT.prepend(&self.cipher().seal(&body)?);
+        let id = blake3::hash(&bytes).to_hex().to_string();
+        write_atomic(&self.root().join("snapshots").join(&id), &bytes)?;
         Ok(id)
     }
 

@@ -90,7 +90,7 @@ impl Sandbox {
     ) -> Result<(Vec<u8>, super::Contract), RunnerError> {
         let load_err = |e: wasmtime::Error| RunnerError::Load {
             plugin: name.into(),
-            message: format!("{e:#}"),
+            source: e,
         };
         let component = Component::new(&self.engine, bytes).map_err(load_err)?;
         let contract = super::Contract::of(&self.engine, &component, name)?;
@@ -147,7 +147,7 @@ impl Sandbox {
     ) -> Result<Component, RunnerError> {
         let load_err = |e: wasmtime::Error| RunnerError::Load {
             plugin: name.into(),
-            message: format!("{e:#}"),
+            source: e,
         };
         let Some(cache) = &self.cache else {
             return Component::new(&self.engine, bytes).map_err(load_err);
@@ -200,5 +200,5 @@ fn portable_triple() -> String {
 }
 
 fn other(e: wasmtime::Error) -> RunnerError {
-    RunnerError::Other(format!("{e:#}"))
+    RunnerError::Engine(e)
 }

@@ -16,12 +16,13 @@ pub enum RunnerError {
     #[error(transparent)]
     Stream(#[from] StreamError),
     /// The plugin's component does not compile, link or instantiate.
-    #[error("plugin {plugin:?} could not be compiled or loaded: {message}")]
+    #[error("plugin {plugin:?} could not be compiled or loaded: {source:#}")]
     Load {
         /// The plugin.
         plugin: String,
         /// What wasmtime said.
-        message: String,
+        #[source]
+        source: wasmtime::Error,
     },
     /// The plugin's memories grew past its limit.
     #[error("plugin {plugin:?} exceeded its memory limit of {limit_mib} MiB and was stopped")]
@@ -45,8 +46,12 @@ pub enum RunnerError {
         /// The plugin.
         plugin: String,
         /// The trap and the plugin's own functions on the way to it,
-        /// demangled.
+        /// demangled: what the message shows.
         message: String,
+        /// The trap itself, with wasmtime's whole backtrace. Not a
+        /// `#[source]`: the message already renders it, and a source would
+        /// print it a second time, mangled, in every `{:#}`.
+        trap: wasmtime::Error,
     },
     /// The plugin returned an error.
     #[error("plugin {plugin:?} failed: {message}")]
@@ -128,6 +133,9 @@ pub enum RunnerError {
         /// The stream's plugin.
         found: String,
     },
+    /// The WebAssembly engine failed outside a plugin's own code.
+    #[error("{0:#}")]
+    Engine(#[source] wasmtime::Error),
     /// Anything else, said in words.
     #[error("{0}")]
     Other(String),

@@ -115,7 +115,7 @@ impl Running {
         store.set_epoch_deadline(ticks(limits.deadline));
         let load = |e: wasmtime::Error| RunnerError::Load {
             plugin: name.clone(),
-            message: format!("{e:#}"),
+            source: e,
         };
         let pre = sandbox.linker.instantiate_pre(component).map_err(load)?;
         let world = match contract {
@@ -377,6 +377,7 @@ fn classify(
         RunnerError::Trap {
             plugin,
             message: trap_message(&e),
+            trap: e,
         }
     }
 }

@@ -105,8 +105,7 @@ impl Config {
         if bytes.len() > MAX_LEN {
             return Err(invalid(format!("{} bytes is too long", bytes.len())));
         }
-        let c: Config = serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("config: {e}")))?;
+        let c: Config = serde_json::from_slice(bytes).map_err(StoreError::json("config"))?;
         let mut id = [0u8; 16];
         hex::decode_to_slice(&c.id, &mut id).map_err(|_| invalid("id is not 32 hex digits"))?;
         c.chunker.check().map_err(invalid)?;

@@ -185,12 +185,9 @@ pub(crate) fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, Stor
     decode(cipher, &sealed, "index file").map_err(|e| match e {
         // A newer attache's file is not damage: said as it is, with the path.
         StoreError::Invalid(why) => StoreError::Invalid(format!("{}: {why}", path.display())),
-        e => StoreError::damaged(
-            path,
-            e.to_string()
-                .trim_start_matches("damaged repository: ")
-                .to_owned(),
-        ),
+        StoreError::Corrupt(why) => StoreError::damaged(path, why),
+        StoreError::Json { what, source } => StoreError::damaged(path, format!("{what}: {source}")),
+        e => StoreError::damaged(path, e.to_string()),
     })
 }
 

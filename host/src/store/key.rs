@@ -119,7 +119,7 @@ impl KeyFile {
         random(&mut salt)?;
         random(&mut nonce)?;
         let kek = derive(passphrase.as_bytes(), &salt, m, t, p)?;
-        let plain = serde_json::to_vec(key).map_err(|e| StoreError::Crypto(e.to_string()))?;
+        let plain = serde_json::to_vec(key).map_err(StoreError::json("master key"))?;
         let sealed = XChaCha20Poly1305::new((&kek).into())
             .encrypt(XNonce::from_slice(&nonce), plain.as_slice())
             .map_err(|_| StoreError::Crypto("sealing the key failed".into()))?;

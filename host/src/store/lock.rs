@@ -75,7 +75,7 @@ impl Lock {
             time: now(),
             purpose: purpose.into(),
         };
-        let body = serde_json::to_vec(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_vec(&info).map_err(StoreError::json("lock"))?;
         write_atomic(&path, &body)?;
         // Check after writing, so two takers always see each other.
         for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {

@@ -95,6 +95,16 @@ pub(crate) enum StoreError {
     MissingBlob(BlobId),
     #[error("{0}")]
     Locked(String),
+    /// A repository file's JSON does not parse, or a value does not
+    /// serialise: which, and serde's error.
+    #[error("damaged repository: {what}: {source}")]
+    Json {
+        /// The file or value.
+        what: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A setting in the repository (config, key file) is out of bounds.
     #[error("{0}")]
     Invalid(String),
@@ -119,6 +129,7 @@ impl StoreError {
             Self::Corrupt(_)
             | Self::Damaged { .. }
             | Self::MissingBlob(_)
+            | Self::Json { .. }
             | Self::DamagedFile { .. } => ErrorKind::Corrupt,
             Self::Locked(_) => ErrorKind::Locked,
         }
@@ -130,6 +141,12 @@ impl StoreError {
             path: path.to_owned(),
             why: why.into(),
         }
+    }
+
+    /// A JSON error of `what`, its source kept.
+    pub(crate) fn json(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Json { what, source }
     }
 
     pub(crate) fn at(path: &Path, source: std::io::Error) -> Self {
@@ -172,7 +189,7 @@ fn load_index(root: &Path, cipher: &Cipher) -> Result<Index, StoreError> {
 /// Writes the key file for `key` under `password`.
 fn write_key(root: &Path, key: &MasterKey, password: &str) -> Result<(), StoreError> {
     let file = KeyFile::create(key, password)?;
-    let body = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let body = serde_json::to_vec_pretty(&file).map_err(StoreError::json("config"))?;
     fsutil::write_atomic(&root.join(KEY_FILE), &body)
 }
 

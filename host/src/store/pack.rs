@@ -226,7 +226,7 @@ pub(crate) fn parse_id(s: &str) -> Option<BlobId> {
 
 /// JSON, compressed: metadata full of hex ids shrinks to about half.
 pub(crate) fn compress_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    let json = serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let json = serde_json::to_vec(v).map_err(StoreError::json("metadata"))?;
     zstd::bulk::compress(&json, 3).map_err(StoreError::Io)
 }
 
@@ -250,5 +250,5 @@ pub(crate) fn decompress_json<T: serde::de::DeserializeOwned>(
     if json.len() as u64 > MAX_JSON {
         return Err(bad(&"inflates past its bound"));
     }
-    serde_json::from_slice(&json).map_err(|e| bad(&e))
+    serde_json::from_slice(&json).map_err(StoreError::json(what))
 }

@@ -121,7 +121,7 @@ pub(crate) fn write_tree(
     let mut line = Vec::new();
     for it in items {
         line.clear();
-        serde_json::to_writer(&mut line, it).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        serde_json::to_writer(&mut line, it).map_err(StoreError::json("item list"))?;
         line.push(b'\n');
         chunker.push(&line, &mut out)?;
     }
@@ -134,7 +134,7 @@ impl Store {
     pub(crate) fn write_snapshot(&self, info: &SnapshotInfo) -> Result<String, StoreError> {
         let mut info = info.clone();
         info.id.clear();
-        let body = serde_json::to_vec(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_vec(&info).map_err(StoreError::json("snapshot"))?;
         let bytes = header::SNAPSHOT.prepend(&self.cipher().seal(&body)?);
         let id = blake3::hash(&bytes).to_hex().to_string();
         write_atomic(&self.root().join("snapshots").join(&id), &bytes)?;
@@ -210,9 +210,8 @@ impl Store {
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| {
-                serde_json::from_slice(l).map_err(|e| {
-                    StoreError::Corrupt(format!("snapshot {}: item list: {e}", snap.id))
-                })
+                serde_json::from_slice(l)
+                    .map_err(StoreError::json(format!("snapshot {}: item list", snap.id)))
             })
             .collect()
     }

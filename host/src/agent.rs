@@ -60,8 +60,12 @@ const TAIL_LINES: usize = 20;
 
 impl StderrTail {
     pub(crate) fn capture(child: &mut std::process::Child) -> Self {
+        // The runner's lines are logged in the job's span, so that they
+        // carry its id, target and plugin like the host's own.
+        let span = tracing::Span::current();
         let reader = child.stderr.take().map(|err| {
             std::thread::spawn(move || {
+                let _in = span.entered();
                 use std::io::BufRead;
                 let mut last = std::collections::VecDeque::new();
                 for line in std::io::BufReader::new(err).lines() {

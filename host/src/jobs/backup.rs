@@ -25,6 +25,9 @@ pub(crate) fn run(
     a: &BackupRequest,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
+    // Inside the server's job span when there is one: its lines, the
+    // runner's and the repository's, all carry the target and plugin.
+    let _span = tracing::info_span!("backup", target = %a.target, plugin = %a.plugin).entered();
     let target = target::backup_target(&a.target)?;
     let source = target.source();
     let repo = ctx.repository(true)?;

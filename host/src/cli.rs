@@ -341,11 +341,6 @@ pub(crate) struct BackupArgs {
     /// they are thawed (the rest of the backup is crash-consistent only).
     #[arg(long, default_value_t = 10)]
     pub freeze_limit_secs: u64,
-    /// Fail the job when the runner has not finished after this many
-    /// seconds: a local runner is killed (releasing the repository lock);
-    /// a VM's is stopped, and the VM detached and cleaned up.
-    #[arg(long)]
-    pub timeout_secs: Option<u64>,
     #[command(flatten)]
     pub job: PluginJobArgs,
     /// Print the result as JSON (an object with an `id` field).
@@ -353,10 +348,15 @@ pub(crate) struct BackupArgs {
     pub json: bool,
 }
 
-/// What a backup or restore gives its plugin: options, limits and the
-/// application's password.
+/// What a backup or restore gives its plugin: options, limits, the
+/// application's password, and the job's timeout.
 #[derive(Debug, Args)]
 pub(crate) struct PluginJobArgs {
+    /// Fail the job when the runner has not finished after this many
+    /// seconds: a local runner is killed (releasing the repository lock);
+    /// a VM's is stopped, and the VM detached and cleaned up.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
     /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists
     /// each plugin's keys). Values reach the runner through its
     /// environment, never a command line.
@@ -415,11 +415,6 @@ pub(crate) struct RestoreArgs {
     /// table (`postgresql://…`), another file (`sqlite:///…`).
     #[arg(long = "as", value_name = "NEW_ID")]
     pub rename_to: Option<String>,
-    /// Fail the job when the runner has not finished after this many
-    /// seconds: a local runner is killed; a VM's is stopped, and the VM
-    /// detached and cleaned up.
-    #[arg(long)]
-    pub timeout_secs: Option<u64>,
     #[command(flatten)]
     pub job: PluginJobArgs,
     /// Print the runner's report as JSON.

@@ -12,7 +12,7 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         include: a.include.clone(),
         fsfreeze: a.fsfreeze,
         freeze_limit_secs: a.freeze_limit_secs,
-        timeout_secs: a.timeout_secs,
+        timeout_secs: a.job.timeout_secs,
         app_password: std::env::var(jobs::PASSWORD_ENV).ok(),
         app_password_file: a.job.app_password_file.clone(),
         options: a.job.options.iter().cloned().collect(),

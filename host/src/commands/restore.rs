@@ -10,7 +10,7 @@ pub(crate) fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
         to: a.to.clone(),
         overwrite: a.overwrite,
         rename_to: a.rename_to.clone(),
-        timeout_secs: a.timeout_secs,
+        timeout_secs: a.job.timeout_secs,
         app_password: std::env::var(jobs::PASSWORD_ENV).ok(),
         app_password_file: a.job.app_password_file.clone(),
         options: a.job.options.iter().cloned().collect(),

@@ -239,13 +239,21 @@ fn info() -> SnapshotInfo {
     .expect("info")
 }
 
+/// A new repository in `dir` (encrypted with `pw`, if given) holding one
+/// snapshot of [`info`]: the store, the snapshot's id and its file's bytes.
+fn written_snapshot(dir: &std::path::Path, pw: Option<&str>) -> (Store, String, Vec<u8>) {
+    let store =
+        Store::init(&dir.join(if pw.is_some() { "sealed" } else { "plain" }), pw).expect("init");
+    let id = store.write_snapshot(&info()).expect("write");
+    let bytes = std::fs::read(store.root().join("snapshots").join(&id)).expect("read");
+    (store, id, bytes)
+}
+
 #[test]
 fn a_snapshot_round_trips_behind_its_file_header_and_an_old_one_reads() {
     let d = tempfile::tempdir().expect("tempdir");
-    for (name, pw) in [("plain", None), ("sealed", Some("pw"))] {
-        let store = Store::init(&d.path().join(name), pw).expect("init");
-        let id = store.write_snapshot(&info()).expect("write");
-        let bytes = std::fs::read(store.root().join("snapshots").join(&id)).expect("read");
+    for pw in [None, Some("pw")] {
+        let (store, id, bytes) = written_snapshot(d.path(), pw);
         assert_eq!(bytes[..Header::LEN], header::SNAPSHOT.bytes());
         let back = store.read_snapshot(&id).expect("read back");
         assert_eq!(
@@ -267,10 +275,8 @@ fn a_snapshot_round_trips_behind_its_file_header_and_an_old_one_reads() {
 #[test]
 fn a_truncated_damaged_or_newer_snapshot_is_refused() {
     let d = tempfile::tempdir().expect("tempdir");
-    for (name, pw) in [("plain", None), ("sealed", Some("pw"))] {
-        let store = Store::init(&d.path().join(name), pw).expect("init");
-        let id = store.write_snapshot(&info()).expect("write");
-        let bytes = std::fs::read(store.root().join("snapshots").join(&id)).expect("read");
+    for pw in [None, Some("pw")] {
+        let (store, id, bytes) = written_snapshot(d.path(), pw);
         // Named by the hash of what is read, so that the parse itself,
         // not the name check, must refuse it.
         let decode = |b: &[u8]| {

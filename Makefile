@@ -11,7 +11,7 @@ RUNNER_BIN := target/$(MUSL)/release/guest-runner
 PLUGINS := filesystem sql mail
 TEST_PLUGINS := hostile probe
 
-.PHONY: setup build plugins test-plugins vm-guest demo test bench clean
+.PHONY: setup build plugins test-plugins vm-guest demo lint test suite bench clean
 
 # Toolchain targets (rust-toolchain.toml does not install them here) and the
 # system packages the build and tests use.
@@ -59,11 +59,28 @@ test-plugins: setup
 demo: build vm-guest
 	./tests/demo.sh
 
-# The SQL plugin's own end-to-end scripts (a throwaway PostgreSQL cluster,
-# installed from Debian when missing, and a live SQLite writer); the
-# runner's tests build for musl, reusing `make build`'s compiled wasmtime;
-# the rest builds for the host without the runtime.
-test: build test-plugins vm-guest
+# Lints as code (the root Cargo.toml's [workspace.lints]): formatting, and
+# clippy with every warning an error for each target the code is built for:
+# the host (all members, tests and benches included), the plugins for
+# wasm32-wasip2 (their wasm-only code), the runner for musl.
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM) $(addprefix -p attache-plugin-,$(PLUGINS)) $(addprefix -p attache-test-plugin-,$(TEST_PLUGINS)) -- -D warnings
+	$(CARGO) clippy --release --target $(MUSL) -p guest-runner --all-targets -- -D warnings
+
+# Lints first, then the suite, run with HOME at a home where attache has
+# been used with its defaults and left stale (tests/stale-home.sh): the
+# suite must pass on a machine where attache was used before.
+test: lint build test-plugins vm-guest
+	tests/stale-home.sh $(MAKE) --no-print-directory suite
+
+# The suite itself, on what `make test` built: the SQL plugin's own
+# end-to-end scripts (a throwaway PostgreSQL cluster, installed from Debian
+# when missing, and a live SQLite writer), the mail plugin's; the runner's
+# tests build for musl, reusing `make build`'s compiled wasmtime; the rest
+# builds for the host without the runtime.
+suite:
 	tests/sql/sqlite-e2e.sh
 	tests/sql/pg-e2e.sh
 	tests/mail/native.sh

@@ -163,7 +163,9 @@ fn run_measured(c: &mut Command) -> (std::process::Output, u64) {
 fn bad_ids_are_refused_naming_the_rule_and_nothing_is_stored() {
     let s = setup(CAT);
     let long = format!("/{}", "a".repeat(100_000));
-    let cases: Vec<(Vec<(ItemRecord, &[u8])>, &str)> = vec![
+    // Each case: the items of a crafted stream, and what the refusal says.
+    type Case<'a> = (Vec<(ItemRecord, &'a [u8])>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             vec![(file("/../../etc/passwd"), b"x")],
             "has a bad id: path id has an empty, '.' or '..' component",

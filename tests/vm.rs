@@ -44,6 +44,19 @@ impl Site {
         c
     }
 
+    /// Boots VM `name` (in this site's `vms/`, sharing `src` as its
+    /// `/data`), for a hypervisor registered by [`Site::register_hv1`].
+    fn boot(&self, name: &str, src: &Path) -> TestVm {
+        TestVm::boot(&self.path("vms"), name, src)
+    }
+
+    /// Registers hypervisor `hv1` on this site's `vms/` with the one
+    /// datastore `ds/`; what `hypervisor add` printed.
+    fn register_hv1(&self) -> String {
+        let ds = self.path("ds");
+        self.add_hypervisor("hv1", &self.path("vms"), &[ds.to_str().expect("utf-8")])
+    }
+
     /// Registers hypervisor `name` on VM directory `vms` with `datastores`.
     fn add_hypervisor(&self, name: &str, vms: &Path, datastores: &[&str]) -> String {
         let mut c = self.attache();
@@ -149,10 +162,8 @@ fn backup_and_granular_restore_inside_a_vm() {
     let site = Site::new();
     let src = site.path("src");
     data_tree(&src);
-    let vms = site.path("vms");
-    let vm = TestVm::boot(&vms, "vm1", &src);
-    let ds = site.path("ds1");
-    let added = site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    let vm = site.boot("vm1", &src);
+    let added = site.register_hv1();
     assert!(added.contains("container on"), "{added}");
     let list = ok(site.attache().args(["vm", "list", "--json"]));
     let list: Value = serde_json::from_str(&list).expect("JSON");
@@ -312,11 +323,9 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
     let src = site.path("src");
     write(&src.join("big.bin"), &random_bytes(64 << 20, 3));
     write(&src.join("small.txt"), b"small\n");
-    let vms = site.path("vms");
-    let vm1 = TestVm::boot(&vms, "vm1", &src);
-    let vm2 = TestVm::boot(&vms, "vm2", &src);
-    let ds = site.path("ds");
-    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    let vm1 = site.boot("vm1", &src);
+    let vm2 = site.boot("vm2", &src);
+    site.register_hv1();
 
     // Two VMs backed up at once, into one repository.
     let spawn = |target: &str| {
@@ -439,10 +448,8 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
     let site = Site::new();
     let src = site.path("src");
     write(&src.join("big.bin"), &random_bytes(200 << 20, 5));
-    let vms = site.path("vms");
-    let vm = TestVm::boot(&vms, "vm1", &src);
-    let ds = site.path("ds");
-    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    let vm = site.boot("vm1", &src);
+    site.register_hv1();
 
     let token = "a-test-token-of-enough-length";
     let port = free_port();
@@ -712,10 +719,8 @@ os._exit(0)  # no checkpoint at close: the WAL stays
         src.join("app.db-wal").exists(),
         "the WAL holds the last transactions"
     );
-    let vms = site.path("vms");
-    let vm = TestVm::boot(&vms, "vm1", &src);
-    let ds = site.path("ds");
-    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    let vm = site.boot("vm1", &src);
+    site.register_hv1();
 
     let out = ok(site.attache().args([
         "backup",

@@ -13,5 +13,7 @@ pub mod stream;
 
 #[cfg(feature = "runtime")]
 pub mod freeze;
+#[cfg(feature = "logging")]
+pub mod logging;
 #[cfg(feature = "runtime")]
 pub mod runtime;

@@ -17,17 +17,7 @@ use options::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: the server captures and
-        // quotes this output.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATTACHE_LOG")
-                .unwrap_or_else(|_| cli.log.as_str().into()),
-        )
-        .init();
+    guest_runner::logging::init(&cli.log);
     let result = match &cli.command {
         Command::Info(a) => commands::info::run(&cli, a),
         Command::Discover(a) => commands::discover::run(&cli, a),

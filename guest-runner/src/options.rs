@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Runs an Attaché plugin in a sandbox and streams a backup or restore.
 #[derive(Debug, Parser)]
 #[command(name = "guest-runner", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The container directory holding manifest.json and plugins/ (default:
     /// the directory of this executable).
     #[arg(long, global = true, env = "ATTACHE_AGENT_DIR")]
@@ -46,7 +46,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Verifies the container and describes its plugins.
     Info(InfoArgs),
     /// Lists application items for the catalog, as JSON on stdout.
@@ -63,21 +63,21 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct PrecompileArgs {
+pub(crate) struct PrecompileArgs {
     /// A plugin to compile (repeatable): `plugins/NAME.wasm` of the container.
     #[arg(long = "plugin", required = true)]
     pub plugins: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct InfoArgs {
+pub(crate) struct InfoArgs {
     /// Describe only this plugin.
     #[arg(long)]
     pub plugin: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct DiscoverArgs {
+pub(crate) struct DiscoverArgs {
     /// The plugin to run.
     #[arg(long)]
     pub plugin: String,
@@ -99,7 +99,7 @@ pub struct DiscoverArgs {
 
 /// Which call a plan is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OperationArg {
+pub(crate) enum OperationArg {
     /// `discover`: `--select` is the scope, if any.
     Discover,
     /// `backup`: `--select` names the items to back up.
@@ -109,7 +109,7 @@ pub enum OperationArg {
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// The plugin to ask.
     #[arg(long)]
     pub plugin: String,
@@ -144,7 +144,7 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BackupArgs {
+pub(crate) struct BackupArgs {
     /// The plugin to run.
     #[arg(long)]
     pub plugin: String,
@@ -192,7 +192,7 @@ pub struct BackupArgs {
 /// The data channel to the server (see `guest_runner::channel`): used when
 /// the runner runs inside a VM.
 #[derive(Debug, Args)]
-pub struct ChannelArgs {
+pub(crate) struct ChannelArgs {
     /// The data channel device (e.g. /dev/virtio-ports/attache.data): the
     /// previous catalog comes in and the stream goes out (backup), or the
     /// stream comes in (restore).
@@ -204,7 +204,7 @@ pub struct ChannelArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The plugin to run.
     #[arg(long)]
     pub plugin: String,
@@ -250,7 +250,7 @@ fn parse_option_env(s: &str) -> Result<(String, String), String> {
 }
 
 /// `--option` and `--option-env` together, in that order.
-pub fn all_options(
+pub(crate) fn all_options(
     options: &[(String, String)],
     env: &[(String, String)],
 ) -> Vec<(String, String)> {
@@ -265,7 +265,7 @@ fn parse_option(s: &str) -> Result<(String, String), String> {
 
 impl Cli {
     /// The policy in force: `--policy-inline`, `--policy`, or the shipped one.
-    pub fn policy(&self) -> anyhow::Result<guest_runner::policy::Policy> {
+    pub(crate) fn policy(&self) -> anyhow::Result<guest_runner::policy::Policy> {
         use guest_runner::policy::Policy;
         if let Some(text) = &self.policy_inline {
             let origin = self.policy_origin.as_deref().unwrap_or("the job's policy");
@@ -280,7 +280,7 @@ impl Cli {
     }
 
     /// The limits the job asks for.
-    pub fn job_limits(&self) -> guest_runner::policy::JobLimits {
+    pub(crate) fn job_limits(&self) -> guest_runner::policy::JobLimits {
         guest_runner::policy::JobLimits {
             memory_mib: self.memory_limit_mib,
             deadline_secs: self.deadline_secs,

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 /// Agentless, application-aware backup for virtual machines.
 #[derive(Debug, Parser)]
 #[command(name = "attache", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The repository directory.
     #[arg(
         long,
@@ -56,7 +56,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Creates a repository: encrypted with the password from
     /// ATTACHE_PASSWORD or --password-file, or unencrypted when asked.
     Init(InitArgs),
@@ -121,7 +121,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Creates a token and prints it, once: only its hash is kept.
     Create(TokenCreateArgs),
     /// Lists the tokens (ids, roles and scopes; never the tokens).
@@ -131,7 +131,7 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct TokenCreateArgs {
+pub(crate) struct TokenCreateArgs {
     /// What the token may do: `admin` everything; `operator` backups and
     /// restores within its scope; `auditor` read snapshots, jobs and the
     /// audit log, and change nothing.
@@ -152,13 +152,13 @@ pub struct TokenCreateArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct TokenRevokeArgs {
+pub(crate) struct TokenRevokeArgs {
     /// The token's id (as `token list` shows it).
     pub id: String,
 }
 
 #[derive(Debug, Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     #[command(subcommand)]
     pub command: Option<AuditCommand>,
     /// Only entries from this time (`2026-11-30T04:00:00Z`) or this long
@@ -171,7 +171,7 @@ pub struct AuditArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// Checks the hash chain of the state directory's audit log: an
     /// edited, removed or reordered line fails the check, named by its
     /// line number. Prints the last line's hash: keep a copy elsewhere to
@@ -180,21 +180,21 @@ pub enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Prints the policy in force: per plugin, what it may read, write and
     /// reach, and its memory, time and quiesce ceilings.
     Show(PolicyShowArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct PolicyShowArgs {
+pub(crate) struct PolicyShowArgs {
     /// Print the policy file's text instead of the summary.
     #[arg(long)]
     pub raw: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PluginCommand {
+pub(crate) enum PluginCommand {
     /// Makes a new plugin crate, on the SDK, that builds outside this
     /// repository with `cargo build --release --target wasm32-wasip2`.
     New(PluginNewArgs),
@@ -208,7 +208,7 @@ pub enum PluginCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct PluginNewArgs {
+pub(crate) struct PluginNewArgs {
     /// The plugin's name: lowercase letters, digits, '-' and '_'.
     pub name: String,
     /// The directory to create the crate in (as DIR/NAME); default: the
@@ -218,7 +218,7 @@ pub struct PluginNewArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PluginTestArgs {
+pub(crate) struct PluginTestArgs {
     /// The plugin component to check (`.wasm`).
     pub component: PathBuf,
     /// The plugin's name; default: the file's stem without `attache_plugin_`.
@@ -237,7 +237,7 @@ pub struct PluginTestArgs {
 }
 
 /// `KEY=VALUE`.
-pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -245,7 +245,7 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum RepairCommand {
+pub(crate) enum RepairCommand {
     /// Rebuilds the index from the packs: reads every pack, checks every
     /// chunk, and indexes only what is intact.
     Index(JsonArgs),
@@ -255,7 +255,7 @@ pub enum RepairCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct RepairSnapshotsArgs {
+pub(crate) struct RepairSnapshotsArgs {
     /// Only show what would be removed or rewritten.
     #[arg(long)]
     pub dry_run: bool,
@@ -265,7 +265,7 @@ pub struct RepairSnapshotsArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum HypervisorCommand {
+pub(crate) enum HypervisorCommand {
     /// Registers a hypervisor and puts the current container on the fewest
     /// of its datastores that reach all its VMs.
     Add(HypervisorAddArgs),
@@ -275,21 +275,21 @@ pub enum HypervisorCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum VmCommand {
+pub(crate) enum VmCommand {
     /// Lists every VM of every registered hypervisor, with its run state and
     /// whether its guest agent answers.
     List(JsonArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct JsonArgs {
+pub(crate) struct JsonArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct HypervisorAddArgs {
+pub(crate) struct HypervisorAddArgs {
     /// The hypervisor's name, the first part of `HYPERVISOR/VM` targets.
     pub name: String,
     /// How Attaché talks to it.
@@ -324,7 +324,7 @@ fn parse_datastore(s: &str) -> Result<crate::hypervisor::registry::Datastore, St
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Store data unencrypted (anyone who can read the repository can read
     /// the backups).
     #[arg(long)]
@@ -332,7 +332,7 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8427")]
     pub listen: String,
@@ -366,7 +366,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ForgetArgs {
+pub(crate) struct ForgetArgs {
     /// Keep the N newest snapshots.
     #[arg(long, default_value_t = 0)]
     pub keep_last: usize,
@@ -388,7 +388,7 @@ pub struct ForgetArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// Also read every pack and check every chunk against its hash.
     #[arg(long)]
     pub read_data: bool,
@@ -398,7 +398,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct FindArgs {
+pub(crate) struct FindArgs {
     /// A glob (`*`, `?`, `[...]`): matched against whole item ids when it
     /// contains `/`, else against the last component.
     pub pattern: String,
@@ -409,7 +409,7 @@ pub struct FindArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BackupArgs {
+pub(crate) struct BackupArgs {
     /// What to back up: `local` runs the agent on this machine as the guest;
     /// `HYPERVISOR/VM` attaches the container to that VM and runs it there.
     pub target: String,
@@ -428,11 +428,6 @@ pub struct BackupArgs {
     /// they are thawed (the rest of the backup is crash-consistent only).
     #[arg(long, default_value_t = 10)]
     pub freeze_limit_secs: u64,
-    /// Fail the job when the runner has not finished after this many
-    /// seconds: a local runner is killed (releasing the repository lock);
-    /// a VM's is stopped, and the VM detached and cleaned up.
-    #[arg(long)]
-    pub timeout_secs: Option<u64>,
     #[command(flatten)]
     pub job: PluginJobArgs,
     /// Print the result as JSON (an object with an `id` field).
@@ -440,10 +435,15 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
-/// What a backup or restore gives its plugin: options, limits and the
-/// application's password.
+/// What a backup or restore gives its plugin: options, limits, the
+/// application's password, and the job's timeout.
 #[derive(Debug, Args)]
-pub struct PluginJobArgs {
+pub(crate) struct PluginJobArgs {
+    /// Fail the job when the runner has not finished after this many
+    /// seconds: a local runner is killed (releasing the repository lock);
+    /// a VM's is stopped, and the VM detached and cleaned up.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
     /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists
     /// each plugin's keys). Values reach the runner through its
     /// environment, never a command line.
@@ -464,14 +464,14 @@ pub struct PluginJobArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SnapshotsArgs {
+pub(crate) struct SnapshotsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(crate) struct LsArgs {
     /// The snapshot id, or a unique prefix of it.
     pub snapshot: String,
     /// Only items that are this id or lie below it.
@@ -482,7 +482,7 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The snapshot id, or a unique prefix of it.
     pub snapshot: String,
     /// An item to restore with everything below it (repeatable); without
@@ -502,11 +502,6 @@ pub struct RestoreArgs {
     /// table (`postgresql://…`), another file (`sqlite:///…`).
     #[arg(long = "as", value_name = "NEW_ID")]
     pub rename_to: Option<String>,
-    /// Fail the job when the runner has not finished after this many
-    /// seconds: a local runner is killed; a VM's is stopped, and the VM
-    /// detached and cleaned up.
-    #[arg(long)]
-    pub timeout_secs: Option<u64>,
     #[command(flatten)]
     pub job: PluginJobArgs,
     /// Print the runner's report as JSON.
@@ -515,7 +510,7 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ContainerCommand {
+pub(crate) enum ContainerCommand {
     /// Lays out guest-runner and plugin components in a directory and
     /// writes their manifest.
     Assemble(AssembleArgs),
@@ -527,7 +522,7 @@ pub enum ContainerCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// Where containers go, one directory per content version; default:
     /// `containers/` in the cache directory.
     #[arg(long)]
@@ -538,7 +533,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct AssembleArgs {
+pub(crate) struct AssembleArgs {
     /// The guest-runner executable (static musl build).
     #[arg(long)]
     pub runner: PathBuf,

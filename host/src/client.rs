@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::jobs::Progress;
 use crate::progress::Display;
 
-pub struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
@@ -17,7 +17,7 @@ pub struct Client {
 impl Client {
     /// A client of the server at `base`; `ca_file` (PEM) is the one CA
     /// trusted for `https://`, instead of the system's.
-    pub fn new(
+    pub(crate) fn new(
         base: &str,
         token: Option<String>,
         ca_file: Option<&std::path::Path>,
@@ -74,7 +74,7 @@ impl Client {
         Ok(body)
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         let r = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -83,7 +83,7 @@ impl Client {
         self.answer(r, &format!("GET {path}"))
     }
 
-    pub fn delete(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn delete(&self, path: &str) -> anyhow::Result<Value> {
         let r = self
             .agent
             .delete(format!("{}{path}", self.base))
@@ -92,7 +92,7 @@ impl Client {
         self.answer(r, &format!("DELETE {path}"))
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let r = self
             .agent
             .post(format!("{}{path}", self.base))
@@ -102,7 +102,7 @@ impl Client {
     }
 
     /// Submits a job and follows it to its end; returns its final state.
-    pub fn run_job(&self, body: &Value, what: &str) -> anyhow::Result<Value> {
+    pub(crate) fn run_job(&self, body: &Value, what: &str) -> anyhow::Result<Value> {
         let job = self.post("/jobs", body)?;
         let id = job["id"]
             .as_str()

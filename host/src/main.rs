@@ -29,15 +29,7 @@ use cli::{
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATTACHE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    guest_runner::logging::init("warn");
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&cli, a),
         Command::Find(a) => commands::find::run(&cli, a),

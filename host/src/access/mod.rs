@@ -3,15 +3,15 @@
 //! jobs on, the directories they may restore below). Tokens are stored as
 //! hashes only ([`tokens`]); scopes are checked by [`scope`].
 
-pub mod scope;
-pub mod tokens;
+pub(crate) mod scope;
+pub(crate) mod tokens;
 
 use serde::{Deserialize, Serialize};
 
 /// A token's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Role {
+pub(crate) enum Role {
     /// Everything: jobs on any target, restores anywhere, tokens.
     Admin,
     /// Backups and restores on its targets, restores below its prefixes;
@@ -22,7 +22,7 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
             Role::Operator => "operator",
@@ -39,7 +39,7 @@ impl std::fmt::Display for Role {
 
 /// Whoever a request's token names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
+pub(crate) struct Principal {
     /// The token's id (`legacy` for the server's single `ATTACHE_TOKEN`).
     pub id: String,
     pub role: Role,
@@ -51,7 +51,7 @@ pub struct Principal {
 
 impl Principal {
     /// How the audit log names it.
-    pub fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         format!("token:{} ({})", self.id, self.role)
     }
 }

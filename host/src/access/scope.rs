@@ -11,11 +11,11 @@ use crate::target::{self, RestoreTo};
 /// Why a principal may not do something (the server's 403).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct Denied(pub String);
+pub(crate) struct Denied(pub String);
 
 /// `*` any run of characters (`/` too), `?` one character, the rest
 /// literally.
-pub fn glob_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     // Classic two-pointer wildcard match with backtracking to the last `*`.
     let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
@@ -40,7 +40,7 @@ pub fn glob_matches(pattern: &str, name: &str) -> bool {
 
 /// Checks a restore prefix given at token creation: absolute, no `.` or
 /// `..`, so that "below it" means what it says.
-pub fn check_prefix(p: &str) -> Result<(), Denied> {
+pub(crate) fn check_prefix(p: &str) -> Result<(), Denied> {
     let path = Path::new(p);
     if !path.is_absolute() {
         return Err(Denied(format!(
@@ -71,7 +71,7 @@ impl Principal {
     }
 
     /// May this principal run `backup`?
-    pub fn may_backup(&self, b: &BackupRequest) -> Result<(), Denied> {
+    pub(crate) fn may_backup(&self, b: &BackupRequest) -> Result<(), Denied> {
         match self.role {
             Role::Admin => Ok(()),
             Role::Auditor => Err(Denied(format!(
@@ -88,7 +88,7 @@ impl Principal {
     /// May this principal run `restore`? Operators: on their targets, and
     /// only below their prefixes (a restore to the original place counts
     /// as a restore below `/`).
-    pub fn may_restore(&self, r: &RestoreRequest) -> Result<(), Denied> {
+    pub(crate) fn may_restore(&self, r: &RestoreRequest) -> Result<(), Denied> {
         match self.role {
             Role::Admin => Ok(()),
             Role::Auditor => Err(Denied(format!(
@@ -137,7 +137,7 @@ impl Principal {
     }
 
     /// May this principal cancel a job on `target`?
-    pub fn may_cancel(&self, target: &str) -> Result<(), Denied> {
+    pub(crate) fn may_cancel(&self, target: &str) -> Result<(), Denied> {
         match self.role {
             Role::Admin => Ok(()),
             Role::Auditor => Err(Denied(format!(

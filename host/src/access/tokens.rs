@@ -24,7 +24,7 @@ const VERSION: u32 = 1;
 /// What can go wrong with tokens, by kind (the server maps them to
 /// statuses).
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     #[error("{0}")]
     Invalid(String),
     #[error("no token {0:?}")]
@@ -37,7 +37,7 @@ pub enum TokenError {
 
 /// A stored token: everything but the token itself.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub id: String,
     /// BLAKE3 of the token, hex.
     pub hash: String,
@@ -53,7 +53,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn principal(&self) -> Principal {
+    pub(crate) fn principal(&self) -> Principal {
         Principal {
             id: self.id.clone(),
             role: self.role,
@@ -63,7 +63,7 @@ impl Entry {
     }
 
     /// The entry as listings show it: no hash.
-    pub fn listed(&self) -> serde_json::Value {
+    pub(crate) fn listed(&self) -> serde_json::Value {
         json!({
             "id": self.id, "role": self.role, "targets": self.targets,
             "restore_to": self.restore_to, "created": self.created, "created_by": self.created_by,
@@ -81,7 +81,7 @@ struct File {
 /// What a new token may do.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewToken {
+pub(crate) struct NewToken {
     pub role: Role,
     #[serde(default)]
     pub targets: Vec<String>,
@@ -124,7 +124,7 @@ impl NewToken {
 type Cached = Option<(Option<SystemTime>, u64, Vec<Entry>)>;
 
 /// The token store of a state directory, cached until the file changes.
-pub struct Store {
+pub(crate) struct Store {
     path: PathBuf,
     cache: Mutex<Cached>,
 }
@@ -134,12 +134,12 @@ fn hash(token: &str) -> String {
 }
 
 /// Compares in time independent of where the first difference is.
-pub fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Store {
-    pub fn new(state: &Path) -> Self {
+    pub(crate) fn new(state: &Path) -> Self {
         Self {
             path: state.join("tokens.json"),
             cache: Mutex::new(None),
@@ -154,7 +154,7 @@ impl Store {
     }
 
     /// Every token, read from the file (none when it does not exist).
-    pub fn list(&self) -> Result<Vec<Entry>, TokenError> {
+    pub(crate) fn list(&self) -> Result<Vec<Entry>, TokenError> {
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -202,7 +202,11 @@ impl Store {
     }
 
     /// Makes a token; returns it (the only time it is seen) and its entry.
-    pub fn create(&self, new: &NewToken, audit: &Audit) -> Result<(String, Entry), TokenError> {
+    pub(crate) fn create(
+        &self,
+        new: &NewToken,
+        audit: &Audit,
+    ) -> Result<(String, Entry), TokenError> {
         new.check()?;
         let mut id = [0u8; 6];
         let mut secret = [0u8; 32];
@@ -231,7 +235,7 @@ impl Store {
     }
 
     /// Revokes token `id`.
-    pub fn revoke(&self, id: &str, audit: &Audit) -> Result<Entry, TokenError> {
+    pub(crate) fn revoke(&self, id: &str, audit: &Audit) -> Result<Entry, TokenError> {
         let _lock = self.lock()?;
         let mut all = self.list()?;
         let at = all
@@ -245,7 +249,7 @@ impl Store {
     }
 
     /// The principal a presented token names, if any.
-    pub fn authenticate(&self, token: &str) -> Result<Option<Principal>, TokenError> {
+    pub(crate) fn authenticate(&self, token: &str) -> Result<Option<Principal>, TokenError> {
         let Some(id) = token
             .strip_prefix("att_")
             .and_then(|r| r.split_once('_'))

@@ -15,17 +15,17 @@ use rustix::fs::{flock, FlockOperation};
 use serde_json::{json, Map, Value};
 
 /// The anchor's `magic`.
-pub const MAGIC: &str = "attache-audit";
+pub(crate) const MAGIC: &str = "attache-audit";
 /// The format's version.
-pub const VERSION: u64 = 1;
+pub(crate) const VERSION: u64 = 1;
 /// The `prev` of the anchor.
-pub const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const ZERO: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// The longest line appended (larger event data is cut to fit).
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// What went wrong with the log.
 #[derive(Debug, thiserror::Error)]
-pub enum AuditError {
+pub(crate) enum AuditError {
     #[error("audit log {path}: {source}")]
     Io {
         path: PathBuf,
@@ -37,13 +37,13 @@ pub enum AuditError {
 }
 
 /// The hash of a line's body (the line without its `hash` field).
-pub fn digest(body: &str) -> String {
+pub(crate) fn digest(body: &str) -> String {
     blake3::hash(body.as_bytes()).to_hex().to_string()
 }
 
 /// Splits a line into its body (what the hash covers) and the hash it
 /// claims; `None` when it has no trailing `"hash"` field.
-pub fn split_hash(line: &str) -> Option<(String, &str)> {
+pub(crate) fn split_hash(line: &str) -> Option<(String, &str)> {
     const KEY: &str = ",\"hash\":\"";
     let rest = line.strip_suffix("\"}")?;
     let at = rest.rfind(KEY)?;
@@ -63,12 +63,12 @@ fn seal(mut fields: Map<String, Value>, prev: &str) -> String {
 
 /// The audit log at a path.
 #[derive(Debug, Clone)]
-pub struct Log {
+pub(crate) struct Log {
     path: PathBuf,
 }
 
 impl Log {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
@@ -82,7 +82,7 @@ impl Log {
     /// Appends one entry (`fields` get `seq`, `prev` and `hash`), anchoring
     /// the chain first in a new log, and when `durable` waits until it is
     /// on disk; returns the entry's hash.
-    pub fn append(
+    pub(crate) fn append(
         &self,
         mut fields: Map<String, Value>,
         durable: bool,
@@ -134,7 +134,7 @@ impl Log {
     }
 
     /// Waits until every line written so far is on disk.
-    pub fn sync(&self) -> Result<(), AuditError> {
+    pub(crate) fn sync(&self) -> Result<(), AuditError> {
         match File::open(&self.path) {
             Ok(f) => f.sync_data().map_err(|e| self.io(e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -176,6 +176,6 @@ impl Log {
 }
 
 /// The time now, RFC 3339 in UTC with milliseconds.
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
 }

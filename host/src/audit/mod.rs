@@ -4,8 +4,8 @@
 //! and token change is appended to `audit.log` in the state directory (see
 //! [`log`] for the chain, [`verify`] for its check).
 
-pub mod log;
-pub mod verify;
+pub(crate) mod log;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
-pub use log::{AuditError, Log};
+pub(crate) use log::{AuditError, Log};
 
 /// The audit log of a state directory.
-pub fn path(state: &Path) -> PathBuf {
+pub(crate) fn path(state: &Path) -> PathBuf {
     state.join("audit.log")
 }
 
@@ -28,7 +28,7 @@ fn policy_seen(state: &Path) -> PathBuf {
 /// A handle that records for someone: an actor (a token id, or the local
 /// user) and, within a job, the job's id.
 #[derive(Debug, Clone)]
-pub struct Audit {
+pub(crate) struct Audit {
     log: Arc<Log>,
     state: PathBuf,
     actor: String,
@@ -54,7 +54,7 @@ type SyncThread = std::thread::JoinHandle<Result<(), AuditError>>;
 
 impl Audit {
     /// Records into the log of `state` for `actor`.
-    pub fn new(state: &Path, actor: impl Into<String>) -> Self {
+    pub(crate) fn new(state: &Path, actor: impl Into<String>) -> Self {
         Self {
             log: Arc::new(Log::new(path(state))),
             state: state.to_owned(),
@@ -65,7 +65,7 @@ impl Audit {
     }
 
     /// The same log, for `actor` running job `job`.
-    pub fn for_job(&self, actor: &str, job: &str) -> Self {
+    pub(crate) fn for_job(&self, actor: &str, job: &str) -> Self {
         Self {
             actor: actor.to_owned(),
             job: Some(job.to_owned()),
@@ -75,23 +75,23 @@ impl Audit {
     }
 
     /// The same log for another actor.
-    pub fn as_actor(&self, actor: &str) -> Self {
+    pub(crate) fn as_actor(&self, actor: &str) -> Self {
         Self {
             actor: actor.to_owned(),
             ..self.clone()
         }
     }
 
-    pub fn actor(&self) -> &str {
+    pub(crate) fn actor(&self) -> &str {
         &self.actor
     }
 
-    pub fn job(&self) -> Option<&str> {
+    pub(crate) fn job(&self) -> Option<&str> {
         self.job.as_deref()
     }
 
     /// Appends `event` with `data`, on disk when this returns.
-    pub fn record(&self, event: &str, data: Value) -> Result<(), AuditError> {
+    pub(crate) fn record(&self, event: &str, data: Value) -> Result<(), AuditError> {
         self.append(event, data, true)
     }
 
@@ -99,14 +99,14 @@ impl Audit {
     /// [`Audit::sync`]: for what a job records before its first effect
     /// (one sync then carries them all) and while it runs (its end carries
     /// them).
-    pub fn defer(&self, event: &str, data: Value) -> Result<(), AuditError> {
+    pub(crate) fn defer(&self, event: &str, data: Value) -> Result<(), AuditError> {
         self.append(event, data, false)
     }
 
     /// Starts bringing what was recorded so far to disk, while the job
     /// goes on with what has no effect yet (opening the repository);
     /// [`Audit::sync`] waits for it.
-    pub fn sync_ahead(&self) {
+    pub(crate) fn sync_ahead(&self) {
         let upto = self.spent.entries.load(Relaxed);
         let log = self.log.clone();
         let handle = std::thread::spawn(move || log.sync());
@@ -116,7 +116,7 @@ impl Audit {
 
     /// Waits until everything this job recorded is on disk: before its
     /// first effect (a runner started, a container attached).
-    pub fn sync(&self) -> Result<(), AuditError> {
+    pub(crate) fn sync(&self) -> Result<(), AuditError> {
         let t = std::time::Instant::now();
         let r = self.sync_now();
         self.spent
@@ -173,7 +173,7 @@ impl Audit {
 
     /// Entries appended through this handle (a job's) and the time they
     /// took.
-    pub fn spent(&self) -> (u64, std::time::Duration) {
+    pub(crate) fn spent(&self) -> (u64, std::time::Duration) {
         (
             self.spent.entries.load(Relaxed),
             std::time::Duration::from_nanos(self.spent.nanos.load(Relaxed)),
@@ -183,7 +183,7 @@ impl Audit {
     /// Records `event` like [`Audit::defer`], and only logs a failure: for
     /// what happens while a job runs, after its start is on disk, where
     /// failing would leave a VM half-done; the job's end carries it to disk.
-    pub fn note(&self, event: &str, data: Value) {
+    pub(crate) fn note(&self, event: &str, data: Value) {
         if let Err(e) = self.defer(event, data) {
             tracing::error!("cannot write the audit log: {e}");
         }
@@ -191,7 +191,7 @@ impl Audit {
 
     /// Records a change of the policy in force since the last job that
     /// recorded one (its digest, kept beside the log).
-    pub fn policy_in_force(
+    pub(crate) fn policy_in_force(
         &self,
         policy: &guest_runner::policy::Policy,
     ) -> Result<String, AuditError> {
@@ -223,7 +223,7 @@ impl Audit {
 }
 
 /// The actor of commands run on this machine without a server.
-pub fn local_actor() -> String {
+pub(crate) fn local_actor() -> String {
     let uid = rustix::process::getuid().as_raw();
     match std::env::var("USER") {
         Ok(u) if !u.is_empty() => format!("local:{u}(uid {uid})"),
@@ -232,7 +232,7 @@ pub fn local_actor() -> String {
 }
 
 /// A job id for a job run without a server.
-pub fn new_job_id() -> String {
+pub(crate) fn new_job_id() -> String {
     let mut b = [0u8; 8];
     if crate::store::crypto::random(&mut b).is_err() {
         let t = std::time::SystemTime::now()
@@ -246,7 +246,7 @@ pub fn new_job_id() -> String {
 
 /// A guest command's arguments for the log: each cut to a bound (a
 /// runner's inline policy is long), never its environment (secrets).
-pub fn command_args(argv: &[&str]) -> Value {
+pub(crate) fn command_args(argv: &[&str]) -> Value {
     json!(argv
         .iter()
         .map(|a| if a.len() > 200 {
@@ -263,7 +263,7 @@ pub fn command_args(argv: &[&str]) -> Value {
 
 /// `--since`: a time (`2026-11-30T04:00:00Z`, `2026-11-30 04:00`) or how
 /// long ago (`2h`, `30min`, `7days`).
-pub fn parse_since(s: &str) -> anyhow::Result<std::time::SystemTime> {
+pub(crate) fn parse_since(s: &str) -> anyhow::Result<std::time::SystemTime> {
     if let Ok(t) = humantime::parse_rfc3339_weak(s) {
         return Ok(t);
     }
@@ -278,7 +278,10 @@ pub fn parse_since(s: &str) -> anyhow::Result<std::time::SystemTime> {
 /// The entries of the log at `path` from `since` on, oldest first (none
 /// when there is no log yet). Lines that do not parse are returned as
 /// `{"line": N, "unreadable": TEXT}`: `attache audit verify` says more.
-pub fn read(path: &Path, since: Option<std::time::SystemTime>) -> std::io::Result<Vec<Value>> {
+pub(crate) fn read(
+    path: &Path,
+    since: Option<std::time::SystemTime>,
+) -> std::io::Result<Vec<Value>> {
     let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

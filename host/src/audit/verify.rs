@@ -12,7 +12,7 @@ use super::log::{digest, split_hash, MAGIC, VERSION, ZERO};
 
 /// One break in the chain.
 #[derive(Debug, Clone, Serialize)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// The line where the chain breaks, from 1.
     pub line: u64,
     pub why: String,
@@ -20,7 +20,7 @@ pub struct Problem {
 
 /// What a check found.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Lines read.
     pub lines: u64,
     /// The last line's hash: a copy kept elsewhere shows later truncation.
@@ -29,7 +29,7 @@ pub struct Report {
 }
 
 /// Checks the log read from `r`.
-pub fn verify(r: impl BufRead) -> std::io::Result<Report> {
+pub(crate) fn verify(r: impl BufRead) -> std::io::Result<Report> {
     let mut report = Report {
         lines: 0,
         head: None,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use crate::audit;
 use crate::cli::{AuditArgs, AuditCommand, Cli, JsonArgs};
 
-pub fn run(cli: &Cli, a: &AuditArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &AuditArgs) -> anyhow::Result<()> {
     match &a.command {
         Some(AuditCommand::Verify(j)) => verify(cli, j),
         None => show(cli, a),

@@ -11,13 +11,13 @@ use crate::cli::{AssembleArgs, BuildArgs, Cli};
 
 /// `attache container assemble`: lays the container out and prints its
 /// version.
-pub fn assemble_command(a: &AssembleArgs) -> anyhow::Result<()> {
+pub(crate) fn assemble_command(a: &AssembleArgs) -> anyhow::Result<()> {
     println!("{}", assemble(a)?);
     Ok(())
 }
 
 /// Lays out the container; its version.
-pub fn assemble(a: &AssembleArgs) -> anyhow::Result<String> {
+pub(crate) fn assemble(a: &AssembleArgs) -> anyhow::Result<String> {
     let plugins_dir = a.out.join("plugins");
     fs::create_dir_all(&plugins_dir)
         .with_context(|| format!("cannot create {}", plugins_dir.display()))?;
@@ -94,13 +94,13 @@ fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
 }
 
 /// The container of the current agent directory, built if needed.
-pub fn current(cli: &Cli) -> anyhow::Result<crate::container::Built> {
+pub(crate) fn current(cli: &Cli) -> anyhow::Result<crate::container::Built> {
     let agent = crate::agent::find(cli.agent_dir.as_deref())?;
     crate::container::build(&agent, &super::cache(cli).join("containers"))
 }
 
 /// `attache container build`
-pub fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
+pub(crate) fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
     let agent = crate::agent::find(cli.agent_dir.as_deref())?;
     let out = a
         .out
@@ -138,7 +138,7 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
 /// Pushes `built` to every registered hypervisor at once (a few copies at
 /// a time), under the registry lock; fails naming every hypervisor that
 /// could not take it.
-pub fn push_everywhere(
+pub(crate) fn push_everywhere(
     cli: &Cli,
     built: &crate::container::Built,
 ) -> anyhow::Result<Vec<crate::hypervisor::datastore::Pushed>> {

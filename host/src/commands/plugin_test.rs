@@ -42,7 +42,7 @@ struct Seen {
     content: blake3::Hash,
 }
 
-pub fn run(cli: &Cli, a: &PluginTestArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &PluginTestArgs) -> anyhow::Result<()> {
     let ctx = super::context(cli)?;
     let agent = crate::agent::find(ctx.agent_dir.as_deref())?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;

@@ -4,7 +4,7 @@
 
 use crate::cli::{Cli, PolicyShowArgs};
 
-pub fn show(cli: &Cli, a: &PolicyShowArgs) -> anyhow::Result<()> {
+pub(crate) fn show(cli: &Cli, a: &PolicyShowArgs) -> anyhow::Result<()> {
     let policy = super::policy(cli)?;
     if a.raw {
         print!("{}", policy.text);

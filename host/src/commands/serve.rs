@@ -5,7 +5,7 @@ use anyhow::Context as _;
 use crate::cli::{Cli, ServeArgs};
 use crate::server::{serve, ConnLimits, Limits, ServerState, Transport};
 
-pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     let token = match &cli.token_file {
         Some(f) => std::fs::read_to_string(f)
             .with_context(|| format!("cannot read {}", f.display()))?

@@ -10,7 +10,7 @@ fn store(cli: &Cli) -> Store {
     Store::new(&super::state(cli))
 }
 
-pub fn create(cli: &Cli, a: &TokenCreateArgs) -> anyhow::Result<()> {
+pub(crate) fn create(cli: &Cli, a: &TokenCreateArgs) -> anyhow::Result<()> {
     let new = NewToken {
         role: a.role,
         targets: a.targets.clone(),
@@ -42,7 +42,7 @@ pub fn create(cli: &Cli, a: &TokenCreateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
+pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     let all: Vec<Value> = match super::client(cli)? {
         Some(c) => serde_json::from_value(c.get("/tokens")?)?,
         None => store(cli).list()?.iter().map(|e| e.listed()).collect(),
@@ -78,7 +78,7 @@ pub fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn revoke(cli: &Cli, a: &TokenRevokeArgs) -> anyhow::Result<()> {
+pub(crate) fn revoke(cli: &Cli, a: &TokenRevokeArgs) -> anyhow::Result<()> {
     match super::client(cli)? {
         Some(c) => {
             c.delete(&format!("/tokens/{}", a.id))?;

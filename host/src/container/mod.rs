@@ -13,7 +13,7 @@ use guest_runner::manifest::Manifest;
 use serde::Serialize;
 
 /// Disk formats built from the ISO with `qemu-img convert`.
-pub const DISK_FORMATS: [(&str, &str); 4] = [
+pub(crate) const DISK_FORMATS: [(&str, &str); 4] = [
     ("qcow2", "qcow2"),
     ("raw", "img"),
     ("vmdk", "vmdk"),
@@ -22,7 +22,7 @@ pub const DISK_FORMATS: [(&str, &str); 4] = [
 
 /// A built container.
 #[derive(Debug, Clone, Serialize)]
-pub struct Built {
+pub(crate) struct Built {
     /// The manifest's content version.
     pub version: String,
     /// Whether it was built now (false: it was up to date).
@@ -34,7 +34,7 @@ pub struct Built {
 }
 
 /// The ISO's volume id: how the guest finds the container among its CDs.
-pub fn volume_label(version: &str) -> String {
+pub(crate) fn volume_label(version: &str) -> String {
     format!("ATTACHE_{}", &version[..8.min(version.len())])
 }
 
@@ -52,7 +52,7 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
 }
 
 /// Builds the container of `agent` under `out/VERSION/` unless it is there.
-pub fn build(agent: &Path, out: &Path) -> anyhow::Result<Built> {
+pub(crate) fn build(agent: &Path, out: &Path) -> anyhow::Result<Built> {
     let manifest = Manifest::load(agent)?;
     // Build only from what the manifest vouches for.
     manifest.read_verified_runner(agent)?;

@@ -21,13 +21,13 @@ use crate::container::Built;
 const PREFIX: &str = "attache-agent-";
 
 /// The container's file name on a datastore.
-pub fn file_name(version: &str, format: &str) -> String {
+pub(crate) fn file_name(version: &str, format: &str) -> String {
     format!("{PREFIX}{version}.{format}")
 }
 
 /// The indices of the fewest datastores (greedy) that reach every VM in
 /// `vms`; with no VM, the first datastore, ready for the first one.
-pub fn cover(datastores: &[Datastore], vms: &[String]) -> anyhow::Result<Vec<usize>> {
+pub(crate) fn cover(datastores: &[Datastore], vms: &[String]) -> anyhow::Result<Vec<usize>> {
     if datastores.is_empty() {
         bail!("no datastore");
     }
@@ -58,7 +58,7 @@ pub fn cover(datastores: &[Datastore], vms: &[String]) -> anyhow::Result<Vec<usi
 
 /// What a push did on one hypervisor.
 #[derive(Debug, Clone, Serialize)]
-pub struct Pushed {
+pub(crate) struct Pushed {
     pub hypervisor: String,
     /// Datastores that now hold the container (copied now or already there).
     pub datastores: Vec<PathBuf>,
@@ -84,7 +84,7 @@ fn source(hv: &Hypervisor, built: &Built) -> anyhow::Result<PathBuf> {
 
 /// Puts the container on the datastores that cover `hv`'s VMs and removes
 /// older containers no job uses. The caller holds the registry lock.
-pub fn push(hv: &Hypervisor, built: &Built, journal: &Journal) -> anyhow::Result<Pushed> {
+pub(crate) fn push(hv: &Hypervisor, built: &Built, journal: &Journal) -> anyhow::Result<Pushed> {
     let vms: Vec<String> = hv.vms()?.into_iter().map(|v| v.name).collect();
     let chosen = cover(&hv.datastores, &vms).with_context(|| format!("hypervisor {}", hv.name))?;
     let src = source(hv, built)?;
@@ -108,7 +108,7 @@ pub fn push(hv: &Hypervisor, built: &Built, journal: &Journal) -> anyhow::Result
 
 /// The container for VM `vm` on a datastore that reaches it, placed there
 /// now if none has it. The caller holds the registry lock.
-pub fn for_vm(hv: &Hypervisor, vm: &str, built: &Built) -> anyhow::Result<PathBuf> {
+pub(crate) fn for_vm(hv: &Hypervisor, vm: &str, built: &Built) -> anyhow::Result<PathBuf> {
     let name = file_name(&built.version, hv.driver.format());
     let reaching: Vec<&Datastore> = hv.datastores.iter().filter(|d| d.reaches(vm)).collect();
     if let Some(d) = reaching.iter().find(|d| d.dir.join(&name).is_file()) {
@@ -165,7 +165,7 @@ fn remove_old(hv: &Hypervisor, current: &str, journal: &Journal) -> anyhow::Resu
 }
 
 /// The containers on datastore `dir`, sorted (none if it cannot be read).
-pub fn containers(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn containers(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = fs::read_dir(dir)
         .into_iter()
         .flatten()

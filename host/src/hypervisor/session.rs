@@ -31,7 +31,7 @@ const AGENT_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options of a job's run in the guest.
 #[derive(Debug, Clone, Default)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Freeze the guest's filesystems (guest agent) once the plugin has
     /// quiesced the application, for at most this long.
     pub fsfreeze: Option<Duration>,
@@ -42,7 +42,7 @@ pub struct RunOptions {
 }
 
 /// An open session: the container is attached and mounted in the guest.
-pub struct Session {
+pub(crate) struct Session {
     pub vm_ref: VmRef,
     vm: Vm,
     journal: Journal,
@@ -148,7 +148,7 @@ fn watch(
 
 /// What the runner did in the guest.
 #[derive(Debug, Clone)]
-pub struct RunnerOutcome {
+pub(crate) struct RunnerOutcome {
     pub exited: Exited,
     /// Warnings about the run (a freeze cut short, ...).
     pub notes: Vec<String>,
@@ -163,7 +163,7 @@ fn session_id() -> anyhow::Result<String> {
 impl Session {
     /// Opens a session on `vm_ref`: on return the container is attached and
     /// mounted; on error nothing is left attached or mounted.
-    pub fn open(ctx: &Context, vm_ref: &VmRef) -> anyhow::Result<Self> {
+    pub(crate) fn open(ctx: &Context, vm_ref: &VmRef) -> anyhow::Result<Self> {
         let registry = Registry::new(&ctx.state);
         let journal = Journal::new(&ctx.state);
         let hv = registry.get(&vm_ref.hypervisor)?;
@@ -255,7 +255,7 @@ impl Session {
     /// Runs a backup: the runner gets `args` (its command and options; the
     /// session and channel are added), `previous` goes to it, and `consume`
     /// reads the stream it sends.
-    pub fn backup<T>(
+    pub(crate) fn backup<T>(
         &mut self,
         args: &[String],
         previous: Vec<u8>,
@@ -281,14 +281,9 @@ impl Session {
             let result = (|| {
                 channel::seek_hello(&mut reader, &self.entry.session)?;
                 tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, "runner's hello");
-                loop {
-                    match channel::read_phase(&mut reader)? {
-                        channel::PHASE_FREEZE => {
-                            let ack = self.freeze(&shared, opts);
-                            (&sock).write_all(&[ack])?;
-                        }
-                        _ => break,
-                    }
+                while channel::read_phase(&mut reader)? == channel::PHASE_FREEZE {
+                    let ack = self.freeze(&shared, opts);
+                    (&sock).write_all(&[ack])?;
                 }
                 consume(&mut reader)
             })();
@@ -314,7 +309,7 @@ impl Session {
 
     /// Runs a restore: `produce` writes the stream that the runner (given
     /// `args`) reads.
-    pub fn restore<T>(
+    pub(crate) fn restore<T>(
         &mut self,
         args: &[String],
         opts: &RunOptions,
@@ -479,7 +474,7 @@ impl Session {
 
     /// Creates directory `dir` in the guest (a restore destination the user
     /// named: it stays).
-    pub fn make_dir(&self, dir: &str) -> anyhow::Result<()> {
+    pub(crate) fn make_dir(&self, dir: &str) -> anyhow::Result<()> {
         let e = self
             .agent()
             .run(
@@ -499,7 +494,7 @@ impl Session {
 
     /// Undoes everything in the guest and on the hypervisor. Errors say
     /// what could not be undone; the journal keeps it for a later recovery.
-    pub fn close(mut self) -> anyhow::Result<()> {
+    pub(crate) fn close(mut self) -> anyhow::Result<()> {
         self.closed = true;
         let r = self.revert();
         if r.complete {

@@ -21,7 +21,11 @@ use crate::target::{self, BackupTarget};
 use std::collections::HashMap;
 
 /// Runs a backup, recorded in the audit log.
-pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Result<SnapshotInfo> {
+pub(crate) fn run(
+    ctx: &Context,
+    a: &BackupRequest,
+    ctl: &Control<'_>,
+) -> anyhow::Result<SnapshotInfo> {
     let mut shown = a.clone();
     super::redact(&mut shown.app_password, &mut shown.options);
     super::audited(ctx, "backup", serde_json::to_value(&shown)?, |ctx| {
@@ -34,6 +38,9 @@ fn run_audited(
     a: &BackupRequest,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
+    // Inside the server's job span when there is one: its lines, the
+    // runner's and the repository's, all carry the target and plugin.
+    let _span = tracing::info_span!("backup", target = %a.target, plugin = %a.plugin).entered();
     let limits = guest_runner::policy::JobLimits {
         memory_mib: a.memory_limit_mib,
         deadline_secs: a.deadline_secs,
@@ -144,7 +151,10 @@ fn run_audited(
 /// (its command, selection, options and limits) and `access`'s environment.
 /// Past `timeout`, or when the job is cancelled, the runner is killed, even
 /// when it stalls without writing, and the job fails.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one part of the job; see issue 16 item 5"
+)]
 fn local(
     ctx: &Context,
     repo: &Repository,
@@ -232,7 +242,7 @@ fn guest_selection(include: &[String]) -> anyhow::Result<Vec<String>> {
 /// The newest snapshot of the same source, plugin and selection, with its
 /// items by id.
 fn parent(
-    repo: &crate::repo::Repository,
+    repo: &Repository,
     source: &str,
     plugin: &str,
     includes: &[String],

@@ -1,10 +1,10 @@
 //! The work behind `backup` and `restore`, shared by the command line and
 //! the server: what to do, progress as it goes, and cancellation.
 
-pub mod backup;
-pub mod plugin;
-pub mod restore;
-pub mod watchdog;
+pub(crate) mod backup;
+pub(crate) mod plugin;
+pub(crate) mod restore;
+pub(crate) mod watchdog;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use crate::repo::{Password, Repository};
 
 /// Where jobs find the repository, its password, the cache and the agent.
 #[derive(Debug, Clone)]
-pub struct Context {
+pub(crate) struct Context {
     pub repo: PathBuf,
     pub password: Password,
     pub cache: PathBuf,
@@ -31,11 +31,11 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn repository(&self, create: bool) -> anyhow::Result<Repository> {
+    pub(crate) fn repository(&self, create: bool) -> anyhow::Result<Repository> {
         Repository::open(&self.repo, &self.password, &self.cache, create)
     }
 
-    pub fn runner(&self) -> anyhow::Result<LocalRunner> {
+    pub(crate) fn runner(&self) -> anyhow::Result<LocalRunner> {
         Ok(LocalRunner {
             dir: agent::find(self.agent_dir.as_deref())?,
             cache_dir: Some(self.cache.join("components")),
@@ -49,7 +49,7 @@ impl Context {
 /// on disk before its first effect (the job syncs the log then: one
 /// `fdatasync` for everything it recorded until then); its end, with its
 /// outcome, is on disk before the job's result is returned.
-pub fn audited<T: Serialize>(
+pub(crate) fn audited<T: Serialize>(
     ctx: &Context,
     kind: &str,
     request: serde_json::Value,
@@ -104,7 +104,7 @@ fn summary(mut v: serde_json::Value) -> serde_json::Value {
 
 /// What a plugin is granted by the policy for a job: what it may read,
 /// write and reach, and its ceilings, for the audit log.
-pub fn grants(
+pub(crate) fn grants(
     ctx: &Context,
     plugin: &str,
     limits: &guest_runner::policy::JobLimits,
@@ -126,7 +126,7 @@ pub fn grants(
 
 /// How far a job is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Items done.
     pub items: u64,
     /// Content bytes done.
@@ -134,13 +134,13 @@ pub struct Progress {
 }
 
 /// What a job reports to and hears from whoever runs it.
-pub struct Control<'a> {
+pub(crate) struct Control<'a> {
     pub progress: &'a (dyn Fn(&Progress) + Sync),
     pub cancel: &'a AtomicBool,
 }
 
 impl Control<'_> {
-    pub fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
 }
@@ -148,7 +148,7 @@ impl Control<'_> {
 /// A backup to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BackupRequest {
+pub(crate) struct BackupRequest {
     /// `local` (this machine acts as the guest) or `HYPERVISOR/VM`.
     pub target: String,
     /// The plugin that reads the application.
@@ -191,10 +191,10 @@ pub struct BackupRequest {
 /// The environment variable that carries the application's password to the
 /// runner: it reaches the plugin as its `password` option, never on a
 /// command line.
-pub const PASSWORD_ENV: &str = "ATTACHE_APP_PASSWORD";
+pub(crate) const PASSWORD_ENV: &str = "ATTACHE_APP_PASSWORD";
 
 /// The password of a request: given, or read from the file it names.
-pub fn app_password(
+pub(crate) fn app_password(
     given: &Option<String>,
     file: &Option<PathBuf>,
 ) -> anyhow::Result<Option<String>> {
@@ -212,7 +212,7 @@ pub fn app_password(
 }
 
 /// Replaces a password and option values for showing.
-pub fn redact(p: &mut Option<String>, options: &mut BTreeMap<String, String>) {
+pub(crate) fn redact(p: &mut Option<String>, options: &mut BTreeMap<String, String>) {
     if p.is_some() {
         *p = Some("(redacted)".into());
     }
@@ -228,7 +228,7 @@ fn default_freeze_limit() -> u64 {
 /// A restore to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RestoreRequest {
+pub(crate) struct RestoreRequest {
     /// Snapshot id or unique prefix.
     pub snapshot: String,
     /// Items to restore with everything below them; empty for all.

@@ -16,7 +16,7 @@ use super::Context;
 /// environment, never its command line, which every user of the machine or
 /// guest can read), limits and the policy.
 #[derive(Debug, Clone)]
-pub struct RunnerAccess {
+pub(crate) struct RunnerAccess {
     /// Runner arguments (`--option-env`, limits, `--policy-inline`).
     pub args: Vec<String>,
     /// Environment variables for the runner.
@@ -32,7 +32,7 @@ impl RunnerAccess {
     /// `options` and the application password (as the plugin's `password`
     /// option, the contract's convention for a login secret), `limits`,
     /// and the context's policy.
-    pub fn new(
+    pub(crate) fn new(
         ctx: &Context,
         options: &BTreeMap<String, String>,
         password: Option<&str>,
@@ -76,7 +76,7 @@ impl RunnerAccess {
     }
 
     /// The environment as `NAME=VALUE` (the guest agent's form).
-    pub fn env_assignments(&self) -> Vec<String> {
+    pub(crate) fn env_assignments(&self) -> Vec<String> {
         self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 }
@@ -84,13 +84,13 @@ impl RunnerAccess {
 /// What a plan is asked for: the runner's `plan` arguments beyond the
 /// plugin (`--operation`, `--select`, `--select-kind`, `--target`,
 /// `--rename`).
-pub type PlanArgs = Vec<String>;
+pub(crate) type PlanArgs = Vec<String>;
 
 /// Asks the plugin, run by this machine's copy of the container, for its
 /// plan and checks it against the policy; the plan, or an error that names
 /// the plugin, the need and the rule. Nothing is attached or run for the
 /// job before this succeeds.
-pub fn checked_plan(
+pub(crate) fn checked_plan(
     ctx: &Context,
     plugin: &str,
     access: &RunnerAccess,
@@ -113,7 +113,7 @@ pub fn checked_plan(
 }
 
 /// The runner's own error line, without its prefix, or its last lines.
-pub fn runner_error(stderr: &[u8]) -> String {
+pub(crate) fn runner_error(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     text.lines()
         .rev()

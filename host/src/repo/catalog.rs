@@ -14,13 +14,13 @@ use rusqlite::{params, Connection};
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::Store;
 
-pub struct Catalog {
+pub(crate) struct Catalog {
     conn: Connection,
 }
 
 /// One hit of `find`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Found {
+pub(crate) struct Found {
     pub snapshot: String,
     pub time: i64,
     pub source: String,
@@ -82,11 +82,11 @@ fn cuts_after(id: &str) -> bool {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    h % CUT == 0
+    h.is_multiple_of(CUT)
 }
 
 impl Catalog {
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -130,7 +130,7 @@ impl Catalog {
 
     /// Adds the repository's snapshots the catalog lacks and drops those
     /// the repository no longer has.
-    pub fn sync(&self, store: &Store) -> anyhow::Result<()> {
+    pub(crate) fn sync(&self, store: &Store) -> anyhow::Result<()> {
         let snaps = store.snapshots()?;
         let known: HashSet<String> = {
             let mut st = self.conn.prepare("SELECT id FROM snapshots")?;
@@ -166,7 +166,7 @@ impl Catalog {
     }
 
     /// Whether the catalog holds snapshot `id` (its item list was read).
-    pub fn has(&self, id: &str) -> anyhow::Result<bool> {
+    pub(crate) fn has(&self, id: &str) -> anyhow::Result<bool> {
         let n: i64 =
             self.conn
                 .query_row("SELECT count(*) FROM snapshots WHERE id = ?1", [id], |r| {
@@ -177,7 +177,7 @@ impl Catalog {
 
     /// Records a snapshot and its items: the chunks the catalog lacks,
     /// and the list of the snapshot's chunks.
-    pub fn add(&self, snap: &SnapshotInfo, items: &[StoredItem]) -> anyhow::Result<()> {
+    pub(crate) fn add(&self, snap: &SnapshotInfo, items: &[StoredItem]) -> anyhow::Result<()> {
         // Cut and serialized before the write lock is taken.
         let mut chunks: Vec<(Vec<u8>, String, usize, usize)> = Vec::new();
         let mut body = String::new();
@@ -239,7 +239,11 @@ impl Catalog {
 
     /// Items of a snapshot in backup order; with `below`, only that item and
     /// what lies below it.
-    pub fn items(&self, snapshot: &str, below: Option<&str>) -> anyhow::Result<Vec<StoredItem>> {
+    pub(crate) fn items(
+        &self,
+        snapshot: &str,
+        below: Option<&str>,
+    ) -> anyhow::Result<Vec<StoredItem>> {
         let parse = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
         let (bodies, base): (Vec<String>, Option<&str>) = match below {
             None | Some("/") => {
@@ -291,7 +295,7 @@ impl Catalog {
     /// Items in any snapshot matching a glob: on the whole id when the
     /// pattern has a `/`, else on the item's last component; and on the
     /// item's title (a message's subject) either way.
-    pub fn find(&self, pattern: &str) -> anyhow::Result<Vec<Found>> {
+    pub(crate) fn find(&self, pattern: &str) -> anyhow::Result<Vec<Found>> {
         let column = if pattern.contains('/') {
             "i.id"
         } else {

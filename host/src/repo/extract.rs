@@ -59,7 +59,7 @@ fn read_content(
 }
 
 /// Items sent, and items that could not be (damaged data), with the reason.
-pub struct Sent {
+pub(crate) struct Sent {
     pub items: u64,
     /// Items whose data could not be sent (damaged): the restore fails.
     pub failed: Vec<(String, String)>,
@@ -73,7 +73,7 @@ pub struct Sent {
 /// content, so that it can be restored alone; `all` is searched for it. An
 /// item whose data is damaged is aborted in the stream (the plugin removes
 /// what it began) and the others still go.
-pub fn write_restore_stream(
+pub(crate) fn write_restore_stream(
     store: &Store,
     snap: &SnapshotInfo,
     all: &[StoredItem],

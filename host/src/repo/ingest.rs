@@ -19,7 +19,7 @@ use crate::store::pack::BlobKind;
 use crate::store::snapshot::{write_tree, SnapshotInfo, StoredItem};
 
 /// Where a backup came from and what it selected.
-pub struct Origin {
+pub(crate) struct Origin {
     pub source: String,
     pub includes: Vec<String>,
     pub plugin: String,
@@ -33,21 +33,21 @@ pub struct Origin {
 }
 
 /// A snapshot whose data is durable but which is not listed yet.
-pub struct Staged {
+pub(crate) struct Staged {
     pub info: SnapshotInfo,
     pub items: Vec<StoredItem>,
 }
 
 impl Staged {
     /// Writes the snapshot and adds it to the catalog; returns its id.
-    pub fn publish(mut self, repo: &Repository) -> anyhow::Result<SnapshotInfo> {
+    pub(crate) fn publish(mut self, repo: &Repository) -> anyhow::Result<SnapshotInfo> {
         self.info.id = repo.store.write_snapshot(&self.info)?;
         repo.catalog.add(&self.info, &self.items)?;
         Ok(self.info)
     }
 }
 
-pub fn ingest(
+pub(crate) fn ingest(
     repo: &Repository,
     input: impl Read,
     origin: &Origin,

@@ -17,7 +17,7 @@ use crate::access::tokens::same;
 use crate::access::{Principal, Role};
 
 /// The id of the server's single `ATTACHE_TOKEN` (or `--token-file`).
-pub const LEGACY_ID: &str = "legacy";
+pub(super) const LEGACY_ID: &str = "legacy";
 
 fn principal(state: &ServerState, token: &str) -> Result<Option<Principal>, ApiError> {
     if let Some(legacy) = state.token.as_deref() {
@@ -36,7 +36,7 @@ fn principal(state: &ServerState, token: &str) -> Result<Option<Principal>, ApiE
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-pub async fn require_token(
+pub(super) async fn require_token(
     State(state): State<ServerState>,
     mut req: Request,
     next: Next,

@@ -21,7 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 /// The bounds on connections.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Most connections open at once.
     pub max_connections: usize,
     /// How long a connection has to send a request's headers, counted from
@@ -36,7 +36,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 /// Serves `app` on `listener` within `limits` until `shutdown` completes;
 /// with `tls`, every connection first completes a TLS handshake (within
 /// the header timeout).
-pub async fn serve_bounded(
+pub(super) async fn serve_bounded(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
@@ -143,7 +143,7 @@ async fn trim_after_floods(slots: Arc<Semaphore>, max: usize) {
 /// Raises the soft limit on open files to the hard one and returns what it
 /// then is (`None` when it cannot be read): the server holds one descriptor
 /// per connection, plus the repository's.
-pub fn raise_nofile_limit() -> Option<u64> {
+pub(super) fn raise_nofile_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let l = getrlimit(Resource::Nofile);
     let below = match (l.current, l.maximum) {
@@ -164,11 +164,11 @@ pub fn raise_nofile_limit() -> Option<u64> {
 }
 
 /// Descriptors kept for the repository, jobs and runners beside connections.
-pub const RESERVED_FDS: u64 = 256;
+pub(super) const RESERVED_FDS: u64 = 256;
 
 /// `wanted` connections, or fewer when the open-files limit `nofile`
 /// leaves less room (never under 16).
-pub fn connections_within(wanted: usize, nofile: Option<u64>) -> usize {
+pub(super) fn connections_within(wanted: usize, nofile: Option<u64>) -> usize {
     match nofile {
         Some(n) => {
             let room = n.saturating_sub(RESERVED_FDS).max(16);

@@ -18,16 +18,16 @@ mod state;
 mod tls;
 mod trim;
 
-pub use listener::ConnLimits;
-pub use state::{Limits, ServerState};
-pub use tls::check_plain;
+pub(crate) use listener::ConnLimits;
+pub(crate) use state::{Limits, ServerState};
+pub(crate) use tls::check_plain;
 
 use anyhow::Context as _;
 
 /// How the server speaks: TLS with a certificate and key, or plain HTTP
 /// (on loopback addresses only, unless `insecure_http`).
 #[derive(Debug, Clone, Default)]
-pub struct Transport {
+pub(crate) struct Transport {
     pub tls_cert: Option<std::path::PathBuf>,
     pub tls_key: Option<std::path::PathBuf>,
     pub insecure_http: bool,
@@ -35,7 +35,7 @@ pub struct Transport {
 
 /// Serves until interrupted (SIGINT or SIGTERM), within `conns` (lowered
 /// to what the open-files limit, first raised to its hard limit, allows).
-pub async fn serve(
+pub(crate) async fn serve(
     state: ServerState,
     listen: &str,
     conns: ConnLimits,
@@ -65,7 +65,7 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     if tls.is_none() {
-        tls::check_plain(addr, transport.insecure_http)?;
+        check_plain(addr, transport.insecure_http)?;
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(address = %addr, scheme, "attache serve: listening");

@@ -32,7 +32,7 @@ fn merge(mut a: Value, b: Value) -> Value {
 /// The document, each operation with the roles that may call it
 /// (`x-roles`, from the route table) and a 403 answer where a role is
 /// refused.
-pub fn document() -> Value {
+pub(super) fn document() -> Value {
     let mut doc = paths();
     for (method, path, need) in super::roles::ROUTES {
         let op = &mut doc["paths"][*path][method.to_lowercase()];

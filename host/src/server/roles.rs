@@ -7,7 +7,7 @@ use crate::access::Role;
 
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need {
+pub(super) enum Need {
     /// No token.
     Public,
     /// Any role: reading snapshots and jobs.
@@ -23,7 +23,7 @@ pub enum Need {
 
 impl Need {
     /// The roles that pass.
-    pub fn roles(self) -> &'static [Role] {
+    pub(super) fn roles(self) -> &'static [Role] {
         match self {
             Need::Public | Need::Read => &[Role::Admin, Role::Operator, Role::Auditor],
             Need::Audit => &[Role::Admin, Role::Auditor],
@@ -32,13 +32,13 @@ impl Need {
         }
     }
 
-    pub fn allows(self, role: Role) -> bool {
+    pub(super) fn allows(self, role: Role) -> bool {
         self.roles().contains(&role)
     }
 }
 
 /// Every route: method, path pattern (`{x}` one segment), need.
-pub const ROUTES: &[(&str, &str, Need)] = &[
+pub(super) const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/health", Need::Public),
     ("GET", "/openapi.json", Need::Read),
     ("GET", "/metrics", Need::Read),
@@ -71,7 +71,7 @@ fn matches(pattern: &str, path: &str) -> bool {
 
 /// What a request needs; `None` for no route of the table (the router
 /// answers 404 or 405 to an authenticated request).
-pub fn need(method: &Method, path: &str) -> Option<Need> {
+pub(super) fn need(method: &Method, path: &str) -> Option<Need> {
     // HEAD is GET without a body.
     let method = if method == Method::HEAD {
         "GET"

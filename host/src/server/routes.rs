@@ -23,7 +23,7 @@ use super::{auth, openapi, ServerState};
 use crate::access::tokens::{NewToken, TokenError};
 use crate::access::Principal;
 
-pub fn router(state: ServerState) -> Router {
+pub(super) fn router(state: ServerState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))

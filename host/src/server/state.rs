@@ -10,13 +10,13 @@ use crate::repo::Repository;
 
 /// Concurrency limits of the job queue.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub global: usize,
     pub per_target: usize,
 }
 
 #[derive(Clone)]
-pub struct ServerState {
+pub(crate) struct ServerState {
     pub ctx: Context,
     /// The single legacy token (`ATTACHE_TOKEN`), an admin, if set.
     pub token: Option<Arc<String>>,
@@ -29,7 +29,7 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn new(ctx: Context, token: Option<String>, limits: Limits) -> Self {
+    pub(crate) fn new(ctx: Context, token: Option<String>, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::default());
         Self {
             queue: Arc::new(Queue::new(ctx.clone(), limits, metrics.clone())),
@@ -43,7 +43,7 @@ impl ServerState {
 
     /// Runs `f` on the repository (opened once, brought up to date with
     /// what other processes wrote before each use), off the async threads.
-    pub async fn with_repo<T: Send + 'static>(
+    pub(crate) async fn with_repo<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Repository) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {

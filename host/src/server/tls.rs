@@ -12,7 +12,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
 /// An acceptor for the chain in `cert` (leaf first) and the key in `key`.
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+pub(super) fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("cannot read the certificate {}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -37,7 +37,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
 
 /// Refuses plain HTTP on `addr` unless it is a loopback address or
 /// `insecure` says so.
-pub fn check_plain(addr: std::net::SocketAddr, insecure: bool) -> anyhow::Result<()> {
+pub(crate) fn check_plain(addr: std::net::SocketAddr, insecure: bool) -> anyhow::Result<()> {
     anyhow::ensure!(
         insecure || addr.ip().is_loopback(),
         "refusing to serve plain HTTP on {addr}, which is not a loopback address: \

@@ -11,7 +11,7 @@ const ZSTD: u8 = 1;
 const LEVEL: i32 = 3;
 
 /// A blob ready for a pack.
-pub struct Encoded {
+pub(crate) struct Encoded {
     pub id: BlobId,
     pub raw_len: u32,
     pub bytes: Vec<u8>,
@@ -55,12 +55,16 @@ fn worth_compressing(plain: &[u8]) -> bool {
 
 /// Compresses (when it pays) and seals `plain`.
 #[cfg(test)]
-pub fn encode(cipher: &Cipher, plain: &[u8]) -> Result<Encoded, StoreError> {
+pub(crate) fn encode(cipher: &Cipher, plain: &[u8]) -> Result<Encoded, StoreError> {
     encode_with_id(cipher, cipher.id(plain), plain)
 }
 
 /// [`encode`] for a plaintext whose id is known.
-pub fn encode_with_id(cipher: &Cipher, id: BlobId, plain: &[u8]) -> Result<Encoded, StoreError> {
+pub(crate) fn encode_with_id(
+    cipher: &Cipher,
+    id: BlobId,
+    plain: &[u8],
+) -> Result<Encoded, StoreError> {
     let compressed = if worth_compressing(plain) {
         Some(zstd::bulk::compress(plain, LEVEL).map_err(StoreError::Io)?)
     } else {
@@ -76,7 +80,7 @@ pub fn encode_with_id(cipher: &Cipher, id: BlobId, plain: &[u8]) -> Result<Encod
 }
 
 /// Opens and decompresses a stored blob and checks it against its id.
-pub fn decode(
+pub(crate) fn decode(
     cipher: &Cipher,
     id: &BlobId,
     raw_len: u32,

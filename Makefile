@@ -9,6 +9,12 @@ OUT := target/release
 AGENT := $(OUT)/agent
 RUNNER_BIN := target/$(MUSL)/release/guest-runner
 PLUGINS := filesystem sql mail
+# The development publisher key that signs the container `make build`
+# assembles, and the trust file beside attache that trusts it for the
+# runner and every plugin (see guest-runner/src/trust/). Made once.
+DEV_KEYS := target/dev-keys
+DEV_KEY := $(DEV_KEYS)/dev.key
+TRUST := $(OUT)/trust.toml
 TEST_PLUGINS := hostile probe
 
 .PHONY: setup build plugins test-plugins vm-guest demo test bench clean
@@ -41,11 +47,18 @@ plugins: setup
 	$(CARGO) build --release --target $(WASM) $(addprefix -p attache-plugin-,$(PLUGINS))
 
 # Builds attache, the static guest-runner and the plugins, and lays out the
-# agent container in target/release/agent where attache finds it.
+# agent container in target/release/agent where attache finds it, signed
+# with the development key that target/release/trust.toml trusts.
 build: setup plugins
 	$(CARGO) build --release --target $(MUSL) -p guest-runner
 	$(CARGO) build --release -p attache
-	$(OUT)/attache container assemble --runner $(RUNNER_BIN) --out $(AGENT) \
+	@[ -f $(DEV_KEY) ] || $(OUT)/attache key generate --out $(DEV_KEYS) --name dev >/dev/null
+	@printf '%s\n' 'format = 1' '' \
+	  '# make build: the development key $(DEV_KEY) signs the runner and' \
+	  '# every plugin of target/release/agent.' \
+	  '[[publisher]]' 'name = "dev"' "key = \"$$(sed -n 2p $(DEV_KEYS)/dev.pub)\"" \
+	  'runner = true' 'plugins = ["*"]' > $(TRUST)
+	$(OUT)/attache container assemble --runner $(RUNNER_BIN) --out $(AGENT) --sign $(DEV_KEY) \
 	  $(foreach p,$(PLUGINS),--plugin $(p)=target/$(WASM)/release/attache_plugin_$(p).wasm)
 
 # The tiny test guest (Debian's cloud kernel, busybox, qemu-guest-agent) and

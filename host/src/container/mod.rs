@@ -3,13 +3,15 @@
 //! names survive, and as the disk formats other hypervisors attach (qcow2,
 //! raw, VMDK, VHDX), each with the same agent inside. A container is named
 //! by the manifest's content version: a new runner or plugin gives a new
-//! container, and an unchanged agent is not rebuilt.
+//! container, and an unchanged agent is not rebuilt. Nothing is built from
+//! an agent directory whose signatures the trust does not accept.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context};
 use guest_runner::manifest::Manifest;
+use guest_runner::trust::{Scope, Trust};
 use serde::Serialize;
 
 /// Disk formats built from the ISO with `qemu-img convert`.
@@ -51,13 +53,35 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the container of `agent` under `out/VERSION/` unless it is there.
-pub fn build(agent: &Path, out: &Path) -> anyhow::Result<Built> {
-    let manifest = Manifest::load(agent)?;
+/// Checks the agent container at `agent` before anything of it runs here
+/// or is placed anywhere: its signatures vouch, under `trust`, for the
+/// runner and every plugin, and the runner's bytes match the manifest.
+/// The manifest, parsed from the bytes that were verified.
+pub fn verify(agent: &Path, trust: &Trust) -> anyhow::Result<Manifest> {
+    let verified = trust
+        .verify(agent, Scope::All)
+        .with_context(|| format!("the agent container at {}", agent.display()))?;
+    verified.manifest.read_verified_runner(agent)?;
+    if verified.unsigned_allowed.is_none() {
+        tracing::debug!(
+            container = verified.manifest.version.as_str(),
+            signers = verified.signers.join("; "),
+            "container signatures verified"
+        );
+    }
+    Ok(verified.manifest)
+}
+
+/// Builds the container of `agent` under `out/VERSION/` unless it is
+/// there, once `trust` vouches for it (see [`verify`]).
+pub fn build(agent: &Path, out: &Path, trust: &Trust) -> anyhow::Result<Built> {
+    let manifest = verify(agent, trust)?;
     // Build only from what the manifest vouches for.
-    manifest.read_verified_runner(agent)?;
     for p in &manifest.plugins {
         manifest.read_verified(agent, &p.name)?;
+        if let Some(c) = &p.precompiled {
+            manifest.read_verified_precompiled(agent, &p.name, &c.engine)?;
+        }
     }
     let dir = out.join(&manifest.version);
     let iso = dir.join("attache-agent.iso");

@@ -26,6 +26,8 @@ pub struct Context {
     pub state: PathBuf,
     /// The policy every plugin's plan is checked against.
     pub policy: guest_runner::policy::Policy,
+    /// Which publishers may sign the runner and each plugin.
+    pub trust: guest_runner::trust::Trust,
 }
 
 impl Context {
@@ -33,9 +35,14 @@ impl Context {
         Repository::open(&self.repo, &self.password, &self.cache, create)
     }
 
+    /// This machine's runner, once the container's signatures and the
+    /// trust vouch for it and every plugin, and its bytes match the
+    /// manifest (the runner checks each plugin's bytes as it loads it).
     pub fn runner(&self) -> anyhow::Result<LocalRunner> {
+        let dir = agent::find(self.agent_dir.as_deref())?;
+        crate::container::verify(&dir, &self.trust)?;
         Ok(LocalRunner {
-            dir: agent::find(self.agent_dir.as_deref())?,
+            dir,
             cache_dir: Some(self.cache.join("components")),
         })
     }

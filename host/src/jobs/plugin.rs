@@ -14,10 +14,12 @@ use super::Context;
 
 /// What a runner is given beyond its command: options (through its
 /// environment, never its command line, which every user of the machine or
-/// guest can read), limits and the policy.
+/// guest can read), limits, the policy and the trust (the publisher keys
+/// it checks the container's signatures against).
 #[derive(Debug, Clone)]
 pub struct RunnerAccess {
-    /// Runner arguments (`--option-env`, limits, `--policy-inline`).
+    /// Runner arguments (`--option-env`, limits, `--policy-inline`,
+    /// `--trust-inline`).
     pub args: Vec<String>,
     /// Environment variables for the runner.
     pub env: Vec<(String, String)>,
@@ -71,7 +73,16 @@ impl RunnerAccess {
             ctx.policy.text.clone(),
             "--policy-origin".into(),
             ctx.policy.origin.clone(),
+            "--trust-inline".into(),
+            ctx.trust.text.clone(),
+            "--trust-origin".into(),
+            ctx.trust.origin.clone(),
         ]);
+        // The trust file's own `allow_unsigned` travels in its text; the
+        // command line's goes as the runner's flag.
+        if ctx.trust.allow_unsigned == Some(guest_runner::trust::AllowUnsigned::Flag) {
+            args.push("--allow-unsigned".into());
+        }
         Ok(Self { args, env })
     }
 

@@ -89,7 +89,7 @@ test: build test-plugins vm-guest
 # rustic, with the dd line), throughput beside tar, plugin start, the
 # comparison with Debian's restic,
 # the VM overhead and container push figures, PostgreSQL beside pg_dump, and
-# keyed beside unkeyed chunking.
+# keyed beside unkeyed chunking, and checking a signed container.
 bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	@command -v rustic >/dev/null || $(CARGO) install rustic-rs --no-default-features --locked
@@ -99,6 +99,10 @@ bench: build test-plugins vm-guest
 	./tests/bench/vm.py
 	./tests/sql/pg-bench.sh
 	$(CARGO) bench -p attache --bench chunker
+	@# Checking a signed container, as the host (its build) and the runner
+	@# (the musl build) do it.
+	$(CARGO) bench -p guest-runner --no-default-features --bench verify
+	$(CARGO) bench --target $(MUSL) -p guest-runner --bench verify
 	./tests/mail/bench.sh
 
 clean:

@@ -430,10 +430,12 @@ fn a_dangling_hard_link_is_left_out_with_a_warning_and_the_rest_restored() {
     let snaps = s.snapshots();
     let id = snaps[0]["id"].as_str().expect("id").to_owned();
     let out = s.base.join("out");
-    // Restored by the real runner and plugin.
+    // Restored by the real runner and plugin (with the trust that vouches
+    // for them).
     let o = attache_tests::output(
         s.cmd()
             .env("ATTACHE_AGENT_DIR", attache_tests::agent_dir())
+            .env("ATTACHE_TRUST", attache_tests::dev_trust())
             .args(["restore", &id, "--to"])
             .arg(format!("local:{}", out.display())),
     );

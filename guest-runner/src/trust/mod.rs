@@ -36,6 +36,7 @@
 
 pub mod key;
 pub mod sigfile;
+pub mod stamp;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -48,7 +48,7 @@ pub fn run(cli: &Cli, a: &PluginTestArgs) -> anyhow::Result<()> {
     // The runner that checks the plugin is the agent's, once the trust
     // vouches for it; the plugin under test is its author's own and
     // unsigned, so the temporary container runs with --allow-unsigned.
-    crate::container::verify(&agent, &ctx.trust)?;
+    crate::container::verify(&agent, &ctx.trust, &ctx.cache.join("containers"))?;
     let tmp = tempfile::tempdir().context("cannot create a temporary directory")?;
     let name = match &a.name {
         Some(n) => n.clone(),

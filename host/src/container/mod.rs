@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context};
 use guest_runner::manifest::Manifest;
-use guest_runner::trust::{Scope, Trust};
+use guest_runner::trust::{stamp, Scope, Trust};
 use serde::Serialize;
 
 /// Disk formats built from the ISO with `qemu-img convert`.
@@ -55,27 +55,40 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
 
 /// Checks the agent container at `agent` before anything of it runs here
 /// or is placed anywhere: its signatures vouch, under `trust`, for the
-/// runner and every plugin, and the runner's bytes match the manifest.
+/// runner and every plugin, and the runner's bytes match the manifest
+/// (hashed again only when a stamp in `stamps`, the containers' cache
+/// directory, does not record the same file unchanged since it matched).
 /// The manifest, parsed from the bytes that were verified.
-pub fn verify(agent: &Path, trust: &Trust) -> anyhow::Result<Manifest> {
+pub fn verify(agent: &Path, trust: &Trust, stamps: &Path) -> anyhow::Result<Manifest> {
     let verified = trust
         .verify(agent, Scope::All)
         .with_context(|| format!("the agent container at {}", agent.display()))?;
-    verified.manifest.read_verified_runner(agent)?;
+    let manifest = verified.manifest;
+    let runner = agent.join(guest_runner::manifest::RUNNER_FILE);
+    let id = blake3::hash(agent.as_os_str().as_encoded_bytes()).to_hex();
+    let stamp = stamps.join(format!(".verified-runner-{}", &id[..16]));
+    let _ = std::fs::create_dir_all(stamps);
+    let matches = stamp::matches(&stamp, &runner, &manifest.runner.blake3)
+        .with_context(|| format!("cannot read {}", runner.display()))?;
+    if !matches {
+        // The typed error, with both hashes.
+        manifest.read_verified_runner(agent)?;
+        bail!("{} does not match the manifest", runner.display());
+    }
     if verified.unsigned_allowed.is_none() {
         tracing::debug!(
-            container = verified.manifest.version.as_str(),
+            container = manifest.version.as_str(),
             signers = verified.signers.join("; "),
             "container signatures verified"
         );
     }
-    Ok(verified.manifest)
+    Ok(manifest)
 }
 
 /// Builds the container of `agent` under `out/VERSION/` unless it is
 /// there, once `trust` vouches for it (see [`verify`]).
 pub fn build(agent: &Path, out: &Path, trust: &Trust) -> anyhow::Result<Built> {
-    let manifest = verify(agent, trust)?;
+    let manifest = verify(agent, trust, out)?;
     // Build only from what the manifest vouches for.
     for p in &manifest.plugins {
         manifest.read_verified(agent, &p.name)?;

@@ -40,7 +40,7 @@ impl Context {
     /// manifest (the runner checks each plugin's bytes as it loads it).
     pub fn runner(&self) -> anyhow::Result<LocalRunner> {
         let dir = agent::find(self.agent_dir.as_deref())?;
-        crate::container::verify(&dir, &self.trust)?;
+        crate::container::verify(&dir, &self.trust, &self.cache.join("containers"))?;
         Ok(LocalRunner {
             dir,
             cache_dir: Some(self.cache.join("components")),

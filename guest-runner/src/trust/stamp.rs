@@ -1,6 +1,6 @@
-//! A record that a large file (the runner, 25 MB) was hashed and matched,
-//! so that the host does not hash an unchanged runner again before every
-//! local job: the file's device, inode, size, modification and change
+//! A record of a large file's hash (the runner, 25 MB; a container image),
+//! so that the host does not hash an unchanged file again before every
+//! job: the file's device, inode, size, modification and change
 //! times, and the BLAKE3 it had. Any write to the file, or a new file put
 //! in its place, changes the inode or the change time (which only the
 //! kernel sets), and the file is hashed again. The stamp lives in the
@@ -29,38 +29,39 @@ pub fn identity(path: &Path) -> Option<String> {
     ))
 }
 
-/// Whether `stamp` records `file` as unchanged since it hashed to
-/// `blake3`.
-pub fn is_fresh(stamp: &Path, file: &Path, blake3: &str) -> bool {
-    let Some(id) = identity(file) else {
-        return false;
-    };
-    let Ok(text) = std::fs::read_to_string(stamp) else {
-        return false;
-    };
+/// The BLAKE3 (hex) `stamp` records for `file`, if it records the file
+/// unchanged since.
+fn recorded(stamp: &Path, file: &Path) -> Option<String> {
+    let id = identity(file)?;
+    let text = std::fs::read_to_string(stamp).ok()?;
     let mut lines = text.lines();
-    lines.next() == Some(MAGIC)
-        && lines.next() == Some(&format!("{id} {blake3}"))
-        && blake3.len() == 64
+    if lines.next() != Some(MAGIC) {
+        return None;
+    }
+    let (stamped, hash) = lines.next()?.rsplit_once(' ')?;
+    (stamped == id && hash.len() == 64).then(|| hash.to_owned())
 }
 
-/// Hashes `file` unless `stamp` records it unchanged since it hashed to
-/// `expected`; whether it matches. A match is recorded when the file did
-/// not change while it was read.
-pub fn matches(stamp: &Path, file: &Path, expected: &str) -> std::io::Result<bool> {
-    if is_fresh(stamp, file, expected) {
-        return Ok(true);
+/// The BLAKE3 (hex) of `file`: from `stamp` when it records the file
+/// unchanged, else hashed now and recorded, when the file did not change
+/// while it was read.
+pub fn hash(stamp: &Path, file: &Path) -> std::io::Result<String> {
+    if let Some(h) = recorded(stamp, file) {
+        return Ok(h);
     }
     let before = identity(file);
     let mut h = blake3::Hasher::new();
     h.update_reader(std::fs::File::open(file)?)?;
-    let ok = h.finalize().to_hex().as_str() == expected;
-    if ok {
-        if let Some(id) = before.filter(|b| Some(b) == identity(file).as_ref()) {
-            record(stamp, &id, expected);
-        }
+    let hash = h.finalize().to_hex().to_string();
+    if let Some(id) = before.filter(|b| Some(b) == identity(file).as_ref()) {
+        record(stamp, &id, &hash);
     }
-    Ok(ok)
+    Ok(hash)
+}
+
+/// Whether `file` hashes to `expected` (see [`hash`]).
+pub fn matches(stamp: &Path, file: &Path, expected: &str) -> std::io::Result<bool> {
+    Ok(hash(stamp, file)? == expected)
 }
 
 /// Records that the file of identity `id` hashed to `blake3` (best
@@ -89,12 +90,10 @@ mod tests {
         let stamp = d.path().join("stamp");
         std::fs::write(&f, b"runner").unwrap();
         let h = blake3::hash(b"runner").to_hex().to_string();
-        assert!(!is_fresh(&stamp, &f, &h));
+        assert_eq!(recorded(&stamp, &f), None);
         assert!(!matches(&stamp, &f, &"0".repeat(64)).unwrap());
-        assert!(!is_fresh(&stamp, &f, &h), "a mismatch is not recorded");
+        assert_eq!(recorded(&stamp, &f), Some(h.clone()), "recorded");
         assert!(matches(&stamp, &f, &h).unwrap());
-        assert!(is_fresh(&stamp, &f, &h));
-        assert!(!is_fresh(&stamp, &f, &"0".repeat(64)), "another hash");
         // Same size, modification time put back: the change time moves.
         let before = std::fs::metadata(&f).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -106,11 +105,12 @@ mod tests {
             .unwrap()
             .set_times(times)
             .unwrap();
-        assert!(!is_fresh(&stamp, &f, &h));
+        assert_eq!(recorded(&stamp, &f), None);
         assert!(!matches(&stamp, &f, &h).unwrap(), "hashed again");
         // A new file in its place.
         std::fs::remove_file(&f).unwrap();
         std::fs::write(&f, b"runner").unwrap();
-        assert!(!is_fresh(&stamp, &f, &h));
+        assert_eq!(recorded(&stamp, &f), None);
+        assert!(matches(&stamp, &f, &h).unwrap());
     }
 }

@@ -13,9 +13,8 @@ use std::process::Command;
 
 use attache_tests::{
     assemble, assemble_with, attache, build_probe, component, dev_key, fails, fails_with, ok,
-    output, root, runner, runner_exit,
+    output, root, runner, runner_exit, swap_plugin,
 };
-use guest_runner::manifest::Manifest;
 use serde_json::Value;
 
 /// The public key line (`ed25519:…`) of a `.pub` file.
@@ -121,30 +120,6 @@ impl Site {
 /// tests/container.rs also builds it in, so it is usually there already).
 fn rebuilt_probe() -> PathBuf {
     build_probe("2.0.0-second", &root().join("target/test-rebuild"))
-}
-
-/// What someone who can write the container directory does: puts another
-/// component in plugin `name`'s place and updates its hash, size and
-/// precompiled form in the manifest to match, leaving the signatures.
-fn swap_plugin(agent: &Path, name: &str, component: &Path) {
-    fs::copy(component, agent.join(format!("plugins/{name}.wasm"))).expect("swap");
-    let _ = fs::remove_file(agent.join(format!("plugins/{name}.cwasm")));
-    let mut m = Manifest::load(agent).expect("manifest");
-    let fresh = Manifest::for_dir(
-        agent,
-        &m.plugins.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
-        None,
-    )
-    .expect("hash");
-    for p in &mut m.plugins {
-        if p.name == name {
-            p.entry = fresh.plugin(name).expect("entry").entry.clone();
-            p.precompiled = None;
-        }
-    }
-    m.write(agent).expect("write manifest");
-    // The hashes match: only the signature can tell.
-    m.read_verified(agent, name).expect("hash matches");
 }
 
 #[test]

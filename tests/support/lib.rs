@@ -89,6 +89,27 @@ pub fn assemble_with(dir: &Path, plugins: &[(&str, &Path)], args: &[&str]) {
     ok(&mut c);
 }
 
+/// What someone who can write a container directory does: puts another
+/// component in plugin `name`'s place and updates its hash and size in the
+/// manifest to match (dropping its precompiled form), leaving the
+/// signatures as they were. Only the signatures can tell.
+pub fn swap_plugin(agent: &Path, name: &str, component: &Path) {
+    use guest_runner::manifest::Manifest;
+    std::fs::copy(component, agent.join(format!("plugins/{name}.wasm"))).expect("swap");
+    let _ = std::fs::remove_file(agent.join(format!("plugins/{name}.cwasm")));
+    let mut m = Manifest::load(agent).expect("manifest");
+    let names: Vec<String> = m.plugins.iter().map(|p| p.name.clone()).collect();
+    let fresh = Manifest::for_dir(agent, &names, None).expect("hash");
+    for p in &mut m.plugins {
+        if p.name == name {
+            p.entry = fresh.plugin(name).expect("entry").entry.clone();
+            p.precompiled = None;
+        }
+    }
+    m.write(agent).expect("write manifest");
+    m.read_verified(agent, name).expect("the hash matches");
+}
+
 /// Builds the `probe` test plugin reporting `version`, in a target
 /// directory of its own (the test's cargo may still be running); its
 /// component.

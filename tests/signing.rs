@@ -208,6 +208,13 @@ fn a_plugin_signed_by_a_key_not_allowed_for_it_is_refused_naming_both() {
         err.contains("plugin \"probe\"") && err.contains(&site_id),
         "{err}"
     );
+    // So does `attache plugin info`, which hands the runner the trust.
+    let err = fails(
+        s.attache()
+            .args(["plugin", "info", "--trust"])
+            .arg(&trust_file),
+    );
+    assert!(err.contains("plugin \"probe\""), "{err}");
     // The filesystem plugin itself is vouched for by the vendor.
     let mut c = runner(&s.agent);
     c.args(["--trust-inline", &narrow, "info", "--plugin", "filesystem"]);
@@ -218,6 +225,11 @@ fn a_plugin_signed_by_a_key_not_allowed_for_it_is_refused_naming_both() {
     fs::write(&trust_file, &wide).expect("trust");
     ok(&mut s.probe_info(&["--trust-inline", &wide]));
     ok(s.backup().arg("--trust").arg(&trust_file));
+    let info = ok(s
+        .attache()
+        .args(["plugin", "info", "--trust"])
+        .arg(&trust_file));
+    assert!(info.contains("\"probe\""), "{info}");
     // `policy show` lists who may sign what, by key id.
     let shown = ok(s
         .attache()

@@ -25,6 +25,22 @@ pub struct RunnerAccess {
     pub env: Vec<(String, String)>,
 }
 
+/// The runner arguments that hand it `trust`: the trust file's text and
+/// origin (its own `allow_unsigned` travels in the text), and
+/// `--allow-unsigned` when the command line allowed unsigned containers.
+pub fn trust_args(trust: &guest_runner::trust::Trust) -> Vec<String> {
+    let mut args = vec![
+        "--trust-inline".into(),
+        trust.text.clone(),
+        "--trust-origin".into(),
+        trust.origin.clone(),
+    ];
+    if trust.allow_unsigned == Some(guest_runner::trust::AllowUnsigned::Flag) {
+        args.push("--allow-unsigned".into());
+    }
+    args
+}
+
 /// The environment variable of the `i`th option.
 fn option_var(i: usize) -> String {
     format!("ATTACHE_OPTION_{i}")
@@ -73,16 +89,8 @@ impl RunnerAccess {
             ctx.policy.text.clone(),
             "--policy-origin".into(),
             ctx.policy.origin.clone(),
-            "--trust-inline".into(),
-            ctx.trust.text.clone(),
-            "--trust-origin".into(),
-            ctx.trust.origin.clone(),
         ]);
-        // The trust file's own `allow_unsigned` travels in its text; the
-        // command line's goes as the runner's flag.
-        if ctx.trust.allow_unsigned == Some(guest_runner::trust::AllowUnsigned::Flag) {
-            args.push("--allow-unsigned".into());
-        }
+        args.extend(trust_args(&ctx.trust));
         Ok(Self { args, env })
     }
 

@@ -244,7 +244,7 @@ pub mod runner_exit {
     /// Anything else (a broken stream, a missing file, a bad command).
     pub const ERROR: i32 = 1;
     /// The job was refused before the plugin ran: the policy, the options,
-    /// the contract version.
+    /// the contract version, the container's signatures and trust.
     pub const REFUSED: i32 = 2;
     /// The plugin returned an error.
     pub const PLUGIN_ERROR: i32 = 3;

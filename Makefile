@@ -9,6 +9,12 @@ OUT := target/release
 AGENT := $(OUT)/agent
 RUNNER_BIN := target/$(MUSL)/release/guest-runner
 PLUGINS := filesystem sql mail
+# The development publisher key that signs the container `make build`
+# assembles, and the trust file beside attache that trusts it for the
+# runner and every plugin (see guest-runner/src/trust/). Made once.
+DEV_KEYS := target/dev-keys
+DEV_KEY := $(DEV_KEYS)/dev.key
+TRUST := $(OUT)/trust.toml
 TEST_PLUGINS := hostile probe
 
 .PHONY: setup build plugins test-plugins vm-guest demo lint test suite bench clean
@@ -41,11 +47,18 @@ plugins: setup
 	$(CARGO) build --release --target $(WASM) $(addprefix -p attache-plugin-,$(PLUGINS))
 
 # Builds attache, the static guest-runner and the plugins, and lays out the
-# agent container in target/release/agent where attache finds it.
+# agent container in target/release/agent where attache finds it, signed
+# with the development key that target/release/trust.toml trusts.
 build: setup plugins
 	$(CARGO) build --release --target $(MUSL) -p guest-runner
 	$(CARGO) build --release -p attache
-	$(OUT)/attache container assemble --runner $(RUNNER_BIN) --out $(AGENT) \
+	@[ -f $(DEV_KEY) ] || $(OUT)/attache key generate --out $(DEV_KEYS) --name dev >/dev/null
+	@printf '%s\n' 'format = 1' '' \
+	  '# make build: the development key $(DEV_KEY) signs the runner and' \
+	  '# every plugin of target/release/agent.' \
+	  '[[publisher]]' 'name = "dev"' "key = \"$$(sed -n 2p $(DEV_KEYS)/dev.pub)\"" \
+	  'runner = true' 'plugins = ["*"]' > $(TRUST)
+	$(OUT)/attache container assemble --runner $(RUNNER_BIN) --out $(AGENT) --sign $(DEV_KEY) \
 	  $(foreach p,$(PLUGINS),--plugin $(p)=target/$(WASM)/release/attache_plugin_$(p).wasm)
 
 # The tiny test guest (Debian's cloud kernel, busybox, qemu-guest-agent) and
@@ -93,7 +106,7 @@ suite:
 # rustic, with the dd line), throughput beside tar, plugin start, the
 # comparison with Debian's restic,
 # the VM overhead and container push figures, PostgreSQL beside pg_dump, and
-# keyed beside unkeyed chunking.
+# keyed beside unkeyed chunking, and checking a signed container.
 bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	@command -v rustic >/dev/null || $(CARGO) install rustic-rs --no-default-features --locked
@@ -103,6 +116,10 @@ bench: build test-plugins vm-guest
 	./tests/bench/vm.py
 	./tests/sql/pg-bench.sh
 	$(CARGO) bench -p attache --bench chunker
+	@# Checking a signed container, as the host (its build) and the runner
+	@# (the musl build) do it.
+	$(CARGO) bench -p guest-runner --no-default-features --bench verify
+	$(CARGO) bench --target $(MUSL) -p guest-runner --bench verify
 	./tests/mail/bench.sh
 	./tests/bench/audit.py
 

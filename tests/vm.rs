@@ -687,6 +687,74 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
     vm2.assert_clean();
 }
 
+/// Issue 13: the signed container runs in the guest (whose runner checks
+/// it again against the keys the job hands it); a container whose plugin
+/// was swapped with its manifest hash updated to match is refused before
+/// anything is attached, and so is a container changed on its datastore.
+#[test]
+fn a_swapped_plugin_or_a_changed_datastore_copy_is_refused_before_attaching() {
+    let _serial = serial();
+    let site = Site::new();
+    let src = site.path("src");
+    write(&src.join("f.txt"), b"x\n");
+    let vms = site.path("vms");
+    let vm = TestVm::boot(&vms, "vm1", &src);
+    let agent = site.path("agent");
+    let filesystem = attache_tests::component("filesystem");
+    attache_tests::assemble(&agent, &[("filesystem", &filesystem)]);
+    let attache = || {
+        let mut c = site.attache();
+        c.arg("--agent-dir").arg(&agent);
+        c
+    };
+    let ds = site.path("ds1");
+    ok(attache()
+        .args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+        .arg(&vms)
+        .arg("--datastore")
+        .arg(&ds));
+    let backup = || {
+        let mut c = attache();
+        c.args(["backup", "hv1/vm1", "--plugin", "filesystem", "--json"])
+            .args(["--include", "/data"]);
+        c
+    };
+    ok(&mut backup());
+    vm.assert_clean();
+    let snapshots = || -> usize {
+        let v: Value =
+            serde_json::from_str(&ok(site.attache().args(["snapshots", "--json"]))).expect("JSON");
+        v.as_array().expect("array").len()
+    };
+
+    // The copy on the datastore is changed: not attached.
+    let placed: Vec<PathBuf> = fs::read_dir(&ds)
+        .expect("datastore")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    let original = fs::read(&placed[0]).expect("iso");
+    let mut changed = original.clone();
+    changed[40_000] ^= 1;
+    fs::write(&placed[0], &changed).expect("change");
+    let err = fails(&mut backup());
+    assert!(err.contains("refusing to attach it"), "{err}");
+    vm.assert_clean();
+    site.assert_journal_empty();
+    // Removed, the verified one is placed again and runs.
+    fs::remove_file(&placed[0]).expect("remove");
+    ok(&mut backup());
+    assert_eq!(fs::read(&placed[0]).expect("iso"), original);
+
+    // A plugin swapped with its hash updated: refused before attaching.
+    attache_tests::swap_plugin(&agent, "filesystem", &attache_tests::component("probe"));
+    let err = fails(&mut backup());
+    assert!(err.contains("wrongly signed"), "{err}");
+    vm.assert_clean();
+    site.assert_journal_empty();
+    assert_eq!(snapshots(), 2, "the refused jobs stored nothing");
+}
+
 /// A JSON request to the server, which must answer.
 fn http(url: &str, token: &str, method: &str, path: &str, body: Option<&str>) -> Value {
     let (status, v) = request(url, method, path, Some(token), body);

@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod plan;
 pub mod policy;
 pub mod stream;
+pub mod trust;
 
 #[cfg(feature = "runtime")]
 pub mod freeze;

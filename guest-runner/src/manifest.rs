@@ -9,10 +9,13 @@
 //! plugins/NAME.wasm       one component per plugin
 //! plugins/NAME.cwasm      optional: the component compiled ahead of time by
 //!                         this runner, for guests too slow to compile it
+//! manifest.sig            publishers' signatures on manifest.json (see
+//!                         `crate::trust`)
 //! ```
 //!
 //! The runner loads a plugin only after its bytes hash to the manifest's value,
-//! so a swapped or damaged component never runs.
+//! so a swapped or damaged component never runs, and only after the
+//! manifest's signatures are checked against the trust it is given.
 
 use std::fs;
 use std::io::Write;
@@ -141,7 +144,15 @@ impl Manifest {
             path: path.clone(),
             source,
         })?;
-        serde_json::from_slice(&bytes).map_err(|source| ManifestError::Parse { path, source })
+        Self::parse(&bytes, &path)
+    }
+
+    /// Parses a manifest's bytes (read from `path`).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, ManifestError> {
+        serde_json::from_slice(bytes).map_err(|source| ManifestError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Hashes the runner and plugins already laid out in `dir` and makes

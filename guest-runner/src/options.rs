@@ -38,6 +38,22 @@ pub(crate) struct Cli {
     /// server's policy file).
     #[arg(long, global = true, requires = "policy_inline")]
     pub policy_origin: Option<String>,
+    /// The trust file (TOML): which publisher keys may sign the runner and
+    /// each plugin. Without it (or `--trust-inline`), no key is trusted and
+    /// every container is refused unless `--allow-unsigned`.
+    #[arg(long, global = true, env = "ATTACHE_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// The trust file's text itself (the server hands its trust to a
+    /// runner in a guest this way); it takes precedence over `--trust`.
+    #[arg(long, global = true)]
+    pub trust_inline: Option<String>,
+    /// Where `--trust-inline`'s text came from, for messages.
+    #[arg(long, global = true, requires = "trust_inline")]
+    pub trust_origin: Option<String>,
+    /// Run plugins of unsigned or wrongly signed containers anyway (a
+    /// warning says so).
+    #[arg(long, global = true)]
+    pub allow_unsigned: bool,
     /// Log filter (error, warn, info, debug, trace); ATTACHE_LOG overrides it.
     #[arg(long, global = true, default_value = "warn")]
     pub log: String,
@@ -277,6 +293,28 @@ impl Cli {
             return Ok(Policy::parse(&text, &path.display().to_string())?);
         }
         Ok(Policy::shipped())
+    }
+
+    /// The trust in force: `--trust-inline`, `--trust`, or nobody; with
+    /// `--allow-unsigned`, unsigned containers are allowed.
+    pub(crate) fn trust(&self) -> anyhow::Result<guest_runner::trust::Trust> {
+        use guest_runner::trust::Trust;
+        let trust = if let Some(text) = &self.trust_inline {
+            let origin = self.trust_origin.as_deref().unwrap_or("the job's trust");
+            Trust::parse(text, origin)?
+        } else if let Some(path) = &self.trust {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the trust file {}: {e}", path.display())
+            })?;
+            Trust::parse(&text, &path.display().to_string())?
+        } else {
+            Trust::none("no trust given (--trust or --trust-inline)")
+        };
+        Ok(if self.allow_unsigned {
+            trust.allowing_unsigned()
+        } else {
+            trust
+        })
     }
 
     /// The limits the job asks for.

@@ -51,6 +51,18 @@ pub(crate) struct Cli {
     /// shipped policy (`attache policy show` prints the one in force).
     #[arg(long, global = true, env = "ATTACHE_POLICY")]
     pub policy: Option<PathBuf>,
+    /// The trust file (TOML): which publisher keys may sign the runner and
+    /// each plugin; default: `trust.toml` in the state directory if it
+    /// exists, else `trust.toml` beside the attache executable (where
+    /// `make build` puts its development key's), else none, and every
+    /// container is refused (`attache policy show` prints the one in force).
+    #[arg(long, global = true, env = "ATTACHE_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// Use unsigned or wrongly signed containers anyway, with a warning in
+    /// the log (`attache policy show` says so). Also `allow_unsigned = true`
+    /// in the trust file.
+    #[arg(long, global = true, env = "ATTACHE_ALLOW_UNSIGNED")]
+    pub allow_unsigned: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -98,7 +110,12 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: VmCommand,
     },
-    /// Shows the plugin policy in force.
+    /// Makes publisher keys that sign containers.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Shows the plugin policy and the trust in force.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -180,9 +197,29 @@ pub(crate) enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Makes an Ed25519 publisher key pair: `DIR/NAME.key` (private, mode
+    /// 0600) and `DIR/NAME.pub`; never replaces an existing key. Prints the
+    /// key's id and the trust file entry for it.
+    Generate(KeyGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyGenerateArgs {
+    /// The directory to write the key files in (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The key files' name.
+    #[arg(long, default_value = "publisher")]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
     /// Prints the policy in force: per plugin, what it may read, write and
-    /// reach, and its memory, time and quiesce ceilings.
+    /// reach, and its memory, time and quiesce ceilings; then the trust in
+    /// force: which publisher keys may sign what, and whether unsigned
+    /// containers are allowed.
     Show(PolicyShowArgs),
 }
 
@@ -519,6 +556,16 @@ pub(crate) enum ContainerCommand {
     /// VHDX disk images. Rebuilds only when the runner or a plugin changed,
     /// and pushes the container to every registered hypervisor.
     Build(BuildArgs),
+    /// Signs the agent container's manifest (`--agent-dir`) with a
+    /// publisher key: `manifest.sig` gains this key's signature.
+    Sign(SignArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// The private key file (`attache key generate`).
+    #[arg(long)]
+    pub key: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -527,6 +574,10 @@ pub(crate) struct BuildArgs {
     /// `containers/` in the cache directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Sign the agent directory's manifest with this private key first
+    /// (as `container sign --key`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
     /// Print the result as JSON (version, and the path of each format).
     #[arg(long)]
     pub json: bool,
@@ -547,6 +598,11 @@ pub(crate) struct AssembleArgs {
     /// runner compiles each plugin itself (slow in an emulated guest).
     #[arg(long)]
     pub no_precompile: bool,
+    /// Sign the manifest with this private key (as `container sign
+    /// --key`). Without it the container is left unsigned: an earlier
+    /// `manifest.sig` is removed, as it no longer matches.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
 fn parse_plugin(s: &str) -> Result<(String, PathBuf), String> {

@@ -23,8 +23,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{
-    Cli, Command, ContainerCommand, HypervisorCommand, PluginCommand, PolicyCommand, RepairCommand,
-    TokenCommand, VmCommand,
+    Cli, Command, ContainerCommand, HypervisorCommand, KeyCommand, PluginCommand, PolicyCommand,
+    RepairCommand, TokenCommand, VmCommand,
 };
 
 fn main() -> ExitCode {
@@ -53,6 +53,12 @@ fn main() -> ExitCode {
         Command::Container {
             command: ContainerCommand::Build(a),
         } => commands::container::build(&cli, a),
+        Command::Container {
+            command: ContainerCommand::Sign(a),
+        } => commands::container::sign(&cli, a),
+        Command::Key {
+            command: KeyCommand::Generate(a),
+        } => commands::key::generate(a),
         Command::Hypervisor {
             command: HypervisorCommand::Add(a),
         } => commands::hypervisor::add(&cli, a),

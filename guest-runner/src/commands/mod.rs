@@ -18,6 +18,7 @@ use guest_runner::runtime::{
     AccessPlan, Contract, Grants, Limits, PathAccess, PlanRequest, PluginInfo, RunnerError,
     Running, Sandbox, State,
 };
+use guest_runner::trust::Scope;
 use wasmtime::component::Component;
 
 use crate::options::Cli;
@@ -40,11 +41,12 @@ pub(crate) struct Prepared {
     pub contract: Contract,
 }
 
-/// Loads plugin `name` and asks it for its info in an instance that has
+/// Loads plugin `name`, once the container's signatures vouch for the
+/// runner and for it, and asks it for its info in an instance that has
 /// been granted nothing.
 pub(crate) fn prepare(cli: &Cli, name: &str) -> anyhow::Result<Prepared> {
     let dir = agent_dir(cli)?;
-    let manifest = Manifest::load(&dir)?;
+    let manifest = cli.trust()?.verify(&dir, Scope::Plugin(name))?.manifest;
     let sandbox = Sandbox::new(cli.cache_dir.clone())?;
     let component = sandbox.load(&dir, &manifest, name)?;
     let limits = Limits::default();

@@ -7,6 +7,7 @@ pub(crate) mod find;
 pub(crate) mod forget;
 pub(crate) mod hypervisor;
 pub(crate) mod init;
+pub(crate) mod key;
 pub(crate) mod ls;
 pub(crate) mod plugin;
 pub(crate) mod plugin_new;
@@ -67,6 +68,43 @@ pub(crate) fn context(cli: &Cli) -> anyhow::Result<Context> {
         agent_dir: cli.agent_dir.clone(),
         state,
         policy: policy(cli)?,
+        trust: trust(cli)?,
+    })
+}
+
+/// The trust in force: `--trust` (or ATTACHE_TRUST), else `trust.toml` in
+/// the state directory when it exists, else `trust.toml` beside the attache
+/// executable (installed with it, as a distribution ships its keyring),
+/// else none: no key is trusted. `--allow-unsigned` allows unsigned
+/// containers on top.
+pub(crate) fn trust(cli: &Cli) -> anyhow::Result<guest_runner::trust::Trust> {
+    use guest_runner::trust::Trust;
+    let beside_exe = || {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("trust.toml")))
+            .filter(|f| f.is_file())
+    };
+    let file = match &cli.trust {
+        Some(f) => Some(f.clone()),
+        None => Some(state(cli).join("trust.toml"))
+            .filter(|f| f.is_file())
+            .or_else(beside_exe),
+    };
+    let trust = match file {
+        Some(file) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the trust file {}", file.display()))?;
+            Trust::parse(&text, &file.display().to_string())?
+        }
+        None => Trust::none(
+            "no trust file (--trust, ATTACHE_TRUST, trust.toml in the state directory or beside attache): no publisher is trusted",
+        ),
+    };
+    Ok(if cli.allow_unsigned {
+        trust.allowing_unsigned()
+    } else {
+        trust
     })
 }
 

@@ -23,6 +23,7 @@ pub(crate) fn info(cli: &Cli) -> anyhow::Result<()> {
     let out = ctx
         .runner()?
         .command()
+        .args(crate::jobs::plugin::trust_args(&ctx.trust))
         .arg("info")
         .stdout(std::process::Stdio::piped())
         .output()

@@ -200,7 +200,8 @@ impl Session {
             // Under the registry lock: a container is built, placed and
             // recorded as in use before any other job or push may remove it.
             let _registry = registry.lock()?;
-            let built = crate::container::build(&agent_dir, &ctx.cache.join("containers"))?;
+            let built =
+                crate::container::build(&agent_dir, &ctx.cache.join("containers"), &ctx.trust)?;
             let container = datastore::for_vm(&hv, &vm_ref.vm, &built)?;
             let entry = Entry {
                 session: session.clone(),

@@ -28,6 +28,8 @@ pub(crate) struct Context {
     pub policy: guest_runner::policy::Policy,
     /// The audit log, for whoever runs the job.
     pub audit: crate::audit::Audit,
+    /// Which publishers may sign the runner and each plugin.
+    pub trust: guest_runner::trust::Trust,
 }
 
 impl Context {
@@ -35,9 +37,14 @@ impl Context {
         Repository::open(&self.repo, &self.password, &self.cache, create)
     }
 
+    /// This machine's runner, once the container's signatures and the
+    /// trust vouch for it and every plugin, and its bytes match the
+    /// manifest (the runner checks each plugin's bytes as it loads it).
     pub(crate) fn runner(&self) -> anyhow::Result<LocalRunner> {
+        let dir = agent::find(self.agent_dir.as_deref())?;
+        crate::container::verify(&dir, &self.trust, &self.cache.join("containers"))?;
         Ok(LocalRunner {
-            dir: agent::find(self.agent_dir.as_deref())?,
+            dir,
             cache_dir: Some(self.cache.join("components")),
         })
     }

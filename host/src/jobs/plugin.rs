@@ -14,13 +14,31 @@ use super::Context;
 
 /// What a runner is given beyond its command: options (through its
 /// environment, never its command line, which every user of the machine or
-/// guest can read), limits and the policy.
+/// guest can read), limits, the policy and the trust (the publisher keys
+/// it checks the container's signatures against).
 #[derive(Debug, Clone)]
 pub(crate) struct RunnerAccess {
-    /// Runner arguments (`--option-env`, limits, `--policy-inline`).
+    /// Runner arguments (`--option-env`, limits, `--policy-inline`,
+    /// `--trust-inline`).
     pub args: Vec<String>,
     /// Environment variables for the runner.
     pub env: Vec<(String, String)>,
+}
+
+/// The runner arguments that hand it `trust`: the trust file's text and
+/// origin (its own `allow_unsigned` travels in the text), and
+/// `--allow-unsigned` when the command line allowed unsigned containers.
+pub(crate) fn trust_args(trust: &guest_runner::trust::Trust) -> Vec<String> {
+    let mut args = vec![
+        "--trust-inline".into(),
+        trust.text.clone(),
+        "--trust-origin".into(),
+        trust.origin.clone(),
+    ];
+    if trust.allow_unsigned == Some(guest_runner::trust::AllowUnsigned::Flag) {
+        args.push("--allow-unsigned".into());
+    }
+    args
 }
 
 /// The environment variable of the `i`th option.
@@ -72,6 +90,7 @@ impl RunnerAccess {
             "--policy-origin".into(),
             ctx.policy.origin.clone(),
         ]);
+        args.extend(trust_args(&ctx.trust));
         Ok(Self { args, env })
     }
 

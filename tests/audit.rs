@@ -65,13 +65,24 @@ fn local_jobs_are_recorded_and_tampering_is_named() {
     ok(attache(&repo)
         .args(["restore", &snap, "--to"])
         .arg(format!("local:{}", dest.display())));
+    // Unsigned containers allowed for one job: a trust change, recorded.
+    ok(attache(&repo)
+        .args([
+            "--allow-unsigned",
+            "backup",
+            "local",
+            "--plugin",
+            "filesystem",
+            "--include",
+        ])
+        .arg(&src));
     ok(attache(&repo).args(["token", "create", "--role", "auditor"]));
 
     let log = entries(&repo);
     assert_eq!(log[0]["event"], "anchor");
     assert_eq!(log[0]["magic"], "attache-audit");
     let starts: Vec<&Value> = log.iter().filter(|e| e["event"] == "job.start").collect();
-    assert_eq!(starts.len(), 4, "{log:#?}");
+    assert_eq!(starts.len(), 5, "{log:#?}");
     for s in &starts {
         assert!(s["actor"].as_str().unwrap().starts_with("local:"), "{s}");
         let job = s["job"].as_str().expect("a job id");
@@ -90,7 +101,30 @@ fn local_jobs_are_recorded_and_tampering_is_named() {
         .iter()
         .filter(|s| s["data"]["kind"] == "backup")
         .count();
-    assert_eq!(backups, 3);
+    assert_eq!(backups, 4);
+    // The trust: recorded when first seen, and again when --allow-unsigned
+    // changed it; each job's start says whether unsigned were allowed.
+    let trust: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["event"] == "trust.change")
+        .collect();
+    assert_eq!(trust.len(), 2, "{trust:#?}");
+    assert!(trust[0]["data"]["allow_unsigned"].is_null(), "{}", trust[0]);
+    assert!(
+        trust[0]["data"]["publishers"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty()),
+        "the trusted publishers are named: {}",
+        trust[0]
+    );
+    assert_eq!(trust[1]["data"]["allow_unsigned"], "--allow-unsigned");
+    assert_eq!(
+        starts
+            .iter()
+            .filter(|s| s["data"]["trust"]["allow_unsigned"] == "--allow-unsigned")
+            .count(),
+        1
+    );
     let dest_entry = log
         .iter()
         .find(|e| e["event"] == "restore.destination")

@@ -59,7 +59,8 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "ATTACHE_TRUST")]
     pub trust: Option<PathBuf>,
     /// Use unsigned or wrongly signed containers anyway, with a warning in
-    /// the log (`attache policy show` says so). Also `allow_unsigned = true`
+    /// the log; `attache policy show` says so, and the audit log records
+    /// the change and each job it applies to. Also `allow_unsigned = true`
     /// in the trust file.
     #[arg(long, global = true, env = "ATTACHE_ALLOW_UNSIGNED")]
     pub allow_unsigned: bool,

@@ -20,9 +20,10 @@ pub(crate) fn path(state: &Path) -> PathBuf {
     state.join("audit.log")
 }
 
-/// Where the policy last recorded lives: a change shows as an entry.
-fn policy_seen(state: &Path) -> PathBuf {
-    state.join("audit.policy")
+/// Where the digest of the policy (`what` = "policy") or the trust
+/// ("trust") last recorded lives: a change shows as an entry.
+fn seen_file(state: &Path, what: &str) -> PathBuf {
+    state.join(format!("audit.{what}"))
 }
 
 /// A handle that records for someone: an actor (a token id, or the local
@@ -196,7 +197,41 @@ impl Audit {
         policy: &guest_runner::policy::Policy,
     ) -> Result<String, AuditError> {
         let digest = blake3::hash(policy.text.as_bytes()).to_hex().to_string();
-        let seen_at = policy_seen(&self.state);
+        self.change_in_force("policy", &digest, json!({ "origin": policy.origin }))?;
+        Ok(digest)
+    }
+
+    /// Records a change of the trust in force (its publishers and whether
+    /// unsigned containers are allowed, and by what) since the last job
+    /// that recorded one; the trust as the job's start records it.
+    pub(crate) fn trust_in_force(
+        &self,
+        trust: &guest_runner::trust::Trust,
+    ) -> Result<Value, AuditError> {
+        let allowed = trust.allow_unsigned.as_ref().map(|a| a.to_string());
+        let mut h = blake3::Hasher::new();
+        h.update(trust.text.as_bytes());
+        h.update(b"\0allow-unsigned:");
+        h.update(allowed.as_deref().unwrap_or("no").as_bytes());
+        let digest = h.finalize().to_hex().to_string();
+        let publishers: Vec<Value> = trust
+            .publishers
+            .iter()
+            .map(|p| json!({ "name": p.name, "key": p.key.id(), "runner": p.runner, "plugins": p.plugins }))
+            .collect();
+        let shown = json!({ "origin": trust.origin, "digest": digest, "allow_unsigned": allowed });
+        self.change_in_force(
+            "trust",
+            &digest,
+            json!({ "origin": trust.origin, "publishers": publishers, "allow_unsigned": allowed }),
+        )?;
+        Ok(shown)
+    }
+
+    /// Records `WHAT.change` (with `data`, the digest and the previous
+    /// digest) when `digest` is not the one last recorded for `what`.
+    fn change_in_force(&self, what: &str, digest: &str, mut data: Value) -> Result<(), AuditError> {
+        let seen_at = seen_file(&self.state, what);
         // Jobs of several processes start at once: one records the change.
         let _lock =
             crate::hypervisor::lockfile::FileLock::exclusive(&seen_at.with_extension("lock"))
@@ -206,11 +241,10 @@ impl Audit {
                 })?;
         let seen = std::fs::read_to_string(&seen_at).unwrap_or_default();
         if seen.trim() != digest {
+            data["digest"] = json!(digest);
+            data["previous"] = json!(Some(seen.trim()).filter(|s| !s.is_empty()));
             // On disk before the digest is kept: a change is never lost.
-            self.record(
-                "policy.change",
-                json!({ "origin": policy.origin, "digest": digest, "previous": Some(seen.trim()).filter(|s| !s.is_empty()) }),
-            )?;
+            self.record(&format!("{what}.change"), data)?;
             crate::store::fsutil::write_atomic(&seen_at, digest.as_bytes()).map_err(|e| {
                 AuditError::Io {
                     path: seen_at.clone(),
@@ -218,7 +252,7 @@ impl Audit {
                 }
             })?;
         }
-        Ok(digest)
+        Ok(())
     }
 }
 

@@ -68,9 +68,10 @@ pub(crate) fn audited<T: Serialize>(
         ctx.audit = ctx.audit.for_job(&actor, &crate::audit::new_job_id());
     }
     let digest = ctx.audit.policy_in_force(&ctx.policy)?;
+    let trust = ctx.audit.trust_in_force(&ctx.trust)?;
     ctx.audit.defer(
         "job.start",
-        serde_json::json!({ "kind": kind, "request": request, "policy": { "origin": ctx.policy.origin, "digest": digest } }),
+        serde_json::json!({ "kind": kind, "request": request, "policy": { "origin": ctx.policy.origin, "digest": digest }, "trust": trust }),
     )?;
     let r = run(&ctx);
     let end = match &r {

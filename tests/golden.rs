@@ -19,6 +19,10 @@
 //!     backup local --plugin filesystem --include /tmp/attache-golden-src
 //! ```
 //!
+//! It is read twice: by the `attache` binary, and in-process through the
+//! library's face ([`attache::repository`]), item by item against
+//! `golden-src`.
+//!
 //! Never regenerate it to make this test pass: that is the drift it is
 //! here to catch. A new format adds a second golden repository beside it.
 
@@ -26,7 +30,9 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use attache::repository::{ErrorKind, Repository};
 use attache_tests::{attache_isolated, listing, ok, restored, root};
+use guest_runner::stream::ItemKind;
 use serde_json::Value;
 
 const PASSWORD: &str = "golden repository";
@@ -130,4 +136,85 @@ fn the_golden_repository_opens_lists_verifies_and_restores_byte_identically() {
             rel.display()
         );
     }
+}
+
+#[test]
+fn the_library_reads_the_golden_repository_in_process() {
+    let t = tempfile::tempdir().expect("tempdir");
+    // A copy, as above: opening may write to the repository.
+    let root = t.path().join("golden-repo");
+    ok(std::process::Command::new("cp")
+        .arg("-r")
+        .arg(fixtures().join("golden-repo"))
+        .arg(&root));
+    let cache = t.path().join("cache");
+    let id = SNAPSHOT.trim();
+
+    // The wrong password, and none, are refused as such.
+    let wrong = Repository::open(&root, Some("not the password"), &cache).expect_err("wrong");
+    assert_eq!(wrong.kind(), ErrorKind::Crypto, "{wrong}");
+    let none = Repository::open(&root, None, &cache).expect_err("none");
+    assert_eq!(none.kind(), ErrorKind::Crypto, "{none}");
+
+    let repo = Repository::open(&root, Some(PASSWORD), &cache).expect("open");
+    let snaps = repo.snapshots().expect("snapshots");
+    assert_eq!(snaps.len(), 1, "{snaps:?}");
+    let s = &snaps[0];
+    assert_eq!(s.id, id);
+    assert_eq!(s.plugin, "filesystem");
+    assert_eq!(s.source, "local");
+    assert_eq!(s.includes, [SOURCE]);
+    assert_eq!(s.damaged, None);
+
+    // Its items are exactly golden-src (and the included directory
+    // itself), each with its kind, size, mode, time and link target.
+    let items = repo.items(&id[..8]).expect("items");
+    assert_eq!(s.items, items.len() as u64);
+    let src = fixtures().join("golden-src");
+    let mut want: Vec<String> = listing(&src)
+        .iter()
+        .map(|rel| format!("{SOURCE}/{}", rel.display()))
+        .collect();
+    want.push(SOURCE.to_owned());
+    want.sort();
+    let mut have: Vec<String> = items.iter().map(|i| i.id.clone()).collect();
+    have.sort();
+    assert_eq!(have, want, "the same items");
+    let mut bytes = 0;
+    for item in &items {
+        let rel = item.id.strip_prefix(SOURCE).expect("below the include");
+        let path = src.join(rel.trim_start_matches('/'));
+        let meta = fs::symlink_metadata(&path).expect("stat");
+        let at = &item.id;
+        assert_eq!(item.mtime.map(|m| m.seconds), Some(MTIME), "{at}");
+        let (kind, mode) = if meta.is_dir() {
+            (ItemKind::Directory, 0o755)
+        } else if meta.is_symlink() {
+            let target = fs::read_link(&path).expect("link");
+            assert_eq!(
+                item.symlink_target.as_deref(),
+                target.to_str(),
+                "{at} points where it did"
+            );
+            (ItemKind::Symlink, 0o777)
+        } else {
+            assert_eq!(item.size, meta.len(), "{at}");
+            bytes += item.size;
+            let mode = if rel == "/run.sh" { 0o755 } else { 0o644 };
+            (ItemKind::File, mode)
+        };
+        assert_eq!(item.kind, kind, "{at}");
+        assert_eq!(item.mode.map(|m| m & 0o7777), Some(mode), "{at}");
+    }
+    assert_eq!(bytes, 55 + 88_000 + 22, "a.txt, sub/b.bin and run.sh");
+
+    // A prefix that names nothing is not found, by kind.
+    let missing = repo.items("ffffffffffff").expect_err("no such snapshot");
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+
+    // Every blob of every pack reads and checks.
+    let v = repo.verify(true).expect("verify");
+    assert!(v.is_clean(), "{:?}", v.problems);
+    assert_eq!(v.snapshots, 1);
+    assert!(v.blobs_checked > 0, "{v:?}");
 }

@@ -51,6 +51,12 @@ impl Repository {
             },
             other => other?,
         };
+        Self::with_store(store, cache)
+    }
+
+    /// The repository of an opened `store`, with its catalog in `cache`
+    /// caught up with it.
+    pub(crate) fn with_store(store: Store, cache: &Path) -> anyhow::Result<Self> {
         let catalog = Catalog::open(&catalog_path(cache, &store.config.id))?;
         let repo = Self { store, catalog };
         repo.catalog.sync(&repo.store)?;

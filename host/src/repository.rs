@@ -12,6 +12,7 @@ use std::path::Path;
 pub use guest_runner::stream::ItemRecord;
 
 use crate::repo::{self, error::kind_of};
+use crate::store::lock::Lock;
 use crate::store::{self, Store};
 
 /// What kind of failure an [`Error`] is, to act on without reading its
@@ -161,9 +162,9 @@ impl Repository {
     /// there is [`ErrorKind::NotFound`]). An encrypted repository needs its
     /// `password`; an unencrypted one refuses one. The catalog that
     /// answers listings lives under `cache`, as `--cache-dir`'s does, and
-    /// is caught up with the repository here. Opening takes no lock for
-    /// good, but may upgrade an old repository's config in place, as the
-    /// command line does.
+    /// is caught up with the repository here. Opening takes no lock, but
+    /// may upgrade an old repository's config in place, as the command
+    /// line does.
     pub fn open(root: &Path, password: Option<&str>, cache: &Path) -> Result<Self, Error> {
         let store = Store::open(root, password)?;
         let inner = repo::Repository::with_store(store, cache)?;
@@ -210,10 +211,12 @@ impl Repository {
     }
 
     /// Checks the repository's structure, and with `read_data` every byte
-    /// of every pack, as `attache verify [--read-data]` does (which also
-    /// records damage it finds, so later backups store those chunks
-    /// again).
+    /// of every pack, as `attache verify [--read-data]` does: under the
+    /// same shared lock (an exclusive holder, such as a prune, is
+    /// [`ErrorKind::Locked`]), and recording damage it finds, so that
+    /// later backups store those chunks again.
     pub fn verify(&self, read_data: bool) -> Result<Verified, Error> {
+        let _lock = Lock::acquire(self.inner.store.root(), false, "verify")?;
         let r = repo::verify::verify(&self.inner, read_data)?;
         let mut problems = r.errors;
         problems.extend(

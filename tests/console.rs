@@ -122,13 +122,22 @@ fn sign_in_overview_browse_and_restore_a_file_to_another_directory() {
     let refused = b.wait_for("document.getElementById('error').textContent", "a refusal");
     assert_eq!(refused, json!("Sign-in refused: 401: wrong bearer token"));
     assert_eq!(b.eval("sessionStorage.length"), json!(0));
-    assert_eq!(b.eval("document.getElementById('nav').hidden"), json!(true));
+    assert_eq!(
+        b.eval("getComputedStyle(document.getElementById('nav')).display"),
+        json!("none"),
+        "no views before sign-in"
+    );
     shot(&mut b, "sign-in-refused.png");
 
     // The right one shows the overview with the snapshot count.
     sign_in(&mut b, TOKEN);
     b.wait_for("document.getElementById('snapshot-count')", "the overview");
     assert_eq!(text(&mut b, "#snapshot-count"), "1");
+    assert_eq!(
+        b.eval("getComputedStyle(document.getElementById('sign-in')).display"),
+        json!("none"),
+        "the sign-in form is gone"
+    );
     assert_eq!(
         b.eval("sessionStorage.getItem('attache.token')"),
         json!(TOKEN),
@@ -149,7 +158,8 @@ fn sign_in_overview_browse_and_restore_a_file_to_another_directory() {
     assert_eq!(hit, json!(file.to_str().expect("utf-8 path")));
     shot(&mut b, "snapshots.png");
 
-    // Browse down the tree, one lazily loaded level at a time, to the file.
+    // Browse down the tree, one lazily loaded level at a time, to the file,
+    // with the keyboard: each directory's button opens with Enter.
     b.goto(&format!("{}/#/snapshot/{snap_id}", s.url));
     b.wait_for("document.querySelector('#tree li')", "the tree's top level");
     let mut dirs: Vec<&Path> = file.ancestors().skip(1).collect();
@@ -160,7 +170,15 @@ fn sign_in_overview_browse_and_restore_a_file_to_another_directory() {
             &format!("document.querySelector({})", json!(sel)),
             &format!("{} in the tree", dir.display()),
         );
-        b.click(&sel);
+        b.eval(&format!("document.querySelector({}).focus()", json!(sel)));
+        b.press("Enter");
+        b.wait_for(
+            &format!(
+                "document.querySelector({}).getAttribute('aria-expanded') === 'true'",
+                json!(sel)
+            ),
+            &format!("{} to open", dir.display()),
+        );
     }
     let name = format!(".name[data-id={}]", json!(file));
     b.wait_for(

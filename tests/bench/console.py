@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ATTACHE = os.environ.get("ATTACHE_BIN") or os.path.join(ROOT, "target/release/attache")
 RUNS = int(os.environ.get("RUNS", "9"))
 TOKEN = "bench-console-token-0123456789"
-LINE = re.compile(r"request.*?path=(\S+) status=(\d+) micros=(\d+)")
+LINE = re.compile(r"request method=\S+ path=\"?([^\"\s]+)\"? status=(\d+) micros=(\d+)")
 
 
 def make_nested(root):

@@ -139,8 +139,12 @@ async fn children(
     let listing = s
         .with_repo(move |r| {
             let snap = r.find_snapshot(&id)?;
-            let items = r.items(&snap, dir.as_deref())?;
-            Ok(tree::list(items, dir.as_deref(), offset, limit))
+            let ids = r.item_ids(&snap, dir.as_deref())?;
+            let mut listing = tree::list(&ids, dir.as_deref(), offset, limit);
+            let page: Vec<&str> = listing.children.iter().map(|c| c.id.as_str()).collect();
+            let items = r.catalog.records(&snap.id, &page)?;
+            tree::fill(&mut listing, items);
+            Ok(listing)
         })
         .await?;
     Ok(Json(

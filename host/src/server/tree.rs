@@ -6,7 +6,7 @@
 //! (`/home` above `/home/ann/notes.txt` when only `/home/ann` was backed
 //! up): such a child has no record, only what lies below it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use guest_runner::stream::ItemRecord;
 use serde::Serialize;
@@ -63,28 +63,19 @@ fn child_of<'a>(dir: Option<&str>, id: &'a str) -> Option<&'a str> {
     })
 }
 
-/// The children of `dir` among `items` (which may hold other items too),
-/// sorted by id; `offset` and `limit` cut one page.
-pub fn list(items: Vec<StoredItem>, dir: Option<&str>, offset: usize, limit: usize) -> Listing {
-    let mut children: BTreeMap<String, Child> = BTreeMap::new();
-    for it in items {
-        let id = it.record.id.as_str();
+/// The children of `dir` among a snapshot's item ids (which may hold
+/// other ids too), sorted by id; `offset` and `limit` cut one page. The
+/// children's records are left for [`fill`]: only a page of them is read.
+pub fn list(ids: &[String], dir: Option<&str>, offset: usize, limit: usize) -> Listing {
+    // child id -> (items below, whether it is an item)
+    let mut children: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+    for id in ids {
         let Some(c) = child_of(dir, id) else { continue };
-        let entry = children.entry(c.to_owned()).or_insert_with(|| Child {
-            id: c.to_owned(),
-            name: c
-                .rsplit('/')
-                .next()
-                .filter(|n| !n.is_empty())
-                .unwrap_or(c)
-                .to_owned(),
-            below: 0,
-            record: None,
-        });
+        let e = children.entry(c).or_insert((0, false));
         if c.len() == id.len() {
-            entry.record = Some(it.record);
+            e.1 = true;
         } else {
-            entry.below += 1;
+            e.0 += 1;
         }
     }
     let total = children.len();
@@ -92,7 +83,34 @@ pub fn list(items: Vec<StoredItem>, dir: Option<&str>, offset: usize, limit: usi
         dir: dir.map(str::to_owned),
         total,
         offset,
-        children: children.into_values().skip(offset).take(limit).collect(),
+        children: children
+            .into_iter()
+            .skip(offset)
+            .take(limit)
+            .map(|(c, (below, _))| Child {
+                id: c.to_owned(),
+                name: c
+                    .rsplit('/')
+                    .next()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(c)
+                    .to_owned(),
+                below,
+                record: None,
+            })
+            .collect(),
+    }
+}
+
+/// Puts each child's record in, from `items` (the page's items, in any
+/// order).
+pub fn fill(listing: &mut Listing, items: Vec<StoredItem>) {
+    let mut by_id: HashMap<String, ItemRecord> = items
+        .into_iter()
+        .map(|i| (i.record.id.clone(), i.record))
+        .collect();
+    for c in &mut listing.children {
+        c.record = by_id.remove(&c.id);
     }
 }
 
@@ -106,6 +124,20 @@ mod tests {
             record: ItemRecord::new(id, kind, 1),
             content: Vec::new(),
         }
+    }
+
+    /// The listing of `dir` among `items`, with the records filled in.
+    fn listed(items: &[StoredItem], dir: Option<&str>, offset: usize, limit: usize) -> Listing {
+        let ids: Vec<String> = items.iter().map(|i| i.record.id.clone()).collect();
+        let mut l = list(&ids, dir, offset, limit);
+        let page: Vec<&str> = l.children.iter().map(|c| c.id.as_str()).collect();
+        let items = items
+            .iter()
+            .filter(|i| page.contains(&i.record.id.as_str()))
+            .cloned()
+            .collect();
+        fill(&mut l, items);
+        l
     }
 
     fn names(l: &Listing) -> Vec<(&str, u64, bool)> {
@@ -125,20 +157,20 @@ mod tests {
             item("/srv/data/a/y", ItemKind::File),
             item("/srv/database", ItemKind::File),
         ];
-        let top = list(items.clone(), None, 0, 10);
+        let top = listed(&items, None, 0, 10);
         assert_eq!(names(&top), vec![("/srv", 6, false)]);
-        let srv = list(items.clone(), Some("/srv"), 0, 10);
+        let srv = listed(&items, Some("/srv"), 0, 10);
         assert_eq!(
             names(&srv),
             vec![("/srv/data", 4, true), ("/srv/database", 0, true)]
         );
         assert_eq!(srv.children[0].name, "data");
-        let data = list(items.clone(), Some("/srv/data"), 0, 10);
+        let data = listed(&items, Some("/srv/data"), 0, 10);
         assert_eq!(
             names(&data),
             vec![("/srv/data/a", 2, true), ("/srv/data/b.txt", 0, true)]
         );
-        let page = list(items, Some("/srv/data"), 1, 1);
+        let page = listed(&items, Some("/srv/data"), 1, 1);
         assert_eq!(
             (page.total, names(&page)),
             (2, vec![("/srv/data/b.txt", 0, true)])
@@ -152,9 +184,9 @@ mod tests {
             item("INBOX/1", ItemKind::File),
             item("Sent/2", ItemKind::File),
         ];
-        let top = list(items.clone(), None, 0, 10);
+        let top = listed(&items, None, 0, 10);
         assert_eq!(names(&top), vec![("INBOX", 1, true), ("Sent", 1, false)]);
-        let inbox = list(items, Some("INBOX"), 0, 10);
+        let inbox = listed(&items, Some("INBOX"), 0, 10);
         assert_eq!(names(&inbox), vec![("INBOX/1", 0, true)]);
     }
 }

@@ -149,8 +149,7 @@ async function route() {
   try {
     await render(arg);
   } catch (e) {
-    if (e.status === 401) { sessionStorage.removeItem(KEY); showSignIn(); }
-    view();
+    if (e.status === 401) { sessionStorage.removeItem(KEY); showSignIn(); } else view(h("h1", {}, "This view could not be loaded"));
     showError(e);
   }
   const heading = document.querySelector("#view h1");

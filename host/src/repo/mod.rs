@@ -137,6 +137,30 @@ impl Repository {
         Ok(items)
     }
 
+    /// The ids of the items of `snap` (all, or strictly below `below`),
+    /// from the catalog, checked as [`Self::items`] checks.
+    pub(crate) fn item_ids(
+        &self,
+        snap: &SnapshotInfo,
+        below: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
+        if !self.catalog.has(&snap.id)? {
+            // The same error as a listing of its items.
+            self.items(snap, below)?;
+        }
+        let ids = self.catalog.ids(&snap.id, below)?;
+        if let Some(p) = below {
+            if ids.is_empty() && self.catalog.records(&snap.id, &[p])?.is_empty() {
+                return Err(RepoError::NoItem {
+                    snapshot: snap.short_id().to_owned(),
+                    item: p.to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(ids)
+    }
+
     /// The items of `snap` an incremental backup may take unchanged
     /// content from: those whose every chunk is stored intact (after a
     /// check of the packs' sizes), by id. Items whose data is lost are left

@@ -43,6 +43,10 @@ setup:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+	@# Headless Chromium for the web console's tests (tests/console.rs).
+	@command -v chromium >/dev/null || { echo "installing: chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 plugins: setup
 	$(CARGO) build --release --target $(WASM) $(addprefix -p attache-plugin-,$(PLUGINS))
 
@@ -122,6 +126,7 @@ bench: build test-plugins vm-guest
 	$(CARGO) bench --target $(MUSL) -p guest-runner --bench verify
 	./tests/mail/bench.sh
 	./tests/bench/audit.py
+	./tests/bench/console.py
 
 clean:
 	$(CARGO) clean

@@ -5,6 +5,7 @@
 //! and the agent container in `target/release/agent`); `make test` builds
 //! them before running these tests.
 
+pub mod browser;
 pub mod mail;
 pub mod pg;
 pub mod server;

@@ -292,6 +292,64 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The ids of a snapshot's items (all, or those strictly below
+    /// `below`), without their records: what a tree listing counts.
+    pub(crate) fn ids(&self, snapshot: &str, below: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let parse = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
+        let ids = match below {
+            None => {
+                let mut st = self.conn.prepare(
+                    "SELECT i.id FROM snapshot_chunks s JOIN chunk_items i ON i.chunk = s.chunk
+                     WHERE s.snapshot = ?1",
+                )?;
+                let v = st.query_map([snapshot], parse)?.collect::<Result<_, _>>()?;
+                v
+            }
+            Some(id) => {
+                let base = id.strip_suffix('/').unwrap_or(id);
+                let mut st = self.conn.prepare(
+                    "SELECT i.id FROM chunk_items i JOIN snapshot_chunks s ON s.chunk = i.chunk
+                     WHERE s.snapshot = ?1 AND i.id >= ?2 AND i.id < ?3",
+                )?;
+                let v = st
+                    .query_map(
+                        params![snapshot, format!("{base}/"), format!("{base}0")],
+                        parse,
+                    )?
+                    .collect::<Result<_, _>>()?;
+                v
+            }
+        };
+        Ok(ids)
+    }
+
+    /// The items of a snapshot with these ids (those it has): each parsed
+    /// from its own line of its chunk (`chunk_items.pos`), not the chunk.
+    pub(crate) fn records(&self, snapshot: &str, ids: &[&str]) -> anyhow::Result<Vec<StoredItem>> {
+        let mut st = self.conn.prepare(
+            "SELECT i.pos, c.body FROM chunk_items i JOIN snapshot_chunks s ON s.chunk = i.chunk
+             JOIN chunks c ON c.hash = s.chunk WHERE s.snapshot = ?1 AND i.id = ?2 LIMIT 1",
+        )?;
+        let mut out = Vec::new();
+        for id in ids {
+            let mut rows = st.query(params![snapshot, id])?;
+            let Some(r) = rows.next()? else { continue };
+            let (pos, body): (i64, String) = (r.get(0)?, r.get(1)?);
+            let line = usize::try_from(pos)
+                .ok()
+                .and_then(|p| body.lines().nth(p))
+                .context("damaged catalog row: an item past its chunk's end")?;
+            let it: StoredItem = serde_json::from_str(line).context("damaged catalog row")?;
+            anyhow::ensure!(
+                it.record.id == *id,
+                "damaged catalog row: {:?} where {id:?} belongs",
+                it.record.id
+            );
+            out.push(it);
+        }
+        Ok(out)
+    }
+
     /// Items in any snapshot matching a glob: on the whole id when the
     /// pattern has a `/`, else on the item's last component; and on the
     /// item's title (a message's subject) either way.

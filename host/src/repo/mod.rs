@@ -69,13 +69,25 @@ impl Repository {
         self.catalog.sync(&self.store)
     }
 
+    /// Whether the catalog holds `snap`'s item list, catching up once with
+    /// the repository when it does not: another process may have written
+    /// the snapshot after this one last looked (three backups at once, one
+    /// taking another's snapshot as its parent).
+    fn cataloged(&self, snap: &SnapshotInfo) -> anyhow::Result<bool> {
+        if self.catalog.has(&snap.id)? {
+            return Ok(true);
+        }
+        self.refresh()?;
+        self.catalog.has(&snap.id)
+    }
+
     /// Every snapshot, readable or not: a snapshot file that does not
     /// read, or whose item list does not, is listed as damaged with why.
     pub(crate) fn listing(&self) -> anyhow::Result<Vec<Listed>> {
         let l = self.store.snapshot_listing()?;
         let mut out = Vec::new();
         for s in l.good {
-            let damaged = if self.catalog.has(&s.id)? {
+            let damaged = if self.cataloged(&s)? {
                 None
             } else {
                 Some(match self.store.items(&s) {
@@ -107,7 +119,7 @@ impl Repository {
         snap: &SnapshotInfo,
         below: Option<&str>,
     ) -> anyhow::Result<Vec<crate::store::snapshot::StoredItem>> {
-        if !self.catalog.has(&snap.id)? {
+        if !self.cataloged(snap)? {
             let why = match self.store.items(snap) {
                 Ok(_) => "its item list is not in the catalog".to_owned(),
                 Err(e) => format!("its item list cannot be read: {e}"),
@@ -129,6 +141,30 @@ impl Repository {
             }
         }
         Ok(items)
+    }
+
+    /// The ids of the items of `snap` (all, or strictly below `below`),
+    /// from the catalog, checked as [`Self::items`] checks.
+    pub(crate) fn item_ids(
+        &self,
+        snap: &SnapshotInfo,
+        below: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
+        if !self.catalog.has(&snap.id)? {
+            // The same error as a listing of its items.
+            self.items(snap, below)?;
+        }
+        let ids = self.catalog.ids(&snap.id, below)?;
+        if let Some(p) = below {
+            if ids.is_empty() && self.catalog.records(&snap.id, &[p])?.is_empty() {
+                return Err(RepoError::NoItem {
+                    snapshot: snap.short_id().to_owned(),
+                    item: p.to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(ids)
     }
 
     /// The items of `snap` an incremental backup may take unchanged

@@ -1,12 +1,14 @@
 //! `attache serve`: a REST API over the repository and a queue of jobs.
 //!
-//! Every route but `/health` needs `Authorization: Bearer TOKEN`, and the
+//! The web console is served at `/` (its files below `/ui/`).
+//! Every other route but `/health` needs `Authorization: Bearer TOKEN`, and the
 //! token's role must be one the route table (`roles.rs`) allows: admin,
 //! operator (within its scope) or auditor. Errors are
 //! JSON objects `{"error": "..."}` with a 4xx or 5xx status. The API is
 //! described by the OpenAPI document at `/openapi.json`.
 
 mod auth;
+mod console;
 mod error;
 mod listener;
 mod metrics;
@@ -16,6 +18,7 @@ mod roles;
 mod routes;
 mod state;
 mod tls;
+mod tree;
 mod trim;
 
 pub(crate) use listener::ConnLimits;

@@ -61,6 +61,15 @@ fn paths() -> Value {
         },
         "security": [{ "bearer": [] }],
         "paths": {
+            "/": { "get": {
+                "summary": "The web console's page; needs no token (it holds no data and asks for one).", "security": [],
+                "responses": { "200": { "description": "HTML.", "content": { "text/html": {} } } }
+            }},
+            "/ui/{file}": { "get": {
+                "summary": "The web console's script (`console.js`) and style sheet (`console.css`); need no token.", "security": [],
+                "parameters": [{ "name": "file", "in": "path", "required": true, "description": "console.js or console.css", "schema": { "type": "string" } }],
+                "responses": merge(json!({ "200": { "description": "The file.", "content": { "text/javascript": {}, "text/css": {} } } }), error_responses(&["404"]))
+            }},
             "/health": { "get": {
                 "summary": "Liveness; needs no token.", "security": [],
                 "responses": { "200": ok("The server is up.", json!({ "type": "object", "properties": { "status": { "type": "string" } } })) }
@@ -86,6 +95,19 @@ fn paths() -> Value {
                 "summary": "Items of a snapshot with their metadata, from the catalog.",
                 "parameters": [id_param("Snapshot id or unique prefix."), { "name": "prefix", "in": "query", "required": false, "description": "Only this item and what lies below it.", "schema": { "type": "string" } }],
                 "responses": merge(json!({ "200": ok("Items in backup order.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Item" } })) }), error_responses(&["401", "404", "500"]))
+            }},
+            "/snapshots/{id}/children": { "get": {
+                "summary": "One level of a snapshot's tree: the direct children of a directory, sorted, a page at a time.",
+                "parameters": [id_param("Snapshot id or unique prefix."),
+                    { "name": "dir", "in": "query", "required": false, "description": "The directory (an item id, or a path component above items); the top when absent.", "schema": { "type": "string" } },
+                    { "name": "offset", "in": "query", "required": false, "description": "Children to skip.", "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "limit", "in": "query", "required": false, "description": "Children to list (default 1000, at most 5000).", "schema": { "type": "integer", "minimum": 0 } }],
+                "responses": merge(json!({ "200": ok("A page of children.", json!({ "type": "object", "properties": {
+                    "dir": { "type": ["string", "null"] }, "total": { "type": "integer" }, "offset": { "type": "integer" },
+                    "children": { "type": "array", "items": { "type": "object", "properties": {
+                        "id": { "type": "string" }, "name": { "type": "string" }, "below": { "type": "integer", "description": "items below it" },
+                        "record": { "oneOf": [{ "$ref": "#/components/schemas/Item" }, { "type": "null" }], "description": "the item, when the child is one" } } } } } })) }),
+                    error_responses(&["401", "404", "500"]))
             }},
             "/find": { "get": {
                 "summary": "Which snapshots hold items matching a glob.",

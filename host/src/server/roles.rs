@@ -8,7 +8,8 @@ use crate::access::Role;
 /// What a route needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Need {
-    /// No token.
+    /// No token: liveness and the console's page and files (which hold
+    /// no data).
     Public,
     /// Any role: reading snapshots and jobs.
     Read,
@@ -39,12 +40,15 @@ impl Need {
 
 /// Every route: method, path pattern (`{x}` one segment), need.
 pub(super) const ROUTES: &[(&str, &str, Need)] = &[
+    ("GET", "/", Need::Public),
+    ("GET", "/ui/{file}", Need::Public),
     ("GET", "/health", Need::Public),
     ("GET", "/openapi.json", Need::Read),
     ("GET", "/metrics", Need::Read),
     ("GET", "/snapshots", Need::Read),
     ("GET", "/snapshots/{id}", Need::Read),
     ("GET", "/snapshots/{id}/items", Need::Read),
+    ("GET", "/snapshots/{id}/children", Need::Read),
     ("GET", "/find", Need::Read),
     ("GET", "/jobs", Need::Read),
     ("POST", "/jobs", Need::Run),

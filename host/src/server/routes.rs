@@ -19,18 +19,21 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{ApiError, JsonBody};
 use super::queue::{JobRequest, JobView};
-use super::{auth, openapi, ServerState};
+use super::{auth, console, openapi, tree, ServerState};
 use crate::access::tokens::{NewToken, TokenError};
 use crate::access::Principal;
 
 pub(super) fn router(state: ServerState) -> Router {
     Router::new()
+        .route("/", get(console::index))
+        .route("/ui/{file}", get(console::file))
         .route("/health", get(health))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/metrics", get(metrics))
         .route("/snapshots", get(snapshots))
         .route("/snapshots/{id}", get(snapshot))
         .route("/snapshots/{id}/items", get(items))
+        .route("/snapshots/{id}/children", get(children))
         .route("/find", get(find))
         .route("/jobs", get(list_jobs).post(submit_job))
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
@@ -53,12 +56,15 @@ pub(super) fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-/// Counts and logs every request.
+/// Counts and logs every request, with the server's time to answer (until
+/// the head of the answer; a stream's body goes on after).
 async fn observe(State(s): State<ServerState>, req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let t0 = std::time::Instant::now();
     let res = next.run(req).await;
     s.metrics.requests.fetch_add(1, Relaxed);
-    tracing::info!(%method, path, status = res.status().as_u16(), "request");
+    let micros = t0.elapsed().as_micros() as u64;
+    tracing::info!(%method, path, status = res.status().as_u16(), micros, "request");
     res
 }
 
@@ -109,6 +115,40 @@ async fn items(
         .await?;
     Ok(Json(
         serde_json::to_value(items).map_err(anyhow::Error::from)?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct ChildrenQuery {
+    dir: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// The most children one page lists.
+const MAX_PAGE: usize = 5000;
+
+/// One level of a snapshot's tree (see [`tree`]).
+async fn children(
+    State(s): State<ServerState>,
+    Path(id): Path<String>,
+    Query(q): Query<ChildrenQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let dir = q.dir.filter(|d| !d.is_empty() && d != "/");
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(1000).min(MAX_PAGE));
+    let listing = s
+        .with_repo(move |r| {
+            let snap = r.find_snapshot(&id)?;
+            let ids = r.item_ids(&snap, dir.as_deref())?;
+            let mut listing = tree::list(&ids, dir.as_deref(), offset, limit);
+            let page: Vec<&str> = listing.children.iter().map(|c| c.id.as_str()).collect();
+            let items = r.catalog.records(&snap.id, &page)?;
+            tree::fill(&mut listing, items);
+            Ok(listing)
+        })
+        .await?;
+    Ok(Json(
+        serde_json::to_value(listing).map_err(anyhow::Error::from)?,
     ))
 }
 

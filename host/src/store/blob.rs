@@ -82,32 +82,65 @@ pub fn decode(
     raw_len: u32,
     bytes: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
-    let body = cipher.open(bytes).map_err(|e| StoreError::Damaged {
-        blob: *id,
-        why: e.to_string(),
-    })?;
-    let plain = match body.split_first() {
-        Some((&RAW, p)) => p.to_vec(),
-        Some((&ZSTD, p)) => {
-            zstd::bulk::decompress(p, raw_len as usize).map_err(|e| StoreError::Damaged {
-                blob: *id,
-                why: format!("decompression failed: {e}"),
-            })?
-        }
-        _ => {
-            return Err(StoreError::Damaged {
-                blob: *id,
-                why: "unknown encoding".into(),
-            })
-        }
-    };
-    if cipher.id(&plain) != *id {
-        return Err(StoreError::Damaged {
-            blob: *id,
-            why: "content does not match its id".into(),
-        });
-    }
+    let mut plain = Vec::new();
+    decode_into(cipher, id, raw_len, &mut bytes.to_vec(), &mut plain)?;
     Ok(plain)
+}
+
+/// [`decode`] into `plain` (emptied first, its memory reused), decrypting
+/// `sealed` in place.
+pub fn decode_into(
+    cipher: &Cipher,
+    id: &BlobId,
+    raw_len: u32,
+    sealed: &mut [u8],
+    plain: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let damaged = |why: String| StoreError::Damaged { blob: *id, why };
+    let body = cipher
+        .open_in_place(sealed)
+        .map_err(|e| damaged(e.to_string()))?;
+    let body = &sealed[body];
+    plain.clear();
+    // A buffer too small is replaced, not grown (which would copy its old
+    // bytes), by one rounded up so that it fits more chunks when reused.
+    let need = match body.first() {
+        Some(&ZSTD) => raw_len as usize,
+        _ => body.len(),
+    };
+    if plain.capacity() < need {
+        *plain = Vec::with_capacity(need.next_power_of_two().max(64 << 10));
+    }
+    match body.split_first() {
+        Some((&RAW, p)) => plain.extend_from_slice(p),
+        Some((&ZSTD, p)) => {
+            // One decompression context per thread, not one per blob.
+            thread_local! {
+                static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            DCTX.with_borrow_mut(|d| {
+                let d = match d {
+                    Some(d) => d,
+                    None => d.insert(zstd::bulk::Decompressor::new().map_err(StoreError::Io)?),
+                };
+                d.decompress_to_buffer(p, plain)
+                    .map_err(|e| damaged(format!("decompression failed: {e}")))
+            })?;
+            // The buffer may be larger than this blob needs.
+            if plain.len() > raw_len as usize {
+                return Err(damaged(format!(
+                    "decompressed to {} bytes, more than its {raw_len}",
+                    plain.len()
+                )));
+            }
+        }
+        _ => return Err(damaged("unknown encoding".into())),
+    }
+    if cipher.id(plain) != *id {
+        return Err(damaged("content does not match its id".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

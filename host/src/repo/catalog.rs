@@ -353,7 +353,7 @@ mod tests {
         serde_json::from_value(serde_json::json!({
             "id": id, "time": 1, "source": "local", "plugin": "filesystem",
             "plugin_version": "1", "includes": ["/t"], "items": 0, "bytes": 0,
-            "added_bytes": 0, "read_bytes": 0, "tree": []
+            "added_bytes": 0, "read_bytes": 0, "warnings": [], "tree": []
         }))
         .expect("a snapshot description")
     }

@@ -50,7 +50,26 @@ fn worth_compressing(plain: &[u8]) -> bool {
     }
     let mid = plain.len() / 2 - SAMPLE / 2;
     let sample = &plain[mid..mid + SAMPLE];
-    zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE - SAMPLE / 16)
+    compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE - SAMPLE / 16)
+}
+
+/// zstd at `level` with a compression context each thread keeps per level:
+/// making one per blob cost as much as compressing a small blob.
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static CCTX: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    CCTX.with_borrow_mut(|all| {
+        let i = match all.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                all.push((level, zstd::bulk::Compressor::new(level)?));
+                all.len() - 1
+            }
+        };
+        all[i].1.compress(data)
+    })
 }
 
 /// Compresses (when it pays) and seals `plain`.
@@ -62,7 +81,7 @@ pub fn encode(cipher: &Cipher, plain: &[u8]) -> Result<Encoded, StoreError> {
 /// [`encode`] for a plaintext whose id is known.
 pub fn encode_with_id(cipher: &Cipher, id: BlobId, plain: &[u8]) -> Result<Encoded, StoreError> {
     let compressed = if worth_compressing(plain) {
-        Some(zstd::bulk::compress(plain, LEVEL).map_err(StoreError::Io)?)
+        Some(compress(plain, LEVEL).map_err(StoreError::Io)?)
     } else {
         None
     };
@@ -179,6 +198,42 @@ mod tests {
         assert!(worth_compressing(&vec![7u8; 300_000]));
         // Noise repeated is compressible, and the sample test sees it.
         assert!(worth_compressing(&noise.repeat(9)));
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_exactly_each_blob() {
+        let cipher = Cipher::new(Some(&MasterKey::random().unwrap()));
+        let mut noise = vec![0u8; 200_000];
+        crate::store::crypto::random(&mut noise).unwrap();
+        let text = b"a line of mail\r\n".repeat(20_000);
+        let short = b"short".to_vec();
+        // Large then small, compressed and raw: what a buffer held before,
+        // and its larger capacity, never show in the next blob.
+        let mut plain = Vec::new();
+        for want in [&noise, &text, &short, &noise[..1000].to_vec(), &text] {
+            let e = encode(&cipher, want).unwrap();
+            decode_into(&cipher, &e.id, e.raw_len, &mut e.bytes.clone(), &mut plain).unwrap();
+            assert_eq!(&plain, want);
+        }
+        // A compressed blob whose recorded size is smaller than what it
+        // decompresses to is damage, even when the buffer is large enough.
+        let e = encode(&cipher, &text).unwrap();
+        let mut big = Vec::with_capacity(1 << 20);
+        let r = decode_into(
+            &cipher,
+            &e.id,
+            e.raw_len - 1,
+            &mut e.bytes.clone(),
+            &mut big,
+        );
+        assert!(matches!(r, Err(StoreError::Damaged { .. })), "{r:?}");
+        // A changed byte fails authentication in place.
+        let mut bad = e.bytes.clone();
+        bad[40] ^= 1;
+        assert!(matches!(
+            decode_into(&cipher, &e.id, e.raw_len, &mut bad, &mut plain),
+            Err(StoreError::Damaged { .. })
+        ));
     }
 
     #[test]

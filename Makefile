@@ -9,9 +9,15 @@ OUT := target/release
 AGENT := $(OUT)/agent
 RUNNER_BIN := target/$(MUSL)/release/guest-runner
 PLUGINS := filesystem sql mail
+# The development publisher key that signs the container `make build`
+# assembles, and the trust file beside attache that trusts it for the
+# runner and every plugin (see guest-runner/src/trust/). Made once.
+DEV_KEYS := target/dev-keys
+DEV_KEY := $(DEV_KEYS)/dev.key
+TRUST := $(OUT)/trust.toml
 TEST_PLUGINS := hostile probe
 
-.PHONY: setup build plugins test-plugins vm-guest demo test bench clean
+.PHONY: setup build plugins test-plugins vm-guest demo lint test suite bench clean
 
 # Toolchain targets (rust-toolchain.toml does not install them here) and the
 # system packages the build and tests use.
@@ -37,15 +43,26 @@ setup:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+	@# Headless Chromium for the web console's tests (tests/console.rs).
+	@command -v chromium >/dev/null || { echo "installing: chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
 plugins: setup
 	$(CARGO) build --release --target $(WASM) $(addprefix -p attache-plugin-,$(PLUGINS))
 
 # Builds attache, the static guest-runner and the plugins, and lays out the
-# agent container in target/release/agent where attache finds it.
+# agent container in target/release/agent where attache finds it, signed
+# with the development key that target/release/trust.toml trusts.
 build: setup plugins
 	$(CARGO) build --release --target $(MUSL) -p guest-runner
 	$(CARGO) build --release -p attache
-	$(OUT)/attache container assemble --runner $(RUNNER_BIN) --out $(AGENT) \
+	@[ -f $(DEV_KEY) ] || $(OUT)/attache key generate --out $(DEV_KEYS) --name dev >/dev/null
+	@printf '%s\n' 'format = 1' '' \
+	  '# make build: the development key $(DEV_KEY) signs the runner and' \
+	  '# every plugin of target/release/agent.' \
+	  '[[publisher]]' 'name = "dev"' "key = \"$$(sed -n 2p $(DEV_KEYS)/dev.pub)\"" \
+	  'runner = true' 'plugins = ["*"]' > $(TRUST)
+	$(OUT)/attache container assemble --runner $(RUNNER_BIN) --out $(AGENT) --sign $(DEV_KEY) \
 	  $(foreach p,$(PLUGINS),--plugin $(p)=target/$(WASM)/release/attache_plugin_$(p).wasm)
 
 # The tiny test guest (Debian's cloud kernel, busybox, qemu-guest-agent) and
@@ -59,11 +76,28 @@ test-plugins: setup
 demo: build vm-guest
 	./tests/demo.sh
 
-# The SQL plugin's own end-to-end scripts (a throwaway PostgreSQL cluster,
-# installed from Debian when missing, and a live SQLite writer); the
-# runner's tests build for musl, reusing `make build`'s compiled wasmtime;
-# the rest builds for the host without the runtime.
-test: build test-plugins vm-guest
+# Lints as code (the root Cargo.toml's [workspace.lints]): formatting, and
+# clippy with every warning an error for each target the code is built for:
+# the host (all members, tests and benches included), the plugins for
+# wasm32-wasip2 (their wasm-only code), the runner for musl.
+lint: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --release --target $(WASM) $(addprefix -p attache-plugin-,$(PLUGINS)) $(addprefix -p attache-test-plugin-,$(TEST_PLUGINS)) -- -D warnings
+	$(CARGO) clippy --release --target $(MUSL) -p guest-runner --all-targets -- -D warnings
+
+# Lints first, then the suite, run with HOME at a home where attache has
+# been used with its defaults and left stale (tests/stale-home.sh): the
+# suite must pass on a machine where attache was used before.
+test: lint build test-plugins vm-guest
+	tests/stale-home.sh $(MAKE) --no-print-directory suite
+
+# The suite itself, on what `make test` built: the SQL plugin's own
+# end-to-end scripts (a throwaway PostgreSQL cluster, installed from Debian
+# when missing, and a live SQLite writer), the mail plugin's; the runner's
+# tests build for musl, reusing `make build`'s compiled wasmtime; the rest
+# builds for the host without the runtime.
+suite:
 	tests/sql/sqlite-e2e.sh
 	tests/sql/pg-e2e.sh
 	tests/mail/native.sh
@@ -76,7 +110,7 @@ test: build test-plugins vm-guest
 # rustic, with the dd line), throughput beside tar, plugin start, the
 # comparison with Debian's restic,
 # the VM overhead and container push figures, PostgreSQL beside pg_dump, and
-# keyed beside unkeyed chunking.
+# keyed beside unkeyed chunking, and checking a signed container.
 bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	@command -v rustic >/dev/null || $(CARGO) install rustic-rs --no-default-features --locked
@@ -86,7 +120,13 @@ bench: build test-plugins vm-guest
 	./tests/bench/vm.py
 	./tests/sql/pg-bench.sh
 	$(CARGO) bench -p attache --bench chunker
+	@# Checking a signed container, as the host (its build) and the runner
+	@# (the musl build) do it.
+	$(CARGO) bench -p guest-runner --no-default-features --bench verify
+	$(CARGO) bench --target $(MUSL) -p guest-runner --bench verify
 	./tests/mail/bench.sh
+	./tests/bench/audit.py
+	./tests/bench/console.py
 
 clean:
 	$(CARGO) clean

@@ -23,7 +23,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use attache_tests::{attache_bin, build_probe, component, fails, ok, output, root};
+use attache_tests::{attache_isolated, build_probe, component, fails, ok, output, root};
 use serde_json::Value;
 
 /// The target directory of every plugin these tests build (the tests' own
@@ -160,9 +160,11 @@ fn a_plugin_made_by_plugin_new_outside_the_repository_builds_and_backs_up_and_re
         !t.path().starts_with(root()),
         "the plugin is made outside the repository"
     );
-    let made = ok(Command::new(attache_bin())
-        .args(["plugin", "new", "kvtest", "--dir"])
-        .arg(t.path()));
+    let made = ok(
+        attache_isolated(&t.path().join("cache"), &t.path().join("state"))
+            .args(["plugin", "new", "kvtest", "--dir"])
+            .arg(t.path()),
+    );
     let crate_dir = t.path().join("kvtest");
     assert_eq!(Path::new(made.trim()), crate_dir, "it prints the crate");
 
@@ -180,14 +182,13 @@ fn a_plugin_made_by_plugin_new_outside_the_repository_builds_and_backs_up_and_re
     let id = format!("kv://{}", store.display());
 
     // The contract check a plugin author runs.
-    let report = ok(Command::new(attache_bin())
-        .arg("--agent-dir")
-        .arg(attache_tests::agent_dir())
-        .env("ATTACHE_CACHE_DIR", t.path().join("cache"))
-        .env("ATTACHE_STATE_DIR", t.path().join("state"))
-        .env_remove("ATTACHE_POLICY")
-        .args(["plugin", "test", "--name", "kvtest", "--include", &id])
-        .arg(&plugin));
+    let report = ok(
+        attache_isolated(&t.path().join("cache"), &t.path().join("state"))
+            .arg("--agent-dir")
+            .arg(attache_tests::agent_dir())
+            .args(["plugin", "test", "--name", "kvtest", "--include", &id])
+            .arg(&plugin),
+    );
     assert!(report.contains(" 0 failed"), "{report}");
     for check in [
         "info",
@@ -852,7 +853,7 @@ fn an_unsupported_contract_version_is_refused_and_nothing_is_written() {
     ];
 
     // Assembling a container refuses it, naming the versions served.
-    let mut c = Command::new(attache_bin());
+    let mut c = attache_isolated(&t.path().join("cache"), &t.path().join("state"));
     c.args(["container", "assemble", "--runner"])
         .arg(attache_tests::agent_dir().join("guest-runner"))
         .arg("--out")

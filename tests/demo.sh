@@ -11,14 +11,15 @@ export ATTACHE_REPO=$demo/repo
 export ATTACHE_PASSWORD=${ATTACHE_PASSWORD:-attache demo password}
 export ATTACHE_CACHE_DIR=$demo/cache
 export ATTACHE_STATE_DIR=$demo/state
-unset ATTACHE_POLICY ATTACHE_SERVER ATTACHE_AGENT_DIR
+unset ATTACHE_POLICY ATTACHE_SERVER ATTACHE_AGENT_DIR ATTACHE_TRUST ATTACHE_ALLOW_UNSIGNED
 
 rm -rf "$demo"
 mkdir -p "$demo"
 echo "== encrypted repository"
 "$attache" init
-echo "== agent container"
-"$root/target/release/agent/guest-runner" info
+echo "== agent container, signed (make build's development key) and trusted"
+"$attache" policy show | sed -n '/^trust in force/,$p'
+"$attache" plugin info
 echo
 echo "== backup of $src"
 id=$("$attache" backup local --plugin filesystem --include "$src")

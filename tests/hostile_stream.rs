@@ -1,7 +1,7 @@
 //! Backup streams made to hurt the host (issue 11, findings 5 and 10a),
 //! and stalled runners in local backups and restores.
 //! The guest is untrusted: here a stand-in runner (a shell script in a
-//! container of its own) sends whatever stream the test crafted, and the
+//! container of its own, signed with a test key its trust file trusts) sends whatever stream the test crafted, and the
 //! host must refuse bad ids with an error naming the rule, record sizes as
 //! received, bound warnings in count and bytes with flat memory, and stop a
 //! runner that stalls at `--timeout-secs`.
@@ -16,7 +16,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use attache_tests::{attache, fails, ok};
+use guest_runner::manifest::Manifest;
 use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
+use guest_runner::trust::key::PrivateKey;
 
 /// A repository, its own cache and state, and a stand-in container whose
 /// runner runs `script` (`$1`… are the runner's arguments).
@@ -32,12 +34,16 @@ fn setup(script: &str) -> Setup {
     let base = t.path().to_owned();
     let agent = base.join("agent");
     fs::create_dir_all(&agent).expect("agent dir");
-    fs::write(agent.join("manifest.json"), "{}").expect("manifest");
-    let runner = agent.join("guest-runner");
-    fs::write(&runner, format!("#!/bin/sh\n{script}\n")).expect("runner");
-    let mut perm = fs::metadata(&runner).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    fs::set_permissions(&runner, perm).expect("chmod");
+    install_runner(&agent, script);
+    // A key of this test's own, which its trust file trusts for the runner.
+    fs::write(
+        base.join("trust.toml"),
+        format!(
+            "format = 1\n[[publisher]]\nname = \"test\"\nkey = \"{}\"\nrunner = true\n",
+            key().public()
+        ),
+    )
+    .expect("trust");
     fs::create_dir_all(base.join("src")).expect("src");
     Setup {
         repo: base.join("repo"),
@@ -47,11 +53,34 @@ fn setup(script: &str) -> Setup {
     }
 }
 
+/// The stand-in containers' publisher key.
+fn key() -> PrivateKey {
+    PrivateKey::from_seed(&[42; 32])
+}
+
+/// Makes `agent`'s runner the script `script`, with a manifest for it that
+/// [`key`] signs (the host checks both before it runs the runner).
+fn install_runner(agent: &Path, script: &str) {
+    let runner = agent.join("guest-runner");
+    fs::write(&runner, format!("#!/bin/sh\n{script}\n")).expect("runner");
+    let mut perm = fs::metadata(&runner).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&runner, perm).expect("chmod");
+    Manifest::for_dir(agent, &[], None)
+        .expect("manifest")
+        .write(agent)
+        .expect("write manifest");
+    let _ = fs::remove_file(agent.join("manifest.sig"));
+    guest_runner::trust::sign_container(agent, &key(), 1).expect("sign");
+}
+
 impl Setup {
-    /// `attache` on this setup's repository, cache, state and container.
+    /// `attache` on this setup's repository, cache, state, container and
+    /// trust.
     fn cmd(&self) -> Command {
         let mut c = attache(&self.repo);
         c.env("ATTACHE_AGENT_DIR", &self.agent)
+            .env("ATTACHE_TRUST", self.base.join("trust.toml"))
             .env("ATTACHE_STATE_DIR", self.base.join("state"))
             .env("ATTACHE_CACHE_DIR", self.base.join("cache"))
             .env_remove("ATTACHE_SERVER");
@@ -163,7 +192,9 @@ fn run_measured(c: &mut Command) -> (std::process::Output, u64) {
 fn bad_ids_are_refused_naming_the_rule_and_nothing_is_stored() {
     let s = setup(CAT);
     let long = format!("/{}", "a".repeat(100_000));
-    let cases: Vec<(Vec<(ItemRecord, &[u8])>, &str)> = vec![
+    // Each case: the items of a crafted stream, and what the refusal says.
+    type Case<'a> = (Vec<(ItemRecord, &'a [u8])>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             vec![(file("/../../etc/passwd"), b"x")],
             "has a bad id: path id has an empty, '.' or '..' component",
@@ -360,7 +391,7 @@ fn a_stalled_runner_is_stopped_in_a_local_restore_too() {
     ok(&mut s.backup_of(&path));
     let id = s.snapshots()[0]["id"].as_str().expect("id").to_owned();
     // The same container's runner now stalls.
-    fs::write(s.agent.join("guest-runner"), "#!/bin/sh\nexec sleep 600\n").expect("runner");
+    install_runner(&s.agent, "exec sleep 600");
     let to = format!("local:{}", s.base.join("out").display());
     let t0 = Instant::now();
     let err = fails(
@@ -401,10 +432,12 @@ fn a_dangling_hard_link_is_left_out_with_a_warning_and_the_rest_restored() {
     let snaps = s.snapshots();
     let id = snaps[0]["id"].as_str().expect("id").to_owned();
     let out = s.base.join("out");
-    // Restored by the real runner and plugin.
+    // Restored by the real runner and plugin (with the trust that vouches
+    // for them).
     let o = attache_tests::output(
         s.cmd()
             .env("ATTACHE_AGENT_DIR", attache_tests::agent_dir())
+            .env("ATTACHE_TRUST", attache_tests::dev_trust())
             .args(["restore", &id, "--to"])
             .arg(format!("local:{}", out.display())),
     );

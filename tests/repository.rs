@@ -115,7 +115,7 @@ fn a_flipped_byte_is_found_and_named() {
         &to,
     ]));
     assert_eq!(
-        fs::read(attache_tests::restored(&out, &intact)).expect("restored"),
+        fs::read(attache_tests::restored(&out, intact)).expect("restored"),
         fs::read(intact).expect("orig")
     );
     let err = fails(attache(&repo).args([
@@ -127,7 +127,7 @@ fn a_flipped_byte_is_found_and_named() {
         &to,
     ]));
     assert!(err.contains("damaged"), "{err}");
-    assert!(!attache_tests::restored(&out, &damaged).exists());
+    assert!(!attache_tests::restored(&out, damaged).exists());
 }
 
 #[test]

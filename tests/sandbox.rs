@@ -282,7 +282,7 @@ fn memory_past_the_limit_stops_the_plugin() {
 #[test]
 fn an_endless_loop_hits_the_deadline() {
     let f = fixture();
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let err = fails_with(&mut f.attack("loop", &["--deadline-secs", "2"]), STOPPED);
     assert!(err.contains("exceeded its deadline"), "{err}");
     assert!(started.elapsed().as_secs() < 60, "the deadline stopped it");

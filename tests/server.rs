@@ -145,6 +145,7 @@ fn every_route_but_health_needs_the_token_and_errors_are_json() {
         ("GET", "/jobs/0000/events"),
         ("GET", "/snapshots/ffffffff"),
         ("GET", "/snapshots/ffffffff/items"),
+        ("GET", "/snapshots/ffffffff/children"),
     ] {
         let (st, body) = authed(&s, m, path, None);
         assert_eq!(st, 404, "{m} {path}: {body}");
@@ -160,6 +161,7 @@ fn every_route_but_health_needs_the_token_and_errors_are_json() {
         "/snapshots",
         "/snapshots/{id}",
         "/snapshots/{id}/items",
+        "/snapshots/{id}/children",
         "/find",
         "/jobs",
         "/jobs/{id}",
@@ -291,4 +293,103 @@ fn the_command_line_works_through_the_server() {
     no_token.env_remove("ATTACHE_TOKEN");
     let e = attache_tests::fails(&mut no_token);
     assert!(e.contains("ATTACHE_TOKEN"), "{e}");
+}
+
+/// The tree a console browses: one level of a snapshot at a time, sorted,
+/// each child with its record (when it is an item) and the count below it,
+/// a page at a time; the console's page and files need no token.
+#[test]
+fn a_snapshot_is_listed_one_level_at_a_time() {
+    let s = start(1);
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    for (rel, body) in [
+        ("b/2.txt", "two"),
+        ("b/1.txt", "one"),
+        ("a.txt", "a"),
+        ("c/d/e.txt", "e"),
+    ] {
+        let p = src.join(rel);
+        fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        fs::write(p, body).expect("write");
+    }
+    let (st, job) = authed(&s, "POST", "/jobs", Some(&backup_body(&src)));
+    assert_eq!(st, 202, "{job}");
+    let job = wait(&s, job["id"].as_str().expect("id"));
+    let snap = job["result"]["id"]
+        .as_str()
+        .expect("snapshot id")
+        .to_owned();
+    let dir = src.to_str().expect("utf-8");
+    let q = |d: &str, extra: &str| {
+        format!(
+            "/snapshots/{snap}/children?dir={}{extra}",
+            d.replace('/', "%2F")
+        )
+    };
+    let (st, l) = authed(&s, "GET", &q(dir, ""), None);
+    assert_eq!(st, 200, "{l}");
+    assert_eq!(l["total"], 3);
+    let kids: Vec<(String, u64, String)> = l["children"]
+        .as_array()
+        .expect("children")
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap_or_default().to_owned(),
+                c["below"].as_u64().unwrap_or(99),
+                c["record"]["kind"].as_str().unwrap_or("none").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kids,
+        [
+            ("a.txt".to_owned(), 0, "file".to_owned()),
+            ("b".to_owned(), 2, "directory".to_owned()),
+            ("c".to_owned(), 2, "directory".to_owned()),
+        ]
+    );
+    assert_eq!(l["children"][0]["record"]["size"], 1);
+    assert_eq!(l["children"][0]["id"], format!("{dir}/a.txt"));
+    // A page: the second child only.
+    let (_, p) = authed(&s, "GET", &q(dir, "&offset=1&limit=1"), None);
+    assert_eq!(
+        (p["total"].clone(), p["children"].as_array().map(Vec::len)),
+        (json!(3), Some(1))
+    );
+    assert_eq!(p["children"][0]["name"], "b");
+    let (_, b) = authed(&s, "GET", &q(&format!("{dir}/b"), ""), None);
+    assert_eq!(b["children"][0]["name"], "1.txt");
+    assert_eq!(b["children"][1]["record"]["size"], 3);
+    // The top: the first path component, above what was backed up.
+    let (_, top) = authed(&s, "GET", &format!("/snapshots/{snap}/children"), None);
+    let first = format!(
+        "/{}",
+        dir.trim_start_matches('/')
+            .split('/')
+            .next()
+            .expect("a component")
+    );
+    assert_eq!(top["children"][0]["id"], first);
+    assert!(
+        top["children"][0]["below"].as_u64().unwrap_or(0) >= 7,
+        "{top}"
+    );
+    // A file has no children; what the snapshot lacks is a 404.
+    let (st, f) = authed(&s, "GET", &q(&format!("{dir}/a.txt"), ""), None);
+    assert_eq!((st, f["total"].clone()), (200, json!(0)), "{f}");
+    let (st, e) = authed(&s, "GET", &q(&format!("{dir}/nothing"), ""), None);
+    assert_eq!(st, 404, "{e}");
+    assert!(e["error"].is_string(), "{e}");
+    // The console needs no token for its page and files, and holds no data.
+    let (st, page) = call(&s, "GET", "/", None, None);
+    assert_eq!(st, 200);
+    assert!(
+        page.as_str().is_some_and(|p| p.contains("/ui/console.js")),
+        "{page}"
+    );
+    assert_eq!(call(&s, "GET", "/ui/console.js", None, None).0, 200);
+    assert_eq!(call(&s, "GET", "/ui/console.css", None, None).0, 200);
+    assert_eq!(call(&s, "GET", "/ui/other.js", None, None).0, 404);
 }

@@ -44,6 +44,19 @@ impl Site {
         c
     }
 
+    /// Boots VM `name` (in this site's `vms/`, sharing `src` as its
+    /// `/data`), for a hypervisor registered by [`Site::register_hv1`].
+    fn boot(&self, name: &str, src: &Path) -> TestVm {
+        TestVm::boot(&self.path("vms"), name, src)
+    }
+
+    /// Registers hypervisor `hv1` on this site's `vms/` with the one
+    /// datastore `ds/`; what `hypervisor add` printed.
+    fn register_hv1(&self) -> String {
+        let ds = self.path("ds");
+        self.add_hypervisor("hv1", &self.path("vms"), &[ds.to_str().expect("utf-8")])
+    }
+
     /// Registers hypervisor `name` on VM directory `vms` with `datastores`.
     fn add_hypervisor(&self, name: &str, vms: &Path, datastores: &[&str]) -> String {
         let mut c = self.attache();
@@ -149,10 +162,8 @@ fn backup_and_granular_restore_inside_a_vm() {
     let site = Site::new();
     let src = site.path("src");
     data_tree(&src);
-    let vms = site.path("vms");
-    let vm = TestVm::boot(&vms, "vm1", &src);
-    let ds = site.path("ds1");
-    let added = site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    let vm = site.boot("vm1", &src);
+    let added = site.register_hv1();
     assert!(added.contains("container on"), "{added}");
     let list = ok(site.attache().args(["vm", "list", "--json"]));
     let list: Value = serde_json::from_str(&list).expect("JSON");
@@ -277,6 +288,32 @@ fn backup_and_granular_restore_inside_a_vm() {
     assert!(frozen.contains("thawed"), "{frozen}");
     vm.sh("touch /data/writable-after-thaw");
     vm.assert_clean();
+
+    // The audit log holds every job above (3 backups, 5 restores, one of
+    // them refused in the guest), each visit's attach and detach, and the
+    // commands run in the guest; its chain is intact.
+    let log: Vec<Value> = ok(site.attache().args(["audit", "--json"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an audit entry is JSON"))
+        .collect();
+    let count = |event: &str| log.iter().filter(|e| e["event"] == event).count();
+    assert_eq!(count("job.start"), 8, "{log:#?}");
+    assert_eq!(count("job.end"), 8);
+    assert!(count("vm.attach") >= 8, "{log:#?}");
+    assert_eq!(count("vm.attach"), count("vm.detach"));
+    assert!(log
+        .iter()
+        .filter(|e| e["event"] == "vm.detach")
+        .all(|e| e["data"]["complete"] == true && e["data"]["vm"] == "hv1/vm1"));
+    assert!(log
+        .iter()
+        .any(|e| e["event"] == "guest.command"
+            && e["data"]["argv"].to_string().contains("guest-runner")));
+    assert!(log.iter().any(|e| e["event"] == "plugin.plan"));
+    assert!(log
+        .iter()
+        .any(|e| e["event"] == "restore.destination" && e["data"]["to"] == "hv1/vm1:/restore"));
+    ok(site.attache().args(["audit", "verify"]));
 }
 
 #[test]
@@ -286,11 +323,9 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
     let src = site.path("src");
     write(&src.join("big.bin"), &random_bytes(64 << 20, 3));
     write(&src.join("small.txt"), b"small\n");
-    let vms = site.path("vms");
-    let vm1 = TestVm::boot(&vms, "vm1", &src);
-    let vm2 = TestVm::boot(&vms, "vm2", &src);
-    let ds = site.path("ds");
-    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    let vm1 = site.boot("vm1", &src);
+    let vm2 = site.boot("vm2", &src);
+    site.register_hv1();
 
     // Two VMs backed up at once, into one repository.
     let spawn = |target: &str| {
@@ -413,10 +448,8 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
     let site = Site::new();
     let src = site.path("src");
     write(&src.join("big.bin"), &random_bytes(200 << 20, 5));
-    let vms = site.path("vms");
-    let vm = TestVm::boot(&vms, "vm1", &src);
-    let ds = site.path("ds");
-    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    let vm = site.boot("vm1", &src);
+    site.register_hv1();
 
     let token = "a-test-token-of-enough-length";
     let port = free_port();
@@ -654,6 +687,74 @@ fn a_rebuilt_plugin_reaches_every_hypervisor_and_the_next_backup_uses_it() {
     vm2.assert_clean();
 }
 
+/// Issue 13: the signed container runs in the guest (whose runner checks
+/// it again against the keys the job hands it); a container whose plugin
+/// was swapped with its manifest hash updated to match is refused before
+/// anything is attached, and so is a container changed on its datastore.
+#[test]
+fn a_swapped_plugin_or_a_changed_datastore_copy_is_refused_before_attaching() {
+    let _serial = serial();
+    let site = Site::new();
+    let src = site.path("src");
+    write(&src.join("f.txt"), b"x\n");
+    let vms = site.path("vms");
+    let vm = TestVm::boot(&vms, "vm1", &src);
+    let agent = site.path("agent");
+    let filesystem = attache_tests::component("filesystem");
+    attache_tests::assemble(&agent, &[("filesystem", &filesystem)]);
+    let attache = || {
+        let mut c = site.attache();
+        c.arg("--agent-dir").arg(&agent);
+        c
+    };
+    let ds = site.path("ds1");
+    ok(attache()
+        .args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+        .arg(&vms)
+        .arg("--datastore")
+        .arg(&ds));
+    let backup = || {
+        let mut c = attache();
+        c.args(["backup", "hv1/vm1", "--plugin", "filesystem", "--json"])
+            .args(["--include", "/data"]);
+        c
+    };
+    ok(&mut backup());
+    vm.assert_clean();
+    let snapshots = || -> usize {
+        let v: Value =
+            serde_json::from_str(&ok(site.attache().args(["snapshots", "--json"]))).expect("JSON");
+        v.as_array().expect("array").len()
+    };
+
+    // The copy on the datastore is changed: not attached.
+    let placed: Vec<PathBuf> = fs::read_dir(&ds)
+        .expect("datastore")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    let original = fs::read(&placed[0]).expect("iso");
+    let mut changed = original.clone();
+    changed[40_000] ^= 1;
+    fs::write(&placed[0], &changed).expect("change");
+    let err = fails(&mut backup());
+    assert!(err.contains("refusing to attach it"), "{err}");
+    vm.assert_clean();
+    site.assert_journal_empty();
+    // Removed, the verified one is placed again and runs.
+    fs::remove_file(&placed[0]).expect("remove");
+    ok(&mut backup());
+    assert_eq!(fs::read(&placed[0]).expect("iso"), original);
+
+    // A plugin swapped with its hash updated: refused before attaching.
+    attache_tests::swap_plugin(&agent, "filesystem", &attache_tests::component("probe"));
+    let err = fails(&mut backup());
+    assert!(err.contains("wrongly signed"), "{err}");
+    vm.assert_clean();
+    site.assert_journal_empty();
+    assert_eq!(snapshots(), 2, "the refused jobs stored nothing");
+}
+
 /// A JSON request to the server, which must answer.
 fn http(url: &str, token: &str, method: &str, path: &str, body: Option<&str>) -> Value {
     let (status, v) = request(url, method, path, Some(token), body);
@@ -686,10 +787,8 @@ os._exit(0)  # no checkpoint at close: the WAL stays
         src.join("app.db-wal").exists(),
         "the WAL holds the last transactions"
     );
-    let vms = site.path("vms");
-    let vm = TestVm::boot(&vms, "vm1", &src);
-    let ds = site.path("ds");
-    site.add_hypervisor("hv1", &vms, &[ds.to_str().expect("utf-8")]);
+    let vm = site.boot("vm1", &src);
+    site.register_hv1();
 
     let out = ok(site.attache().args([
         "backup",

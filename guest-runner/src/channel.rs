@@ -55,16 +55,22 @@ pub const ACK_THAWED: u8 = b'T';
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
     #[error("data channel I/O failed: {0}")]
+    /// The channel's socket failed.
     Io(#[from] io::Error),
     #[error("invalid session id {0:?}: expected {SESSION_LEN} lowercase hex digits")]
+    /// A session id that is not one.
     BadSession(String),
     #[error("the data channel does not start with this job's hello (another job's data, or not an Attaché server)")]
+    /// Bytes that are not this job's hello.
     WrongHello,
     #[error("no hello from the runner in the first {0} bytes of the data channel")]
+    /// No hello within this many bytes.
     NoHello(u64),
     #[error("the data channel closed before the runner's hello")]
+    /// The channel closed before the hello.
     ClosedBeforeHello,
     #[error("unexpected byte {0:#04x} on the data channel where a phase was due")]
+    /// A byte that is no phase.
     BadPhase(u8),
 }
 

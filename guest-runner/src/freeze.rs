@@ -93,6 +93,10 @@ pub fn thaw_all() -> usize {
         ) else {
             continue;
         };
+        #[allow(
+            unsafe_code,
+            reason = "FITHAW is an ioctl, which rustix can only offer as unsafe"
+        )]
         // SAFETY: FITHAW takes no argument the kernel reads (its int is
         // ignored), so passing none is sound; `dir` is an open descriptor
         // that lives across the call.

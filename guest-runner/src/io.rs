@@ -14,7 +14,7 @@ fn is_stdio(p: &Path) -> bool {
 
 /// Opens the stream output. A character device (a virtio-serial port) is
 /// opened for writing as it is; a regular file is created or truncated.
-pub fn open_output(p: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
+pub(crate) fn open_output(p: &Path) -> anyhow::Result<Box<dyn Write + Send>> {
     if is_stdio(p) {
         let out = std::io::stdout();
         grow_pipe(&out);
@@ -43,14 +43,14 @@ fn grow_pipe(fd: impl std::os::fd::AsFd) {
 }
 
 /// Both directions of the server's data channel, after the hellos.
-pub struct Channel {
+pub(crate) struct Channel {
     pub reader: BufReader<std::fs::File>,
     pub writer: BufWriter<std::fs::File>,
 }
 
 /// Opens the data channel (a virtio-serial port), says hello and checks the
 /// server's hello names `session`.
-pub fn open_channel(p: &Path, session: &str) -> anyhow::Result<Channel> {
+pub(crate) fn open_channel(p: &Path, session: &str) -> anyhow::Result<Channel> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -66,7 +66,7 @@ pub fn open_channel(p: &Path, session: &str) -> anyhow::Result<Channel> {
 }
 
 /// Opens the stream input.
-pub fn open_input(p: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
+pub(crate) fn open_input(p: &Path) -> anyhow::Result<Box<dyn Read + Send>> {
     if is_stdio(p) {
         return Ok(Box::new(BufReader::with_capacity(BUF, std::io::stdin())));
     }

@@ -10,8 +10,11 @@ pub mod manifest;
 pub mod plan;
 pub mod policy;
 pub mod stream;
+pub mod trust;
 
 #[cfg(feature = "runtime")]
 pub mod freeze;
+#[cfg(feature = "logging")]
+pub mod logging;
 #[cfg(feature = "runtime")]
 pub mod runtime;

@@ -17,17 +17,7 @@ use options::{Cli, Command};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: the server captures and
-        // quotes this output.
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATTACHE_LOG")
-                .unwrap_or_else(|_| cli.log.as_str().into()),
-        )
-        .init();
+    guest_runner::logging::init(&cli.log);
     let result = match &cli.command {
         Command::Info(a) => commands::info::run(&cli, a),
         Command::Discover(a) => commands::discover::run(&cli, a),
@@ -47,9 +37,9 @@ fn main() -> ExitCode {
 
 /// The exit status says what kind of failure it was, for callers that act
 /// on it (`attache plugin test`): 2 the job was refused before the plugin
-/// ran (policy, options, contract version); 3 the plugin returned an
-/// error; 4 the plugin was stopped (trap, memory limit, deadline); 1
-/// anything else.
+/// ran (policy, options, contract version, signatures and trust); 3 the
+/// plugin returned an error; 4 the plugin was stopped (trap, memory limit,
+/// deadline); 1 anything else.
 fn exit_code(e: &anyhow::Error) -> u8 {
     use guest_runner::runtime::RunnerError as E;
     match e.downcast_ref::<E>() {
@@ -65,6 +55,12 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         _ if e
             .downcast_ref::<guest_runner::policy::PolicyError>()
             .is_some() =>
+        {
+            2
+        }
+        _ if e
+            .downcast_ref::<guest_runner::trust::TrustError>()
+            .is_some_and(|t| t.is_signature_refusal()) =>
         {
             2
         }

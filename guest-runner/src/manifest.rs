@@ -9,10 +9,13 @@
 //! plugins/NAME.wasm       one component per plugin
 //! plugins/NAME.cwasm      optional: the component compiled ahead of time by
 //!                         this runner, for guests too slow to compile it
+//! manifest.sig            publishers' signatures on manifest.json (see
+//!                         `crate::trust`)
 //! ```
 //!
 //! The runner loads a plugin only after its bytes hash to the manifest's value,
-//! so a swapped or damaged component never runs.
+//! so a swapped or damaged component never runs, and only after the
+//! manifest's signatures are checked against the trust it is given.
 
 use std::fs;
 use std::io::Write;
@@ -43,6 +46,7 @@ pub struct Entry {
 pub struct PluginEntry {
     /// The plugin's name, as jobs ask for it.
     pub name: String,
+    /// Where and how big its component is.
     #[serde(flatten)]
     pub entry: Entry,
     /// The component compiled ahead of time, if the container carries it.
@@ -60,6 +64,7 @@ pub struct Precompiled {
     /// The engine it was compiled for (the runner's `engine_id`); another
     /// engine compiles the component itself instead.
     pub engine: String,
+    /// Where and how big the compiled form is.
     #[serde(flatten)]
     pub entry: Entry,
 }
@@ -82,30 +87,51 @@ pub struct Manifest {
 /// What can go wrong with a manifest or the files it names.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// A file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Write {
+        /// The file.
         path: PathBuf,
+        /// Why.
         source: std::io::Error,
     },
+    /// The manifest does not parse.
     #[error("{path} is not a valid manifest: {source}")]
     Parse {
+        /// The manifest.
         path: PathBuf,
+        /// Why.
         source: serde_json::Error,
     },
+    /// A job asked for a plugin the container does not have.
     #[error("no plugin named {name:?} in the container (it has: {known})")]
-    UnknownPlugin { name: String, known: String },
+    UnknownPlugin {
+        /// The name asked for.
+        name: String,
+        /// The container's plugins, for the message.
+        known: String,
+    },
+    /// A file's hash is not the manifest's.
     #[error("plugin {name:?}: {file} does not match the manifest (expected blake3 {expected}, found {found}); refusing to load it")]
     HashMismatch {
+        /// The plugin.
         name: String,
+        /// The file, relative to the container.
         file: String,
+        /// The hash the manifest names.
         expected: String,
+        /// The hash of the file as read.
         found: String,
     },
+    /// A plugin name outside the allowed characters.
     #[error("invalid plugin name {0:?}: use lowercase letters, digits, '-' and '_'")]
     BadName(String),
 }
@@ -118,7 +144,15 @@ impl Manifest {
             path: path.clone(),
             source,
         })?;
-        serde_json::from_slice(&bytes).map_err(|source| ManifestError::Parse { path, source })
+        Self::parse(&bytes, &path)
+    }
+
+    /// Parses a manifest's bytes (read from `path`).
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Self, ManifestError> {
+        serde_json::from_slice(bytes).map_err(|source| ManifestError::Parse {
+            path: path.into(),
+            source,
+        })
     }
 
     /// Hashes the runner and plugins already laid out in `dir` and makes

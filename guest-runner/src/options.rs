@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Runs an Attaché plugin in a sandbox and streams a backup or restore.
 #[derive(Debug, Parser)]
 #[command(name = "guest-runner", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The container directory holding manifest.json and plugins/ (default:
     /// the directory of this executable).
     #[arg(long, global = true, env = "ATTACHE_AGENT_DIR")]
@@ -38,6 +38,22 @@ pub struct Cli {
     /// server's policy file).
     #[arg(long, global = true, requires = "policy_inline")]
     pub policy_origin: Option<String>,
+    /// The trust file (TOML): which publisher keys may sign the runner and
+    /// each plugin. Without it (or `--trust-inline`), no key is trusted and
+    /// every container is refused unless `--allow-unsigned`.
+    #[arg(long, global = true, env = "ATTACHE_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// The trust file's text itself (the server hands its trust to a
+    /// runner in a guest this way); it takes precedence over `--trust`.
+    #[arg(long, global = true)]
+    pub trust_inline: Option<String>,
+    /// Where `--trust-inline`'s text came from, for messages.
+    #[arg(long, global = true, requires = "trust_inline")]
+    pub trust_origin: Option<String>,
+    /// Run plugins of unsigned or wrongly signed containers anyway (a
+    /// warning says so).
+    #[arg(long, global = true)]
+    pub allow_unsigned: bool,
     /// Log filter (error, warn, info, debug, trace); ATTACHE_LOG overrides it.
     #[arg(long, global = true, default_value = "warn")]
     pub log: String,
@@ -46,7 +62,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Verifies the container and describes its plugins.
     Info(InfoArgs),
     /// Lists application items for the catalog, as JSON on stdout.
@@ -63,21 +79,21 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct PrecompileArgs {
+pub(crate) struct PrecompileArgs {
     /// A plugin to compile (repeatable): `plugins/NAME.wasm` of the container.
     #[arg(long = "plugin", required = true)]
     pub plugins: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct InfoArgs {
+pub(crate) struct InfoArgs {
     /// Describe only this plugin.
     #[arg(long)]
     pub plugin: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct DiscoverArgs {
+pub(crate) struct DiscoverArgs {
     /// The plugin to run.
     #[arg(long)]
     pub plugin: String,
@@ -99,7 +115,7 @@ pub struct DiscoverArgs {
 
 /// Which call a plan is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OperationArg {
+pub(crate) enum OperationArg {
     /// `discover`: `--select` is the scope, if any.
     Discover,
     /// `backup`: `--select` names the items to back up.
@@ -109,7 +125,7 @@ pub enum OperationArg {
 }
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {
+pub(crate) struct PlanArgs {
     /// The plugin to ask.
     #[arg(long)]
     pub plugin: String,
@@ -144,7 +160,7 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BackupArgs {
+pub(crate) struct BackupArgs {
     /// The plugin to run.
     #[arg(long)]
     pub plugin: String,
@@ -192,7 +208,7 @@ pub struct BackupArgs {
 /// The data channel to the server (see `guest_runner::channel`): used when
 /// the runner runs inside a VM.
 #[derive(Debug, Args)]
-pub struct ChannelArgs {
+pub(crate) struct ChannelArgs {
     /// The data channel device (e.g. /dev/virtio-ports/attache.data): the
     /// previous catalog comes in and the stream goes out (backup), or the
     /// stream comes in (restore).
@@ -204,7 +220,7 @@ pub struct ChannelArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The plugin to run.
     #[arg(long)]
     pub plugin: String,
@@ -250,7 +266,7 @@ fn parse_option_env(s: &str) -> Result<(String, String), String> {
 }
 
 /// `--option` and `--option-env` together, in that order.
-pub fn all_options(
+pub(crate) fn all_options(
     options: &[(String, String)],
     env: &[(String, String)],
 ) -> Vec<(String, String)> {
@@ -265,7 +281,7 @@ fn parse_option(s: &str) -> Result<(String, String), String> {
 
 impl Cli {
     /// The policy in force: `--policy-inline`, `--policy`, or the shipped one.
-    pub fn policy(&self) -> anyhow::Result<guest_runner::policy::Policy> {
+    pub(crate) fn policy(&self) -> anyhow::Result<guest_runner::policy::Policy> {
         use guest_runner::policy::Policy;
         if let Some(text) = &self.policy_inline {
             let origin = self.policy_origin.as_deref().unwrap_or("the job's policy");
@@ -279,8 +295,30 @@ impl Cli {
         Ok(Policy::shipped())
     }
 
+    /// The trust in force: `--trust-inline`, `--trust`, or nobody; with
+    /// `--allow-unsigned`, unsigned containers are allowed.
+    pub(crate) fn trust(&self) -> anyhow::Result<guest_runner::trust::Trust> {
+        use guest_runner::trust::Trust;
+        let trust = if let Some(text) = &self.trust_inline {
+            let origin = self.trust_origin.as_deref().unwrap_or("the job's trust");
+            Trust::parse(text, origin)?
+        } else if let Some(path) = &self.trust {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("cannot read the trust file {}: {e}", path.display())
+            })?;
+            Trust::parse(&text, &path.display().to_string())?
+        } else {
+            Trust::none("no trust given (--trust or --trust-inline)")
+        };
+        Ok(if self.allow_unsigned {
+            trust.allowing_unsigned()
+        } else {
+            trust
+        })
+    }
+
     /// The limits the job asks for.
-    pub fn job_limits(&self) -> guest_runner::policy::JobLimits {
+    pub(crate) fn job_limits(&self) -> guest_runner::policy::JobLimits {
         guest_runner::policy::JobLimits {
             memory_mib: self.memory_limit_mib,
             deadline_secs: self.deadline_secs,

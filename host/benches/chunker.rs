@@ -3,15 +3,18 @@
 //! from a key (`cargo bench -p attache --bench chunker`, run by `make
 //! bench`). A benchmark that prints figures, not a timed test.
 
-#![allow(unused_imports)]
+#![allow(
+    unused_imports,
+    reason = "the included store sources import what only the whole crate uses"
+)]
 
 use std::time::Instant;
 
 // The chunker's own source: it refers to `super::gear`, here the crate root.
-#[allow(dead_code)]
+#[allow(dead_code, reason = "the bench drives only the cut point search")]
 #[path = "../src/store/chunker.rs"]
 mod chunker;
-#[allow(dead_code)]
+#[allow(dead_code, reason = "the bench drives only the cut point search")]
 #[path = "../src/store/gear.rs"]
 mod gear;
 

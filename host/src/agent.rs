@@ -10,7 +10,7 @@ use guest_runner::manifest::{MANIFEST_FILE, RUNNER_FILE};
 
 /// The container directory: the flag or `ATTACHE_AGENT_DIR`, else `agent/`
 /// next to the `attache` executable (where `make build` puts it).
-pub fn find(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+pub(crate) fn find(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
     let dir = match flag {
         Some(d) => d.to_owned(),
         None => {
@@ -30,14 +30,14 @@ pub fn find(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 }
 
 /// Runs the container's guest-runner on this machine.
-pub struct LocalRunner {
+pub(crate) struct LocalRunner {
     pub dir: PathBuf,
     pub cache_dir: Option<PathBuf>,
 }
 
 impl LocalRunner {
     /// A runner command with the container and cache set.
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new(self.dir.join(RUNNER_FILE));
         c.arg("--agent-dir").arg(&self.dir);
         if let Some(cache) = &self.cache_dir {
@@ -51,7 +51,7 @@ impl LocalRunner {
 /// A local runner's standard error, read on the side: logged as it comes
 /// (target `attache::runner`) and its last lines kept, so that a failed job
 /// says why in its own error, also through the server.
-pub struct StderrTail {
+pub(crate) struct StderrTail {
     reader: Option<std::thread::JoinHandle<Vec<String>>>,
 }
 
@@ -59,9 +59,13 @@ pub struct StderrTail {
 const TAIL_LINES: usize = 20;
 
 impl StderrTail {
-    pub fn capture(child: &mut std::process::Child) -> Self {
+    pub(crate) fn capture(child: &mut std::process::Child) -> Self {
+        // The runner's lines are logged in the job's span, so that they
+        // carry its id, target and plugin like the host's own.
+        let span = tracing::Span::current();
         let reader = child.stderr.take().map(|err| {
             std::thread::spawn(move || {
+                let _in = span.entered();
                 use std::io::BufRead;
                 let mut last = std::collections::VecDeque::new();
                 for line in std::io::BufReader::new(err).lines() {
@@ -79,7 +83,7 @@ impl StderrTail {
     }
 
     /// The last lines, once the runner has closed its standard error.
-    pub fn finish(mut self) -> String {
+    pub(crate) fn finish(mut self) -> String {
         self.reader
             .take()
             .and_then(|r| r.join().ok())
@@ -89,7 +93,7 @@ impl StderrTail {
 }
 
 /// The default local cache: `$XDG_CACHE_HOME/attache` or `~/.cache/attache`.
-pub fn default_cache() -> Option<PathBuf> {
+pub(crate) fn default_cache() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;

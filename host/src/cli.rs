@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 /// Agentless, application-aware backup for virtual machines.
 #[derive(Debug, Parser)]
 #[command(name = "attache", version)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The repository directory.
     #[arg(
         long,
@@ -38,20 +38,38 @@ pub struct Cli {
     #[arg(long, global = true, env = "ATTACHE_SERVER")]
     pub server: Option<String>,
     /// A file holding the server's bearer token; without it the token comes
-    /// from ATTACHE_TOKEN.
+    /// from ATTACHE_TOKEN. For `serve`, a single admin token beside those
+    /// of `attache token create`.
     #[arg(long, global = true)]
     pub token_file: Option<PathBuf>,
+    /// A CA certificate (PEM) to trust for an `https://` --server, beside
+    /// none other: a private CA's.
+    #[arg(long, global = true, env = "ATTACHE_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The plugin policy (TOML) every job's plan is checked against;
     /// default: `policy.toml` in the state directory if it exists, else the
     /// shipped policy (`attache policy show` prints the one in force).
     #[arg(long, global = true, env = "ATTACHE_POLICY")]
     pub policy: Option<PathBuf>,
+    /// The trust file (TOML): which publisher keys may sign the runner and
+    /// each plugin; default: `trust.toml` in the state directory if it
+    /// exists, else `trust.toml` beside the attache executable (where
+    /// `make build` puts its development key's), else none, and every
+    /// container is refused (`attache policy show` prints the one in force).
+    #[arg(long, global = true, env = "ATTACHE_TRUST")]
+    pub trust: Option<PathBuf>,
+    /// Use unsigned or wrongly signed containers anyway, with a warning in
+    /// the log; `attache policy show` says so, and the audit log records
+    /// the change and each job it applies to. Also `allow_unsigned = true`
+    /// in the trust file.
+    #[arg(long, global = true, env = "ATTACHE_ALLOW_UNSIGNED")]
+    pub allow_unsigned: bool,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Creates a repository: encrypted with the password from
     /// ATTACHE_PASSWORD or --password-file, or unencrypted when asked.
     Init(InitArgs),
@@ -93,11 +111,26 @@ pub enum Command {
         #[command(subcommand)]
         command: VmCommand,
     },
-    /// Shows the plugin policy in force.
+    /// Makes publisher keys that sign containers.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Shows the plugin policy and the trust in force.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// API tokens of `attache serve`: each with a role (admin, operator,
+    /// auditor) and, for operators, a scope. Works on the state directory,
+    /// or through --server (admins only).
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// The audit log: who did what. Shows it, or with `verify` checks its
+    /// hash chain.
+    Audit(AuditArgs),
     /// Tools for plugin authors: a new plugin crate, a contract check.
     Plugin {
         #[command(subcommand)]
@@ -106,21 +139,100 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum TokenCommand {
+    /// Creates a token and prints it, once: only its hash is kept.
+    Create(TokenCreateArgs),
+    /// Lists the tokens (ids, roles and scopes; never the tokens).
+    List(JsonArgs),
+    /// Revokes a token: it stops working at once.
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreateArgs {
+    /// What the token may do: `admin` everything; `operator` backups and
+    /// restores within its scope; `auditor` read snapshots, jobs and the
+    /// audit log, and change nothing.
+    #[arg(long, value_enum)]
+    pub role: crate::access::Role,
+    /// Operators: the targets it may back up and restore to, as globs over
+    /// target names (`local`, `hv1/vm1`, `hv1/*`); at least one.
+    #[arg(long, num_args = 1.., value_name = "GLOB")]
+    pub targets: Vec<String>,
+    /// Operators: the absolute directories restores may write below (a
+    /// restore to the original place counts as below `/`); without it the
+    /// operator cannot restore.
+    #[arg(long, num_args = 1.., value_name = "PREFIX")]
+    pub restore_to: Vec<String>,
+    /// Print JSON (with the token in `token`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenRevokeArgs {
+    /// The token's id (as `token list` shows it).
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AuditArgs {
+    #[command(subcommand)]
+    pub command: Option<AuditCommand>,
+    /// Only entries from this time (`2026-11-30T04:00:00Z`) or this long
+    /// ago (`2h`, `30min`, `7days`) on.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Print the entries as JSON lines, as stored.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Checks the hash chain of the state directory's audit log: an
+    /// edited, removed or reordered line fails the check, named by its
+    /// line number. Prints the last line's hash: keep a copy elsewhere to
+    /// detect a cut tail later.
+    Verify(JsonArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Makes an Ed25519 publisher key pair: `DIR/NAME.key` (private, mode
+    /// 0600) and `DIR/NAME.pub`; never replaces an existing key. Prints the
+    /// key's id and the trust file entry for it.
+    Generate(KeyGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KeyGenerateArgs {
+    /// The directory to write the key files in (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The key files' name.
+    #[arg(long, default_value = "publisher")]
+    pub name: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PolicyCommand {
     /// Prints the policy in force: per plugin, what it may read, write and
-    /// reach, and its memory, time and quiesce ceilings.
+    /// reach, and its memory, time and quiesce ceilings; then the trust in
+    /// force: which publisher keys may sign what, and whether unsigned
+    /// containers are allowed.
     Show(PolicyShowArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct PolicyShowArgs {
+pub(crate) struct PolicyShowArgs {
     /// Print the policy file's text instead of the summary.
     #[arg(long)]
     pub raw: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PluginCommand {
+pub(crate) enum PluginCommand {
     /// Makes a new plugin crate, on the SDK, that builds outside this
     /// repository with `cargo build --release --target wasm32-wasip2`.
     New(PluginNewArgs),
@@ -134,7 +246,7 @@ pub enum PluginCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct PluginNewArgs {
+pub(crate) struct PluginNewArgs {
     /// The plugin's name: lowercase letters, digits, '-' and '_'.
     pub name: String,
     /// The directory to create the crate in (as DIR/NAME); default: the
@@ -144,7 +256,7 @@ pub struct PluginNewArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct PluginTestArgs {
+pub(crate) struct PluginTestArgs {
     /// The plugin component to check (`.wasm`).
     pub component: PathBuf,
     /// The plugin's name; default: the file's stem without `attache_plugin_`.
@@ -163,7 +275,7 @@ pub struct PluginTestArgs {
 }
 
 /// `KEY=VALUE`.
-pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -171,7 +283,7 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum RepairCommand {
+pub(crate) enum RepairCommand {
     /// Rebuilds the index from the packs: reads every pack, checks every
     /// chunk, and indexes only what is intact.
     Index(JsonArgs),
@@ -181,7 +293,7 @@ pub enum RepairCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct RepairSnapshotsArgs {
+pub(crate) struct RepairSnapshotsArgs {
     /// Only show what would be removed or rewritten.
     #[arg(long)]
     pub dry_run: bool,
@@ -191,7 +303,7 @@ pub struct RepairSnapshotsArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum HypervisorCommand {
+pub(crate) enum HypervisorCommand {
     /// Registers a hypervisor and puts the current container on the fewest
     /// of its datastores that reach all its VMs.
     Add(HypervisorAddArgs),
@@ -201,21 +313,21 @@ pub enum HypervisorCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum VmCommand {
+pub(crate) enum VmCommand {
     /// Lists every VM of every registered hypervisor, with its run state and
     /// whether its guest agent answers.
     List(JsonArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct JsonArgs {
+pub(crate) struct JsonArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct HypervisorAddArgs {
+pub(crate) struct HypervisorAddArgs {
     /// The hypervisor's name, the first part of `HYPERVISOR/VM` targets.
     pub name: String,
     /// How Attaché talks to it.
@@ -250,7 +362,7 @@ fn parse_datastore(s: &str) -> Result<crate::hypervisor::registry::Datastore, St
 }
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     /// Store data unencrypted (anyone who can read the repository can read
     /// the backups).
     #[arg(long)]
@@ -258,7 +370,7 @@ pub struct InitArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8427")]
     pub listen: String,
@@ -272,14 +384,27 @@ pub struct ServeArgs {
     /// what the open-files limit allows, after raising it to the hard limit).
     #[arg(long, default_value_t = 4096)]
     pub max_connections: usize,
-    /// Seconds a connection has to send a request's headers, and an idle
-    /// keep-alive connection its next request, before it is closed.
+    /// Seconds a connection has to send a request's headers (after its TLS
+    /// handshake, which gets as long), and an idle keep-alive connection
+    /// its next request, before it is closed.
     #[arg(long, default_value_t = 10)]
     pub header_timeout_secs: u64,
+    /// Serve HTTPS with this certificate chain (PEM, the server's
+    /// certificate first); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address that is not a loopback address (by
+    /// default only 127.0.0.1 and ::1 get plain HTTP; anything else needs
+    /// TLS): tokens and data then cross the network in the clear.
+    #[arg(long, conflicts_with = "tls_cert")]
+    pub insecure_http: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct ForgetArgs {
+pub(crate) struct ForgetArgs {
     /// Keep the N newest snapshots.
     #[arg(long, default_value_t = 0)]
     pub keep_last: usize,
@@ -301,7 +426,7 @@ pub struct ForgetArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct VerifyArgs {
+pub(crate) struct VerifyArgs {
     /// Also read every pack and check every chunk against its hash.
     #[arg(long)]
     pub read_data: bool,
@@ -311,7 +436,7 @@ pub struct VerifyArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct FindArgs {
+pub(crate) struct FindArgs {
     /// A glob (`*`, `?`, `[...]`): matched against whole item ids when it
     /// contains `/`, else against the last component.
     pub pattern: String,
@@ -322,7 +447,7 @@ pub struct FindArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct BackupArgs {
+pub(crate) struct BackupArgs {
     /// What to back up: `local` runs the agent on this machine as the guest;
     /// `HYPERVISOR/VM` attaches the container to that VM and runs it there.
     pub target: String,
@@ -341,11 +466,6 @@ pub struct BackupArgs {
     /// they are thawed (the rest of the backup is crash-consistent only).
     #[arg(long, default_value_t = 10)]
     pub freeze_limit_secs: u64,
-    /// Fail the job when the runner has not finished after this many
-    /// seconds: a local runner is killed (releasing the repository lock);
-    /// a VM's is stopped, and the VM detached and cleaned up.
-    #[arg(long)]
-    pub timeout_secs: Option<u64>,
     #[command(flatten)]
     pub job: PluginJobArgs,
     /// Print the result as JSON (an object with an `id` field).
@@ -353,10 +473,15 @@ pub struct BackupArgs {
     pub json: bool,
 }
 
-/// What a backup or restore gives its plugin: options, limits and the
-/// application's password.
+/// What a backup or restore gives its plugin: options, limits, the
+/// application's password, and the job's timeout.
 #[derive(Debug, Args)]
-pub struct PluginJobArgs {
+pub(crate) struct PluginJobArgs {
+    /// Fail the job when the runner has not finished after this many
+    /// seconds: a local runner is killed (releasing the repository lock);
+    /// a VM's is stopped, and the VM detached and cleaned up.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
     /// A plugin option KEY=VALUE (repeatable; `attache plugin info` lists
     /// each plugin's keys). Values reach the runner through its
     /// environment, never a command line.
@@ -377,14 +502,14 @@ pub struct PluginJobArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SnapshotsArgs {
+pub(crate) struct SnapshotsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct LsArgs {
+pub(crate) struct LsArgs {
     /// The snapshot id, or a unique prefix of it.
     pub snapshot: String,
     /// Only items that are this id or lie below it.
@@ -395,7 +520,7 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RestoreArgs {
+pub(crate) struct RestoreArgs {
     /// The snapshot id, or a unique prefix of it.
     pub snapshot: String,
     /// An item to restore with everything below it (repeatable); without
@@ -415,11 +540,6 @@ pub struct RestoreArgs {
     /// table (`postgresql://…`), another file (`sqlite:///…`).
     #[arg(long = "as", value_name = "NEW_ID")]
     pub rename_to: Option<String>,
-    /// Fail the job when the runner has not finished after this many
-    /// seconds: a local runner is killed; a VM's is stopped, and the VM
-    /// detached and cleaned up.
-    #[arg(long)]
-    pub timeout_secs: Option<u64>,
     #[command(flatten)]
     pub job: PluginJobArgs,
     /// Print the runner's report as JSON.
@@ -428,7 +548,7 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ContainerCommand {
+pub(crate) enum ContainerCommand {
     /// Lays out guest-runner and plugin components in a directory and
     /// writes their manifest.
     Assemble(AssembleArgs),
@@ -437,21 +557,35 @@ pub enum ContainerCommand {
     /// VHDX disk images. Rebuilds only when the runner or a plugin changed,
     /// and pushes the container to every registered hypervisor.
     Build(BuildArgs),
+    /// Signs the agent container's manifest (`--agent-dir`) with a
+    /// publisher key: `manifest.sig` gains this key's signature.
+    Sign(SignArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct BuildArgs {
+pub(crate) struct SignArgs {
+    /// The private key file (`attache key generate`).
+    #[arg(long)]
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BuildArgs {
     /// Where containers go, one directory per content version; default:
     /// `containers/` in the cache directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Sign the agent directory's manifest with this private key first
+    /// (as `container sign --key`).
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
     /// Print the result as JSON (version, and the path of each format).
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct AssembleArgs {
+pub(crate) struct AssembleArgs {
     /// The guest-runner executable (static musl build).
     #[arg(long)]
     pub runner: PathBuf,
@@ -465,6 +599,11 @@ pub struct AssembleArgs {
     /// runner compiles each plugin itself (slow in an emulated guest).
     #[arg(long)]
     pub no_precompile: bool,
+    /// Sign the manifest with this private key (as `container sign
+    /// --key`). Without it the container is left unsigned: an earlier
+    /// `manifest.sig` is removed, as it no longer matches.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
 }
 
 fn parse_plugin(s: &str) -> Result<(String, PathBuf), String> {

@@ -8,18 +8,44 @@ use serde_json::Value;
 use crate::jobs::Progress;
 use crate::progress::Display;
 
-pub struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
 }
 
 impl Client {
-    pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+    /// A client of the server at `base`; `ca_file` (PEM) is the one CA
+    /// trusted for `https://`, instead of the system's.
+    pub(crate) fn new(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let token = token.context(
             "talking to a server needs its token: set ATTACHE_TOKEN or pass --token-file",
         )?;
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(f) = ca_file {
+            let pem = std::fs::read(f)
+                .with_context(|| format!("cannot read the CA file {}", f.display()))?;
+            let mut certs = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                if let ureq::tls::PemItem::Certificate(c) =
+                    item.with_context(|| format!("the CA file {} is not PEM", f.display()))?
+                {
+                    certs.push(c);
+                }
+            }
+            anyhow::ensure!(
+                !certs.is_empty(),
+                "the CA file {} holds no certificate",
+                f.display()
+            );
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
         let agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
             .build()
@@ -48,7 +74,7 @@ impl Client {
         Ok(body)
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) fn get(&self, path: &str) -> anyhow::Result<Value> {
         let r = self
             .agent
             .get(format!("{}{path}", self.base))
@@ -57,7 +83,16 @@ impl Client {
         self.answer(r, &format!("GET {path}"))
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+    pub(crate) fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        let r = self
+            .agent
+            .delete(format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .call();
+        self.answer(r, &format!("DELETE {path}"))
+    }
+
+    pub(crate) fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
         let r = self
             .agent
             .post(format!("{}{path}", self.base))
@@ -67,7 +102,7 @@ impl Client {
     }
 
     /// Submits a job and follows it to its end; returns its final state.
-    pub fn run_job(&self, body: &Value, what: &str) -> anyhow::Result<Value> {
+    pub(crate) fn run_job(&self, body: &Value, what: &str) -> anyhow::Result<Value> {
         let job = self.post("/jobs", body)?;
         let id = job["id"]
             .as_str()

@@ -3,7 +3,9 @@
 //! One file per command under `commands/`; the repository under `repo/`;
 //! the agent container and local runs in `agent.rs`.
 
+mod access;
 mod agent;
+mod audit;
 mod cli;
 mod client;
 mod commands;
@@ -21,21 +23,13 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use cli::{
-    Cli, Command, ContainerCommand, HypervisorCommand, PluginCommand, PolicyCommand, RepairCommand,
-    VmCommand,
+    Cli, Command, ContainerCommand, HypervisorCommand, KeyCommand, PluginCommand, PolicyCommand,
+    RepairCommand, TokenCommand, VmCommand,
 };
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ATTACHE_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
+    guest_runner::logging::init("warn");
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&cli, a),
         Command::Find(a) => commands::find::run(&cli, a),
@@ -59,6 +53,12 @@ fn main() -> ExitCode {
         Command::Container {
             command: ContainerCommand::Build(a),
         } => commands::container::build(&cli, a),
+        Command::Container {
+            command: ContainerCommand::Sign(a),
+        } => commands::container::sign(&cli, a),
+        Command::Key {
+            command: KeyCommand::Generate(a),
+        } => commands::key::generate(a),
         Command::Hypervisor {
             command: HypervisorCommand::Add(a),
         } => commands::hypervisor::add(&cli, a),
@@ -71,6 +71,16 @@ fn main() -> ExitCode {
         Command::Policy {
             command: PolicyCommand::Show(a),
         } => commands::policy::show(&cli, a),
+        Command::Token {
+            command: TokenCommand::Create(a),
+        } => commands::token::create(&cli, a),
+        Command::Token {
+            command: TokenCommand::List(a),
+        } => commands::token::list(&cli, a),
+        Command::Token {
+            command: TokenCommand::Revoke(a),
+        } => commands::token::revoke(&cli, a),
+        Command::Audit(a) => commands::audit::run(&cli, a),
         Command::Plugin {
             command: PluginCommand::New(a),
         } => commands::plugin::new(a),

@@ -9,13 +9,13 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use crate::jobs::Progress;
 
-pub enum Display {
+pub(crate) enum Display {
     Bar(ProgressBar),
     Lines { what: String, last: Mutex<Instant> },
 }
 
 impl Display {
-    pub fn new(what: &str) -> Self {
+    pub(crate) fn new(what: &str) -> Self {
         if std::io::stderr().is_terminal() {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
@@ -33,7 +33,7 @@ impl Display {
         }
     }
 
-    pub fn update(&self, p: &Progress) {
+    pub(crate) fn update(&self, p: &Progress) {
         match self {
             Display::Bar(b) => b.set_message(format!("{} items, {}", p.items, HumanBytes(p.bytes))),
             Display::Lines { what, last } => {
@@ -46,7 +46,7 @@ impl Display {
         }
     }
 
-    pub fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Display::Bar(b) = self {
             b.finish_and_clear();
         }

@@ -9,14 +9,14 @@ use crate::hypervisor::VmRef;
 
 /// A backup source.
 #[derive(Debug, Clone, PartialEq)]
-pub enum BackupTarget {
+pub(crate) enum BackupTarget {
     Local,
     Vm(VmRef),
 }
 
 impl BackupTarget {
     /// The name snapshots record as their source.
-    pub fn source(&self) -> String {
+    pub(crate) fn source(&self) -> String {
         match self {
             BackupTarget::Local => "local".into(),
             BackupTarget::Vm(v) => v.to_string(),
@@ -26,7 +26,7 @@ impl BackupTarget {
 
 /// A restore destination.
 #[derive(Debug, PartialEq)]
-pub enum RestoreTo {
+pub(crate) enum RestoreTo {
     /// Back to the original place on this machine.
     LocalOriginal,
     /// Below a directory on this machine.
@@ -35,7 +35,7 @@ pub enum RestoreTo {
     Vm { vm: VmRef, dir: Option<String> },
 }
 
-pub fn backup_target(s: &str) -> anyhow::Result<BackupTarget> {
+pub(crate) fn backup_target(s: &str) -> anyhow::Result<BackupTarget> {
     if s == "local" {
         return Ok(BackupTarget::Local);
     }
@@ -45,7 +45,7 @@ pub fn backup_target(s: &str) -> anyhow::Result<BackupTarget> {
     }
 }
 
-pub fn restore_to(s: &str) -> anyhow::Result<RestoreTo> {
+pub(crate) fn restore_to(s: &str) -> anyhow::Result<RestoreTo> {
     let (target, dir) = match s.split_once(':') {
         Some((t, d)) => (t, Some(d)),
         None => (s, None),

@@ -115,7 +115,7 @@ def push(work):
     if not os.path.exists(probe):
         sys.exit("the probe test plugin is missing: run `make test-plugins`")
     sh([ATTACHE, "container", "assemble", "--runner", f"{agent}/guest-runner", "--out", agent,
-        "--plugin", f"filesystem={agent}/plugins/filesystem.wasm", "--plugin", f"probe={probe}"], env)
+        "--sign", os.path.join(ROOT, "target/dev-keys/dev.key"), "--plugin", f"filesystem={agent}/plugins/filesystem.wasm", "--plugin", f"probe={probe}"], env)
     # Build it where nothing is registered, so the timed run only pushes.
     t0 = time.monotonic()
     sh([ATTACHE, "--state-dir", f"{work}/nostate", "container", "build"], env)

@@ -18,6 +18,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUNNER=${RUNNER:-$ROOT/target/x86_64-unknown-linux-musl/release/guest-runner}
 ATTACHE=${ATTACHE:-$ROOT/target/release/attache}
+# Containers are signed with `make build`'s development key, which its
+# trust file (read by attache and the runner) trusts.
+DEV_KEY=${DEV_KEY:-$ROOT/target/dev-keys/dev.key}
+export ATTACHE_TRUST=${ATTACHE_TRUST:-$ROOT/target/release/trust.toml}
 PLUGIN=${PLUGIN:-${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/release/attache_plugin_mail.wasm}
 MESSAGES=${MESSAGES:-10000}
 ROUNDS=${ROUNDS:-3}
@@ -31,7 +35,7 @@ PORT=$("$ROOT/tests/mail/dovecot.sh" start "$WORK/d" "${users[@]}")
 export MAIL_PW=$PW ATTACHE_APP_PASSWORD=$PW
 DA=(doveadm -c "$CONF")
 python3 "$ROOT/tests/mail/gen-mail.py" "$WORK/d" alice --messages "$MESSAGES" >/dev/null
-"$ATTACHE" container assemble --runner "$RUNNER" --plugin "mail=$PLUGIN" --out "$WORK/agent" >/dev/null
+"$ATTACHE" container assemble --sign "$DEV_KEY" --runner "$RUNNER" --plugin "mail=$PLUGIN" --out "$WORK/agent" >/dev/null
 printf '[default]\nread = ["/"]\nwrite = ["/"]\nconnect = []\n[plugins.mail]\nconnect = ["127.0.0.1/32:1-65535"]\n' >"$WORK/policy.toml"
 GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache" --policy "$WORK/policy.toml")
 export ATTACHE_AGENT_DIR=$WORK/agent ATTACHE_CACHE_DIR=$WORK/acache ATTACHE_STATE_DIR=$WORK/state \

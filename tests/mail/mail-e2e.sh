@@ -19,6 +19,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUNNER=${RUNNER:-$ROOT/target/x86_64-unknown-linux-musl/release/guest-runner}
 ATTACHE=${ATTACHE:-$ROOT/target/release/attache}
+# Containers are signed with `make build`'s development key, which its
+# trust file (read by attache and the runner) trusts.
+DEV_KEY=${DEV_KEY:-$ROOT/target/dev-keys/dev.key}
+export ATTACHE_TRUST=${ATTACHE_TRUST:-$ROOT/target/release/trust.toml}
 PLUGIN=${PLUGIN:-${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/release/attache_plugin_mail.wasm}
 MESSAGES=${MESSAGES:-2000}
 
@@ -48,7 +52,7 @@ say "delivering $MESSAGES messages into 20 folders over LMTP"
 python3 "$ROOT/tests/mail/gen-mail.py" "$WORK/dovecot" alice --messages "$MESSAGES" >/dev/null
 
 say "assembling the agent container; a repository of the test's own"
-"$ATTACHE" container assemble --runner "$RUNNER" --plugin "mail=$PLUGIN" --out "$WORK/agent" >/dev/null
+"$ATTACHE" container assemble --sign "$DEV_KEY" --runner "$RUNNER" --plugin "mail=$PLUGIN" --out "$WORK/agent" >/dev/null
 # A policy tighter than the shipped one: the mail plugin may reach loopback
 # servers only, and nothing else may connect anywhere.
 cat >"$WORK/policy.toml" <<TOML

@@ -15,6 +15,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUNNER=${RUNNER:-$ROOT/target/x86_64-unknown-linux-musl/release/guest-runner}
 ATTACHE=${ATTACHE:-$ROOT/target/release/attache}
+# Containers are signed with `make build`'s development key, which its
+# trust file (read by attache and the runner) trusts.
+DEV_KEY=${DEV_KEY:-$ROOT/target/dev-keys/dev.key}
+export ATTACHE_TRUST=${ATTACHE_TRUST:-$ROOT/target/release/trust.toml}
 PLUGIN=${PLUGIN:-${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/release/attache_plugin_sql.wasm}
 SIZE_MB=${SIZE_MB:-1024}
 
@@ -36,7 +40,7 @@ psql_ bench -c "CREATE TABLE big (id bigint PRIMARY KEY, n integer NOT NULL, not
 bytes=$(psql_ bench -c "SELECT pg_database_size('bench')")
 echo "$rows rows, $((bytes / 1048576)) MB"
 
-"$ATTACHE" container assemble --runner "$RUNNER" --plugin "sql=$PLUGIN" --out "$WORK/agent" >/dev/null
+"$ATTACHE" container assemble --sign "$DEV_KEY" --runner "$RUNNER" --plugin "sql=$PLUGIN" --out "$WORK/agent" >/dev/null
 GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache")
 SERVER="postgresql://postgres@127.0.0.1:$PORT"
 # Compile the plugin once, outside the timings.

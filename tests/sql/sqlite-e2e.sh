@@ -12,6 +12,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 RUNNER=${RUNNER:-$ROOT/target/x86_64-unknown-linux-musl/release/guest-runner}
 ATTACHE=${ATTACHE:-$ROOT/target/release/attache}
+# Containers are signed with `make build`'s development key, which its
+# trust file (read by attache and the runner) trusts.
+DEV_KEY=${DEV_KEY:-$ROOT/target/dev-keys/dev.key}
+export ATTACHE_TRUST=${ATTACHE_TRUST:-$ROOT/target/release/trust.toml}
 PLUGIN=${PLUGIN:-${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/release/attache_plugin_sql.wasm}
 
 say() { printf '\n== %s\n' "$*"; }
@@ -26,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$ATTACHE" container assemble --runner "$RUNNER" --plugin "sql=$PLUGIN" --out "$WORK/agent" >/dev/null
+"$ATTACHE" container assemble --sign "$DEV_KEY" --runner "$RUNNER" --plugin "sql=$PLUGIN" --out "$WORK/agent" >/dev/null
 GR=("$WORK/agent/guest-runner" --agent-dir "$WORK/agent" --cache-dir "$WORK/cache" --log info)
 
 # The writer (see its docstring): a consistent copy has count(ledger) = txn

@@ -5,6 +5,7 @@
 //! and the agent container in `target/release/agent`); `make test` builds
 //! them before running these tests.
 
+pub mod browser;
 pub mod mail;
 pub mod pg;
 pub mod server;
@@ -53,13 +54,26 @@ pub fn component(name: &str) -> PathBuf {
     built(&format!("target/wasm32-wasip2/release/{file}"))
 }
 
+/// `make build`'s development publisher key, which signs its container.
+pub fn dev_key() -> PathBuf {
+    built("target/dev-keys/dev.key")
+}
+
+/// `make build`'s trust file (beside attache, where attache finds it):
+/// the development key may sign the runner and every plugin.
+pub fn dev_trust() -> PathBuf {
+    built("target/release/trust.toml")
+}
+
 /// A fresh agent container in `dir` with the built runner and these plugins
-/// (also precompiled for the runner, as `make build` assembles it).
+/// (also precompiled for the runner, as `make build` assembles it), signed
+/// with the development key.
 pub fn assemble(dir: &Path, plugins: &[(&str, &Path)]) {
     assemble_with(dir, plugins, &[]);
 }
 
-/// `assemble` with more `container assemble` arguments.
+/// `assemble` with more `container assemble` arguments (signed with the
+/// development key unless they hold `--sign`).
 pub fn assemble_with(dir: &Path, plugins: &[(&str, &Path)], args: &[&str]) {
     let mut c = attache_isolated(&dir.with_extension("cache"), &dir.with_extension("state"));
     c.args(["container", "assemble", "--runner"])
@@ -70,7 +84,31 @@ pub fn assemble_with(dir: &Path, plugins: &[(&str, &Path)], args: &[&str]) {
         c.arg("--plugin").arg(format!("{name}={}", path.display()));
     }
     c.args(args);
+    if !args.contains(&"--sign") {
+        c.arg("--sign").arg(dev_key());
+    }
     ok(&mut c);
+}
+
+/// What someone who can write a container directory does: puts another
+/// component in plugin `name`'s place and updates its hash and size in the
+/// manifest to match (dropping its precompiled form), leaving the
+/// signatures as they were. Only the signatures can tell.
+pub fn swap_plugin(agent: &Path, name: &str, component: &Path) {
+    use guest_runner::manifest::Manifest;
+    std::fs::copy(component, agent.join(format!("plugins/{name}.wasm"))).expect("swap");
+    let _ = std::fs::remove_file(agent.join(format!("plugins/{name}.cwasm")));
+    let mut m = Manifest::load(agent).expect("manifest");
+    let names: Vec<String> = m.plugins.iter().map(|p| p.name.clone()).collect();
+    let fresh = Manifest::for_dir(agent, &names, None).expect("hash");
+    for p in &mut m.plugins {
+        if p.name == name {
+            p.entry = fresh.plugin(name).expect("entry").entry.clone();
+            p.precompiled = None;
+        }
+    }
+    m.write(agent).expect("write manifest");
+    m.read_verified(agent, name).expect("the hash matches");
 }
 
 /// Builds the `probe` test plugin reporting `version`, in a target
@@ -107,7 +145,8 @@ pub fn attache(repo: &Path) -> Command {
 /// An `attache` command with cache directory `cache` and state directory
 /// `state` (hypervisors, journal, `policy.toml`), and nothing from this
 /// machine's environment that would point it elsewhere: no repository,
-/// server, agent directory or policy.
+/// server, agent directory, policy or trust (the trust is `make build`'s,
+/// beside attache).
 pub fn attache_isolated(cache: &Path, state: &Path) -> Command {
     let mut c = Command::new(attache_bin());
     c.env("ATTACHE_CACHE_DIR", cache)
@@ -115,14 +154,21 @@ pub fn attache_isolated(cache: &Path, state: &Path) -> Command {
         .env_remove("ATTACHE_REPO")
         .env_remove("ATTACHE_SERVER")
         .env_remove("ATTACHE_AGENT_DIR")
-        .env_remove("ATTACHE_POLICY");
+        .env_remove("ATTACHE_POLICY")
+        .env_remove("ATTACHE_TRUST")
+        .env_remove("ATTACHE_ALLOW_UNSIGNED");
     c
 }
 
-/// A `guest-runner` command of the container `agent`.
+/// A `guest-runner` command of the container `agent`, trusting what
+/// `make build`'s trust file trusts (`--trust-inline` overrides it).
 pub fn runner(agent: &Path) -> Command {
     let mut c = Command::new(agent.join("guest-runner"));
-    c.arg("--agent-dir").arg(agent);
+    c.arg("--agent-dir")
+        .arg(agent)
+        .arg("--trust")
+        .arg(dev_trust())
+        .env_remove("ATTACHE_TRUST");
     c
 }
 
@@ -199,7 +245,7 @@ pub mod runner_exit {
     /// Anything else (a broken stream, a missing file, a bad command).
     pub const ERROR: i32 = 1;
     /// The job was refused before the plugin ran: the policy, the options,
-    /// the contract version.
+    /// the contract version, the container's signatures and trust.
     pub const REFUSED: i32 = 2;
     /// The plugin returned an error.
     pub const PLUGIN_ERROR: i32 = 3;

@@ -13,6 +13,7 @@ pub struct Pg {
     dir: tempfile::TempDir,
     /// `/usr/lib/postgresql/VERSION/bin`.
     pub bin: PathBuf,
+    /// The TCP port it listens on (127.0.0.1).
     pub port: u16,
     /// The password of the superuser `postgres`.
     pub password: String,

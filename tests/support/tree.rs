@@ -89,7 +89,7 @@ pub fn make(root: &Path, files: usize, big: u64) {
     symlink("does/not/exist", root.join("dangling")).expect("symlink");
     chownat(
         CWD,
-        &root.join("a/original"),
+        root.join("a/original"),
         Some(Uid::from_raw(1234)),
         Some(Gid::from_raw(5678)),
         AtFlags::empty(),
@@ -97,7 +97,7 @@ pub fn make(root: &Path, files: usize, big: u64) {
     .ok();
     chownat(
         CWD,
-        &root.join("a/rel-link"),
+        root.join("a/rel-link"),
         Some(Uid::from_raw(4321)),
         Some(Gid::from_raw(8765)),
         AtFlags::SYMLINK_NOFOLLOW,
@@ -124,13 +124,21 @@ fn ancestors(d: &str) -> Vec<String> {
 /// Everything a restore must preserve about one path.
 #[derive(Debug, PartialEq)]
 pub struct Entry {
+    /// `dir`, `file`, `symlink` or `special`.
     pub kind: &'static str,
+    /// Permission bits.
     pub mode: u32,
+    /// Owner.
     pub uid: u32,
+    /// Group.
     pub gid: u32,
+    /// Modification time: seconds and nanoseconds.
     pub mtime: (i64, i64),
+    /// Length in bytes.
     pub size: u64,
+    /// A file's content (hashed when large).
     pub content: Option<String>,
+    /// A symlink's target.
     pub link: Option<String>,
     /// Index of the hard-link group (paths sharing an inode), if nlink > 1.
     pub link_group: Option<usize>,
@@ -253,7 +261,7 @@ pub fn make_many(root: &Path, items: usize) {
                     files.push(rel);
                 }
             }
-            if n % 11 == 0 {
+            if n.is_multiple_of(11) {
                 chownat(
                     CWD,
                     &p,

@@ -16,7 +16,9 @@ pub fn serial() -> MutexGuard<'static, ()> {
 
 /// A booted test VM; stopped when dropped.
 pub struct TestVm {
+    /// The VM's name: its sockets are `NAME.qmp`, `NAME.qga`, `NAME.data`.
     pub name: String,
+    /// The directory holding its sockets (a hypervisor's `--vm-dir`).
     pub dir: PathBuf,
 }
 
@@ -42,6 +44,7 @@ impl TestVm {
         }
     }
 
+    /// The VM's socket of this kind (`qmp`, `qga`, `data`).
     pub fn socket(&self, ext: &str) -> PathBuf {
         self.dir.join(format!("{}.{ext}", self.name))
     }

@@ -14,7 +14,8 @@ use super::{prepare, selected, Job, Prepared};
 use crate::io::{open_channel, open_output};
 use crate::options::{BackupArgs, Cli};
 
-pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
+    let _span = tracing::info_span!("backup", plugin = %a.plugin).entered();
     let p = prepare(cli, &a.plugin)?;
     let request = PlanRequest {
         operation: Operation::Backup,

@@ -7,7 +7,7 @@ use serde_json::json;
 use super::{prepare, selected};
 use crate::options::{Cli, DiscoverArgs};
 
-pub fn run(cli: &Cli, a: &DiscoverArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &DiscoverArgs) -> anyhow::Result<()> {
     let p = prepare(cli, &a.plugin)?;
     let request = PlanRequest {
         operation: Operation::Discover,

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::{agent_dir, prepare};
 use crate::options::{Cli, InfoArgs};
 
-pub fn run(cli: &Cli, a: &InfoArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &InfoArgs) -> anyhow::Result<()> {
     let manifest = guest_runner::manifest::Manifest::load(&agent_dir(cli)?)?;
     let names: Vec<String> = match &a.plugin {
         Some(p) => vec![p.clone()],

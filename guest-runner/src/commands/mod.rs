@@ -1,12 +1,12 @@
 //! One file per runner command, and what they share: finding the container,
 //! loading the verified plugin, and asking it what it is.
 
-pub mod backup;
-pub mod discover;
-pub mod info;
-pub mod plan;
-pub mod precompile;
-pub mod restore;
+pub(crate) mod backup;
+pub(crate) mod discover;
+pub(crate) mod info;
+pub(crate) mod plan;
+pub(crate) mod precompile;
+pub(crate) mod restore;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,12 +18,13 @@ use guest_runner::runtime::{
     AccessPlan, Contract, Grants, Limits, PathAccess, PlanRequest, PluginInfo, RunnerError,
     Running, Sandbox, State,
 };
+use guest_runner::trust::Scope;
 use wasmtime::component::Component;
 
 use crate::options::Cli;
 
 /// The container directory: `--agent-dir`, or where this executable lives.
-pub fn agent_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
+pub(crate) fn agent_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
     if let Some(d) = &cli.agent_dir {
         return Ok(d.clone());
     }
@@ -32,7 +33,7 @@ pub fn agent_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
 }
 
 /// A verified, compiled plugin and what it says of itself.
-pub struct Prepared {
+pub(crate) struct Prepared {
     pub sandbox: Sandbox,
     pub component: Component,
     pub info: PluginInfo,
@@ -40,11 +41,12 @@ pub struct Prepared {
     pub contract: Contract,
 }
 
-/// Loads plugin `name` and asks it for its info in an instance that has
+/// Loads plugin `name`, once the container's signatures vouch for the
+/// runner and for it, and asks it for its info in an instance that has
 /// been granted nothing.
-pub fn prepare(cli: &Cli, name: &str) -> anyhow::Result<Prepared> {
+pub(crate) fn prepare(cli: &Cli, name: &str) -> anyhow::Result<Prepared> {
     let dir = agent_dir(cli)?;
-    let manifest = Manifest::load(&dir)?;
+    let manifest = cli.trust()?.verify(&dir, Scope::Plugin(name))?.manifest;
     let sandbox = Sandbox::new(cli.cache_dir.clone())?;
     let component = sandbox.load(&dir, &manifest, name)?;
     let limits = Limits::default();
@@ -70,7 +72,7 @@ pub fn prepare(cli: &Cli, name: &str) -> anyhow::Result<Prepared> {
 
 /// A job's plan once the policy has allowed it: what to grant, the limits
 /// to run under, and the checked options.
-pub struct Job {
+pub(crate) struct Job {
     pub grants: Grants,
     pub limits: Limits,
     pub options: Vec<(String, String)>,
@@ -80,7 +82,7 @@ impl Prepared {
     /// Checks `options` against what the plugin declares: no unknown key,
     /// every required key present. (0.1.0 plugins declared none and took
     /// any.)
-    pub fn check_options(&self, options: &[(String, String)]) -> Result<(), RunnerError> {
+    pub(crate) fn check_options(&self, options: &[(String, String)]) -> Result<(), RunnerError> {
         if self.contract == Contract::V0_1 {
             return Ok(());
         }
@@ -116,7 +118,7 @@ impl Prepared {
     }
 
     /// Asks the plugin for its plan, in an instance granted nothing.
-    pub fn plan(&self, request: &PlanRequest) -> Result<Plan, RunnerError> {
+    pub(crate) fn plan(&self, request: &PlanRequest) -> Result<Plan, RunnerError> {
         let limits = Limits::default();
         let state = State::new(&self.info.name, limits.memory);
         let mut run = Running::start(&self.sandbox, &self.component, state, limits)?;
@@ -127,7 +129,7 @@ impl Prepared {
     /// Checks the options, makes the plan and checks it against the
     /// policy; the grants (writes below `root`, for a restore to another
     /// root) and limits to run the job with.
-    pub fn job(
+    pub(crate) fn job(
         &self,
         cli: &Cli,
         request: &PlanRequest,
@@ -192,7 +194,7 @@ fn to_plan(contract: Contract, p: AccessPlan) -> Plan {
 }
 
 /// The selection of a plan request: ids, with kinds where given.
-pub fn selected(
+pub(crate) fn selected(
     ids: &[String],
     kinds: &[(String, String)],
 ) -> anyhow::Result<Vec<guest_runner::runtime::Selected>> {
@@ -217,7 +219,7 @@ pub fn selected(
 
 /// The destination of a restore from its command line: renames, another
 /// root, or the original place.
-pub fn destination(
+pub(crate) fn destination(
     target: Option<&PathBuf>,
     rename: &[(String, String)],
 ) -> guest_runner::runtime::RestoreDestination {

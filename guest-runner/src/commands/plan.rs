@@ -7,7 +7,7 @@ use guest_runner::runtime::{Operation, PlanRequest};
 use super::{destination, prepare, selected};
 use crate::options::{Cli, OperationArg, PlanArgs};
 
-pub fn run(cli: &Cli, a: &PlanArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &PlanArgs) -> anyhow::Result<()> {
     let p = prepare(cli, &a.plugin)?;
     let options = crate::options::all_options(&a.options, &a.option_env);
     let request = PlanRequest {

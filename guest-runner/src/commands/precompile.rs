@@ -17,7 +17,7 @@ use guest_runner::runtime::Sandbox;
 use super::agent_dir;
 use crate::options::{Cli, PrecompileArgs};
 
-pub fn run(cli: &Cli, a: &PrecompileArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &PrecompileArgs) -> anyhow::Result<()> {
     let dir = agent_dir(cli)?;
     let sandbox = Sandbox::new(None)?;
     let mut contracts = Vec::new();

@@ -10,7 +10,8 @@ use super::{destination, prepare, selected};
 use crate::io::{open_channel, open_input};
 use crate::options::{Cli, RestoreArgs};
 
-pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
+    let _span = tracing::info_span!("restore", plugin = %a.plugin).entered();
     let p = prepare(cli, &a.plugin)?;
     let destination = destination(a.target.as_ref(), &a.rename);
     let request = PlanRequest {

@@ -4,16 +4,20 @@
 //! resources of the sink and source are the same Rust types in every
 //! version.
 //!
+//! Every host import is traced (`tracing`): a span per call, at trace
+//! level, with its arguments but not its byte lists, inside the runner's
+//! span of the job (`ATTACHE_LOG`/`--log trace` shows them).
+//!
 //! The newest version is re-exported at the top: the runner's host code is
 //! written against it, and `since_v0_1` adapts the frozen 0.1.0 imports
 //! onto it.
 
 /// `attache:plugin@0.2.0`, the newest contract.
-pub mod v0_2 {
+pub(crate) mod v0_2 {
     wasmtime::component::bindgen!({
         path: "../wit/0.2.0",
         world: "attache:plugin/plugin-world",
-        imports: { default: trappable },
+        imports: { default: trappable | tracing },
         with: {
             "wasi:filesystem/types": wasmtime_wasi::p2::bindings::sync::filesystem::types,
             "wasi:filesystem/preopens": wasmtime_wasi::p2::bindings::filesystem::preopens,
@@ -26,11 +30,11 @@ pub mod v0_2 {
 }
 
 /// `attache:plugin@0.1.0`, frozen: plugins built against it still run.
-pub mod v0_1 {
+pub(crate) mod v0_1 {
     wasmtime::component::bindgen!({
         path: "../wit/0.1.0",
         world: "attache:plugin/plugin-world",
-        imports: { default: trappable },
+        imports: { default: trappable | tracing },
         with: {
             "wasi:filesystem/types": wasmtime_wasi::p2::bindings::sync::filesystem::types,
             "wasi:filesystem/preopens": wasmtime_wasi::p2::bindings::filesystem::preopens,
@@ -42,4 +46,4 @@ pub mod v0_1 {
     });
 }
 
-pub use v0_2::*;
+pub(crate) use v0_2::*;

@@ -5,6 +5,7 @@ use super::bindings::attache::plugin::types::{
 };
 use crate::stream::{ItemKind, ItemRecord, Timestamp};
 
+/// A WIT item kind as the stream's.
 pub fn kind_to_stream(k: WitKind) -> ItemKind {
     match k {
         WitKind::Directory => ItemKind::Directory,
@@ -21,6 +22,7 @@ pub fn kind_to_stream(k: WitKind) -> ItemKind {
     }
 }
 
+/// A stream item kind as the WIT's.
 pub fn kind_to_wit(k: ItemKind) -> WitKind {
     match k {
         ItemKind::Directory => WitKind::Directory,
@@ -37,6 +39,7 @@ pub fn kind_to_wit(k: ItemKind) -> WitKind {
     }
 }
 
+/// A plugin's WIT item as the stream's record.
 pub fn item_to_record(i: Item) -> ItemRecord {
     let m = i.metadata;
     ItemRecord {
@@ -58,6 +61,7 @@ pub fn item_to_record(i: Item) -> ItemRecord {
     }
 }
 
+/// A stream record as the WIT item a restoring plugin reads.
 pub fn record_to_item(r: ItemRecord) -> Item {
     Item {
         id: r.id,

@@ -90,7 +90,7 @@ impl Sandbox {
     ) -> Result<(Vec<u8>, super::Contract), RunnerError> {
         let load_err = |e: wasmtime::Error| RunnerError::Load {
             plugin: name.into(),
-            message: format!("{e:#}"),
+            source: e,
         };
         let component = Component::new(&self.engine, bytes).map_err(load_err)?;
         let contract = super::Contract::of(&self.engine, &component, name)?;
@@ -113,13 +113,18 @@ impl Sandbox {
         let bytes = manifest.read_verified(dir, name)?;
         match manifest.read_verified_precompiled(dir, name, &self.engine_id()) {
             Ok(Some(code)) => {
+                #[allow(
+                    unsafe_code,
+                    reason = "loading precompiled code is what makes a plugin start without compiling"
+                )]
                 // SAFETY: these bytes hash to the manifest's value, and the
                 // manifest is what vouches for the runner executing this very
                 // code: the precompiled form is trusted exactly as far as the
                 // runner binary is. It was made by `precompile` of a runner
                 // with this engine id (checked above; wasmtime checks it
                 // again).
-                match unsafe { Component::deserialize(&self.engine, &code) } {
+                let loaded = unsafe { Component::deserialize(&self.engine, &code) };
+                match loaded {
                     Ok(c) => return Ok(c),
                     Err(e) => {
                         tracing::warn!(plugin = name, "precompiled form unusable, compiling: {e:#}")
@@ -142,7 +147,7 @@ impl Sandbox {
     ) -> Result<Component, RunnerError> {
         let load_err = |e: wasmtime::Error| RunnerError::Load {
             plugin: name.into(),
-            message: format!("{e:#}"),
+            source: e,
         };
         let Some(cache) = &self.cache else {
             return Component::new(&self.engine, bytes).map_err(load_err);
@@ -151,11 +156,16 @@ impl Sandbox {
         self.engine.precompile_compatibility_hash().hash(&mut h);
         let path = cache.join(format!("{hash}-{:016x}.cwasm", h.finish()));
         if path.exists() {
+            #[allow(
+                unsafe_code,
+                reason = "the compiled-plugin cache is what makes later runs start without compiling"
+            )]
             // SAFETY: the cache holds only what `serialize` below wrote for
             // this engine configuration, under a name keyed by the verified
             // hash of the source component; it must be writable by the
             // runner alone, as documented for `--cache-dir`.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            let loaded = unsafe { Component::deserialize_file(&self.engine, &path) };
+            match loaded {
                 Ok(c) => return Ok(c),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), "ignoring unusable cached component: {e:#}")
@@ -190,5 +200,5 @@ fn portable_triple() -> String {
 }
 
 fn other(e: wasmtime::Error) -> RunnerError {
-    RunnerError::Other(format!("{e:#}"))
+    RunnerError::Engine(e)
 }

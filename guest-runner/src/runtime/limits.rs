@@ -41,7 +41,7 @@ const MAX_TABLES: usize = 256;
 /// Refuses growth that would take the instance's memories past the limit,
 /// and remembers that it did so that the error names the limit rather than
 /// a bare trap.
-pub struct MemoryLimiter {
+pub(crate) struct MemoryLimiter {
     limit: usize,
     used: usize,
     table_elements: usize,
@@ -49,7 +49,7 @@ pub struct MemoryLimiter {
 }
 
 impl MemoryLimiter {
-    pub fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         Self {
             limit,
             used: 0,
@@ -62,7 +62,7 @@ impl MemoryLimiter {
 /// The error a refused growth traps with.
 #[derive(Debug, thiserror::Error)]
 #[error("memory limit reached")]
-pub struct MemoryLimitReached;
+pub(crate) struct MemoryLimitReached;
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
@@ -108,11 +108,11 @@ impl ResourceLimiter for MemoryLimiter {
 }
 
 /// How often the epoch advances.
-pub const TICK: Duration = Duration::from_millis(10);
+pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// Starts the thread that advances `engine`'s epoch every [`TICK`] for as
 /// long as the process lives.
-pub fn start_ticker(engine: &Engine) {
+pub(crate) fn start_ticker(engine: &Engine) {
     let engine = engine.clone();
     let started = std::thread::Builder::new()
         .name("epoch".into())
@@ -126,6 +126,6 @@ pub fn start_ticker(engine: &Engine) {
 }
 
 /// Epoch ticks for a duration, at least one.
-pub fn ticks(d: Duration) -> u64 {
+pub(crate) fn ticks(d: Duration) -> u64 {
     (d.as_millis() / TICK.as_millis()).max(1) as u64
 }

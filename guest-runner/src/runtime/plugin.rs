@@ -115,7 +115,7 @@ impl Running {
         store.set_epoch_deadline(ticks(limits.deadline));
         let load = |e: wasmtime::Error| RunnerError::Load {
             plugin: name.clone(),
-            message: format!("{e:#}"),
+            source: e,
         };
         let pre = sandbox.linker.instantiate_pre(component).map_err(load)?;
         let world = match contract {
@@ -156,6 +156,7 @@ impl Running {
         self.poisoned
     }
 
+    /// Calls the plugin's `info`.
     pub fn info(&mut self) -> Result<PluginInfo, RunnerError> {
         match &self.world {
             World::V0_2(w) => {
@@ -194,6 +195,7 @@ impl Running {
         }
     }
 
+    /// Calls the plugin's `discover`: the catalog below `scope`, `depth` levels deep.
     pub fn discover(
         &mut self,
         scope: Option<&str>,
@@ -261,6 +263,7 @@ impl Running {
         self.plugin_result(r)
     }
 
+    /// Calls the plugin's `backup`, streaming into the sink the store carries.
     pub fn backup(&mut self, req: &BackupRequest) -> Result<Summary, RunnerError> {
         let r = match &self.world {
             World::V0_2(w) => {
@@ -278,6 +281,7 @@ impl Running {
         self.plugin_result(r)
     }
 
+    /// Calls the plugin's `restore`, reading from the source the store carries.
     pub fn restore(&mut self, req: &RestoreRequest) -> Result<Summary, RunnerError> {
         let r = match &self.world {
             World::V0_2(w) => {
@@ -373,6 +377,7 @@ fn classify(
         RunnerError::Trap {
             plugin,
             message: trap_message(&e),
+            trap: e,
         }
     }
 }

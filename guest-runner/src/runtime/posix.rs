@@ -214,7 +214,7 @@ fn dir_of(
 }
 
 /// The WASI error code for an I/O error.
-pub fn error_code(e: &std::io::Error) -> ErrorCode {
+pub(crate) fn error_code(e: &std::io::Error) -> ErrorCode {
     use rustix::io::Errno;
     match e.raw_os_error().map(Errno::from_raw_os_error) {
         Some(Errno::NOENT) => ErrorCode::NoEntry,

@@ -205,7 +205,7 @@ impl From<new::posix::Stat> for old::posix::Stat {
 
 /// A 0.1.0 plugin's info in the newest form: no declared options (0.1.0
 /// plugins took any).
-pub fn info(i: &old::types::PluginInfo) -> new::types::PluginInfo {
+pub(crate) fn info(i: &old::types::PluginInfo) -> new::types::PluginInfo {
     new::types::PluginInfo {
         name: i.name.clone(),
         version: i.version.clone(),
@@ -216,14 +216,14 @@ pub fn info(i: &old::types::PluginInfo) -> new::types::PluginInfo {
     }
 }
 
-pub fn backup_request(r: &new_exports::BackupRequest) -> old_exports::BackupRequest {
+pub(crate) fn backup_request(r: &new_exports::BackupRequest) -> old_exports::BackupRequest {
     old_exports::BackupRequest {
         selection: r.selection.clone(),
         options: r.options.clone(),
     }
 }
 
-pub fn restore_request(r: &new_exports::RestoreRequest) -> old_exports::RestoreRequest {
+pub(crate) fn restore_request(r: &new_exports::RestoreRequest) -> old_exports::RestoreRequest {
     old_exports::RestoreRequest {
         destination: match &r.destination {
             RestoreDestination::Original => old_exports::RestoreDestination::Original,
@@ -243,7 +243,7 @@ pub fn restore_request(r: &new_exports::RestoreRequest) -> old_exports::RestoreR
 /// target, which the plugin sees as `/`; no network (0.1.0 plugins had the
 /// job list addresses, which ids no longer name to the runner). Each need
 /// must be covered by a capability the plugin declared.
-pub fn plan(info: &old::types::PluginInfo, req: &PlanRequest) -> Result<AccessPlan, String> {
+pub(crate) fn plan(info: &old::types::PluginInfo, req: &PlanRequest) -> Result<AccessPlan, String> {
     use old::types::Capability;
     let has = |c: Capability| info.capabilities.contains(&c);
     let mut plan = AccessPlan {

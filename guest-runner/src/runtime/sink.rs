@@ -17,6 +17,10 @@ use super::State;
 use crate::stream::{ItemRecord, StreamWriter, MAX_DATA};
 
 /// The open item a plugin writes through `item-writer`.
+#[allow(
+    unreachable_pub,
+    reason = "wasmtime's bindgen re-exports it (`with:`) by `pub use`, which needs it `pub`"
+)]
 pub struct ItemWriterHandle {
     id: String,
 }
@@ -120,7 +124,7 @@ fn file_of<'a>(
     })
 }
 
-fn checked(item: Item) -> Result<crate::stream::ItemRecord, PluginError> {
+fn checked(item: Item) -> Result<ItemRecord, PluginError> {
     let rec = item_to_record(item);
     rec.check_id()
         .map_err(|why| PluginError::InvalidRequest(format!("item id {:?}: {why}", rec.id)))?;

@@ -15,6 +15,10 @@ use super::State;
 use crate::stream::{Event, Header, StreamError, StreamReader, Trailer};
 
 /// The content of the item most recently handed out.
+#[allow(
+    unreachable_pub,
+    reason = "wasmtime's bindgen re-exports it (`with:`) by `pub use`, which needs it `pub`"
+)]
 pub struct ContentHandle {
     seq: u64,
 }
@@ -69,6 +73,7 @@ impl Source {
         })
     }
 
+    /// The restore stream's header.
     pub fn header(&self) -> &Header {
         &self.header
     }

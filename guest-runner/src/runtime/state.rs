@@ -8,6 +8,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::limits::MemoryLimiter;
 use super::{Grants, RunnerError, Sink, Source};
 
+/// What a plugin's store holds: its WASI context and resource table, the
+/// memory limiter, and the sink or source of the job.
 pub struct State {
     pub(crate) wasi: WasiCtx,
     /// The granted paths, as `wasi:filesystem/preopens` lists them.
@@ -50,11 +52,13 @@ impl State {
         Ok(s)
     }
 
+    /// The store with the sink a backup writes to.
     pub fn with_sink(mut self, sink: Sink) -> Self {
         self.sink = Some(sink);
         self
     }
 
+    /// The store with the source a restore reads from.
     pub fn with_source(mut self, source: Source) -> Self {
         self.source = Some(source);
         self
@@ -65,10 +69,12 @@ impl State {
         self.sink = Some(sink);
     }
 
+    /// Takes the sink back, to finish the stream.
     pub fn take_sink(&mut self) -> Option<Sink> {
         self.sink.take()
     }
 
+    /// Takes the source back.
     pub fn take_source(&mut self) -> Option<Source> {
         self.source.take()
     }

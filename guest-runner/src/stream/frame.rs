@@ -13,16 +13,24 @@ pub const MAX_DATA: usize = 1 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum FrameKind {
+    /// The stream header: format, plugin, contract.
     Header = 1,
+    /// An item record.
     Item = 2,
+    /// A piece of the current item's content.
     Data = 3,
+    /// The end of the current item.
     ItemEnd = 4,
+    /// The current item was aborted.
     ItemAbort = 5,
+    /// A warning.
     Warning = 6,
+    /// The trailer: totals.
     Trailer = 7,
 }
 
 impl FrameKind {
+    /// The kind a byte names, if it names one.
     pub fn from_u8(b: u8) -> Option<Self> {
         Some(match b {
             1 => Self::Header,
@@ -43,7 +51,7 @@ fn head(kind: FrameKind, len: u32) -> [u8; 5] {
 }
 
 /// Writes one frame.
-pub fn write_frame(w: &mut impl Write, kind: FrameKind, payload: &[u8]) -> io::Result<()> {
+pub(crate) fn write_frame(w: &mut impl Write, kind: FrameKind, payload: &[u8]) -> io::Result<()> {
     let len =
         u32::try_from(payload.len()).map_err(|_| io::Error::other("frame payload too large"))?;
     let h = head(kind, len);
@@ -54,14 +62,14 @@ pub fn write_frame(w: &mut impl Write, kind: FrameKind, payload: &[u8]) -> io::R
 }
 
 /// A frame's head as read, before its payload.
-pub struct RawHead {
+pub(crate) struct RawHead {
     pub kind: u8,
     pub len: u32,
     bytes: [u8; 5],
 }
 
 /// Reads a frame head; `Ok(None)` at a clean end of input.
-pub fn read_head(r: &mut impl Read) -> io::Result<Option<RawHead>> {
+pub(crate) fn read_head(r: &mut impl Read) -> io::Result<Option<RawHead>> {
     let mut bytes = [0u8; 5];
     let mut got = 0;
     while got < bytes.len() {
@@ -81,7 +89,11 @@ pub fn read_head(r: &mut impl Read) -> io::Result<Option<RawHead>> {
 }
 
 /// Reads the payload and checks the CRC; returns whether it matched.
-pub fn read_payload(r: &mut impl Read, head: &RawHead, buf: &mut Vec<u8>) -> io::Result<bool> {
+pub(crate) fn read_payload(
+    r: &mut impl Read,
+    head: &RawHead,
+    buf: &mut Vec<u8>,
+) -> io::Result<bool> {
     buf.resize(head.len as usize, 0);
     r.read_exact(buf)?;
     let mut crc = [0u8; 4];

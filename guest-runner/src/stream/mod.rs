@@ -40,25 +40,64 @@ pub use writer::StreamWriter;
 /// What can go wrong reading or writing a stream.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
+    /// Reading or writing failed.
     #[error("stream I/O failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The stream does not start with the magic.
     #[error("not an Attaché stream (bad magic)")]
     BadMagic,
+    /// A frame's checksum does not match.
     #[error("frame at byte {offset}: checksum mismatch")]
-    Checksum { offset: u64 },
+    Checksum {
+        /// Where the frame starts.
+        offset: u64,
+    },
+    /// A frame of no known kind.
     #[error("frame at byte {offset}: unknown kind {kind}")]
-    UnknownKind { offset: u64, kind: u8 },
+    UnknownKind {
+        /// Where the frame starts.
+        offset: u64,
+        /// Its kind byte.
+        kind: u8,
+    },
+    /// A frame longer than frames may be.
     #[error("frame at byte {offset}: length {len} exceeds the limit of {max}")]
-    TooLong { offset: u64, len: u32, max: u32 },
+    TooLong {
+        /// Where the frame starts.
+        offset: u64,
+        /// Its length.
+        len: u32,
+        /// The limit.
+        max: u32,
+    },
+    /// A frame where the stream's order does not allow it.
     #[error("frame at byte {offset}: {what}")]
-    Sequence { offset: u64, what: String },
+    Sequence {
+        /// Where the frame starts.
+        offset: u64,
+        /// What is out of order.
+        what: String,
+    },
+    /// A frame's record does not parse.
     #[error("frame at byte {offset}: bad record: {source}")]
     Record {
+        /// Where the frame starts.
         offset: u64,
+        /// Why it does not parse.
         source: serde_json::Error,
     },
+    /// The stream ends before its trailer.
     #[error("stream ends at byte {offset} before its trailer: the backup is incomplete")]
-    Truncated { offset: u64 },
+    Truncated {
+        /// Where it ends.
+        offset: u64,
+    },
+    /// An item id the stream refuses.
     #[error("item {id:?} refused: {why}")]
-    BadItemId { id: String, why: String },
+    BadItemId {
+        /// The id.
+        id: String,
+        /// Why it is refused.
+        why: String,
+    },
 }

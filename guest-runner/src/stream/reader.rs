@@ -11,12 +11,19 @@ use super::StreamError;
 /// One step of a stream.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// The header.
     Header(Header),
+    /// An item begins.
     Item(ItemRecord),
+    /// A piece of its content.
     Data(&'a [u8]),
+    /// The item ends.
     ItemEnd(ItemEnd),
+    /// The item was aborted.
     ItemAbort(Notice),
+    /// A warning.
     Warning(Notice),
+    /// The trailer.
     Trailer(Trailer),
 }
 
@@ -42,6 +49,7 @@ pub struct StreamReader<R: Read> {
 }
 
 impl<R: Read> StreamReader<R> {
+    /// A reader of the stream `r`.
     pub fn new(r: R) -> Self {
         Self {
             r,

@@ -19,7 +19,9 @@ pub struct Header {
 /// A point in time.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Timestamp {
+    /// Seconds since the Unix epoch.
     pub seconds: i64,
+    /// Nanoseconds past the second.
     pub nanoseconds: u32,
 }
 
@@ -27,20 +29,32 @@ pub struct Timestamp {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 pub enum ItemKind {
+    /// A directory.
     Directory,
+    /// A regular file.
     File,
+    /// A symbolic link.
     Symlink,
+    /// A hard link to an item earlier in the stream.
     Hardlink,
+    /// A device, FIFO or socket.
     Special,
+    /// A database.
     Database,
+    /// A database schema.
     Schema,
+    /// A table.
     Table,
+    /// A mailbox.
     Mailbox,
+    /// A message.
     Message,
+    /// Any other opaque content.
     Blob,
 }
 
 impl ItemKind {
+    /// The name of the WIT `item-kind`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Directory => "directory",
@@ -61,21 +75,31 @@ impl ItemKind {
 /// One item: its id, kind and metadata (the WIT `item`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ItemRecord {
+    /// The item's id, in the plugin's scheme.
     pub id: String,
+    /// What it is.
     pub kind: ItemKind,
+    /// Its content's length in bytes.
     pub size: u64,
+    /// POSIX mode bits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<u32>,
+    /// Owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<u32>,
+    /// Group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gid: Option<u32>,
+    /// Modification time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtime: Option<Timestamp>,
+    /// Where a symlink points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub symlink_target: Option<String>,
+    /// The item a hard link shares its content with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hardlink_target: Option<String>,
+    /// Application attributes (keys and values).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<(String, String)>,
     /// Changes whenever the content may have (see the WIT `change-token`).
@@ -149,13 +173,16 @@ pub fn check_id(id: &str) -> Result<(), String> {
 /// Closes an item: how many content bytes it had.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ItemEnd {
+    /// Its content's length in bytes.
     pub size: u64,
 }
 
 /// A warning on an item, or the reason an item was aborted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Notice {
+    /// The item.
     pub id: String,
+    /// What happened.
     pub message: String,
 }
 
@@ -175,8 +202,11 @@ pub fn title(r: &ItemRecord) -> Option<&str> {
 /// Last frame: totals the reader checks against what it saw.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct Trailer {
+    /// Items in the stream.
     pub items: u64,
+    /// Content bytes in the stream.
     pub bytes: u64,
+    /// Warnings in the stream.
     pub warnings: u64,
 }
 

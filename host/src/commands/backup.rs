@@ -5,15 +5,15 @@ use serde_json::json;
 use crate::cli::{BackupArgs, Cli};
 use crate::jobs::{self, BackupRequest};
 
-pub fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
     let req = BackupRequest {
         target: a.target.clone(),
         plugin: a.plugin.clone(),
         include: a.include.clone(),
         fsfreeze: a.fsfreeze,
         freeze_limit_secs: a.freeze_limit_secs,
-        timeout_secs: a.timeout_secs,
-        app_password: std::env::var(crate::jobs::PASSWORD_ENV).ok(),
+        timeout_secs: a.job.timeout_secs,
+        app_password: std::env::var(jobs::PASSWORD_ENV).ok(),
         app_password_file: a.job.app_password_file.clone(),
         options: a.job.options.iter().cloned().collect(),
         memory_limit_mib: a.job.memory_limit_mib,

@@ -1,4 +1,5 @@
-//! `attache container assemble`: the agent container's contents.
+//! `attache container assemble`, `build` and `sign`: the agent container's
+//! contents, its images, and its publishers' signatures.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -7,17 +8,36 @@ use std::path::Path;
 use anyhow::Context;
 use guest_runner::manifest::{plugin_file, Manifest, RUNNER_FILE};
 
-use crate::cli::{AssembleArgs, BuildArgs, Cli};
+use guest_runner::trust::key::PrivateKey;
+
+use crate::cli::{AssembleArgs, BuildArgs, Cli, SignArgs};
 
 /// `attache container assemble`: lays the container out and prints its
 /// version.
-pub fn assemble_command(a: &AssembleArgs) -> anyhow::Result<()> {
+pub(crate) fn assemble_command(a: &AssembleArgs) -> anyhow::Result<()> {
     println!("{}", assemble(a)?);
     Ok(())
 }
 
+/// Lays out the container (signed with `--sign`); its version.
+pub(crate) fn assemble(a: &AssembleArgs) -> anyhow::Result<String> {
+    // Read the key before anything changes: a bad key leaves the old
+    // container as it was.
+    let key = a.sign.as_deref().map(read_key).transpose()?;
+    let version = lay_out(a)?;
+    // The old signatures no longer match the new manifest.
+    let sig = a.out.join(guest_runner::trust::sigfile::SIGNATURE_FILE);
+    if sig.exists() {
+        fs::remove_file(&sig).with_context(|| format!("cannot remove {}", sig.display()))?;
+    }
+    if let Some(key) = key {
+        sign_dir(&a.out, &key)?;
+    }
+    Ok(version)
+}
+
 /// Lays out the container; its version.
-pub fn assemble(a: &AssembleArgs) -> anyhow::Result<String> {
+fn lay_out(a: &AssembleArgs) -> anyhow::Result<String> {
     let plugins_dir = a.out.join("plugins");
     fs::create_dir_all(&plugins_dir)
         .with_context(|| format!("cannot create {}", plugins_dir.display()))?;
@@ -93,20 +113,53 @@ fn copy(from: &Path, to: &Path, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The container of the current agent directory, built if needed.
-pub fn current(cli: &Cli) -> anyhow::Result<crate::container::Built> {
+/// A private key file.
+fn read_key(path: &Path) -> anyhow::Result<PrivateKey> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key {}", path.display()))?;
+    PrivateKey::from_file_text(&text).with_context(|| format!("the key {}", path.display()))
+}
+
+/// Signs the container at `dir` with `key` now; logs and prints the key id.
+fn sign_dir(dir: &Path, key: &PrivateKey) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let sig = guest_runner::trust::sign_container(dir, key, now)
+        .with_context(|| format!("cannot sign the container at {}", dir.display()))?;
+    tracing::info!(container = %dir.display(), key = sig.key.id(), "container signed");
+    eprintln!("signed {} with key {}", dir.display(), sig.key.id());
+    Ok(())
+}
+
+/// `attache container sign`: signs the agent directory's manifest.
+pub(crate) fn sign(cli: &Cli, a: &SignArgs) -> anyhow::Result<()> {
     let agent = crate::agent::find(cli.agent_dir.as_deref())?;
-    crate::container::build(&agent, &super::cache(cli).join("containers"))
+    sign_dir(&agent, &read_key(&a.key)?)
+}
+
+/// The container of the current agent directory, built if needed.
+pub(crate) fn current(cli: &Cli) -> anyhow::Result<crate::container::Built> {
+    let agent = crate::agent::find(cli.agent_dir.as_deref())?;
+    crate::container::build(
+        &agent,
+        &super::cache(cli).join("containers"),
+        &super::trust(cli)?,
+    )
 }
 
 /// `attache container build`
-pub fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
+pub(crate) fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
     let agent = crate::agent::find(cli.agent_dir.as_deref())?;
+    if let Some(key) = &a.sign {
+        sign_dir(&agent, &read_key(key)?)?;
+    }
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| super::cache(cli).join("containers"));
-    let built = crate::container::build(&agent, &out)?;
+    let built = crate::container::build(&agent, &out, &super::trust(cli)?)?;
     let pushed = push_everywhere(cli, &built)?;
     if a.json {
         let v = serde_json::json!({
@@ -138,7 +191,7 @@ pub fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
 /// Pushes `built` to every registered hypervisor at once (a few copies at
 /// a time), under the registry lock; fails naming every hypervisor that
 /// could not take it.
-pub fn push_everywhere(
+pub(crate) fn push_everywhere(
     cli: &Cli,
     built: &crate::container::Built,
 ) -> anyhow::Result<Vec<crate::hypervisor::datastore::Pushed>> {

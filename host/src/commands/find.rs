@@ -5,7 +5,7 @@ use std::io::Write;
 use crate::cli::{Cli, FindArgs};
 use crate::repo::Found;
 
-pub fn run(cli: &Cli, a: &FindArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &FindArgs) -> anyhow::Result<()> {
     let hits: Vec<Found> = match super::client(cli)? {
         Some(c) => serde_json::from_value(
             c.get(&format!("/find?pattern={}", super::ls::encode(&a.pattern)))?,

@@ -5,7 +5,7 @@ use crate::repo::prune::prune;
 use crate::repo::retention::{keep, Policy};
 use crate::store::lock::Lock;
 
-pub fn run(cli: &Cli, a: &ForgetArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &ForgetArgs) -> anyhow::Result<()> {
     super::local_only(cli, "forget")?;
     let policy = Policy {
         last: a.keep_last,

@@ -8,7 +8,7 @@ use crate::hypervisor::datastore::{self, Pushed};
 use crate::hypervisor::journal::Journal;
 use crate::hypervisor::registry::{Hypervisor, Registry};
 
-pub fn add(cli: &Cli, a: &HypervisorAddArgs) -> anyhow::Result<()> {
+pub(crate) fn add(cli: &Cli, a: &HypervisorAddArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.vm_dir.is_dir(),
         "--vm-dir {} is not a directory",
@@ -41,7 +41,7 @@ pub fn add(cli: &Cli, a: &HypervisorAddArgs) -> anyhow::Result<()> {
 }
 
 /// One line per push.
-pub fn report(p: &Pushed) {
+pub(crate) fn report(p: &Pushed) {
     let dirs: Vec<String> = p
         .datastores
         .iter()
@@ -60,7 +60,7 @@ pub fn report(p: &Pushed) {
     );
 }
 
-pub fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
+pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     let registry = Registry::new(&super::state(cli));
     let all = registry.list()?;
     // File names of the containers on each datastore, per hypervisor.

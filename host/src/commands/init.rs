@@ -4,7 +4,7 @@ use crate::cli::{Cli, InitArgs};
 use crate::repo::Password;
 use crate::store::Store;
 
-pub fn run(cli: &Cli, a: &InitArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &InitArgs) -> anyhow::Result<()> {
     super::local_only(cli, "init")?;
     let password = Password {
         file: cli.password_file.clone(),

@@ -7,7 +7,7 @@ use guest_runner::stream::ItemRecord;
 
 use crate::cli::{Cli, LsArgs};
 
-pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let items: Vec<ItemRecord> = match super::client(cli)? {
         Some(c) => {
@@ -26,9 +26,7 @@ pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
     };
     let shown = items.iter();
     if a.json {
-        let v: Vec<_> = shown
-            .map(|i| serde_json::to_value(i))
-            .collect::<Result<_, _>>()?;
+        let v: Vec<_> = shown.map(serde_json::to_value).collect::<Result<_, _>>()?;
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
@@ -68,7 +66,7 @@ pub fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
 }
 
 /// RFC 3339 in UTC, to the second.
-pub fn time(seconds: i64, _nanos: u32) -> String {
+pub(crate) fn time(seconds: i64, _nanos: u32) -> String {
     if seconds < 0 {
         return format!("@{seconds}");
     }
@@ -76,7 +74,7 @@ pub fn time(seconds: i64, _nanos: u32) -> String {
 }
 
 /// Percent-encodes a query value.
-pub fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {

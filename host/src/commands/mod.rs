@@ -1,24 +1,27 @@
 //! One file per `attache` command.
 
-pub mod backup;
-pub mod container;
-pub mod find;
-pub mod forget;
-pub mod hypervisor;
-pub mod init;
-pub mod ls;
-pub mod plugin;
-pub mod plugin_new;
-pub mod plugin_test;
+pub(crate) mod audit;
+pub(crate) mod backup;
+pub(crate) mod container;
+pub(crate) mod find;
+pub(crate) mod forget;
+pub(crate) mod hypervisor;
+pub(crate) mod init;
+pub(crate) mod key;
+pub(crate) mod ls;
+pub(crate) mod plugin;
+pub(crate) mod plugin_new;
+pub(crate) mod plugin_test;
 
-pub mod policy;
-pub mod prune;
-pub mod repair;
-pub mod restore;
-pub mod serve;
-pub mod snapshots;
-pub mod verify;
-pub mod vm;
+pub(crate) mod policy;
+pub(crate) mod prune;
+pub(crate) mod repair;
+pub(crate) mod restore;
+pub(crate) mod serve;
+pub(crate) mod snapshots;
+pub(crate) mod token;
+pub(crate) mod verify;
+pub(crate) mod vm;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -33,7 +36,7 @@ use crate::progress::Display;
 use crate::repo::{Password, Repository};
 
 /// Attaché's local cache directory.
-pub fn cache(cli: &Cli) -> PathBuf {
+pub(crate) fn cache(cli: &Cli) -> PathBuf {
     cli.cache_dir
         .clone()
         .or_else(agent::default_cache)
@@ -41,7 +44,7 @@ pub fn cache(cli: &Cli) -> PathBuf {
 }
 
 /// Attaché's state directory: hypervisors and the attachment journal.
-pub fn state(cli: &Cli) -> PathBuf {
+pub(crate) fn state(cli: &Cli) -> PathBuf {
     if let Some(d) = &cli.state_dir {
         return d.clone();
     }
@@ -53,23 +56,62 @@ pub fn state(cli: &Cli) -> PathBuf {
 }
 
 /// Where jobs of this command line find everything.
-pub fn context(cli: &Cli) -> anyhow::Result<Context> {
+pub(crate) fn context(cli: &Cli) -> anyhow::Result<Context> {
+    let state = state(cli);
     Ok(Context {
+        audit: crate::audit::Audit::new(&state, crate::audit::local_actor()),
         repo: cli.repo.clone(),
         password: Password {
             file: cli.password_file.clone(),
         },
         cache: cache(cli),
         agent_dir: cli.agent_dir.clone(),
-        state: state(cli),
+        state,
         policy: policy(cli)?,
+        trust: trust(cli)?,
+    })
+}
+
+/// The trust in force: `--trust` (or ATTACHE_TRUST), else `trust.toml` in
+/// the state directory when it exists, else `trust.toml` beside the attache
+/// executable (installed with it, as a distribution ships its keyring),
+/// else none: no key is trusted. `--allow-unsigned` allows unsigned
+/// containers on top.
+pub(crate) fn trust(cli: &Cli) -> anyhow::Result<guest_runner::trust::Trust> {
+    use guest_runner::trust::Trust;
+    let beside_exe = || {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("trust.toml")))
+            .filter(|f| f.is_file())
+    };
+    let file = match &cli.trust {
+        Some(f) => Some(f.clone()),
+        None => Some(state(cli).join("trust.toml"))
+            .filter(|f| f.is_file())
+            .or_else(beside_exe),
+    };
+    let trust = match file {
+        Some(file) => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read the trust file {}", file.display()))?;
+            Trust::parse(&text, &file.display().to_string())?
+        }
+        None => Trust::none(
+            "no trust file (--trust, ATTACHE_TRUST, trust.toml in the state directory or beside attache): no publisher is trusted",
+        ),
+    };
+    Ok(if cli.allow_unsigned {
+        trust.allowing_unsigned()
+    } else {
+        trust
     })
 }
 
 /// The policy in force: `--policy` (or ATTACHE_POLICY), else
 /// `policy.toml` in the state directory when it exists, else the shipped
 /// one.
-pub fn policy(cli: &Cli) -> anyhow::Result<guest_runner::policy::Policy> {
+pub(crate) fn policy(cli: &Cli) -> anyhow::Result<guest_runner::policy::Policy> {
     use guest_runner::policy::Policy;
     let file = match &cli.policy {
         Some(f) => Some(f.clone()),
@@ -84,12 +126,12 @@ pub fn policy(cli: &Cli) -> anyhow::Result<guest_runner::policy::Policy> {
 }
 
 /// The repository, created if missing when `create` (and a password is set).
-pub fn repository(cli: &Cli, create: bool) -> anyhow::Result<Repository> {
+pub(crate) fn repository(cli: &Cli, create: bool) -> anyhow::Result<Repository> {
     context(cli)?.repository(create)
 }
 
 /// The server client, when `--server` is given.
-pub fn client(cli: &Cli) -> anyhow::Result<Option<Client>> {
+pub(crate) fn client(cli: &Cli) -> anyhow::Result<Option<Client>> {
     let Some(url) = &cli.server else {
         return Ok(None);
     };
@@ -102,12 +144,12 @@ pub fn client(cli: &Cli) -> anyhow::Result<Option<Client>> {
         ),
         None => std::env::var("ATTACHE_TOKEN").ok(),
     };
-    Ok(Some(Client::new(url, token)?))
+    Ok(Some(Client::new(url, token, cli.ca_file.as_deref())?))
 }
 
 /// Runs a job through the server when `--server` is given, otherwise here
 /// with a progress display; returns its result as JSON.
-pub fn run_job<T: serde::Serialize>(
+pub(crate) fn run_job<T: serde::Serialize>(
     cli: &Cli,
     kind: &str,
     request: &impl serde::Serialize,
@@ -131,7 +173,7 @@ pub fn run_job<T: serde::Serialize>(
 }
 
 /// Refuses `--server` for commands that work on the repository directly.
-pub fn local_only(cli: &Cli, what: &str) -> anyhow::Result<()> {
+pub(crate) fn local_only(cli: &Cli, what: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         cli.server.is_none(),
         "`attache {what}` works on the repository directly; drop --server"

@@ -5,7 +5,7 @@ use anyhow::Context as _;
 
 use crate::cli::{Cli, PluginNewArgs};
 
-pub fn new(a: &PluginNewArgs) -> anyhow::Result<()> {
+pub(crate) fn new(a: &PluginNewArgs) -> anyhow::Result<()> {
     let dir = super::plugin_new::write_crate(&a.name, &a.dir)?;
     println!("{}", dir.display());
     eprintln!(
@@ -18,11 +18,12 @@ pub fn new(a: &PluginNewArgs) -> anyhow::Result<()> {
 
 /// Prints `guest-runner info` of the agent container: each plugin's
 /// version, contract version and options.
-pub fn info(cli: &Cli) -> anyhow::Result<()> {
+pub(crate) fn info(cli: &Cli) -> anyhow::Result<()> {
     let ctx = super::context(cli)?;
     let out = ctx
         .runner()?
         .command()
+        .args(crate::jobs::plugin::trust_args(&ctx.trust))
         .arg("info")
         .stdout(std::process::Stdio::piped())
         .output()

@@ -147,7 +147,7 @@ wit-bindgen = "0.61"
 
 /// Checks a plugin name: lowercase ASCII letters, digits, `-` and `_`,
 /// starting with a letter.
-pub fn check_name(name: &str) -> anyhow::Result<()> {
+pub(crate) fn check_name(name: &str) -> anyhow::Result<()> {
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
@@ -161,7 +161,7 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
 
 /// Writes a new plugin crate named `name` into `dir/name` (which must not
 /// exist yet) and returns that directory.
-pub fn write_crate(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn write_crate(name: &str, dir: &Path) -> anyhow::Result<PathBuf> {
     check_name(name)?;
     let root = dir.join(name);
     if root.exists() {

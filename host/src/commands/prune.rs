@@ -4,7 +4,7 @@ use crate::cli::Cli;
 use crate::repo::prune::prune;
 use crate::store::lock::Lock;
 
-pub fn run(cli: &Cli) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli) -> anyhow::Result<()> {
     super::local_only(cli, "prune")?;
     let repo = super::repository(cli, false)?;
     let _lock = Lock::acquire(repo.store.root(), true, "prune")?;

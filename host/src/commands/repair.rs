@@ -5,7 +5,7 @@ use crate::repo::repair::{repair_index, repair_snapshots};
 use crate::store::lock::Lock;
 
 /// `attache repair index`.
-pub fn index(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
+pub(crate) fn index(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     super::local_only(cli, "repair index")?;
     let repo = super::repository(cli, false)?;
     let _lock = Lock::acquire(repo.store.root(), true, "repair index")?;
@@ -25,7 +25,7 @@ pub fn index(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
 }
 
 /// `attache repair snapshots [--dry-run]`.
-pub fn snapshots(cli: &Cli, a: &RepairSnapshotsArgs) -> anyhow::Result<()> {
+pub(crate) fn snapshots(cli: &Cli, a: &RepairSnapshotsArgs) -> anyhow::Result<()> {
     super::local_only(cli, "repair snapshots")?;
     let repo = super::repository(cli, false)?;
     let _lock = Lock::acquire(repo.store.root(), true, "repair snapshots")?;

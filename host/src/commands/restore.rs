@@ -3,15 +3,15 @@
 use crate::cli::{Cli, RestoreArgs};
 use crate::jobs::{self, RestoreRequest};
 
-pub fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let req = RestoreRequest {
         snapshot: a.snapshot.clone(),
         items: a.item.clone(),
         to: a.to.clone(),
         overwrite: a.overwrite,
         rename_to: a.rename_to.clone(),
-        timeout_secs: a.timeout_secs,
-        app_password: std::env::var(crate::jobs::PASSWORD_ENV).ok(),
+        timeout_secs: a.job.timeout_secs,
+        app_password: std::env::var(jobs::PASSWORD_ENV).ok(),
         app_password_file: a.job.app_password_file.clone(),
         options: a.job.options.iter().cloned().collect(),
         memory_limit_mib: a.job.memory_limit_mib,

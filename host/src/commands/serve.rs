@@ -1,11 +1,11 @@
-//! `attache serve [--listen ADDR]`
+//! `attache serve [--listen ADDR] [--tls-cert FILE --tls-key FILE]`
 
 use anyhow::Context as _;
 
 use crate::cli::{Cli, ServeArgs};
-use crate::server::{serve, ConnLimits, Limits, ServerState};
+use crate::server::{serve, ConnLimits, Limits, ServerState, Transport};
 
-pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     let token = match &cli.token_file {
         Some(f) => std::fs::read_to_string(f)
             .with_context(|| format!("cannot read {}", f.display()))?
@@ -13,8 +13,30 @@ pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
             .to_owned(),
         None => std::env::var("ATTACHE_TOKEN").unwrap_or_default(),
     };
-    anyhow::ensure!(token.len() >= 16, "the server needs a bearer token of at least 16 characters: set ATTACHE_TOKEN or pass --token-file");
+    // Refused before anything is opened: plain HTTP off loopback.
+    if a.tls_cert.is_none() && !a.insecure_http {
+        use std::net::ToSocketAddrs;
+        let addrs = a
+            .listen
+            .to_socket_addrs()
+            .with_context(|| format!("--listen {}: not an address", a.listen))?;
+        for addr in addrs {
+            crate::server::check_plain(addr, false)?;
+        }
+    }
     let ctx = super::context(cli)?;
+    let token = Some(token).filter(|t| !t.is_empty());
+    if let Some(t) = &token {
+        anyhow::ensure!(
+            t.len() >= 16,
+            "the server's single token (ATTACHE_TOKEN or --token-file) must have at least 16 characters"
+        );
+    }
+    let stored = crate::access::tokens::Store::new(&ctx.state).list()?;
+    anyhow::ensure!(
+        token.is_some() || !stored.is_empty(),
+        "the server needs a token: create one with `attache token create --role admin` (in the same state directory), or set ATTACHE_TOKEN or pass --token-file"
+    );
     // Fail now, not at the first request, when the repository cannot be opened.
     ctx.repository(true)?;
     // Undo what jobs of a server that died left attached in VMs.
@@ -41,5 +63,10 @@ pub fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
         max_connections: a.max_connections,
         header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
     };
-    rt.block_on(serve(state, &a.listen, conns))
+    let transport = Transport {
+        tls_cert: a.tls_cert.clone(),
+        tls_key: a.tls_key.clone(),
+        insecure_http: a.insecure_http,
+    };
+    rt.block_on(serve(state, &a.listen, conns, &transport))
 }

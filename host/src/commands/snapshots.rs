@@ -6,7 +6,7 @@ use crate::cli::{Cli, SnapshotsArgs};
 use serde_json::Value;
 use std::io::Write;
 
-pub fn run(cli: &Cli, a: &SnapshotsArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &SnapshotsArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let snaps: Vec<Value> = match super::client(cli)? {
         Some(c) => serde_json::from_value(c.get("/snapshots")?)?,

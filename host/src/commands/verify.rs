@@ -4,7 +4,7 @@ use crate::cli::{Cli, VerifyArgs};
 use crate::repo::verify::verify;
 use crate::store::lock::Lock;
 
-pub fn run(cli: &Cli, a: &VerifyArgs) -> anyhow::Result<()> {
+pub(crate) fn run(cli: &Cli, a: &VerifyArgs) -> anyhow::Result<()> {
     super::local_only(cli, "verify")?;
     let repo = super::repository(cli, false)?;
     let _lock = Lock::acquire(repo.store.root(), false, "verify")?;

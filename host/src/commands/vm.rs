@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::cli::{Cli, JsonArgs};
 use crate::hypervisor::registry::Registry;
 
-pub fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
+pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     let registry = Registry::new(&super::state(cli));
     let mut rows = Vec::new();
     for hv in registry.list()? {

@@ -17,17 +17,18 @@ use serde::Serialize;
 use super::journal::Journal;
 use super::registry::{Datastore, Hypervisor};
 use crate::container::Built;
+use guest_runner::trust::stamp;
 
 const PREFIX: &str = "attache-agent-";
 
 /// The container's file name on a datastore.
-pub fn file_name(version: &str, format: &str) -> String {
+pub(crate) fn file_name(version: &str, format: &str) -> String {
     format!("{PREFIX}{version}.{format}")
 }
 
 /// The indices of the fewest datastores (greedy) that reach every VM in
 /// `vms`; with no VM, the first datastore, ready for the first one.
-pub fn cover(datastores: &[Datastore], vms: &[String]) -> anyhow::Result<Vec<usize>> {
+pub(crate) fn cover(datastores: &[Datastore], vms: &[String]) -> anyhow::Result<Vec<usize>> {
     if datastores.is_empty() {
         bail!("no datastore");
     }
@@ -58,7 +59,7 @@ pub fn cover(datastores: &[Datastore], vms: &[String]) -> anyhow::Result<Vec<usi
 
 /// What a push did on one hypervisor.
 #[derive(Debug, Clone, Serialize)]
-pub struct Pushed {
+pub(crate) struct Pushed {
     pub hypervisor: String,
     /// Datastores that now hold the container (copied now or already there).
     pub datastores: Vec<PathBuf>,
@@ -84,7 +85,7 @@ fn source(hv: &Hypervisor, built: &Built) -> anyhow::Result<PathBuf> {
 
 /// Puts the container on the datastores that cover `hv`'s VMs and removes
 /// older containers no job uses. The caller holds the registry lock.
-pub fn push(hv: &Hypervisor, built: &Built, journal: &Journal) -> anyhow::Result<Pushed> {
+pub(crate) fn push(hv: &Hypervisor, built: &Built, journal: &Journal) -> anyhow::Result<Pushed> {
     let vms: Vec<String> = hv.vms()?.into_iter().map(|v| v.name).collect();
     let chosen = cover(&hv.datastores, &vms).with_context(|| format!("hypervisor {}", hv.name))?;
     let src = source(hv, built)?;
@@ -108,10 +109,11 @@ pub fn push(hv: &Hypervisor, built: &Built, journal: &Journal) -> anyhow::Result
 
 /// The container for VM `vm` on a datastore that reaches it, placed there
 /// now if none has it. The caller holds the registry lock.
-pub fn for_vm(hv: &Hypervisor, vm: &str, built: &Built) -> anyhow::Result<PathBuf> {
+pub(crate) fn for_vm(hv: &Hypervisor, vm: &str, built: &Built) -> anyhow::Result<PathBuf> {
     let name = file_name(&built.version, hv.driver.format());
     let reaching: Vec<&Datastore> = hv.datastores.iter().filter(|d| d.reaches(vm)).collect();
     if let Some(d) = reaching.iter().find(|d| d.dir.join(&name).is_file()) {
+        check_placed(&source(hv, built)?, &d.dir.join(&name))?;
         return Ok(d.dir.join(&name));
     }
     let d = reaching
@@ -121,11 +123,39 @@ pub fn for_vm(hv: &Hypervisor, vm: &str, built: &Built) -> anyhow::Result<PathBu
     Ok(d.dir.join(&name))
 }
 
-/// Copies `src` to `dir/name` unless it is there; a reader never sees a
-/// partial file (temporary name, fsync, rename). Returns whether it copied.
+/// Checks that the container at `placed` on a datastore is byte for byte
+/// `src`, the image built from the verified agent: whoever can write a
+/// datastore must not get another runner attached. Hashes come from
+/// stamps beside `src` while neither file changes (see
+/// `guest_runner::trust::stamp`).
+fn check_placed(src: &Path, placed: &Path) -> anyhow::Result<()> {
+    let stamps = src
+        .parent()
+        .context("the container image has no directory")?;
+    let stamp = |p: &Path| {
+        let id = blake3::hash(p.as_os_str().as_encoded_bytes()).to_hex();
+        stamps.join(format!(".hash-{}", &id[..16]))
+    };
+    let want =
+        stamp::hash(&stamp(src), src).with_context(|| format!("cannot read {}", src.display()))?;
+    let found = stamp::hash(&stamp(placed), placed)
+        .with_context(|| format!("cannot read {}", placed.display()))?;
+    anyhow::ensure!(
+        want == found,
+        "the container {} on the datastore is not the one built from the verified agent ({}): it was changed there; refusing to attach it (remove it, and the next push or job places the verified one)",
+        placed.display(),
+        src.display()
+    );
+    Ok(())
+}
+
+/// Copies `src` to `dir/name` unless it is there (and checked to be
+/// `src`); a reader never sees a partial file (temporary name, fsync,
+/// rename). Returns whether it copied.
 fn place(src: &Path, dir: &Path, name: &str) -> anyhow::Result<bool> {
     let dst = dir.join(name);
     if dst.is_file() {
+        check_placed(src, &dst)?;
         return Ok(false);
     }
     fs::create_dir_all(dir)
@@ -165,7 +195,7 @@ fn remove_old(hv: &Hypervisor, current: &str, journal: &Journal) -> anyhow::Resu
 }
 
 /// The containers on datastore `dir`, sorted (none if it cannot be read).
-pub fn containers(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn containers(dir: &Path) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -190,6 +220,39 @@ mod tests {
             dir: dir.into(),
             vms: vms.map(|v| v.iter().map(|s| s.to_string()).collect()),
         }
+    }
+
+    #[test]
+    fn a_container_changed_on_its_datastore_is_not_attached() {
+        let t = tempfile::tempdir().unwrap();
+        let built_dir = t.path().join("cache/v1");
+        fs::create_dir_all(&built_dir).unwrap();
+        let iso = built_dir.join("attache-agent.iso");
+        fs::write(&iso, b"verified image").unwrap();
+        let built = Built {
+            version: "v1".into(),
+            built: true,
+            iso: iso.clone(),
+            disks: Vec::new(),
+        };
+        let hv = Hypervisor {
+            name: "hv".into(),
+            driver: crate::hypervisor::registry::Driver::Qemu,
+            vm_dir: t.path().join("vms"),
+            datastores: vec![ds(t.path().join("ds").to_str().unwrap(), None)],
+        };
+        let placed = for_vm(&hv, "vm1", &built).unwrap();
+        assert_eq!(fs::read(&placed).unwrap(), b"verified image");
+        assert_eq!(for_vm(&hv, "vm1", &built).unwrap(), placed, "checked, kept");
+        // Someone who can write the datastore swaps it.
+        fs::write(&placed, b"another image!").unwrap();
+        let e = for_vm(&hv, "vm1", &built).unwrap_err().to_string();
+        assert!(e.contains("refusing to attach it"), "{e}");
+        assert!(place(&iso, placed.parent().unwrap(), &file_name("v1", "iso")).is_err());
+        // Removed, the verified one is placed again.
+        fs::remove_file(&placed).unwrap();
+        assert_eq!(for_vm(&hv, "vm1", &built).unwrap(), placed);
+        assert_eq!(fs::read(&placed).unwrap(), b"verified image");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::VmRef;
 const RECOVERY_AGENT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub session: String,
     pub hypervisor: String,
     pub vm: String,
@@ -45,7 +45,7 @@ pub struct Entry {
 
 /// What recovery did for one entry.
 #[derive(Debug, Serialize)]
-pub struct Recovered {
+pub(crate) struct Recovered {
     pub session: String,
     pub vm: String,
     /// Detached and the guest cleaned: the entry is gone.
@@ -54,12 +54,12 @@ pub struct Recovered {
 }
 
 #[derive(Debug, Clone)]
-pub struct Journal {
+pub(crate) struct Journal {
     state: PathBuf,
 }
 
 impl Journal {
-    pub fn new(state_dir: &Path) -> Self {
+    pub(crate) fn new(state_dir: &Path) -> Self {
         Self {
             state: state_dir.to_owned(),
         }
@@ -70,19 +70,19 @@ impl Journal {
     }
 
     /// The lock a job holds on its VM for as long as it runs.
-    pub fn vm_lock_path(&self, vm: &VmRef) -> PathBuf {
+    pub(crate) fn vm_lock_path(&self, vm: &VmRef) -> PathBuf {
         self.state
             .join("locks")
             .join(format!("{}--{}.lock", vm.hypervisor, vm.vm))
     }
 
-    pub fn write(&self, e: &Entry) -> anyhow::Result<()> {
+    pub(crate) fn write(&self, e: &Entry) -> anyhow::Result<()> {
         let body = serde_json::to_vec_pretty(e)?;
         crate::store::fsutil::write_atomic(&self.dir().join(format!("{}.json", e.session)), &body)?;
         Ok(())
     }
 
-    pub fn remove(&self, session: &str) -> anyhow::Result<()> {
+    pub(crate) fn remove(&self, session: &str) -> anyhow::Result<()> {
         let p = self.dir().join(format!("{session}.json"));
         match std::fs::remove_file(&p) {
             Ok(()) => Ok(()),
@@ -91,7 +91,7 @@ impl Journal {
         }
     }
 
-    pub fn entries(&self) -> anyhow::Result<Vec<Entry>> {
+    pub(crate) fn entries(&self) -> anyhow::Result<Vec<Entry>> {
         let dir = self.dir();
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -125,13 +125,16 @@ impl Journal {
     }
 
     /// Container files that jobs have (or may have) attached.
-    pub fn containers_in_use(&self) -> anyhow::Result<HashSet<PathBuf>> {
+    pub(crate) fn containers_in_use(&self) -> anyhow::Result<HashSet<PathBuf>> {
         Ok(self.entries()?.into_iter().map(|e| e.container).collect())
     }
 
     /// Reverts every entry whose VM no running job holds. With `only`, just
     /// that VM's entries, whose lock the caller holds already.
-    pub fn recover(&self, only: Option<(&VmRef, &FileLock)>) -> anyhow::Result<Vec<Recovered>> {
+    pub(crate) fn recover(
+        &self,
+        only: Option<(&VmRef, &FileLock)>,
+    ) -> anyhow::Result<Vec<Recovered>> {
         let mut out = Vec::new();
         for e in self.entries()? {
             let vm = VmRef {
@@ -154,7 +157,7 @@ impl Journal {
     /// Undoes one entry as far as it can, through `agent` when the caller
     /// has a connection to the guest agent already (its socket serves one
     /// client at a time).
-    pub fn revert(&self, mut e: Entry, agent: Option<&mut Agent>) -> Recovered {
+    pub(crate) fn revert(&self, mut e: Entry, agent: Option<&mut Agent>) -> Recovered {
         let mut problems = Vec::new();
         let mut guest_clean = false;
         let mut own;

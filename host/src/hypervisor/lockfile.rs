@@ -8,7 +8,7 @@ use anyhow::Context;
 use rustix::fs::{flock, FlockOperation};
 
 /// A held lock; released on drop (when the file closes).
-pub struct FileLock {
+pub(crate) struct FileLock {
     _file: File,
 }
 
@@ -26,7 +26,7 @@ fn open(path: &Path) -> anyhow::Result<File> {
 
 impl FileLock {
     /// Waits for the exclusive lock on `path` (created if missing).
-    pub fn exclusive(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn exclusive(path: &Path) -> anyhow::Result<Self> {
         let file = open(path)?;
         flock(&file, FlockOperation::LockExclusive)
             .with_context(|| format!("cannot lock {}", path.display()))?;
@@ -34,7 +34,7 @@ impl FileLock {
     }
 
     /// Takes the exclusive lock on `path` only if nobody holds it.
-    pub fn try_exclusive(path: &Path) -> anyhow::Result<Option<Self>> {
+    pub(crate) fn try_exclusive(path: &Path) -> anyhow::Result<Option<Self>> {
         let file = open(path)?;
         match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Some(Self { _file: file })),

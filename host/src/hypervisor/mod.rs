@@ -6,18 +6,18 @@
 //! writes down what it attaches before attaching it (`journal`), and drives
 //! one job's visit to a VM (`session`).
 
-pub mod datastore;
-pub mod journal;
-pub mod lockfile;
-pub mod qemu;
-pub mod registry;
-pub mod session;
+pub(crate) mod datastore;
+pub(crate) mod journal;
+pub(crate) mod lockfile;
+pub(crate) mod qemu;
+pub(crate) mod registry;
+pub(crate) mod session;
 
 use anyhow::bail;
 
 /// A VM of a registered hypervisor: `HYPERVISOR/VM`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VmRef {
+pub(crate) struct VmRef {
     pub hypervisor: String,
     pub vm: String,
 }
@@ -29,7 +29,7 @@ impl std::fmt::Display for VmRef {
 }
 
 /// Names of hypervisors and VMs: they become file names and QEMU ids.
-pub fn check_name(what: &str, s: &str) -> anyhow::Result<()> {
+pub(crate) fn check_name(what: &str, s: &str) -> anyhow::Result<()> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && !s.starts_with('.')
@@ -43,7 +43,7 @@ pub fn check_name(what: &str, s: &str) -> anyhow::Result<()> {
 
 impl VmRef {
     /// Parses `HYPERVISOR/VM`; `None` when `s` has no `/`.
-    pub fn parse(s: &str) -> anyhow::Result<Option<Self>> {
+    pub(crate) fn parse(s: &str) -> anyhow::Result<Option<Self>> {
         let Some((hv, vm)) = s.split_once('/') else {
             return Ok(None);
         };

@@ -12,7 +12,7 @@ use super::qemu::Vm;
 /// How Attaché talks to a hypervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
-pub enum Driver {
+pub(crate) enum Driver {
     /// QEMU: QMP to attach, qemu-guest-agent to run, a virtio-serial port
     /// for data; attaches the container as an ISO on a SCSI CD.
     Qemu,
@@ -20,7 +20,7 @@ pub enum Driver {
 
 impl Driver {
     /// The container format this driver attaches.
-    pub fn format(self) -> &'static str {
+    pub(crate) fn format(self) -> &'static str {
         match self {
             Driver::Qemu => "iso",
         }
@@ -29,7 +29,7 @@ impl Driver {
 
 /// A directory the hypervisor can attach containers from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Datastore {
+pub(crate) struct Datastore {
     pub dir: PathBuf,
     /// The VMs that can reach it; `None`: every VM of the hypervisor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -37,13 +37,13 @@ pub struct Datastore {
 }
 
 impl Datastore {
-    pub fn reaches(&self, vm: &str) -> bool {
+    pub(crate) fn reaches(&self, vm: &str) -> bool {
         self.vms.as_ref().is_none_or(|v| v.iter().any(|x| x == vm))
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hypervisor {
+pub(crate) struct Hypervisor {
     pub name: String,
     pub driver: Driver,
     /// Where the VMs' sockets are (QEMU: `V.qmp`, `V.qga`, `V.data`).
@@ -53,7 +53,7 @@ pub struct Hypervisor {
 
 impl Hypervisor {
     /// The VMs it has now.
-    pub fn vms(&self) -> anyhow::Result<Vec<Vm>> {
+    pub(crate) fn vms(&self) -> anyhow::Result<Vec<Vm>> {
         match self.driver {
             Driver::Qemu => Vm::list(&self.vm_dir).with_context(|| {
                 format!(
@@ -66,7 +66,7 @@ impl Hypervisor {
     }
 
     /// VM `name`, which must exist.
-    pub fn vm(&self, name: &str) -> anyhow::Result<Vm> {
+    pub(crate) fn vm(&self, name: &str) -> anyhow::Result<Vm> {
         let vm = Vm::in_dir(&self.vm_dir, name);
         if !vm.qmp.exists() {
             bail!(
@@ -86,12 +86,12 @@ struct File {
 
 /// The registry in a state directory.
 #[derive(Debug, Clone)]
-pub struct Registry {
+pub(crate) struct Registry {
     dir: PathBuf,
 }
 
 impl Registry {
-    pub fn new(state_dir: &Path) -> Self {
+    pub(crate) fn new(state_dir: &Path) -> Self {
         Self {
             dir: state_dir.to_owned(),
         }
@@ -102,11 +102,11 @@ impl Registry {
     }
 
     /// The lock that serializes changes to the registry and to datastores.
-    pub fn lock(&self) -> anyhow::Result<FileLock> {
+    pub(crate) fn lock(&self) -> anyhow::Result<FileLock> {
         FileLock::exclusive(&self.dir.join("registry.lock"))
     }
 
-    pub fn list(&self) -> anyhow::Result<Vec<Hypervisor>> {
+    pub(crate) fn list(&self) -> anyhow::Result<Vec<Hypervisor>> {
         let p = self.file();
         match std::fs::read(&p) {
             Ok(b) => Ok(serde_json::from_slice::<File>(&b)
@@ -117,7 +117,7 @@ impl Registry {
         }
     }
 
-    pub fn get(&self, name: &str) -> anyhow::Result<Hypervisor> {
+    pub(crate) fn get(&self, name: &str) -> anyhow::Result<Hypervisor> {
         self.list()?
             .into_iter()
             .find(|h| h.name == name)
@@ -127,7 +127,7 @@ impl Registry {
     }
 
     /// Adds a hypervisor; the caller holds the lock.
-    pub fn add(&self, _lock: &FileLock, hv: Hypervisor) -> anyhow::Result<()> {
+    pub(crate) fn add(&self, _lock: &FileLock, hv: Hypervisor) -> anyhow::Result<()> {
         super::check_name("hypervisor", &hv.name)?;
         let mut all = self.list()?;
         if all.iter().any(|h| h.name == hv.name) {

@@ -31,7 +31,7 @@ const AGENT_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options of a job's run in the guest.
 #[derive(Debug, Clone, Default)]
-pub struct RunOptions {
+pub(crate) struct RunOptions {
     /// Freeze the guest's filesystems (guest agent) once the plugin has
     /// quiesced the application, for at most this long.
     pub fsfreeze: Option<Duration>,
@@ -42,7 +42,7 @@ pub struct RunOptions {
 }
 
 /// An open session: the container is attached and mounted in the guest.
-pub struct Session {
+pub(crate) struct Session {
     pub vm_ref: VmRef,
     vm: Vm,
     journal: Journal,
@@ -51,6 +51,8 @@ pub struct Session {
     /// The container's version.
     pub container: String,
     closed: bool,
+    /// Records the attach, the detach and every guest command.
+    audit: crate::audit::Audit,
     _lock: FileLock,
 }
 
@@ -146,7 +148,7 @@ fn watch(
 
 /// What the runner did in the guest.
 #[derive(Debug, Clone)]
-pub struct RunnerOutcome {
+pub(crate) struct RunnerOutcome {
     pub exited: Exited,
     /// Warnings about the run (a freeze cut short, ...).
     pub notes: Vec<String>,
@@ -161,7 +163,7 @@ fn session_id() -> anyhow::Result<String> {
 impl Session {
     /// Opens a session on `vm_ref`: on return the container is attached and
     /// mounted; on error nothing is left attached or mounted.
-    pub fn open(ctx: &Context, vm_ref: &VmRef) -> anyhow::Result<Self> {
+    pub(crate) fn open(ctx: &Context, vm_ref: &VmRef) -> anyhow::Result<Self> {
         let registry = Registry::new(&ctx.state);
         let journal = Journal::new(&ctx.state);
         let hv = registry.get(&vm_ref.hypervisor)?;
@@ -181,6 +183,13 @@ impl Session {
                 "the guest agent of {vm_ref} does not answer, so nothing can run in the guest: {e}"
             )
         })?;
+        let (audit, vm_name) = (ctx.audit.clone(), vm_ref.to_string());
+        agent.observe(Box::new(move |argv: &[&str]| {
+            audit.note(
+                "guest.command",
+                serde_json::json!({ "vm": vm_name, "argv": crate::audit::command_args(argv) }),
+            )
+        }));
         agent
             .call("guest-ping", serde_json::json!({}))
             .with_context(|| format!("the guest agent of {vm_ref}"))?;
@@ -191,7 +200,8 @@ impl Session {
             // Under the registry lock: a container is built, placed and
             // recorded as in use before any other job or push may remove it.
             let _registry = registry.lock()?;
-            let built = crate::container::build(&agent_dir, &ctx.cache.join("containers"))?;
+            let built =
+                crate::container::build(&agent_dir, &ctx.cache.join("containers"), &ctx.trust)?;
             let container = datastore::for_vm(&hv, &vm_ref.vm, &built)?;
             let entry = Entry {
                 session: session.clone(),
@@ -215,11 +225,23 @@ impl Session {
             agent: Arc::new(Mutex::new(agent)),
             container: built.version.clone(),
             closed: false,
+            audit: ctx.audit.clone(),
             _lock: lock,
         };
+        // What the job recorded (its plan) is on disk before the attach.
+        s.audit.sync()?;
         let t = Instant::now();
         s.vm.attach_cd(&s.entry.container, &s.entry.attachment)
             .with_context(|| format!("attaching the container to {vm_ref}"))?;
+        s.audit.defer(
+            "vm.attach",
+            serde_json::json!({
+                "vm": vm_ref.to_string(),
+                "container": s.container,
+                "image": s.entry.container.display().to_string(),
+                "session": s.entry.session,
+            }),
+        )?;
         let label = crate::container::volume_label(&built.version);
         let dev = guest::mount(&mut s.agent(), &s.entry.guest_dir, &label)
             .with_context(|| format!("mounting the container in {vm_ref}"))?;
@@ -234,7 +256,7 @@ impl Session {
     /// Runs a backup: the runner gets `args` (its command and options; the
     /// session and channel are added), `previous` goes to it, and `consume`
     /// reads the stream it sends.
-    pub fn backup<T>(
+    pub(crate) fn backup<T>(
         &mut self,
         args: &[String],
         previous: Vec<u8>,
@@ -260,14 +282,9 @@ impl Session {
             let result = (|| {
                 channel::seek_hello(&mut reader, &self.entry.session)?;
                 tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, "runner's hello");
-                loop {
-                    match channel::read_phase(&mut reader)? {
-                        channel::PHASE_FREEZE => {
-                            let ack = self.freeze(&shared, opts);
-                            (&sock).write_all(&[ack])?;
-                        }
-                        _ => break,
-                    }
+                while channel::read_phase(&mut reader)? == channel::PHASE_FREEZE {
+                    let ack = self.freeze(&shared, opts);
+                    (&sock).write_all(&[ack])?;
                 }
                 consume(&mut reader)
             })();
@@ -293,7 +310,7 @@ impl Session {
 
     /// Runs a restore: `produce` writes the stream that the runner (given
     /// `args`) reads.
-    pub fn restore<T>(
+    pub(crate) fn restore<T>(
         &mut self,
         args: &[String],
         opts: &RunOptions,
@@ -458,7 +475,7 @@ impl Session {
 
     /// Creates directory `dir` in the guest (a restore destination the user
     /// named: it stays).
-    pub fn make_dir(&self, dir: &str) -> anyhow::Result<()> {
+    pub(crate) fn make_dir(&self, dir: &str) -> anyhow::Result<()> {
         let e = self
             .agent()
             .run(
@@ -478,7 +495,7 @@ impl Session {
 
     /// Undoes everything in the guest and on the hypervisor. Errors say
     /// what could not be undone; the journal keeps it for a later recovery.
-    pub fn close(mut self) -> anyhow::Result<()> {
+    pub(crate) fn close(mut self) -> anyhow::Result<()> {
         self.closed = true;
         let r = self.revert();
         if r.complete {
@@ -498,6 +515,15 @@ impl Session {
         let t = Instant::now();
         let mut agent = self.agent();
         let r = self.journal.revert(self.entry.clone(), Some(&mut agent));
+        self.audit.note(
+            "vm.detach",
+            serde_json::json!({
+                "vm": self.vm_ref.to_string(),
+                "session": self.entry.session,
+                "complete": r.complete,
+                "problems": r.problems,
+            }),
+        );
         tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, complete = r.complete, "cleaned up");
         r
     }

@@ -20,7 +20,35 @@ use crate::store::snapshot::StoredItem;
 use crate::target::{self, BackupTarget};
 use std::collections::HashMap;
 
-pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Result<SnapshotInfo> {
+/// Runs a backup, recorded in the audit log.
+pub(crate) fn run(
+    ctx: &Context,
+    a: &BackupRequest,
+    ctl: &Control<'_>,
+) -> anyhow::Result<SnapshotInfo> {
+    let mut shown = a.clone();
+    super::redact(&mut shown.app_password, &mut shown.options);
+    super::audited(ctx, "backup", serde_json::to_value(&shown)?, |ctx| {
+        run_audited(ctx, a, ctl)
+    })
+}
+
+fn run_audited(
+    ctx: &Context,
+    a: &BackupRequest,
+    ctl: &Control<'_>,
+) -> anyhow::Result<SnapshotInfo> {
+    // Inside the server's job span when there is one: its lines, the
+    // runner's and the repository's, all carry the target and plugin.
+    let _span = tracing::info_span!("backup", target = %a.target, plugin = %a.plugin).entered();
+    let limits = guest_runner::policy::JobLimits {
+        memory_mib: a.memory_limit_mib,
+        deadline_secs: a.deadline_secs,
+    };
+    ctx.audit
+        .defer("plugin.grants", super::grants(ctx, &a.plugin, &limits))?;
+    // To disk while the repository opens; the runner waits for it.
+    ctx.audit.sync_ahead();
     let target = target::backup_target(&a.target)?;
     let source = target.source();
     let repo = ctx.repository(true)?;
@@ -31,10 +59,6 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
         BackupTarget::Vm(_) => guest_selection(&a.include)?,
     };
     let password = super::app_password(&a.app_password, &a.app_password_file)?;
-    let limits = guest_runner::policy::JobLimits {
-        memory_mib: a.memory_limit_mib,
-        deadline_secs: a.deadline_secs,
-    };
     let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
     let parent_snap = parent(&repo, &source, &a.plugin, &includes)?;
     let now = std::time::SystemTime::now()
@@ -61,6 +85,8 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
         args.extend(["--select".into(), i.clone()]);
     }
     args.extend(access.args.iter().cloned());
+    // The job's start and grants are on disk before the runner starts.
+    ctx.audit.sync()?;
     match &target {
         // The runner checks the plan against the policy before the plugin
         // does anything.
@@ -75,10 +101,14 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
             for i in &includes {
                 plan_args.extend(["--select".into(), i.clone()]);
             }
-            checked_plan(ctx, &a.plugin, &access, &plan_args)
+            let plan = checked_plan(ctx, &a.plugin, &access, &plan_args)
                 .with_context(|| format!("backup of {vm} refused"))?;
             let (parent, previous) = parent_items(&repo, parent_snap.as_ref())?;
             origin.parent = parent;
+            ctx.audit.defer(
+                "plugin.plan",
+                serde_json::json!({ "plugin": a.plugin, "vm": vm.to_string(), "plan": plan }),
+            )?;
             let mut session = Session::open(ctx, vm)?;
             origin.container = Some(session.container.clone());
             let opts = RunOptions {
@@ -115,7 +145,10 @@ pub fn run(ctx: &Context, a: &BackupRequest, ctl: &Control<'_>) -> anyhow::Resul
 /// Past `timeout`, or when the job is cancelled, the runner is killed, even
 /// when it stalls without writing, and the job fails. The parent's items
 /// are read while the runner starts, and go to it on its standard input.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one part of the job; see issue 16 item 5"
+)]
 fn local(
     ctx: &Context,
     repo: &Repository,
@@ -227,7 +260,7 @@ fn guest_selection(include: &[String]) -> anyhow::Result<Vec<String>> {
 
 /// The newest snapshot of the same source, plugin and selection.
 fn parent(
-    repo: &crate::repo::Repository,
+    repo: &Repository,
     source: &str,
     plugin: &str,
     includes: &[String],
@@ -246,7 +279,10 @@ fn parent(
 /// files whose change token still matches are referenced, not read again.
 /// Items whose data is known to be lost are left out: the runner then
 /// reads them again instead of pointing the new snapshot at lost chunks.
-#[allow(clippy::type_complexity)]
+#[allow(
+    clippy::type_complexity,
+    reason = "a pair of a map and its bytes, used once"
+)]
 fn parent_items(
     repo: &Repository,
     snap: Option<&SnapshotInfo>,

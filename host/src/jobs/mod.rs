@@ -1,10 +1,10 @@
 //! The work behind `backup` and `restore`, shared by the command line and
 //! the server: what to do, progress as it goes, and cancellation.
 
-pub mod backup;
-pub mod plugin;
-pub mod restore;
-pub mod watchdog;
+pub(crate) mod backup;
+pub(crate) mod plugin;
+pub(crate) mod restore;
+pub(crate) mod watchdog;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ use crate::repo::{Password, Repository};
 
 /// Where jobs find the repository, its password, the cache and the agent.
 #[derive(Debug, Clone)]
-pub struct Context {
+pub(crate) struct Context {
     pub repo: PathBuf,
     pub password: Password,
     pub cache: PathBuf,
@@ -26,24 +26,115 @@ pub struct Context {
     pub state: PathBuf,
     /// The policy every plugin's plan is checked against.
     pub policy: guest_runner::policy::Policy,
+    /// The audit log, for whoever runs the job.
+    pub audit: crate::audit::Audit,
+    /// Which publishers may sign the runner and each plugin.
+    pub trust: guest_runner::trust::Trust,
 }
 
 impl Context {
-    pub fn repository(&self, create: bool) -> anyhow::Result<Repository> {
+    pub(crate) fn repository(&self, create: bool) -> anyhow::Result<Repository> {
         Repository::open(&self.repo, &self.password, &self.cache, create)
     }
 
-    pub fn runner(&self) -> anyhow::Result<LocalRunner> {
+    /// This machine's runner, once the container's signatures and the
+    /// trust vouch for it and every plugin, and its bytes match the
+    /// manifest (the runner checks each plugin's bytes as it loads it).
+    pub(crate) fn runner(&self) -> anyhow::Result<LocalRunner> {
+        let dir = agent::find(self.agent_dir.as_deref())?;
+        crate::container::verify(&dir, &self.trust, &self.cache.join("containers"))?;
         Ok(LocalRunner {
-            dir: agent::find(self.agent_dir.as_deref())?,
+            dir,
             cache_dir: Some(self.cache.join("components")),
         })
     }
 }
 
+/// Runs job `kind` (`request` as the log shows it) under the audit log:
+/// its start, with who started it and the policy in force, is written
+/// before anything runs (a job that cannot be recorded does not run) and is
+/// on disk before its first effect (the job syncs the log then: one
+/// `fdatasync` for everything it recorded until then); its end, with its
+/// outcome, is on disk before the job's result is returned.
+pub(crate) fn audited<T: Serialize>(
+    ctx: &Context,
+    kind: &str,
+    request: serde_json::Value,
+    run: impl FnOnce(&Context) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut ctx = ctx.clone();
+    if ctx.audit.job().is_none() {
+        let actor = ctx.audit.actor().to_owned();
+        ctx.audit = ctx.audit.for_job(&actor, &crate::audit::new_job_id());
+    }
+    let digest = ctx.audit.policy_in_force(&ctx.policy)?;
+    let trust = ctx.audit.trust_in_force(&ctx.trust)?;
+    ctx.audit.defer(
+        "job.start",
+        serde_json::json!({ "kind": kind, "request": request, "policy": { "origin": ctx.policy.origin, "digest": digest }, "trust": trust }),
+    )?;
+    let r = run(&ctx);
+    let end = match &r {
+        Ok(v) => {
+            serde_json::json!({ "kind": kind, "outcome": "succeeded", "result": summary(serde_json::to_value(v).unwrap_or_default()) })
+        }
+        Err(e) => {
+            serde_json::json!({ "kind": kind, "outcome": "failed", "error": format!("{e:#}") })
+        }
+    };
+    if let Err(e) = ctx.audit.record("job.end", end) {
+        tracing::error!("cannot write the audit log: {e}");
+    }
+    let (entries, took) = ctx.audit.spent();
+    tracing::info!(
+        target: "attache::audit",
+        job = ctx.audit.job().unwrap_or_default(),
+        entries,
+        micros = took.as_micros() as u64,
+        "audit log cost"
+    );
+    r
+}
+
+/// A job's result as the log keeps it: ids, counts and destination, not
+/// the runner's whole report.
+fn summary(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|k, _| {
+            matches!(
+                k.as_str(),
+                "id" | "snapshot" | "items" | "bytes" | "added_bytes" | "to" | "source" | "plugin"
+            )
+        });
+    }
+    v
+}
+
+/// What a plugin is granted by the policy for a job: what it may read,
+/// write and reach, and its ceilings, for the audit log.
+pub(crate) fn grants(
+    ctx: &Context,
+    plugin: &str,
+    limits: &guest_runner::policy::JobLimits,
+) -> serde_json::Value {
+    match ctx.policy.rules(plugin) {
+        Ok(r) => serde_json::json!({
+            "plugin": plugin,
+            "read": r.read.0,
+            "write": r.write.0,
+            "connect": r.connect.0.iter().map(|n| n.text.clone()).collect::<Vec<_>>(),
+            "memory_limit_mib": limits.memory_mib.unwrap_or(r.memory_limit_mib.0),
+            "deadline_secs": limits.deadline_secs.unwrap_or(r.deadline_secs.0),
+            "quiesce_secs": r.quiesce_secs.0,
+            "policy": ctx.policy.origin,
+        }),
+        Err(e) => serde_json::json!({ "plugin": plugin, "error": e.to_string() }),
+    }
+}
+
 /// How far a job is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Progress {
+pub(crate) struct Progress {
     /// Items done.
     pub items: u64,
     /// Content bytes done.
@@ -51,13 +142,13 @@ pub struct Progress {
 }
 
 /// What a job reports to and hears from whoever runs it.
-pub struct Control<'a> {
+pub(crate) struct Control<'a> {
     pub progress: &'a (dyn Fn(&Progress) + Sync),
     pub cancel: &'a AtomicBool,
 }
 
 impl Control<'_> {
-    pub fn cancelled(&self) -> bool {
+    pub(crate) fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }
 }
@@ -65,7 +156,7 @@ impl Control<'_> {
 /// A backup to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BackupRequest {
+pub(crate) struct BackupRequest {
     /// `local` (this machine acts as the guest) or `HYPERVISOR/VM`.
     pub target: String,
     /// The plugin that reads the application.
@@ -108,10 +199,10 @@ pub struct BackupRequest {
 /// The environment variable that carries the application's password to the
 /// runner: it reaches the plugin as its `password` option, never on a
 /// command line.
-pub const PASSWORD_ENV: &str = "ATTACHE_APP_PASSWORD";
+pub(crate) const PASSWORD_ENV: &str = "ATTACHE_APP_PASSWORD";
 
 /// The password of a request: given, or read from the file it names.
-pub fn app_password(
+pub(crate) fn app_password(
     given: &Option<String>,
     file: &Option<PathBuf>,
 ) -> anyhow::Result<Option<String>> {
@@ -129,7 +220,7 @@ pub fn app_password(
 }
 
 /// Replaces a password and option values for showing.
-pub fn redact(p: &mut Option<String>, options: &mut BTreeMap<String, String>) {
+pub(crate) fn redact(p: &mut Option<String>, options: &mut BTreeMap<String, String>) {
     if p.is_some() {
         *p = Some("(redacted)".into());
     }
@@ -145,7 +236,7 @@ fn default_freeze_limit() -> u64 {
 /// A restore to run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RestoreRequest {
+pub(crate) struct RestoreRequest {
     /// Snapshot id or unique prefix.
     pub snapshot: String,
     /// Items to restore with everything below them; empty for all.

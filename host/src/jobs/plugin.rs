@@ -14,13 +14,31 @@ use super::Context;
 
 /// What a runner is given beyond its command: options (through its
 /// environment, never its command line, which every user of the machine or
-/// guest can read), limits and the policy.
+/// guest can read), limits, the policy and the trust (the publisher keys
+/// it checks the container's signatures against).
 #[derive(Debug, Clone)]
-pub struct RunnerAccess {
-    /// Runner arguments (`--option-env`, limits, `--policy-inline`).
+pub(crate) struct RunnerAccess {
+    /// Runner arguments (`--option-env`, limits, `--policy-inline`,
+    /// `--trust-inline`).
     pub args: Vec<String>,
     /// Environment variables for the runner.
     pub env: Vec<(String, String)>,
+}
+
+/// The runner arguments that hand it `trust`: the trust file's text and
+/// origin (its own `allow_unsigned` travels in the text), and
+/// `--allow-unsigned` when the command line allowed unsigned containers.
+pub(crate) fn trust_args(trust: &guest_runner::trust::Trust) -> Vec<String> {
+    let mut args = vec![
+        "--trust-inline".into(),
+        trust.text.clone(),
+        "--trust-origin".into(),
+        trust.origin.clone(),
+    ];
+    if trust.allow_unsigned == Some(guest_runner::trust::AllowUnsigned::Flag) {
+        args.push("--allow-unsigned".into());
+    }
+    args
 }
 
 /// The environment variable of the `i`th option.
@@ -32,7 +50,7 @@ impl RunnerAccess {
     /// `options` and the application password (as the plugin's `password`
     /// option, the contract's convention for a login secret), `limits`,
     /// and the context's policy.
-    pub fn new(
+    pub(crate) fn new(
         ctx: &Context,
         options: &BTreeMap<String, String>,
         password: Option<&str>,
@@ -72,11 +90,12 @@ impl RunnerAccess {
             "--policy-origin".into(),
             ctx.policy.origin.clone(),
         ]);
+        args.extend(trust_args(&ctx.trust));
         Ok(Self { args, env })
     }
 
     /// The environment as `NAME=VALUE` (the guest agent's form).
-    pub fn env_assignments(&self) -> Vec<String> {
+    pub(crate) fn env_assignments(&self) -> Vec<String> {
         self.env.iter().map(|(k, v)| format!("{k}={v}")).collect()
     }
 }
@@ -84,13 +103,13 @@ impl RunnerAccess {
 /// What a plan is asked for: the runner's `plan` arguments beyond the
 /// plugin (`--operation`, `--select`, `--select-kind`, `--target`,
 /// `--rename`).
-pub type PlanArgs = Vec<String>;
+pub(crate) type PlanArgs = Vec<String>;
 
 /// Asks the plugin, run by this machine's copy of the container, for its
 /// plan and checks it against the policy; the plan, or an error that names
 /// the plugin, the need and the rule. Nothing is attached or run for the
 /// job before this succeeds.
-pub fn checked_plan(
+pub(crate) fn checked_plan(
     ctx: &Context,
     plugin: &str,
     access: &RunnerAccess,
@@ -113,7 +132,7 @@ pub fn checked_plan(
 }
 
 /// The runner's own error line, without its prefix, or its last lines.
-pub fn runner_error(stderr: &[u8]) -> String {
+pub(crate) fn runner_error(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     text.lines()
         .rev()

@@ -13,12 +13,12 @@ use super::{Context, Control, RestoreRequest};
 use crate::hypervisor::session::Session;
 use crate::repo::{is_at_or_below, write_restore_stream, Sent};
 use crate::store::lock::Lock;
-use crate::store::snapshot::StoredItem;
+use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::target::{self, RestoreTo};
 
 /// What a restore did.
 #[derive(Debug, Clone, Serialize)]
-pub struct Restored {
+pub(crate) struct Restored {
     pub snapshot: String,
     pub items: u64,
     pub to: PathBuf,
@@ -29,23 +29,49 @@ pub struct Restored {
     pub report: serde_json::Value,
 }
 
-pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Result<Restored> {
+/// Runs a restore, recorded in the audit log with its destination.
+pub(crate) fn run(
+    ctx: &Context,
+    a: &RestoreRequest,
+    ctl: &Control<'_>,
+) -> anyhow::Result<Restored> {
+    let mut shown = a.clone();
+    super::redact(&mut shown.app_password, &mut shown.options);
+    super::audited(ctx, "restore", serde_json::to_value(&shown)?, |ctx| {
+        run_audited(ctx, a, ctl)
+    })
+}
+
+fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Result<Restored> {
+    ctx.audit.defer(
+        "restore.destination",
+        serde_json::json!({
+            "snapshot": a.snapshot,
+            "items": a.items,
+            "to": a.to,
+            "as": a.rename_to,
+            "overwrite": a.overwrite,
+        }),
+    )?;
+    // To disk while the repository opens.
+    ctx.audit.sync_ahead();
+    // Inside the server's job span when there is one; the plugin is the
+    // snapshot's, recorded once it is read.
+    let span = tracing::info_span!(
+        "restore",
+        snapshot = %a.snapshot,
+        to = %a.to,
+        plugin = tracing::field::Empty
+    );
+    let _span = span.enter();
     let to = target::restore_to(&a.to)?;
     let repo = ctx.repository(false)?;
     let snap = repo.find_snapshot(&a.snapshot)?;
+    span.record("plugin", snap.plugin.as_str());
     // Shared: prune waits until the restore has read what it needs.
     let _lock = Lock::acquire(repo.store.root(), false, "restore")?;
     let all = repo.items(&snap, None)?;
-    for want in &a.items {
-        if !all.iter().any(|i| is_at_or_below(&i.record.id, want)) {
-            bail!("snapshot {} has no item {want:?}", snap.short_id());
-        }
-    }
-    let selected: Vec<_> = all
-        .iter()
-        .filter(|i| a.items.is_empty() || a.items.iter().any(|w| is_at_or_below(&i.record.id, w)))
-        .cloned()
-        .collect();
+    let selected = select(&snap, &all, &a.items)?;
     let rename = match (&a.rename_to, a.items.as_slice()) {
         (None, _) => None,
         (Some(new), [old]) => Some(format!("{old}={new}")),
@@ -57,28 +83,11 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
         deadline_secs: a.deadline_secs,
     };
     let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
-    // What the plugin plans for: the top items (those below no other
-    // selected item), with their kinds from the catalog.
-    let tops: Vec<&StoredItem> = selected
-        .iter()
-        .filter(|i| {
-            !selected
-                .iter()
-                .any(|o| o.record.id != i.record.id && is_at_or_below(&i.record.id, &o.record.id))
-        })
-        .collect();
-    let mut select_args: Vec<String> = Vec::new();
-    for t in &tops {
-        select_args.extend([
-            "--select".into(),
-            t.record.id.clone(),
-            "--select-kind".into(),
-            format!("{}={}", t.record.id, t.record.kind.as_str()),
-        ]);
-    }
-    if let Some(r) = &rename {
-        select_args.extend(["--rename".into(), r.clone()]);
-    }
+    ctx.audit
+        .defer("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
+    // On disk before the runner starts.
+    ctx.audit.sync()?;
+    let select_args = select_args(&selected, rename.as_deref());
     // The runner's command, the same here and in a VM but for the target.
     let runner_args = |target: &str| {
         let mut args: Vec<String> = vec![
@@ -107,8 +116,12 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
                 guest_dir.clone(),
             ];
             plan_args.extend(select_args.iter().cloned());
-            checked_plan(ctx, &snap.plugin, &access, &plan_args)
+            let plan = checked_plan(ctx, &snap.plugin, &access, &plan_args)
                 .with_context(|| format!("restore into {vm} refused"))?;
+            ctx.audit.defer(
+                "plugin.plan",
+                serde_json::json!({ "plugin": snap.plugin, "vm": vm.to_string(), "plan": plan }),
+            )?;
             let mut session = Session::open(ctx, vm)?;
             if guest_dir != "/" {
                 session.make_dir(&guest_dir)?;
@@ -160,22 +173,7 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
     };
     let report: serde_json::Value =
         serde_json::from_str(&report).unwrap_or(serde_json::Value::Null);
-    let mut problems = Vec::new();
-    if let Ok(sent) = &sent {
-        for (id, why) in &sent.failed {
-            problems.push(format!("not restored: {id}: {why}"));
-        }
-    }
-    for kind in ["refused", "warnings"] {
-        for n in report[kind].as_array().into_iter().flatten() {
-            problems.push(format!(
-                "{}: {}: {}",
-                kind.trim_end_matches('s'),
-                n["id"].as_str().unwrap_or("?"),
-                n["message"].as_str().unwrap_or("?")
-            ));
-        }
-    }
+    let problems = problems(&sent, &report);
     if ctl.cancelled() {
         bail!("cancelled");
     }
@@ -211,17 +209,85 @@ pub fn run(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::Resu
 
 /// The size asked for the pipe to the runner.
 const PIPE_SIZE: usize = 1 << 20;
+/// The items of `all` to restore: each wanted item with everything below
+/// it, or all of them when none is named; a wanted item the snapshot does
+/// not hold is an error.
+fn select(
+    snap: &SnapshotInfo,
+    all: &[StoredItem],
+    wanted: &[String],
+) -> anyhow::Result<Vec<StoredItem>> {
+    for want in wanted {
+        if !all.iter().any(|i| is_at_or_below(&i.record.id, want)) {
+            bail!("snapshot {} has no item {want:?}", snap.short_id());
+        }
+    }
+    Ok(all
+        .iter()
+        .filter(|i| wanted.is_empty() || wanted.iter().any(|w| is_at_or_below(&i.record.id, w)))
+        .cloned()
+        .collect())
+}
+
+/// The runner's selection arguments: what the plugin plans for are the top
+/// items (those below no other selected item), with their kinds from the
+/// catalog, and the rename if there is one.
+fn select_args(selected: &[StoredItem], rename: Option<&str>) -> Vec<String> {
+    let tops = selected.iter().filter(|i| {
+        !selected
+            .iter()
+            .any(|o| o.record.id != i.record.id && is_at_or_below(&i.record.id, &o.record.id))
+    });
+    let mut args: Vec<String> = Vec::new();
+    for t in tops {
+        args.extend([
+            "--select".into(),
+            t.record.id.clone(),
+            "--select-kind".into(),
+            format!("{}={}", t.record.id, t.record.kind.as_str()),
+        ]);
+    }
+    if let Some(r) = rename {
+        args.extend(["--rename".into(), r.to_owned()]);
+    }
+    args
+}
+
+/// What went wrong with items: those the stream could not send, and those
+/// the runner's report refused or warned about.
+fn problems(sent: &anyhow::Result<Sent>, report: &serde_json::Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Ok(sent) = sent {
+        for (id, why) in &sent.failed {
+            problems.push(format!("not restored: {id}: {why}"));
+        }
+    }
+    for kind in ["refused", "warnings"] {
+        for n in report[kind].as_array().into_iter().flatten() {
+            problems.push(format!(
+                "{}: {}: {}",
+                kind.trim_end_matches('s'),
+                n["id"].as_str().unwrap_or("?"),
+                n["message"].as_str().unwrap_or("?")
+            ));
+        }
+    }
+    problems
+}
 
 /// A restore on this machine: the container's runner runs here with
 /// `args` (its command) and `access`. Past `timeout`, or when the job is
 /// cancelled, the runner is killed, even when it stalls, and the job fails.
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "each is one part of the job; see issue 16 item 5"
+)]
 fn local(
     ctx: &Context,
     repo: &crate::repo::Repository,
-    snap: &crate::store::snapshot::SnapshotInfo,
-    all: &[crate::store::snapshot::StoredItem],
-    selected: &[crate::store::snapshot::StoredItem],
+    snap: &SnapshotInfo,
+    all: &[StoredItem],
+    selected: &[StoredItem],
     args: Vec<String>,
     access: &RunnerAccess,
     timeout: Option<std::time::Duration>,

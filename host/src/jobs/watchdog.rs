@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// Why the watchdog stopped the runner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Stopped {
+pub(crate) enum Stopped {
     #[error("the runner had not finished after {} s (--timeout-secs) and was stopped", .0.as_secs())]
     Timeout(Duration),
     #[error("cancelled")]
@@ -20,7 +20,7 @@ pub enum Stopped {
 }
 
 /// The child, whether or not a holder of the lock panicked.
-pub fn lock(child: &Mutex<Child>) -> std::sync::MutexGuard<'_, Child> {
+pub(crate) fn lock(child: &Mutex<Child>) -> std::sync::MutexGuard<'_, Child> {
     child.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -30,7 +30,7 @@ pub fn lock(child: &Mutex<Child>) -> std::sync::MutexGuard<'_, Child> {
 /// signalled after it could be reused. The exit is awaited on a pidfd (the
 /// child is ours and not yet reaped, so its id names it); where there is
 /// none (a kernel before 5.3), every 20 ms.
-pub fn wait(child: &Mutex<Child>) -> std::io::Result<std::process::ExitStatus> {
+pub(crate) fn wait(child: &Mutex<Child>) -> std::io::Result<std::process::ExitStatus> {
     let pidfd = rustix::process::Pid::from_raw(lock(child).id() as i32).and_then(|pid| {
         rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
     });
@@ -58,7 +58,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// `timeout` passes or `cancel` is set first, and says which. Run it on a
 /// thread beside the one that reads the runner's output and then [`wait`]s
 /// for it.
-pub fn watch(
+pub(crate) fn watch(
     child: &Mutex<Child>,
     timeout: Option<Duration>,
     cancel: &AtomicBool,

@@ -14,13 +14,13 @@ use rusqlite::{params, Connection};
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::Store;
 
-pub struct Catalog {
+pub(crate) struct Catalog {
     conn: Connection,
 }
 
 /// One hit of `find`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Found {
+pub(crate) struct Found {
     pub snapshot: String,
     pub time: i64,
     pub source: String,
@@ -85,11 +85,11 @@ fn cuts_after(id: &str) -> bool {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
-    h % CUT == 0
+    h.is_multiple_of(CUT)
 }
 
 impl Catalog {
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn open(path: &Path) -> anyhow::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -136,7 +136,7 @@ impl Catalog {
 
     /// Adds the repository's snapshots the catalog lacks and drops those
     /// the repository no longer has.
-    pub fn sync(&self, store: &Store) -> anyhow::Result<()> {
+    pub(crate) fn sync(&self, store: &Store) -> anyhow::Result<()> {
         let snaps = store.snapshots()?;
         let known: HashSet<String> = {
             let mut st = self.conn.prepare("SELECT id FROM snapshots")?;
@@ -172,7 +172,7 @@ impl Catalog {
     }
 
     /// Whether the catalog holds snapshot `id` (its item list was read).
-    pub fn has(&self, id: &str) -> anyhow::Result<bool> {
+    pub(crate) fn has(&self, id: &str) -> anyhow::Result<bool> {
         let n: i64 =
             self.conn
                 .query_row("SELECT count(*) FROM snapshots WHERE id = ?1", [id], |r| {
@@ -183,13 +183,13 @@ impl Catalog {
 
     /// Records a snapshot and its items: the chunks the catalog lacks,
     /// and the list of the snapshot's chunks.
-    pub fn add(&self, snap: &SnapshotInfo, items: &[StoredItem]) -> anyhow::Result<()> {
+    pub(crate) fn add(&self, snap: &SnapshotInfo, items: &[StoredItem]) -> anyhow::Result<()> {
         self.add_lines(snap, items, &crate::store::snapshot::item_lines(items)?)
     }
 
     /// [`add`](Self::add) with the items' JSON lines already made (the
     /// snapshot's tree holds the same), one per item.
-    pub fn add_lines(
+    pub(crate) fn add_lines(
         &self,
         snap: &SnapshotInfo,
         items: &[StoredItem],
@@ -266,7 +266,11 @@ impl Catalog {
 
     /// Items of a snapshot in backup order; with `below`, only that item and
     /// what lies below it.
-    pub fn items(&self, snapshot: &str, below: Option<&str>) -> anyhow::Result<Vec<StoredItem>> {
+    pub(crate) fn items(
+        &self,
+        snapshot: &str,
+        below: Option<&str>,
+    ) -> anyhow::Result<Vec<StoredItem>> {
         let parse = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
         let (bodies, base): (Vec<String>, Option<&str>) = match below {
             None | Some("/") => {
@@ -315,10 +319,68 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The ids of a snapshot's items (all, or those strictly below
+    /// `below`), without their records: what a tree listing counts.
+    pub(crate) fn ids(&self, snapshot: &str, below: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let parse = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
+        let ids = match below {
+            None => {
+                let mut st = self.conn.prepare(
+                    "SELECT i.id FROM snapshot_chunks s JOIN chunk_items i ON i.chunk = s.chunk
+                     WHERE s.snapshot = ?1",
+                )?;
+                let v = st.query_map([snapshot], parse)?.collect::<Result<_, _>>()?;
+                v
+            }
+            Some(id) => {
+                let base = id.strip_suffix('/').unwrap_or(id);
+                let mut st = self.conn.prepare(
+                    "SELECT i.id FROM chunk_items i JOIN snapshot_chunks s ON s.chunk = i.chunk
+                     WHERE s.snapshot = ?1 AND i.id >= ?2 AND i.id < ?3",
+                )?;
+                let v = st
+                    .query_map(
+                        params![snapshot, format!("{base}/"), format!("{base}0")],
+                        parse,
+                    )?
+                    .collect::<Result<_, _>>()?;
+                v
+            }
+        };
+        Ok(ids)
+    }
+
+    /// The items of a snapshot with these ids (those it has): each parsed
+    /// from its own line of its chunk (`chunk_items.pos`), not the chunk.
+    pub(crate) fn records(&self, snapshot: &str, ids: &[&str]) -> anyhow::Result<Vec<StoredItem>> {
+        let mut st = self.conn.prepare(
+            "SELECT i.pos, c.body FROM chunk_items i JOIN snapshot_chunks s ON s.chunk = i.chunk
+             JOIN chunks c ON c.hash = s.chunk WHERE s.snapshot = ?1 AND i.id = ?2 LIMIT 1",
+        )?;
+        let mut out = Vec::new();
+        for id in ids {
+            let mut rows = st.query(params![snapshot, id])?;
+            let Some(r) = rows.next()? else { continue };
+            let (pos, body): (i64, String) = (r.get(0)?, r.get(1)?);
+            let line = usize::try_from(pos)
+                .ok()
+                .and_then(|p| body.lines().nth(p))
+                .context("damaged catalog row: an item past its chunk's end")?;
+            let it: StoredItem = serde_json::from_str(line).context("damaged catalog row")?;
+            anyhow::ensure!(
+                it.record.id == *id,
+                "damaged catalog row: {:?} where {id:?} belongs",
+                it.record.id
+            );
+            out.push(it);
+        }
+        Ok(out)
+    }
+
     /// Items in any snapshot matching a glob: on the whole id when the
     /// pattern has a `/`, else on the item's last component; and on the
     /// item's title (a message's subject) either way.
-    pub fn find(&self, pattern: &str) -> anyhow::Result<Vec<Found>> {
+    pub(crate) fn find(&self, pattern: &str) -> anyhow::Result<Vec<Found>> {
         let column = if pattern.contains('/') {
             "i.id"
         } else {

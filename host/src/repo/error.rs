@@ -5,7 +5,7 @@ use crate::store::{ErrorKind, StoreError};
 
 /// What can go wrong asking the repository for something.
 #[derive(Debug, thiserror::Error)]
-pub enum RepoError {
+pub(crate) enum RepoError {
     /// No snapshot id starts with the prefix.
     #[error("no snapshot matches {0:?}")]
     NoSnapshot(String),
@@ -25,7 +25,7 @@ pub enum RepoError {
 
 impl RepoError {
     /// The kind of failure.
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
             Self::NoSnapshot(_) | Self::NoItem { .. } => ErrorKind::NotFound,
             Self::Ambiguous { .. } => ErrorKind::NotFound,
@@ -36,7 +36,7 @@ impl RepoError {
 }
 
 /// The kind of the first typed repository error in an error's chain.
-pub fn kind_of(e: &anyhow::Error) -> Option<ErrorKind> {
+pub(crate) fn kind_of(e: &anyhow::Error) -> Option<ErrorKind> {
     e.chain().find_map(|c| {
         c.downcast_ref::<RepoError>()
             .map(RepoError::kind)

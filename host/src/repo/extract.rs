@@ -16,7 +16,7 @@ const BATCH: usize = 32;
 /// Most plain bytes in one batch (a batch holds at least one chunk): with
 /// the two batches queued, the one being decoded and the one being written,
 /// at most about four times this is held.
-const BATCH_BYTES: u64 = 8 << 20;
+const BATCH_BYTES: u64 = 4 << 20;
 /// Batches decoded ahead of the writer.
 const AHEAD: usize = 2;
 
@@ -24,7 +24,7 @@ const AHEAD: usize = 2;
 type Decoded = Result<Vec<u8>, String>;
 
 /// Most memory the buffers given back by the writer may hold.
-const POOL_BYTES: usize = 32 << 20;
+const POOL_BYTES: usize = 8 << 20;
 
 /// Buffers the writer is done with, for the decoder to fill again: fresh
 /// ones for every chunk cost more in page faults than the decoding.
@@ -93,7 +93,7 @@ fn decode_ahead(
 }
 
 /// Items sent, and items that could not be (damaged data), with the reason.
-pub struct Sent {
+pub(crate) struct Sent {
     pub items: u64,
     /// Items whose data could not be sent (damaged): the restore fails.
     pub failed: Vec<(String, String)>,
@@ -107,7 +107,7 @@ pub struct Sent {
 /// content, so that it can be restored alone; `all` is searched for it. An
 /// item whose data is damaged is aborted in the stream (the plugin removes
 /// what it began) and the others still go.
-pub fn write_restore_stream(
+pub(crate) fn write_restore_stream(
     store: &Store,
     snap: &SnapshotInfo,
     all: &[StoredItem],

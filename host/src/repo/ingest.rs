@@ -19,7 +19,7 @@ use crate::store::pack::BlobKind;
 use crate::store::snapshot::{item_lines, write_tree_lines, SnapshotInfo, StoredItem};
 
 /// Where a backup came from and what it selected.
-pub struct Origin {
+pub(crate) struct Origin {
     pub source: String,
     pub includes: Vec<String>,
     pub plugin: String,
@@ -33,7 +33,7 @@ pub struct Origin {
 }
 
 /// A snapshot whose data is durable but which is not listed yet.
-pub struct Staged {
+pub(crate) struct Staged {
     pub info: SnapshotInfo,
     pub items: Vec<StoredItem>,
     /// The items as JSON lines, made once for the tree and the catalog.
@@ -42,7 +42,7 @@ pub struct Staged {
 
 impl Staged {
     /// Writes the snapshot and adds it to the catalog; returns its id.
-    pub fn publish(mut self, repo: &Repository) -> anyhow::Result<SnapshotInfo> {
+    pub(crate) fn publish(mut self, repo: &Repository) -> anyhow::Result<SnapshotInfo> {
         self.info.id = repo.store.write_snapshot(&self.info)?;
         repo.catalog
             .add_lines(&self.info, &self.items, &self.lines)?;
@@ -50,7 +50,7 @@ impl Staged {
     }
 }
 
-pub fn ingest(
+pub(crate) fn ingest(
     repo: &Repository,
     input: impl Read,
     origin: &Origin,

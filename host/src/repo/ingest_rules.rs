@@ -18,24 +18,24 @@ use guest_runner::stream::{check_id, ItemRecord, Notice, MAX_ID_BYTES};
 use crate::store::snapshot::Warning;
 
 /// Most warnings a snapshot records.
-pub const MAX_WARNINGS: usize = 10_000;
+pub(crate) const MAX_WARNINGS: usize = 10_000;
 /// Most bytes of warning ids and messages a snapshot records.
-pub const MAX_WARNING_BYTES: usize = 1 << 20;
+pub(crate) const MAX_WARNING_BYTES: usize = 1 << 20;
 /// Longest warning message kept; longer ones are cut.
-pub const MAX_WARNING_MESSAGE: usize = 4096;
+pub(crate) const MAX_WARNING_MESSAGE: usize = 4096;
 /// Most attributes on one item.
-pub const MAX_ATTRIBUTES: usize = 1024;
+pub(crate) const MAX_ATTRIBUTES: usize = 1024;
 /// Most bytes of attribute names and values on one item.
-pub const MAX_ATTRIBUTE_BYTES: usize = 256 << 10;
+pub(crate) const MAX_ATTRIBUTE_BYTES: usize = 256 << 10;
 /// Most bytes of attributes over all the items of a snapshot: the item
 /// list is held in memory until the snapshot is written.
-pub const MAX_SNAPSHOT_ATTRIBUTE_BYTES: usize = 256 << 20;
+pub(crate) const MAX_SNAPSHOT_ATTRIBUTE_BYTES: usize = 256 << 20;
 /// Longest symlink target, change token or plugin version.
-pub const MAX_FIELD_BYTES: usize = 4096;
+pub(crate) const MAX_FIELD_BYTES: usize = 4096;
 
 /// Why the host refused a stream.
 #[derive(Debug, thiserror::Error)]
-pub enum Refused {
+pub(crate) enum Refused {
     #[error("the stream is refused: item {id} has a bad id: {why}")]
     BadId { id: Shown, why: String },
     #[error("the stream is refused: item {id} appears twice (ids are unique in a snapshot)")]
@@ -63,10 +63,10 @@ pub enum Refused {
 /// An id or other guest-chosen text as an error shows it: quoted, escaped,
 /// and cut to 120 characters.
 #[derive(Debug)]
-pub struct Shown(String);
+pub(crate) struct Shown(String);
 
 impl Shown {
-    pub fn new(s: &str) -> Self {
+    pub(crate) fn new(s: &str) -> Self {
         const KEEP: usize = 120;
         let mut out: String = s.chars().take(KEEP).collect();
         let n = s.chars().count();
@@ -86,7 +86,7 @@ impl std::fmt::Display for Shown {
 /// The rules' state over one stream: the ids stored so far (as hashes,
 /// 16 bytes each) and what the warnings list has used.
 #[derive(Default)]
-pub struct IngestRules {
+pub(crate) struct IngestRules {
     ids: HashSet<[u8; 16]>,
     attribute_bytes: usize,
     warnings: usize,
@@ -109,7 +109,7 @@ fn id_hash(id: &str) -> [u8; 16] {
 impl IngestRules {
     /// Checks an item as it opens: its id, that no stored item has it,
     /// its hard link target, attributes and text fields.
-    pub fn item(&self, r: &ItemRecord) -> Result<(), Refused> {
+    pub(crate) fn item(&self, r: &ItemRecord) -> Result<(), Refused> {
         check_id(&r.id).map_err(|why| Refused::BadId {
             id: Shown::new(&r.id),
             why,
@@ -157,7 +157,7 @@ impl IngestRules {
 
     /// Notes that this item is stored: its id is taken, its attributes
     /// count towards the snapshot's.
-    pub fn stored(&mut self, r: &ItemRecord) -> Result<(), Refused> {
+    pub(crate) fn stored(&mut self, r: &ItemRecord) -> Result<(), Refused> {
         if !self.ids.insert(id_hash(&r.id)) {
             return Err(Refused::Duplicate {
                 id: Shown::new(&r.id),
@@ -175,7 +175,7 @@ impl IngestRules {
     /// A warning as the snapshot records it: `None` once the list is full
     /// (it is then counted for [`IngestRules::summary`]). Ids and messages
     /// are cut to their bounds.
-    pub fn warning(&mut self, n: Notice) -> Option<Warning> {
+    pub(crate) fn warning(&mut self, n: Notice) -> Option<Warning> {
         let id = cut(n.id, MAX_ID_BYTES);
         let message = cut(n.message, MAX_WARNING_MESSAGE);
         let bytes = id.len() + message.len();
@@ -190,7 +190,7 @@ impl IngestRules {
     }
 
     /// The one warning that stands for those not recorded, if any.
-    pub fn summary(&self) -> Option<Warning> {
+    pub(crate) fn summary(&self) -> Option<Warning> {
         (self.dropped > 0).then(|| Warning {
             id: String::new(),
             message: format!(
@@ -202,7 +202,7 @@ impl IngestRules {
 }
 
 /// `s` cut to at most `max` bytes at a character boundary, saying so.
-pub fn cut(s: String, max: usize) -> String {
+pub(crate) fn cut(s: String, max: usize) -> String {
     if s.len() <= max {
         return s;
     }

@@ -2,31 +2,31 @@
 //! answers listings and searches without reading packs.
 
 mod catalog;
-pub mod error;
+pub(crate) mod error;
 mod extract;
 mod ingest;
-pub mod ingest_rules;
+pub(crate) mod ingest_rules;
 mod password;
-pub mod prune;
-pub mod repair;
-pub mod retention;
+pub(crate) mod prune;
+pub(crate) mod repair;
+pub(crate) mod retention;
 mod selection;
-pub mod verify;
+pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub use catalog::{Catalog, Found};
-pub use error::RepoError;
-pub use extract::{write_restore_stream, Sent};
-pub use ingest::{ingest, Origin};
-pub use password::Password;
-pub use selection::is_at_or_below;
+pub(crate) use catalog::{Catalog, Found};
+pub(crate) use error::RepoError;
+pub(crate) use extract::{write_restore_stream, Sent};
+pub(crate) use ingest::{ingest, Origin};
+pub(crate) use password::Password;
+pub(crate) use selection::is_at_or_below;
 
 use crate::store::snapshot::SnapshotInfo;
 use crate::store::{Store, StoreError};
 
 /// An open repository with its catalog.
-pub struct Repository {
+pub(crate) struct Repository {
     pub store: Store,
     pub catalog: Catalog,
 }
@@ -35,7 +35,7 @@ impl Repository {
     /// Opens the repository at `root`. When none exists there and `create`
     /// is set, an encrypted one is made if a password is available; an
     /// unencrypted one is only made by `attache init --no-encryption`.
-    pub fn open(
+    pub(crate) fn open(
         root: &Path,
         password: &Password,
         cache: &Path,
@@ -58,18 +58,30 @@ impl Repository {
     }
 
     /// Catches up with what other processes wrote since it was opened.
-    pub fn refresh(&self) -> anyhow::Result<()> {
+    pub(crate) fn refresh(&self) -> anyhow::Result<()> {
         self.store.reload_index()?;
         self.catalog.sync(&self.store)
     }
 
+    /// Whether the catalog holds `snap`'s item list, catching up once with
+    /// the repository when it does not: another process may have written
+    /// the snapshot after this one last looked (three backups at once, one
+    /// taking another's snapshot as its parent).
+    fn cataloged(&self, snap: &SnapshotInfo) -> anyhow::Result<bool> {
+        if self.catalog.has(&snap.id)? {
+            return Ok(true);
+        }
+        self.refresh()?;
+        self.catalog.has(&snap.id)
+    }
+
     /// Every snapshot, readable or not: a snapshot file that does not
     /// read, or whose item list does not, is listed as damaged with why.
-    pub fn listing(&self) -> anyhow::Result<Vec<Listed>> {
+    pub(crate) fn listing(&self) -> anyhow::Result<Vec<Listed>> {
         let l = self.store.snapshot_listing()?;
         let mut out = Vec::new();
         for s in l.good {
-            let damaged = if self.catalog.has(&s.id)? {
+            let damaged = if self.cataloged(&s)? {
                 None
             } else {
                 Some(match self.store.items(&s) {
@@ -96,12 +108,12 @@ impl Repository {
     /// Items of a snapshot from the catalog (all, or `below` an item): a
     /// snapshot whose item list could not be read is an error saying so,
     /// and a `below` nothing matches is [`RepoError::NoItem`].
-    pub fn items(
+    pub(crate) fn items(
         &self,
         snap: &SnapshotInfo,
         below: Option<&str>,
     ) -> anyhow::Result<Vec<crate::store::snapshot::StoredItem>> {
-        if !self.catalog.has(&snap.id)? {
+        if !self.cataloged(snap)? {
             let why = match self.store.items(snap) {
                 Ok(_) => "its item list is not in the catalog".to_owned(),
                 Err(e) => format!("its item list cannot be read: {e}"),
@@ -125,13 +137,36 @@ impl Repository {
         Ok(items)
     }
 
+    /// The ids of the items of `snap` (all, or strictly below `below`),
+    /// from the catalog, checked as [`Self::items`] checks.
+    pub(crate) fn item_ids(
+        &self,
+        snap: &SnapshotInfo,
+        below: Option<&str>,
+    ) -> anyhow::Result<Vec<String>> {
+        if !self.catalog.has(&snap.id)? {
+            // The same error as a listing of its items.
+            self.items(snap, below)?;
+        }
+        let ids = self.catalog.ids(&snap.id, below)?;
+        if let Some(p) = below {
+            if ids.is_empty() && self.catalog.records(&snap.id, &[p])?.is_empty() {
+                return Err(RepoError::NoItem {
+                    snapshot: snap.short_id().to_owned(),
+                    item: p.to_owned(),
+                }
+                .into());
+            }
+        }
+        Ok(ids)
+    }
+
     /// The items of `snap` an incremental backup may take unchanged
     /// content from: those whose every chunk is stored intact (after a
     /// check of the packs' sizes), by id. Items whose data is lost are left
     /// out, so the runner reads them again instead of the new snapshot
     /// pointing at lost chunks.
-    #[allow(dead_code)] // for jobs/backup.rs parent(), which others are rewriting
-    pub fn parent_items(
+    pub(crate) fn parent_items(
         &self,
         snap: &SnapshotInfo,
     ) -> anyhow::Result<std::collections::HashMap<String, crate::store::snapshot::StoredItem>> {
@@ -145,7 +180,7 @@ impl Repository {
     }
 
     /// The snapshot whose id is or starts with `prefix`.
-    pub fn find_snapshot(&self, prefix: &str) -> anyhow::Result<SnapshotInfo> {
+    pub(crate) fn find_snapshot(&self, prefix: &str) -> anyhow::Result<SnapshotInfo> {
         let listing = self.store.snapshot_listing()?;
         let m: Vec<&SnapshotInfo> = listing
             .good
@@ -183,7 +218,7 @@ impl Repository {
 
 /// One entry of [`Repository::listing`].
 #[derive(Debug, Clone)]
-pub struct Listed {
+pub(crate) struct Listed {
     pub id: String,
     /// The description, when its file reads.
     pub snapshot: Option<SnapshotInfo>,
@@ -193,7 +228,7 @@ pub struct Listed {
 
 impl Listed {
     /// As JSON: the description (or just the id) and `damaged` when set.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         let mut v = match &self.snapshot {
             Some(s) => serde_json::to_value(s).unwrap_or_else(|_| serde_json::json!({})),
             None => serde_json::json!({}),
@@ -210,6 +245,6 @@ impl Listed {
 /// The catalog of repository `id` in the local cache: rebuilt from the
 /// repository whenever it is missing, so it holds nothing the repository
 /// does not (and, for an encrypted repository, stays off the repository).
-pub fn catalog_path(cache: &Path, id: &str) -> PathBuf {
+pub(crate) fn catalog_path(cache: &Path, id: &str) -> PathBuf {
     cache.join("catalog").join(format!("{id}.sqlite"))
 }

@@ -7,13 +7,13 @@ use anyhow::Context;
 
 /// A password source.
 #[derive(Debug, Clone, Default)]
-pub struct Password {
+pub(crate) struct Password {
     pub file: Option<PathBuf>,
 }
 
 impl Password {
     /// The password, if one is given.
-    pub fn get(&self) -> anyhow::Result<Option<String>> {
+    pub(crate) fn get(&self) -> anyhow::Result<Option<String>> {
         if let Some(f) = &self.file {
             let s = std::fs::read_to_string(f)
                 .with_context(|| format!("cannot read password file {}", f.display()))?;

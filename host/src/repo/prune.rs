@@ -16,14 +16,14 @@ use crate::store::pack::{self, PackId, PackWriter, PACK_SIZE};
 use crate::store::{blob, fsutil};
 
 #[derive(Debug, Default, Serialize)]
-pub struct PruneReport {
+pub(crate) struct PruneReport {
     pub packs_removed: usize,
     pub packs_rewritten: usize,
     pub blobs_removed: usize,
     pub bytes_freed: u64,
 }
 
-pub fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
+pub(crate) fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
     let store = &repo.store;
     let root = store.root();
     // Pruning decides what is unused from every snapshot and every index

@@ -27,7 +27,7 @@ use crate::store::{blob, damage, fsutil, pack};
 
 /// What `repair index` did.
 #[derive(Debug, Default, Serialize)]
-pub struct IndexRepair {
+pub(crate) struct IndexRepair {
     pub packs_read: usize,
     pub blobs_indexed: usize,
     /// Files (packs, old index files) and what was wrong with them.
@@ -35,7 +35,7 @@ pub struct IndexRepair {
 }
 
 /// Rebuilds the index from the packs.
-pub fn repair_index(repo: &Repository) -> anyhow::Result<IndexRepair> {
+pub(crate) fn repair_index(repo: &Repository) -> anyhow::Result<IndexRepair> {
     let store = &repo.store;
     let root = store.root();
     let mut report = IndexRepair::default();
@@ -99,7 +99,7 @@ pub fn repair_index(repo: &Repository) -> anyhow::Result<IndexRepair> {
 
 /// What `repair snapshots` did (or would do).
 #[derive(Debug, Default, Serialize)]
-pub struct SnapshotRepair {
+pub(crate) struct SnapshotRepair {
     /// Snapshots removed: id and why.
     pub removed: Vec<(String, String)>,
     /// Snapshots rewritten: old id, new id, items dropped.
@@ -107,7 +107,7 @@ pub struct SnapshotRepair {
 }
 
 /// Removes or rewrites snapshots whose data is gone.
-pub fn repair_snapshots(repo: &Repository, dry_run: bool) -> anyhow::Result<SnapshotRepair> {
+pub(crate) fn repair_snapshots(repo: &Repository, dry_run: bool) -> anyhow::Result<SnapshotRepair> {
     let store = &repo.store;
     let mut report = SnapshotRepair::default();
     // Missing and truncated packs count as lost without reading them.

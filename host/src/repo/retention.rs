@@ -8,7 +8,7 @@ use crate::store::snapshot::SnapshotInfo;
 
 /// `--keep-*` counts; zero keeps none by that rule.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Policy {
+pub(crate) struct Policy {
     pub last: usize,
     pub daily: usize,
     pub weekly: usize,
@@ -16,7 +16,7 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.last + self.daily + self.weekly + self.monthly == 0
     }
 }
@@ -43,8 +43,12 @@ fn month(t: i64) -> i64 {
     y * 12 + m - 1
 }
 
+/// A retention rule: how many periods to keep, and the period a time
+/// (seconds) falls in.
+type Rule = (usize, fn(i64) -> i64);
+
 /// The ids of the snapshots to keep.
-pub fn keep(snaps: &[SnapshotInfo], p: Policy) -> HashSet<String> {
+pub(crate) fn keep(snaps: &[SnapshotInfo], p: Policy) -> HashSet<String> {
     let mut groups: BTreeMap<(String, String, Vec<String>), Vec<&SnapshotInfo>> = BTreeMap::new();
     for s in snaps {
         let mut inc = s.includes.clone();
@@ -57,8 +61,7 @@ pub fn keep(snaps: &[SnapshotInfo], p: Policy) -> HashSet<String> {
     let mut kept = HashSet::new();
     for list in groups.values_mut() {
         list.sort_by(|a, b| (b.time, b.nanos, &b.id).cmp(&(a.time, a.nanos, &a.id)));
-        let rules: [(usize, fn(i64) -> i64); 3] =
-            [(p.daily, days), (p.weekly, week), (p.monthly, month)];
+        let rules: [Rule; 3] = [(p.daily, days), (p.weekly, week), (p.monthly, month)];
         for s in list.iter().take(p.last) {
             kept.insert(s.id.clone());
         }

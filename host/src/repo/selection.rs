@@ -1,7 +1,7 @@
 //! Restore and listing selections by item id.
 
 /// Whether item `item` is `id` or lies below it.
-pub fn is_at_or_below(item: &str, id: &str) -> bool {
+pub(crate) fn is_at_or_below(item: &str, id: &str) -> bool {
     if item == id || id == "/" {
         return true;
     }

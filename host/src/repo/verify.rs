@@ -17,7 +17,7 @@ use crate::store::{blob, StoreError};
 
 /// What verification found.
 #[derive(Debug, Default, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub snapshots: usize,
     pub packs: usize,
     pub blobs_checked: usize,
@@ -32,12 +32,12 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn is_clean(&self) -> bool {
+    pub(crate) fn is_clean(&self) -> bool {
         self.errors.is_empty() && self.bad_blobs.is_empty()
     }
 }
 
-pub fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Report> {
+pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Report> {
     let store = &repo.store;
     let mut r = Report::default();
     let mut bad: HashMap<BlobId, String> = HashMap::new();

@@ -17,10 +17,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
 
 /// The bounds on connections.
 #[derive(Debug, Clone, Copy)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Most connections open at once.
     pub max_connections: usize,
     /// How long a connection has to send a request's headers, counted from
@@ -32,11 +33,14 @@ pub struct ConnLimits {
 /// How long shutdown waits for requests in flight.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes.
-pub async fn serve_bounded(
+/// Serves `app` on `listener` within `limits` until `shutdown` completes;
+/// with `tls`, every connection first completes a TLS handshake (within
+/// the header timeout).
+pub(super) async fn serve_bounded(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -75,14 +79,34 @@ pub async fn serve_bounded(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("connection closed: {e}");
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        match tls.clone() {
+            None => {
+                let conn = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!("connection closed: {e}");
+                    }
+                    drop(permit);
+                });
             }
-            drop(permit);
-        });
+            Some(acceptor) => {
+                let handshake = limits.header_timeout;
+                tokio::spawn(async move {
+                    match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            if let Err(e) = watcher.watch(conn).await {
+                                tracing::debug!("connection closed: {e}");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     trimmer.abort();
@@ -119,7 +143,7 @@ async fn trim_after_floods(slots: Arc<Semaphore>, max: usize) {
 /// Raises the soft limit on open files to the hard one and returns what it
 /// then is (`None` when it cannot be read): the server holds one descriptor
 /// per connection, plus the repository's.
-pub fn raise_nofile_limit() -> Option<u64> {
+pub(super) fn raise_nofile_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let l = getrlimit(Resource::Nofile);
     let below = match (l.current, l.maximum) {
@@ -140,11 +164,11 @@ pub fn raise_nofile_limit() -> Option<u64> {
 }
 
 /// Descriptors kept for the repository, jobs and runners beside connections.
-pub const RESERVED_FDS: u64 = 256;
+pub(super) const RESERVED_FDS: u64 = 256;
 
 /// `wanted` connections, or fewer when the open-files limit `nofile`
 /// leaves less room (never under 16).
-pub fn connections_within(wanted: usize, nofile: Option<u64>) -> usize {
+pub(super) fn connections_within(wanted: usize, nofile: Option<u64>) -> usize {
     match nofile {
         Some(n) => {
             let room = n.saturating_sub(RESERVED_FDS).max(16);

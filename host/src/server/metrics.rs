@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 #[derive(Default)]
-pub struct Metrics {
+pub(crate) struct Metrics {
     pub requests: AtomicU64,
     pub jobs_submitted: AtomicU64,
     pub jobs_succeeded: AtomicU64,
@@ -16,7 +16,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let g = |a: &AtomicU64| a.load(Relaxed);
         let mut out = String::new();
         let mut put = |name: &str, kind: &str, help: &str, lines: &[(String, u64)]| {

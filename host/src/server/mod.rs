@@ -1,27 +1,54 @@
 //! `attache serve`: a REST API over the repository and a queue of jobs.
 //!
-//! Every route but `/health` needs `Authorization: Bearer TOKEN`. Errors are
+//! The web console is served at `/` (its files below `/ui/`).
+//! Every other route but `/health` needs `Authorization: Bearer TOKEN`, and the
+//! token's role must be one the route table (`roles.rs`) allows: admin,
+//! operator (within its scope) or auditor. Errors are
 //! JSON objects `{"error": "..."}` with a 4xx or 5xx status. The API is
 //! described by the OpenAPI document at `/openapi.json`.
 
 mod auth;
+mod console;
 mod error;
 mod listener;
 mod metrics;
 mod openapi;
 mod queue;
+mod roles;
 mod routes;
 mod state;
+mod tls;
+mod tree;
 mod trim;
 
-pub use listener::ConnLimits;
-pub use state::{Limits, ServerState};
+pub(crate) use listener::ConnLimits;
+pub(crate) use state::{Limits, ServerState};
+pub(crate) use tls::check_plain;
 
 use anyhow::Context as _;
 
+/// How the server speaks: TLS with a certificate and key, or plain HTTP
+/// (on loopback addresses only, unless `insecure_http`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Transport {
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
+    pub insecure_http: bool,
+}
+
 /// Serves until interrupted (SIGINT or SIGTERM), within `conns` (lowered
 /// to what the open-files limit, first raised to its hard limit, allows).
-pub async fn serve(state: ServerState, listen: &str, conns: ConnLimits) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    state: ServerState,
+    listen: &str,
+    conns: ConnLimits,
+    transport: &Transport,
+) -> anyhow::Result<()> {
+    let tls = match (&transport.tls_cert, &transport.tls_key) {
+        (Some(c), Some(k)) => Some(tls::acceptor(c, k)?),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both --tls-cert and --tls-key"),
+    };
     let nofile = listener::raise_nofile_limit();
     let max = listener::connections_within(conns.max_connections, nofile);
     if max < conns.max_connections {
@@ -39,9 +66,14 @@ pub async fn serve(state: ServerState, listen: &str, conns: ConnLimits) -> anyho
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    tracing::info!(address = %listener.local_addr()?, "attache serve: listening");
-    eprintln!("attache: serving on http://{}", listener.local_addr()?);
-    listener::serve_bounded(listener, app, conns, shutdown()).await?;
+    let addr = listener.local_addr()?;
+    if tls.is_none() {
+        check_plain(addr, transport.insecure_http)?;
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(address = %addr, scheme, "attache serve: listening");
+    eprintln!("attache: serving on {scheme}://{addr}");
+    listener::serve_bounded(listener, app, conns, tls, shutdown()).await?;
     Ok(())
 }
 

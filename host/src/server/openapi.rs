@@ -8,6 +8,7 @@ fn error_responses(codes: &[&str]) -> Value {
         let what = match *c {
             "400" => "The request is malformed (bad JSON, unknown field, invalid target).",
             "401" => "The bearer token is missing or wrong.",
+            "403" => "The token's role may not use this route, or the job is outside an operator's scope.",
             "404" => "No such snapshot, item, job or route.",
             "409" => "The job has already finished.",
             _ => "The server failed.",
@@ -28,7 +29,28 @@ fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
-pub fn document() -> Value {
+/// The document, each operation with the roles that may call it
+/// (`x-roles`, from the route table) and a 403 answer where a role is
+/// refused.
+pub(super) fn document() -> Value {
+    let mut doc = paths();
+    for (method, path, need) in super::roles::ROUTES {
+        let op = &mut doc["paths"][*path][method.to_lowercase()];
+        if !op.is_object() {
+            continue;
+        }
+        let roles: Vec<&str> = need.roles().iter().map(|r| r.as_str()).collect();
+        op["x-roles"] = json!(roles);
+        if *need != super::roles::Need::Public {
+            let summary = op["summary"].as_str().unwrap_or_default().to_owned();
+            op["summary"] = json!(format!("{summary} Roles: {}.", roles.join(", ")));
+            op["responses"]["403"] = error_responses(&["403"])["403"].clone();
+        }
+    }
+    doc
+}
+
+fn paths() -> Value {
     let id_param = |what: &str| json!({ "name": "id", "in": "path", "required": true, "description": what, "schema": { "type": "string" } });
     json!({
         "openapi": "3.1.0",
@@ -39,6 +61,15 @@ pub fn document() -> Value {
         },
         "security": [{ "bearer": [] }],
         "paths": {
+            "/": { "get": {
+                "summary": "The web console's page; needs no token (it holds no data and asks for one).", "security": [],
+                "responses": { "200": { "description": "HTML.", "content": { "text/html": {} } } }
+            }},
+            "/ui/{file}": { "get": {
+                "summary": "The web console's script (`console.js`) and style sheet (`console.css`); need no token.", "security": [],
+                "parameters": [{ "name": "file", "in": "path", "required": true, "description": "console.js or console.css", "schema": { "type": "string" } }],
+                "responses": merge(json!({ "200": { "description": "The file.", "content": { "text/javascript": {}, "text/css": {} } } }), error_responses(&["404"]))
+            }},
             "/health": { "get": {
                 "summary": "Liveness; needs no token.", "security": [],
                 "responses": { "200": ok("The server is up.", json!({ "type": "object", "properties": { "status": { "type": "string" } } })) }
@@ -64,6 +95,19 @@ pub fn document() -> Value {
                 "summary": "Items of a snapshot with their metadata, from the catalog.",
                 "parameters": [id_param("Snapshot id or unique prefix."), { "name": "prefix", "in": "query", "required": false, "description": "Only this item and what lies below it.", "schema": { "type": "string" } }],
                 "responses": merge(json!({ "200": ok("Items in backup order.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Item" } })) }), error_responses(&["401", "404", "500"]))
+            }},
+            "/snapshots/{id}/children": { "get": {
+                "summary": "One level of a snapshot's tree: the direct children of a directory, sorted, a page at a time.",
+                "parameters": [id_param("Snapshot id or unique prefix."),
+                    { "name": "dir", "in": "query", "required": false, "description": "The directory (an item id, or a path component above items); the top when absent.", "schema": { "type": "string" } },
+                    { "name": "offset", "in": "query", "required": false, "description": "Children to skip.", "schema": { "type": "integer", "minimum": 0 } },
+                    { "name": "limit", "in": "query", "required": false, "description": "Children to list (default 1000, at most 5000).", "schema": { "type": "integer", "minimum": 0 } }],
+                "responses": merge(json!({ "200": ok("A page of children.", json!({ "type": "object", "properties": {
+                    "dir": { "type": ["string", "null"] }, "total": { "type": "integer" }, "offset": { "type": "integer" },
+                    "children": { "type": "array", "items": { "type": "object", "properties": {
+                        "id": { "type": "string" }, "name": { "type": "string" }, "below": { "type": "integer", "description": "items below it" },
+                        "record": { "oneOf": [{ "$ref": "#/components/schemas/Item" }, { "type": "null" }], "description": "the item, when the child is one" } } } } } })) }),
+                    error_responses(&["401", "404", "500"]))
             }},
             "/find": { "get": {
                 "summary": "Which snapshots hold items matching a glob.",
@@ -93,6 +137,31 @@ pub fn document() -> Value {
                     "responses": merge(json!({ "202": ok("Cancellation requested.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["401", "404", "409"]))
                 }
             },
+            "/audit": { "get": {
+                "summary": "The audit log's entries, oldest first: each with seq, time, actor, event, job, data, and the hashes that chain it.",
+                "parameters": [{ "name": "since", "in": "query", "required": false, "description": "Only entries from this time (RFC 3339) or this long ago (`2h`) on.", "schema": { "type": "string" } }],
+                "responses": merge(json!({ "200": ok("Entries.", json!({ "type": "array", "items": { "type": "object" } })) }), error_responses(&["400", "401", "500"]))
+            }},
+            "/tokens": {
+                "get": {
+                    "summary": "Every API token: id, role, scope, when and by whom created; never the token.",
+                    "responses": merge(json!({ "200": ok("Tokens.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Token" } })) }), error_responses(&["401", "500"]))
+                },
+                "post": {
+                    "summary": "Creates a token; the answer's `token` is the only time it is shown.",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["role"], "additionalProperties": false, "properties": {
+                        "role": { "enum": ["admin", "operator", "auditor"] },
+                        "targets": { "type": "array", "items": { "type": "string" }, "description": "operators: globs over target names (`local`, `hv1/*`)" },
+                        "restore_to": { "type": "array", "items": { "type": "string" }, "description": "operators: absolute directories restores may write below" }
+                    }}}}},
+                    "responses": merge(json!({ "201": ok("Created.", json!({ "$ref": "#/components/schemas/Token" })) }), error_responses(&["400", "401", "500"]))
+                }
+            },
+            "/tokens/{id}": { "delete": {
+                "summary": "Revokes a token.",
+                "parameters": [id_param("Token id.")],
+                "responses": merge(json!({ "200": ok("The revoked token.", json!({ "$ref": "#/components/schemas/Token" })) }), error_responses(&["401", "404", "500"]))
+            }},
             "/jobs/{id}/events": { "get": {
                 "summary": "Server-sent events: `status` (the whole job) and `progress` ({items, bytes}) until the job finishes.",
                 "parameters": [id_param("Job id.")],
@@ -103,6 +172,13 @@ pub fn document() -> Value {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Token": { "type": "object", "properties": {
+                    "id": { "type": "string" }, "role": { "enum": ["admin", "operator", "auditor"] },
+                    "targets": { "type": "array", "items": { "type": "string" } },
+                    "restore_to": { "type": "array", "items": { "type": "string" } },
+                    "created": { "type": "string" }, "created_by": { "type": "string" },
+                    "token": { "type": "string", "description": "only in the answer to its creation" }
+                }},
                 "Snapshot": { "type": "object", "properties": {
                     "id": { "type": "string" }, "time": { "type": "integer" }, "source": { "type": "string" },
                     "plugin": { "type": "string" }, "plugin_version": { "type": "string" },

@@ -10,10 +10,12 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, Semaphore};
+use tracing::Instrument;
 
 use super::error::ApiError;
 use super::metrics::Metrics;
 use super::Limits;
+use crate::access::Principal;
 use crate::jobs::{self, BackupRequest, Context, Control, Progress, RestoreRequest};
 use crate::target;
 
@@ -21,12 +23,37 @@ use crate::target;
 /// `{"kind": "restore", "restore": {...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum JobRequest {
+pub(crate) enum JobRequest {
     Backup { backup: BackupRequest },
     Restore { restore: RestoreRequest },
 }
 
 impl JobRequest {
+    /// Checks what can be checked before queueing; the job's kind and the
+    /// target whose slots it takes.
+    fn check(&self) -> Result<(&'static str, String), ApiError> {
+        match self {
+            JobRequest::Backup { backup } => {
+                target::backup_target(&backup.target)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                guest_runner::manifest::check_name(&backup.plugin)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                if backup.include.is_empty() {
+                    return Err(ApiError::bad_request("a backup needs at least one include"));
+                }
+                Ok(("backup", backup.target.clone()))
+            }
+            JobRequest::Restore { restore } => {
+                target::restore_to(&restore.to)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                Ok((
+                    "restore",
+                    restore.to.split(':').next().unwrap_or_default().to_owned(),
+                ))
+            }
+        }
+    }
+
     /// The request as job listings show it: no password.
     fn redacted(&self) -> Self {
         let mut r = self.clone();
@@ -44,7 +71,7 @@ impl JobRequest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Status {
+pub(crate) enum Status {
     Queued,
     Running,
     Succeeded,
@@ -53,14 +80,14 @@ pub enum Status {
 }
 
 impl Status {
-    pub fn finished(self) -> bool {
+    pub(crate) fn finished(self) -> bool {
         matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
     }
 }
 
 /// What `GET /jobs/{id}` shows.
 #[derive(Debug, Clone, Serialize)]
-pub struct JobView {
+pub(crate) struct JobView {
     pub id: String,
     pub kind: &'static str,
     pub target: String,
@@ -74,14 +101,14 @@ pub struct JobView {
     pub finished: Option<i64>,
 }
 
-pub struct Job {
+pub(crate) struct Job {
     view: Mutex<JobView>,
     cancel: AtomicBool,
     events: broadcast::Sender<Value>,
 }
 
 impl Job {
-    pub fn view(&self) -> JobView {
+    pub(crate) fn view(&self) -> JobView {
         self.view
             .lock()
             .map(|v| v.clone())
@@ -89,7 +116,7 @@ impl Job {
     }
 
     /// Events: `{"event": "progress", ...}` and `{"event": "status", ...}`.
-    pub fn subscribe(&self) -> broadcast::Receiver<Value> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Value> {
         self.events.subscribe()
     }
 
@@ -122,6 +149,99 @@ impl Job {
     }
 }
 
+/// What a job's blocking part returned: its result as JSON, or why not.
+type Outcome = Result<anyhow::Result<Value>, tokio::task::JoinError>;
+
+impl Job {
+    /// A queued job of this request, under a fresh random id.
+    fn new(kind: &'static str, target: &str, req: &JobRequest) -> Result<Arc<Self>, ApiError> {
+        let mut id = [0u8; 8];
+        crate::store::crypto::random(&mut id)
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let view = JobView {
+            id: hex::encode(id),
+            kind,
+            target: target.to_owned(),
+            status: Status::Queued,
+            request: req.redacted(),
+            progress: Progress::default(),
+            result: None,
+            error: None,
+            created: now(),
+            started: None,
+            finished: None,
+        };
+        Ok(Arc::new(Job {
+            view: Mutex::new(view),
+            cancel: AtomicBool::new(false),
+            events: broadcast::channel(64).0,
+        }))
+    }
+
+    /// The span every line of this job is logged in: its id, kind, target
+    /// and (backups) plugin; a restore's plugin is recorded by the restore
+    /// once it has read the snapshot.
+    fn span(&self, req: &JobRequest) -> tracing::Span {
+        let v = self.view();
+        let plugin = match req {
+            JobRequest::Backup { backup } => Some(backup.plugin.as_str()),
+            JobRequest::Restore { .. } => None,
+        };
+        tracing::info_span!("job", id = %v.id, kind = v.kind, target = %v.target, plugin)
+    }
+
+    /// Runs the job on a blocking thread, in the current span.
+    async fn run(self: Arc<Self>, ctx: Context, req: JobRequest) -> Outcome {
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _in = span.entered();
+            let ctl = Control {
+                progress: &|p| self.progress(p),
+                cancel: &self.cancel,
+            };
+            match req {
+                JobRequest::Backup { backup } => jobs::backup::run(&ctx, &backup, &ctl)
+                    .and_then(|s| Ok(serde_json::to_value(s)?)),
+                JobRequest::Restore { restore } => jobs::restore::run(&ctx, &restore, &ctl)
+                    .and_then(|r| Ok(serde_json::to_value(r)?)),
+            }
+        })
+        .await
+    }
+
+    /// Records how the job ended, in its view and the metrics.
+    fn finish(&self, metrics: &Metrics, outcome: Outcome) {
+        match outcome {
+            Ok(Ok(result)) => {
+                metrics.jobs_succeeded.fetch_add(1, Relaxed);
+                metrics
+                    .bytes_backed_up
+                    .fetch_add(result["bytes"].as_u64().unwrap_or(0), Relaxed);
+                metrics
+                    .bytes_added
+                    .fetch_add(result["added_bytes"].as_u64().unwrap_or(0), Relaxed);
+                tracing::info!("succeeded");
+                self.set_status(Status::Succeeded, Some(result), None);
+            }
+            Ok(Err(e)) if self.cancel.load(Relaxed) => {
+                metrics.jobs_cancelled.fetch_add(1, Relaxed);
+                tracing::info!("cancelled: {e:#}");
+                self.set_status(Status::Cancelled, None, Some(format!("{e:#}")));
+            }
+            Ok(Err(e)) => {
+                metrics.jobs_failed.fetch_add(1, Relaxed);
+                tracing::warn!("failed: {e:#}");
+                self.set_status(Status::Failed, None, Some(format!("{e:#}")));
+            }
+            Err(e) => {
+                metrics.jobs_failed.fetch_add(1, Relaxed);
+                tracing::error!("panicked: {e}");
+                self.set_status(Status::Failed, None, Some(format!("the job panicked: {e}")));
+            }
+        }
+    }
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -129,7 +249,7 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-pub struct Queue {
+pub(crate) struct Queue {
     ctx: Context,
     limits: Limits,
     global: Arc<Semaphore>,
@@ -139,7 +259,7 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn new(ctx: Context, limits: Limits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(ctx: Context, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Self {
             ctx,
             limits,
@@ -150,7 +270,7 @@ impl Queue {
         }
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Job>> {
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
         self.jobs
             .lock()
             .ok()?
@@ -159,141 +279,111 @@ impl Queue {
             .cloned()
     }
 
-    pub fn list(&self) -> Vec<JobView> {
+    pub(crate) fn list(&self) -> Vec<JobView> {
         self.jobs
             .lock()
             .map(|j| j.iter().map(|j| j.view()).collect())
             .unwrap_or_default()
     }
 
-    /// Checks a request and queues it.
-    pub fn submit(&self, req: JobRequest) -> Result<Arc<Job>, ApiError> {
-        let (kind, target) = match &req {
-            JobRequest::Backup { backup } => {
-                target::backup_target(&backup.target)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                guest_runner::manifest::check_name(&backup.plugin)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                if backup.include.is_empty() {
-                    return Err(ApiError::bad_request("a backup needs at least one include"));
-                }
-                ("backup", backup.target.clone())
-            }
-            JobRequest::Restore { restore } => {
-                target::restore_to(&restore.to)
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
-                (
-                    "restore",
-                    restore.to.split(':').next().unwrap_or_default().to_owned(),
-                )
-            }
-        };
-        let mut id = [0u8; 8];
-        crate::store::crypto::random(&mut id)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let view = JobView {
-            id: hex::encode(id),
-            kind,
-            target: target.clone(),
-            status: Status::Queued,
-            request: req.redacted(),
-            progress: Progress::default(),
-            result: None,
-            error: None,
-            created: now(),
-            started: None,
-            finished: None,
-        };
-        let job = Arc::new(Job {
-            view: Mutex::new(view),
-            cancel: AtomicBool::new(false),
-            events: broadcast::channel(64).0,
-        });
+    /// Checks a request, and that `who` may run it, queues it as a new job
+    /// and starts it when its slots are free; the job as queued.
+    pub(crate) fn submit(&self, req: JobRequest, who: &Principal) -> Result<Arc<Job>, ApiError> {
+        self.permit(&req, who)?;
+        let (kind, target) = req.check()?;
+        let job = Job::new(kind, &target, &req)?;
+        let span = job.span(&req);
+        let mut ctx = self.ctx.clone();
+        ctx.audit = ctx.audit.for_job(&who.actor(), &job.view().id);
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.push(job.clone());
         }
         self.metrics.jobs_submitted.fetch_add(1, Relaxed);
         self.metrics.jobs_queued.fetch_add(1, Relaxed);
-        let target_slots = {
-            let mut m = self.per_target.lock().unwrap_or_else(|p| p.into_inner());
-            m.entry(target)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.limits.per_target.max(1))))
-                .clone()
-        };
-        let (global, ctx, metrics, j) = (
-            self.global.clone(),
-            self.ctx.clone(),
-            self.metrics.clone(),
-            job.clone(),
-        );
-        tokio::spawn(async move {
-            let (Ok(_g), Ok(_t)) = (
-                global.acquire_owned().await,
-                target_slots.acquire_owned().await,
-            ) else {
-                return;
-            };
-            metrics.jobs_queued.fetch_sub(1, Relaxed);
-            if j.cancel.load(Relaxed) {
-                metrics.jobs_cancelled.fetch_add(1, Relaxed);
-                j.set_status(
-                    Status::Cancelled,
-                    None,
-                    Some("cancelled while queued".into()),
-                );
-                return;
-            }
-            metrics.jobs_running.fetch_add(1, Relaxed);
-            j.set_status(Status::Running, None, None);
-            let runner = j.clone();
-            let outcome = tokio::task::spawn_blocking(move || {
-                let ctl = Control {
-                    progress: &|p| runner.progress(p),
-                    cancel: &runner.cancel,
+        tracing::info!(parent: &span, "queued");
+        let slots = (self.global.clone(), self.target_slots(target));
+        let (metrics, j) = (self.metrics.clone(), job.clone());
+        tokio::spawn(
+            async move {
+                let (Ok(_g), Ok(_t)) =
+                    (slots.0.acquire_owned().await, slots.1.acquire_owned().await)
+                else {
+                    return;
                 };
-                match req {
-                    JobRequest::Backup { backup } => jobs::backup::run(&ctx, &backup, &ctl)
-                        .and_then(|s| Ok(serde_json::to_value(s)?)),
-                    JobRequest::Restore { restore } => jobs::restore::run(&ctx, &restore, &ctl)
-                        .and_then(|r| Ok(serde_json::to_value(r)?)),
-                }
-            })
-            .await;
-            metrics.jobs_running.fetch_sub(1, Relaxed);
-            match outcome {
-                Ok(Ok(result)) => {
-                    metrics.jobs_succeeded.fetch_add(1, Relaxed);
-                    metrics
-                        .bytes_backed_up
-                        .fetch_add(result["bytes"].as_u64().unwrap_or(0), Relaxed);
-                    metrics
-                        .bytes_added
-                        .fetch_add(result["added_bytes"].as_u64().unwrap_or(0), Relaxed);
-                    j.set_status(Status::Succeeded, Some(result), None);
-                }
-                Ok(Err(e)) if j.cancel.load(Relaxed) => {
+                metrics.jobs_queued.fetch_sub(1, Relaxed);
+                if j.cancel.load(Relaxed) {
+                    if let Err(e) = ctx
+                        .audit
+                        .record("job.end", json!({ "outcome": "cancelled while queued" }))
+                    {
+                        tracing::error!("cannot write the audit log: {e}");
+                    }
                     metrics.jobs_cancelled.fetch_add(1, Relaxed);
-                    j.set_status(Status::Cancelled, None, Some(format!("{e:#}")));
+                    j.set_status(
+                        Status::Cancelled,
+                        None,
+                        Some("cancelled while queued".into()),
+                    );
+                    return;
                 }
-                Ok(Err(e)) => {
-                    metrics.jobs_failed.fetch_add(1, Relaxed);
-                    j.set_status(Status::Failed, None, Some(format!("{e:#}")));
-                }
-                Err(e) => {
-                    metrics.jobs_failed.fetch_add(1, Relaxed);
-                    j.set_status(Status::Failed, None, Some(format!("the job panicked: {e}")));
-                }
+                metrics.jobs_running.fetch_add(1, Relaxed);
+                j.set_status(Status::Running, None, None);
+                tracing::info!("running");
+                let outcome = j.clone().run(ctx, req).await;
+                metrics.jobs_running.fetch_sub(1, Relaxed);
+                j.finish(&metrics, outcome);
             }
-        });
+            .instrument(span),
+        );
         Ok(job)
+    }
+
+    /// Whether `who` may run `req`: a refusal is a 403, and recorded in the
+    /// audit log too (who tried what).
+    fn permit(&self, req: &JobRequest, who: &Principal) -> Result<(), ApiError> {
+        let allowed = match req {
+            JobRequest::Backup { backup } => who.may_backup(backup),
+            JobRequest::Restore { restore } => who.may_restore(restore),
+        };
+        allowed.map_err(|e| {
+            if let Err(err) = self.ctx.audit.as_actor(&who.actor()).record(
+                "job.denied",
+                json!({ "request": req.redacted(), "why": e.0 }),
+            ) {
+                tracing::error!("cannot write the audit log: {err}");
+            }
+            ApiError::new(StatusCode::FORBIDDEN, e.0)
+        })
+    }
+
+    /// The slots of one target, made on its first job.
+    fn target_slots(&self, target: String) -> Arc<Semaphore> {
+        let mut m = self.per_target.lock().unwrap_or_else(|p| p.into_inner());
+        m.entry(target)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limits.per_target.max(1))))
+            .clone()
     }
 
     /// Asks a job to stop: a queued job never starts, a running one stops
     /// at its next check and cleans up.
-    pub fn cancel(&self, id: &str) -> Result<JobView, ApiError> {
+    pub(crate) fn cancel(&self, id: &str, who: &Principal) -> Result<JobView, ApiError> {
         let job = self
             .get(id)
             .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+        who.may_cancel(&job.view().target)
+            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
+        self.ctx
+            .audit
+            .as_actor(&who.actor())
+            .record("job.cancel", json!({ "job": id }))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        who.may_cancel(&job.view().target)
+            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
+        self.ctx
+            .audit
+            .as_actor(&who.actor())
+            .record("job.cancel", json!({ "job": id }))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         if job.view().status.finished() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,

@@ -8,7 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
+use axum::Extension;
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
 use futures_util::StreamExt;
@@ -18,20 +19,28 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{ApiError, JsonBody};
 use super::queue::{JobRequest, JobView};
-use super::{auth, openapi, ServerState};
+use super::{auth, console, openapi, tree, ServerState};
+use crate::access::tokens::{NewToken, TokenError};
+use crate::access::Principal;
 
-pub fn router(state: ServerState) -> Router {
+pub(super) fn router(state: ServerState) -> Router {
     Router::new()
+        .route("/", get(console::index))
+        .route("/ui/{file}", get(console::file))
         .route("/health", get(health))
         .route("/openapi.json", get(|| async { Json(openapi::document()) }))
         .route("/metrics", get(metrics))
         .route("/snapshots", get(snapshots))
         .route("/snapshots/{id}", get(snapshot))
         .route("/snapshots/{id}/items", get(items))
+        .route("/snapshots/{id}/children", get(children))
         .route("/find", get(find))
         .route("/jobs", get(list_jobs).post(submit_job))
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/jobs/{id}/events", get(job_events))
+        .route("/audit", get(audit_log))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", delete(revoke_token))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -47,12 +56,15 @@ pub fn router(state: ServerState) -> Router {
         .with_state(state)
 }
 
-/// Counts and logs every request.
+/// Counts and logs every request, with the server's time to answer (until
+/// the head of the answer; a stream's body goes on after).
 async fn observe(State(s): State<ServerState>, req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let t0 = std::time::Instant::now();
     let res = next.run(req).await;
     s.metrics.requests.fetch_add(1, Relaxed);
-    tracing::info!(%method, path, status = res.status().as_u16(), "request");
+    let micros = t0.elapsed().as_micros() as u64;
+    tracing::info!(%method, path, status = res.status().as_u16(), micros, "request");
     res
 }
 
@@ -107,6 +119,40 @@ async fn items(
 }
 
 #[derive(Deserialize)]
+struct ChildrenQuery {
+    dir: Option<String>,
+    offset: Option<usize>,
+    limit: Option<usize>,
+}
+
+/// The most children one page lists.
+const MAX_PAGE: usize = 5000;
+
+/// One level of a snapshot's tree (see [`tree`]).
+async fn children(
+    State(s): State<ServerState>,
+    Path(id): Path<String>,
+    Query(q): Query<ChildrenQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let dir = q.dir.filter(|d| !d.is_empty() && d != "/");
+    let (offset, limit) = (q.offset.unwrap_or(0), q.limit.unwrap_or(1000).min(MAX_PAGE));
+    let listing = s
+        .with_repo(move |r| {
+            let snap = r.find_snapshot(&id)?;
+            let ids = r.item_ids(&snap, dir.as_deref())?;
+            let mut listing = tree::list(&ids, dir.as_deref(), offset, limit);
+            let page: Vec<&str> = listing.children.iter().map(|c| c.id.as_str()).collect();
+            let items = r.catalog.records(&snap.id, &page)?;
+            tree::fill(&mut listing, items);
+            Ok(listing)
+        })
+        .await?;
+    Ok(Json(
+        serde_json::to_value(listing).map_err(anyhow::Error::from)?,
+    ))
+}
+
+#[derive(Deserialize)]
 struct FindQuery {
     pattern: Option<String>,
 }
@@ -131,9 +177,10 @@ async fn list_jobs(State(s): State<ServerState>) -> Json<Vec<JobView>> {
 
 async fn submit_job(
     State(s): State<ServerState>,
+    Extension(who): Extension<Principal>,
     JsonBody(req): JsonBody<JobRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = s.queue.submit(req)?;
+    let job = s.queue.submit(req, &who)?;
     Ok((StatusCode::ACCEPTED, Json(job.view())))
 }
 
@@ -150,9 +197,77 @@ async fn get_job(
 
 async fn cancel_job(
     State(s): State<ServerState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    Ok((StatusCode::ACCEPTED, Json(s.queue.cancel(&id)?)))
+    Ok((StatusCode::ACCEPTED, Json(s.queue.cancel(&id, &who)?)))
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    since: Option<String>,
+}
+
+/// The audit log's entries, oldest first.
+async fn audit_log(
+    State(s): State<ServerState>,
+    Query(q): Query<AuditQuery>,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let since = match &q.since {
+        Some(t) => Some(
+            crate::audit::parse_since(t).map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+        ),
+        None => None,
+    };
+    let path = crate::audit::path(&s.ctx.state);
+    let entries = tokio::task::spawn_blocking(move || crate::audit::read(&path, since))
+        .await
+        .map_err(anyhow::Error::from)?
+        .map_err(anyhow::Error::from)?;
+    Ok(Json(entries))
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        let status = match &e {
+            TokenError::Invalid(_) => StatusCode::BAD_REQUEST,
+            TokenError::NotFound(_) => StatusCode::NOT_FOUND,
+            TokenError::Store { .. } | TokenError::Audit(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+async fn list_tokens(State(s): State<ServerState>) -> Result<Json<Vec<Value>>, ApiError> {
+    Ok(Json(s.tokens.list()?.iter().map(|e| e.listed()).collect()))
+}
+
+/// Creates a token; the answer is the only place it is shown.
+async fn create_token(
+    State(s): State<ServerState>,
+    Extension(who): Extension<Principal>,
+    JsonBody(new): JsonBody<NewToken>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let audit = s.ctx.audit.as_actor(&who.actor());
+    // The store and the log are written durably: off the async threads.
+    let (token, entry) = tokio::task::spawn_blocking(move || s.tokens.create(&new, &audit))
+        .await
+        .map_err(anyhow::Error::from)??;
+    let mut v = entry.listed();
+    v["token"] = json!(token);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+async fn revoke_token(
+    State(s): State<ServerState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let audit = s.ctx.audit.as_actor(&who.actor());
+    let gone = tokio::task::spawn_blocking(move || s.tokens.revoke(&id, &audit))
+        .await
+        .map_err(anyhow::Error::from)??;
+    Ok(Json(gone.listed()))
 }
 
 /// Server-sent events: the job's state now, then `progress` and `status`

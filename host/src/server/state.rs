@@ -1,4 +1,4 @@
-//! What the server holds: where the repository is, its token, the job
+//! What the server holds: where the repository is, its tokens, the job
 //! table and the counters.
 
 use std::sync::Arc;
@@ -10,15 +10,18 @@ use crate::repo::Repository;
 
 /// Concurrency limits of the job queue.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub global: usize,
     pub per_target: usize,
 }
 
 #[derive(Clone)]
-pub struct ServerState {
+pub(crate) struct ServerState {
     pub ctx: Context,
-    pub token: Arc<String>,
+    /// The single legacy token (`ATTACHE_TOKEN`), an admin, if set.
+    pub token: Option<Arc<String>>,
+    /// The stored tokens (state directory).
+    pub tokens: Arc<crate::access::tokens::Store>,
     pub queue: Arc<Queue>,
     pub metrics: Arc<Metrics>,
     /// An open repository for reading requests (listings, searches).
@@ -26,12 +29,13 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn new(ctx: Context, token: String, limits: Limits) -> Self {
+    pub(crate) fn new(ctx: Context, token: Option<String>, limits: Limits) -> Self {
         let metrics = Arc::new(Metrics::default());
         Self {
             queue: Arc::new(Queue::new(ctx.clone(), limits, metrics.clone())),
+            tokens: Arc::new(crate::access::tokens::Store::new(&ctx.state)),
             ctx,
-            token: Arc::new(token),
+            token: token.map(Arc::new),
             metrics,
             repo: Arc::new(std::sync::Mutex::new(None)),
         }
@@ -39,7 +43,7 @@ impl ServerState {
 
     /// Runs `f` on the repository (opened once, brought up to date with
     /// what other processes wrote before each use), off the async threads.
-    pub async fn with_repo<T: Send + 'static>(
+    pub(crate) async fn with_repo<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Repository) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {

@@ -5,7 +5,11 @@
 
 /// Returns free heap pages to the system, where the allocator can.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn release_free_memory() {
+#[allow(
+    unsafe_code,
+    reason = "malloc_trim is a C function; there is no safe binding"
+)]
+pub(super) fn release_free_memory() {
     extern "C" {
         fn malloc_trim(pad: usize) -> std::os::raw::c_int;
     }

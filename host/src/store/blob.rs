@@ -11,7 +11,7 @@ const ZSTD: u8 = 1;
 const LEVEL: i32 = 3;
 
 /// A blob ready for a pack.
-pub struct Encoded {
+pub(crate) struct Encoded {
     pub id: BlobId,
     pub raw_len: u32,
     pub bytes: Vec<u8>,
@@ -74,12 +74,16 @@ fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 
 /// Compresses (when it pays) and seals `plain`.
 #[cfg(test)]
-pub fn encode(cipher: &Cipher, plain: &[u8]) -> Result<Encoded, StoreError> {
+pub(crate) fn encode(cipher: &Cipher, plain: &[u8]) -> Result<Encoded, StoreError> {
     encode_with_id(cipher, cipher.id(plain), plain)
 }
 
 /// [`encode`] for a plaintext whose id is known.
-pub fn encode_with_id(cipher: &Cipher, id: BlobId, plain: &[u8]) -> Result<Encoded, StoreError> {
+pub(crate) fn encode_with_id(
+    cipher: &Cipher,
+    id: BlobId,
+    plain: &[u8],
+) -> Result<Encoded, StoreError> {
     let compressed = if worth_compressing(plain) {
         Some(compress(plain, LEVEL).map_err(StoreError::Io)?)
     } else {
@@ -95,7 +99,7 @@ pub fn encode_with_id(cipher: &Cipher, id: BlobId, plain: &[u8]) -> Result<Encod
 }
 
 /// Opens and decompresses a stored blob and checks it against its id.
-pub fn decode(
+pub(crate) fn decode(
     cipher: &Cipher,
     id: &BlobId,
     raw_len: u32,
@@ -108,7 +112,7 @@ pub fn decode(
 
 /// [`decode`] into `plain` (emptied first, its memory reused), decrypting
 /// `sealed` in place.
-pub fn decode_into(
+pub(crate) fn decode_into(
     cipher: &Cipher,
     id: &BlobId,
     raw_len: u32,

@@ -16,7 +16,7 @@ use super::gear::Gear;
 
 /// Chunk size bounds in bytes.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Params {
+pub(crate) struct Params {
     pub min: u32,
     pub avg: u32,
     pub max: u32,
@@ -35,16 +35,16 @@ impl Default for Params {
 
 /// Smallest `min` a repository may ask for: smaller chunks only bloat the
 /// index and reveal more about the content.
-pub const MIN_MIN: u32 = 16 << 10;
+pub(crate) const MIN_MIN: u32 = 16 << 10;
 /// Smallest and largest `avg`.
-pub const AVG_RANGE: (u32, u32) = (64 << 10, 4 << 20);
+pub(crate) const AVG_RANGE: (u32, u32) = (64 << 10, 4 << 20);
 /// Largest `max`: a chunk is held whole in memory (twice, while cutting).
-pub const MAX_MAX: u32 = 16 << 20;
+pub(crate) const MAX_MAX: u32 = 16 << 20;
 
 impl Params {
     /// Whether these bounds are sane: `MIN_MIN <= min < avg < max <= MAX_MAX`
     /// and `avg` within [`AVG_RANGE`]. Config files are checked with it.
-    pub fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let Self { min, avg, max } = *self;
         if min < MIN_MIN {
             return Err(format!(
@@ -78,7 +78,7 @@ fn masks(avg: u32) -> (u64, u64) {
 }
 
 /// Cuts a stream of pieces into chunks.
-pub struct Chunker {
+pub(crate) struct Chunker {
     min: usize,
     avg: usize,
     max: usize,
@@ -89,17 +89,11 @@ pub struct Chunker {
 }
 
 impl Chunker {
-    /// A chunker with the standard (unkeyed) gear table.
-    #[cfg(test)]
-    pub fn new(p: Params) -> Self {
-        Self::with_gear(p, Gear::standard())
-    }
-
     /// A chunker with the given gear table. Nonsensical bounds are clamped
     /// (max to 128..=[`MAX_MAX`], min to 64..max): the chunker never panics
     /// nor allocates more than a few `MAX_MAX`, whatever `p` holds; configs
     /// are refused earlier by [`Params::check`].
-    pub fn with_gear(p: Params, gear: Arc<Gear>) -> Self {
+    pub(crate) fn with_gear(p: Params, gear: Arc<Gear>) -> Self {
         let max = (p.max as usize).clamp(128, MAX_MAX as usize);
         let min = (p.min as usize).clamp(64, max - 1);
         let avg = (p.avg as usize).clamp(min, max);
@@ -146,7 +140,7 @@ impl Chunker {
     }
 
     /// Adds a piece; calls `out` for every chunk that is complete.
-    pub fn push<E>(
+    pub(crate) fn push<E>(
         &mut self,
         piece: &[u8],
         out: &mut impl FnMut(&[u8]) -> Result<(), E>,
@@ -168,7 +162,10 @@ impl Chunker {
     }
 
     /// Emits what remains at the end of an item.
-    pub fn finish<E>(&mut self, out: &mut impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+    pub(crate) fn finish<E>(
+        &mut self,
+        out: &mut impl FnMut(&[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         for (off, len) in self.cuts() {
             out(&self.buf[off..off + len])?;
         }

@@ -24,20 +24,20 @@ use super::crypto::MasterKey;
 use super::StoreError;
 
 /// The current format.
-pub const FORMAT: u32 = 3;
+pub(crate) const FORMAT: u32 = 3;
 /// The last format without authentication.
-pub const LEGACY_FORMAT: u32 = 2;
+pub(crate) const LEGACY_FORMAT: u32 = 2;
 /// `magic` of format 3.
-pub const MAGIC: &str = "attache-repository";
+pub(crate) const MAGIC: &str = "attache-repository";
 /// Longest config accepted; a real one is a few hundred bytes.
-pub const MAX_LEN: usize = 64 << 10;
+pub(crate) const MAX_LEN: usize = 64 << 10;
 
 /// BLAKE3 key-derivation context of the config MAC key.
 const MAC_CONTEXT: &str = "attache 2026-01 config mac";
 
 /// How content is cut into chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub enum Chunking {
+pub(crate) enum Chunking {
     /// FastCDC 2020 with its standard gear table (unencrypted repositories,
     /// and those made before keyed chunking).
     #[default]
@@ -50,7 +50,7 @@ pub enum Chunking {
 
 /// How the repository seals what it writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Encryption {
+pub(crate) enum Encryption {
     #[serde(rename = "xchacha20-poly1305")]
     XChaCha20Poly1305,
     #[serde(rename = "none")]
@@ -60,7 +60,7 @@ pub enum Encryption {
 /// `config`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+pub(crate) struct Config {
     /// [`MAGIC`] from format 3 on.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub magic: String,
@@ -83,7 +83,7 @@ fn invalid(why: impl std::fmt::Display) -> StoreError {
 
 impl Config {
     /// A new format-3 config; sealed with [`Config::seal`] when encrypted.
-    pub fn new(id: String, encryption: Encryption) -> Self {
+    pub(crate) fn new(id: String, encryption: Encryption) -> Self {
         Self {
             magic: MAGIC.into(),
             format: FORMAT,
@@ -101,12 +101,11 @@ impl Config {
     /// Parses and checks a config's bytes: a known format in exactly the
     /// shape it was written in, sane chunker bounds. The MAC is checked by
     /// [`Config::authenticate`], once the key is open.
-    pub fn parse(bytes: &[u8]) -> Result<Self, StoreError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, StoreError> {
         if bytes.len() > MAX_LEN {
             return Err(invalid(format!("{} bytes is too long", bytes.len())));
         }
-        let c: Config = serde_json::from_slice(bytes)
-            .map_err(|e| StoreError::Corrupt(format!("config: {e}")))?;
+        let c: Config = serde_json::from_slice(bytes).map_err(StoreError::json("config"))?;
         let mut id = [0u8; 16];
         hex::decode_to_slice(&c.id, &mut id).map_err(|_| invalid("id is not 32 hex digits"))?;
         c.chunker.check().map_err(invalid)?;
@@ -153,7 +152,7 @@ impl Config {
     fn compute_mac(&self, key: &MasterKey) -> Result<blake3::Hash, StoreError> {
         let mut body = self.clone();
         body.mac.clear();
-        let json = serde_json::to_vec(&body).map_err(|e| invalid(e))?;
+        let json = serde_json::to_vec(&body).map_err(invalid)?;
         let mut material = Vec::with_capacity(64);
         material.extend_from_slice(&key.encrypt);
         material.extend_from_slice(&key.id);
@@ -162,13 +161,13 @@ impl Config {
     }
 
     /// Sets the MAC of an encrypted config.
-    pub fn seal(&mut self, key: &MasterKey) -> Result<(), StoreError> {
+    pub(crate) fn seal(&mut self, key: &MasterKey) -> Result<(), StoreError> {
         self.mac = self.compute_mac(key)?.to_hex().to_string();
         Ok(())
     }
 
     /// Checks the MAC of a format-3 encrypted config (constant time).
-    pub fn authenticate(&self, key: &MasterKey) -> Result<(), StoreError> {
+    pub(crate) fn authenticate(&self, key: &MasterKey) -> Result<(), StoreError> {
         let mut want = [0u8; 32];
         hex::decode_to_slice(&self.mac, &mut want)
             .map_err(|_| StoreError::Crypto("config: the MAC is malformed".into()))?;
@@ -181,8 +180,8 @@ impl Config {
     }
 
     /// Serialized as written to disk.
-    pub fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
-        serde_json::to_vec_pretty(self).map_err(|e| invalid(e))
+    pub(crate) fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec_pretty(self).map_err(invalid)
     }
 }
 

@@ -11,10 +11,14 @@ use super::StoreError;
 
 /// A blob's id: the (keyed) BLAKE3 of its plaintext.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct BlobId(#[serde(with = "hex32")] pub [u8; 32]);
+pub(crate) struct BlobId(#[serde(with = "hex32")] pub [u8; 32]);
 
 impl BlobId {
-    pub fn to_hex(&self) -> String {
+    #[allow(
+        clippy::wrong_self_convention,
+        reason = "32 bytes: by reference, callers need not copy"
+    )]
+    pub(crate) fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
 }
@@ -28,11 +32,11 @@ impl std::fmt::Display for BlobId {
 pub(crate) mod hex32 {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(v))
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let s = String::deserialize(d)?;
         let mut out = [0u8; 32];
         hex::decode_to_slice(&s, &mut out).map_err(serde::de::Error::custom)?;
@@ -42,7 +46,7 @@ pub(crate) mod hex32 {
 
 /// The repository's secret: one key to seal, one to derive blob ids.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct MasterKey {
+pub(crate) struct MasterKey {
     #[serde(with = "hex32")]
     pub encrypt: [u8; 32],
     #[serde(with = "hex32")]
@@ -54,7 +58,7 @@ pub struct MasterKey {
 }
 
 impl MasterKey {
-    pub fn random() -> Result<Self, StoreError> {
+    pub(crate) fn random() -> Result<Self, StoreError> {
         let mut k = Self {
             encrypt: [0; 32],
             id: [0; 32],
@@ -66,7 +70,7 @@ impl MasterKey {
     }
 }
 
-pub fn random(buf: &mut [u8]) -> Result<(), StoreError> {
+pub(crate) fn random(buf: &mut [u8]) -> Result<(), StoreError> {
     getrandom::fill(buf).map_err(|e| StoreError::Crypto(format!("no randomness: {e}")))
 }
 
@@ -74,7 +78,7 @@ const NONCE: usize = 24;
 
 /// How a repository seals what it writes.
 #[derive(Clone)]
-pub enum Cipher {
+pub(crate) enum Cipher {
     /// Plaintext (the repository was created with `--no-encryption`).
     None,
     /// Authenticated encryption under the master key.
@@ -85,7 +89,7 @@ pub enum Cipher {
 }
 
 impl Cipher {
-    pub fn new(key: Option<&MasterKey>) -> Self {
+    pub(crate) fn new(key: Option<&MasterKey>) -> Self {
         match key {
             None => Self::None,
             Some(k) => Self::Sealed {
@@ -96,14 +100,14 @@ impl Cipher {
     }
 
     /// The id of a plaintext.
-    pub fn id(&self, plain: &[u8]) -> BlobId {
+    pub(crate) fn id(&self, plain: &[u8]) -> BlobId {
         match self {
             Self::None => BlobId(*blake3::hash(plain).as_bytes()),
             Self::Sealed { id_key, .. } => BlobId(*blake3::keyed_hash(id_key, plain).as_bytes()),
         }
     }
 
-    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, StoreError> {
         match self {
             Self::None => Ok(plain.to_vec()),
             Self::Sealed { aead, .. } => {
@@ -123,7 +127,7 @@ impl Cipher {
     /// Seals `flag` followed by `payload` into one buffer, encrypting in
     /// place: the same bytes as `seal` of their concatenation, with one
     /// allocation instead of three copies.
-    pub fn seal_parts(&self, flag: u8, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn seal_parts(&self, flag: u8, payload: &[u8]) -> Result<Vec<u8>, StoreError> {
         match self {
             Self::None => {
                 let mut out = Vec::with_capacity(1 + payload.len());
@@ -149,7 +153,7 @@ impl Cipher {
     }
 
     /// Opens what `seal` made; fails on any change to it.
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         match self {
             Self::None => Ok(sealed.to_vec()),
             Self::Sealed { aead, .. } => {
@@ -168,7 +172,10 @@ impl Cipher {
 
     /// [`open`](Self::open) in place: decrypts `sealed` where it lies and
     /// returns where in it the plaintext is, without a second buffer.
-    pub fn open_in_place(&self, sealed: &mut [u8]) -> Result<std::ops::Range<usize>, StoreError> {
+    pub(crate) fn open_in_place(
+        &self,
+        sealed: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, StoreError> {
         match self {
             Self::None => Ok(0..sealed.len()),
             Self::Sealed { aead, .. } => {

@@ -16,13 +16,13 @@ use super::pack::{compress_json, decompress_json, PackId};
 use super::StoreError;
 
 /// `magic` of the file.
-pub const MAGIC: &str = "attache-damage";
+pub(crate) const MAGIC: &str = "attache-damage";
 /// Its format version.
-pub const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 1;
 
 /// One damaged copy of a blob.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Damaged {
+pub(crate) struct Damaged {
     pub pack: PackId,
     pub blob: BlobId,
     pub why: String,
@@ -31,19 +31,19 @@ pub struct Damaged {
 /// The file's content.
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct DamageRecord {
+pub(crate) struct DamageRecord {
     pub magic: String,
     pub version: u32,
     pub damaged: Vec<Damaged>,
 }
 
 /// Where the record lives.
-pub fn path(root: &Path) -> PathBuf {
+pub(crate) fn path(root: &Path) -> PathBuf {
     root.join("damage")
 }
 
 /// Parses the record's bytes.
-pub fn decode(cipher: &Cipher, sealed: &[u8]) -> Result<DamageRecord, StoreError> {
+pub(crate) fn decode(cipher: &Cipher, sealed: &[u8]) -> Result<DamageRecord, StoreError> {
     let plain = cipher
         .open(sealed)
         .map_err(|e| StoreError::Corrupt(format!("damage record: {e}")))?;
@@ -59,7 +59,7 @@ pub fn decode(cipher: &Cipher, sealed: &[u8]) -> Result<DamageRecord, StoreError
 
 /// Reads the record; none is an empty one. A damaged record is named and
 /// ignored (it only ever saves re-reading data).
-pub fn load(root: &Path, cipher: &Cipher) -> Vec<Damaged> {
+pub(crate) fn load(root: &Path, cipher: &Cipher) -> Vec<Damaged> {
     let p = path(root);
     match fs::read(&p) {
         Ok(b) => match decode(cipher, &b) {
@@ -74,7 +74,7 @@ pub fn load(root: &Path, cipher: &Cipher) -> Vec<Damaged> {
 }
 
 /// Adds `found` to the record (durably).
-pub fn record(root: &Path, cipher: &Cipher, found: &[Damaged]) -> Result<(), StoreError> {
+pub(crate) fn record(root: &Path, cipher: &Cipher, found: &[Damaged]) -> Result<(), StoreError> {
     let mut all = load(root, cipher);
     for d in found {
         if !all.iter().any(|a| a.pack == d.pack && a.blob == d.blob) {
@@ -90,7 +90,7 @@ pub fn record(root: &Path, cipher: &Cipher, found: &[Damaged]) -> Result<(), Sto
 }
 
 /// Removes the record (after the index was rebuilt without what it names).
-pub fn clear(root: &Path) -> Result<(), StoreError> {
+pub(crate) fn clear(root: &Path) -> Result<(), StoreError> {
     let p = path(root);
     match fs::remove_file(&p) {
         Ok(()) => Ok(()),

@@ -12,21 +12,21 @@ const CONTEXT: &str = "attache 2026-01 fastcdc gear table";
 
 /// A gear table and its left-shifted twin (FastCDC 2020 rolls two bytes at a
 /// time, adding the shifted value for the first).
-pub struct Gear {
+pub(crate) struct Gear {
     pub(crate) gear: Box<[u64; 256]>,
     pub(crate) gear_ls: Box<[u64; 256]>,
 }
 
 impl Gear {
     /// FastCDC's standard table, as the `fastcdc` crate uses it.
-    pub fn standard() -> Arc<Self> {
+    pub(crate) fn standard() -> Arc<Self> {
         let (gear, gear_ls) = fastcdc::v2020::get_gear_with_seed(0);
         Arc::new(Self { gear, gear_ls })
     }
 
     /// A table derived from `key` (secret key material of the repository):
     /// 256 pseudo-random 64-bit values from BLAKE3 in key-derivation mode.
-    pub fn keyed(key: &[u8]) -> Arc<Self> {
+    pub(crate) fn keyed(key: &[u8]) -> Arc<Self> {
         let seed = blake3::derive_key(CONTEXT, key);
         let mut bytes = [0u8; 256 * 8];
         blake3::Hasher::new_keyed(&seed)

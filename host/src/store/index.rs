@@ -1,5 +1,7 @@
 //! The index: which pack holds each blob. Index files list whole packs and
-//! are written only after those packs are durable; a snapshot is written only
+//! are written only after those packs are durable, each after the file
+//! header ([`header::INDEX`]; files written before it have none and still
+//! read); a snapshot is written only
 //! after the index files naming its blobs. Loaded into memory on open.
 //!
 //! A damaged index file does not make the repository unusable: it is left
@@ -18,34 +20,35 @@ use serde::{Deserialize, Serialize};
 
 use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
+use super::header;
 use super::pack::{compress_json, decompress_json, parse_id, PackId, PackedBlob};
 use super::StoreError;
 
 /// Largest index file read: a real one lists at most a backup's packs.
-pub const MAX_FILE: u64 = 1 << 30;
+pub(crate) const MAX_FILE: u64 = 1 << 30;
 
 /// One index file: packs and their blobs.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct IndexFile {
+pub(crate) struct IndexFile {
     pub packs: Vec<IndexedPack>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IndexedPack {
+pub(crate) struct IndexedPack {
     pub pack: PackId,
     pub blobs: Vec<PackedBlob>,
 }
 
 /// Where a blob is.
 #[derive(Debug, Clone, Copy)]
-pub struct Location {
+pub(crate) struct Location {
     pub pack: PackId,
     pub blob: PackedBlob,
 }
 
 /// All index files, merged.
 #[derive(Default)]
-pub struct Index {
+pub(crate) struct Index {
     /// Each blob's preferred location: one not known to be damaged, when
     /// there is one.
     pub blobs: HashMap<BlobId, Location>,
@@ -62,7 +65,7 @@ pub struct Index {
 impl Index {
     /// Loads every index file of the repository; damaged ones are skipped
     /// and listed in `damaged_files`.
-    pub fn load(root: &Path, cipher: &Cipher) -> Result<Self, StoreError> {
+    pub(crate) fn load(root: &Path, cipher: &Cipher) -> Result<Self, StoreError> {
         let mut idx = Index::default();
         let dir = root.join("index");
         for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
@@ -72,6 +75,9 @@ impl Index {
             };
             match read_index(&p, cipher) {
                 Ok(file) => idx.add(id, &file),
+                // Leaving out a newer attache's index file would make its
+                // packs look unreferenced (and prune remove them): refuse.
+                Err(e @ StoreError::Invalid(_)) => return Err(e),
                 Err(e) => {
                     tracing::warn!("{e}; its blobs are left out (run `attache repair index`)");
                     idx.damaged_files.push((p, e.to_string()));
@@ -83,7 +89,7 @@ impl Index {
     }
 
     /// Adds the packs of one index file.
-    pub fn add(&mut self, file_id: BlobId, file: &IndexFile) {
+    pub(crate) fn add(&mut self, file_id: BlobId, file: &IndexFile) {
         let mut packs = Vec::new();
         for p in &file.packs {
             packs.push(p.pack);
@@ -122,7 +128,7 @@ impl Index {
 
     /// Records that a blob's copy in `pack` is damaged; another copy, if
     /// any, becomes the preferred one.
-    pub fn mark_bad(&mut self, pack: PackId, blob: BlobId, why: String) {
+    pub(crate) fn mark_bad(&mut self, pack: PackId, blob: BlobId, why: String) {
         self.bad.insert((pack, blob), why);
         let Some(cur) = self.blobs.get(&blob).copied() else {
             return;
@@ -143,19 +149,21 @@ impl Index {
     }
 
     /// Whether a usable copy of `id` is indexed.
-    pub fn has_good(&self, id: &BlobId) -> bool {
+    pub(crate) fn has_good(&self, id: &BlobId) -> bool {
         self.blobs.get(id).is_some_and(|l| !self.is_bad(l))
     }
 
     /// Why the preferred copy of `id` is known to be damaged, if it is.
-    pub fn why_bad(&self, id: &BlobId) -> Option<&str> {
+    pub(crate) fn why_bad(&self, id: &BlobId) -> Option<&str> {
         let l = self.blobs.get(id)?;
         self.bad.get(&(l.pack, l.blob.id)).map(String::as_str)
     }
 }
 
-/// Parses an index file's bytes: sealed, compressed JSON.
-pub fn decode(cipher: &Cipher, sealed: &[u8], what: &str) -> Result<IndexFile, StoreError> {
+/// Parses an index file's bytes: the file header ([`header::INDEX`];
+/// none in files of before it), then sealed, compressed JSON.
+pub(crate) fn decode(cipher: &Cipher, file: &[u8], what: &str) -> Result<IndexFile, StoreError> {
+    let sealed = header::INDEX.strip(file)?;
     let plain = cipher
         .open(sealed)
         .map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))?;
@@ -163,7 +171,7 @@ pub fn decode(cipher: &Cipher, sealed: &[u8], what: &str) -> Result<IndexFile, S
 }
 
 /// Reads and parses one index file; errors name it.
-pub fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError> {
+pub(crate) fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError> {
     let len = fs::metadata(path)
         .map_err(|e| StoreError::at(path, e))?
         .len();
@@ -174,20 +182,23 @@ pub fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError>
         ));
     }
     let sealed = fs::read(path).map_err(|e| StoreError::at(path, e))?;
-    decode(cipher, &sealed, "index file").map_err(|e| {
-        StoreError::damaged(
-            path,
-            e.to_string()
-                .trim_start_matches("damaged repository: ")
-                .to_owned(),
-        )
+    decode(cipher, &sealed, "index file").map_err(|e| match e {
+        // A newer attache's file is not damage: said as it is, with the path.
+        StoreError::Invalid(why) => StoreError::Invalid(format!("{}: {why}", path.display())),
+        StoreError::Corrupt(why) => StoreError::damaged(path, why),
+        StoreError::Json { what, source } => StoreError::damaged(path, format!("{what}: {source}")),
+        e => StoreError::damaged(path, e.to_string()),
     })
 }
 
 /// Writes an index file durably; returns its id.
-pub fn write_index(root: &Path, cipher: &Cipher, file: &IndexFile) -> Result<BlobId, StoreError> {
-    let sealed = cipher.seal(&compress_json(file)?)?;
-    let id = BlobId(*blake3::hash(&sealed).as_bytes());
-    write_atomic(&root.join("index").join(id.to_hex()), &sealed)?;
+pub(crate) fn write_index(
+    root: &Path,
+    cipher: &Cipher,
+    file: &IndexFile,
+) -> Result<BlobId, StoreError> {
+    let bytes = header::INDEX.prepend(&cipher.seal(&compress_json(file)?)?);
+    let id = BlobId(*blake3::hash(&bytes).as_bytes());
+    write_atomic(&root.join("index").join(id.to_hex()), &bytes)?;
     Ok(id)
 }

@@ -13,24 +13,24 @@ use super::StoreError;
 /// any derivation: a tampered key file must not make a command abort on an
 /// allocation, hang, or take gigabytes. The defaults of [`KeyFile::create`]
 /// (32 MiB, 4 passes, 1 lane) are well inside them.
-pub mod bounds {
+pub(crate) mod bounds {
     /// Memory in KiB: 8 MiB to 512 MiB.
-    pub const M_COST: (u32, u32) = (8 << 10, 512 << 10);
+    pub(crate) const M_COST: (u32, u32) = (8 << 10, 512 << 10);
     /// Passes.
-    pub const T_COST: (u32, u32) = (1, 16);
+    pub(crate) const T_COST: (u32, u32) = (1, 16);
     /// Lanes.
-    pub const P_COST: (u32, u32) = (1, 16);
+    pub(crate) const P_COST: (u32, u32) = (1, 16);
     /// Memory × passes in KiB: at most 16 times the default work (about
     /// 4 s of a core).
-    pub const WORK: u64 = 16 * 32 * 1024 * 4;
+    pub(crate) const WORK: u64 = 16 * 32 * 1024 * 4;
     /// Salt bytes.
-    pub const SALT: (usize, usize) = (16, 64);
+    pub(crate) const SALT: (usize, usize) = (16, 64);
 }
 
 /// `keys/default`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyFile {
+pub(crate) struct KeyFile {
     pub kdf: String,
     /// Argon2 memory in KiB, iterations, parallelism.
     pub m_cost: u32,
@@ -52,7 +52,7 @@ fn derive(pass: &[u8], salt: &[u8], m: u32, t: u32, p: u32) -> Result<[u8; 32], 
 }
 
 /// Checks Argon2id parameters against [`bounds`].
-pub fn check_params(m: u32, t: u32, p: u32) -> Result<(), StoreError> {
+pub(crate) fn check_params(m: u32, t: u32, p: u32) -> Result<(), StoreError> {
     let within = |v: u32, (lo, hi): (u32, u32), what: &str| {
         if (lo..=hi).contains(&v) {
             Ok(())
@@ -80,13 +80,13 @@ pub fn check_params(m: u32, t: u32, p: u32) -> Result<(), StoreError> {
 }
 
 /// Where the key file lives in a repository.
-pub const KEY_FILE: &str = "keys/default";
+pub(crate) const KEY_FILE: &str = "keys/default";
 
 impl KeyFile {
     /// Parses and checks a key file's bytes: every field present, the KDF
     /// known and its parameters within [`bounds`], salt and nonce of sane
     /// lengths. Nothing is derived yet, so this is cheap on any input.
-    pub fn parse(bytes: &[u8]) -> Result<Self, StoreError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, StoreError> {
         let bad = |what: String| StoreError::Corrupt(format!("key file {KEY_FILE}: {what}"));
         let f: KeyFile = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
         if f.kdf != "argon2id" {
@@ -111,7 +111,7 @@ impl KeyFile {
     /// Seals `key` under `passphrase` with Argon2id at 32 MiB and 4 passes
     /// (the memory restic's scrypt takes, several times its time), so that
     /// a guess costs an attacker about a quarter second of a core.
-    pub fn create(key: &MasterKey, passphrase: &str) -> Result<Self, StoreError> {
+    pub(crate) fn create(key: &MasterKey, passphrase: &str) -> Result<Self, StoreError> {
         let (m, t, p) = (32 * 1024, 4, 1);
         check_params(m, t, p)?;
         let mut salt = [0u8; 16];
@@ -119,7 +119,7 @@ impl KeyFile {
         random(&mut salt)?;
         random(&mut nonce)?;
         let kek = derive(passphrase.as_bytes(), &salt, m, t, p)?;
-        let plain = serde_json::to_vec(key).map_err(|e| StoreError::Crypto(e.to_string()))?;
+        let plain = serde_json::to_vec(key).map_err(StoreError::json("master key"))?;
         let sealed = XChaCha20Poly1305::new((&kek).into())
             .encrypt(XNonce::from_slice(&nonce), plain.as_slice())
             .map_err(|_| StoreError::Crypto("sealing the key failed".into()))?;
@@ -136,7 +136,7 @@ impl KeyFile {
 
     /// Opens the master key; a wrong passphrase is `WrongPassword`. The
     /// parameters are checked again here, whoever built `self`.
-    pub fn open(&self, passphrase: &str) -> Result<MasterKey, StoreError> {
+    pub(crate) fn open(&self, passphrase: &str) -> Result<MasterKey, StoreError> {
         let bad = |what: &str| StoreError::Corrupt(format!("key file: {what}"));
         if self.kdf != "argon2id" {
             return Err(bad("unknown kdf"));

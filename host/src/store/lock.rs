@@ -30,7 +30,7 @@ struct LockInfo {
 }
 
 /// A held lock; released on drop.
-pub struct Lock {
+pub(crate) struct Lock {
     path: PathBuf,
     /// Dropped to stop the refresher at once (it waits on the other end).
     stop: Option<mpsc::Sender<()>>,
@@ -63,7 +63,7 @@ impl LockInfo {
 
 impl Lock {
     /// Takes a shared lock (`exclusive` false) or an exclusive one.
-    pub fn acquire(root: &Path, exclusive: bool, purpose: &str) -> Result<Self, StoreError> {
+    pub(crate) fn acquire(root: &Path, exclusive: bool, purpose: &str) -> Result<Self, StoreError> {
         let dir = root.join("locks");
         let mut name = [0u8; 8];
         random(&mut name)?;
@@ -75,7 +75,7 @@ impl Lock {
             time: now(),
             purpose: purpose.into(),
         };
-        let body = serde_json::to_vec(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let body = serde_json::to_vec(&info).map_err(StoreError::json("lock"))?;
         write_atomic(&path, &body)?;
         // Check after writing, so two takers always see each other.
         for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {

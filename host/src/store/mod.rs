@@ -16,39 +16,42 @@
 //! unreferenced packs, which `prune` removes; never a snapshot with missing
 //! data.
 
-pub mod blob;
-pub mod chunker;
-pub mod config;
-pub mod crypto;
-pub mod damage;
-pub mod fsutil;
-pub mod gear;
-pub mod index;
-pub mod key;
-pub mod lock;
-pub mod pack;
-pub mod pack_set;
+pub(crate) mod blob;
+pub(crate) mod chunker;
+pub(crate) mod config;
+pub(crate) mod crypto;
+pub(crate) mod damage;
+#[cfg(test)]
+mod format_tests;
+pub(crate) mod fsutil;
+pub(crate) mod gear;
+pub(crate) mod header;
+pub(crate) mod index;
+pub(crate) mod key;
+pub(crate) mod lock;
+pub(crate) mod pack;
+pub(crate) mod pack_set;
 #[cfg(test)]
 mod parse_props;
-pub mod snapshot;
+pub(crate) mod snapshot;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use chunker::Chunker;
-pub use config::Config;
+pub(crate) use config::Config;
 use config::{Chunking, Encryption};
 use crypto::{BlobId, Cipher, MasterKey};
 use gear::Gear;
 use index::Index;
 use key::{KeyFile, KEY_FILE};
-pub use pack_set::PackSet;
+pub(crate) use pack_set::PackSet;
 
 /// What kind of failure a [`StoreError`] is, for callers that map errors to
 /// statuses (the server) or decide what to do next, without reading messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// Something asked for does not exist (no repository, no snapshot).
     NotFound,
     /// A repository file is damaged or does not parse.
@@ -65,7 +68,7 @@ pub enum ErrorKind {
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("{path}: {source}")]
     At {
         path: PathBuf,
@@ -92,6 +95,16 @@ pub enum StoreError {
     MissingBlob(BlobId),
     #[error("{0}")]
     Locked(String),
+    /// A repository file's JSON does not parse, or a value does not
+    /// serialise: which, and serde's error.
+    #[error("damaged repository: {what}: {source}")]
+    Json {
+        /// The file or value.
+        what: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
     /// A setting in the repository (config, key file) is out of bounds.
     #[error("{0}")]
     Invalid(String),
@@ -102,7 +115,7 @@ pub enum StoreError {
 
 impl StoreError {
     /// The kind of failure.
-    pub fn kind(&self) -> ErrorKind {
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
             Self::At { source, .. } | Self::Io(source)
                 if source.kind() == std::io::ErrorKind::NotFound =>
@@ -116,20 +129,27 @@ impl StoreError {
             Self::Corrupt(_)
             | Self::Damaged { .. }
             | Self::MissingBlob(_)
+            | Self::Json { .. }
             | Self::DamagedFile { .. } => ErrorKind::Corrupt,
             Self::Locked(_) => ErrorKind::Locked,
         }
     }
 
     /// A damaged file, named relative to the repository when it is in it.
-    pub fn damaged(path: &Path, why: impl Into<String>) -> Self {
+    pub(crate) fn damaged(path: &Path, why: impl Into<String>) -> Self {
         Self::DamagedFile {
             path: path.to_owned(),
             why: why.into(),
         }
     }
 
-    pub fn at(path: &Path, source: std::io::Error) -> Self {
+    /// A JSON error of `what`, its source kept.
+    pub(crate) fn json(what: impl Into<String>) -> impl FnOnce(serde_json::Error) -> Self {
+        let what = what.into();
+        move |source| Self::Json { what, source }
+    }
+
+    pub(crate) fn at(path: &Path, source: std::io::Error) -> Self {
         Self::At {
             path: path.to_owned(),
             source,
@@ -138,7 +158,7 @@ impl StoreError {
 }
 
 /// An open repository store.
-pub struct Store {
+pub(crate) struct Store {
     root: PathBuf,
     pub config: Config,
     cipher: Cipher,
@@ -169,7 +189,7 @@ fn load_index(root: &Path, cipher: &Cipher) -> Result<Index, StoreError> {
 /// Writes the key file for `key` under `password`.
 fn write_key(root: &Path, key: &MasterKey, password: &str) -> Result<(), StoreError> {
     let file = KeyFile::create(key, password)?;
-    let body = serde_json::to_vec_pretty(&file).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let body = serde_json::to_vec_pretty(&file).map_err(StoreError::json("config"))?;
     fsutil::write_atomic(&root.join(KEY_FILE), &body)
 }
 
@@ -209,7 +229,7 @@ const KEEP_SEALED: usize = 16 << 20;
 impl Store {
     /// Creates a repository. With a password it is encrypted; without one,
     /// only when the caller asked for no encryption.
-    pub fn init(root: &Path, password: Option<&str>) -> Result<Self, StoreError> {
+    pub(crate) fn init(root: &Path, password: Option<&str>) -> Result<Self, StoreError> {
         if root.join("config").exists() {
             return Err(StoreError::Exists(root.to_owned()));
         }
@@ -240,7 +260,7 @@ impl Store {
     }
 
     /// Opens a repository; an encrypted one needs its password.
-    pub fn open(root: &Path, password: Option<&str>) -> Result<Self, StoreError> {
+    pub(crate) fn open(root: &Path, password: Option<&str>) -> Result<Self, StoreError> {
         let cpath = root.join("config");
         let bytes = match fs::read(&cpath) {
             Ok(b) => b,
@@ -298,27 +318,27 @@ impl Store {
         })
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
-    pub fn cipher(&self) -> &Cipher {
+    pub(crate) fn cipher(&self) -> &Cipher {
         &self.cipher
     }
 
     /// A chunker cutting as this repository does (keyed or not).
-    pub fn chunker(&self) -> Chunker {
+    pub(crate) fn chunker(&self) -> Chunker {
         Chunker::with_gear(self.config.chunker, self.gear.clone())
     }
 
     /// Reloads the index, after other processes added to the repository.
-    pub fn reload_index(&self) -> Result<(), StoreError> {
+    pub(crate) fn reload_index(&self) -> Result<(), StoreError> {
         let idx = load_index(&self.root, &self.cipher)?;
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
         Ok(())
     }
 
-    pub fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+    pub(crate) fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -327,12 +347,12 @@ impl Store {
     }
 
     /// Whether a usable copy of the blob is stored (not known damaged).
-    pub fn has(&self, id: &BlobId) -> bool {
+    pub(crate) fn has(&self, id: &BlobId) -> bool {
         self.index().has_good(id)
     }
 
     /// Marks a blob's copy in `pack` as damaged for this process.
-    pub fn mark_bad(&self, pack: BlobId, blob: BlobId, why: String) {
+    pub(crate) fn mark_bad(&self, pack: BlobId, blob: BlobId, why: String) {
         self.index_mut().mark_bad(pack, blob, why);
     }
 
@@ -340,7 +360,7 @@ impl Store {
     /// blobs (one `stat` per pack, no data read); the blobs of those that
     /// are not are marked damaged, so a backup stores them again. Returns
     /// what was found, naming the files.
-    pub fn check_packs(&self) -> Vec<String> {
+    pub(crate) fn check_packs(&self) -> Vec<String> {
         let mut need: std::collections::HashMap<BlobId, (u64, Vec<BlobId>)> = Default::default();
         {
             let idx = self.index();
@@ -370,13 +390,13 @@ impl Store {
     }
 
     /// The plain size of a stored blob, if it is stored.
-    pub fn raw_len(&self, id: &BlobId) -> Option<u32> {
+    pub(crate) fn raw_len(&self, id: &BlobId) -> Option<u32> {
         self.index().blobs.get(id).map(|l| l.blob.raw_len)
     }
 
     /// Reads, opens and checks one blob, trying every copy; errors name the
     /// pack file and what is wrong with it.
-    pub fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, StoreError> {
+    pub(crate) fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, StoreError> {
         let mut plain = Vec::new();
         self.read_blob_into(id, &mut plain)?;
         Ok(plain)
@@ -385,7 +405,11 @@ impl Store {
     /// [`read_blob`](Self::read_blob) into `plain` (emptied first, its
     /// memory reused): a restore reads thousands of chunks, and fresh
     /// buffers for each cost more in page faults than the decoding.
-    pub fn read_blob_into(&self, id: &BlobId, plain: &mut Vec<u8>) -> Result<(), StoreError> {
+    pub(crate) fn read_blob_into(
+        &self,
+        id: &BlobId,
+        plain: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
         // The stored bytes are read into a buffer kept by this thread.
         thread_local! {
             static SEALED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -425,7 +449,7 @@ impl Store {
     }
 
     /// A writer of new blobs into new packs.
-    pub fn writer(&self) -> PackSet<'_> {
+    pub(crate) fn writer(&self) -> PackSet<'_> {
         PackSet::new(self)
     }
 }

@@ -1,6 +1,10 @@
 //! Pack files: many blobs in one file, so a large backup is not millions of
-//! tiny files. Layout: the sealed blobs back to back, then a sealed header
-//! listing them, then the header's length as a little-endian u32. A pack is
+//! tiny files. Layout: the file header ([`header::PACK`]: magic `attpack`
+//! and version 1), the sealed blobs back to back, then a sealed header
+//! listing them, then the header's length as a little-endian u32. Packs
+//! written before the file header existed (version 0) start with their first
+//! blob and still read; blob offsets are from the start of the file in both.
+//! A pack is
 //! named by the BLAKE3 of its bytes and written whole (temporary file, fsync,
 //! rename), so a pack either exists complete or not at all.
 
@@ -12,12 +16,13 @@ use serde::{Deserialize, Serialize};
 use super::blob::Encoded;
 use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
+use super::header;
 use super::StoreError;
 
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum BlobKind {
+pub(crate) enum BlobKind {
     /// A chunk of item content.
     Data,
     /// A snapshot's item list.
@@ -26,7 +31,7 @@ pub enum BlobKind {
 
 /// One blob's place in its pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PackedBlob {
+pub(crate) struct PackedBlob {
     pub id: BlobId,
     pub kind: BlobKind,
     pub offset: u64,
@@ -35,19 +40,19 @@ pub struct PackedBlob {
 }
 
 /// A pack's id: BLAKE3 of the whole file.
-pub type PackId = BlobId;
+pub(crate) type PackId = BlobId;
 
 /// Target size of a pack: large enough that a big backup is not a flood of
 /// files, small enough that a pack in memory costs little.
-pub const PACK_SIZE: usize = 8 << 20;
+pub(crate) const PACK_SIZE: usize = 8 << 20;
 
-pub fn pack_path(root: &Path, id: &PackId) -> PathBuf {
+pub(crate) fn pack_path(root: &Path, id: &PackId) -> PathBuf {
     let hex = id.to_hex();
     root.join("data").join(&hex[..2]).join(hex)
 }
 
 /// A pack being filled in memory.
-pub struct PackWriter {
+pub(crate) struct PackWriter {
     bytes: Vec<u8>,
     blobs: Vec<PackedBlob>,
 }
@@ -56,23 +61,25 @@ impl Default for PackWriter {
     fn default() -> Self {
         // Room for a full pack, its largest last chunk and the header, so
         // the buffer never doubles past what it needs.
+        let mut bytes = Vec::with_capacity(PACK_SIZE + (8 << 20) + (64 << 10));
+        bytes.extend_from_slice(&header::PACK.bytes());
         Self {
-            bytes: Vec::with_capacity(PACK_SIZE + (8 << 20) + (64 << 10)),
+            bytes,
             blobs: Vec::new(),
         }
     }
 }
 
 impl PackWriter {
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.bytes.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.blobs.is_empty()
     }
 
-    pub fn add(&mut self, kind: BlobKind, e: Encoded) {
+    pub(crate) fn add(&mut self, kind: BlobKind, e: Encoded) {
         let len = e.bytes.len() as u32;
         self.blobs.push(PackedBlob {
             id: e.id,
@@ -85,7 +92,7 @@ impl PackWriter {
     }
 
     /// Writes the pack durably and returns its id and blobs.
-    pub fn finish(
+    pub(crate) fn finish(
         mut self,
         root: &Path,
         cipher: &Cipher,
@@ -103,7 +110,7 @@ impl PackWriter {
 /// Reads one blob's stored bytes into `buf` (its memory reused); a pack too
 /// short for it is named, with what is wrong (not "failed to fill whole
 /// buffer").
-pub fn read_blob_into(
+pub(crate) fn read_blob_into(
     root: &Path,
     pack: &PackId,
     offset: u64,
@@ -150,19 +157,21 @@ pub fn read_blob_into(
 
 /// Largest pack header accepted (compressed, sealed): a full pack of the
 /// smallest chunks lists a few thousand blobs.
-pub const MAX_HEADER: usize = 16 << 20;
+pub(crate) const MAX_HEADER: usize = 16 << 20;
 
 /// Parses the header at the end of a pack's bytes: the blobs it holds, each
-/// checked to lie inside the pack before the header.
-pub fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, StoreError> {
+/// checked to lie inside the pack, between its file header (if it has one)
+/// and the header at its end.
+pub(crate) fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, StoreError> {
     let bad = |why: String| StoreError::Corrupt(format!("pack header: {why}"));
+    let (_, data_start) = header::PACK.detect(bytes)?;
     let n = bytes.len();
     let tail: [u8; 4] = bytes
         .get(n.saturating_sub(4)..)
         .and_then(|t| t.try_into().ok())
         .ok_or_else(|| bad(format!("a pack of {n} bytes has no header length")))?;
     let hlen = u32::from_le_bytes(tail) as usize;
-    if hlen > MAX_HEADER || hlen + 4 > n {
+    if hlen > MAX_HEADER || data_start + hlen + 4 > n {
         return Err(bad(format!(
             "header length {hlen} does not fit a pack of {n} bytes"
         )));
@@ -172,11 +181,20 @@ pub fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, Sto
         .open(&bytes[start..n - 4])
         .map_err(|e| bad(e.to_string()))?;
     let blobs: Vec<PackedBlob> = decompress_json(&plain, "pack header")?;
+    // The writer puts the first blob right after the file header: a pack
+    // whose header is damaged (read as one without) is caught here.
+    if let Some(first) = blobs.iter().map(|b| b.offset).min() {
+        if first != data_start as u64 {
+            return Err(bad(format!(
+                "the first blob is at byte {first}, not right after the file header ({data_start} bytes): the file header is damaged"
+            )));
+        }
+    }
     for b in &blobs {
         let end = b.offset.checked_add(u64::from(b.len));
-        if end.is_none_or(|e| e > start as u64) {
+        if b.offset < data_start as u64 || end.is_none_or(|e| e > start as u64) {
             return Err(bad(format!(
-                "blob {} at {}+{} lies outside the pack's {start} data bytes",
+                "blob {} at {}+{} lies outside the pack's data bytes {data_start}..{start}",
                 b.id, b.offset, b.len
             )));
         }
@@ -185,7 +203,7 @@ pub fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlob>, Sto
 }
 
 /// Every pack file in the repository.
-pub fn list_packs(root: &Path) -> Result<Vec<PackId>, StoreError> {
+pub(crate) fn list_packs(root: &Path) -> Result<Vec<PackId>, StoreError> {
     let mut out = Vec::new();
     let data = root.join("data");
     for sub in fs::read_dir(&data).map_err(|e| StoreError::at(&data, e))? {
@@ -203,24 +221,24 @@ pub fn list_packs(root: &Path) -> Result<Vec<PackId>, StoreError> {
     Ok(out)
 }
 
-pub fn parse_id(s: &str) -> Option<BlobId> {
+pub(crate) fn parse_id(s: &str) -> Option<BlobId> {
     let mut b = [0u8; 32];
     hex::decode_to_slice(s, &mut b).ok()?;
     Some(BlobId(b))
 }
 
 /// JSON, compressed: metadata full of hex ids shrinks to about half.
-pub fn compress_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
-    let json = serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+pub(crate) fn compress_json<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(v).map_err(StoreError::json("metadata"))?;
     zstd::bulk::compress(&json, 3).map_err(StoreError::Io)
 }
 
 /// Most bytes [`decompress_json`] inflates to: damaged or hostile input
 /// cannot make it take more memory than this.
-pub const MAX_JSON: u64 = 4 << 30;
+pub(crate) const MAX_JSON: u64 = 4 << 30;
 
 /// Reverses [`compress_json`].
-pub fn decompress_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn decompress_json<T: serde::de::DeserializeOwned>(
     b: &[u8],
     what: &str,
 ) -> Result<T, StoreError> {
@@ -235,5 +253,5 @@ pub fn decompress_json<T: serde::de::DeserializeOwned>(
     if json.len() as u64 > MAX_JSON {
         return Err(bad(&"inflates past its bound"));
     }
-    serde_json::from_slice(&json).map_err(|e| bad(&e))
+    serde_json::from_slice(&json).map_err(StoreError::json(what))
 }

@@ -23,12 +23,16 @@ type Done = Result<(BlobKind, Encoded), StoreError>;
 /// bounds the memory in flight to a few chunks each.
 const QUEUE: usize = 4;
 
-pub struct PackSet<'s> {
+/// What the pack writer thread returns: the packs it wrote, indexed, and
+/// their bytes.
+type Written = Result<(Vec<IndexedPack>, u64), StoreError>;
+
+pub(crate) struct PackSet<'s> {
     store: &'s Store,
     pending: HashSet<BlobId>,
     jobs: Option<SyncSender<Job>>,
     encoders: Vec<JoinHandle<()>>,
-    writer: Option<JoinHandle<Result<(Vec<IndexedPack>, u64), StoreError>>>,
+    writer: Option<JoinHandle<Written>>,
 }
 
 fn encoder(cipher: Cipher, jobs: Arc<Mutex<Receiver<Job>>>, out: SyncSender<Done>) {
@@ -46,11 +50,7 @@ fn encoder(cipher: Cipher, jobs: Arc<Mutex<Receiver<Job>>>, out: SyncSender<Done
     }
 }
 
-fn writer(
-    root: PathBuf,
-    cipher: Cipher,
-    rx: Receiver<Done>,
-) -> Result<(Vec<IndexedPack>, u64), StoreError> {
+fn writer(root: PathBuf, cipher: Cipher, rx: Receiver<Done>) -> Written {
     let mut packs = Vec::new();
     let mut bytes = 0u64;
     let mut w = PackWriter::default();
@@ -72,7 +72,7 @@ fn writer(
 }
 
 impl<'s> PackSet<'s> {
-    pub fn new(store: &'s Store) -> Self {
+    pub(crate) fn new(store: &'s Store) -> Self {
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(QUEUE);
         let (done_tx, done_rx) = sync_channel::<Done>(QUEUE);
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
@@ -106,12 +106,12 @@ impl<'s> PackSet<'s> {
     }
 
     /// Whether a blob is stored already or on its way.
-    pub fn contains(&self, id: &BlobId) -> bool {
+    pub(crate) fn contains(&self, id: &BlobId) -> bool {
         self.pending.contains(id) || self.store.has(id)
     }
 
     /// Stores `plain` unless a blob with its content exists; returns its id.
-    pub fn add(&mut self, kind: BlobKind, plain: &[u8]) -> Result<BlobId, StoreError> {
+    pub(crate) fn add(&mut self, kind: BlobKind, plain: &[u8]) -> Result<BlobId, StoreError> {
         let id = self.store.cipher().id(plain);
         if self.contains(&id) {
             return Ok(id);
@@ -132,7 +132,7 @@ impl<'s> PackSet<'s> {
     }
 
     /// Drains the pipeline and returns the packs written.
-    fn stop(&mut self) -> Result<(Vec<IndexedPack>, u64), StoreError> {
+    fn stop(&mut self) -> Written {
         drop(self.jobs.take());
         for e in self.encoders.drain(..) {
             let _ = e.join();
@@ -147,7 +147,7 @@ impl<'s> PackSet<'s> {
     /// Waits for every pack to be durable, then writes the index naming
     /// them; afterwards every added blob is readable. Returns the bytes
     /// written to packs.
-    pub fn commit(mut self) -> Result<u64, StoreError> {
+    pub(crate) fn commit(mut self) -> Result<u64, StoreError> {
         let (packs, bytes) = self.stop()?;
         if packs.is_empty() {
             return Ok(0);

@@ -1,5 +1,5 @@
 //! Property tests of every repository file parser: the pack header, index
-//! files, snapshot files, the config, the key file and the damage record,
+//! files, snapshot files (with and without their file header), the config, the key file and the damage record,
 //! fed arbitrary bytes and valid files truncated or with bytes flipped.
 //! Each must return an error or a value, never panic, and answer quickly
 //! (the cases are small and few, so `cargo test` stays bounded).
@@ -12,6 +12,7 @@ use super::blob;
 use super::config::{Config, Encryption};
 use super::crypto::{BlobId, Cipher, MasterKey};
 use super::damage::{self, DamageRecord, Damaged};
+use super::header;
 use super::index::{self, IndexFile, IndexedPack};
 use super::key::KeyFile;
 use super::pack::{self, compress_json, BlobKind, PackWriter};
@@ -132,8 +133,12 @@ fn corpus() -> &'static (Vec<Cipher>, Vec<Vec<u8>>) {
         let mut files = vec![valid_config(), valid_key()];
         for c in &cs {
             files.push(valid_pack(c));
+            // Index files and snapshots as written before the file header,
+            // and as written now, behind it.
             files.push(valid_index(c));
+            files.push(header::INDEX.prepend(&valid_index(c)));
             files.push(valid_snapshot(c).1);
+            files.push(header::SNAPSHOT.prepend(&valid_snapshot(c).1));
             files.push(valid_damage(c));
         }
         (cs, files)

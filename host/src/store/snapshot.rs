@@ -1,4 +1,6 @@
-//! Snapshots: a sealed description naming the blobs of its item list. The
+//! Snapshots: a sealed description naming the blobs of its item list, after
+//! the file header ([`header::SNAPSHOT`]; snapshots written before it have
+//! none and still read). The
 //! item list is JSON lines cut into content-defined chunks, so unchanged
 //! stretches of a tree dedup against the previous snapshot.
 
@@ -10,12 +12,13 @@ use serde::{Deserialize, Serialize};
 use super::chunker::Chunker;
 use super::crypto::{BlobId, Cipher};
 use super::fsutil::write_atomic;
+use super::header;
 use super::pack::{parse_id, BlobKind};
 use super::{PackSet, Store, StoreError};
 
 /// An item with the blobs of its content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredItem {
+pub(crate) struct StoredItem {
     #[serde(flatten)]
     pub record: ItemRecord,
     /// Content chunks in order; empty for items without content.
@@ -25,14 +28,14 @@ pub struct StoredItem {
 
 /// An item that could not be backed up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Warning {
+pub(crate) struct Warning {
     pub id: String,
     pub message: String,
 }
 
 /// A snapshot's description.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SnapshotInfo {
+pub(crate) struct SnapshotInfo {
     /// Hex id (the BLAKE3 of the sealed file); commands accept a prefix.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub id: String,
@@ -66,17 +69,17 @@ pub struct SnapshotInfo {
 }
 
 impl SnapshotInfo {
-    pub fn short_id(&self) -> &str {
+    pub(crate) fn short_id(&self) -> &str {
         &self.id[..self.id.len().min(8)]
     }
 }
 
 /// Largest snapshot file read (the description, not the item list).
-pub const MAX_SNAPSHOT: u64 = 64 << 20;
+pub(crate) const MAX_SNAPSHOT: u64 = 64 << 20;
 
 /// A snapshot file that cannot be read.
 #[derive(Debug, Clone, Serialize)]
-pub struct DamagedSnapshot {
+pub(crate) struct DamagedSnapshot {
     pub id: String,
     pub path: std::path::PathBuf,
     pub why: String,
@@ -84,17 +87,19 @@ pub struct DamagedSnapshot {
 
 /// The snapshots of a repository, readable or not.
 #[derive(Debug, Default)]
-pub struct Listing {
+pub(crate) struct Listing {
     pub good: Vec<SnapshotInfo>,
     pub damaged: Vec<DamagedSnapshot>,
 }
 
-/// Parses a snapshot file's bytes, named `id` (the BLAKE3 of the bytes);
-/// the error says what is wrong.
-pub fn decode(cipher: &Cipher, id: &str, sealed: &[u8]) -> Result<SnapshotInfo, String> {
-    if blake3::hash(sealed).to_hex().as_str() != id {
+/// Parses a snapshot file's bytes, named `id` (the BLAKE3 of the bytes):
+/// the file header ([`header::SNAPSHOT`]; none in files of before it), then
+/// sealed JSON. The error says what is wrong.
+pub(crate) fn decode(cipher: &Cipher, id: &str, file: &[u8]) -> Result<SnapshotInfo, String> {
+    if blake3::hash(file).to_hex().as_str() != id {
         return Err("content does not match its name (damaged, or not a snapshot)".into());
     }
+    let sealed = header::SNAPSHOT.strip(file).map_err(|e| e.to_string())?;
     let plain = cipher.open(sealed).map_err(|e| e.to_string())?;
     let mut info: SnapshotInfo =
         serde_json::from_slice(&plain).map_err(|e| format!("does not parse: {e}"))?;
@@ -103,17 +108,17 @@ pub fn decode(cipher: &Cipher, id: &str, sealed: &[u8]) -> Result<SnapshotInfo, 
 }
 
 /// An item list as the tree and the catalog hold it: one JSON line per item.
-pub fn item_lines(items: &[StoredItem]) -> Result<Vec<u8>, StoreError> {
+pub(crate) fn item_lines(items: &[StoredItem]) -> Result<Vec<u8>, StoreError> {
     let mut lines = Vec::new();
     for it in items {
-        serde_json::to_writer(&mut lines, it).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        serde_json::to_writer(&mut lines, it).map_err(StoreError::json("item list"))?;
         lines.push(b'\n');
     }
     Ok(lines)
 }
 
 /// Stores an item list as tree blobs.
-pub fn write_tree(
+pub(crate) fn write_tree(
     set: &mut PackSet<'_>,
     chunker: Chunker,
     items: &[StoredItem],
@@ -122,7 +127,7 @@ pub fn write_tree(
 }
 
 /// [`write_tree`] of the list already made by [`item_lines`].
-pub fn write_tree_lines(
+pub(crate) fn write_tree_lines(
     set: &mut PackSet<'_>,
     mut chunker: Chunker,
     lines: &[u8],
@@ -142,25 +147,25 @@ pub fn write_tree_lines(
 
 impl Store {
     /// Writes a snapshot description; the blobs it names must be committed.
-    pub fn write_snapshot(&self, info: &SnapshotInfo) -> Result<String, StoreError> {
+    pub(crate) fn write_snapshot(&self, info: &SnapshotInfo) -> Result<String, StoreError> {
         let mut info = info.clone();
         info.id.clear();
-        let body = serde_json::to_vec(&info).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let sealed = self.cipher().seal(&body)?;
-        let id = blake3::hash(&sealed).to_hex().to_string();
-        write_atomic(&self.root().join("snapshots").join(&id), &sealed)?;
+        let body = serde_json::to_vec(&info).map_err(StoreError::json("snapshot"))?;
+        let bytes = header::SNAPSHOT.prepend(&self.cipher().seal(&body)?);
+        let id = blake3::hash(&bytes).to_hex().to_string();
+        write_atomic(&self.root().join("snapshots").join(&id), &bytes)?;
         Ok(id)
     }
 
     /// Every readable snapshot, oldest first; damaged snapshot files are
     /// left out (see [`Store::snapshot_listing`]).
-    pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
+    pub(crate) fn snapshots(&self) -> Result<Vec<SnapshotInfo>, StoreError> {
         Ok(self.snapshot_listing()?.good)
     }
 
     /// Every snapshot file: those that read, oldest first, and those that
     /// do not, named with why. One damaged file never hides the others.
-    pub fn snapshot_listing(&self) -> Result<Listing, StoreError> {
+    pub(crate) fn snapshot_listing(&self) -> Result<Listing, StoreError> {
         let dir = self.root().join("snapshots");
         let mut out = Listing::default();
         for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
@@ -192,7 +197,7 @@ impl Store {
     }
 
     /// Reads one snapshot file; errors name it.
-    pub fn read_snapshot(&self, id: &str) -> Result<SnapshotInfo, StoreError> {
+    pub(crate) fn read_snapshot(&self, id: &str) -> Result<SnapshotInfo, StoreError> {
         let p = self.root().join("snapshots").join(id);
         let len = fs::metadata(&p).map_err(|e| StoreError::at(&p, e))?.len();
         if len > MAX_SNAPSHOT {
@@ -205,14 +210,14 @@ impl Store {
         decode(self.cipher(), id, &sealed).map_err(|why| StoreError::damaged(&p, why))
     }
 
-    pub fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {
+    pub(crate) fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {
         let p = self.root().join("snapshots").join(id);
         fs::remove_file(&p).map_err(|e| StoreError::at(&p, e))?;
         super::fsutil::sync_dir(&self.root().join("snapshots"))
     }
 
     /// The item list of a snapshot.
-    pub fn items(&self, snap: &SnapshotInfo) -> Result<Vec<StoredItem>, StoreError> {
+    pub(crate) fn items(&self, snap: &SnapshotInfo) -> Result<Vec<StoredItem>, StoreError> {
         let mut bytes = Vec::new();
         for id in &snap.tree {
             bytes.extend_from_slice(&self.read_blob(id)?);
@@ -221,9 +226,8 @@ impl Store {
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())
             .map(|l| {
-                serde_json::from_slice(l).map_err(|e| {
-                    StoreError::Corrupt(format!("snapshot {}: item list: {e}", snap.id))
-                })
+                serde_json::from_slice(l)
+                    .map_err(StoreError::json(format!("snapshot {}: item list", snap.id)))
             })
             .collect()
     }

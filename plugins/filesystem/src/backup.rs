@@ -18,7 +18,7 @@ use crate::metadata::{file_type, from_stat, FileType};
 /// How often, in items, progress is reported.
 const PROGRESS_EVERY: u64 = 256;
 
-pub fn backup(selection: &[String]) -> Result<Summary, PluginError> {
+pub(crate) fn backup(selection: &[String]) -> Result<Summary, PluginError> {
     let roots = fs::roots();
     let mut walk = Walk {
         summary: Summary::default(),
@@ -41,7 +41,7 @@ pub fn backup(selection: &[String]) -> Result<Summary, PluginError> {
 }
 
 /// The selection as canonical ids, without any that lie below another.
-pub fn normalized(selection: &[String]) -> Result<Vec<String>, PluginError> {
+pub(crate) fn normalized(selection: &[String]) -> Result<Vec<String>, PluginError> {
     let mut ids: Vec<String> = Vec::new();
     for id in selection {
         let comps = ids::components(id)?;
@@ -100,7 +100,12 @@ impl Walk {
             FileType::Directory => {
                 let dir = match fs::open_dir(parent, name, false) {
                     Ok(d) => d,
-                    Err(e) => return Ok(self.warn(&id, &describe(e, "cannot open directory"))),
+                    Err(e) => {
+                        return {
+                            self.warn(&id, &describe(e, "cannot open directory"));
+                            Ok(())
+                        }
+                    }
                 };
                 self.emit(
                     Item {
@@ -112,7 +117,12 @@ impl Walk {
                 )?;
                 let mut names = match list(&dir) {
                     Ok(n) => n,
-                    Err(msg) => return Ok(self.warn(&id, &msg)),
+                    Err(msg) => {
+                        return {
+                            self.warn(&id, &msg);
+                            Ok(())
+                        }
+                    }
                 };
                 names.sort();
                 for child in names {
@@ -127,7 +137,12 @@ impl Walk {
             FileType::Symlink => {
                 let target = match readlink_at(parent, name) {
                     Ok(t) => t,
-                    Err(e) => return Ok(self.warn(&id, &describe(e, "cannot read link"))),
+                    Err(e) => {
+                        return {
+                            self.warn(&id, &describe(e, "cannot read link"));
+                            Ok(())
+                        }
+                    }
                 };
                 md.size = target.len() as u64;
                 md.symlink_target = Some(target);
@@ -190,7 +205,12 @@ impl Walk {
                     opened = d;
                     &opened
                 }
-                Err(e) => return Ok(self.warn(&id, &describe(e, "cannot open file"))),
+                Err(e) => {
+                    return {
+                        self.warn(&id, &describe(e, "cannot open file"));
+                        Ok(())
+                    }
+                }
             },
         };
         if st.nlink > 1 {
@@ -203,7 +223,7 @@ impl Walk {
     fn emit(&mut self, item: Item, data: ItemData<'_>) -> Result<(), PluginError> {
         sink::emit(&item, &data)?;
         self.summary.items += 1;
-        if self.summary.items % PROGRESS_EVERY == 0 {
+        if self.summary.items.is_multiple_of(PROGRESS_EVERY) {
             progress(self.summary.items, self.summary.bytes, None, None);
         }
         Ok(())

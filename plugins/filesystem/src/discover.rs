@@ -9,7 +9,7 @@ use crate::fs::{self, describe};
 use crate::ids;
 use crate::metadata::{file_type, FileType};
 
-pub fn discover(scope: Option<&str>, depth: u32) -> Result<Vec<CatalogEntry>, PluginError> {
+pub(crate) fn discover(scope: Option<&str>, depth: u32) -> Result<Vec<CatalogEntry>, PluginError> {
     let roots = fs::roots();
     let mut out = Vec::new();
     let Some(scope) = scope else {

@@ -9,15 +9,15 @@ use attache_plugin_sdk::wasi::filesystem::types::{
     Descriptor, DescriptorFlags, ErrorCode, OpenFlags, PathFlags,
 };
 
-pub use attache_plugin_sdk::preopens::{all as roots, locate, Preopen as Root};
+pub(crate) use attache_plugin_sdk::preopens::{all as roots, locate, Preopen as Root};
 
 /// Opens a directory again, as a descriptor the caller owns.
-pub fn reopen(dir: &Descriptor, write: bool) -> Result<Descriptor, ErrorCode> {
+pub(crate) fn reopen(dir: &Descriptor, write: bool) -> Result<Descriptor, ErrorCode> {
     open_dir(dir, ".", write)
 }
 
 /// Opens the subdirectory `name` of `dir` without following a symbolic link.
-pub fn open_dir(dir: &Descriptor, name: &str, write: bool) -> Result<Descriptor, ErrorCode> {
+pub(crate) fn open_dir(dir: &Descriptor, name: &str, write: bool) -> Result<Descriptor, ErrorCode> {
     let mut flags = DescriptorFlags::READ;
     if write {
         flags |= DescriptorFlags::MUTATE_DIRECTORY;
@@ -27,7 +27,7 @@ pub fn open_dir(dir: &Descriptor, name: &str, write: bool) -> Result<Descriptor,
 
 /// Walks `comps` below `dir`, one directory at a time, never following a
 /// symbolic link. With `create`, missing directories are made.
-pub fn walk_dirs(
+pub(crate) fn walk_dirs(
     dir: &Descriptor,
     comps: &[impl AsRef<str>],
     write: bool,
@@ -48,6 +48,6 @@ pub fn walk_dirs(
 }
 
 /// A readable message for a WASI error code, with the path it concerns.
-pub fn describe(e: ErrorCode, what: &str) -> String {
+pub(crate) fn describe(e: ErrorCode, what: &str) -> String {
     format!("{what}: {}", e.message())
 }

@@ -7,12 +7,12 @@ use attache_plugin_sdk::PluginError;
 /// Splits an absolute path id into its components. Refuses relative ids,
 /// `.` and `..` components, empty components other than a trailing slash,
 /// and NUL bytes.
-pub fn components(id: &str) -> Result<Vec<&str>, PluginError> {
+pub(crate) fn components(id: &str) -> Result<Vec<&str>, PluginError> {
     attache_plugin_sdk::preopens::components(id)
 }
 
 /// Joins a parent id and a directory entry name into a child id.
-pub fn child(parent: &str, name: &str) -> String {
+pub(crate) fn child(parent: &str, name: &str) -> String {
     if parent.ends_with('/') {
         format!("{parent}{name}")
     } else {

@@ -5,21 +5,21 @@ use attache_plugin_sdk::time::to_new_timestamp;
 use attache_plugin_sdk::wasi::filesystem::types::{Descriptor, ErrorCode, NewTimestamp, PathFlags};
 use attache_plugin_sdk::{ItemMetadata, Meta};
 
-pub const S_IFMT: u32 = 0o170000;
-pub const S_IFDIR: u32 = 0o040000;
-pub const S_IFREG: u32 = 0o100000;
-pub const S_IFLNK: u32 = 0o120000;
+pub(crate) const S_IFMT: u32 = 0o170000;
+pub(crate) const S_IFDIR: u32 = 0o040000;
+pub(crate) const S_IFREG: u32 = 0o100000;
+pub(crate) const S_IFLNK: u32 = 0o120000;
 
 /// What a `stat` says a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FileType {
+pub(crate) enum FileType {
     Directory,
     Regular,
     Symlink,
     Special,
 }
 
-pub fn file_type(mode: u32) -> FileType {
+pub(crate) fn file_type(mode: u32) -> FileType {
     match mode & S_IFMT {
         S_IFDIR => FileType::Directory,
         S_IFREG => FileType::Regular,
@@ -29,7 +29,7 @@ pub fn file_type(mode: u32) -> FileType {
 }
 
 /// Item metadata from a `stat`, before the item kind adds its own fields.
-pub fn from_stat(st: &Stat) -> ItemMetadata {
+pub(crate) fn from_stat(st: &Stat) -> ItemMetadata {
     let regular = file_type(st.mode) == FileType::Regular;
     let md = Meta::new(if regular { st.size } else { 0 })
         .mode(st.mode)
@@ -44,7 +44,7 @@ pub fn from_stat(st: &Stat) -> ItemMetadata {
 
 /// Changes whenever a file's content may have: a new inode (replaced), a
 /// new size, mtime or ctime (written, or touched back by someone hiding it).
-pub fn change_token(st: &Stat) -> String {
+pub(crate) fn change_token(st: &Stat) -> String {
     format!(
         "{}:{}:{}:{}.{}:{}.{}",
         st.dev,
@@ -59,7 +59,7 @@ pub fn change_token(st: &Stat) -> String {
 
 /// Applies mode and mtime to an open file or directory. Owner is applied
 /// separately through its parent (see [`apply_owner`]).
-pub fn apply_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
+pub(crate) fn apply_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
     if let Some(mode) = md.mode {
         posix::set_mode(fd, mode & 0o7777)?;
     }
@@ -70,7 +70,7 @@ pub fn apply_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode
 }
 
 /// Applies mtime to a symbolic link itself.
-pub fn apply_to_symlink(
+pub(crate) fn apply_to_symlink(
     parent: &Descriptor,
     name: &str,
     md: &ItemMetadata,
@@ -91,7 +91,7 @@ pub fn apply_to_symlink(
 /// own ids, which is what an unprivileged restore is expected to do.
 /// Sets the owner of an open descriptor (a granted directory itself), as
 /// `apply_owner` does for a name.
-pub fn apply_owner_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
+pub(crate) fn apply_owner_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
     match (md.uid, md.gid) {
         (Some(uid), Some(gid)) => match posix::set_owner(fd, uid, gid) {
             Err(ErrorCode::NotPermitted) | Err(ErrorCode::Access) => Ok(()),
@@ -101,7 +101,11 @@ pub fn apply_owner_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), Err
     }
 }
 
-pub fn apply_owner(parent: &Descriptor, name: &str, md: &ItemMetadata) -> Result<(), ErrorCode> {
+pub(crate) fn apply_owner(
+    parent: &Descriptor,
+    name: &str,
+    md: &ItemMetadata,
+) -> Result<(), ErrorCode> {
     match (md.uid, md.gid) {
         (Some(uid), Some(gid)) => match posix::set_owner_at(parent, name, uid, gid) {
             Err(ErrorCode::NotPermitted) | Err(ErrorCode::Access) => Ok(()),

@@ -11,7 +11,7 @@ use attache_plugin_sdk::{AccessPlan, ItemKind, Operation, PlanRequest, PluginErr
 
 use crate::backup::normalized;
 
-pub fn plan(request: &PlanRequest) -> Result<AccessPlan, PluginError> {
+pub(crate) fn plan(request: &PlanRequest) -> Result<AccessPlan, PluginError> {
     let ids: Vec<String> = request.selection.iter().map(|s| s.id.clone()).collect();
     match request.operation {
         Operation::Discover => {

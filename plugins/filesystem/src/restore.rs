@@ -28,7 +28,7 @@ use crate::fs::{self, describe, Root};
 use crate::ids;
 use crate::metadata::{self, file_type, FileType};
 
-pub fn restore(req: &RestoreRequest) -> Result<Summary, PluginError> {
+pub(crate) fn restore(req: &RestoreRequest) -> Result<Summary, PluginError> {
     if let RestoreDestination::Renamed(_) = req.destination {
         return Err(PluginError::InvalidRequest(
             "files cannot be restored under other ids; restore them to an alternate directory"
@@ -104,7 +104,7 @@ impl Restorer<'_> {
         let result = self.item_in(name, &comps, &item, content);
         if result.is_ok() {
             self.summary.items += 1;
-            if self.summary.items % 256 == 0 {
+            if self.summary.items.is_multiple_of(256) {
                 progress(self.summary.items, self.summary.bytes, None, None);
             }
         }

@@ -239,7 +239,10 @@ fn mailbox(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one message's parts, each from a different FETCH item"
+)]
 fn emit_message(
     mailbox: &ImapId,
     uidvalidity: u32,

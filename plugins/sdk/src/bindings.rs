@@ -6,7 +6,12 @@
 //! [`crate::mock`] host. The WASI and `posix` imports have no mock; a native
 //! test that calls them aborts.
 
-#![allow(missing_docs, clippy::all)]
+#![allow(
+    missing_docs,
+    clippy::all,
+    clippy::mem_forget,
+    reason = "code wit-bindgen generates, documented in the WIT it comes from"
+)]
 
 wit_bindgen::generate!({
     path: "wit",

@@ -76,6 +76,8 @@ pub use bindings::wasi;
 pub use meta::Meta;
 pub use options::Options;
 pub use plugin::Plugin;
+#[cfg(not(target_arch = "wasm32"))]
+pub use plugin::{Discover, NativeExports};
 
 /// Everything a plugin usually needs, for `use attache_plugin_sdk::prelude::*`.
 pub mod prelude {

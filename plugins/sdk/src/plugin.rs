@@ -102,8 +102,64 @@ macro_rules! export_plugin {
         }
         // Natively there is no component to export from (and the export
         // names would not link into a native library): tests call the
-        // plugin's functions directly, on the mock host.
+        // plugin's functions directly, on the mock host, and this table
+        // stands for the exports, so that a native build (tests, lints)
+        // sees the plugin's code reachable as the component does.
         #[cfg(target_arch = "wasm32")]
-        $crate::bindings::export!($ty with_types_in $crate::bindings);
+        #[allow(
+            unsafe_code,
+            reason = "wit-bindgen's export glue is unsafe code it generates; the plugin has none"
+        )]
+        mod __attache_plugin_exports {
+            use super::$ty;
+            $crate::bindings::export!($ty with_types_in $crate::bindings);
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        #[doc(hidden)]
+        pub fn __attache_plugin_native_exports() -> $crate::NativeExports {
+            $crate::NativeExports::of::<$ty>()
+        }
     };
+}
+
+/// [`Plugin::discover`]'s signature.
+#[cfg(not(target_arch = "wasm32"))]
+pub type Discover = fn(Option<String>, u32, OptionList) -> Result<Vec<CatalogEntry>, PluginError>;
+
+/// A plugin's functions as a table, on a native target where there is no
+/// component to export them from: what `export_plugin!` makes reachable
+/// there, as the component's exports make them reachable on wasm32.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Clone, Copy)]
+pub struct NativeExports {
+    /// [`Plugin::info`].
+    pub info: fn() -> PluginInfo,
+    /// [`Plugin::plan`].
+    pub plan: fn(PlanRequest) -> Result<AccessPlan, PluginError>,
+    /// [`Plugin::discover`].
+    pub discover: Discover,
+    /// [`Plugin::quiesce`].
+    pub quiesce: fn(Vec<String>, OptionList) -> Result<String, PluginError>,
+    /// [`Plugin::thaw`].
+    pub thaw: fn(String, OptionList) -> Result<(), PluginError>,
+    /// [`Plugin::backup`].
+    pub backup: fn(BackupRequest) -> Result<Summary, PluginError>,
+    /// [`Plugin::restore`].
+    pub restore: fn(RestoreRequest) -> Result<Summary, PluginError>,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl NativeExports {
+    /// The table of plugin `P`.
+    pub fn of<P: Plugin>() -> Self {
+        Self {
+            info: P::info,
+            plan: P::plan,
+            discover: P::discover,
+            quiesce: P::quiesce,
+            thaw: P::thaw,
+            backup: P::backup,
+            restore: P::restore,
+        }
+    }
 }

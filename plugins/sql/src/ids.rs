@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 
 /// A parsed `postgresql://` id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PgId {
+pub(crate) struct PgId {
     pub user: String,
     pub addr: SocketAddr,
     pub database: Option<String>,
@@ -26,13 +26,13 @@ pub struct PgId {
 
 /// What an id names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Id {
+pub(crate) enum Id {
     Pg(PgId),
     /// An absolute path, checked: no `.`, `..` or empty components.
     Sqlite(String),
 }
 
-pub fn parse(id: &str) -> Result<Id, String> {
+pub(crate) fn parse(id: &str) -> Result<Id, String> {
     if let Some(rest) = id
         .strip_prefix("postgresql://")
         .or_else(|| id.strip_prefix("postgres://"))
@@ -151,7 +151,7 @@ fn decode(s: &str) -> Result<String, String> {
 }
 
 /// Percent-encodes a name for an id.
-pub fn encode(name: &str) -> String {
+pub(crate) fn encode(name: &str) -> String {
     let mut out = String::new();
     for &b in name.as_bytes() {
         if b.is_ascii_graphic() && !matches!(b, b'%' | b'/' | b'.' | b'@' | b':' | b'[' | b']') {
@@ -165,11 +165,11 @@ pub fn encode(name: &str) -> String {
 
 impl PgId {
     /// The server part: `postgresql://USER@HOST:PORT`.
-    pub fn server(&self) -> String {
+    pub(crate) fn server(&self) -> String {
         format!("postgresql://{}@{}", encode(&self.user), self.addr)
     }
 
-    pub fn with_database(&self, db: &str) -> PgId {
+    pub(crate) fn with_database(&self, db: &str) -> PgId {
         PgId {
             database: Some(db.to_owned()),
             schema: None,
@@ -178,7 +178,7 @@ impl PgId {
         }
     }
 
-    pub fn with_table(&self, schema: &str, table: Option<&str>) -> PgId {
+    pub(crate) fn with_table(&self, schema: &str, table: Option<&str>) -> PgId {
         PgId {
             schema: Some(schema.to_owned()),
             table: table.map(str::to_owned),
@@ -187,7 +187,7 @@ impl PgId {
     }
 
     /// The database id (`.../DB`) this id lies in.
-    pub fn database_id(&self) -> PgId {
+    pub(crate) fn database_id(&self) -> PgId {
         PgId {
             schema: None,
             table: None,

@@ -3,7 +3,7 @@
 
 use attache_plugin_sdk::{ItemMetadata, Meta};
 
-pub fn item_metadata(size: u64, attributes: Vec<(String, String)>) -> ItemMetadata {
+pub(crate) fn item_metadata(size: u64, attributes: Vec<(String, String)>) -> ItemMetadata {
     let mut md = Meta::new(size);
     md.attributes = attributes;
     md

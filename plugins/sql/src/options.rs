@@ -12,7 +12,7 @@ use attache_plugin_sdk::wasi::filesystem::types::Descriptor;
 use attache_plugin_sdk::{preopens, OptionSpec, Options, PluginError};
 
 /// The option keys the plugin declares.
-pub fn specs() -> Vec<OptionSpec> {
+pub(crate) fn specs() -> Vec<OptionSpec> {
     vec![
         OptionSpec::new("password", "the PostgreSQL password").secret(),
         OptionSpec::new(
@@ -28,17 +28,17 @@ pub fn specs() -> Vec<OptionSpec> {
 
 /// Refuses option keys the plugin does not declare, so that a typo is not
 /// silently ignored.
-pub fn check(options: &[(String, String)]) -> Result<(), PluginError> {
+pub(crate) fn check(options: &[(String, String)]) -> Result<(), PluginError> {
     Options::new(options).check(&specs())
 }
 
 /// The value of `key`, if passed.
-pub fn get<'a>(options: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(options: &'a [(String, String)], key: &str) -> Option<&'a str> {
     Options::new(options).get(key)
 }
 
 /// The password the job passed, if any.
-pub fn password(options: &[(String, String)]) -> Result<Option<String>, PluginError> {
+pub(crate) fn password(options: &[(String, String)]) -> Result<Option<String>, PluginError> {
     if let Some(p) = get(options, "password") {
         return Ok(Some(p.to_owned()));
     }

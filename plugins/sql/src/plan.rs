@@ -12,7 +12,7 @@ use attache_plugin_sdk::{preopens, AccessPlan, Operation, PlanRequest, PluginErr
 use crate::ids::Id;
 use crate::options;
 
-pub fn plan(request: &PlanRequest) -> Result<AccessPlan, PluginError> {
+pub(crate) fn plan(request: &PlanRequest) -> Result<AccessPlan, PluginError> {
     let opts = &request.options;
     options::check(opts)?;
     let mut plan = AccessPlan::new();

@@ -11,12 +11,12 @@ use std::time::Duration;
 use super::{Agent, Exited, QemuError};
 
 /// The parent of every job's mount point in the guest.
-pub const GUEST_ROOT: &str = "/run/attache";
+pub(crate) const GUEST_ROOT: &str = "/run/attache";
 /// The virtio-serial port name that carries a job's data.
-pub const DATA_PORT: &str = "attache.data";
+pub(crate) const DATA_PORT: &str = "attache.data";
 
 /// The mount point of session `session`'s container in the guest.
-pub fn mount_dir(session: &str) -> String {
+pub(crate) fn mount_dir(session: &str) -> String {
     format!("{GUEST_ROOT}/{session}")
 }
 
@@ -90,7 +90,7 @@ fi
 
 /// What a guest step left behind, as an error.
 #[derive(Debug, thiserror::Error)]
-pub enum GuestError {
+pub(crate) enum GuestError {
     #[error(transparent)]
     Agent(#[from] QemuError),
     #[error("{what} failed in the guest (exit {code}): {stderr}")]
@@ -114,7 +114,7 @@ fn checked(what: &'static str, e: Exited) -> Result<Exited, GuestError> {
 }
 
 /// Mounts the container with volume id `label` at `dir`; returns the device.
-pub fn mount(agent: &mut Agent, dir: &str, label: &str) -> Result<String, GuestError> {
+pub(crate) fn mount(agent: &mut Agent, dir: &str, label: &str) -> Result<String, GuestError> {
     let e = agent.run(
         &["/bin/sh", "-c", MOUNT, "attache-mount", dir, label],
         Duration::from_secs(60),
@@ -126,7 +126,7 @@ pub fn mount(agent: &mut Agent, dir: &str, label: &str) -> Result<String, GuestE
 /// Starts the runner from `dir` with `args` and environment variables `env`
 /// (`NAME=VALUE`: secrets, which a command line would show to every user of
 /// the guest); returns its pid.
-pub fn start_runner(
+pub(crate) fn start_runner(
     agent: &mut Agent,
     dir: &str,
     args: &[String],
@@ -138,7 +138,7 @@ pub fn start_runner(
 }
 
 /// Kills the runner `pid` if it still runs, unmounts `dir` and removes it.
-pub fn clean(agent: &mut Agent, dir: &str, pid: Option<i64>) -> Result<(), GuestError> {
+pub(crate) fn clean(agent: &mut Agent, dir: &str, pid: Option<i64>) -> Result<(), GuestError> {
     let pid = pid.map(|p| p.to_string()).unwrap_or_default();
     let e = agent.run(
         &["/bin/sh", "-c", CLEAN, "attache-clean", dir, &pid],

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::QemuError;
 
-pub struct JsonSocket {
+pub(super) struct JsonSocket {
     peer: &'static str,
     path: PathBuf,
     reader: BufReader<UnixStream>,
@@ -19,7 +19,7 @@ pub struct JsonSocket {
 }
 
 impl JsonSocket {
-    pub fn connect(path: &Path, peer: &'static str) -> Result<Self, QemuError> {
+    pub(super) fn connect(path: &Path, peer: &'static str) -> Result<Self, QemuError> {
         let s = UnixStream::connect(path).map_err(|e| QemuError::Connect {
             peer,
             path: path.to_owned(),
@@ -35,14 +35,14 @@ impl JsonSocket {
         })
     }
 
-    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), QemuError> {
+    pub(super) fn send_raw(&mut self, bytes: &[u8]) -> Result<(), QemuError> {
         self.writer.write_all(bytes).map_err(|e| QemuError::Io {
             peer: self.peer,
             source: e,
         })
     }
 
-    pub fn send(&mut self, msg: &Value) -> Result<(), QemuError> {
+    pub(super) fn send(&mut self, msg: &Value) -> Result<(), QemuError> {
         let mut line = serde_json::to_vec(msg).map_err(|e| QemuError::Protocol {
             peer: self.peer,
             what: e.to_string(),
@@ -52,7 +52,7 @@ impl JsonSocket {
     }
 
     /// The next line (without its newline) received before `deadline`.
-    pub fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, QemuError> {
+    pub(super) fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, QemuError> {
         let mut line = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -101,7 +101,11 @@ impl JsonSocket {
 }
 
 /// The `return` of a reply, or its `error` as a [`QemuError::Command`].
-pub fn reply(peer: &'static str, command: &str, msg: Value) -> Result<Option<Value>, QemuError> {
+pub(super) fn reply(
+    peer: &'static str,
+    command: &str,
+    msg: Value,
+) -> Result<Option<Value>, QemuError> {
     if let Some(err) = msg.get("error") {
         return Err(QemuError::Command {
             peer,

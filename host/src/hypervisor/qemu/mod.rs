@@ -7,10 +7,10 @@
 //! `attache.data` that carries the job's data, so the guest needs no
 //! network).
 
-pub mod guest;
+pub(crate) mod guest;
 mod jsonsock;
-pub mod qga;
-pub mod qmp;
+pub(crate) mod qga;
+pub(crate) mod qmp;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,16 +18,16 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-pub use qga::{Agent, Exited};
-pub use qmp::Qmp;
+pub(crate) use qga::{Agent, Exited};
+pub(crate) use qmp::Qmp;
 
 /// How long a QMP or guest agent command may take to answer.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long QEMU may take to report a device unplugged.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
-pub enum QemuError {
+pub(crate) enum QemuError {
     #[error("cannot connect to {peer} at {}: {source}", path.display())]
     Connect {
         peer: &'static str,
@@ -62,14 +62,14 @@ pub enum QemuError {
 
 impl QemuError {
     /// The guest agent refused a command because the filesystems are frozen.
-    pub fn is_disabled(&self) -> bool {
+    pub(crate) fn is_disabled(&self) -> bool {
         matches!(self, QemuError::Command { desc, .. } if desc.contains("disabled") || desc.contains("frozen"))
     }
 }
 
 /// A QEMU VM, named by its sockets.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Vm {
+pub(crate) struct Vm {
     pub name: String,
     pub qmp: PathBuf,
     pub qga: PathBuf,
@@ -78,14 +78,14 @@ pub struct Vm {
 
 /// What is attached for one job: the block node and the device.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Attachment {
+pub(crate) struct Attachment {
     pub node: String,
     pub device: String,
 }
 
 impl Attachment {
     /// Names for session `session` (QEMU ids: letters, digits, `-`).
-    pub fn for_session(session: &str) -> Self {
+    pub(crate) fn for_session(session: &str) -> Self {
         let short = &session[..12.min(session.len())];
         Self {
             node: format!("attache-node-{short}"),
@@ -95,7 +95,7 @@ impl Attachment {
 }
 
 impl Vm {
-    pub fn in_dir(dir: &Path, name: &str) -> Self {
+    pub(crate) fn in_dir(dir: &Path, name: &str) -> Self {
         Self {
             name: name.into(),
             qmp: dir.join(format!("{name}.qmp")),
@@ -105,7 +105,7 @@ impl Vm {
     }
 
     /// The VMs of a directory: every `NAME.qmp` socket.
-    pub fn list(dir: &Path) -> std::io::Result<Vec<Vm>> {
+    pub(crate) fn list(dir: &Path) -> std::io::Result<Vec<Vm>> {
         use std::os::unix::fs::FileTypeExt;
         let mut out = Vec::new();
         for e in std::fs::read_dir(dir)? {
@@ -121,22 +121,22 @@ impl Vm {
         Ok(out)
     }
 
-    pub fn qmp(&self) -> Result<Qmp, QemuError> {
+    pub(crate) fn qmp(&self) -> Result<Qmp, QemuError> {
         Qmp::connect(&self.qmp, ANSWER_TIMEOUT)
     }
 
-    pub fn agent(&self, timeout: Duration) -> Result<Agent, QemuError> {
+    pub(crate) fn agent(&self, timeout: Duration) -> Result<Agent, QemuError> {
         Agent::connect(&self.qga, timeout)
     }
 
     /// The VM's run state (`running`, `paused`, ...).
-    pub fn status(&self) -> Result<String, QemuError> {
+    pub(crate) fn status(&self) -> Result<String, QemuError> {
         let r = self.qmp()?.execute("query-status", json!({}))?;
         Ok(r["status"].as_str().unwrap_or("unknown").to_owned())
     }
 
     /// Attaches `iso` read-only as a SCSI CD on the VM's virtio-scsi bus.
-    pub fn attach_cd(&self, iso: &Path, a: &Attachment) -> Result<(), QemuError> {
+    pub(crate) fn attach_cd(&self, iso: &Path, a: &Attachment) -> Result<(), QemuError> {
         let mut q = self.qmp()?;
         let bus = scsi_bus(&mut q)?;
         q.execute(
@@ -161,7 +161,7 @@ impl Vm {
 
     /// Detaches what `attach_cd` attached; what is already gone is skipped,
     /// so this can be repeated after any failure.
-    pub fn detach(&self, a: &Attachment) -> Result<(), QemuError> {
+    pub(crate) fn detach(&self, a: &Attachment) -> Result<(), QemuError> {
         let mut q = self.qmp()?;
         match q.execute("device_del", json!({ "id": a.device })) {
             Ok(_) => {
@@ -188,7 +188,7 @@ impl Vm {
 
     /// Files of Attaché containers the VM has attached now (block devices
     /// and named nodes), for checks and for the journal's recovery.
-    pub fn attached_containers(&self) -> Result<Vec<String>, QemuError> {
+    pub(crate) fn attached_containers(&self) -> Result<Vec<String>, QemuError> {
         let mut q = self.qmp()?;
         let mut out = Vec::new();
         let mut note = |v: &Value| {

@@ -16,17 +16,22 @@ use super::QemuError;
 
 const PEER: &str = "the guest agent";
 
-pub struct Agent {
+pub(crate) struct Agent {
     sock: JsonSocket,
     timeout: Duration,
     /// A command timed out: its late reply may still come, so the next
     /// command synchronizes first.
     stale: bool,
+    /// Told of every command before it starts (the audit log).
+    observer: Option<Observer>,
 }
+
+/// What is told of each guest command: its arguments.
+pub(crate) type Observer = Box<dyn Fn(&[&str]) + Send>;
 
 /// A finished guest command.
 #[derive(Debug, Clone)]
-pub struct Exited {
+pub(crate) struct Exited {
     pub code: i64,
     /// Killed by this signal, if it was.
     pub signal: Option<i64>,
@@ -35,12 +40,12 @@ pub struct Exited {
 }
 
 impl Exited {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == 0 && self.signal.is_none()
     }
 
     /// The end of stderr, for error messages.
-    pub fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         let s = String::from_utf8_lossy(&self.stderr);
         let lines: Vec<&str> = s.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")
@@ -50,11 +55,12 @@ impl Exited {
 impl Agent {
     /// Connects and synchronizes; fails within `timeout` when the agent does
     /// not answer (not running, hung, or the VM is paused).
-    pub fn connect(path: &Path, timeout: Duration) -> Result<Self, QemuError> {
+    pub(crate) fn connect(path: &Path, timeout: Duration) -> Result<Self, QemuError> {
         let mut a = Self {
             sock: JsonSocket::connect(path, PEER)?,
             timeout,
             stale: false,
+            observer: None,
         };
         a.sync()?;
         Ok(a)
@@ -88,11 +94,11 @@ impl Agent {
     }
 
     /// Runs a command and returns its `return` value.
-    pub fn call(&mut self, command: &str, arguments: Value) -> Result<Value, QemuError> {
+    pub(crate) fn call(&mut self, command: &str, arguments: Value) -> Result<Value, QemuError> {
         self.call_with(command, arguments, self.timeout)
     }
 
-    pub fn call_with(
+    pub(crate) fn call_with(
         &mut self,
         command: &str,
         arguments: Value,
@@ -132,17 +138,29 @@ impl Agent {
         }
     }
 
+    /// Tells `f` of every command started from now on.
+    pub(crate) fn observe(&mut self, f: Observer) {
+        self.observer = Some(f);
+    }
+
     /// Starts `argv` in the guest with its output captured; returns its pid.
-    pub fn spawn(&mut self, argv: &[&str]) -> Result<i64, QemuError> {
+    pub(crate) fn spawn(&mut self, argv: &[&str]) -> Result<i64, QemuError> {
         self.spawn_with_env(argv, &[])
     }
 
     /// `spawn` with environment variables `NAME=VALUE` (then the command's
     /// whole environment, with a standard PATH).
-    pub fn spawn_with_env(&mut self, argv: &[&str], env: &[String]) -> Result<i64, QemuError> {
+    pub(crate) fn spawn_with_env(
+        &mut self,
+        argv: &[&str],
+        env: &[String],
+    ) -> Result<i64, QemuError> {
         let (path, args) = argv
             .split_first()
             .ok_or_else(|| bad("empty command".into()))?;
+        if let Some(f) = &self.observer {
+            f(argv);
+        }
         let mut req = json!({ "path": path, "arg": args, "capture-output": true });
         if !env.is_empty() {
             let mut all = vec![
@@ -158,12 +176,12 @@ impl Agent {
     }
 
     /// The command's result once it has exited, `None` while it runs.
-    pub fn status(&mut self, pid: i64) -> Result<Option<Exited>, QemuError> {
+    pub(crate) fn status(&mut self, pid: i64) -> Result<Option<Exited>, QemuError> {
         self.status_with(pid, self.timeout)
     }
 
     /// `status`, waiting at most `timeout` for the answer.
-    pub fn status_with(
+    pub(crate) fn status_with(
         &mut self,
         pid: i64,
         timeout: Duration,
@@ -188,7 +206,7 @@ impl Agent {
     }
 
     /// Runs `argv` in the guest to completion, polling its status.
-    pub fn run(&mut self, argv: &[&str], timeout: Duration) -> Result<Exited, QemuError> {
+    pub(crate) fn run(&mut self, argv: &[&str], timeout: Duration) -> Result<Exited, QemuError> {
         let pid = self.spawn(argv)?;
         let deadline = Instant::now() + timeout;
         let mut wait = Duration::from_millis(5);

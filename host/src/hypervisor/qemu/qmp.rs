@@ -12,7 +12,7 @@ use super::QemuError;
 
 const PEER: &str = "QMP";
 
-pub struct Qmp {
+pub(crate) struct Qmp {
     sock: JsonSocket,
     timeout: Duration,
     /// Events that arrived while waiting for a reply.
@@ -21,7 +21,7 @@ pub struct Qmp {
 
 impl Qmp {
     /// Connects, reads the greeting and leaves capabilities negotiation.
-    pub fn connect(path: &Path, timeout: Duration) -> Result<Self, QemuError> {
+    pub(crate) fn connect(path: &Path, timeout: Duration) -> Result<Self, QemuError> {
         let mut sock = JsonSocket::connect(path, PEER)?;
         let greeting = sock.read_line(Instant::now() + timeout)?;
         let greeting: Value = serde_json::from_slice(&greeting).map_err(|e| bad(e.to_string()))?;
@@ -38,7 +38,7 @@ impl Qmp {
     }
 
     /// Runs a command and returns its `return` value.
-    pub fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, QemuError> {
+    pub(crate) fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, QemuError> {
         self.sock
             .send(&json!({ "execute": command, "arguments": arguments }))?;
         let deadline = Instant::now() + self.timeout;
@@ -53,7 +53,7 @@ impl Qmp {
     }
 
     /// Waits for event `name` whose data satisfies `matches`.
-    pub fn wait_event(
+    pub(crate) fn wait_event(
         &mut self,
         name: &str,
         matches: impl Fn(&Value) -> bool,

@@ -18,7 +18,12 @@ pub enum Piece<'a> {
     /// Text, up to and including a literal's `{N}` or the final CRLF.
     Text(Vec<u8>),
     /// Literal bytes; `sync` when the server must be waited for first.
-    Literal { bytes: &'a [u8], sync: bool },
+    Literal {
+        /// The bytes.
+        bytes: &'a [u8],
+        /// Whether to wait for the server's continuation first.
+        sync: bool,
+    },
 }
 
 /// Whether `b` can be sent as a quoted string.

@@ -9,7 +9,7 @@ use base64::Engine;
 use crate::crypto::{hex, hmac_sha256, md5, pbkdf2_sha256, sha256};
 
 /// The `md5` method's answer: `"md5" + md5hex(md5hex(password + user) + salt)`.
-pub fn md5_password(user: &str, password: &str, salt: [u8; 4]) -> String {
+pub(crate) fn md5_password(user: &str, password: &str, salt: [u8; 4]) -> String {
     let inner = hex(&md5(format!("{password}{user}").as_bytes()));
     let mut outer = inner.into_bytes();
     outer.extend_from_slice(&salt);
@@ -17,7 +17,7 @@ pub fn md5_password(user: &str, password: &str, salt: [u8; 4]) -> String {
 }
 
 /// A SCRAM-SHA-256 client exchange in progress.
-pub struct Scram {
+pub(crate) struct Scram {
     client_first_bare: String,
     nonce: String,
     password: String,
@@ -28,7 +28,7 @@ impl Scram {
     /// Starts an exchange with a client nonce (printable, no comma). The user
     /// name goes in the startup message; PostgreSQL ignores this one, so it
     /// is sent empty as libpq does.
-    pub fn new(user: &str, password: &str, nonce: &str) -> Scram {
+    pub(crate) fn new(user: &str, password: &str, nonce: &str) -> Scram {
         Scram {
             client_first_bare: format!("n={},r={nonce}", sasl_name(user)),
             nonce: nonce.to_owned(),
@@ -38,12 +38,12 @@ impl Scram {
     }
 
     /// The client-first message.
-    pub fn client_first(&self) -> String {
+    pub(crate) fn client_first(&self) -> String {
         format!("n,,{}", self.client_first_bare)
     }
 
     /// Given the server-first message, the client-final message.
-    pub fn client_final(&mut self, server_first: &str) -> Result<String, String> {
+    pub(crate) fn client_final(&mut self, server_first: &str) -> Result<String, String> {
         let mut nonce = None;
         let mut salt = None;
         let mut iterations = None;
@@ -87,7 +87,7 @@ impl Scram {
 
     /// Checks the server-final message: the server proves it knew the
     /// password too.
-    pub fn verify_final(&self, server_final: &str) -> Result<(), String> {
+    pub(crate) fn verify_final(&self, server_final: &str) -> Result<(), String> {
         if let Some(e) = server_final.strip_prefix("e=") {
             return Err(format!("SCRAM authentication failed: {e}"));
         }
@@ -111,13 +111,17 @@ fn sasl_name(user: &str) -> String {
 }
 
 /// A client nonce: 18 random bytes as base64.
-pub fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     let mut bytes = [0u8; 18];
     fill_random(&mut bytes);
     B64.encode(bytes)
 }
 
 #[cfg(target_os = "wasi")]
+#[allow(
+    unsafe_code,
+    reason = "getentropy is wasi-libc's C function; there is no safe binding in the SDK"
+)]
 fn fill_random(buf: &mut [u8]) {
     // wasi-libc's getentropy, backed by `wasi:random`.
     extern "C" {

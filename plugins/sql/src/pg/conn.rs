@@ -11,22 +11,22 @@ use attache_plugin_sdk::PluginError;
 /// Longest backend message accepted (a DataRow of a huge text value).
 const MAX_MESSAGE: usize = 1 << 30;
 /// How much COPY data is sent per CopyData message.
-pub const COPY_CHUNK: usize = 256 * 1024;
+pub(crate) const COPY_CHUNK: usize = 256 * 1024;
 /// How much is read from the socket at a time.
 const READ_PIECE: usize = 256 * 1024;
 
 /// Where and as whom to log in.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Login {
+pub(crate) struct Login {
     pub user: String,
     pub addr: SocketAddr,
     pub database: String,
 }
 
 /// Rows of a simple query, every field as text or NULL.
-pub type Rows = Vec<Vec<Option<String>>>;
+pub(crate) type Rows = Vec<Vec<Option<String>>>;
 
-pub struct Conn {
+pub(crate) struct Conn {
     stream: TcpStream,
     /// Read buffer: bytes `start..end` are received and not yet consumed.
     buf: Vec<u8>,
@@ -38,7 +38,7 @@ pub struct Conn {
 
 impl Conn {
     /// Connects and logs in. `password` is used only if the server asks.
-    pub fn connect(login: &Login, password: Option<&str>) -> Result<Conn, PluginError> {
+    pub(crate) fn connect(login: &Login, password: Option<&str>) -> Result<Conn, PluginError> {
         let addr = login.addr;
         // A blocking connect: WASI reports a refused connection from it, while
         // connect_timeout's non-blocking path only fails at the first send.
@@ -157,7 +157,7 @@ impl Conn {
     }
 
     /// Sends bytes as they are.
-    pub fn send(&mut self, bytes: &[u8]) -> Result<(), PluginError> {
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> Result<(), PluginError> {
         self.stream
             .write_all(bytes)
             .map_err(|e| self.io_error("sending to", e))
@@ -171,7 +171,7 @@ impl Conn {
     }
 
     /// Receives and decodes the next message.
-    pub fn recv(&mut self) -> Result<Backend, PluginError> {
+    pub(crate) fn recv(&mut self) -> Result<Backend, PluginError> {
         let (tag, body) = self.next_raw()?;
         wire::decode(tag, &self.buf[body]).map_err(|e| proto(&e.0))
     }
@@ -222,7 +222,7 @@ impl Conn {
     }
 
     /// Runs one or more statements; returns the rows of the last result.
-    pub fn query(&mut self, sql: &str) -> Result<Rows, PluginError> {
+    pub(crate) fn query(&mut self, sql: &str) -> Result<Rows, PluginError> {
         self.send(&wire::query(sql))?;
         let mut rows = Vec::new();
         let mut error = None;
@@ -250,13 +250,13 @@ impl Conn {
     }
 
     /// Runs statements whose rows do not matter.
-    pub fn simple(&mut self, sql: &str) -> Result<(), PluginError> {
+    pub(crate) fn simple(&mut self, sql: &str) -> Result<(), PluginError> {
         self.query(sql).map(drop)
     }
 
     /// Runs `COPY ... TO STDOUT` and hands the data on in pieces of about
     /// `COPY_CHUNK` bytes. Returns the number of rows.
-    pub fn copy_out(
+    pub(crate) fn copy_out(
         &mut self,
         sql: &str,
         mut out: impl FnMut(&[u8]) -> Result<(), PluginError>,
@@ -298,7 +298,7 @@ impl Conn {
     /// Runs `COPY ... FROM STDIN`, feeding it what `next` yields until
     /// `None`. Returns the number of rows. If `next` fails, the COPY is
     /// aborted and that error returned.
-    pub fn copy_in(
+    pub(crate) fn copy_in(
         &mut self,
         sql: &str,
         mut next: impl FnMut() -> Result<Option<Vec<u8>>, PluginError>,
@@ -356,7 +356,7 @@ impl Conn {
     }
 
     /// Ends the session politely.
-    pub fn close(mut self) {
+    pub(crate) fn close(mut self) {
         let _ = self.send(&wire::terminate());
     }
 }
@@ -366,7 +366,7 @@ fn proto(msg: &str) -> PluginError {
 }
 
 /// An error the server sent for `sql`.
-pub fn server_error(f: &ErrorFields, sql: &str) -> PluginError {
+pub(crate) fn server_error(f: &ErrorFields, sql: &str) -> PluginError {
     let mut short: String = sql.chars().take(160).collect();
     if short.len() < sql.len() {
         short.push_str("...");

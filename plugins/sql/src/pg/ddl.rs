@@ -8,14 +8,14 @@ use super::wire::{ident, literal};
 
 /// Where a table is restored.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub(crate) struct Target {
     pub schema: String,
     pub table: String,
 }
 
 /// The statements of one table's restore, in order.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Sequences and the table, before its rows.
     pub create: Vec<String>,
     /// `COPY ... FROM STDIN`.
@@ -34,7 +34,7 @@ const NAMEDATALEN: usize = 63;
 /// The name of an object that belongs to a renamed table: `orders_pkey`
 /// of `orders` becomes `orders_restored_pkey` of `orders_restored`; a name
 /// that does not start with the table's gets the new table's name in front.
-pub fn rename_object(name: &str, old_table: &str, new_table: &str) -> String {
+pub(crate) fn rename_object(name: &str, old_table: &str, new_table: &str) -> String {
     if old_table == new_table {
         return name.to_owned();
     }
@@ -70,7 +70,7 @@ fn seq_options(s: &Sequence) -> String {
     )
 }
 
-pub fn plan(def: &TableDef, copy_columns: &[String], t: &Target) -> Plan {
+pub(crate) fn plan(def: &TableDef, copy_columns: &[String], t: &Target) -> Plan {
     let qt = format!("{}.{}", ident(&t.schema), ident(&t.table));
     let mut p = Plan::default();
     let mut defaults_fix: Vec<(String, String)> = Vec::new();

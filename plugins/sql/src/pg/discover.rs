@@ -5,7 +5,7 @@ use super::{connect, schema};
 use crate::ids::PgId;
 use attache_plugin_sdk::{CatalogEntry, ItemKind, PluginError};
 
-pub fn discover(
+pub(crate) fn discover(
     id: &PgId,
     depth: u32,
     password: Option<&str>,

@@ -24,7 +24,7 @@ use attache_plugin_sdk::Summary;
 use attache_plugin_sdk::{Item, ItemKind, Level, PluginError};
 
 /// One database's snapshot, open until the backup (or `thaw`) ends it.
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     pub db: PgId,
     pub conn: Conn,
     pub snapshot: String,
@@ -39,7 +39,9 @@ thread_local! {
 
 /// Groups a selection by database: each database id with the selected
 /// ids inside it.
-pub fn by_database(selection: &[PgId]) -> Result<BTreeMap<String, (PgId, Vec<PgId>)>, PluginError> {
+pub(crate) fn by_database(
+    selection: &[PgId],
+) -> Result<BTreeMap<String, (PgId, Vec<PgId>)>, PluginError> {
     let mut out: BTreeMap<String, (PgId, Vec<PgId>)> = BTreeMap::new();
     for id in selection {
         if id.database.is_none() {
@@ -58,7 +60,11 @@ pub fn by_database(selection: &[PgId]) -> Result<BTreeMap<String, (PgId, Vec<PgI
 
 /// Opens the snapshot of one database and resolves the selected tables in
 /// it. A selected schema or table that does not exist is an error.
-pub fn open(db: &PgId, selected: &[PgId], password: Option<&str>) -> Result<Snapshot, PluginError> {
+pub(crate) fn open(
+    db: &PgId,
+    selected: &[PgId],
+    password: Option<&str>,
+) -> Result<Snapshot, PluginError> {
     let mut conn = connect(db, password)?;
     conn.simple("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
     let rows = conn.query(
@@ -118,7 +124,7 @@ pub fn open(db: &PgId, selected: &[PgId], password: Option<&str>) -> Result<Snap
 }
 
 /// `quiesce`: opens every database's snapshot now; the backup uses them.
-pub fn quiesce(selection: &[PgId], password: Option<&str>) -> Result<(), PluginError> {
+pub(crate) fn quiesce(selection: &[PgId], password: Option<&str>) -> Result<(), PluginError> {
     let mut opened = Vec::new();
     for (_, (db, ids)) in by_database(selection)? {
         opened.push(open(&db, &ids, password)?);
@@ -128,7 +134,7 @@ pub fn quiesce(selection: &[PgId], password: Option<&str>) -> Result<(), PluginE
 }
 
 /// `thaw`: ends what `quiesce` opened and the backup did not use.
-pub fn thaw() -> Result<(), PluginError> {
+pub(crate) fn thaw() -> Result<(), PluginError> {
     let held = HELD.with(|h| std::mem::take(&mut *h.borrow_mut()));
     for mut s in held {
         let _ = s.conn.simple("COMMIT");
@@ -137,7 +143,7 @@ pub fn thaw() -> Result<(), PluginError> {
     Ok(())
 }
 
-pub fn backup(
+pub(crate) fn backup(
     selection: &[PgId],
     password: Option<&str>,
     summary: &mut Summary,

@@ -21,12 +21,12 @@ use serde::{Deserialize, Serialize};
 
 use super::schema::TableDef;
 
-pub const TABLE_MAGIC: &str = "ATTACHE-PG-TABLE 1";
-pub const DATABASE_MAGIC: &str = "ATTACHE-PG-DATABASE 1";
-pub const END_OF_ROWS: &[u8] = b"\\.\n";
+pub(crate) const TABLE_MAGIC: &str = "ATTACHE-PG-TABLE 1";
+pub(crate) const DATABASE_MAGIC: &str = "ATTACHE-PG-DATABASE 1";
+pub(crate) const END_OF_ROWS: &[u8] = b"\\.\n";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableHeader {
+pub(crate) struct TableHeader {
     pub server_version: String,
     pub database: String,
     /// The exported snapshot the rows were read under.
@@ -37,12 +37,12 @@ pub struct TableHeader {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableTrailer {
+pub(crate) struct TableTrailer {
     pub rows: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DatabaseHeader {
+pub(crate) struct DatabaseHeader {
     pub server_version: String,
     pub database: String,
     pub encoding: String,
@@ -53,14 +53,14 @@ pub struct DatabaseHeader {
     pub tables: Vec<String>,
 }
 
-pub fn table_prologue(h: &TableHeader) -> Vec<u8> {
+pub(crate) fn table_prologue(h: &TableHeader) -> Vec<u8> {
     let mut out = format!("{TABLE_MAGIC}\n").into_bytes();
     out.extend_from_slice(serde_json::to_string(h).expect("serializable").as_bytes());
     out.push(b'\n');
     out
 }
 
-pub fn table_epilogue(rows: u64) -> Vec<u8> {
+pub(crate) fn table_epilogue(rows: u64) -> Vec<u8> {
     let mut out = END_OF_ROWS.to_vec();
     out.extend_from_slice(
         serde_json::to_string(&TableTrailer { rows })
@@ -71,7 +71,7 @@ pub fn table_epilogue(rows: u64) -> Vec<u8> {
     out
 }
 
-pub fn database_content(h: &DatabaseHeader) -> Vec<u8> {
+pub(crate) fn database_content(h: &DatabaseHeader) -> Vec<u8> {
     let mut out = format!("{DATABASE_MAGIC}\n").into_bytes();
     out.extend_from_slice(
         serde_json::to_string_pretty(h)
@@ -82,7 +82,7 @@ pub fn database_content(h: &DatabaseHeader) -> Vec<u8> {
     out
 }
 
-pub fn parse_database(content: &[u8]) -> Result<DatabaseHeader, String> {
+pub(crate) fn parse_database(content: &[u8]) -> Result<DatabaseHeader, String> {
     let s = std::str::from_utf8(content).map_err(|_| "database item is not UTF-8")?;
     let body = s
         .strip_prefix(DATABASE_MAGIC)
@@ -93,7 +93,7 @@ pub fn parse_database(content: &[u8]) -> Result<DatabaseHeader, String> {
 
 /// Reads a table item piece by piece: the header first, then the rows in
 /// whole lines, then the trailer.
-pub struct TableReader {
+pub(crate) struct TableReader {
     buf: Vec<u8>,
     state: State,
     pub trailer: Option<TableTrailer>,
@@ -109,7 +109,7 @@ enum State {
 
 /// What feeding a piece of content produced.
 #[derive(Debug, Default, PartialEq)]
-pub struct Fed {
+pub(crate) struct Fed {
     pub header: Option<TableHeader>,
     /// Complete row lines, ready for COPY FROM STDIN.
     pub rows: Vec<u8>,
@@ -122,7 +122,7 @@ impl Default for TableReader {
 }
 
 impl TableReader {
-    pub fn new() -> TableReader {
+    pub(crate) fn new() -> TableReader {
         TableReader {
             buf: Vec::new(),
             state: State::Magic,
@@ -131,7 +131,7 @@ impl TableReader {
     }
 
     /// Takes the next piece of content.
-    pub fn feed(&mut self, piece: &[u8]) -> Result<Fed, String> {
+    pub(crate) fn feed(&mut self, piece: &[u8]) -> Result<Fed, String> {
         self.buf.extend_from_slice(piece);
         let mut fed = Fed::default();
         loop {
@@ -200,7 +200,7 @@ impl TableReader {
     }
 
     /// Checks that the content ended where it should.
-    pub fn finish(&self) -> Result<TableTrailer, String> {
+    pub(crate) fn finish(&self) -> Result<TableTrailer, String> {
         match (&self.state, &self.trailer) {
             (State::Trailer, Some(t)) if self.buf.is_empty() => Ok(t.clone()),
             _ => Err("the table item ends before its end-of-rows marker and trailer".into()),

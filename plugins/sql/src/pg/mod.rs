@@ -1,20 +1,20 @@
 //! PostgreSQL, spoken directly over the frontend/backend protocol v3.
 
-pub mod auth;
-pub mod conn;
-pub mod ddl;
-pub mod discover;
-pub mod dump;
-pub mod format;
-pub mod restore;
-pub mod schema;
-pub mod wire;
+pub(crate) mod auth;
+pub(crate) mod conn;
+pub(crate) mod ddl;
+pub(crate) mod discover;
+pub(crate) mod dump;
+pub(crate) mod format;
+pub(crate) mod restore;
+pub(crate) mod schema;
+pub(crate) mod wire;
 
 use crate::ids::PgId;
 use attache_plugin_sdk::PluginError;
 
 /// Connects to the database an id names (or `postgres` for a server id).
-pub fn connect(id: &PgId, password: Option<&str>) -> Result<conn::Conn, PluginError> {
+pub(crate) fn connect(id: &PgId, password: Option<&str>) -> Result<conn::Conn, PluginError> {
     let login = conn::Login {
         user: id.user.clone(),
         addr: id.addr,

@@ -11,7 +11,7 @@
 use super::conn::Conn;
 use super::connect;
 use super::ddl::{self, Target};
-use super::format::{self, TableReader};
+use super::format::{self, TableHeader, TableReader};
 use super::wire::{ident, literal};
 use crate::ids::PgId;
 use attache_plugin_sdk::host::{log, progress};
@@ -29,7 +29,7 @@ struct TargetDb {
     foreign_keys: Vec<(String, String, String)>,
 }
 
-pub struct Restore {
+pub(crate) struct Restore {
     overwrite: bool,
     password: Option<String>,
     dbs: Vec<TargetDb>,
@@ -38,7 +38,7 @@ pub struct Restore {
 }
 
 impl Restore {
-    pub fn new(overwrite: bool, password: Option<String>) -> Restore {
+    pub(crate) fn new(overwrite: bool, password: Option<String>) -> Restore {
         Restore {
             overwrite,
             password,
@@ -48,7 +48,7 @@ impl Restore {
     }
 
     /// Restores one item as `target`.
-    pub fn item(
+    pub(crate) fn item(
         &mut self,
         item: &Item,
         target: &PgId,
@@ -162,66 +162,12 @@ impl Restore {
         };
         let bad = |e: String| PluginError::InvalidRequest(format!("{}: {e}", item.id));
         let mut reader = TableReader::new();
-        let mut consumed = 0u64;
-        let mut first_rows = Vec::new();
-        let header = loop {
-            let piece = content.read(READ_PIECE)?;
-            if piece.is_empty() {
-                return Err(bad("the content ends before the table header".into()));
-            }
-            consumed += piece.len() as u64;
-            let fed = reader.feed(&piece).map_err(bad)?;
-            first_rows.extend_from_slice(&fed.rows);
-            if let Some(h) = fed.header {
-                break h;
-            }
-        };
+        let (header, first_rows, mut consumed) = read_header(&mut reader, content, bad)?;
         let overwrite = self.overwrite;
         let db = self.db(target)?;
         let qt = format!("{}.{}", ident(&schema), ident(&table));
 
-        // Check before changing anything.
-        let existing = db.conn.query(&format!(
-            "SELECT c.oid, c.relkind FROM pg_catalog.pg_class c \
-             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE n.nspname = {} AND c.relname = {}",
-            literal(&schema),
-            literal(&table)
-        ))?;
-        if let Some(row) = existing.first() {
-            let oid = row.first().cloned().flatten().unwrap_or_default();
-            let relkind = row.get(1).cloned().flatten().unwrap_or_default();
-            if !overwrite {
-                return Err(PluginError::Application(format!(
-                    "table {schema}.{table} already exists in {}; nothing was restored (ask for overwrite to replace it)",
-                    db.id
-                )));
-            }
-            if relkind != "r" {
-                return Err(PluginError::Application(format!(
-                    "{schema}.{table} exists in {} and is not a table; not replaced",
-                    db.id
-                )));
-            }
-            // Foreign keys of other tables that point here go when the
-            // table is dropped; they come back at the end.
-            let incoming = db.conn.query(&format!(
-                "SELECT conrelid::pg_catalog.regclass::text, conname, pg_catalog.pg_get_constraintdef(oid) \
-                 FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confrelid = {oid} AND conrelid <> {oid}"
-            ))?;
-            for r in incoming {
-                let t = r[0].clone().unwrap_or_default();
-                let n = r[1].clone().unwrap_or_default();
-                let d = r[2].clone().unwrap_or_default();
-                let stmt = format!("ALTER TABLE {t} ADD CONSTRAINT {} {d}", ident(&n));
-                db.foreign_keys.push((t, n, stmt));
-            }
-            db.conn.simple(&format!("DROP TABLE {qt} CASCADE"))?;
-            log(
-                Level::Info,
-                &format!("{}: replacing {schema}.{table}", db.id),
-            );
-        }
+        replace_existing(db, &schema, &table, &qt, overwrite)?;
 
         let plan = ddl::plan(
             &header.definition,
@@ -286,7 +232,7 @@ impl Restore {
     }
 
     /// Adds the foreign keys and commits every target database.
-    pub fn finish(mut self) -> Result<(), PluginError> {
+    pub(crate) fn finish(mut self) -> Result<(), PluginError> {
         let result = (|| {
             for db in &mut self.dbs {
                 for (table, name, stmt) in std::mem::take(&mut db.foreign_keys) {
@@ -324,7 +270,7 @@ impl Restore {
     }
 
     /// Rolls everything back and drops the databases this restore made.
-    pub fn abort(&mut self) {
+    pub(crate) fn abort(&mut self) {
         for mut db in self.dbs.drain(..) {
             let _ = db.conn.simple("ROLLBACK");
             db.conn.close();
@@ -350,4 +296,82 @@ impl Restore {
             }
         }
     }
+}
+
+/// Reads a table item's content up to its header: the header, the rows
+/// that came with it, and the bytes read.
+fn read_header(
+    reader: &mut TableReader,
+    content: &ItemContent,
+    bad: impl Fn(String) -> PluginError,
+) -> Result<(TableHeader, Vec<u8>, u64), PluginError> {
+    let mut consumed = 0u64;
+    let mut first_rows = Vec::new();
+    loop {
+        let piece = content.read(READ_PIECE)?;
+        if piece.is_empty() {
+            return Err(bad("the content ends before the table header".into()));
+        }
+        consumed += piece.len() as u64;
+        let fed = reader.feed(&piece).map_err(&bad)?;
+        first_rows.extend_from_slice(&fed.rows);
+        if let Some(h) = fed.header {
+            return Ok((h, first_rows, consumed));
+        }
+    }
+}
+
+/// Before anything changes: a table `schema.table` (quoted `qt`) that
+/// exists is an error without `overwrite`, and not a table is never
+/// replaced; with it, the foreign keys of other tables that point at it are
+/// kept for the end, and it is dropped.
+fn replace_existing(
+    db: &mut TargetDb,
+    schema: &str,
+    table: &str,
+    qt: &str,
+    overwrite: bool,
+) -> Result<(), PluginError> {
+    let existing = db.conn.query(&format!(
+        "SELECT c.oid, c.relkind FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = {} AND c.relname = {}",
+        literal(schema),
+        literal(table)
+    ))?;
+    if let Some(row) = existing.first() {
+        let oid = row.first().cloned().flatten().unwrap_or_default();
+        let relkind = row.get(1).cloned().flatten().unwrap_or_default();
+        if !overwrite {
+            return Err(PluginError::Application(format!(
+                "table {schema}.{table} already exists in {}; nothing was restored (ask for overwrite to replace it)",
+                db.id
+            )));
+        }
+        if relkind != "r" {
+            return Err(PluginError::Application(format!(
+                "{schema}.{table} exists in {} and is not a table; not replaced",
+                db.id
+            )));
+        }
+        // Foreign keys of other tables that point here go when the
+        // table is dropped; they come back at the end.
+        let incoming = db.conn.query(&format!(
+            "SELECT conrelid::pg_catalog.regclass::text, conname, pg_catalog.pg_get_constraintdef(oid) \
+             FROM pg_catalog.pg_constraint WHERE contype = 'f' AND confrelid = {oid} AND conrelid <> {oid}"
+        ))?;
+        for r in incoming {
+            let t = r[0].clone().unwrap_or_default();
+            let n = r[1].clone().unwrap_or_default();
+            let d = r[2].clone().unwrap_or_default();
+            let stmt = format!("ALTER TABLE {t} ADD CONSTRAINT {} {d}", ident(&n));
+            db.foreign_keys.push((t, n, stmt));
+        }
+        db.conn.simple(&format!("DROP TABLE {qt} CASCADE"))?;
+        log(
+            Level::Info,
+            &format!("{}: replacing {schema}.{table}", db.id),
+        );
+    }
+    Ok(())
 }

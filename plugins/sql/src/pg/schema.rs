@@ -15,7 +15,7 @@ const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schem
 
 /// A table found in the catalogs.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TableRef {
+pub(crate) struct TableRef {
     pub schema: String,
     pub name: String,
     pub oid: u32,
@@ -36,7 +36,7 @@ fn num<T: std::str::FromStr + Default>(row: &[Option<String>], i: usize) -> T {
 }
 
 /// Databases a user can connect to, with their sizes, by name.
-pub fn databases(c: &mut Conn) -> Result<Vec<(String, u64)>, PluginError> {
+pub(crate) fn databases(c: &mut Conn) -> Result<Vec<(String, u64)>, PluginError> {
     let rows = c.query(
         "SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') \
          THEN pg_catalog.pg_database_size(oid) END \
@@ -47,7 +47,7 @@ pub fn databases(c: &mut Conn) -> Result<Vec<(String, u64)>, PluginError> {
 
 /// User schemas of the current database with the total size of their
 /// tables, by name.
-pub fn schemas(c: &mut Conn) -> Result<Vec<(String, u64)>, PluginError> {
+pub(crate) fn schemas(c: &mut Conn) -> Result<Vec<(String, u64)>, PluginError> {
     let rows = c.query(&format!(
         "SELECT n.nspname, coalesce(sum(pg_catalog.pg_total_relation_size(c.oid)) \
          FILTER (WHERE c.relkind = 'r'), 0)::bigint \
@@ -59,7 +59,7 @@ pub fn schemas(c: &mut Conn) -> Result<Vec<(String, u64)>, PluginError> {
 
 /// Ordinary tables of the current database, optionally of one schema and
 /// one name, ordered by schema and name.
-pub fn tables(
+pub(crate) fn tables(
     c: &mut Conn,
     schema: Option<&str>,
     table: Option<&str>,
@@ -93,7 +93,7 @@ fn table_ref(r: &[Option<String>]) -> TableRef {
 }
 
 /// Whether a schema exists in the current database.
-pub fn schema_exists(c: &mut Conn, schema: &str) -> Result<bool, PluginError> {
+pub(crate) fn schema_exists(c: &mut Conn, schema: &str) -> Result<bool, PluginError> {
     let rows = c.query(&format!(
         "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = {}",
         literal(schema)
@@ -103,7 +103,7 @@ pub fn schema_exists(c: &mut Conn, schema: &str) -> Result<bool, PluginError> {
 
 /// Everything restore needs to recreate a table, apart from its rows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TableDef {
+pub(crate) struct TableDef {
     pub schema: String,
     pub table: String,
     /// `schema.table` as PostgreSQL prints it in definitions.
@@ -119,7 +119,7 @@ pub struct TableDef {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Column {
+pub(crate) struct Column {
     pub name: String,
     /// `format_type` of the column: `integer`, `character varying(20)`.
     #[serde(rename = "type")]
@@ -137,7 +137,7 @@ pub struct Column {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Sequence {
+pub(crate) struct Sequence {
     pub schema: String,
     pub name: String,
     /// How PostgreSQL prints it as a regclass (`public.orders_id_seq`).
@@ -157,7 +157,7 @@ pub struct Sequence {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Constraint {
+pub(crate) struct Constraint {
     pub name: String,
     /// `p`, `u`, `c`, `x` or `f`.
     pub kind: String,
@@ -166,7 +166,7 @@ pub struct Constraint {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Index {
+pub(crate) struct Index {
     pub name: String,
     /// `CREATE INDEX` or `CREATE UNIQUE INDEX`.
     pub head: String,
@@ -175,7 +175,7 @@ pub struct Index {
 }
 
 /// Reads a table's definition. Run inside the backup's transaction.
-pub fn table_def(c: &mut Conn, t: &TableRef) -> Result<TableDef, PluginError> {
+pub(crate) fn table_def(c: &mut Conn, t: &TableRef) -> Result<TableDef, PluginError> {
     let oid = t.oid;
     let cols: Rows = c.query(&format!(
         "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), \
@@ -285,7 +285,7 @@ pub fn table_def(c: &mut Conn, t: &TableRef) -> Result<TableDef, PluginError> {
 
 /// Splits `CREATE [UNIQUE] INDEX name ON table USING ...` around its name
 /// and table, so that restore can put other ones in.
-pub fn split_indexdef(def: &str, quoted_name: &str, qualified_table: &str) -> Option<Index> {
+pub(crate) fn split_indexdef(def: &str, quoted_name: &str, qualified_table: &str) -> Option<Index> {
     for head in ["CREATE INDEX", "CREATE UNIQUE INDEX"] {
         let prefix = format!("{head} {quoted_name} ON {qualified_table} ");
         if let Some(tail) = def.strip_prefix(&prefix) {

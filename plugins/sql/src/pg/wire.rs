@@ -3,11 +3,11 @@
 //! Pure functions on bytes; `conn.rs` moves them over the socket.
 
 /// Protocol version 3.0 in the startup message.
-pub const PROTOCOL_3_0: i32 = 196_608;
+pub(crate) const PROTOCOL_3_0: i32 = 196_608;
 
 /// A message from the server, decoded.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Backend {
+pub(crate) enum Backend {
     /// `R`: an authentication request or result.
     Auth(Auth),
     /// `K`: process id and secret key for cancel requests.
@@ -46,7 +46,7 @@ pub enum Backend {
 
 /// The authentication requests the plugin knows.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Auth {
+pub(crate) enum Auth {
     Ok,
     CleartextPassword,
     Md5Password([u8; 4]),
@@ -60,12 +60,12 @@ pub enum Auth {
 
 /// The fields of an ErrorResponse or NoticeResponse, by their code byte.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ErrorFields {
+pub(crate) struct ErrorFields {
     pub fields: Vec<(u8, String)>,
 }
 
 impl ErrorFields {
-    pub fn get(&self, code: u8) -> Option<&str> {
+    pub(crate) fn get(&self, code: u8) -> Option<&str> {
         self.fields
             .iter()
             .find(|(c, _)| *c == code)
@@ -73,12 +73,12 @@ impl ErrorFields {
     }
 
     /// The SQLSTATE (`28P01` for a wrong password).
-    pub fn code(&self) -> &str {
+    pub(crate) fn code(&self) -> &str {
         self.get(b'C').unwrap_or("")
     }
 
     /// `SEVERITY: message (DETAIL) HINT` in one line.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = format!(
             "{}: {}",
             self.get(b'V').or(self.get(b'S')).unwrap_or("ERROR"),
@@ -99,7 +99,7 @@ impl ErrorFields {
 
 /// Malformed input from the server.
 #[derive(Debug, Clone, PartialEq)]
-pub struct WireError(pub String);
+pub(crate) struct WireError(pub String);
 
 fn put_msg(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
     out.push(tag);
@@ -114,7 +114,7 @@ fn put_cstr(out: &mut Vec<u8>, s: &str) {
 
 /// The startup message: protocol version and parameters (`user`,
 /// `database`, and any run-time setting).
-pub fn startup(params: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn startup(params: &[(&str, &str)]) -> Vec<u8> {
     let mut body = PROTOCOL_3_0.to_be_bytes().to_vec();
     for (k, v) in params {
         put_cstr(&mut body, k);
@@ -127,7 +127,7 @@ pub fn startup(params: &[(&str, &str)]) -> Vec<u8> {
 }
 
 /// `p`: a password (cleartext or md5 hash), NUL-terminated.
-pub fn password(pw: &str) -> Vec<u8> {
+pub(crate) fn password(pw: &str) -> Vec<u8> {
     let mut body = Vec::new();
     put_cstr(&mut body, pw);
     let mut out = Vec::new();
@@ -136,7 +136,7 @@ pub fn password(pw: &str) -> Vec<u8> {
 }
 
 /// `p` as SASLInitialResponse: the mechanism and the client-first message.
-pub fn sasl_initial(mechanism: &str, data: &[u8]) -> Vec<u8> {
+pub(crate) fn sasl_initial(mechanism: &str, data: &[u8]) -> Vec<u8> {
     let mut body = Vec::new();
     put_cstr(&mut body, mechanism);
     body.extend_from_slice(&(data.len() as i32).to_be_bytes());
@@ -147,14 +147,14 @@ pub fn sasl_initial(mechanism: &str, data: &[u8]) -> Vec<u8> {
 }
 
 /// `p` as SASLResponse: the next client message.
-pub fn sasl_response(data: &[u8]) -> Vec<u8> {
+pub(crate) fn sasl_response(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     put_msg(&mut out, b'p', data);
     out
 }
 
 /// `Q`: a simple query.
-pub fn query(sql: &str) -> Vec<u8> {
+pub(crate) fn query(sql: &str) -> Vec<u8> {
     let mut body = Vec::new();
     put_cstr(&mut body, sql);
     let mut out = Vec::new();
@@ -163,19 +163,19 @@ pub fn query(sql: &str) -> Vec<u8> {
 }
 
 /// `d`: COPY data, appended to `out`.
-pub fn copy_data(out: &mut Vec<u8>, data: &[u8]) {
+pub(crate) fn copy_data(out: &mut Vec<u8>, data: &[u8]) {
     put_msg(out, b'd', data);
 }
 
 /// `c`: end of COPY data.
-pub fn copy_done() -> Vec<u8> {
+pub(crate) fn copy_done() -> Vec<u8> {
     let mut out = Vec::new();
     put_msg(&mut out, b'c', &[]);
     out
 }
 
 /// `f`: the client gives up a COPY FROM STDIN with a reason.
-pub fn copy_fail(reason: &str) -> Vec<u8> {
+pub(crate) fn copy_fail(reason: &str) -> Vec<u8> {
     let mut body = Vec::new();
     put_cstr(&mut body, reason);
     let mut out = Vec::new();
@@ -184,18 +184,18 @@ pub fn copy_fail(reason: &str) -> Vec<u8> {
 }
 
 /// `X`: the client closes the session.
-pub fn terminate() -> Vec<u8> {
+pub(crate) fn terminate() -> Vec<u8> {
     let mut out = Vec::new();
     put_msg(&mut out, b'X', &[]);
     out
 }
 
 /// A message's type byte, its body, and how many bytes it took.
-pub type Split<'a> = (u8, &'a [u8], usize);
+pub(crate) type Split<'a> = (u8, &'a [u8], usize);
 
 /// Splits one message off the front of `buf`: its type byte and body, and
 /// how many bytes it took; `None` while incomplete.
-pub fn split(buf: &[u8], max_len: usize) -> Result<Option<Split<'_>>, WireError> {
+pub(crate) fn split(buf: &[u8], max_len: usize) -> Result<Option<Split<'_>>, WireError> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -259,7 +259,7 @@ impl<'a> Cursor<'a> {
 }
 
 /// Decodes one backend message from its type byte and body.
-pub fn decode(tag: u8, body: &[u8]) -> Result<Backend, WireError> {
+pub(crate) fn decode(tag: u8, body: &[u8]) -> Result<Backend, WireError> {
     let mut c = Cursor { b: body, what: tag };
     Ok(match tag {
         b'R' => Backend::Auth(match c.i32()? {
@@ -345,13 +345,13 @@ pub fn decode(tag: u8, body: &[u8]) -> Result<Backend, WireError> {
 }
 
 /// Quotes an identifier as PostgreSQL's `quote_ident` does, always.
-pub fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// Quotes a string literal (standard_conforming_strings is on since 9.1,
 /// and the plugin checks it at connection): `'it''s'`.
-pub fn literal(s: &str) -> String {
+pub(crate) fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 

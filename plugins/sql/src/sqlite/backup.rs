@@ -35,7 +35,7 @@ enum Outcome {
     Retry(String),
 }
 
-pub fn backup(path: &str, summary: &mut Summary) -> Result<(), PluginError> {
+pub(crate) fn backup(path: &str, summary: &mut Summary) -> Result<(), PluginError> {
     let id = format!("sqlite://{path}");
     let (dir, name) = files::parent_of(path, false)?;
     let mut last = String::new();

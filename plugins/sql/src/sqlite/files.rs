@@ -13,7 +13,7 @@ use attache_plugin_sdk::PluginError;
 /// preopen with the longest path that holds it (the plan asks for the
 /// directory: read for a backup, read-write for a restore). With `write`,
 /// missing parents are created.
-pub fn parent_of(path: &str, write: bool) -> Result<(Descriptor, String), PluginError> {
+pub(crate) fn parent_of(path: &str, write: bool) -> Result<(Descriptor, String), PluginError> {
     let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
     let Some((name, parents)) = comps.split_last() else {
         return Err(PluginError::InvalidRequest(format!("{path} names no file")));
@@ -51,7 +51,7 @@ fn open_dir(dir: &Descriptor, name: &str, write: bool) -> Result<Descriptor, Err
 }
 
 /// Opens `name` in `dir` for reading; `None` if it does not exist.
-pub fn open_read(dir: &Descriptor, name: &str) -> Result<Option<Descriptor>, ErrorCode> {
+pub(crate) fn open_read(dir: &Descriptor, name: &str) -> Result<Option<Descriptor>, ErrorCode> {
     match dir.open_at(
         PathFlags::empty(),
         name,
@@ -65,7 +65,7 @@ pub fn open_read(dir: &Descriptor, name: &str) -> Result<Option<Descriptor>, Err
 }
 
 /// Whether `name` exists in `dir` (without following a symbolic link).
-pub fn exists(dir: &Descriptor, name: &str) -> Result<bool, ErrorCode> {
+pub(crate) fn exists(dir: &Descriptor, name: &str) -> Result<bool, ErrorCode> {
     match dir.stat_at(PathFlags::empty(), name) {
         Ok(_) => Ok(true),
         Err(ErrorCode::NoEntry) => Ok(false),
@@ -73,12 +73,12 @@ pub fn exists(dir: &Descriptor, name: &str) -> Result<bool, ErrorCode> {
     }
 }
 
-pub fn io(what: &str, e: ErrorCode) -> PluginError {
+pub(crate) fn io(what: &str, e: ErrorCode) -> PluginError {
     PluginError::Other(format!("{what}: {}", e.message()))
 }
 
 /// A file read at an offset from `base`.
-pub struct At<'a> {
+pub(crate) struct At<'a> {
     pub fd: &'a Descriptor,
     pub base: u64,
 }

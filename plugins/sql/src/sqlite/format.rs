@@ -4,10 +4,10 @@
 //! <https://www.sqlite.org/fileformat2.html> and <https://www.sqlite.org/walformat.html>.
 
 /// The first 16 bytes of every SQLite database.
-pub const MAGIC: &[u8; 16] = b"SQLite format 3\0";
-pub const HEADER_LEN: usize = 100;
-pub const WAL_HEADER_LEN: u64 = 32;
-pub const FRAME_HEADER_LEN: u64 = 24;
+pub(crate) const MAGIC: &[u8; 16] = b"SQLite format 3\0";
+pub(crate) const HEADER_LEN: usize = 100;
+pub(crate) const WAL_HEADER_LEN: u64 = 32;
+pub(crate) const FRAME_HEADER_LEN: u64 = 24;
 
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
@@ -15,7 +15,7 @@ fn be32(b: &[u8], at: usize) -> u32 {
 
 /// What the database header tells.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbHeader {
+pub(crate) struct DbHeader {
     pub page_size: u32,
     /// 1: rollback journal, 2: WAL.
     pub write_version: u8,
@@ -24,7 +24,7 @@ pub struct DbHeader {
 }
 
 impl DbHeader {
-    pub fn parse(b: &[u8]) -> Result<DbHeader, String> {
+    pub(crate) fn parse(b: &[u8]) -> Result<DbHeader, String> {
         if b.len() < HEADER_LEN || &b[..16] != MAGIC {
             return Err("not an SQLite 3 database (bad header)".into());
         }
@@ -41,14 +41,14 @@ impl DbHeader {
         })
     }
 
-    pub fn wal_mode(&self) -> bool {
+    pub(crate) fn wal_mode(&self) -> bool {
         self.write_version == 2
     }
 }
 
 /// SQLite's WAL checksum over `data` (a multiple of 8 bytes), continuing
 /// from `s`; words are big-endian when `big` (WAL magic 0x377f0683).
-pub fn checksum(data: &[u8], big: bool, s: (u32, u32)) -> (u32, u32) {
+pub(crate) fn checksum(data: &[u8], big: bool, s: (u32, u32)) -> (u32, u32) {
     let (mut s0, mut s1) = s;
     for w in data.chunks_exact(8) {
         let (x0, x1) = if big {
@@ -67,7 +67,7 @@ pub fn checksum(data: &[u8], big: bool, s: (u32, u32)) -> (u32, u32) {
 
 /// A WAL header that checks out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WalHeader {
+pub(crate) struct WalHeader {
     pub big_endian: bool,
     pub page_size: u32,
     pub checkpoint_seq: u32,
@@ -78,7 +78,7 @@ pub struct WalHeader {
 impl WalHeader {
     /// `None` for a WAL that is empty, reset or garbage: none of its
     /// frames count.
-    pub fn parse(b: &[u8]) -> Option<WalHeader> {
+    pub(crate) fn parse(b: &[u8]) -> Option<WalHeader> {
         if b.len() < WAL_HEADER_LEN as usize {
             return None;
         }
@@ -107,7 +107,7 @@ impl WalHeader {
 
 /// The committed part of a WAL.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct WalScan {
+pub(crate) struct WalScan {
     pub header: Option<WalHeader>,
     /// Frames up to and including the last valid commit frame.
     pub frames: u32,
@@ -118,7 +118,7 @@ pub struct WalScan {
 }
 
 /// Reads `len` bytes at `offset`; fewer at the end of the file.
-pub trait ReadAt {
+pub(crate) trait ReadAt {
     fn read_at(&self, offset: u64, len: u64) -> Result<Vec<u8>, String>;
 }
 
@@ -131,7 +131,7 @@ impl ReadAt for [u8] {
 }
 
 /// Frame size for a page size.
-pub fn frame_len(page_size: u32) -> u64 {
+pub(crate) fn frame_len(page_size: u32) -> u64 {
     FRAME_HEADER_LEN + page_size as u64
 }
 
@@ -139,7 +139,7 @@ pub fn frame_len(page_size: u32) -> u64 {
 /// if its salts match the header's and its cumulative checksum is right;
 /// the log ends at the first one that does not. Only frames up to the last
 /// commit frame (one that records the database size) are kept.
-pub fn scan_wal(wal: &(impl ReadAt + ?Sized), wal_len: u64) -> Result<WalScan, String> {
+pub(crate) fn scan_wal(wal: &(impl ReadAt + ?Sized), wal_len: u64) -> Result<WalScan, String> {
     let head = wal.read_at(0, WAL_HEADER_LEN)?;
     let Some(h) = WalHeader::parse(&head) else {
         return Ok(WalScan::default());
@@ -187,23 +187,23 @@ pub fn scan_wal(wal: &(impl ReadAt + ?Sized), wal_len: u64) -> Result<WalScan, S
 /// The last 32 bytes of an SQLite item's content: how much of it is the
 /// database file and how much the WAL's committed prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Trailer {
+pub(crate) struct Trailer {
     pub db_bytes: u64,
     pub wal_bytes: u64,
 }
 
-pub const TRAILER_MAGIC: &[u8; 16] = b"ATTACHE-SQLITE1\n";
-pub const TRAILER_LEN: u64 = 32;
+pub(crate) const TRAILER_MAGIC: &[u8; 16] = b"ATTACHE-SQLITE1\n";
+pub(crate) const TRAILER_LEN: u64 = 32;
 
 impl Trailer {
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = TRAILER_MAGIC.to_vec();
         out.extend_from_slice(&self.db_bytes.to_be_bytes());
         out.extend_from_slice(&self.wal_bytes.to_be_bytes());
         out
     }
 
-    pub fn parse(b: &[u8]) -> Option<Trailer> {
+    pub(crate) fn parse(b: &[u8]) -> Option<Trailer> {
         if b.len() != TRAILER_LEN as usize || &b[..16] != TRAILER_MAGIC {
             return None;
         }
@@ -220,7 +220,7 @@ impl Trailer {
 /// which every machine Attaché targets is. The salts are the WAL header's
 /// bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ShmState {
+pub(crate) struct ShmState {
     /// `iChange`: bumped by every write transaction.
     pub change: u32,
     /// `mxFrame`: the last valid frame.
@@ -232,10 +232,10 @@ pub struct ShmState {
     pub backfill_attempted: u32,
 }
 
-pub const SHM_READ_LEN: u64 = 136;
+pub(crate) const SHM_READ_LEN: u64 = 136;
 
 impl ShmState {
-    pub fn parse(b: &[u8]) -> Option<ShmState> {
+    pub(crate) fn parse(b: &[u8]) -> Option<ShmState> {
         if b.len() < SHM_READ_LEN as usize {
             return None;
         }
@@ -256,13 +256,13 @@ impl ShmState {
 }
 
 /// A file that can also be written (the restore's temporary file).
-pub trait WriteAt: ReadAt {
+pub(crate) trait WriteAt: ReadAt {
     fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), String>;
     fn set_len(&self, len: u64) -> Result<(), String>;
 }
 
 /// `base` bytes into another file.
-pub struct Offset<'a, R: ?Sized> {
+pub(crate) struct Offset<'a, R: ?Sized> {
     pub inner: &'a R,
     pub base: u64,
 }
@@ -278,7 +278,7 @@ impl<R: ReadAt + ?Sized> ReadAt for Offset<'_, R> {
 /// database it stands for: the trailer is cut off, the WAL's frames are
 /// applied (the latest frame of each page wins) and the file is truncated
 /// to the size the last commit records — what an SQLite checkpoint does.
-pub fn checkpoint(file: &impl WriteAt, content_len: u64) -> Result<Trailer, String> {
+pub(crate) fn checkpoint(file: &impl WriteAt, content_len: u64) -> Result<Trailer, String> {
     let tail = if content_len >= TRAILER_LEN {
         file.read_at(content_len - TRAILER_LEN, TRAILER_LEN)?
     } else {
@@ -334,7 +334,7 @@ pub fn checkpoint(file: &impl WriteAt, content_len: u64) -> Result<Trailer, Stri
 /// For restore: the pages the committed WAL frames leave in the database,
 /// as `(page number, offset of the frame's page data in the WAL)`, the
 /// latest frame of each page winning, in page order.
-pub fn latest_pages(
+pub(crate) fn latest_pages(
     wal: &(impl ReadAt + ?Sized),
     scan: &WalScan,
 ) -> Result<Vec<(u32, u64)>, String> {
@@ -359,11 +359,11 @@ pub fn latest_pages(
 }
 
 #[cfg(test)]
-pub mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Builds a WAL the way SQLite writes one.
-    pub struct WalBuilder {
+    pub(crate) struct WalBuilder {
         pub bytes: Vec<u8>,
         sum: (u32, u32),
         salt: (u32, u32),
@@ -372,7 +372,7 @@ pub mod tests {
     }
 
     impl WalBuilder {
-        pub fn new(page_size: u32, salt: (u32, u32), big: bool) -> WalBuilder {
+        pub(crate) fn new(page_size: u32, salt: (u32, u32), big: bool) -> WalBuilder {
             let mut b = Vec::new();
             b.extend_from_slice(&(0x377f0682u32 | big as u32).to_be_bytes());
             b.extend_from_slice(&3007000u32.to_be_bytes());
@@ -392,7 +392,7 @@ pub mod tests {
             }
         }
 
-        pub fn frame(&mut self, pgno: u32, commit: u32, fill: u8) -> &mut Self {
+        pub(crate) fn frame(&mut self, pgno: u32, commit: u32, fill: u8) -> &mut Self {
             let page = vec![fill; self.page_size as usize];
             let mut fh = Vec::new();
             fh.extend_from_slice(&pgno.to_be_bytes());

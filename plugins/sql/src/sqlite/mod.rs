@@ -1,14 +1,14 @@
 //! SQLite database files, copied consistently without linking SQLite (see
 //! the README for the protocol).
 
-pub mod backup;
-pub mod files;
-pub mod format;
-pub mod restore;
+pub(crate) mod backup;
+pub(crate) mod files;
+pub(crate) mod format;
+pub(crate) mod restore;
 
 use attache_plugin_sdk::{CatalogEntry, PluginError};
 
 /// A database file has nothing below it.
-pub fn discover(_path: &str) -> Result<Vec<CatalogEntry>, PluginError> {
+pub(crate) fn discover(_path: &str) -> Result<Vec<CatalogEntry>, PluginError> {
     Ok(Vec::new())
 }

@@ -14,7 +14,7 @@ use attache_plugin_sdk::wasi::filesystem::types::{
 use attache_plugin_sdk::Summary;
 use attache_plugin_sdk::{Item, Level, PluginError};
 
-pub fn restore(
+pub(crate) fn restore(
     item: &Item,
     path: &str,
     content: &ItemContent,

@@ -7,6 +7,15 @@
 //! It stays on the frozen contract 0.1.0: it is the legacy plugin that
 //! tests a runner serving both versions.
 
+// wit-bindgen's bindings and export glue are unsafe code it generates;
+// this plugin has none of its own.
+#![allow(
+    unsafe_code,
+    missing_docs,
+    clippy::mem_forget,
+    reason = "wit-bindgen's generated bindings and exports"
+)]
+
 wit_bindgen::generate!({
     path: "../../../wit/0.1.0",
     world: "attache:plugin/plugin-world",

@@ -60,16 +60,7 @@ fn run_audited(
     };
     let password = super::app_password(&a.app_password, &a.app_password_file)?;
     let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
-    let parent = parent(&repo, &source, &a.plugin, &includes)?;
-    // The parent's catalog for the runner: files whose change token still
-    // matches are referenced, not read again.
-    let mut previous = Vec::new();
-    if let Some((_, items)) = &parent {
-        for it in items.values().filter(|i| i.record.change_token.is_some()) {
-            serde_json::to_writer(&mut previous, &it.record)?;
-            previous.push(b'\n');
-        }
-    }
+    let parent_snap = parent(&repo, &source, &a.plugin, &includes)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -79,7 +70,7 @@ fn run_audited(
         plugin: a.plugin.clone(),
         time: now.as_secs() as i64,
         nanos: now.subsec_nanos(),
-        parent,
+        parent: None,
         container: None,
     };
     // Application-consistent: the plugin quiesces the application first
@@ -101,7 +92,7 @@ fn run_audited(
         // does anything.
         BackupTarget::Local => {
             let timeout = a.timeout_secs.map(std::time::Duration::from_secs);
-            local(ctx, &repo, &origin, args, &access, previous, timeout, ctl)
+            local(ctx, &repo, origin, parent_snap, args, &access, timeout, ctl)
         }
         BackupTarget::Vm(vm) => {
             // The plan is checked here, before anything is attached; the
@@ -112,6 +103,8 @@ fn run_audited(
             }
             let plan = checked_plan(ctx, &a.plugin, &access, &plan_args)
                 .with_context(|| format!("backup of {vm} refused"))?;
+            let (parent, previous) = parent_items(&repo, parent_snap.as_ref())?;
+            origin.parent = parent;
             ctx.audit.defer(
                 "plugin.plan",
                 serde_json::json!({ "plugin": a.plugin, "vm": vm.to_string(), "plan": plan }),
@@ -150,7 +143,8 @@ fn run_audited(
 /// A backup on this machine: the container's runner runs here, with `args`
 /// (its command, selection, options and limits) and `access`'s environment.
 /// Past `timeout`, or when the job is cancelled, the runner is killed, even
-/// when it stalls without writing, and the job fails.
+/// when it stalls without writing, and the job fails. The parent's items
+/// are read while the runner starts, and go to it on its standard input.
 #[allow(
     clippy::too_many_arguments,
     reason = "each is one part of the job; see issue 16 item 5"
@@ -158,36 +152,61 @@ fn run_audited(
 fn local(
     ctx: &Context,
     repo: &Repository,
-    origin: &Origin,
+    mut origin: Origin,
+    parent_snap: Option<SnapshotInfo>,
     args: Vec<String>,
     access: &RunnerAccess,
-    previous: Vec<u8>,
     timeout: Option<std::time::Duration>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
     let runner = ctx.runner()?;
-    let previous_file = tempfile::NamedTempFile::new().context("cannot create a temporary file")?;
-    std::fs::write(previous_file.path(), &previous)?;
     let mut cmd = runner.command();
     cmd.args(args)
         .args(["--output", "-"])
         .envs(access.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped());
-    if origin.parent.is_some() {
-        cmd.arg("--previous").arg(previous_file.path());
+    if parent_snap.is_some() {
+        // The runner reads the previous catalog before it writes anything.
+        cmd.args(["--previous", "/dev/stdin"]).stdin(Stdio::piped());
     }
     tracing::debug!(?cmd, "starting the runner");
     let mut child = cmd
         .spawn()
         .with_context(|| format!("cannot start {}", runner.dir.join("guest-runner").display()))?;
     let stdout = child.stdout.take().context("runner has no stdout")?;
+    let stdin = child.stdin.take();
     let tail = StderrTail::capture(&mut child);
     let child = std::sync::Mutex::new(child);
+    // Meanwhile, the parent's items; a runner that cannot have them is
+    // stopped.
+    let previous = match parent_items(repo, parent_snap.as_ref()) {
+        Ok((parent, previous)) => {
+            origin.parent = parent;
+            previous
+        }
+        Err(e) => {
+            let _ = watchdog::lock(&child).kill();
+            let _ = watchdog::wait(&child);
+            return Err(e);
+        }
+    };
+    let origin = &origin;
     // The watchdog runs until the runner has exited: it may also stall
     // after the stream's end.
     let (staged, status, stopped) = std::thread::scope(|s| {
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let dog = s.spawn(|| watchdog::watch(&child, timeout, ctl.cancel, wait));
+        // On a thread of its own, so that a runner that writes before it
+        // has read it all cannot block both. A runner that stopped reading
+        // has failed, and says why.
+        if let Some(mut stdin) = stdin {
+            s.spawn(move || {
+                use std::io::Write as _;
+                if let Err(e) = stdin.write_all(&previous) {
+                    tracing::debug!("the runner did not read the previous catalog: {e}");
+                }
+            });
+        }
         let staged = ingest(repo, BufReader::with_capacity(1 << 20, stdout), origin, ctl);
         // Dropping the pipe when ingest fails stops a runner that is still
         // writing.
@@ -239,26 +258,45 @@ fn guest_selection(include: &[String]) -> anyhow::Result<Vec<String>> {
         .collect()
 }
 
-/// The newest snapshot of the same source, plugin and selection, with its
-/// items by id.
+/// The newest snapshot of the same source, plugin and selection.
 fn parent(
     repo: &Repository,
     source: &str,
     plugin: &str,
     includes: &[String],
-) -> anyhow::Result<Option<(String, HashMap<String, StoredItem>)>> {
+) -> anyhow::Result<Option<SnapshotInfo>> {
     let mut want = includes.to_vec();
     want.sort();
     let snaps = repo.store.snapshots()?;
-    let found = snaps.iter().rev().find(|s| {
+    Ok(snaps.into_iter().rev().find(|s| {
         let mut inc = s.includes.clone();
         inc.sort();
         s.source == source && s.plugin == plugin && inc == want
-    });
-    let Some(s) = found else { return Ok(None) };
-    // Items whose data is known to be lost are left out: the runner then
-    // reads them again instead of pointing the new snapshot at lost chunks.
-    Ok(Some((s.id.clone(), repo.parent_items(s)?)))
+    }))
+}
+
+/// The parent's id with its items by id, and its catalog for the runner:
+/// files whose change token still matches are referenced, not read again.
+/// Items whose data is known to be lost are left out: the runner then
+/// reads them again instead of pointing the new snapshot at lost chunks.
+#[allow(
+    clippy::type_complexity,
+    reason = "a pair of a map and its bytes, used once"
+)]
+fn parent_items(
+    repo: &Repository,
+    snap: Option<&SnapshotInfo>,
+) -> anyhow::Result<(Option<(String, HashMap<String, StoredItem>)>, Vec<u8>)> {
+    let Some(s) = snap else {
+        return Ok((None, Vec::new()));
+    };
+    let items = repo.parent_items(s)?;
+    let mut previous = Vec::new();
+    for it in items.values().filter(|i| i.record.change_token.is_some()) {
+        serde_json::to_writer(&mut previous, &it.record)?;
+        previous.push(b'\n');
+    }
+    Ok((Some((s.id.clone(), items)), previous))
 }
 
 /// The selection as the plugin sees it. Ids with a scheme (`SCHEME://…`)

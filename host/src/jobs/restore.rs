@@ -207,6 +207,8 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
     })
 }
 
+/// The size asked for the pipe to the runner.
+const PIPE_SIZE: usize = 1 << 20;
 /// The items of `all` to restore: each wanted item with everything below
 /// it, or all of them when none is named; a wanted item the snapshot does
 /// not hold is an error.
@@ -306,6 +308,13 @@ fn local(
         stdout.read_to_string(&mut s).map(|_| s)
     });
     let stdin = child.stdin.take().context("runner has no stdin")?;
+    // A pipe of 1 MiB (Linux's default limit for a user) instead of 64 KiB:
+    // the runner then reads in large pieces, and one of our writes holds
+    // several chunks, so that decoding here overlaps with its work there.
+    // A smaller pipe only costs speed.
+    if let Err(e) = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_SIZE) {
+        tracing::debug!("the runner's input pipe keeps its size: {e}");
+    }
     let child = std::sync::Mutex::new(child);
     let (sent, status, stopped) = std::thread::scope(|s| {
         let (done, wait) = std::sync::mpsc::channel::<()>();

@@ -27,13 +27,27 @@ pub(crate) fn lock(child: &Mutex<Child>) -> std::sync::MutexGuard<'_, Child> {
 /// Waits for the child to exit without holding its lock in between, so that
 /// [`watch`] can kill it meanwhile. Once it has been reaped, killing it
 /// does nothing (the standard library knows its status), so its id is never
-/// signalled after it could be reused.
+/// signalled after it could be reused. The exit is awaited on a pidfd (the
+/// child is ours and not yet reaped, so its id names it); where there is
+/// none (a kernel before 5.3), every 20 ms.
 pub(crate) fn wait(child: &Mutex<Child>) -> std::io::Result<std::process::ExitStatus> {
+    let pidfd = rustix::process::Pid::from_raw(lock(child).id() as i32).and_then(|pid| {
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+    });
     loop {
         if let Some(status) = lock(child).try_wait()? {
             return Ok(status);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        match &pidfd {
+            Some(fd) => {
+                let mut fds = [rustix::event::PollFd::new(fd, rustix::event::PollFlags::IN)];
+                match rustix::event::poll(&mut fds, None) {
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
 }
 

@@ -71,6 +71,9 @@ CREATE INDEX IF NOT EXISTS chunk_items_by_id ON chunk_items(id);
 CREATE INDEX IF NOT EXISTS chunk_items_by_name ON chunk_items(name);
 ";
 
+/// Most of the catalog file read through a memory mapping.
+const MMAP_SIZE: i64 = 1 << 30;
+
 /// Items per chunk: about `CUT` on average, never more than `MAX_CHUNK`.
 const CUT: u64 = 64;
 const MAX_CHUNK: usize = 1024;
@@ -111,6 +114,9 @@ impl Catalog {
                 r => break r?,
             }
         }
+        // Reads through a mapping, not a pread per page: a backup reads its
+        // parent's whole item list, tens of megabytes on a large tree.
+        conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
         let tx =
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -178,19 +184,40 @@ impl Catalog {
     /// Records a snapshot and its items: the chunks the catalog lacks,
     /// and the list of the snapshot's chunks.
     pub(crate) fn add(&self, snap: &SnapshotInfo, items: &[StoredItem]) -> anyhow::Result<()> {
-        // Cut and serialized before the write lock is taken.
-        let mut chunks: Vec<(Vec<u8>, String, usize, usize)> = Vec::new();
-        let mut body = String::new();
+        self.add_lines(snap, items, &crate::store::snapshot::item_lines(items)?)
+    }
+
+    /// [`add`](Self::add) with the items' JSON lines already made (the
+    /// snapshot's tree holds the same), one per item.
+    pub(crate) fn add_lines(
+        &self,
+        snap: &SnapshotInfo,
+        items: &[StoredItem],
+        lines: &[u8],
+    ) -> anyhow::Result<()> {
+        // Cut before the write lock is taken.
+        let mut chunks: Vec<(Vec<u8>, &str, usize, usize)> = Vec::new();
+        let lines = std::str::from_utf8(lines).context("an item list that is not UTF-8")?;
+        let mut rest = lines;
         let mut start = 0;
-        for (i, it) in items.iter().enumerate() {
-            body.push_str(&serde_json::to_string(it)?);
-            body.push('\n');
+        let mut at = 0;
+        for (i, (it, line)) in items.iter().zip(lines.split_inclusive('\n')).enumerate() {
+            at += line.len();
             if cuts_after(&it.record.id) || i + 1 - start >= MAX_CHUNK || i + 1 == items.len() {
+                let (body, tail) = rest.split_at(at);
                 let hash = blake3::hash(body.as_bytes()).as_bytes().to_vec();
-                chunks.push((hash, std::mem::take(&mut body), start, i + 1));
+                chunks.push((hash, body, start, i + 1));
+                rest = tail;
+                at = 0;
                 start = i + 1;
             }
         }
+        anyhow::ensure!(
+            start == items.len() && rest.is_empty(),
+            "an item list of {} lines for {} items",
+            lines.split_inclusive('\n').count(),
+            items.len()
+        );
         // IMMEDIATE: the write lock is taken (waiting as busy_timeout
         // allows) before anything is read, so two processes adding at once
         // never meet a stale snapshot, which SQLite refuses without waiting.
@@ -376,5 +403,48 @@ impl Catalog {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guest_runner::stream::{ItemKind, ItemRecord};
+
+    fn snap(id: &str) -> SnapshotInfo {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "time": 1, "source": "local", "plugin": "filesystem",
+            "plugin_version": "1", "includes": ["/t"], "items": 0, "bytes": 0,
+            "added_bytes": 0, "read_bytes": 0, "warnings": [], "tree": []
+        }))
+        .expect("a snapshot description")
+    }
+
+    #[test]
+    fn lines_made_once_list_the_same_items_and_must_match_them() {
+        let d = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&d.path().join("catalog.sqlite")).unwrap();
+        let items: Vec<StoredItem> = (0..3000)
+            .map(|i| StoredItem {
+                record: ItemRecord::new(format!("/t/d{}/f{i}", i % 7), ItemKind::File, i),
+                content: Vec::new(),
+            })
+            .collect();
+        let lines = crate::store::snapshot::item_lines(&items).unwrap();
+        cat.add_lines(&snap("aa"), &items, &lines).unwrap();
+        cat.add(&snap("bb"), &items).unwrap();
+        for id in ["aa", "bb"] {
+            let got = cat.items(id, None).unwrap();
+            assert_eq!(got.len(), items.len());
+            assert!(got.iter().zip(&items).all(|(g, w)| g.record == w.record));
+        }
+        // A list with a line fewer, or more, than items is refused.
+        let short = &lines[..lines.len() - 1];
+        let cut = short.iter().rposition(|&b| b == b'\n').unwrap() + 1;
+        assert!(cat.add_lines(&snap("cc"), &items, &lines[..cut]).is_err());
+        let mut long = lines.clone();
+        long.extend_from_slice(&lines[..cut.min(40)]);
+        assert!(cat.add_lines(&snap("dd"), &items, &long).is_err());
+        assert!(!cat.has("cc").unwrap() && !cat.has("dd").unwrap());
     }
 }

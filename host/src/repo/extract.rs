@@ -11,51 +11,85 @@ use crate::store::crypto::BlobId;
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::Store;
 
-/// Chunks read and decoded at once, while the previous batch is written.
-const BATCH: usize = 8;
+/// Most chunks decoded at once, in parallel, while earlier ones are written.
+const BATCH: usize = 32;
+/// Most plain bytes in one batch (a batch holds at least one chunk): with
+/// the two batches queued, the one being decoded and the one being written,
+/// at most about four times this is held.
+const BATCH_BYTES: u64 = 4 << 20;
+/// Batches decoded ahead of the writer.
+const AHEAD: usize = 2;
 
-/// Reads `blobs` in order into `sink`: each batch is read and decoded (in
-/// parallel) on another thread while the previous one is written here, so
-/// that decryption and decompression overlap with the runner's writes.
-/// Returns why the content is damaged, if it is (the sink got the part
-/// before the damage); errors are the sink's.
-fn read_content(
+/// One chunk's plain bytes, or why it could not be read.
+type Decoded = Result<Vec<u8>, String>;
+
+/// Most memory the buffers given back by the writer may hold.
+const POOL_BYTES: usize = 8 << 20;
+
+/// Buffers the writer is done with, for the decoder to fill again: fresh
+/// ones for every chunk cost more in page faults than the decoding.
+#[derive(Default)]
+struct Pool(std::sync::Mutex<(Vec<Vec<u8>>, usize)>);
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let b = p.0.pop().unwrap_or_default();
+        p.1 -= b.capacity();
+        b
+    }
+
+    fn give(&self, b: Vec<u8>) {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if p.1 + b.capacity() <= POOL_BYTES {
+            p.1 += b.capacity();
+            p.0.push(b);
+        }
+    }
+}
+
+/// Reads and decodes `blobs` (the content of every item, in stream order)
+/// on this thread and the pool, sending them in order to `out` in batches.
+/// Returns when everything is sent or the receiver is gone (the writer
+/// stopped).
+fn decode_ahead(
     store: &Store,
-    blobs: &[BlobId],
-    mut sink: impl FnMut(&[u8]) -> anyhow::Result<()>,
-) -> anyhow::Result<Option<String>> {
+    blobs: &[&BlobId],
+    buffers: &Pool,
+    out: &std::sync::mpsc::SyncSender<Vec<Decoded>>,
+) {
     use rayon::prelude::*;
-    let decode = |batch: &[BlobId]| -> Vec<Result<Vec<u8>, String>> {
-        let read = |b: &BlobId| store.read_blob(b).map_err(|e| e.to_string());
-        if batch.len() == 1 {
-            // A small file's one chunk: handing it to the pool and waiting
-            // for it costs more than decoding it here.
-            return vec![read(&batch[0])];
+    let read = |b: &&BlobId| {
+        let mut plain = buffers.take();
+        match store.read_blob_into(b, &mut plain) {
+            Ok(()) => Ok(plain),
+            Err(e) => Err(e.to_string()),
         }
-        batch.par_iter().map(read).collect()
     };
-    let mut batches = blobs.chunks(BATCH);
-    let mut current = batches.next().map(decode);
-    std::thread::scope(|scope| {
-        while let Some(done) = current.take() {
-            let next = batches.next().map(|b| scope.spawn(move || decode(b)));
-            for data in done {
-                match data {
-                    Ok(d) => sink(&d)?,
-                    // The next batch, if started, is dropped with the scope.
-                    Err(why) => return Ok(Some(why)),
-                }
-            }
-            current = match next {
-                Some(h) => Some(
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("a chunk reader panicked"))?,
-                ),
-                None => None,
-            };
+    let mut rest = blobs;
+    while !rest.is_empty() {
+        // A batch: up to BATCH chunks and BATCH_BYTES, cut across items so
+        // that the small files of a tree or the messages of a mailbox are
+        // decoded many at a time.
+        let mut n = 0;
+        let mut bytes = 0u64;
+        while n < rest.len() && n < BATCH && (n == 0 || bytes < BATCH_BYTES) {
+            bytes += u64::from(store.raw_len(rest[n]).unwrap_or(0));
+            n += 1;
         }
-        Ok(None)
-    })
+        let (batch, tail) = rest.split_at(n);
+        rest = tail;
+        let done: Vec<Decoded> = if batch.len() == 1 {
+            // Handing one chunk to the pool and waiting costs more than
+            // decoding it here.
+            vec![read(&batch[0])]
+        } else {
+            batch.par_iter().map(read).collect()
+        };
+        if out.send(done).is_err() {
+            return;
+        }
+    }
 }
 
 /// Items sent, and items that could not be (damaged data), with the reason.
@@ -92,17 +126,16 @@ pub(crate) fn write_restore_stream(
         plugin_version: snap.plugin_version.clone(),
         created: snap.time,
     };
-    let mut w = StreamWriter::new(out, &header)?;
+    // What each selected item sends: its record and its chunks, resolved
+    // first so that the chunks of all items can be decoded ahead, in
+    // parallel, while earlier ones are written.
+    let mut plan: Vec<(ItemRecord, &[BlobId], u64)> = Vec::with_capacity(selected.len());
     for it in selected {
-        anyhow::ensure!(!ctl.cancelled(), "cancelled");
-        progress.items += 1;
-        progress.bytes += it.record.size;
-        (ctl.progress)(&progress);
-        let (record, content) = match it.record.kind {
+        match it.record.kind {
             ItemKind::Hardlink => {
                 let target = it.record.hardlink_target.as_deref().unwrap_or_default();
                 if chosen.contains(target) {
-                    (it.record.clone(), &it.content)
+                    plan.push((it.record.clone(), &it.content, it.record.size));
                 } else {
                     let Some(t) = by_id.get(target) else {
                         // A dangling link fails this item only: the rest of
@@ -115,20 +148,84 @@ pub(crate) fn write_restore_stream(
                         skipped.push((it.record.id.clone(), why));
                         continue;
                     };
-                    (
-                        ItemRecord {
-                            id: it.record.id.clone(),
-                            hardlink_target: None,
-                            ..t.record.clone()
-                        },
-                        &t.content,
-                    )
+                    let record = ItemRecord {
+                        id: it.record.id.clone(),
+                        hardlink_target: None,
+                        ..t.record.clone()
+                    };
+                    plan.push((record, &t.content, it.record.size));
                 }
             }
-            _ => (it.record.clone(), &it.content),
-        };
-        w.begin_item(&record)?;
-        let damage = read_content(store, content, |data| w.data(data).map_err(Into::into))?;
+            _ => plan.push((it.record.clone(), &it.content, it.record.size)),
+        }
+    }
+    let blobs: Vec<&BlobId> = plan.iter().flat_map(|(_, c, _)| c.iter()).collect();
+    let mut w = StreamWriter::new(out, &header)?;
+    let buffers = Pool::default();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(AHEAD);
+        let blobs = &blobs;
+        let buffers = &buffers;
+        let decoder = scope.spawn(move || decode_ahead(store, blobs, buffers, &tx));
+        // The decoded chunks, in order; when the writer stops early, the
+        // receiver is dropped, which stops the decoder at its next batch.
+        let mut chunks = rx.into_iter().flatten();
+        let written = write_items(
+            &mut w,
+            &plan,
+            &mut chunks,
+            buffers,
+            &mut progress,
+            &mut failed,
+            ctl,
+        );
+        drop(chunks);
+        decoder
+            .join()
+            .map_err(|_| anyhow::anyhow!("the chunk reader panicked"))?;
+        written
+    })?;
+    let (_, totals) = w.finish()?;
+    Ok(Sent {
+        items: totals.items,
+        failed,
+        skipped,
+    })
+}
+
+/// Writes the items of `plan` to `w`, their content taken in order from
+/// `chunks`; an item whose chunk is damaged is aborted (and listed in
+/// `failed`), the others still go.
+fn write_items<W: Write>(
+    w: &mut StreamWriter<W>,
+    plan: &[(ItemRecord, &[BlobId], u64)],
+    chunks: &mut impl Iterator<Item = Decoded>,
+    buffers: &Pool,
+    progress: &mut Progress,
+    failed: &mut Vec<(String, String)>,
+    ctl: &Control<'_>,
+) -> anyhow::Result<()> {
+    for (record, content, size) in plan {
+        anyhow::ensure!(!ctl.cancelled(), "cancelled");
+        progress.items += 1;
+        progress.bytes += size;
+        (ctl.progress)(progress);
+        w.begin_item(record)?;
+        let mut damage = None;
+        for _ in 0..content.len() {
+            let data = chunks
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("the chunk reader stopped early"))?;
+            // After damage, the item's remaining chunks are dropped.
+            match (data, &damage) {
+                (Ok(d), None) => {
+                    w.data(&d)?;
+                    buffers.give(d);
+                }
+                (Err(why), None) => damage = Some(why),
+                (_, Some(_)) => {}
+            }
+        }
         match damage {
             None => {
                 w.end_item()?;
@@ -139,10 +236,5 @@ pub(crate) fn write_restore_stream(
             }
         }
     }
-    let (_, totals) = w.finish()?;
-    Ok(Sent {
-        items: totals.items,
-        failed,
-        skipped,
-    })
+    Ok(())
 }

@@ -16,7 +16,7 @@ use super::ingest_rules::{cut, IngestRules, MAX_FIELD_BYTES};
 use super::Repository;
 use crate::jobs::{Control, Progress};
 use crate::store::pack::BlobKind;
-use crate::store::snapshot::{write_tree, SnapshotInfo, StoredItem};
+use crate::store::snapshot::{item_lines, write_tree_lines, SnapshotInfo, StoredItem};
 
 /// Where a backup came from and what it selected.
 pub(crate) struct Origin {
@@ -36,13 +36,16 @@ pub(crate) struct Origin {
 pub(crate) struct Staged {
     pub info: SnapshotInfo,
     pub items: Vec<StoredItem>,
+    /// The items as JSON lines, made once for the tree and the catalog.
+    pub lines: Vec<u8>,
 }
 
 impl Staged {
     /// Writes the snapshot and adds it to the catalog; returns its id.
     pub(crate) fn publish(mut self, repo: &Repository) -> anyhow::Result<SnapshotInfo> {
         self.info.id = repo.store.write_snapshot(&self.info)?;
-        repo.catalog.add(&self.info, &self.items)?;
+        repo.catalog
+            .add_lines(&self.info, &self.items, &self.lines)?;
         Ok(self.info)
     }
 }
@@ -179,12 +182,13 @@ pub(crate) fn ingest(
         }
     }
     info.warnings.extend(rules.summary());
-    info.tree = write_tree(&mut set, repo.store.chunker(), &items)?;
+    let lines = item_lines(&items)?;
+    info.tree = write_tree_lines(&mut set, repo.store.chunker(), &lines)?;
     info.items = items.len() as u64;
     info.added_bytes = set.commit()?;
     (ctl.progress)(&Progress {
         items: items.len() as u64,
         bytes: info.bytes,
     });
-    Ok(Staged { info, items })
+    Ok(Staged { info, items, lines })
 }

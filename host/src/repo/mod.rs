@@ -172,10 +172,6 @@ impl Repository {
     /// check of the packs' sizes), by id. Items whose data is lost are left
     /// out, so the runner reads them again instead of the new snapshot
     /// pointing at lost chunks.
-    #[allow(
-        dead_code,
-        reason = "for jobs/backup.rs parent(), which others are rewriting"
-    )]
     pub(crate) fn parent_items(
         &self,
         snap: &SnapshotInfo,

@@ -50,7 +50,26 @@ fn worth_compressing(plain: &[u8]) -> bool {
     }
     let mid = plain.len() / 2 - SAMPLE / 2;
     let sample = &plain[mid..mid + SAMPLE];
-    zstd::bulk::compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE - SAMPLE / 16)
+    compress(sample, 1).is_ok_and(|c| c.len() < SAMPLE - SAMPLE / 16)
+}
+
+/// zstd at `level` with a compression context each thread keeps per level:
+/// making one per blob cost as much as compressing a small blob.
+fn compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static CCTX: std::cell::RefCell<Vec<(i32, zstd::bulk::Compressor<'static>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    CCTX.with_borrow_mut(|all| {
+        let i = match all.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                all.push((level, zstd::bulk::Compressor::new(level)?));
+                all.len() - 1
+            }
+        };
+        all[i].1.compress(data)
+    })
 }
 
 /// Compresses (when it pays) and seals `plain`.
@@ -66,7 +85,7 @@ pub(crate) fn encode_with_id(
     plain: &[u8],
 ) -> Result<Encoded, StoreError> {
     let compressed = if worth_compressing(plain) {
-        Some(zstd::bulk::compress(plain, LEVEL).map_err(StoreError::Io)?)
+        Some(compress(plain, LEVEL).map_err(StoreError::Io)?)
     } else {
         None
     };
@@ -86,32 +105,65 @@ pub(crate) fn decode(
     raw_len: u32,
     bytes: &[u8],
 ) -> Result<Vec<u8>, StoreError> {
-    let body = cipher.open(bytes).map_err(|e| StoreError::Damaged {
-        blob: *id,
-        why: e.to_string(),
-    })?;
-    let plain = match body.split_first() {
-        Some((&RAW, p)) => p.to_vec(),
-        Some((&ZSTD, p)) => {
-            zstd::bulk::decompress(p, raw_len as usize).map_err(|e| StoreError::Damaged {
-                blob: *id,
-                why: format!("decompression failed: {e}"),
-            })?
-        }
-        _ => {
-            return Err(StoreError::Damaged {
-                blob: *id,
-                why: "unknown encoding".into(),
-            })
-        }
-    };
-    if cipher.id(&plain) != *id {
-        return Err(StoreError::Damaged {
-            blob: *id,
-            why: "content does not match its id".into(),
-        });
-    }
+    let mut plain = Vec::new();
+    decode_into(cipher, id, raw_len, &mut bytes.to_vec(), &mut plain)?;
     Ok(plain)
+}
+
+/// [`decode`] into `plain` (emptied first, its memory reused), decrypting
+/// `sealed` in place.
+pub(crate) fn decode_into(
+    cipher: &Cipher,
+    id: &BlobId,
+    raw_len: u32,
+    sealed: &mut [u8],
+    plain: &mut Vec<u8>,
+) -> Result<(), StoreError> {
+    let damaged = |why: String| StoreError::Damaged { blob: *id, why };
+    let body = cipher
+        .open_in_place(sealed)
+        .map_err(|e| damaged(e.to_string()))?;
+    let body = &sealed[body];
+    plain.clear();
+    // A buffer too small is replaced, not grown (which would copy its old
+    // bytes), by one rounded up so that it fits more chunks when reused.
+    let need = match body.first() {
+        Some(&ZSTD) => raw_len as usize,
+        _ => body.len(),
+    };
+    if plain.capacity() < need {
+        *plain = Vec::with_capacity(need.next_power_of_two().max(64 << 10));
+    }
+    match body.split_first() {
+        Some((&RAW, p)) => plain.extend_from_slice(p),
+        Some((&ZSTD, p)) => {
+            // One decompression context per thread, not one per blob.
+            thread_local! {
+                static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+                    const { std::cell::RefCell::new(None) };
+            }
+            DCTX.with_borrow_mut(|d| {
+                let d = match d {
+                    Some(d) => d,
+                    None => d.insert(zstd::bulk::Decompressor::new().map_err(StoreError::Io)?),
+                };
+                d.decompress_to_buffer(p, plain)
+                    .map_err(|e| damaged(format!("decompression failed: {e}")))
+            })?;
+            // The buffer may be larger than this blob needs.
+            if plain.len() > raw_len as usize {
+                return Err(damaged(format!(
+                    "decompressed to {} bytes, more than its {raw_len}",
+                    plain.len()
+                )));
+            }
+        }
+        _ => return Err(damaged("unknown encoding".into())),
+    }
+    if cipher.id(plain) != *id {
+        return Err(damaged("content does not match its id".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -150,6 +202,42 @@ mod tests {
         assert!(worth_compressing(&vec![7u8; 300_000]));
         // Noise repeated is compressible, and the sample test sees it.
         assert!(worth_compressing(&noise.repeat(9)));
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_exactly_each_blob() {
+        let cipher = Cipher::new(Some(&MasterKey::random().unwrap()));
+        let mut noise = vec![0u8; 200_000];
+        crate::store::crypto::random(&mut noise).unwrap();
+        let text = b"a line of mail\r\n".repeat(20_000);
+        let short = b"short".to_vec();
+        // Large then small, compressed and raw: what a buffer held before,
+        // and its larger capacity, never show in the next blob.
+        let mut plain = Vec::new();
+        for want in [&noise, &text, &short, &noise[..1000].to_vec(), &text] {
+            let e = encode(&cipher, want).unwrap();
+            decode_into(&cipher, &e.id, e.raw_len, &mut e.bytes.clone(), &mut plain).unwrap();
+            assert_eq!(&plain, want);
+        }
+        // A compressed blob whose recorded size is smaller than what it
+        // decompresses to is damage, even when the buffer is large enough.
+        let e = encode(&cipher, &text).unwrap();
+        let mut big = Vec::with_capacity(1 << 20);
+        let r = decode_into(
+            &cipher,
+            &e.id,
+            e.raw_len - 1,
+            &mut e.bytes.clone(),
+            &mut big,
+        );
+        assert!(matches!(r, Err(StoreError::Damaged { .. })), "{r:?}");
+        // A changed byte fails authentication in place.
+        let mut bad = e.bytes.clone();
+        bad[40] ^= 1;
+        assert!(matches!(
+            decode_into(&cipher, &e.id, e.raw_len, &mut bad, &mut plain),
+            Err(StoreError::Damaged { .. })
+        ));
     }
 
     #[test]

@@ -169,6 +169,38 @@ impl Cipher {
             }
         }
     }
+
+    /// [`open`](Self::open) in place: decrypts `sealed` where it lies and
+    /// returns where in it the plaintext is, without a second buffer.
+    pub(crate) fn open_in_place(
+        &self,
+        sealed: &mut [u8],
+    ) -> Result<std::ops::Range<usize>, StoreError> {
+        match self {
+            Self::None => Ok(0..sealed.len()),
+            Self::Sealed { aead, .. } => {
+                use chacha20poly1305::aead::AeadInPlace;
+                if sealed.len() < NONCE + 16 {
+                    return Err(StoreError::Crypto("sealed data too short".into()));
+                }
+                let end = sealed.len() - 16;
+                let (nonce, rest) = sealed.split_at_mut(NONCE);
+                let (body, tag) = rest.split_at_mut(end - NONCE);
+                aead.decrypt_in_place_detached(
+                    XNonce::from_slice(nonce),
+                    b"",
+                    body,
+                    chacha20poly1305::Tag::from_slice(tag),
+                )
+                .map_err(|_| {
+                    StoreError::Crypto(
+                        "authentication failed: the data was changed or the key is wrong".into(),
+                    )
+                })?;
+                Ok(NONCE..end)
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,7 +32,8 @@ struct LockInfo {
 /// A held lock; released on drop.
 pub(crate) struct Lock {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
+    /// Dropped to stop the refresher at once (it waits on the other end).
+    stop: Option<mpsc::Sender<()>>,
     refresher: Option<thread::JoinHandle<()>>,
 }
 
@@ -110,22 +110,17 @@ impl Lock {
                 )));
             }
         }
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
         let refresher = {
-            let (path, stop, mut info) = (path.clone(), stop.clone(), info);
+            let (path, mut info) = (path.clone(), info);
             thread::Builder::new()
                 .name("lock-refresh".into())
                 .spawn(move || {
-                    let mut waited = Duration::ZERO;
-                    while !stop.load(Ordering::Relaxed) {
-                        thread::sleep(Duration::from_millis(200));
-                        waited += Duration::from_millis(200);
-                        if waited >= REFRESH {
-                            waited = Duration::ZERO;
-                            info.time = now();
-                            if let Ok(b) = serde_json::to_vec(&info) {
-                                let _ = write_atomic(&path, &b);
-                            }
+                    // Wakes to refresh, or at once when the lock is dropped.
+                    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
+                        info.time = now();
+                        if let Ok(b) = serde_json::to_vec(&info) {
+                            let _ = write_atomic(&path, &b);
                         }
                     }
                 })
@@ -133,7 +128,7 @@ impl Lock {
         };
         Ok(Self {
             path,
-            stop,
+            stop: Some(stop),
             refresher,
         })
     }
@@ -141,7 +136,7 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }

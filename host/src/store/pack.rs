@@ -107,14 +107,16 @@ impl PackWriter {
     }
 }
 
-/// Reads one blob's stored bytes; a pack too short for it is named, with
-/// what is wrong (not "failed to fill whole buffer").
-pub(crate) fn read_blob(
+/// Reads one blob's stored bytes into `buf` (its memory reused); a pack too
+/// short for it is named, with what is wrong (not "failed to fill whole
+/// buffer").
+pub(crate) fn read_blob_into(
     root: &Path,
     pack: &PackId,
     offset: u64,
     len: u32,
-) -> Result<Vec<u8>, StoreError> {
+    buf: &mut Vec<u8>,
+) -> Result<(), StoreError> {
     use std::os::unix::fs::FileExt;
     // The pack last read by this thread stays open: a restore reads the
     // chunks of small files one after another from the same few packs.
@@ -131,24 +133,25 @@ pub(crate) fn read_blob(
             *last = Some((path.clone(), f));
         }
         let (_, f) = last.as_ref().expect("opened above");
-        // Its size now, not when opened: a pack truncated meanwhile is damage.
-        let size = f.metadata().map_err(|e| StoreError::at(&path, e))?.len();
         let end = offset.saturating_add(u64::from(len));
-        if end > size {
+        buf.clear();
+        buf.resize(len as usize, 0);
+        if let Err(e) = f.read_exact_at(buf, offset) {
+            // Its size now, not when opened: a pack truncated meanwhile is
+            // damage, named as such.
+            let size = f.metadata().map(|m| m.len());
             *last = None;
-            return Err(StoreError::damaged(
-                &path,
-                format!(
-                    "pack is truncated: a blob at bytes {offset}..{end} lies past its end ({size} bytes)"
+            return Err(match size {
+                Ok(size) if end > size => StoreError::damaged(
+                    &path,
+                    format!(
+                        "pack is truncated: a blob at bytes {offset}..{end} lies past its end ({size} bytes)"
+                    ),
                 ),
-            ));
+                _ => StoreError::at(&path, e),
+            });
         }
-        let mut buf = vec![0u8; len as usize];
-        if let Err(e) = f.read_exact_at(&mut buf, offset) {
-            *last = None;
-            return Err(StoreError::at(&path, e));
-        }
-        Ok(buf)
+        Ok(())
     })
 }
 

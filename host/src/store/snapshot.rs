@@ -107,23 +107,39 @@ pub(crate) fn decode(cipher: &Cipher, id: &str, file: &[u8]) -> Result<SnapshotI
     Ok(info)
 }
 
+/// An item list as the tree and the catalog hold it: one JSON line per item.
+pub(crate) fn item_lines(items: &[StoredItem]) -> Result<Vec<u8>, StoreError> {
+    let mut lines = Vec::new();
+    for it in items {
+        serde_json::to_writer(&mut lines, it).map_err(StoreError::json("item list"))?;
+        lines.push(b'\n');
+    }
+    Ok(lines)
+}
+
 /// Stores an item list as tree blobs.
 pub(crate) fn write_tree(
     set: &mut PackSet<'_>,
-    mut chunker: Chunker,
+    chunker: Chunker,
     items: &[StoredItem],
+) -> Result<Vec<BlobId>, StoreError> {
+    write_tree_lines(set, chunker, &item_lines(items)?)
+}
+
+/// [`write_tree`] of the list already made by [`item_lines`].
+pub(crate) fn write_tree_lines(
+    set: &mut PackSet<'_>,
+    mut chunker: Chunker,
+    lines: &[u8],
 ) -> Result<Vec<BlobId>, StoreError> {
     let mut ids = Vec::new();
     let mut out = |c: &[u8]| -> Result<(), StoreError> {
         ids.push(set.add(BlobKind::Tree, c)?);
         Ok(())
     };
-    let mut line = Vec::new();
-    for it in items {
-        line.clear();
-        serde_json::to_writer(&mut line, it).map_err(StoreError::json("item list"))?;
-        line.push(b'\n');
-        chunker.push(&line, &mut out)?;
+    // Line by line, as the list was always fed to the chunker.
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        chunker.push(line, &mut out)?;
     }
     chunker.finish(&mut out)?;
     Ok(ids)

@@ -42,21 +42,29 @@ fn wit_item(i: model::Item) -> Item {
             model::Kind::Folder => ItemKind::Directory,
             model::Kind::Message => ItemKind::Message,
         },
-        metadata: ItemMetadata {
-            size: i.size,
-            mode: None,
-            uid: None,
-            gid: None,
-            mtime: i.mtime.map(|s| Timestamp {
-                seconds: s,
-                nanoseconds: 0,
-            }),
-            symlink_target: None,
-            hardlink_target: None,
-            attributes: i.attributes,
-            change_token: i.change_token,
-        },
+        metadata: metadata(i.size, i.mtime, i.attributes, i.change_token),
     }
+}
+
+/// An item's catalog metadata, through the SDK's builder.
+fn metadata(
+    size: u64,
+    mtime: Option<i64>,
+    attributes: Vec<(String, String)>,
+    token: Option<String>,
+) -> ItemMetadata {
+    let mut md = Meta::new(size);
+    if let Some(seconds) = mtime {
+        md = md.mtime(Timestamp {
+            seconds,
+            nanoseconds: 0,
+        });
+    }
+    if let Some(t) = token {
+        md = md.token(t);
+    }
+    md.attributes = attributes;
+    md
 }
 
 fn model_item(i: Item) -> model::Item {

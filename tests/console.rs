@@ -7,42 +7,25 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 
 use attache_tests::browser::Browser;
-use attache_tests::server::{free_port, request, wait_healthy};
-use attache_tests::{attache, backup, restored, root, tree};
+use attache_tests::server::{request, Served};
+use attache_tests::{backup, restored, root, tree};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "console-token-0123456789abcdef";
 
 struct Server {
-    child: Child,
+    _served: Served,
     url: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(repo: &Path) -> Server {
-    let port = free_port();
-    let child = attache(repo)
-        .env("ATTACHE_TOKEN", TOKEN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let s = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    wait_healthy(&s.url);
-    s
+    let served = Served::start(repo, TOKEN, &[]);
+    Server {
+        url: served.url.clone(),
+        _served: served,
+    }
 }
 
 fn api(s: &Server, path: &str) -> Value {

@@ -5,10 +5,10 @@
 //! was refused, are in the audit log with the token that asked.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use attache_tests::server::{free_port, request, wait_healthy};
+use attache_tests::server::{free_port, request, wait_healthy, Served};
 use attache_tests::{attache, ok, output, tree};
 use serde_json::{json, Value};
 
@@ -16,38 +16,22 @@ use serde_json::{json, Value};
 const ADMIN: &str = "roles-test-admin-token-0123456789";
 
 struct Server {
-    child: Child,
+    _served: Served,
     url: String,
     repo: PathBuf,
     t: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start() -> Server {
     let t = tempfile::tempdir().expect("tempdir");
     let repo = t.path().join("repo");
-    let port = free_port();
-    let child = attache(&repo)
-        .env("ATTACHE_TOKEN", ADMIN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let s = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
+    let served = Served::start(&repo, ADMIN, &[]);
+    Server {
+        url: served.url.clone(),
+        _served: served,
         repo,
         t,
-    };
-    wait_healthy(&s.url);
-    s
+    }
 }
 
 fn call(s: &Server, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

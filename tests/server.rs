@@ -3,57 +3,37 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use attache_tests::server::{client, free_port, request, wait_healthy};
+use attache_tests::server::{client, request, Served};
 use attache_tests::{attache, ok, tree};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
 struct Server {
-    child: Child,
+    _served: Served,
     url: String,
     repo: PathBuf,
     _t: tempfile::TempDir,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start(max_jobs: usize) -> Server {
     let t = tempfile::tempdir().expect("tempdir");
     let repo = t.path().join("repo");
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = attache(&repo)
-        .env("ATTACHE_TOKEN", TOKEN)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--max-jobs",
-            &max_jobs.to_string(),
-            "--max-jobs-per-target",
-            "2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn server");
-    let s = Server {
-        child,
-        url,
+    let max_jobs = max_jobs.to_string();
+    let served = Served::start(
+        &repo,
+        TOKEN,
+        &["--max-jobs", &max_jobs, "--max-jobs-per-target", "2"],
+    );
+    Server {
+        url: served.url.clone(),
+        _served: served,
         repo,
         _t: t,
-    };
-    wait_healthy(&s.url);
-    s
+    }
 }
 
 /// (status, JSON body) of a request; `token` None sends no Authorization.

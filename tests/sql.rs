@@ -14,7 +14,7 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use attache_tests::pg::Pg;
-use attache_tests::server::{free_port, wait_healthy};
+use attache_tests::server::{free_port, Served};
 use attache_tests::{attache, fails, listing, ok, snapshots};
 use serde_json::Value;
 
@@ -653,34 +653,18 @@ fn postgres_restore_below_a_directory_leaves_the_live_database_alone() {
 
 /// `attache serve` on `repo`, killed when dropped.
 struct Server {
-    child: Child,
+    _served: Served,
     url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 const TOKEN: &str = "sql-test-token-0123456789";
 
 fn serve(repo: &Path) -> Server {
-    let port = free_port();
-    let child = attache(repo)
-        .env("ATTACHE_TOKEN", TOKEN)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn attache serve");
-    let s = Server {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
-    };
-    wait_healthy(&s.url);
-    s
+    let served = Served::start(repo, TOKEN, &[]);
+    Server {
+        url: served.url.clone(),
+        _served: served,
+    }
 }
 
 #[test]

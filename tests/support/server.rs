@@ -77,3 +77,41 @@ pub fn wait_healthy(url: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `attache serve` on a free port of 127.0.0.1, for the repository `repo`
+/// (and its own state and cache beside it, as [`crate::attache`] sets),
+/// with `token` as its single admin token and `args` after `serve --listen
+/// ADDR`; up and answering when returned, killed when dropped.
+pub struct Served {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Served {
+    /// Starts it and waits until it answers `/health`.
+    pub fn start(repo: &std::path::Path, token: &str, args: &[&str]) -> Self {
+        let port = free_port();
+        let child = crate::attache(repo)
+            .env("ATTACHE_TOKEN", token)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn attache serve");
+        let s = Served {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        wait_healthy(&s.url);
+        s
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

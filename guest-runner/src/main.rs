@@ -15,6 +15,11 @@ use clap::Parser;
 
 use options::{Cli, Command};
 
+/// mimalloc, not musl's allocator (see Cargo.toml): a restore allocates a
+/// buffer per message or chunk, and musl maps and unmaps each large one.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     guest_runner::logging::init(&cli.log);

@@ -2,7 +2,9 @@
 //! protocol) against a real `attache serve` and repository: sign-in,
 //! the overview, browsing a snapshot's tree, a restore followed to its
 //! end, a backup started, followed live and cancelled, a failed job's
-//! cause, API errors shown as sent, and the layout at 200% zoom. Each view
+//! cause, API errors shown as sent, a verify from the health view that
+//! finds the repository clean and then names a damaged pack and the items
+//! it holds, and the layout at 200% zoom. Each view
 //! is saved as a screenshot under `target/console-screenshots/`.
 
 use std::fs;
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use attache_tests::browser::Browser;
 use attache_tests::server::{request, Served};
-use attache_tests::{backup, restored, root, tree};
+use attache_tests::{attache, backup, ok, restored, root, tree};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "console-token-0123456789abcdef";
@@ -312,4 +314,141 @@ fn a_backup_from_the_console_shows_live_progress_and_cancels_and_a_failure_its_c
     );
     assert_eq!(text(&mut b, "#snapshot-count"), "0");
     shot(&mut b, "overview-failures.png");
+}
+
+/// Starts a verify from the health view and waits until the view shows
+/// its outcome; the outcome's text.
+fn verify_from_the_console(b: &mut Browser) -> String {
+    b.wait_for("document.getElementById('v-start')", "the health view");
+    let before = b.eval("(document.querySelector('#health-last a') || {}).textContent || ''");
+    b.click("#v-start");
+    b.wait_for(
+        &format!(
+            "(document.querySelector('#health-last a') || {{}}).textContent !== {before} && ['succeeded','failed','cancelled'].includes((document.getElementById('health-status') || {{}}).textContent)"
+        ),
+        "the verify to finish",
+    );
+    assert_eq!(text(b, "#health-status"), "succeeded");
+    text(b, "#health-outcome")
+}
+
+#[test]
+fn the_health_view_verifies_the_repository_and_names_the_damage() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (repo, src) = (t.path().join("repo"), t.path().join("src"));
+    tree::make(&src, 8, 1 << 18);
+    let snap = backup(&repo, &src);
+    let snap_id = snap["id"].as_str().expect("snapshot id").to_owned();
+    let s = start(&repo);
+    let mut b = Browser::launch();
+    b.goto(&format!("{}/", s.url));
+    sign_in(&mut b, TOKEN);
+    b.wait_for("document.getElementById('snapshot-count')", "the overview");
+
+    // No verify yet; one started from the page is followed to its end, clean.
+    b.goto(&format!("{}/#/health", s.url));
+    b.wait_for(
+        "document.getElementById('health-outcome')",
+        "the health view",
+    );
+    assert_eq!(
+        text(&mut b, "#health-outcome"),
+        "No verify has run since the server started."
+    );
+    let outcome = verify_from_the_console(&mut b);
+    assert_eq!(outcome, "Clean: no errors found.");
+    let shown = text(&mut b, "#health-last");
+    assert!(shown.contains("Checked 1 snapshot(s)"), "{shown}");
+    shot(&mut b, "health-clean.png");
+    let jobs = api(&s, "/jobs");
+    let verifies: Vec<&Value> = jobs
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter(|j| j["kind"] == "verify")
+        .collect();
+    assert_eq!(verifies.len(), 1, "{jobs}");
+    assert_eq!(verifies[0]["result"]["clean"], true, "{jobs}");
+
+    // A flipped byte in a pack: the next verify names the pack, and the
+    // snapshot's items that need it.
+    let data = repo.join("data");
+    let pack = attache_tests::listing(&data)
+        .into_iter()
+        .map(|p| data.join(p))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack");
+    let mut bytes = fs::read(&pack).expect("read the pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&pack, bytes).expect("write the pack");
+    let outcome = verify_from_the_console(&mut b);
+    assert!(outcome.starts_with("Damaged: "), "{outcome}");
+    let name = pack
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let errors = text(&mut b, "#health-errors");
+    assert!(errors.contains(&name), "the pack is named: {errors}");
+    let affected = text(&mut b, "#health-affected");
+    assert!(
+        affected.contains(&snap_id[..12]) && affected.contains(src.to_str().expect("utf-8 path")),
+        "the snapshot and a damaged file of it are named: {affected}"
+    );
+    shot(&mut b, "health-damaged.png");
+    // Loaded again (at 200% zoom), the view shows the last verify, and
+    // the earlier, clean one below it.
+    b.zoom(2.0);
+    b.goto(&format!("{}/#/overview", s.url));
+    b.wait_for("document.getElementById('snapshot-count')", "the overview");
+    b.goto(&format!("{}/#/health", s.url));
+    b.wait_for(
+        "document.getElementById('health-affected')",
+        "the health view",
+    );
+    assert!(text(&mut b, "#health-outcome").starts_with("Damaged: "));
+    assert!(text(&mut b, "#view").contains("Earlier verifies"));
+    fits(&mut b, "the health view");
+    shot(&mut b, "health-200pct.png");
+}
+
+#[test]
+fn the_overview_lists_hypervisors_vms_and_attached_containers() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let repo = t.path().join("repo");
+    ok(attache(&repo).args(["init"]));
+    let s = start(&repo);
+    // Registered after the server started (it recovers the journal at
+    // start): VM web01 whose QEMU is gone, with a container attached.
+    let container = attache_tests::hypervisor::register_stale(&repo);
+    let mut b = Browser::launch();
+    b.goto(&format!("{}/", s.url));
+    sign_in(&mut b, TOKEN);
+    b.wait_for(
+        "document.querySelector('#hypervisors tr[data-vm]')",
+        "the overview's VMs",
+    );
+    let row = b.eval(
+        "[...document.querySelectorAll('#hypervisors tr[data-vm=\"hv1/web01\"] td')].map((td) => td.textContent)",
+    );
+    let cells: Vec<&str> = row
+        .as_array()
+        .expect("cells")
+        .iter()
+        .map(|c| c.as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(cells.len(), 4, "{row}");
+    assert_eq!(cells[0], "hv1/web01");
+    assert!(cells[1].starts_with("unreachable ("), "{row}");
+    assert!(cells[2].starts_with("silent ("), "{row}");
+    assert_eq!(cells[3], container.to_str().expect("utf-8 path"));
+    let summary = text(&mut b, "#hypervisors > p");
+    assert_eq!(
+        summary,
+        "1 hypervisor(s), 1 VM(s); 1 VM(s) have a container attached now."
+    );
+    assert!(text(&mut b, "#hypervisors h3").contains("hv1 (qemu)"));
+    shot(&mut b, "overview-hypervisors.png");
 }

@@ -188,6 +188,22 @@ fn operators_stay_in_scope_and_auditors_only_read() {
     );
     // It reads snapshots and jobs.
     assert_eq!(call(&s, &operator, "GET", "/snapshots", None).0, 200);
+    // It verifies the repository, whatever its targets (a verify changes
+    // nothing), and the auditor reads the result but starts none.
+    let verify = json!({ "kind": "verify", "verify": { "read_data": true } });
+    let (st, v) = call(&s, &operator, "POST", "/jobs", Some(verify.clone()));
+    assert_eq!(st, 202, "{v}");
+    let v_id = v["id"].as_str().unwrap().to_owned();
+    let done = wait(&s, &operator, &v_id);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["clean"], true, "{done}");
+    let (st, seen) = call(&s, &auditor, "GET", &format!("/jobs/{v_id}"), None);
+    assert_eq!((st, &seen["result"]), (200, &done["result"]), "{seen}");
+    forbidden(
+        call(&s, &auditor, "POST", "/jobs", Some(verify)),
+        "needs the role admin or operator",
+        "an auditor starting a verify",
+    );
 
     // The auditor reads...
     assert_eq!(call(&s, &auditor, "GET", "/snapshots", None).0, 200);
@@ -223,7 +239,8 @@ fn operators_stay_in_scope_and_auditors_only_read() {
         "an auditor creating a token",
     );
 
-    // The log names the operator for both jobs, the refused backup, and
+    // The log names the operator for its three jobs (a backup, a restore,
+    // a verify), the refused backup, and
     // the admin for the tokens.
     let log = log.as_array().expect("entries");
     let by = |event: &str, actor: &str| {
@@ -233,8 +250,8 @@ fn operators_stay_in_scope_and_auditors_only_read() {
             })
             .count()
     };
-    assert_eq!(by("job.start", &op_id), 2, "{log:#?}");
-    assert_eq!(by("job.end", &op_id), 2);
+    assert_eq!(by("job.start", &op_id), 3, "{log:#?}");
+    assert_eq!(by("job.end", &op_id), 3);
     assert!(by("job.denied", &op_id) >= 1);
     // Refusals by role are recorded too (off the request's thread: read
     // the log again once they are in).

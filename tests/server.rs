@@ -71,6 +71,142 @@ fn backup_body(include: &Path) -> String {
     json!({ "kind": "backup", "backup": { "target": "local", "plugin": "filesystem", "include": [include] } }).to_string()
 }
 
+/// The path of the biggest pack of `repo`, and one of its bytes flipped
+/// in the middle (in chunk data, past the pack's header).
+fn flip_a_byte_in_a_pack(repo: &Path) -> PathBuf {
+    let data = repo.join("data");
+    let pack = attache_tests::listing(&data)
+        .into_iter()
+        .map(|p| data.join(p))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack");
+    let mut bytes = fs::read(&pack).expect("read the pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    fs::write(&pack, bytes).expect("write the pack");
+    pack
+}
+
+#[test]
+fn a_verify_job_reports_a_clean_repository_then_names_the_damage() {
+    let s = start(2);
+    let src = s.repo.with_file_name("src");
+    tree::make(&src, 8, 1 << 18);
+    let (st, job) = authed(&s, "POST", "/jobs", Some(&backup_body(&src)));
+    assert_eq!(st, 202, "{job}");
+    let backed = wait(&s, job["id"].as_str().expect("id"));
+    assert_eq!(backed["status"], "succeeded", "{backed}");
+    let snap = backed["result"]["id"]
+        .as_str()
+        .expect("snapshot")
+        .to_owned();
+
+    // Unknown fields are refused, like every job request's.
+    let (st, e) = authed(
+        &s,
+        "POST",
+        "/jobs",
+        Some(r#"{"kind":"verify","verify":{"read_data":true,"repair":true}}"#),
+    );
+    assert_eq!(st, 422, "{e}");
+    assert!(
+        e["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("unknown field `repair`")),
+        "{e}"
+    );
+
+    let verify = |read_data: bool| -> Value {
+        let body = json!({ "kind": "verify", "verify": { "read_data": read_data } }).to_string();
+        let (st, job) = authed(&s, "POST", "/jobs", Some(&body));
+        assert_eq!(st, 202, "{job}");
+        assert_eq!(
+            (&job["kind"], &job["target"]),
+            (&json!("verify"), &json!("repository"))
+        );
+        let done = wait(&s, job["id"].as_str().expect("id"));
+        assert_eq!(done["status"], "succeeded", "the check ran: {done}");
+        done["result"].clone()
+    };
+    let clean = verify(true);
+    assert_eq!(clean["clean"], true, "{clean}");
+    assert_eq!(clean["snapshots"], 1, "{clean}");
+    assert!(clean["packs"].as_u64().unwrap_or(0) >= 1, "{clean}");
+    assert!(clean["blobs_checked"].as_u64().unwrap_or(0) >= 8, "{clean}");
+    assert_eq!(clean["errors"], json!([]), "{clean}");
+
+    let pack = flip_a_byte_in_a_pack(&s.repo);
+    let name = pack
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let damaged = verify(true);
+    assert_eq!(damaged["clean"], false, "{damaged}");
+    let errors = damaged["errors"].to_string();
+    assert!(errors.contains(&name), "the pack is named: {errors}");
+    assert!(
+        !damaged["bad_blobs"]
+            .as_object()
+            .expect("bad_blobs")
+            .is_empty(),
+        "{damaged}"
+    );
+    let items = damaged["affected"][&snap]
+        .as_array()
+        .expect("affected items of the snapshot");
+    assert!(
+        items.iter().any(|i| i
+            .as_str()
+            .is_some_and(|i| i.starts_with(src.to_str().expect("utf-8")))),
+        "a damaged file of the source is named: {items:?}"
+    );
+    // The audit log has both verifies, started and ended.
+    let (st, log) = authed(&s, "GET", "/audit", None);
+    assert_eq!(st, 200, "{log}");
+    let ends = log
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["event"] == "job.end" && e["data"]["kind"] == "verify")
+        .count();
+    assert_eq!(ends, 2, "{log}");
+}
+
+#[test]
+fn hypervisors_list_their_vms_states_and_attached_containers() {
+    let s = start(1);
+    let (st, none) = authed(&s, "GET", "/hypervisors", None);
+    assert_eq!((st, &none), (200, &json!([])), "none registered yet");
+    let container = attache_tests::hypervisor::register_stale(&s.repo);
+    let t0 = Instant::now();
+    let (st, hvs) = authed(&s, "GET", "/hypervisors", None);
+    assert_eq!(st, 200, "{hvs}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "bounded: {:?}",
+        t0.elapsed()
+    );
+    let hv = &hvs[0];
+    assert_eq!(
+        (&hv["name"], &hv["driver"]),
+        (&json!("hv1"), &json!("qemu")),
+        "{hvs}"
+    );
+    assert_eq!(hv["error"], Value::Null, "{hvs}");
+    let vms = hv["vms"].as_array().expect("vms");
+    assert_eq!(vms.len(), 1, "{hvs}");
+    assert_eq!(vms[0]["name"], "web01");
+    let state = vms[0]["state"].as_str().expect("state");
+    assert!(state.starts_with("unreachable ("), "QEMU is gone: {state}");
+    let agent = vms[0]["guest_agent"].as_str().expect("guest_agent");
+    assert!(agent.starts_with("silent ("), "no guest agent: {agent}");
+    assert_eq!(vms[0]["attached"], json!([container]), "from the journal");
+    // Nothing without a token.
+    assert_eq!(call(&s, "GET", "/hypervisors", None, None).0, 401);
+}
+
 #[test]
 fn every_route_but_health_needs_the_token_and_errors_are_json() {
     let s = start(2);

@@ -6,6 +6,7 @@
 //! them before running these tests.
 
 pub mod browser;
+pub mod hypervisor;
 pub mod mail;
 pub mod pg;
 pub mod server;

@@ -136,6 +136,19 @@ impl Principal {
         }
     }
 
+    /// May this principal verify the repository? Admins and operators
+    /// (whatever their targets: a verify reads the whole repository and
+    /// changes nothing but the damage record); auditors read the results.
+    pub(crate) fn may_verify(&self) -> Result<(), Denied> {
+        match self.role {
+            Role::Admin | Role::Operator => Ok(()),
+            Role::Auditor => Err(Denied(format!(
+                "token {} is an auditor: it reads, and starts no job",
+                self.id
+            ))),
+        }
+    }
+
     /// May this principal cancel a job on `target`?
     pub(crate) fn may_cancel(&self, target: &str) -> Result<(), Denied> {
         match self.role {

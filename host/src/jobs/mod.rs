@@ -4,6 +4,7 @@
 pub(crate) mod backup;
 pub(crate) mod plugin;
 pub(crate) mod restore;
+pub(crate) mod verify;
 pub(crate) mod watchdog;
 
 use std::collections::BTreeMap;

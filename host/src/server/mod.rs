@@ -10,6 +10,7 @@
 mod auth;
 mod console;
 mod error;
+mod hypervisors;
 mod listener;
 mod metrics;
 mod openapi;

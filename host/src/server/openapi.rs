@@ -51,6 +51,38 @@ pub(super) fn document() -> Value {
 }
 
 fn paths() -> Value {
+    let mut doc = core();
+    // Apart: one `json!` of the whole document is beyond the macro's
+    // recursion limit.
+    doc["paths"]["/hypervisors"] = json!({ "get": {
+
+                "summary": "The registered hypervisors and their VMs: each VM's run state and whether its guest agent answers (asked with a 1 s timeout), and the containers attached to it now (from the attachment journal).",
+                "responses": merge(json!({ "200": ok("Hypervisors.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Hypervisor" } })) }),
+                    error_responses(&["401", "500"]))
+    }});
+    if let Some(kinds) = doc["components"]["schemas"]["JobRequest"]["oneOf"].as_array_mut() {
+        kinds.push(json!({ "type": "object", "required": ["kind"], "properties": {
+            "kind": { "const": "verify" },
+            "verify": { "type": "object", "additionalProperties": false, "properties": {
+                "read_data": { "type": "boolean", "description": "read every byte of every pack and check each chunk (`attache verify --read-data`)" }
+            }}
+        }}));
+    }
+    doc["components"]["schemas"]["Hypervisor"] = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "driver": { "type": "string" }, "vm_dir": { "type": "string" },
+        "datastores": { "type": "array", "items": { "type": "string" } },
+        "error": { "type": ["string", "null"], "description": "why its VMs could not be listed" },
+        "vms": { "type": "array", "items": { "$ref": "#/components/schemas/Vm" } }
+    }});
+    doc["components"]["schemas"]["Vm"] = json!({ "type": "object", "properties": {
+        "name": { "type": "string" }, "state": { "type": "string", "description": "`running`, `paused`, ... or `unreachable (why)`" },
+        "guest_agent": { "type": "string", "description": "`answers` or `silent (why)`" },
+        "attached": { "type": "array", "items": { "type": "string" }, "description": "container files attached now" }
+    }});
+    doc
+}
+
+fn core() -> Value {
     let id_param = |what: &str| json!({ "name": "id", "in": "path", "required": true, "description": what, "schema": { "type": "string" } });
     json!({
         "openapi": "3.1.0",
@@ -120,7 +152,7 @@ fn paths() -> Value {
                     "responses": merge(json!({ "200": ok("Jobs.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Job" } })) }), error_responses(&["401"]))
                 },
                 "post": {
-                    "summary": "Queues a backup or restore.",
+                    "summary": "Queues a backup, a restore, or a verify of the repository (admins and operators, whatever their targets; a verify's result is its report: `clean`, `snapshots`, `packs`, `blobs_checked`, `errors`, `bad_blobs`, `affected`).",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/JobRequest" } } } },
                     "responses": merge(json!({ "202": ok("Queued.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["400", "401"]))
                 }
@@ -232,7 +264,7 @@ fn paths() -> Value {
                     }}
                 ]},
                 "Job": { "type": "object", "properties": {
-                    "id": { "type": "string" }, "kind": { "enum": ["backup", "restore"] }, "target": { "type": "string" },
+                    "id": { "type": "string" }, "kind": { "enum": ["backup", "restore", "verify"] }, "target": { "type": "string" },
                     "status": { "enum": ["queued", "running", "succeeded", "failed", "cancelled"] },
                     "request": { "$ref": "#/components/schemas/JobRequest" },
                     "progress": { "type": "object", "properties": { "items": { "type": "integer" }, "bytes": { "type": "integer" } } },

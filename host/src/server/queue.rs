@@ -16,17 +16,31 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use super::Limits;
 use crate::access::Principal;
+use crate::jobs::verify::VerifyRequest;
 use crate::jobs::{self, BackupRequest, Context, Control, Progress, RestoreRequest};
 use crate::target;
 
-/// A job as submitted: `{"kind": "backup", "backup": {...}}` or
-/// `{"kind": "restore", "restore": {...}}`.
+/// A job as submitted: `{"kind": "backup", "backup": {...}}`,
+/// `{"kind": "restore", "restore": {...}}` or
+/// `{"kind": "verify", "verify": {"read_data": false}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub(crate) enum JobRequest {
-    Backup { backup: BackupRequest },
-    Restore { restore: RestoreRequest },
+    Backup {
+        backup: BackupRequest,
+    },
+    Restore {
+        restore: RestoreRequest,
+    },
+    Verify {
+        #[serde(default)]
+        verify: VerifyRequest,
+    },
 }
+
+/// The target name of verify jobs: they take the slots of the whole
+/// repository, not of a VM.
+pub(crate) const REPOSITORY: &str = "repository";
 
 impl JobRequest {
     /// Checks what can be checked before queueing; the job's kind and the
@@ -51,6 +65,7 @@ impl JobRequest {
                     restore.to.split(':').next().unwrap_or_default().to_owned(),
                 ))
             }
+            JobRequest::Verify { .. } => Ok(("verify", REPOSITORY.to_owned())),
         }
     }
 
@@ -64,6 +79,7 @@ impl JobRequest {
             JobRequest::Restore { restore } => {
                 jobs::redact(&mut restore.app_password, &mut restore.options)
             }
+            JobRequest::Verify { .. } => {}
         }
         r
     }
@@ -185,7 +201,7 @@ impl Job {
         let v = self.view();
         let plugin = match req {
             JobRequest::Backup { backup } => Some(backup.plugin.as_str()),
-            JobRequest::Restore { .. } => None,
+            JobRequest::Restore { .. } | JobRequest::Verify { .. } => None,
         };
         tracing::info_span!("job", id = %v.id, kind = v.kind, target = %v.target, plugin)
     }
@@ -204,6 +220,9 @@ impl Job {
                     .and_then(|s| Ok(serde_json::to_value(s)?)),
                 JobRequest::Restore { restore } => jobs::restore::run(&ctx, &restore, &ctl)
                     .and_then(|r| Ok(serde_json::to_value(r)?)),
+                JobRequest::Verify { verify } => {
+                    jobs::verify::run(&ctx, &verify).and_then(|r| Ok(serde_json::to_value(r)?))
+                }
             }
         })
         .await
@@ -344,6 +363,7 @@ impl Queue {
         let allowed = match req {
             JobRequest::Backup { backup } => who.may_backup(backup),
             JobRequest::Restore { restore } => who.may_restore(restore),
+            JobRequest::Verify { .. } => who.may_verify(),
         };
         allowed.map_err(|e| {
             if let Err(err) = self.ctx.audit.as_actor(&who.actor()).record(
@@ -370,13 +390,6 @@ impl Queue {
         let job = self
             .get(id)
             .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
-        who.may_cancel(&job.view().target)
-            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
-        self.ctx
-            .audit
-            .as_actor(&who.actor())
-            .record("job.cancel", json!({ "job": id }))
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         who.may_cancel(&job.view().target)
             .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
         self.ctx

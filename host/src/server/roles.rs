@@ -11,12 +11,12 @@ pub(super) enum Need {
     /// No token: liveness and the console's page and files (which hold
     /// no data).
     Public,
-    /// Any role: reading snapshots and jobs.
+    /// Any role: reading snapshots, jobs and hypervisors.
     Read,
     /// Admin or auditor: the audit log.
     Audit,
     /// Admin or operator (within its scope, checked by the handler):
-    /// starting and cancelling jobs.
+    /// starting and cancelling jobs (a verify: any operator).
     Run,
     /// Admin: tokens.
     Admin,
@@ -50,6 +50,7 @@ pub(super) const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/snapshots/{id}/items", Need::Read),
     ("GET", "/snapshots/{id}/children", Need::Read),
     ("GET", "/find", Need::Read),
+    ("GET", "/hypervisors", Need::Read),
     ("GET", "/jobs", Need::Read),
     ("POST", "/jobs", Need::Run),
     ("GET", "/jobs/{id}", Need::Read),

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::error::{ApiError, JsonBody};
+use super::hypervisors::HypervisorView;
 use super::queue::{JobRequest, JobView};
 use super::{auth, console, openapi, tree, ServerState};
 use crate::access::tokens::{NewToken, TokenError};
@@ -35,6 +36,7 @@ pub(super) fn router(state: ServerState) -> Router {
         .route("/snapshots/{id}/items", get(items))
         .route("/snapshots/{id}/children", get(children))
         .route("/find", get(find))
+        .route("/hypervisors", get(hypervisors))
         .route("/jobs", get(list_jobs).post(submit_job))
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/jobs/{id}/events", get(job_events))
@@ -169,6 +171,15 @@ async fn find(
     Ok(Json(
         serde_json::to_value(hits).map_err(anyhow::Error::from)?,
     ))
+}
+
+/// The registered hypervisors, their VMs and what is attached to them.
+async fn hypervisors(State(s): State<ServerState>) -> Result<Json<Vec<HypervisorView>>, ApiError> {
+    let state = s.ctx.state.clone();
+    let list = tokio::task::spawn_blocking(move || super::hypervisors::list(&state))
+        .await
+        .map_err(anyhow::Error::from)??;
+    Ok(Json(list))
 }
 
 async fn list_jobs(State(s): State<ServerState>) -> Json<Vec<JobView>> {

@@ -131,7 +131,12 @@ impl Vm {
 
     /// The VM's run state (`running`, `paused`, ...).
     pub(crate) fn status(&self) -> Result<String, QemuError> {
-        let r = self.qmp()?.execute("query-status", json!({}))?;
+        self.status_within(ANSWER_TIMEOUT)
+    }
+
+    /// The VM's run state, when QEMU answers within `timeout`.
+    pub(crate) fn status_within(&self, timeout: Duration) -> Result<String, QemuError> {
+        let r = Qmp::connect(&self.qmp, timeout)?.execute("query-status", json!({}))?;
         Ok(r["status"].as_str().unwrap_or("unknown").to_owned())
     }
 

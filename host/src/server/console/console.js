@@ -38,6 +38,12 @@ function when(secs) {
   return new Date(secs * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
 }
 
+// Jobs newest first: by creation time, then (the same second) by the
+// order the server took them in, which is the order it lists them in.
+function newestFirst(list) {
+  return list.slice().reverse().sort((a, b) => b.created - a.created);
+}
+
 function statusCell(s) {
   return h("span", { class: "status-" + s }, s);
 }
@@ -143,7 +149,7 @@ async function route() {
     const current = target === name || (target === "snapshots" && name === "snapshot") || (target === "jobs" && name === "job");
     if (current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
-  const views = { overview, snapshots, snapshot, restore, jobs, job };
+  const views = { overview, snapshots, snapshot, restore, jobs, job, health };
   const render = views[name] || overview;
   view(h("p", {}, "Loading…"));
   try {
@@ -170,11 +176,33 @@ function jobTable(list, caption) {
       h("td", {}, j.error ? j.error.split("\n")[0].slice(0, 160) : ""))))));
 }
 
+// The registered hypervisors with their VMs, each VM's state, its guest
+// agent's and the containers attached to it now.
+function hypervisorTable(hvs) {
+  if (!hvs.length) return h("p", { id: "hypervisors" }, "No hypervisor is registered (attache hypervisor add).");
+  const attachedNow = hvs.flatMap((hv) => hv.vms.filter((v) => v.attached.length)).length;
+  return h("div", { id: "hypervisors" },
+    h("p", {}, `${hvs.length} hypervisor(s), ${hvs.reduce((a, hv) => a + hv.vms.length, 0)} VM(s); ` +
+      (attachedNow ? `${attachedNow} VM(s) have a container attached now.` : "no container is attached now.")),
+    hvs.map((hv) => [
+      h("h3", {}, `${hv.name} (${hv.driver})`),
+      h("p", { class: "meta" }, "VM sockets in ", h("code", {}, hv.vm_dir), "; datastores: ", hv.datastores.join("; ")),
+      hv.error ? h("p", { class: "status-failed" }, hv.error) : null,
+      hv.vms.length ? h("div", { class: "table-wrap" }, h("table", { "data-hypervisor": hv.name },
+        h("caption", { class: "skip" }, "VMs of " + hv.name),
+        h("thead", {}, h("tr", {}, ["VM", "State", "Guest agent", "Attached now"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, hv.vms.map((v) => h("tr", { "data-vm": hv.name + "/" + v.name },
+          h("td", {}, `${hv.name}/${v.name}`), h("td", {}, v.state), h("td", {}, v.guest_agent),
+          h("td", {}, v.attached.length ? v.attached.join(", ") : "none")))))) :
+        hv.error ? null : h("p", {}, "No VM found."),
+    ]));
+}
+
 async function overview() {
-  const [snaps, jobList] = await Promise.all([api("/snapshots"), api("/jobs")]);
+  const [snaps, jobList, hvs] = await Promise.all([api("/snapshots"), api("/jobs"), api("/hypervisors")]);
   const total = snaps.reduce((a, s) => a + (s.bytes || 0), 0);
   const stored = snaps.reduce((a, s) => a + (s.added_bytes || 0), 0);
-  const recent = jobList.slice().sort((a, b) => b.created - a.created);
+  const recent = newestFirst(jobList);
   const failed = recent.filter((j) => j.status === "failed");
   const last = snaps.length ? snaps[snaps.length - 1] : null;
   view(
@@ -188,6 +216,8 @@ async function overview() {
       h("div", { class: "card" }, h("span", { class: "n" }, failed.length), "failed jobs")),
     last && h("p", {}, "Last snapshot: ", h("a", { href: "#/snapshot/" + last.id }, last.id.slice(0, 12)),
       ` of ${last.source} (${last.plugin}), ${when(last.time)}.`),
+    h("h2", {}, "Hypervisors and VMs"),
+    hypervisorTable(hvs),
     h("h2", {}, "Failures"),
     failed.length ? jobTable(failed.slice(0, 10), "Failed jobs") : h("p", {}, "No failed jobs since the server started."),
     h("h2", {}, "Last jobs"),
@@ -415,7 +445,7 @@ async function restore() {
 // ---- jobs ------------------------------------------------------------
 
 async function jobs() {
-  const list = (await api("/jobs")).sort((a, b) => b.created - a.created);
+  const list = newestFirst(await api("/jobs"));
   const target = h("input", { type: "text", id: "b-target", value: "local", required: true });
   const plugin = h("input", { type: "text", id: "b-plugin", value: "filesystem", required: true });
   const include = h("textarea", { id: "b-include", rows: 3, required: true });
@@ -507,6 +537,7 @@ async function job(id) {
       h("dt", {}, "Target"), h("dd", {}, j.target),
       h("dt", {}, "Status"), h("dd", {}, status),
       h("dt", {}, "Created"), h("dd", {}, when(j.created)),
+      j.kind === "verify" ? [h("dt", {}, "Read data"), h("dd", {}, req.read_data ? "yes" : "no")] :
       j.kind === "backup" ? [h("dt", {}, "Include"), h("dd", {}, (req.include || []).join(", "))] :
         [h("dt", {}, "Snapshot"), h("dd", {}, req.snapshot), h("dt", {}, "Items"), h("dd", {}, (req.items || []).join(", ") || "all"),
           h("dt", {}, "To"), h("dd", {}, req.to)]),
@@ -519,6 +550,79 @@ async function job(id) {
     if (name === "progress") setProgress(data);
     else if (name === "status") show(data.job);
   }).catch((e) => { if (!ctl.signal.aborted) showError(e); });
+}
+
+// ---- repository health -----------------------------------------------
+
+// What a verify job found, from its view: outcome, counts, problems and
+// the damaged items of each snapshot.
+function verifyReport(v) {
+  if (!["succeeded", "failed", "cancelled"].includes(v.status)) {
+    return h("p", { id: "health-outcome", class: "status-running" }, "Checking the repository…");
+  }
+  if (v.status !== "succeeded" || !v.result) {
+    return [h("p", { id: "health-outcome", class: "status-failed" }, `The verify ${v.status}; the repository was not checked.`),
+      v.error ? h("pre", { id: "health-error" }, v.error) : null];
+  }
+  const r = v.result;
+  const bad = Object.entries(r.bad_blobs || {});
+  const affected = Object.entries(r.affected || {});
+  return [
+    h("p", { id: "health-outcome", class: r.clean ? "status-succeeded" : "status-failed" },
+      r.clean ? "Clean: no errors found." : `Damaged: ${(r.errors || []).length} error(s) and ${bad.length} damaged chunk(s).`),
+    h("p", {}, `Checked ${r.snapshots} snapshot(s) and ${r.packs} pack(s)` +
+      (r.read_data ? `, ${r.blobs_checked} chunk(s) read and verified.` : " (structure only: the packs' bytes were not read)."),
+      " Finished ", when(v.finished), "."),
+    (r.errors || []).length ? [h("h2", {}, "Problems"), h("ul", { id: "health-errors" }, r.errors.map((e) => h("li", {}, e)))] : null,
+    bad.length ? [h("h2", {}, "Damaged chunks"), h("ul", { id: "health-chunks" }, bad.map(([b, why]) => h("li", {}, h("code", {}, b.slice(0, 16)), ": ", why)))] : null,
+    affected.length ? [h("h2", {}, "Damaged items"), h("div", { id: "health-affected" }, affected.map(([snap, items]) => [
+      h("h3", {}, "Snapshot ", h("a", { href: "#/snapshot/" + snap }, snap.slice(0, 12))),
+      h("ul", {}, items.map((i) => h("li", {}, i === "*" ? "the snapshot's item list or file itself" : i)))]))] : null,
+  ];
+}
+
+async function health() {
+  const list = newestFirst((await api("/jobs")).filter((j) => j.kind === "verify"));
+  const last = list[0];
+  const panel = h("div", { id: "health-last", "aria-live": "polite" });
+  const readData = h("input", { type: "checkbox", id: "v-read-data", checked: true });
+  const startBtn = h("button", { type: "submit", class: "primary", id: "v-start" }, "Start a verify");
+  function show(v) {
+    const done = ["succeeded", "failed", "cancelled"].includes(v.status);
+    startBtn.disabled = !done;
+    panel.replaceChildren(...present([
+      h("p", {}, "Verify job ", h("a", { href: "#/job/" + v.id }, v.id), ", started ", when(v.created),
+        v.request.verify && v.request.verify.read_data ? ", reading every pack" : ", structure only", ": ",
+        h("span", { id: "health-status", class: "status-" + v.status }, v.status), "."),
+      verifyReport(v)]));
+  }
+  function follow(v) {
+    show(v);
+    if (["succeeded", "failed", "cancelled"].includes(v.status)) return;
+    stopFollowing();
+    const ctl = new AbortController();
+    following = ctl;
+    events(v.id, ctl.signal, (name, data) => { if (name === "status") show(data.job); })
+      .catch((e) => { if (!ctl.signal.aborted) showError(e); });
+  }
+  async function start(ev) {
+    ev.preventDefault();
+    clearError();
+    try {
+      follow(await api("/jobs", { method: "POST", body: { kind: "verify", verify: { read_data: readData.checked } } }));
+    } catch (e) { showError(e); }
+  }
+  view(
+    h("h1", {}, "Repository health"),
+    h("h2", {}, "Last verify"),
+    panel,
+    h("h2", {}, "Check the repository"),
+    h("form", { onsubmit: start },
+      h("div", {}, readData, h("label", { class: "inline", for: "v-read-data" }, "Read every byte of every pack (slower; finds damaged data, not only missing files)")),
+      h("div", {}, startBtn)),
+    list.length > 1 ? [h("h2", {}, "Earlier verifies"), jobTable(list.slice(1, 10), "Earlier verify jobs")] : null);
+  if (last) follow(last);
+  else panel.replaceChildren(h("p", { id: "health-outcome" }, "No verify has run since the server started."));
 }
 
 // ---- start -----------------------------------------------------------

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use attache_tests::{attache, ok, output, tree};
+use attache_tests::{attache, ok, output, tree, BACKUP_LOCAL};
 use serde_json::Value;
 
 fn entries(repo: &Path) -> Vec<Value> {
@@ -39,14 +39,7 @@ fn local_jobs_are_recorded_and_tampering_is_named() {
     let children: Vec<_> = (0..3)
         .map(|_| {
             attache(&repo)
-                .args([
-                    "backup",
-                    "local",
-                    "--plugin",
-                    "filesystem",
-                    "--json",
-                    "--include",
-                ])
+                .args(BACKUP_LOCAL)
                 .arg(&src)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use attache_tests::{
     assemble, assemble_with, attache, build_probe, component, dev_key, fails, fails_with, ok,
-    output, root, runner, runner_exit, swap_plugin,
+    output, root, runner, runner_exit, swap_plugin, BACKUP_LOCAL,
 };
 use serde_json::Value;
 
@@ -87,15 +87,7 @@ impl Site {
     /// `attache backup local` of the source tree with `plugin`.
     fn backup(&self) -> Command {
         let mut c = self.attache();
-        c.args([
-            "backup",
-            "local",
-            "--plugin",
-            "filesystem",
-            "--json",
-            "--include",
-        ])
-        .arg(&self.src);
+        c.args(BACKUP_LOCAL).arg(&self.src);
         c
     }
 

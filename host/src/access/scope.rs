@@ -70,14 +70,19 @@ impl Principal {
         }
     }
 
+    /// Why an auditor may not start a job.
+    fn auditor_starts_nothing(&self) -> Denied {
+        Denied(format!(
+            "token {} is an auditor: it reads, and starts no job",
+            self.id
+        ))
+    }
+
     /// May this principal run `backup`?
     pub(crate) fn may_backup(&self, b: &BackupRequest) -> Result<(), Denied> {
         match self.role {
             Role::Admin => Ok(()),
-            Role::Auditor => Err(Denied(format!(
-                "token {} is an auditor: it reads, and starts no job",
-                self.id
-            ))),
+            Role::Auditor => Err(self.auditor_starts_nothing()),
             Role::Operator => {
                 self.no_server_files(&b.app_password_file)?;
                 self.operator_target(&b.target, "back up")
@@ -91,10 +96,7 @@ impl Principal {
     pub(crate) fn may_restore(&self, r: &RestoreRequest) -> Result<(), Denied> {
         match self.role {
             Role::Admin => Ok(()),
-            Role::Auditor => Err(Denied(format!(
-                "token {} is an auditor: it reads, and starts no job",
-                self.id
-            ))),
+            Role::Auditor => Err(self.auditor_starts_nothing()),
             Role::Operator => {
                 self.no_server_files(&r.app_password_file)?;
                 let to = target::restore_to(&r.to).map_err(|e| Denied(e.to_string()))?;
@@ -142,10 +144,7 @@ impl Principal {
     pub(crate) fn may_verify(&self) -> Result<(), Denied> {
         match self.role {
             Role::Admin | Role::Operator => Ok(()),
-            Role::Auditor => Err(Denied(format!(
-                "token {} is an auditor: it reads, and starts no job",
-                self.id
-            ))),
+            Role::Auditor => Err(self.auditor_starts_nothing()),
         }
     }
 

@@ -372,17 +372,7 @@ fn the_health_view_verifies_the_repository_and_names_the_damage() {
 
     // A flipped byte in a pack: the next verify names the pack, and the
     // snapshot's items that need it.
-    let data = repo.join("data");
-    let pack = attache_tests::listing(&data)
-        .into_iter()
-        .map(|p| data.join(p))
-        .filter(|p| p.is_file())
-        .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a pack");
-    let mut bytes = fs::read(&pack).expect("read the pack");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    fs::write(&pack, bytes).expect("write the pack");
+    let pack = attache_tests::flip_a_byte_in_a_pack(&repo);
     let outcome = verify_from_the_console(&mut b);
     assert!(outcome.starts_with("Damaged: "), "{outcome}");
     let name = pack

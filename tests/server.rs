@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use attache_tests::server::{client, request, Served};
-use attache_tests::{attache, ok, tree};
+use attache_tests::{attache, flip_a_byte_in_a_pack, ok, tree};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -69,23 +69,6 @@ fn wait(s: &Server, id: &str) -> Value {
 
 fn backup_body(include: &Path) -> String {
     json!({ "kind": "backup", "backup": { "target": "local", "plugin": "filesystem", "include": [include] } }).to_string()
-}
-
-/// The path of the biggest pack of `repo`, and one of its bytes flipped
-/// in the middle (in chunk data, past the pack's header).
-fn flip_a_byte_in_a_pack(repo: &Path) -> PathBuf {
-    let data = repo.join("data");
-    let pack = attache_tests::listing(&data)
-        .into_iter()
-        .map(|p| data.join(p))
-        .filter(|p| p.is_file())
-        .max_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .expect("a pack");
-    let mut bytes = fs::read(&pack).expect("read the pack");
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x40;
-    fs::write(&pack, bytes).expect("write the pack");
-    pack
 }
 
 #[test]

@@ -270,3 +270,20 @@ pub fn listing(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The path of the biggest pack of `repo`, and one of its bytes flipped
+/// in the middle (in chunk data, past the pack's header).
+pub fn flip_a_byte_in_a_pack(repo: &Path) -> PathBuf {
+    let data = repo.join("data");
+    let pack = listing(&data)
+        .into_iter()
+        .map(|p| data.join(p))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .expect("a pack");
+    let mut bytes = std::fs::read(&pack).expect("read the pack");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&pack, bytes).expect("write the pack");
+    pack
+}

@@ -13,13 +13,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-RUNNER=${RUNNER:-$ROOT/target/x86_64-unknown-linux-musl/release/guest-runner}
-ATTACHE=${ATTACHE:-$ROOT/target/release/attache}
-# Containers are signed with `make build`'s development key, which its
-# trust file (read by attache and the runner) trusts.
-DEV_KEY=${DEV_KEY:-$ROOT/target/dev-keys/dev.key}
-export ATTACHE_TRUST=${ATTACHE_TRUST:-$ROOT/target/release/trust.toml}
-PLUGIN=${PLUGIN:-${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-wasip2/release/attache_plugin_sql.wasm}
+PLUGIN_NAME=sql
+# RUNNER, ATTACHE, DEV_KEY, ATTACHE_TRUST and PLUGIN.
+. "$ROOT/tests/built.sh"
 SIZE_MB=${SIZE_MB:-1024}
 
 say() { printf '\n== %s\n' "$*"; }

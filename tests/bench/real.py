@@ -12,8 +12,14 @@ time and the highest peak memory (the whole process tree, sampled every
 the ratios (other tool's time / attache's: above 1 means attache is
 faster), and `dd if=/dev/zero bs=1M count=1024 conv=fsync` of the same run.
 
+A third data set, the scale test: a generated tree of SCALE_FILES small
+files (default 1,000,000; 0 skips it), 1,000 to a directory, 1 to 2,048
+bytes of random content each, run once per tool (SCALE_RUNS), since one
+round takes minutes.
+
 Usage: tests/bench/real.py   (make bench builds first; BENCH_DIR keeps data;
-TOOLS=attache,restic limits the tools; REAL_TREE=DIR another real tree)
+TOOLS=attache,restic limits the tools; REAL_TREE=DIR another real tree;
+SETS=real,random,scale picks the data sets)
 """
 import os, shutil, subprocess, sys, tempfile, time
 
@@ -24,6 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 ATTACHE = os.environ.get("ATTACHE_BIN") or os.path.join(ROOT, "target/release/attache")
 PASSWORD = "bench password"
 STEPS = ("first backup", "unchanged re-run", "full restore")
+SCALE = f"{int(os.environ.get('SCALE_FILES', '1000000')):,} small files"
 
 
 def run(cmd, env):
@@ -67,7 +74,36 @@ def data_sets(work):
             shutil.rmtree(real, ignore_errors=True)
             subprocess.run(["cp", "-a", src, real], check=True)
             open(os.path.join(real, ".done"), "w").close()
-    return [("real tree", real), ("1 GiB random", big)]
+    sets = [("real tree", real), ("1 GiB random", big)]
+    files = int(os.environ.get("SCALE_FILES", "1000000"))
+    if files > 0:
+        sets.append((SCALE, scale_tree(work, files)))
+    chosen = os.environ.get("SETS")
+    if chosen:
+        keys = {"real": "real tree", "random": "1 GiB random", "scale": SCALE}
+        wanted = {keys[k] for k in chosen.split(",") if k in keys}
+        sets = [s for s in sets if s[0] in wanted]
+    return sets
+
+
+def scale_tree(work, files):
+    """SCALE_FILES small files of random sizes and bytes, 1,000 a directory."""
+    tree = os.path.join(work, "scale")
+    done = os.path.join(tree, f".done-{files}")
+    if os.path.exists(done):
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    rand = os.urandom(1 << 20)
+    for i in range(files):
+        d = os.path.join(tree, f"d{i // 1000:04}")
+        if i % 1000 == 0:
+            os.makedirs(d)
+        n = 1 + (int.from_bytes(rand[(i * 3) % 1000000:(i * 3) % 1000000 + 2], "little") % 2048)
+        off = (i * 7919) % (len(rand) - n)
+        with open(os.path.join(d, f"f{i % 1000:03}"), "wb") as f:
+            f.write(i.to_bytes(8, "little") + rand[off:off + n])
+    open(done, "w").close()
+    return tree
 
 
 class Tool:
@@ -141,7 +177,8 @@ def main():
             n, size = count(data)
             print(f"{name}: {data}, {n} items, {size / 1e6:.0f} MB", file=sys.stderr)
             subprocess.run(["tar", "-cf", "/dev/null", data])  # warm the page cache
-            for r in range(runs):
+            rounds = int(os.environ.get("SCALE_RUNS", "1")) if name == SCALE else runs
+            for r in range(rounds):
                 for tool in (tools if r % 2 == 0 else tools[::-1]):
                     t = Tool(tool, work, data)
                     t.fresh()
@@ -174,6 +211,8 @@ def main():
                 cells = "  ".join(f"{t} {best[(name, step, t)][1] / 2**20:6.0f}" for t in tools)
                 print(f"  {name:<13} {step:<17} {cells}")
         print()
+        if ("1 GiB random", "first backup", "attache") not in best:
+            return
         a = best[("1 GiB random", "first backup", "attache")][0]
         print(f"dd if=/dev/zero bs=1M count=1024 conv=fsync: {dd_best:.2f} s "
               f"({1024 / dd_best:.0f} MiB/s); attache's first backup of 1 GiB random runs at "

@@ -267,3 +267,92 @@ fn the_container_is_an_iso_and_disk_images_rebuilt_only_on_change() {
     let e = fails(&mut c);
     assert!(e.contains("does not match the manifest"), "{e}");
 }
+
+#[test]
+fn a_stale_hypervisor_does_not_fail_the_build_for_the_others() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let agent = t.path().join("agent");
+    let out = t.path().join("containers");
+    assemble(&agent, &[("filesystem", &component("filesystem"))]);
+    let hv = |name: &str| {
+        let (vms, ds) = (
+            t.path().join(format!("{name}-vms")),
+            t.path().join(format!("{name}-ds")),
+        );
+        fs::create_dir_all(&vms).expect("mkdir");
+        let mut c = attache_isolated(&out);
+        c.arg("--agent-dir")
+            .arg(&agent)
+            .args(["hypervisor", "add", name, "--driver", "qemu", "--vm-dir"])
+            .arg(&vms)
+            .arg("--datastore")
+            .arg(&ds);
+        ok(&mut c);
+        (vms, ds)
+    };
+    let (_, good_ds) = hv("good");
+    let (stale_vms, stale_ds) = hv("stale");
+    // The stale one's VM directory goes away; its registration stays.
+    fs::remove_dir_all(&stale_vms).expect("rm");
+    fs::remove_dir_all(&stale_ds).expect("rm");
+    // A changed plugin: a new container to push.
+    let other = t.path().join("filesystem.wasm");
+    let mut bytes = fs::read(component("filesystem")).expect("wasm");
+    bytes.extend_from_slice(&[0, 6, 4, b't', b'e', b's', b't', 2]);
+    fs::write(&other, &bytes).expect("write");
+    assemble(&agent, &[("filesystem", &other)]);
+
+    let mut c = attache_isolated(&out);
+    c.arg("--agent-dir")
+        .arg(&agent)
+        .args(["container", "build", "--json", "--out"])
+        .arg(&out);
+    let o = attache_tests::output(&mut c);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "the build succeeds: {stderr}");
+    let v: Value = serde_json::from_slice(&o.stdout).expect("container build --json");
+    let version = v["version"].as_str().expect("version");
+    let image = format!("attache-agent-{version}.iso");
+    // The good hypervisor got the new container.
+    assert_eq!(v["pushed"][0]["hypervisor"], "good", "{v}");
+    assert!(good_ds.join(&image).is_file(), "{v}");
+    // The stale one is named, with why, in the report and as a warning.
+    let u = v["unreachable"].as_array().expect("unreachable");
+    assert_eq!(u.len(), 1, "{v}");
+    assert_eq!(u[0]["hypervisor"], "stale");
+    let why = u[0]["error"].as_str().expect("error");
+    assert!(why.contains(stale_vms.to_str().expect("utf-8")), "{why}");
+    assert!(
+        stderr.contains("warning: hypervisor stale did not get container"),
+        "{stderr}"
+    );
+    assert!(!stale_ds.join(&image).exists());
+
+    // Back again: the next build places it there too, and says nothing.
+    fs::create_dir_all(&stale_vms).expect("mkdir");
+    let mut c = attache_isolated(&out);
+    c.arg("--agent-dir")
+        .arg(&agent)
+        .args(["container", "build", "--json", "--out"])
+        .arg(&out);
+    let v: Value = serde_json::from_str(&ok(&mut c)).expect("JSON");
+    assert_eq!(v["built"], false, "the same container");
+    assert_eq!(v["unreachable"], serde_json::json!([]), "{v}");
+    assert!(stale_ds.join(&image).is_file(), "retried: {v}");
+
+    // Every registered hypervisor unreachable: the images are built, but
+    // the build fails, naming them.
+    fs::remove_dir_all(&stale_vms).expect("rm");
+    fs::remove_dir_all(t.path().join("good-vms")).expect("rm");
+    let mut c = attache_isolated(&out);
+    c.arg("--agent-dir")
+        .arg(&agent)
+        .args(["container", "build", "--out"])
+        .arg(&out);
+    let e = fails(&mut c);
+    assert!(
+        e.contains("no registered hypervisor could take container"),
+        "{e}"
+    );
+    assert!(e.contains("good: ") && e.contains("stale: "), "{e}");
+}

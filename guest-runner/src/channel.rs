@@ -14,9 +14,13 @@
 //!          runner → server: hello, [ "Q" … ] "S", stream
 //! restore  server → runner: hello, stream
 //!          runner → server: hello
+//! discover server → runner: hello
+//!          runner → server: hello, reply
 //!
 //! previous = length: u64 little-endian, then that many bytes of the parent
 //!            snapshot's catalog, one JSON item record per line
+//! reply    = length: u64 little-endian, then that many bytes: the plugin's
+//!            catalog entries as one JSON array (at most [`MAX_REPLY`])
 //! ```
 //!
 //! In a backup the runner announces each phase with one byte before the
@@ -42,6 +46,9 @@ pub const MAX_STALE: u64 = 16 << 20;
 pub const PHASE_FREEZE: u8 = b'Q';
 /// Runner → server: the stream follows.
 pub const PHASE_STREAM: u8 = b'S';
+/// The largest discover reply the server reads: the guest is untrusted, and
+/// a listing larger than this is no listing a person reads.
+pub const MAX_REPLY: u64 = 16 << 20;
 /// Server → runner: the filesystems are frozen.
 pub const ACK_FROZEN: u8 = b'F';
 /// Server → runner: not frozen (the guest refused); go on.
@@ -72,6 +79,9 @@ pub enum ChannelError {
     #[error("unexpected byte {0:#04x} on the data channel where a phase was due")]
     /// A byte that is no phase.
     BadPhase(u8),
+    #[error("the runner's reply of {0} bytes is larger than the {MAX_REPLY} bytes allowed")]
+    /// A reply longer than [`MAX_REPLY`].
+    ReplyTooLarge(u64),
 }
 
 /// Checks a session id.
@@ -153,6 +163,36 @@ pub fn read_previous_len(r: &mut impl Read) -> io::Result<u64> {
     Ok(u64::from_le_bytes(len))
 }
 
+/// Writes a reply (runner side): its length, then its bytes.
+pub fn write_reply(w: &mut impl Write, reply: &[u8]) -> Result<(), ChannelError> {
+    if reply.len() as u64 > MAX_REPLY {
+        return Err(ChannelError::ReplyTooLarge(reply.len() as u64));
+    }
+    w.write_all(&(reply.len() as u64).to_le_bytes())?;
+    w.write_all(reply)?;
+    Ok(())
+}
+
+/// Reads a reply (server side), refusing one longer than [`MAX_REPLY`]
+/// before reading it.
+pub fn read_reply(r: &mut impl Read) -> Result<Vec<u8>, ChannelError> {
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_REPLY {
+        return Err(ChannelError::ReplyTooLarge(len));
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    r.take(len).read_to_end(&mut out)?;
+    if out.len() as u64 != len {
+        return Err(ChannelError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the reply ended after {} of its {len} bytes", out.len()),
+        )));
+    }
+    Ok(out)
+}
+
 /// Reads one phase byte (server side).
 pub fn read_phase(r: &mut impl Read) -> Result<u8, ChannelError> {
     let mut b = [0u8; 1];
@@ -185,6 +225,25 @@ mod tests {
         for bad in ["", "ABCDEF", "0123456789abcdef0123456789abcdeg", "../"] {
             assert!(hello(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn replies_round_trip_and_are_bounded() {
+        let mut w = Vec::new();
+        write_reply(&mut w, b"[1,2]").unwrap();
+        assert_eq!(read_reply(&mut &w[..]).unwrap(), b"[1,2]");
+        // Cut short: an error, not a shorter reply.
+        assert!(matches!(
+            read_reply(&mut &w[..w.len() - 1]),
+            Err(ChannelError::Io(_))
+        ));
+        // A length past the bound is refused before anything is read.
+        let mut big = (MAX_REPLY + 1).to_le_bytes().to_vec();
+        big.extend(b"x");
+        assert!(matches!(
+            read_reply(&mut &big[..]),
+            Err(ChannelError::ReplyTooLarge(n)) if n == MAX_REPLY + 1
+        ));
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub(crate) struct DiscoverArgs {
     /// must not appear on a command line that every user can read.
     #[arg(long = "option-env", value_parser = parse_option_env)]
     pub option_env: Vec<(String, String)>,
+    /// With `--channel`, the entries go to the server as the channel's
+    /// reply instead of standard output.
+    #[command(flatten)]
+    pub channel: ChannelArgs,
 }
 
 /// Which call a plan is for.
@@ -210,8 +214,8 @@ pub(crate) struct BackupArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ChannelArgs {
     /// The data channel device (e.g. /dev/virtio-ports/attache.data): the
-    /// previous catalog comes in and the stream goes out (backup), or the
-    /// stream comes in (restore).
+    /// previous catalog comes in and the stream goes out (backup), the
+    /// stream comes in (restore), or the entries go out (discover).
     #[arg(long, requires = "session")]
     pub channel: Option<PathBuf>,
     /// The job's session id (32 hex digits), which both ends' hellos name.

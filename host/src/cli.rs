@@ -75,6 +75,9 @@ pub(crate) enum Command {
     Init(InitArgs),
     /// Backs up items of a target into a new snapshot.
     Backup(BackupArgs),
+    /// Lists what there is to protect in a VM: attaches the container, runs
+    /// the plugins' discover in the guest, and detaches.
+    Discover(DiscoverArgs),
     /// Lists the snapshots.
     Snapshots(SnapshotsArgs),
     /// Lists the items of a snapshot.
@@ -469,6 +472,42 @@ pub(crate) struct BackupArgs {
     #[command(flatten)]
     pub job: PluginJobArgs,
     /// Print the result as JSON (an object with an `id` field).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DiscoverArgs {
+    /// The VM: `HYPERVISOR/VM`.
+    pub target: String,
+    /// Ask this plugin only; without it, every plugin of the container
+    /// whose plan the policy allows (a plugin that fails is reported and
+    /// the others still list).
+    #[arg(long)]
+    pub plugin: Option<String>,
+    /// List below this item (a path, `sqlite:///DIR/`, a database...);
+    /// without it, each plugin's roots.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// How many levels below the scope to list (0: its children only).
+    #[arg(long, default_value_t = 0)]
+    pub depth: u32,
+    /// Fail, detach and clean up when a runner has not finished after this
+    /// many seconds.
+    #[arg(long)]
+    pub timeout_secs: Option<u64>,
+    /// A plugin option KEY=VALUE (repeatable), given to every plugin asked.
+    /// Values reach the runner through its environment, never a command
+    /// line.
+    #[arg(long = "option", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+    /// A file whose first line is the application's password (a
+    /// database's); without it, ATTACHE_APP_PASSWORD if set.
+    #[arg(long)]
+    pub app_password_file: Option<PathBuf>,
+    /// Print the result as JSON: `target`, `container`, `scope`, `depth`
+    /// and `plugins`, each with `plugin`, `entries` (`id`, `kind`, `size`,
+    /// `has_children`) and, when it listed nothing, `error`.
     #[arg(long)]
     pub json: bool,
 }

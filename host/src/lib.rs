@@ -55,6 +55,7 @@ pub fn run() -> ExitCode {
         } => commands::repair::snapshots(&cli, a),
         Command::Serve(a) => commands::serve::run(&cli, a),
         Command::Backup(a) => commands::backup::run(&cli, a),
+        Command::Discover(a) => commands::discover::run(&cli, a),
         Command::Snapshots(a) => commands::snapshots::run(&cli, a),
         Command::Ls(a) => commands::ls::run(&cli, a),
         Command::Restore(a) => commands::restore::run(&cli, a),

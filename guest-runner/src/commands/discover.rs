@@ -1,4 +1,7 @@
-//! `guest-runner discover`: application items for the catalog, as JSON.
+//! `guest-runner discover`: application items for the catalog, as JSON on
+//! standard output, or as the data channel's reply in a VM.
+
+use std::io::Write as _;
 
 use guest_runner::runtime::convert::kind_to_stream;
 use guest_runner::runtime::{Operation, PlanRequest, Running, State};
@@ -30,6 +33,13 @@ pub(crate) fn run(cli: &Cli, a: &DiscoverArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    match (&a.channel.channel, &a.channel.session) {
+        (Some(path), Some(session)) => {
+            let mut ch = crate::io::open_channel(path, session)?;
+            guest_runner::channel::write_reply(&mut ch.writer, &serde_json::to_vec(&out)?)?;
+            ch.writer.flush()?;
+        }
+        _ => println!("{}", serde_json::to_string_pretty(&out)?),
+    }
     Ok(())
 }

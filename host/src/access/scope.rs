@@ -5,6 +5,7 @@
 use std::path::{Component, Path};
 
 use super::{Principal, Role};
+use crate::jobs::discover::DiscoverRequest;
 use crate::jobs::{BackupRequest, RestoreRequest};
 use crate::target::{self, RestoreTo};
 
@@ -145,6 +146,19 @@ impl Principal {
         match self.role {
             Role::Admin | Role::Operator => Ok(()),
             Role::Auditor => Err(self.auditor_starts_nothing()),
+        }
+    }
+
+    /// May this principal run `discover`? Operators: on their targets, as
+    /// a backup (a discovery reads what a backup of the VM would).
+    pub(crate) fn may_discover(&self, d: &DiscoverRequest) -> Result<(), Denied> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Auditor => Err(self.auditor_starts_nothing()),
+            Role::Operator => {
+                self.no_server_files(&d.app_password_file)?;
+                self.operator_target(&d.target, "discover in")
+            }
         }
     }
 

@@ -149,7 +149,18 @@ pub(crate) fn current(cli: &Cli) -> anyhow::Result<crate::container::Built> {
     )
 }
 
-/// `attache container build`
+/// `attache container build`: builds the images and pushes them to every
+/// registered hypervisor that can take them.
+///
+/// One hypervisor that cannot take the container (its VM directory or a
+/// datastore is gone) does not stop the others: each is reported, with a
+/// warning on standard error (`unreachable` in `--json`), and the build
+/// succeeds. The next build pushes to it again, and so does the next job on
+/// one of its VMs (`datastore::for_vm` places a missing container). The
+/// build fails only when hypervisors are registered and none of them took
+/// the container: then no VM gets it from this build, which is a broken
+/// setup (a datastore mount that is down everywhere) rather than one
+/// hypervisor's outage, and a script must see it.
 pub(crate) fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
     let agent = crate::agent::find(cli.agent_dir.as_deref())?;
     if let Some(key) = &a.sign {
@@ -160,11 +171,11 @@ pub(crate) fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| super::cache(cli).join("containers"));
     let built = crate::container::build(&agent, &out, &super::trust(cli)?)?;
-    let pushed = push_everywhere(cli, &built)?;
+    let report = push_everywhere(cli, &built)?;
     if a.json {
         let v = serde_json::json!({
             "version": built.version, "built": built.built, "iso": built.iso,
-            "disks": built.disks, "pushed": pushed,
+            "disks": built.disks, "pushed": report.pushed, "unreachable": report.unreachable,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -181,20 +192,53 @@ pub(crate) fn build(cli: &Cli, a: &BuildArgs) -> anyhow::Result<()> {
         for (f, p) in &built.disks {
             println!("  {f:<6} {}", p.display());
         }
-        for p in &pushed {
+        for p in &report.pushed {
             super::hypervisor::report(p);
         }
     }
+    for u in &report.unreachable {
+        eprintln!(
+            "warning: hypervisor {} did not get container {}: {} (the next build, or the next job on one of its VMs, places it)",
+            u.hypervisor, built.version, u.error
+        );
+    }
+    anyhow::ensure!(
+        report.unreachable.is_empty() || !report.pushed.is_empty(),
+        "the images are built, but no registered hypervisor could take container {}: {}",
+        built.version,
+        report
+            .unreachable
+            .iter()
+            .map(|u| format!("{}: {}", u.hypervisor, u.error))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
     Ok(())
 }
 
+/// A hypervisor the container could not be pushed to, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct Unreachable {
+    pub hypervisor: String,
+    pub error: String,
+}
+
+/// What a push to every hypervisor did.
+#[derive(Debug, Default)]
+pub(crate) struct PushReport {
+    /// The hypervisors that have the container now, by name.
+    pub pushed: Vec<crate::hypervisor::datastore::Pushed>,
+    /// The ones that could not take it, by name.
+    pub unreachable: Vec<Unreachable>,
+}
+
 /// Pushes `built` to every registered hypervisor at once (a few copies at
-/// a time), under the registry lock; fails naming every hypervisor that
-/// could not take it.
+/// a time), under the registry lock. A hypervisor that cannot take it is
+/// reported and does not stop the others.
 pub(crate) fn push_everywhere(
     cli: &Cli,
     built: &crate::container::Built,
-) -> anyhow::Result<Vec<crate::hypervisor::datastore::Pushed>> {
+) -> anyhow::Result<PushReport> {
     use crate::hypervisor::{datastore, journal::Journal, registry::Registry};
     use std::sync::Mutex;
 
@@ -215,25 +259,29 @@ pub(crate) fn push_everywhere(
                 let Some(hv) = next.lock().unwrap_or_else(|p| p.into_inner()).next() else {
                     break;
                 };
-                let r =
-                    datastore::push(hv, built, &journal).map_err(|e| format!("{}: {e:#}", hv.name));
+                let r = datastore::push(hv, built, &journal).map_err(|e| Unreachable {
+                    hypervisor: hv.name.clone(),
+                    error: format!("{e:#}"),
+                });
+                if let Err(u) = &r {
+                    tracing::warn!(hypervisor = %u.hypervisor, "the container could not be pushed: {}", u.error);
+                }
                 results.lock().unwrap_or_else(|p| p.into_inner()).push(r);
             });
         }
     });
-    let mut pushed = Vec::new();
-    let mut failed = Vec::new();
+    let mut report = PushReport::default();
     for r in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
         match r {
-            Ok(p) => pushed.push(p),
-            Err(e) => failed.push(e),
+            Ok(p) => report.pushed.push(p),
+            Err(u) => report.unreachable.push(u),
         }
     }
-    pushed.sort_by(|a, b| a.hypervisor.cmp(&b.hypervisor));
-    anyhow::ensure!(
-        failed.is_empty(),
-        "the container could not be pushed to: {}",
-        failed.join("; ")
-    );
-    Ok(pushed)
+    report
+        .pushed
+        .sort_by(|a, b| a.hypervisor.cmp(&b.hypervisor));
+    report
+        .unreachable
+        .sort_by(|a, b| a.hypervisor.cmp(&b.hypervisor));
+    Ok(report)
 }

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod container;
+pub(crate) mod discover;
 pub(crate) mod find;
 pub(crate) mod forget;
 pub(crate) mod hypervisor;

@@ -351,6 +351,41 @@ impl Session {
         Ok((value, outcome))
     }
 
+    /// Runs a discovery: the runner (given `args`: `discover`, its plugin,
+    /// scope and options) sends its entries back as the channel's reply,
+    /// which is returned unparsed but bounded (`channel::MAX_REPLY`): the
+    /// caller validates it, as everything from the guest.
+    pub(crate) fn discover(
+        &mut self,
+        args: &[String],
+        opts: &RunOptions,
+        cancel: &AtomicBool,
+    ) -> anyhow::Result<(Vec<u8>, RunnerOutcome)> {
+        let t = Instant::now();
+        let (sock, pid) = self.start(args, &opts.env)?;
+        let shared = Shared::default();
+        let session = self.entry.session.clone();
+        let (result, watched) = std::thread::scope(|s| {
+            let watcher = self.watcher(&sock, pid, &shared, cancel, opts.timeout, s)?;
+            let result = (|| {
+                (&sock).write_all(&channel::hello(&session)?)?;
+                let mut reader = BufReader::new(sock.try_clone()?);
+                channel::seek_hello(&mut reader, &session)?;
+                anyhow::Ok(channel::read_reply(&mut reader)?)
+            })();
+            shared.stream_done.store(true, Ordering::SeqCst);
+            let watched = watcher
+                .join()
+                .map_err(|_| anyhow!("the runner's watcher panicked"))?;
+            anyhow::Ok((result, watched))
+        })?;
+        let _ = sock.shutdown(Shutdown::Both);
+        tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, "discovery done");
+        let outcome = self.outcome(watched, &shared)?;
+        let reply = self.explain(result, &outcome)?;
+        Ok((reply, outcome))
+    }
+
     /// Connects the data port and starts the runner; returns its pid.
     fn start(&mut self, args: &[String], env: &[String]) -> anyhow::Result<(UnixStream, i64)> {
         let sock = UnixStream::connect(&self.vm.data).with_context(|| {

@@ -1,7 +1,9 @@
-//! The work behind `backup` and `restore`, shared by the command line and
-//! the server: what to do, progress as it goes, and cancellation.
+//! The work behind `backup`, `restore`, `verify` and `discover`, shared by
+//! the command line and the server: what to do, progress as it goes, and
+//! cancellation.
 
 pub(crate) mod backup;
+pub(crate) mod discover;
 pub(crate) mod plugin;
 pub(crate) mod restore;
 pub(crate) mod verify;

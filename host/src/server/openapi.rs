@@ -67,6 +67,19 @@ fn paths() -> Value {
                 "read_data": { "type": "boolean", "description": "read every byte of every pack and check each chunk (`attache verify --read-data`)" }
             }}
         }}));
+        kinds.push(json!({ "type": "object", "required": ["kind", "discover"], "properties": {
+            "kind": { "const": "discover" },
+            "discover": { "type": "object", "required": ["target"], "additionalProperties": false, "properties": {
+                "target": { "type": "string", "description": "`HYPERVISOR/VM`: the container is attached, the plugins' discover runs in the guest, and it is detached" },
+                "plugin": { "type": "string", "description": "ask this plugin only; default: every plugin of the container whose plan the policy allows" },
+                "scope": { "type": "string", "description": "list below this item; default: each plugin's roots" },
+                "depth": { "type": "integer", "minimum": 0, "description": "levels below the scope (default 0: its children)" },
+                "timeout_secs": { "type": "integer", "minimum": 0, "description": "fail and clean up when a runner has not finished by then" },
+                "options": { "type": "object", "additionalProperties": { "type": "string" }, "description": "plugin options KEY: VALUE, given to every plugin asked; job views show the values redacted" },
+                "app_password": { "type": "string", "description": "the application's (database's) password; shown redacted" },
+                "app_password_file": { "type": "string", "description": "a file on the server whose first line is the application's password" }
+            }}
+        }}));
     }
     doc["components"]["schemas"]["Hypervisor"] = json!({ "type": "object", "properties": {
         "name": { "type": "string" }, "driver": { "type": "string" }, "vm_dir": { "type": "string" },
@@ -152,7 +165,7 @@ fn core() -> Value {
                     "responses": merge(json!({ "200": ok("Jobs.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Job" } })) }), error_responses(&["401"]))
                 },
                 "post": {
-                    "summary": "Queues a backup, a restore, or a verify of the repository (admins and operators, whatever their targets; a verify's result is its report: `clean`, `snapshots`, `packs`, `blobs_checked`, `errors`, `bad_blobs`, `affected`).",
+                    "summary": "Queues a backup, a restore, a discovery in a VM, or a verify of the repository (admins, and operators on their targets; any operator may verify). A verify's result is its report: `clean`, `snapshots`, `packs`, `blobs_checked`, `errors`, `bad_blobs`, `affected`. A discovery's result is `target`, `container`, `scope`, `depth` and `plugins`: each with `plugin`, `entries` (`id`, `kind`, `size`, `has_children`, checked on the server: the guest is untrusted) and, when it listed nothing, `error`.",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/JobRequest" } } } },
                     "responses": merge(json!({ "202": ok("Queued.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["400", "401"]))
                 }
@@ -264,7 +277,7 @@ fn core() -> Value {
                     }}
                 ]},
                 "Job": { "type": "object", "properties": {
-                    "id": { "type": "string" }, "kind": { "enum": ["backup", "restore", "verify"] }, "target": { "type": "string" },
+                    "id": { "type": "string" }, "kind": { "enum": ["backup", "restore", "verify", "discover"] }, "target": { "type": "string" },
                     "status": { "enum": ["queued", "running", "succeeded", "failed", "cancelled"] },
                     "request": { "$ref": "#/components/schemas/JobRequest" },
                     "progress": { "type": "object", "properties": { "items": { "type": "integer" }, "bytes": { "type": "integer" } } },

@@ -16,13 +16,15 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use super::Limits;
 use crate::access::Principal;
+use crate::jobs::discover::DiscoverRequest;
 use crate::jobs::verify::VerifyRequest;
 use crate::jobs::{self, BackupRequest, Context, Control, Progress, RestoreRequest};
 use crate::target;
 
 /// A job as submitted: `{"kind": "backup", "backup": {...}}`,
-/// `{"kind": "restore", "restore": {...}}` or
-/// `{"kind": "verify", "verify": {"read_data": false}}`.
+/// `{"kind": "restore", "restore": {...}}`,
+/// `{"kind": "verify", "verify": {"read_data": false}}` or
+/// `{"kind": "discover", "discover": {"target": "hv1/vm1", ...}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub(crate) enum JobRequest {
@@ -35,6 +37,9 @@ pub(crate) enum JobRequest {
     Verify {
         #[serde(default)]
         verify: VerifyRequest,
+    },
+    Discover {
+        discover: DiscoverRequest,
     },
 }
 
@@ -66,6 +71,18 @@ impl JobRequest {
                 ))
             }
             JobRequest::Verify { .. } => Ok(("verify", REPOSITORY.to_owned())),
+            JobRequest::Discover { discover } => {
+                let vm = crate::hypervisor::VmRef::parse(&discover.target)
+                    .map_err(|e| ApiError::bad_request(e.to_string()))?
+                    .ok_or_else(|| {
+                        ApiError::bad_request("a discovery's target is a VM: HYPERVISOR/VM")
+                    })?;
+                if let Some(p) = &discover.plugin {
+                    guest_runner::manifest::check_name(p)
+                        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+                }
+                Ok(("discover", vm.to_string()))
+            }
         }
     }
 
@@ -78,6 +95,9 @@ impl JobRequest {
             }
             JobRequest::Restore { restore } => {
                 jobs::redact(&mut restore.app_password, &mut restore.options)
+            }
+            JobRequest::Discover { discover } => {
+                jobs::redact(&mut discover.app_password, &mut discover.options)
             }
             JobRequest::Verify { .. } => {}
         }
@@ -201,6 +221,7 @@ impl Job {
         let v = self.view();
         let plugin = match req {
             JobRequest::Backup { backup } => Some(backup.plugin.as_str()),
+            JobRequest::Discover { discover } => discover.plugin.as_deref(),
             JobRequest::Restore { .. } | JobRequest::Verify { .. } => None,
         };
         tracing::info_span!("job", id = %v.id, kind = v.kind, target = %v.target, plugin)
@@ -223,6 +244,8 @@ impl Job {
                 JobRequest::Verify { verify } => {
                     jobs::verify::run(&ctx, &verify).and_then(|r| Ok(serde_json::to_value(r)?))
                 }
+                JobRequest::Discover { discover } => jobs::discover::run(&ctx, &discover, &ctl)
+                    .and_then(|r| Ok(serde_json::to_value(r)?)),
             }
         })
         .await
@@ -364,6 +387,7 @@ impl Queue {
             JobRequest::Backup { backup } => who.may_backup(backup),
             JobRequest::Restore { restore } => who.may_restore(restore),
             JobRequest::Verify { .. } => who.may_verify(),
+            JobRequest::Discover { discover } => who.may_discover(discover),
         };
         allowed.map_err(|e| {
             if let Err(err) = self.ctx.audit.as_actor(&who.actor()).record(

@@ -5,6 +5,8 @@
 //! - `postgresql://USER@HOST:PORT/DB/SCHEMA` — a schema
 //! - `postgresql://USER@HOST:PORT/DB/SCHEMA.TABLE` — a table
 //! - `sqlite:///ABS/PATH.db` — an SQLite database file
+//! - `sqlite:///ABS/DIR/` — a directory: a `discover` scope only, which
+//!   lists the SQLite databases in it
 //!
 //! HOST is an IP address (`127.0.0.1`, `[::1]`): the sandbox grants
 //! connections to addresses, and never resolves names. PORT defaults to
@@ -49,6 +51,21 @@ pub(crate) fn parse(id: &str) -> Result<Id, String> {
     Err(format!(
         "item id {id:?} is neither postgresql://USER@HOST:PORT/DB[/SCHEMA.TABLE] nor sqlite:///ABS/PATH"
     ))
+}
+
+/// The directory of a `sqlite:///ABS/DIR/` discover scope (`None` for any
+/// other id), checked: absolute, no `.`, `..` or empty components.
+pub(crate) fn sqlite_dir(id: &str) -> Option<Result<String, String>> {
+    let path = id.strip_prefix("sqlite://")?;
+    let dir = path.strip_suffix('/')?;
+    if dir.is_empty() {
+        return Some(Ok("/".into()));
+    }
+    Some(
+        check_path(dir)
+            .map(|()| dir.to_owned())
+            .map_err(|e| format!("discover scope {id:?}: {e}")),
+    )
 }
 
 fn check_path(path: &str) -> Result<(), String> {
@@ -288,5 +305,18 @@ mod tests {
             parse("sqlite:///srv/app.db").unwrap(),
             Id::Sqlite("/srv/app.db".into())
         );
+    }
+
+    #[test]
+    fn sqlite_directories_are_discover_scopes() {
+        assert_eq!(sqlite_dir("sqlite:///data/"), Some(Ok("/data".into())));
+        assert_eq!(sqlite_dir("sqlite:///"), Some(Ok("/".into())));
+        assert_eq!(sqlite_dir("sqlite:///data/app.db"), None);
+        assert_eq!(sqlite_dir("postgresql://u@127.0.0.1/"), None);
+        for bad in ["sqlite://data/", "sqlite:///a/../", "sqlite:///a//"] {
+            assert!(matches!(sqlite_dir(bad), Some(Err(_))), "{bad} accepted");
+        }
+        // Not an item: backups and restores refuse it.
+        assert!(parse("sqlite:///data/").is_err());
     }
 }

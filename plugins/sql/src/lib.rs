@@ -84,6 +84,9 @@ impl Plugin for Sql {
         options: OptionList,
     ) -> Result<Vec<CatalogEntry>, PluginError> {
         options::check(&options)?;
+        if let Some(dir) = scope.as_deref().and_then(ids::sqlite_dir) {
+            return sqlite::discover_dir(&dir.map_err(PluginError::InvalidRequest)?, depth);
+        }
         let scope = match scope {
             Some(s) => s,
             None => match options::get(&options, "server") {

@@ -5,7 +5,8 @@
 //!   too, read for discover and backup, read-write for a restore (of the id
 //!   the item is restored as, after renaming), with ownership;
 //! - `password-file`: that file alone, read;
-//! - `discover` without a scope: the `server` option's address.
+//! - `discover` without a scope: the `server` option's address;
+//! - `discover` of a `sqlite:///DIR/` scope: that directory, read.
 
 use attache_plugin_sdk::{preopens, AccessPlan, Operation, PlanRequest, PluginError};
 
@@ -37,6 +38,13 @@ pub(crate) fn plan(request: &PlanRequest) -> Result<AccessPlan, PluginError> {
         Some(attache_plugin_sdk::RestoreDestination::Alternate(_))
     );
     for id in &ids {
+        if request.operation == Operation::Discover {
+            if let Some(dir) = crate::ids::sqlite_dir(id) {
+                let dir = dir.map_err(PluginError::InvalidRequest)?;
+                plan = plan.read(dir, format!("the SQLite databases in {id}"));
+                continue;
+            }
+        }
         plan = match crate::parse(id)? {
             Id::Pg(_) if restore && below_dir => {
                 return Err(PluginError::InvalidRequest(format!(
@@ -152,6 +160,19 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(p.connect[0].address, "10.0.0.5:6432");
+    }
+
+    #[test]
+    fn a_sqlite_directory_is_read_for_discover_only() {
+        let p = plan(&request(Operation::Discover, &["sqlite:///srv/app/"], &[])).unwrap();
+        let paths: Vec<(&str, PathAccess)> = p
+            .paths
+            .iter()
+            .map(|n| (n.path.as_str(), n.access))
+            .collect();
+        assert_eq!(paths, vec![("/srv/app", PathAccess::Read)]);
+        assert!(plan(&request(Operation::Discover, &["sqlite:///srv/../"], &[])).is_err());
+        assert!(plan(&request(Operation::Backup, &["sqlite:///srv/app/"], &[])).is_err());
     }
 
     #[test]

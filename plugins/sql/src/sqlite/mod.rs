@@ -6,6 +6,10 @@ pub(crate) mod files;
 pub(crate) mod format;
 pub(crate) mod restore;
 
+pub(crate) mod discover;
+
+pub(crate) use discover::discover_dir;
+
 use attache_plugin_sdk::{CatalogEntry, PluginError};
 
 /// A database file has nothing below it.

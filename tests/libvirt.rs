@@ -160,3 +160,49 @@ fn libvirt_a_domain_without_a_data_channel_is_refused_cleanly() {
     site.assert_journal_empty();
     assert_eq!(vm.attache_disks(), Vec::<String>::new());
 }
+
+/// Registration needs the driver's own flag, and a libvirt that cannot be
+/// reached registers nothing.
+#[test]
+fn libvirt_registration_is_refused_without_a_uri_or_a_reachable_libvirtd() {
+    let site = Site::new();
+    let ds = site.path("ds");
+    // Usage errors (exit 2), from the flags alone.
+    let err = attache_tests::fails_with(
+        site.attache()
+            .args(["hypervisor", "add", "lv", "--driver", "libvirt"])
+            .arg("--datastore")
+            .arg(&ds),
+        2,
+    );
+    assert!(err.contains("--uri"), "{err}");
+    let err = attache_tests::fails_with(
+        site.attache()
+            .args(["hypervisor", "add", "hv", "--driver", "qemu", "--datastore"])
+            .arg(&ds),
+        2,
+    );
+    assert!(err.contains("--vm-dir"), "{err}");
+    let nowhere = format!(
+        "qemu:///system?socket={}",
+        site.path("no-libvirtd/libvirt-sock").display()
+    );
+    let err = attache_tests::fails(
+        site.attache()
+            .args([
+                "hypervisor",
+                "add",
+                "lv",
+                "--driver",
+                "libvirt",
+                "--uri",
+                &nowhere,
+            ])
+            .arg("--datastore")
+            .arg(&ds),
+    );
+    assert!(err.contains("cannot list the domains of lv"), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    let list = ok(site.attache().args(["hypervisor", "list", "--json"]));
+    assert_eq!(list.trim(), "[]", "nothing registered: {list}");
+}

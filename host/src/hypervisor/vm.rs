@@ -114,3 +114,49 @@ impl VmHandle for Vm {
         self.handle().data_channel()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_journal_target_of_either_driver_reads_back_as_written() {
+        // The form journals have always had for a QEMU VM.
+        let old =
+            r#"{"name":"web01","qmp":"/v/web01.qmp","qga":"/v/web01.qga","data":"/v/web01.data"}"#;
+        let vm: Vm = serde_json::from_str(old).unwrap();
+        assert_eq!(vm.name, "web01");
+        let Via::Qemu(s) = &vm.via else {
+            panic!("{vm:?} is not a QEMU VM")
+        };
+        assert_eq!(s.qga, PathBuf::from("/v/web01.qga"));
+        assert_eq!(
+            serde_json::to_value(&vm).unwrap(),
+            serde_json::from_str::<serde_json::Value>(old).unwrap()
+        );
+
+        let lv = super::super::libvirt::vm("qemu:///system?socket=/s/sock", "db1");
+        let text = serde_json::to_string(&lv).unwrap();
+        let back: Vm = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.name, "db1");
+        let Via::Libvirt(d) = &back.via else {
+            panic!("{back:?} is not a libvirt domain")
+        };
+        assert_eq!(d.uri, "qemu:///system?socket=/s/sock");
+        assert_eq!(d.domain, "db1");
+
+        // Neither form: refused, not taken for one of them.
+        assert!(serde_json::from_str::<Vm>(r#"{"name":"x","qmp":"/q"}"#).is_err());
+    }
+
+    #[test]
+    fn attachment_names_are_short_and_valid_aliases() {
+        let a = Attachment::for_session("0123456789abcdef0123456789abcdef");
+        assert_eq!(a.device, "attache-cd-0123456789ab");
+        assert_eq!(a.node, "attache-node-0123456789ab");
+        assert!(a
+            .device
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    }
+}

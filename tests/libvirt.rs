@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use attache_tests::libvirt::{LibvirtVm, Libvirtd};
 use attache_tests::ok;
 use attache_tests::scenarios::{self, data_tree, random_bytes, write, Site};
+use attache_tests::server::{free_port, wait_healthy};
 use attache_tests::vm::{serial, GuestVm};
 use serde_json::Value;
 
@@ -51,6 +52,27 @@ fn libvirt_backup_granular_restore_and_a_killed_runner() {
     assert_eq!(hvs[0]["driver"], "libvirt", "{hvs}");
     assert_eq!(hvs[0]["uri"], d.uri.as_str(), "{hvs}");
     scenarios::listed_running(&site, "lv/lv1");
+    // The server's view (the console's overview) through the same driver.
+    let (token, port) = ("a-test-token-of-enough-length", free_port());
+    let url = format!("http://127.0.0.1:{port}");
+    let mut server = site
+        .attache()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("ATTACHE_TOKEN", token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn attache serve");
+    wait_healthy(&url);
+    let hvs = scenarios::http(&url, token, "GET", "/hypervisors", None);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(hvs[0]["driver"], "libvirt", "{hvs}");
+    assert_eq!(hvs[0]["vm_dir"], d.uri.as_str(), "{hvs}");
+    assert_eq!(hvs[0]["vms"][0]["name"], "lv1", "{hvs}");
+    assert_eq!(hvs[0]["vms"][0]["state"], "running", "{hvs}");
+    assert_eq!(hvs[0]["vms"][0]["guest_agent"], "answers", "{hvs}");
 
     scenarios::granular_backup_and_restore(&site, &vm, "lv/lv1");
     assert_eq!(vm.attache_disks(), Vec::<String>::new());

@@ -117,6 +117,17 @@ impl<'d> LibvirtVm<'d> {
     /// Boots domain `name` on `libvirtd`, its files in `dir` and `/data`
     /// made from `data`; returns once its guest agent answers.
     pub fn boot(libvirtd: &'d Libvirtd, dir: &Path, name: &str, data: &Path) -> Self {
+        Self::boot_with(libvirtd, dir, name, data, true)
+    }
+
+    /// `boot`, with or without the `attache.data` channel in the domain.
+    pub fn boot_with(
+        libvirtd: &'d Libvirtd,
+        dir: &Path,
+        name: &str,
+        data: &Path,
+        data_channel: bool,
+    ) -> Self {
         let images = root().join("target/vm");
         assert!(
             images.join("vmlinuz").exists(),
@@ -157,10 +168,7 @@ impl<'d> LibvirtVm<'d> {
       <source mode='bind' path='{qga}'/>
       <target type='virtio' name='org.qemu.guest_agent.0'/>
     </channel>
-    <channel type='unix'>
-      <source mode='bind' path='{data}'/>
-      <target type='virtio' name='attache.data'/>
-    </channel>
+    {data_channel}
     <memballoon model='none'/>
   </devices>
 </domain>",
@@ -169,7 +177,15 @@ impl<'d> LibvirtVm<'d> {
             img = img.display(),
             console = base.with_extension("console.log").display(),
             qga = base.with_extension("qga").display(),
-            data = data_socket.display(),
+            data_channel = if data_channel {
+                format!(
+                    "<channel type='unix'><source mode='bind' path='{}'/>\
+                     <target type='virtio' name='attache.data'/></channel>",
+                    data_socket.display()
+                )
+            } else {
+                String::new()
+            },
         );
         let xml_file = base.with_extension("xml");
         std::fs::write(&xml_file, xml).expect("write the domain XML");

@@ -200,7 +200,14 @@ impl VmHandle for Domain {
     }
 
     fn detach(&self, a: &Attachment) -> Result<(), DriverError> {
-        let (conn, dom) = self.open()?;
+        // A domain that no longer exists has nothing attached.
+        let (conn, dom) = match self.open() {
+            Ok(c) => c,
+            Err(DriverError::Libvirt { source, .. }) if source.code() == ErrorNumber::NoDomain => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        };
         let alias = Self::alias(a);
         let find = |text: &str| -> Result<Option<String>, DriverError> {
             let x = DomainXml::parse(text).map_err(|e| self.bad_xml(e))?;

@@ -43,6 +43,19 @@ setup:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+	@# libvirt for the libvirt driver: libvirt-dev for building attache
+	@# (the virt crate links libvirt and libvirt-qemu), the daemon and virsh
+	@# for its tests (tests/libvirt.rs starts a throwaway libvirtd,
+	@# tests/vm/libvirtd; the package's own service is never started).
+	@missing=""; \
+	for p in libvirt-dev:/usr/lib/x86_64-linux-gnu/pkgconfig/libvirt-qemu.pc libvirt-daemon-system:/usr/sbin/libvirtd libvirt-clients:/usr/bin/virsh; do \
+	  [ -e $${p#*:} ] || missing="$$missing $${p%%:*}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
 	@# Headless Chromium for the web console's tests (tests/console.rs).
 	@command -v chromium >/dev/null || { echo "installing: chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

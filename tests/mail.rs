@@ -626,7 +626,7 @@ fn maildir_file(path: &std::path::Path, body: &[u8], secs: u64) {
 
 #[test]
 fn a_maildir_inside_a_vm_is_backed_up_and_a_deleted_message_restored_in_place() {
-    use attache_tests::vm::{serial, TestVm};
+    use attache_tests::vm::{serial, GuestVm, TestVm};
     let _serial = serial();
     let site = Site::new();
     // /data/Maildir in the guest: INBOX with two messages (one still in

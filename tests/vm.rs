@@ -1,159 +1,32 @@
 //! Granular backup and restore inside real VMs: QEMU under TCG with the
 //! project's tiny guest, the container attached over QMP and the runner run
-//! through qemu-guest-agent, the data over a virtio-serial port. After
+//! through qemu-guest-agent, the data over a virtio-serial port. The bodies
+//! the libvirt driver passes too are in tests/support/scenarios.rs. After
 //! every job the VM must be as it was: nothing attached, nothing mounted,
 //! nothing left in the guest.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
-use attache_tests::server::{free_port, request, wait_healthy};
-use attache_tests::vm::{serial, TestVm};
-use attache_tests::{attache, fails, ok};
+use attache_tests::fails;
+use attache_tests::ok;
+use attache_tests::scenarios::{self, data_tree, random_bytes, write, Site};
+use attache_tests::vm::{serial, GuestVm, TestVm};
 use serde_json::Value;
 
-/// A repository, a state directory, a VM directory and a datastore.
-struct Site {
-    t: tempfile::TempDir,
-    repo: PathBuf,
-    state: PathBuf,
+/// Boots VM `name` (in the site's `vms/`, sharing `src` as its `/data`),
+/// for a hypervisor registered by [`register_hv1`].
+fn boot(site: &Site, name: &str, src: &Path) -> TestVm {
+    TestVm::boot(&site.path("vms"), name, src)
 }
 
-impl Site {
-    fn new() -> Self {
-        let t = tempfile::Builder::new()
-            .prefix("vm")
-            .tempdir_in("/tmp")
-            .expect("tempdir");
-        let repo = t.path().join("repo");
-        let state = t.path().join("state");
-        let s = Site { t, repo, state };
-        ok(s.attache().arg("init"));
-        s
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.t.path().join(rel)
-    }
-
-    fn attache(&self) -> Command {
-        let mut c = attache(&self.repo);
-        c.env("ATTACHE_STATE_DIR", &self.state);
-        c
-    }
-
-    /// Boots VM `name` (in this site's `vms/`, sharing `src` as its
-    /// `/data`), for a hypervisor registered by [`Site::register_hv1`].
-    fn boot(&self, name: &str, src: &Path) -> TestVm {
-        TestVm::boot(&self.path("vms"), name, src)
-    }
-
-    /// Registers hypervisor `hv1` on this site's `vms/` with the one
-    /// datastore `ds/`; what `hypervisor add` printed.
-    fn register_hv1(&self) -> String {
-        let ds = self.path("ds");
-        self.add_hypervisor("hv1", &self.path("vms"), &[ds.to_str().expect("utf-8")])
-    }
-
-    /// Registers hypervisor `name` on VM directory `vms` with `datastores`.
-    fn add_hypervisor(&self, name: &str, vms: &Path, datastores: &[&str]) -> String {
-        let mut c = self.attache();
-        c.args(["hypervisor", "add", name, "--driver", "qemu", "--vm-dir"])
-            .arg(vms);
-        for d in datastores {
-            c.arg("--datastore").arg(d);
-        }
-        ok(&mut c)
-    }
-
-    fn backup(&self, target: &str, include: &str) -> Value {
-        let out = ok(self.attache().args([
-            "backup",
-            target,
-            "--plugin",
-            "filesystem",
-            "--json",
-            "--include",
-            include,
-        ]));
-        serde_json::from_str(&out).expect("backup --json prints JSON")
-    }
-
-    fn snapshot(&self, id: &str) -> Value {
-        let all: Vec<Value> =
-            serde_json::from_str(&ok(self.attache().args(["snapshots", "--json"]))).expect("JSON");
-        all.into_iter()
-            .find(|s| s["id"] == id)
-            .unwrap_or_else(|| panic!("no snapshot {id}"))
-    }
-
-    /// Asserts that the journal holds nothing at all (no entry, and no
-    /// temporary file left by a write), as when no job is running.
-    fn assert_journal_empty(&self) {
-        let left: Vec<_> = fs::read_dir(self.state.join("journal"))
-            .map(|rd| rd.map(|e| e.expect("entry").file_name()).collect())
-            .unwrap_or_default();
-        assert!(left.is_empty(), "left in the journal: {left:?}");
-    }
-
-    /// The journal's entries (`SESSION.json`), not the temporary files
-    /// (`.tmp-PID-SESSION.json`) an entry is written through before it is
-    /// renamed into place, nor an entry removed while the directory was
-    /// being read (a job that just ended).
-    fn journal_entries(&self) -> Vec<Value> {
-        let dir = self.state.join("journal");
-        let Ok(rd) = fs::read_dir(&dir) else {
-            return vec![];
-        };
-        rd.map(|e| e.expect("entry").path())
-            .filter(|p| {
-                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                !name.starts_with('.') && name.ends_with(".json")
-            })
-            .filter_map(|p| match fs::read(&p) {
-                Ok(bytes) => Some(
-                    serde_json::from_slice(&bytes)
-                        .unwrap_or_else(|e| panic!("journal entry {}: {e}", p.display())),
-                ),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => panic!("{}: {e}", p.display()),
-            })
-            .collect()
-    }
-}
-
-fn write(p: &Path, content: &[u8]) {
-    fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-    fs::write(p, content).expect("write");
-}
-
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(n);
-    let mut x = seed | 1;
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
-/// A small tree for `/data`.
-fn data_tree(dir: &Path) {
-    write(&dir.join("some/file"), b"original content\n");
-    write(&dir.join("keep.txt"), b"keep me\n");
-    write(&dir.join("dir/nested/deep.bin"), &random_bytes(3 << 20, 7));
-    std::os::unix::fs::symlink("../keep.txt", dir.join("some/link")).expect("symlink");
-}
-
-fn sha256_in_guest(vm: &TestVm, path: &str) -> String {
-    vm.sh(&format!("sha256sum {path} | cut -d' ' -f1"))
-        .trim()
-        .to_owned()
+/// Registers QEMU hypervisor `hv1` on the site's `vms/` with the one
+/// datastore `ds/`; what `hypervisor add` printed.
+fn register_hv1(site: &Site) -> String {
+    let vms = site.path("vms");
+    let how = ["--driver", "qemu", "--vm-dir", vms.to_str().expect("utf-8")];
+    site.add_hypervisor("hv1", &how, &[&site.path("ds")])
 }
 
 #[test]
@@ -162,158 +35,11 @@ fn backup_and_granular_restore_inside_a_vm() {
     let site = Site::new();
     let src = site.path("src");
     data_tree(&src);
-    let vm = site.boot("vm1", &src);
-    let added = site.register_hv1();
+    let vm = boot(&site, "vm1", &src);
+    let added = register_hv1(&site);
     assert!(added.contains("container on"), "{added}");
-    let list = ok(site.attache().args(["vm", "list", "--json"]));
-    let list: Value = serde_json::from_str(&list).expect("JSON");
-    assert_eq!(list[0]["target"], "hv1/vm1");
-    assert_eq!(list[0]["state"], "running");
-    assert_eq!(list[0]["guest_agent"], "answers");
-    vm.assert_clean();
-
-    let snap = site.backup("hv1/vm1", "/data");
-    let id = snap["id"].as_str().expect("id").to_owned();
-    // /data, lost+found, 3 directories, 3 files, 1 symlink
-    assert_eq!(snap["items"], 9, "{snap}");
-    vm.assert_clean();
-    site.assert_journal_empty();
-    let info = site.snapshot(&id);
-    assert_eq!(info["source"], "hv1/vm1");
-    assert!(
-        info["container"].as_str().is_some_and(|c| c.len() == 16),
-        "{info}"
-    );
-    let ls = ok(site.attache().args(["ls", &id]));
-    assert!(ls.contains("/data/some/file"), "{ls}");
-    assert!(ls.contains("/data/dir/nested/deep.bin"), "{ls}");
-
-    // Change one file and delete another in the guest.
-    let deep = sha256_in_guest(&vm, "/data/dir/nested/deep.bin");
-    vm.sh("echo changed > /data/some/file; rm /data/keep.txt; sync");
-
-    // The deleted file comes back alone, in place.
-    ok(site.attache().args([
-        "restore",
-        &id,
-        "--item",
-        "/data/keep.txt",
-        "--to",
-        "hv1/vm1",
-    ]));
-    assert_eq!(vm.sh("cat /data/keep.txt"), "keep me\n");
-    assert_eq!(
-        vm.sh("cat /data/some/file"),
-        "changed\n",
-        "only the chosen item is restored"
-    );
-    vm.assert_clean();
-
-    // An existing file is not replaced without --overwrite, and the VM is
-    // clean after the refusal too.
-    let err = fails(site.attache().args([
-        "restore",
-        &id,
-        "--item",
-        "/data/some/file",
-        "--to",
-        "hv1/vm1",
-    ]));
-    assert!(err.contains("/data/some/file"), "{err}");
-    assert_eq!(vm.sh("cat /data/some/file"), "changed\n");
-    vm.assert_clean();
-    ok(site.attache().args([
-        "restore",
-        &id,
-        "--item",
-        "/data/some/file",
-        "--to",
-        "hv1/vm1",
-        "--overwrite",
-    ]));
-    assert_eq!(vm.sh("cat /data/some/file"), "original content\n");
-    vm.assert_clean();
-
-    // An alternate place in the guest: items keep their full path below it.
-    ok(site.attache().args([
-        "restore",
-        &id,
-        "--item",
-        "/data/dir",
-        "--to",
-        "hv1/vm1:/restore",
-    ]));
-    assert_eq!(
-        sha256_in_guest(&vm, "/restore/data/dir/nested/deep.bin"),
-        deep
-    );
-    ok(site.attache().args([
-        "restore",
-        &id,
-        "--item",
-        "/data/some",
-        "--to",
-        "hv1/vm1:/restore",
-    ]));
-    assert_eq!(vm.sh("cat /restore/data/some/file"), "original content\n");
-    assert_eq!(vm.sh("readlink /restore/data/some/link"), "../keep.txt\n");
-    vm.assert_clean();
-
-    // An incremental backup reads only what changed since.
-    vm.sh("echo new > /data/some/added; sync");
-    let again = site.backup("hv1/vm1", "/data");
-    assert_eq!(again["items"], 10);
-    assert!(
-        again["read_bytes"].as_u64().expect("read_bytes") < 1024,
-        "{again}"
-    );
-    vm.assert_clean();
-
-    // A freeze-consistent backup: the filesystems are frozen after the
-    // plugin's quiesce and thawed after the stream.
-    let out = ok(site.attache().args([
-        "backup",
-        "hv1/vm1",
-        "--plugin",
-        "filesystem",
-        "--json",
-        "--fsfreeze",
-        "--include",
-        "/data",
-    ]));
-    assert!(out.contains("\"items\":10"), "{out}");
-    let frozen = ok(Command::new(attache_tests::root().join("tests/vm/qga.py"))
-        .arg(vm.socket("qga"))
-        .args(["call", "guest-fsfreeze-status"]));
-    assert!(frozen.contains("thawed"), "{frozen}");
-    vm.sh("touch /data/writable-after-thaw");
-    vm.assert_clean();
-
-    // The audit log holds every job above (3 backups, 5 restores, one of
-    // them refused in the guest), each visit's attach and detach, and the
-    // commands run in the guest; its chain is intact.
-    let log: Vec<Value> = ok(site.attache().args(["audit", "--json"]))
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an audit entry is JSON"))
-        .collect();
-    let count = |event: &str| log.iter().filter(|e| e["event"] == event).count();
-    assert_eq!(count("job.start"), 8, "{log:#?}");
-    assert_eq!(count("job.end"), 8);
-    assert!(count("vm.attach") >= 8, "{log:#?}");
-    assert_eq!(count("vm.attach"), count("vm.detach"));
-    assert!(log
-        .iter()
-        .filter(|e| e["event"] == "vm.detach")
-        .all(|e| e["data"]["complete"] == true && e["data"]["vm"] == "hv1/vm1"));
-    assert!(log
-        .iter()
-        .any(|e| e["event"] == "guest.command"
-            && e["data"]["argv"].to_string().contains("guest-runner")));
-    assert!(log.iter().any(|e| e["event"] == "plugin.plan"));
-    assert!(log
-        .iter()
-        .any(|e| e["event"] == "restore.destination" && e["data"]["to"] == "hv1/vm1:/restore"));
-    ok(site.attache().args(["audit", "verify"]));
+    scenarios::listed_running(&site, "hv1/vm1");
+    scenarios::granular_backup_and_restore(&site, &vm, "hv1/vm1");
 }
 
 #[test]
@@ -323,9 +49,9 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
     let src = site.path("src");
     write(&src.join("big.bin"), &random_bytes(64 << 20, 3));
     write(&src.join("small.txt"), b"small\n");
-    let vm1 = site.boot("vm1", &src);
-    let vm2 = site.boot("vm2", &src);
-    site.register_hv1();
+    let vm1 = boot(&site, "vm1", &src);
+    let vm2 = boot(&site, "vm2", &src);
+    register_hv1(&site);
 
     // Two VMs backed up at once, into one repository.
     let spawn = |target: &str| {
@@ -356,90 +82,8 @@ fn two_vms_at_once_a_dying_runner_and_a_silent_guest_agent() {
     vm2.assert_clean();
     ok(site.attache().args(["verify", "--read-data"]));
 
-    // The runner is killed in the guest mid-job: the job fails saying so,
-    // and the VM is clean.
-    vm1.sh(
-        "( while ! pidof guest-runner >/dev/null; do sleep 0.02; done; sleep 0.3; \
-           kill -9 $(pidof guest-runner) ) >/dev/null 2>&1 &",
-    );
-    let err = fails(site.attache().args([
-        "backup",
-        "hv1/vm1",
-        "--plugin",
-        "filesystem",
-        "--include",
-        "/data",
-    ]));
-    assert!(
-        err.contains("runner in hv1/vm1 failed") && err.contains("signal 9"),
-        "{err}"
-    );
-    vm1.assert_clean();
-    site.assert_journal_empty();
-
-    // The guest agent is dead before the job: a clear failure, and nothing
-    // is attached. (Stopped, then resumed later by the same guest script.)
-    vm2.sh(
-        "( p=$(pidof qemu-ga); sleep 0.5; kill -STOP $p; sleep 20; kill -CONT $p ) >/dev/null 2>&1 &",
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let err = fails(site.attache().args([
-        "backup",
-        "hv1/vm2",
-        "--plugin",
-        "filesystem",
-        "--include",
-        "/data",
-    ]));
-    assert!(
-        err.contains("guest agent of hv1/vm2 does not answer"),
-        "{err}"
-    );
-    assert_eq!(vm2.attached(), Vec::<String>::new());
-    site.assert_journal_empty();
-
-    // The guest agent stops answering while the runner runs: the job fails,
-    // the container is detached at once, and the journal keeps the guest's
-    // cleanup until the agent is back.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !vm2.agent_answers(2) {
-        assert!(Instant::now() < deadline, "vm2's agent did not come back");
-    }
-    vm2.sh(
-        "( p=$(pidof qemu-ga); while ! pidof guest-runner >/dev/null; do sleep 0.02; done; \
-           kill -STOP $p; sleep 30; kill -CONT $p ) >/dev/null 2>&1 &",
-    );
-    let err = fails(site.attache().args([
-        "backup",
-        "hv1/vm2",
-        "--plugin",
-        "filesystem",
-        "--include",
-        "/data",
-    ]));
-    assert!(err.contains("guest agent"), "{err}");
-    assert!(
-        err.contains("cleanup of hv1/vm2 is incomplete") || err.contains("stopped answering"),
-        "{err}"
-    );
-    assert_eq!(
-        vm2.attached(),
-        Vec::<String>::new(),
-        "detached although the guest is silent"
-    );
-    let pending = site.journal_entries();
-    assert_eq!(pending.len(), 1, "{pending:?}");
-    assert_eq!(pending[0]["detached"], true);
-    // Once the agent answers again, the next job on the VM finishes the
-    // cleanup first, then runs.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !vm2.agent_answers(2) {
-        assert!(Instant::now() < deadline, "vm2's agent did not come back");
-    }
-    let snap = site.backup("hv1/vm2", "/data/small.txt");
-    assert_eq!(snap["items"], 1);
-    site.assert_journal_empty();
-    vm2.assert_clean();
+    scenarios::runner_killed(&site, &vm1, "hv1/vm1");
+    scenarios::silent_guest_agent(&site, &vm2, "hv1/vm2");
 }
 
 #[test]
@@ -448,111 +92,10 @@ fn a_cancelled_a_timed_out_and_a_killed_job_leave_nothing_attached() {
     let site = Site::new();
     let src = site.path("src");
     write(&src.join("big.bin"), &random_bytes(200 << 20, 5));
-    let vm = site.boot("vm1", &src);
-    site.register_hv1();
+    let vm = boot(&site, "vm1", &src);
+    register_hv1(&site);
 
-    let token = "a-test-token-of-enough-length";
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let serve = || {
-        site.attache()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .env("ATTACHE_TOKEN", token)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn attache serve")
-    };
-    let mut server = serve();
-    wait_healthy(&url);
-
-    // Mid-job: the container attached and mounted, the runner running.
-    let wait_running = || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let e = site.journal_entries();
-            if e.first().is_some_and(|e| e["runner_pid"].is_i64()) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "the job did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-
-    // A job cancelled through the API mid-run: cancelled, and the VM clean.
-    let body = r#"{"kind":"backup","backup":{"target":"hv1/vm1","plugin":"filesystem","include":["/data"]}}"#;
-    let job = http(&url, token, "POST", "/jobs", Some(body));
-    let id = job["id"].as_str().expect("job id").to_owned();
-    wait_running();
-    http(&url, token, "DELETE", &format!("/jobs/{id}"), None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let j = http(&url, token, "GET", &format!("/jobs/{id}"), None);
-        if ["succeeded", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) {
-            break j;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cancelled job did not end: {j}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(done["status"], "cancelled", "{done}");
-    vm.assert_clean();
-    site.assert_journal_empty();
-
-    // A job that runs out of time: a clear failure, and the VM clean.
-    let err = fails(site.attache().args([
-        "backup",
-        "hv1/vm1",
-        "--plugin",
-        "filesystem",
-        "--include",
-        "/data",
-        "--timeout-secs",
-        "1",
-    ]));
-    assert!(err.contains("timed out"), "{err}");
-    vm.assert_clean();
-    site.assert_journal_empty();
-
-    let client = site
-        .attache()
-        .args(["--server", &format!("http://127.0.0.1:{port}")])
-        .args([
-            "backup",
-            "hv1/vm1",
-            "--plugin",
-            "filesystem",
-            "--include",
-            "/data",
-        ])
-        .env("ATTACHE_TOKEN", token)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn client");
-    wait_running();
-    server.kill().expect("kill -9 the server");
-    let _ = server.wait();
-    let mut client = client;
-    let _ = client.wait();
-    let left = vm.attached();
-    assert!(
-        left.iter().any(|a| a.starts_with("device")),
-        "the killed job should have left its container attached: {left:?}"
-    );
-    assert_eq!(site.journal_entries().len(), 1);
-
-    // The restarted server undoes it before serving.
-    let mut server = serve();
-    wait_healthy(&url);
-    site.assert_journal_empty();
-    vm.assert_clean();
-    server.kill().expect("stop the server");
-    let _ = server.wait();
+    scenarios::cancelled_timed_out_and_killed(&site, &vm, "hv1/vm1");
 }
 
 #[test]
@@ -755,13 +298,6 @@ fn a_swapped_plugin_or_a_changed_datastore_copy_is_refused_before_attaching() {
     assert_eq!(snapshots(), 2, "the refused jobs stored nothing");
 }
 
-/// A JSON request to the server, which must answer.
-fn http(url: &str, token: &str, method: &str, path: &str, body: Option<&str>) -> Value {
-    let (status, v) = request(url, method, path, Some(token), body);
-    assert!(status != 0, "{method} {path}: {v}");
-    v
-}
-
 #[test]
 fn an_sqlite_database_is_backed_up_and_restored_inside_a_vm() {
     let _serial = serial();
@@ -787,8 +323,8 @@ os._exit(0)  # no checkpoint at close: the WAL stays
         src.join("app.db-wal").exists(),
         "the WAL holds the last transactions"
     );
-    let vm = site.boot("vm1", &src);
-    site.register_hv1();
+    let vm = boot(&site, "vm1", &src);
+    register_hv1(&site);
 
     let out = ok(site.attache().args([
         "backup",

@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use attache_tests::vm::{serial, TestVm};
+use attache_tests::vm::{serial, GuestVm, TestVm};
 use attache_tests::{attache, ok};
 
 #[test]

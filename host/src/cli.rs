@@ -333,13 +333,20 @@ pub(crate) struct JsonArgs {
 pub(crate) struct HypervisorAddArgs {
     /// The hypervisor's name, the first part of `HYPERVISOR/VM` targets.
     pub name: String,
-    /// How Attaché talks to it.
+    /// How Attaché talks to it: `qemu` (needs `--vm-dir`) or `libvirt`
+    /// (needs `--uri`).
     #[arg(long, value_enum)]
     pub driver: crate::hypervisor::registry::Driver,
-    /// The directory holding its VMs' sockets (QEMU: `V.qmp`, `V.qga`,
+    /// QEMU: the directory holding its VMs' sockets (`V.qmp`, `V.qga`,
     /// `V.data` for a VM named V).
-    #[arg(long)]
-    pub vm_dir: PathBuf,
+    #[arg(long, required_if_eq("driver", "qemu"), conflicts_with = "uri")]
+    pub vm_dir: Option<PathBuf>,
+    /// libvirt: the connection URI whose domains are its VMs, e.g.
+    /// `qemu:///system` (`?socket=PATH` for a libvirtd on another socket).
+    /// Each domain needs a virtio-scsi controller, the guest agent's channel
+    /// and a virtio-serial channel named `attache.data` on a Unix socket.
+    #[arg(long, required_if_eq("driver", "libvirt"))]
+    pub uri: Option<String>,
     /// A directory the hypervisor can attach containers from (repeatable):
     /// `DIR` reaches every VM, `DIR=VM1,VM2` only those.
     #[arg(long = "datastore", required = true, value_parser = parse_datastore)]

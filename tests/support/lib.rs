@@ -7,8 +7,10 @@
 
 pub mod browser;
 pub mod hypervisor;
+pub mod libvirt;
 pub mod mail;
 pub mod pg;
+pub mod scenarios;
 pub mod server;
 pub mod tree;
 pub mod vm;

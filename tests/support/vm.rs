@@ -114,15 +114,36 @@ impl TestVm {
         }
         found
     }
+}
+
+/// What the VM tests shared by the drivers (tests/support/scenarios.rs)
+/// need of a test VM, whichever hypervisor runs it.
+pub trait GuestVm {
+    /// The VM's name on its hypervisor.
+    fn name(&self) -> &str;
+
+    /// Runs a shell script in the guest; its stdout, or a panic with what
+    /// it printed when it fails.
+    fn sh(&self, script_text: &str) -> String;
+
+    /// Whether the guest agent answers within `secs`.
+    fn agent_answers(&self, secs: u32) -> bool;
+
+    /// A guest agent command without arguments; its `return` value.
+    fn agent_call(&self, command: &str) -> serde_json::Value;
+
+    /// What the hypervisor has attached that comes from Attaché, one line
+    /// each; a container attached as a device reads `device …`.
+    fn attached(&self) -> Vec<String>;
 
     /// Between jobs a VM has no container attached, no mount, no runner and
     /// no file of Attaché's left in the guest.
-    pub fn assert_clean(&self) {
+    fn assert_clean(&self) {
         assert_eq!(
             self.attached(),
             Vec::<String>::new(),
             "{}: a container is still attached",
-            self.name
+            self.name()
         );
         let guest = self.sh("grep -c -e /run/attache -e iso9660 /proc/mounts; \
              [ -e /run/attache ] && echo leftover /run/attache; \
@@ -131,8 +152,33 @@ impl TestVm {
             guest.trim(),
             "0",
             "{}: the guest is not clean: {guest}",
-            self.name
+            self.name()
         );
+    }
+}
+
+impl GuestVm for TestVm {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn sh(&self, script_text: &str) -> String {
+        TestVm::sh(self, script_text)
+    }
+
+    fn agent_answers(&self, secs: u32) -> bool {
+        TestVm::agent_answers(self, secs)
+    }
+
+    fn agent_call(&self, command: &str) -> serde_json::Value {
+        let out = ok(Command::new(script("qga.py"))
+            .arg(self.socket("qga"))
+            .args(["call", command]));
+        serde_json::from_str(&out).expect("qga.py call prints JSON")
+    }
+
+    fn attached(&self) -> Vec<String> {
+        TestVm::attached(self)
     }
 }
 

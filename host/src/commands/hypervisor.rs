@@ -1,34 +1,48 @@
 //! `attache hypervisor add NAME --driver qemu --vm-dir DIR --datastore DIR…`
-//! and `attache hypervisor list`.
+//! (or `--driver libvirt --uri URI`) and `attache hypervisor list`.
 
 use serde_json::json;
 
 use crate::cli::{Cli, HypervisorAddArgs, JsonArgs};
 use crate::hypervisor::datastore::{self, Pushed};
 use crate::hypervisor::journal::Journal;
-use crate::hypervisor::registry::{Hypervisor, Registry};
+use crate::hypervisor::registry::{Driver, Hypervisor, Registry};
+use anyhow::Context as _;
 
 pub(crate) fn add(cli: &Cli, a: &HypervisorAddArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        a.vm_dir.is_dir(),
-        "--vm-dir {} is not a directory",
-        a.vm_dir.display()
-    );
+    let (vm_dir, uri) = match a.driver {
+        Driver::Qemu => {
+            let dir = a.vm_dir.as_ref().context("--driver qemu needs --vm-dir")?;
+            anyhow::ensure!(
+                dir.is_dir(),
+                "--vm-dir {} is not a directory",
+                dir.display()
+            );
+            (Some(std::path::absolute(dir)?), None)
+        }
+        Driver::Libvirt => {
+            anyhow::ensure!(
+                a.vm_dir.is_none(),
+                "--driver libvirt takes --uri, not --vm-dir"
+            );
+            let uri = a.uri.clone().context("--driver libvirt needs --uri")?;
+            (None, Some(uri))
+        }
+    };
     let state = super::state(cli);
     let registry = Registry::new(&state);
     let hv = Hypervisor {
         name: a.name.clone(),
         driver: a.driver,
-        vm_dir: std::path::absolute(&a.vm_dir)?,
+        vm_dir,
+        uri,
         datastores: a.datastores.clone(),
     };
+    // A hypervisor whose VMs cannot be listed is not registered.
+    let vms = hv.vms()?.len();
     let lock = registry.lock()?;
     registry.add(&lock, hv.clone())?;
-    println!(
-        "registered hypervisor {} ({} VMs now)",
-        hv.name,
-        hv.vms()?.len()
-    );
+    println!("registered hypervisor {} ({vms} VMs now)", hv.name);
     // The container goes out now, so the first job finds it in place.
     match super::container::current(cli) {
         Ok(built) => {
@@ -80,7 +94,7 @@ pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
                     .map(|d| json!({ "dir": d.dir, "vms": d.vms, "containers": names(&d.dir) }))
                     .collect();
                 json!({
-                    "name": hv.name, "driver": hv.driver, "vm_dir": hv.vm_dir, "datastores": datastores,
+                    "name": hv.name, "driver": hv.driver, "vm_dir": hv.vm_dir, "uri": hv.uri, "datastores": datastores,
                 })
             })
             .collect();
@@ -88,12 +102,7 @@ pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     for hv in &all {
-        println!(
-            "{}  {:?}  vms in {}",
-            hv.name,
-            hv.driver,
-            hv.vm_dir.display()
-        );
+        println!("{}  {:?}  vms in {}", hv.name, hv.driver, hv.location());
         for d in &hv.datastores {
             let reach = d
                 .vms

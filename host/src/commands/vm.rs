@@ -6,13 +6,16 @@ use serde_json::json;
 
 use crate::cli::{Cli, JsonArgs};
 use crate::hypervisor::registry::Registry;
+use crate::hypervisor::vm::VmHandle;
 
 pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     let registry = Registry::new(&super::state(cli));
     let mut rows = Vec::new();
     for hv in registry.list()? {
         for vm in hv.vms()? {
-            let state = vm.status().unwrap_or_else(|e| format!("unreachable ({e})"));
+            let state = vm
+                .status_within(Duration::from_secs(10))
+                .unwrap_or_else(|e| format!("unreachable ({e})"));
             let agent = match vm.agent(Duration::from_secs(2)) {
                 Ok(_) => "answers".to_owned(),
                 Err(e) => format!("silent ({e})"),

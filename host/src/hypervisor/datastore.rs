@@ -238,7 +238,8 @@ mod tests {
         let hv = Hypervisor {
             name: "hv".into(),
             driver: crate::hypervisor::registry::Driver::Qemu,
-            vm_dir: t.path().join("vms"),
+            vm_dir: Some(t.path().join("vms")),
+            uri: None,
             datastores: vec![ds(t.path().join("ds").to_str().unwrap(), None)],
         };
         let placed = for_vm(&hv, "vm1", &built).unwrap();

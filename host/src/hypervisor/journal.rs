@@ -16,8 +16,10 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::agent::Agent;
+use super::guest;
 use super::lockfile::FileLock;
-use super::qemu::{guest, Agent, Attachment, Vm};
+use super::vm::{Attachment, Vm, VmHandle};
 use super::VmRef;
 
 /// How long recovery waits for a guest agent.
@@ -28,7 +30,8 @@ pub(crate) struct Entry {
     pub session: String,
     pub hypervisor: String,
     pub vm: String,
-    /// The VM's sockets when the job started.
+    /// How the VM was reached when the job started (its driver's own
+    /// form: a QEMU VM's sockets, a libvirt URI and domain).
     pub target: Vm,
     /// The container file attached.
     pub container: PathBuf,

@@ -1,17 +1,23 @@
 //! Hypervisors and their VMs: where granular jobs run.
 //!
-//! A registered hypervisor has a driver (only `qemu` so far), a place where
-//! its VMs are found, and datastores: directories it can attach containers
-//! from. The server keeps the current container on them (`datastore`),
+//! A registered hypervisor has a driver (`qemu` or `libvirt`, both behind
+//! the [`vm::VmHandle`] trait), a place where its VMs are found (a directory
+//! of sockets, or a libvirt URI), and datastores: directories it can attach
+//! containers from. The server keeps the current container on them (`datastore`),
 //! writes down what it attaches before attaching it (`journal`), and drives
 //! one job's visit to a VM (`session`).
 
+pub(crate) mod agent;
 pub(crate) mod datastore;
+pub(crate) mod error;
+pub(crate) mod guest;
 pub(crate) mod journal;
+pub(crate) mod libvirt;
 pub(crate) mod lockfile;
 pub(crate) mod qemu;
 pub(crate) mod registry;
 pub(crate) mod session;
+pub(crate) mod vm;
 
 use anyhow::bail;
 

@@ -7,7 +7,8 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::lockfile::FileLock;
-use super::qemu::Vm;
+use super::vm::Vm;
+use super::{libvirt, qemu};
 
 /// How Attaché talks to a hypervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -16,13 +17,18 @@ pub(crate) enum Driver {
     /// QEMU: QMP to attach, qemu-guest-agent to run, a virtio-serial port
     /// for data; attaches the container as an ISO on a SCSI CD.
     Qemu,
+    /// libvirt: the domains of a libvirt URI; attaches the container as an
+    /// ISO on a SCSI CD-ROM through libvirt's device API, runs the guest
+    /// through libvirt's guest-agent passthrough, data over the domain's
+    /// virtio-serial channel `attache.data`.
+    Libvirt,
 }
 
 impl Driver {
     /// The container format this driver attaches.
     pub(crate) fn format(self) -> &'static str {
         match self {
-            Driver::Qemu => "iso",
+            Driver::Qemu | Driver::Libvirt => "iso",
         }
     }
 }
@@ -46,36 +52,77 @@ impl Datastore {
 pub(crate) struct Hypervisor {
     pub name: String,
     pub driver: Driver,
-    /// Where the VMs' sockets are (QEMU: `V.qmp`, `V.qga`, `V.data`).
-    pub vm_dir: PathBuf,
+    /// QEMU: where the VMs' sockets are (`V.qmp`, `V.qga`, `V.data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_dir: Option<PathBuf>,
+    /// libvirt: the connection URI (`qemu:///system`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
     pub datastores: Vec<Datastore>,
 }
 
 impl Hypervisor {
+    /// Where its VMs are found: the VM directory or the libvirt URI.
+    pub(crate) fn location(&self) -> String {
+        match (&self.vm_dir, &self.uri) {
+            (Some(d), _) => d.display().to_string(),
+            (None, Some(u)) => u.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
+    fn vm_dir(&self) -> anyhow::Result<&Path> {
+        self.vm_dir
+            .as_deref()
+            .with_context(|| format!("hypervisor {} has no VM directory", self.name))
+    }
+
+    fn uri(&self) -> anyhow::Result<&str> {
+        self.uri
+            .as_deref()
+            .with_context(|| format!("hypervisor {} has no libvirt URI", self.name))
+    }
+
     /// The VMs it has now.
     pub(crate) fn vms(&self) -> anyhow::Result<Vec<Vm>> {
         match self.driver {
-            Driver::Qemu => Vm::list(&self.vm_dir).with_context(|| {
-                format!(
-                    "cannot list the VMs of {} in {}",
-                    self.name,
-                    self.vm_dir.display()
-                )
-            }),
+            Driver::Qemu => {
+                let dir = self.vm_dir()?;
+                qemu::list(dir).with_context(|| {
+                    format!("cannot list the VMs of {} in {}", self.name, dir.display())
+                })
+            }
+            Driver::Libvirt => libvirt::list(self.uri()?)
+                .with_context(|| format!("cannot list the domains of {}", self.name)),
         }
     }
 
     /// VM `name`, which must exist.
     pub(crate) fn vm(&self, name: &str) -> anyhow::Result<Vm> {
-        let vm = Vm::in_dir(&self.vm_dir, name);
-        if !vm.qmp.exists() {
-            bail!(
-                "hypervisor {} has no VM {name} (no {})",
-                self.name,
-                vm.qmp.display()
-            );
+        match self.driver {
+            Driver::Qemu => {
+                let dir = self.vm_dir()?;
+                let qmp = dir.join(format!("{name}.qmp"));
+                if !qmp.exists() {
+                    bail!(
+                        "hypervisor {} has no VM {name} (no {})",
+                        self.name,
+                        qmp.display()
+                    );
+                }
+                Ok(qemu::in_dir(dir, name))
+            }
+            Driver::Libvirt => {
+                let uri = self.uri()?;
+                let names = libvirt::Conn::open(uri)
+                    .and_then(|c| c.domain_names())
+                    .with_context(|| format!("cannot list the domains of {}", self.name))?;
+                if !names.iter().any(|n| n == name) {
+                    bail!("hypervisor {} has no domain {name} at {uri}", self.name);
+                }
+                Ok(libvirt::vm(uri, name))
+            }
         }
-        Ok(vm)
     }
 }
 

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use guest_runner::channel;
 
+use super::agent::{Agent, Exited};
+use super::guest;
 use super::journal::{Entry, Journal};
 use super::lockfile::FileLock;
-use super::qemu::{guest, Agent, Attachment, Exited, Vm};
 use super::registry::Registry;
+use super::vm::{Attachment, Vm, VmHandle};
 use super::{datastore, VmRef};
 use crate::jobs::Context;
 
@@ -388,11 +390,15 @@ impl Session {
 
     /// Connects the data port and starts the runner; returns its pid.
     fn start(&mut self, args: &[String], env: &[String]) -> anyhow::Result<(UnixStream, i64)> {
-        let sock = UnixStream::connect(&self.vm.data).with_context(|| {
+        let data = self
+            .vm
+            .data_channel()
+            .with_context(|| format!("the data port of {}", self.vm_ref))?;
+        let sock = UnixStream::connect(&data).with_context(|| {
             format!(
                 "cannot connect to the data port of {} at {}",
                 self.vm_ref,
-                self.vm.data.display()
+                data.display()
             )
         })?;
         let mut full: Vec<String> = args.to_vec();

@@ -9,8 +9,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::hypervisor::journal::Journal;
-use crate::hypervisor::qemu::Vm;
 use crate::hypervisor::registry::Registry;
+use crate::hypervisor::vm::{Vm, VmHandle};
 
 /// How long QEMU and the guest agent each have to answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -33,6 +33,8 @@ pub(crate) struct VmView {
 pub(crate) struct HypervisorView {
     pub name: String,
     pub driver: &'static str,
+    /// Where its VMs are found: the VM directory (QEMU) or the URI
+    /// (libvirt).
     pub vm_dir: String,
     pub datastores: Vec<String>,
     pub vms: Vec<VmView>,
@@ -93,8 +95,9 @@ pub(crate) fn list(state: &std::path::Path) -> anyhow::Result<Vec<HypervisorView
         out.push(HypervisorView {
             driver: match hv.driver {
                 crate::hypervisor::registry::Driver::Qemu => "qemu",
+                crate::hypervisor::registry::Driver::Libvirt => "libvirt",
             },
-            vm_dir: hv.vm_dir.display().to_string(),
+            vm_dir: hv.location(),
             datastores: hv
                 .datastores
                 .iter()

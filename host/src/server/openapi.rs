@@ -82,7 +82,7 @@ fn paths() -> Value {
         }}));
     }
     doc["components"]["schemas"]["Hypervisor"] = json!({ "type": "object", "properties": {
-        "name": { "type": "string" }, "driver": { "type": "string" }, "vm_dir": { "type": "string" },
+        "name": { "type": "string" }, "driver": { "type": "string" }, "vm_dir": { "type": "string", "description": "where its VMs are found: the VM directory (qemu) or the libvirt URI (libvirt)" },
         "datastores": { "type": "array", "items": { "type": "string" } },
         "error": { "type": ["string", "null"], "description": "why its VMs could not be listed" },
         "vms": { "type": "array", "items": { "$ref": "#/components/schemas/Vm" } }

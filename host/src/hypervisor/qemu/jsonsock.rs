@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::QemuError;
+use super::DriverError;
 
 pub(super) struct JsonSocket {
     peer: &'static str,
@@ -19,8 +19,8 @@ pub(super) struct JsonSocket {
 }
 
 impl JsonSocket {
-    pub(super) fn connect(path: &Path, peer: &'static str) -> Result<Self, QemuError> {
-        let s = UnixStream::connect(path).map_err(|e| QemuError::Connect {
+    pub(super) fn connect(path: &Path, peer: &'static str) -> Result<Self, DriverError> {
+        let s = UnixStream::connect(path).map_err(|e| DriverError::Connect {
             peer,
             path: path.to_owned(),
             source: e,
@@ -30,20 +30,20 @@ impl JsonSocket {
             path: path.to_owned(),
             writer: s
                 .try_clone()
-                .map_err(|e| QemuError::Io { peer, source: e })?,
+                .map_err(|e| DriverError::Io { peer, source: e })?,
             reader: BufReader::new(s),
         })
     }
 
-    pub(super) fn send_raw(&mut self, bytes: &[u8]) -> Result<(), QemuError> {
-        self.writer.write_all(bytes).map_err(|e| QemuError::Io {
+    pub(super) fn send_raw(&mut self, bytes: &[u8]) -> Result<(), DriverError> {
+        self.writer.write_all(bytes).map_err(|e| DriverError::Io {
             peer: self.peer,
             source: e,
         })
     }
 
-    pub(super) fn send(&mut self, msg: &Value) -> Result<(), QemuError> {
-        let mut line = serde_json::to_vec(msg).map_err(|e| QemuError::Protocol {
+    pub(super) fn send(&mut self, msg: &Value) -> Result<(), DriverError> {
+        let mut line = serde_json::to_vec(msg).map_err(|e| DriverError::Protocol {
             peer: self.peer,
             what: e.to_string(),
         })?;
@@ -52,7 +52,7 @@ impl JsonSocket {
     }
 
     /// The next line (without its newline) received before `deadline`.
-    pub(super) fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, QemuError> {
+    pub(super) fn read_line(&mut self, deadline: Instant) -> Result<Vec<u8>, DriverError> {
         let mut line = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -62,12 +62,12 @@ impl JsonSocket {
             self.reader
                 .get_ref()
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .map_err(|e| QemuError::Io {
+                .map_err(|e| DriverError::Io {
                     peer: self.peer,
                     source: e,
                 })?;
             match self.reader.read_until(b'\n', &mut line) {
-                Ok(0) => return Err(QemuError::Closed { peer: self.peer }),
+                Ok(0) => return Err(DriverError::Closed { peer: self.peer }),
                 Ok(_) if line.ends_with(b"\n") => {
                     line.pop();
                     return Ok(line);
@@ -83,7 +83,7 @@ impl JsonSocket {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(QemuError::Io {
+                    return Err(DriverError::Io {
                         peer: self.peer,
                         source: e,
                     })
@@ -92,22 +92,22 @@ impl JsonSocket {
         }
     }
 
-    fn timed_out(&self) -> QemuError {
-        QemuError::Timeout {
+    fn timed_out(&self) -> DriverError {
+        DriverError::Timeout {
             peer: self.peer,
             path: self.path.clone(),
         }
     }
 }
 
-/// The `return` of a reply, or its `error` as a [`QemuError::Command`].
+/// The `return` of a reply, or its `error` as a [`DriverError::Command`].
 pub(super) fn reply(
     peer: &'static str,
     command: &str,
     msg: Value,
-) -> Result<Option<Value>, QemuError> {
+) -> Result<Option<Value>, DriverError> {
     if let Some(err) = msg.get("error") {
-        return Err(QemuError::Command {
+        return Err(DriverError::Command {
             peer,
             command: command.into(),
             class: err["class"].as_str().unwrap_or("?").into(),

@@ -7,7 +7,6 @@
 //! `attache.data` that carries the job's data, so the guest needs no
 //! network).
 
-pub(crate) mod guest;
 mod jsonsock;
 pub(crate) mod qga;
 pub(crate) mod qmp;
@@ -15,10 +14,13 @@ pub(crate) mod qmp;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub(crate) use qga::{Agent, Exited};
+use super::agent::Agent;
+use super::error::DriverError;
+use super::vm::{Attachment, Via, Vm, VmHandle};
+pub(crate) use qga::QgaLink;
 pub(crate) use qmp::Qmp;
 
 /// How long a QMP or guest agent command may take to answer.
@@ -26,122 +28,68 @@ pub(crate) const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long QEMU may take to report a device unplugged.
 const UNPLUG_TIMEOUT: Duration = Duration::from_secs(20);
 
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum QemuError {
-    #[error("cannot connect to {peer} at {}: {source}", path.display())]
-    Connect {
-        peer: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{peer}: {source}")]
-    Io {
-        peer: &'static str,
-        source: std::io::Error,
-    },
-    #[error("{peer} at {} did not answer in time", path.display())]
-    Timeout { peer: &'static str, path: PathBuf },
-    #[error("{peer} closed the connection")]
-    Closed { peer: &'static str },
-    #[error("{peer} sent something unexpected: {what}")]
-    Protocol { peer: &'static str, what: String },
-    #[error("{peer} refused {command}: {class}: {desc}")]
-    Command {
-        peer: &'static str,
-        command: String,
-        class: String,
-        desc: String,
-    },
-    #[error("QEMU did not report {event} within {secs} s")]
-    NoEvent { event: String, secs: f64 },
-    #[error("the guest command `{command}` did not finish within {secs} s")]
-    GuestCommandTimeout { command: String, secs: f64 },
-    #[error("the VM has no virtio-scsi controller to attach the container to")]
-    NoScsiBus,
-}
-
-impl QemuError {
-    /// The guest agent refused a command because the filesystems are frozen.
-    pub(crate) fn is_disabled(&self) -> bool {
-        matches!(self, QemuError::Command { desc, .. } if desc.contains("disabled") || desc.contains("frozen"))
-    }
-}
-
-/// A QEMU VM, named by its sockets.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub(crate) struct Vm {
-    pub name: String,
+/// A QEMU VM's sockets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Sockets {
     pub qmp: PathBuf,
     pub qga: PathBuf,
     pub data: PathBuf,
 }
 
-/// What is attached for one job: the block node and the device.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Attachment {
-    pub node: String,
-    pub device: String,
-}
-
-impl Attachment {
-    /// Names for session `session` (QEMU ids: letters, digits, `-`).
-    pub(crate) fn for_session(session: &str) -> Self {
-        let short = &session[..12.min(session.len())];
-        Self {
-            node: format!("attache-node-{short}"),
-            device: format!("attache-cd-{short}"),
-        }
-    }
-}
-
-impl Vm {
-    pub(crate) fn in_dir(dir: &Path, name: &str) -> Self {
-        Self {
-            name: name.into(),
+/// VM `name` of the VM directory `dir`.
+pub(crate) fn in_dir(dir: &Path, name: &str) -> Vm {
+    Vm {
+        name: name.into(),
+        via: Via::Qemu(Sockets {
             qmp: dir.join(format!("{name}.qmp")),
             qga: dir.join(format!("{name}.qga")),
             data: dir.join(format!("{name}.data")),
-        }
+        }),
     }
+}
 
-    /// The VMs of a directory: every `NAME.qmp` socket.
-    pub(crate) fn list(dir: &Path) -> std::io::Result<Vec<Vm>> {
-        use std::os::unix::fs::FileTypeExt;
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(dir)? {
-            let e = e?;
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "qmp") && e.file_type()?.is_socket() {
-                if let Some(name) = p.file_stem().and_then(|s| s.to_str()) {
-                    out.push(Vm::in_dir(dir, name));
-                }
+/// The VMs of a directory: every `NAME.qmp` socket.
+pub(crate) fn list(dir: &Path) -> std::io::Result<Vec<Vm>> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "qmp") && e.file_type()?.is_socket() {
+            if let Some(name) = p.file_stem().and_then(|s| s.to_str()) {
+                out.push(in_dir(dir, name));
             }
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
 
-    pub(crate) fn qmp(&self) -> Result<Qmp, QemuError> {
+impl Sockets {
+    pub(crate) fn qmp(&self) -> Result<Qmp, DriverError> {
         Qmp::connect(&self.qmp, ANSWER_TIMEOUT)
     }
+}
 
-    pub(crate) fn agent(&self, timeout: Duration) -> Result<Agent, QemuError> {
-        Agent::connect(&self.qga, timeout)
+impl VmHandle for Sockets {
+    fn agent(&self, timeout: Duration) -> Result<Agent, DriverError> {
+        Ok(Agent::new(
+            Box::new(QgaLink::connect(&self.qga, timeout)?),
+            timeout,
+        ))
     }
 
-    /// The VM's run state (`running`, `paused`, ...).
-    pub(crate) fn status(&self) -> Result<String, QemuError> {
-        self.status_within(ANSWER_TIMEOUT)
+    fn data_channel(&self) -> Result<PathBuf, DriverError> {
+        Ok(self.data.clone())
     }
 
-    /// The VM's run state, when QEMU answers within `timeout`.
-    pub(crate) fn status_within(&self, timeout: Duration) -> Result<String, QemuError> {
+    fn status_within(&self, timeout: Duration) -> Result<String, DriverError> {
         let r = Qmp::connect(&self.qmp, timeout)?.execute("query-status", json!({}))?;
         Ok(r["status"].as_str().unwrap_or("unknown").to_owned())
     }
 
     /// Attaches `iso` read-only as a SCSI CD on the VM's virtio-scsi bus.
-    pub(crate) fn attach_cd(&self, iso: &Path, a: &Attachment) -> Result<(), QemuError> {
+    fn attach_cd(&self, iso: &Path, a: &Attachment) -> Result<(), DriverError> {
         let mut q = self.qmp()?;
         let bus = scsi_bus(&mut q)?;
         q.execute(
@@ -166,7 +114,7 @@ impl Vm {
 
     /// Detaches what `attach_cd` attached; what is already gone is skipped,
     /// so this can be repeated after any failure.
-    pub(crate) fn detach(&self, a: &Attachment) -> Result<(), QemuError> {
+    fn detach(&self, a: &Attachment) -> Result<(), DriverError> {
         let mut q = self.qmp()?;
         match q.execute("device_del", json!({ "id": a.device })) {
             Ok(_) => {
@@ -176,13 +124,13 @@ impl Vm {
                     UNPLUG_TIMEOUT,
                 )?;
             }
-            Err(QemuError::Command { class, .. }) if class == "DeviceNotFound" => {}
-            Err(QemuError::Command { desc, .. }) if desc.contains("not found") => {}
+            Err(DriverError::Command { class, .. }) if class == "DeviceNotFound" => {}
+            Err(DriverError::Command { desc, .. }) if desc.contains("not found") => {}
             Err(e) => return Err(e),
         }
         match q.execute("blockdev-del", json!({ "node-name": a.node })) {
             Ok(_) => Ok(()),
-            Err(QemuError::Command { desc, .. })
+            Err(DriverError::Command { desc, .. })
                 if desc.contains("Failed to find node") || desc.contains("not found") =>
             {
                 Ok(())
@@ -193,7 +141,7 @@ impl Vm {
 
     /// Files of Attaché containers the VM has attached now (block devices
     /// and named nodes), for checks and for the journal's recovery.
-    pub(crate) fn attached_containers(&self) -> Result<Vec<String>, QemuError> {
+    fn attached_containers(&self) -> Result<Vec<String>, DriverError> {
         let mut q = self.qmp()?;
         let mut out = Vec::new();
         let mut note = |v: &Value| {
@@ -220,7 +168,7 @@ impl Vm {
 }
 
 /// The bus of the VM's first named virtio-scsi controller (`ID.0`).
-fn scsi_bus(q: &mut Qmp) -> Result<String, QemuError> {
+fn scsi_bus(q: &mut Qmp) -> Result<String, DriverError> {
     let children = q.execute("qom-list", json!({ "path": "/machine/peripheral" }))?;
     children
         .as_array()
@@ -233,5 +181,5 @@ fn scsi_bus(q: &mut Qmp) -> Result<String, QemuError> {
         })
         .and_then(|c| c["name"].as_str())
         .map(|name| format!("{name}.0"))
-        .ok_or(QemuError::NoScsiBus)
+        .ok_or(DriverError::NoScsiBus)
 }

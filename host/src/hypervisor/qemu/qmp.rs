@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::jsonsock::{reply, JsonSocket};
-use super::QemuError;
+use super::DriverError;
 
 const PEER: &str = "QMP";
 
@@ -21,7 +21,7 @@ pub(crate) struct Qmp {
 
 impl Qmp {
     /// Connects, reads the greeting and leaves capabilities negotiation.
-    pub(crate) fn connect(path: &Path, timeout: Duration) -> Result<Self, QemuError> {
+    pub(crate) fn connect(path: &Path, timeout: Duration) -> Result<Self, DriverError> {
         let mut sock = JsonSocket::connect(path, PEER)?;
         let greeting = sock.read_line(Instant::now() + timeout)?;
         let greeting: Value = serde_json::from_slice(&greeting).map_err(|e| bad(e.to_string()))?;
@@ -38,7 +38,11 @@ impl Qmp {
     }
 
     /// Runs a command and returns its `return` value.
-    pub(crate) fn execute(&mut self, command: &str, arguments: Value) -> Result<Value, QemuError> {
+    pub(crate) fn execute(
+        &mut self,
+        command: &str,
+        arguments: Value,
+    ) -> Result<Value, DriverError> {
         self.sock
             .send(&json!({ "execute": command, "arguments": arguments }))?;
         let deadline = Instant::now() + self.timeout;
@@ -58,7 +62,7 @@ impl Qmp {
         name: &str,
         matches: impl Fn(&Value) -> bool,
         timeout: Duration,
-    ) -> Result<Value, QemuError> {
+    ) -> Result<Value, DriverError> {
         let is = |e: &Value| e["event"] == name && matches(&e["data"]);
         if let Some(i) = self.events.iter().position(is) {
             return Ok(self.events.remove(i));
@@ -66,7 +70,7 @@ impl Qmp {
         let deadline = Instant::now() + timeout;
         loop {
             let msg = self.next(deadline).map_err(|e| match e {
-                QemuError::Timeout { .. } => QemuError::NoEvent {
+                DriverError::Timeout { .. } => DriverError::NoEvent {
                     event: name.into(),
                     secs: timeout.as_secs_f64(),
                 },
@@ -78,13 +82,13 @@ impl Qmp {
         }
     }
 
-    fn next(&mut self, deadline: Instant) -> Result<Value, QemuError> {
+    fn next(&mut self, deadline: Instant) -> Result<Value, DriverError> {
         let line = self.sock.read_line(deadline)?;
         serde_json::from_slice(&line)
             .map_err(|e| bad(format!("{e}: {}", String::from_utf8_lossy(&line))))
     }
 }
 
-fn bad(what: String) -> QemuError {
-    QemuError::Protocol { peer: PEER, what }
+fn bad(what: String) -> DriverError {
+    DriverError::Protocol { peer: PEER, what }
 }

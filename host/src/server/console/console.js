@@ -186,7 +186,7 @@ function hypervisorTable(hvs) {
       (attachedNow ? `${attachedNow} VM(s) have a container attached now.` : "no container is attached now.")),
     hvs.map((hv) => [
       h("h3", {}, `${hv.name} (${hv.driver})`),
-      h("p", { class: "meta" }, "VM sockets in ", h("code", {}, hv.vm_dir), "; datastores: ", hv.datastores.join("; ")),
+      h("p", { class: "meta" }, hv.driver === "libvirt" ? "domains of " : "VM sockets in ", h("code", {}, hv.vm_dir), "; datastores: ", hv.datastores.join("; ")),
       hv.error ? h("p", { class: "status-failed" }, hv.error) : null,
       hv.vms.length ? h("div", { class: "table-wrap" }, h("table", { "data-hypervisor": hv.name },
         h("caption", { class: "skip" }, "VMs of " + hv.name),

@@ -8,7 +8,8 @@
 
 use std::time::Duration;
 
-use super::{Agent, Exited, QemuError};
+use super::agent::{Agent, Exited};
+use super::error::DriverError;
 
 /// The parent of every job's mount point in the guest.
 pub(crate) const GUEST_ROOT: &str = "/run/attache";
@@ -92,7 +93,7 @@ fi
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum GuestError {
     #[error(transparent)]
-    Agent(#[from] QemuError),
+    Agent(#[from] DriverError),
     #[error("{what} failed in the guest (exit {code}): {stderr}")]
     Failed {
         what: &'static str,
@@ -131,7 +132,7 @@ pub(crate) fn start_runner(
     dir: &str,
     args: &[String],
     env: &[String],
-) -> Result<i64, QemuError> {
+) -> Result<i64, DriverError> {
     let mut argv = vec!["/bin/sh", "-c", RUN, "attache-run", dir, DATA_PORT];
     argv.extend(args.iter().map(String::as_str));
     agent.spawn_with_env(&argv, env)

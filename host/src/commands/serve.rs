@@ -48,13 +48,22 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(session = %r.session, vm = %r.vm, "an interrupted job's cleanup is incomplete: {}", r.problems.join("; "));
         }
     }
+    // After that cleanup: the jobs the dead server left queued or running
+    // are marked interrupted in the history.
+    let db = crate::db::open(&ctx.state)?;
+    for id in db.interrupt_unfinished(crate::server::queue::now())? {
+        tracing::warn!(job = %id, "a job of a server that stopped is marked interrupted");
+    }
     let state = ServerState::new(
         ctx,
         token,
         Limits {
             global: a.max_jobs,
             per_target: a.max_jobs_per_target,
+            per_hypervisor: a.max_jobs_per_hypervisor,
+            per_datastore: a.max_jobs_per_datastore,
         },
+        db,
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -365,10 +365,62 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
     let before = get(&url, "/jobs").as_array().map(Vec::len).unwrap_or(0);
     assert!(before >= 10, "{before} jobs");
     drop(server);
+    // Meanwhile a policy runs without a server, in a queue of `attache
+    // policy run`'s own: the server starting now must not call its job
+    // interrupted.
+    ok(site.attache().args([
+        "policy",
+        "add",
+        "solo",
+        "--vms",
+        "hv2/vm-d",
+        "--plugin",
+        "filesystem",
+        "--include",
+        "/data",
+        "--schedule",
+        "0 0 3 1 1 *",
+    ]));
+    let solo = site
+        .attache()
+        .args(["policy", "run", "solo", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn policy run");
+    let journal = site.state().join("journal");
+    let attached = || {
+        fs::read_dir(&journal)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+            })
+            .unwrap_or(false)
+    };
+    wait_for("the local run's job to attach", 120, || {
+        attached().then_some(())
+    });
     let server = Served::start(&site.repo, TOKEN, &limits);
     let url = server.url.clone();
+    let solo_job = &jobs_of(&site, "solo")[0];
+    assert!(
+        solo_job["status"] == "running" || solo_job["status"] == "succeeded",
+        "{solo_job}"
+    );
+    let out = solo.wait_with_output().expect("policy run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ran: Vec<Value> = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        (ran.len(), &ran[0]["status"]),
+        (1, &Value::from("succeeded"))
+    );
+    assert_eq!(jobs_of(&site, "solo")[0]["status"], "succeeded");
+    ok(site.attache().args(["policy", "remove", "solo"]));
     let after = get(&url, "/jobs");
-    assert_eq!(after.as_array().map(Vec::len), Some(before));
+    assert_eq!(after.as_array().map(Vec::len), Some(before + 1));
     let job = &first[0];
     let again = get(&url, &format!("/jobs/{}", job["id"].as_str().unwrap_or("")));
     assert_eq!(
@@ -394,14 +446,7 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
         .map(|j| j["id"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(third.len(), 4);
-    let journal = site.state().join("journal");
-    wait_for("a job to be attached", 120, || {
-        fs::read_dir(&journal)
-            .ok()?
-            .filter_map(Result::ok)
-            .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
-            .then_some(())
-    });
+    wait_for("a job to be attached", 120, || attached().then_some(()));
     drop(server);
     let server = Served::start(&site.repo, TOKEN, &limits);
     for vm in &vms {

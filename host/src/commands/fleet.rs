@@ -251,7 +251,7 @@ fn local_run(cli: &Cli, name: &str) -> anyhow::Result<Vec<Value>> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let queue = std::sync::Arc::new(Queue::standalone(ctx, db));
+        let queue = std::sync::Arc::new(Queue::standalone(ctx, db)?);
         let q = queue.clone();
         let mut run = tokio::task::spawn_blocking(move || {
             q.run_policy(&p, &crate::access::Principal::local())

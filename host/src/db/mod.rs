@@ -7,6 +7,7 @@
 //! that another backend (PostgreSQL for several servers) can implement the
 //! same calls with its own schema migrations.
 
+pub(crate) mod owner;
 pub(crate) mod records;
 pub(crate) mod schema;
 pub(crate) mod sqlite;
@@ -45,9 +46,14 @@ pub(crate) trait StateStore: Send + Sync {
     fn job(&self, id: &str) -> Result<Option<JobRecord>, DbError>;
     /// Jobs matching `filter`, newest first.
     fn jobs(&self, filter: &JobFilter) -> Result<Vec<JobRecord>, DbError>;
-    /// Marks every job still queued or running (a server died under it)
-    /// `interrupted`, ended at `now`; their ids.
-    fn interrupt_unfinished(&self, now: i64) -> Result<Vec<String>, DbError>;
+    /// Marks every job still queued or running whose owning queue is not
+    /// `alive` (a server died under it) `interrupted`, ended at `now`;
+    /// their ids.
+    fn interrupt_unfinished(
+        &self,
+        now: i64,
+        alive: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Vec<String>, DbError>;
 
     /// Adds a policy; [`DbError::Conflict`] when its name is taken.
     fn add_policy(&self, p: &PolicyRecord) -> Result<(), DbError>;

@@ -27,6 +27,9 @@ pub(crate) struct JobRecord {
     pub created: i64,
     pub started: Option<i64>,
     pub finished: Option<i64>,
+    /// The queue that runs it (`db::owner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// Which jobs to list.

@@ -23,7 +23,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         snapshot TEXT,
         created INTEGER NOT NULL,
         started INTEGER,
-        finished INTEGER
+        finished INTEGER,
+        owner TEXT
     );
     CREATE INDEX jobs_policy ON jobs(policy);
     CREATE INDEX jobs_target ON jobs(target);

@@ -132,7 +132,7 @@ struct RawJob {
     result: Option<String>,
 }
 
-const JOB_COLUMNS: &str = "id, kind, target, hypervisor, policy, status, request, result, error, snapshot, created, started, finished";
+const JOB_COLUMNS: &str = "id, kind, target, hypervisor, policy, status, request, result, error, snapshot, created, started, finished, owner";
 
 fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
     Ok(RawJob {
@@ -150,6 +150,7 @@ fn job_row(r: &Row<'_>) -> rusqlite::Result<RawJob> {
             created: r.get(10)?,
             started: r.get(11)?,
             finished: r.get(12)?,
+            owner: r.get(13)?,
         },
         request: r.get(6)?,
         result: r.get(7)?,
@@ -176,7 +177,7 @@ impl StateStore for Sqlite {
         self.with(|c| {
             let tx = c.transaction()?;
             tx.execute(
-                &format!("INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+                &format!("INSERT OR REPLACE INTO jobs ({JOB_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
                 params![
                     j.id,
                     j.kind,
@@ -190,7 +191,8 @@ impl StateStore for Sqlite {
                     j.snapshot,
                     j.created,
                     j.started,
-                    j.finished
+                    j.finished,
+                    j.owner
                 ],
             )?;
             if FINISHED.contains(&j.status.as_str()) && j.kind == "backup" {
@@ -240,7 +242,11 @@ impl StateStore for Sqlite {
         raws.into_iter().map(RawJob::parse).collect()
     }
 
-    fn interrupt_unfinished(&self, now: i64) -> Result<Vec<String>, DbError> {
+    fn interrupt_unfinished(
+        &self,
+        now: i64,
+        alive: &dyn Fn(Option<&str>) -> bool,
+    ) -> Result<Vec<String>, DbError> {
         let jobs = self.with(|c| {
             let tx = c.transaction()?;
             let raws = {
@@ -250,6 +256,10 @@ impl StateStore for Sqlite {
                 let rows = st.query_map([], job_row)?;
                 rows.collect::<Result<Vec<_>, _>>()?
             };
+            let raws: Vec<RawJob> = raws
+                .into_iter()
+                .filter(|r| !alive(r.job.owner.as_deref()))
+                .collect();
             for r in &raws {
                 let why = if r.job.status == "running" {
                     "interrupted: the server stopped while it ran"
@@ -424,6 +434,7 @@ mod tests {
             created,
             started: None,
             finished: None,
+            owner: Some("q1".into()),
         }
     }
 
@@ -465,7 +476,17 @@ mod tests {
             })
             .unwrap();
         assert_eq!(vm2.len(), 1);
-        assert_eq!(db.interrupt_unfinished(9).unwrap(), ["c"]);
+        // A job of a queue that still runs is left alone.
+        db.record_job(&JobRecord {
+            owner: Some("live".into()),
+            ..job("d", "hv2/vm4", None, "running", 0)
+        })
+        .unwrap();
+        assert_eq!(
+            db.interrupt_unfinished(9, &|o| o == Some("live")).unwrap(),
+            ["c"]
+        );
+        assert_eq!(db.job("d").unwrap().unwrap().status, "running");
         let failed = db
             .jobs(&JobFilter {
                 failed: true,

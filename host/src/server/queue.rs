@@ -18,6 +18,7 @@ use super::error::ApiError;
 use super::fair::{Fair, Limits, Needs};
 use super::metrics::Metrics;
 use crate::access::Principal;
+use crate::db::owner::Owner;
 use crate::db::{JobFilter, JobRecord, PolicyRecord, StateStore};
 use crate::jobs::verify::VerifyRequest;
 use crate::jobs::{self, BackupRequest, Context, Control, Progress, RestoreRequest};
@@ -48,7 +49,7 @@ pub(crate) const REPOSITORY: &str = "repository";
 impl JobRequest {
     /// Checks what can be checked before queueing; the job's kind and the
     /// target whose slots it takes.
-    pub(crate) fn check(&self) -> Result<(&'static str, String), ApiError> {
+    fn check(&self) -> Result<(&'static str, String), ApiError> {
         match self {
             JobRequest::Backup { backup } => {
                 target::backup_target(&backup.target)
@@ -144,8 +145,9 @@ pub(crate) struct JobView {
 }
 
 impl JobView {
-    fn record(&self) -> JobRecord {
+    fn record(&self, owner: &str) -> JobRecord {
         JobRecord {
+            owner: Some(owner.to_owned()),
             id: self.id.clone(),
             kind: self.kind.clone(),
             target: self.target.clone(),
@@ -203,6 +205,8 @@ pub(crate) struct Job {
     /// True once the job has finished.
     done: watch::Sender<bool>,
     db: Arc<dyn StateStore>,
+    /// The id of the queue that runs it (`db::owner`).
+    owner: String,
 }
 
 impl Job {
@@ -240,7 +244,7 @@ impl Job {
     /// Writes the job as it is now to the state database; a failure is
     /// logged, and the job goes on (its history is then incomplete).
     fn persist(&self, view: &JobView) {
-        if let Err(e) = self.db.record_job(&view.record()) {
+        if let Err(e) = self.db.record_job(&view.record(&self.owner)) {
             tracing::error!("cannot record the job in the state database: {e}");
         }
     }
@@ -277,6 +281,7 @@ impl Job {
         needs: &Needs,
         req: &JobRequest,
         db: Arc<dyn StateStore>,
+        owner: &str,
     ) -> Result<Arc<Self>, ApiError> {
         let mut id = [0u8; 8];
         crate::store::crypto::random(&mut id)
@@ -302,7 +307,7 @@ impl Job {
             finished: None,
         };
         // A job that cannot be recorded is not run: its history would lie.
-        db.record_job(&view.record())
+        db.record_job(&view.record(owner))
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(Arc::new(Job {
             view: Mutex::new(view),
@@ -310,6 +315,7 @@ impl Job {
             events: broadcast::channel(64).0,
             done: watch::channel(false).0,
             db,
+            owner: owner.to_owned(),
         }))
     }
 
@@ -422,6 +428,9 @@ pub(crate) struct PolicyRun {
 pub(crate) struct Queue {
     ctx: Context,
     db: Arc<dyn StateStore>,
+    /// This queue's claim: its jobs are not another server's to call
+    /// interrupted while it lives.
+    owner: Owner,
     slots: Arc<Mutex<Slots>>,
     jobs: Mutex<Vec<Arc<Job>>>,
     metrics: Arc<Metrics>,
@@ -433,10 +442,12 @@ impl Queue {
         limits: Limits,
         metrics: Arc<Metrics>,
         db: Arc<dyn StateStore>,
+        owner: Owner,
     ) -> Self {
         Self {
             ctx,
             db,
+            owner,
             slots: Arc::new(Mutex::new(Slots {
                 fair: Fair::new(limits),
                 starts: HashMap::new(),
@@ -448,8 +459,15 @@ impl Queue {
 
     /// A queue of its own, with the server's default limits, for a
     /// command that runs jobs here (`attache policy run` without a server).
-    pub(crate) fn standalone(ctx: Context, db: Arc<dyn StateStore>) -> Self {
-        Self::new(ctx, Limits::default(), Arc::new(Metrics::default()), db)
+    pub(crate) fn standalone(ctx: Context, db: Arc<dyn StateStore>) -> anyhow::Result<Self> {
+        let owner = Owner::claim(&ctx.state)?;
+        Ok(Self::new(
+            ctx,
+            Limits::default(),
+            Arc::new(Metrics::default()),
+            db,
+            owner,
+        ))
     }
 
     /// A job of this server (live, with its progress and events).
@@ -522,7 +540,7 @@ impl Queue {
         self.permit(&req, who)?;
         let (kind, target) = req.check()?;
         let needs = self.needs(&target);
-        let job = Job::new(kind, &target, &needs, &req, self.db.clone())?;
+        let job = Job::new(kind, &target, &needs, &req, self.db.clone(), &self.owner.id)?;
         let id = job.view().id;
         let span = job.span(&req);
         let mut ctx = self.ctx.clone();

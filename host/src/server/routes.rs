@@ -219,7 +219,10 @@ async fn submit_job(
     Extension(who): Extension<Principal>,
     JsonBody(req): JsonBody<JobRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = s.queue.submit(req, &who)?;
+    // Recording the job in the state database touches the disk.
+    let job = tokio::task::spawn_blocking(move || s.queue.submit(req, &who))
+        .await
+        .map_err(anyhow::Error::from)??;
     Ok((StatusCode::ACCEPTED, Json(job.view())))
 }
 

@@ -32,10 +32,17 @@ impl ServerState {
         token: Option<String>,
         limits: Limits,
         db: Arc<dyn StateStore>,
+        owner: crate::db::owner::Owner,
     ) -> Self {
         let metrics = Arc::new(Metrics::default());
         Self {
-            queue: Arc::new(Queue::new(ctx.clone(), limits, metrics.clone(), db.clone())),
+            queue: Arc::new(Queue::new(
+                ctx.clone(),
+                limits,
+                metrics.clone(),
+                db.clone(),
+                owner,
+            )),
             db,
             tokens: Arc::new(crate::access::tokens::Store::new(&ctx.state)),
             ctx,

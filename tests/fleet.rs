@@ -446,6 +446,9 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
         .map(|j| j["id"].as_str().unwrap_or("").to_owned())
         .collect();
     assert_eq!(third.len(), 4);
+    // A run while the previous one's jobs are left is refused.
+    let (status, again) = request(&url, "POST", "/policies/fleet/run", Some(TOKEN), Some("{}"));
+    assert_eq!(status, 409, "{again}");
     wait_for("a job to be attached", 120, || attached().then_some(()));
     drop(server);
     let server = Served::start(&site.repo, TOKEN, &limits);

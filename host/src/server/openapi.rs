@@ -10,7 +10,7 @@ fn error_responses(codes: &[&str]) -> Value {
             "401" => "The bearer token is missing or wrong.",
             "403" => "The token's role may not use this route, or the job is outside an operator's scope.",
             "404" => "No such snapshot, item, job, policy or route.",
-            "409" => "The job has already finished, or a policy of that name exists.",
+            "409" => "The job has already finished, a policy of that name exists, or the policy's previous run has jobs left.",
             _ => "The server failed.",
         };
         m.insert((*c).into(), json!({ "description": what, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
@@ -123,7 +123,7 @@ fn fleet(doc: &mut Value) {
             "policy": { "type": "string" },
             "jobs": { "type": "array", "items": { "$ref": "#/components/schemas/Job" } },
             "unreachable": { "type": "array", "description": "[hypervisor, why] of hypervisors whose VMs could not be listed", "items": { "type": "array", "items": { "type": "string" } } }
-        }})) }), error_responses(&["401", "404", "500"]))
+        }})) }), error_responses(&["401", "404", "409", "500"]))
     }});
     doc["components"]["schemas"]["Policy"] = json!({ "type": "object", "required": ["name", "vms", "plugin", "include", "schedule"], "additionalProperties": false, "properties": {
         "name": { "type": "string" },

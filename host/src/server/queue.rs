@@ -4,7 +4,7 @@
 //! or running. Every job's life is written to the state database, where
 //! it outlives the server.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -434,6 +434,9 @@ pub(crate) struct Queue {
     slots: Arc<Mutex<Slots>>,
     jobs: Mutex<Vec<Arc<Job>>>,
     metrics: Arc<Metrics>,
+    /// Policies with jobs of a run that have not ended: a run's jobs
+    /// never overlap the same policy's previous run's.
+    running: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Queue {
@@ -454,6 +457,7 @@ impl Queue {
             })),
             jobs: Mutex::new(Vec::new()),
             metrics,
+            running: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
@@ -607,12 +611,37 @@ impl Queue {
     /// Runs policy `p` now: one backup job per VM it selects, each tagged
     /// with its name; once they have all ended, its retention is applied
     /// to its own snapshots. `who` must be allowed to back up every VM
-    /// selected, or nothing is queued.
+    /// selected, or nothing is queued. While jobs of a run of `p` have not
+    /// ended, another run is refused (409): a slow fleet run does not pile
+    /// up behind its schedule.
     pub(crate) fn run_policy(
         &self,
         p: &PolicyRecord,
         who: &Principal,
     ) -> Result<PolicyRun, ApiError> {
+        if !self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(p.name.clone())
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("policy {} is running already", p.name),
+            ));
+        }
+        let r = self.start_policy(p, who);
+        if r.is_err() {
+            self.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&p.name);
+        }
+        r
+    }
+
+    /// [`Queue::run_policy`] once `p` is marked running.
+    fn start_policy(&self, p: &PolicyRecord, who: &Principal) -> Result<PolicyRun, ApiError> {
         let internal =
             |e: anyhow::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
         let hypervisors = crate::hypervisor::registry::Registry::new(&self.ctx.state)
@@ -663,37 +692,18 @@ impl Queue {
         let views = jobs.iter().map(|j| j.view()).collect();
         let (ctx, name, keep) = (self.ctx.clone(), p.name.clone(), p.keep);
         let actor = who.actor();
+        let running = self.running.clone();
         let done = tokio::spawn(async move {
             for j in &jobs {
                 j.finished().await;
             }
-            if keep.retention().is_empty() {
-                return;
-            }
-            let n = name.clone();
-            let audit = ctx.audit.as_actor(&actor);
-            let r = tokio::task::spawn_blocking(move || {
-                let repo = ctx.repository(false)?;
-                crate::fleet::retain::apply(&repo, &n, keep)
-            })
-            .await;
-            let entry = match r {
-                Ok(Ok(gone)) => {
-                    tracing::info!(policy = %name, forgotten = gone.len(), "policy retention applied");
-                    json!({ "policy": name, "forgotten": gone })
-                }
-                Ok(Err(e)) => {
-                    tracing::error!(policy = %name, "policy retention failed: {e:#}");
-                    json!({ "policy": name, "error": format!("{e:#}") })
-                }
-                Err(e) => {
-                    tracing::error!(policy = %name, "policy retention panicked: {e}");
-                    json!({ "policy": name, "error": e.to_string() })
-                }
-            };
-            if let Err(e) = audit.record("policy.retention", entry) {
-                tracing::error!("cannot write the audit log: {e}");
-            }
+            // The next run may start; this one's retention only forgets
+            // what it lists, and keeps the newest of it.
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            retain(ctx, name, keep, actor).await;
         });
         Ok(PolicyRun {
             policy: p.name.clone(),
@@ -755,5 +765,37 @@ impl Queue {
             }
         }
         Ok(job.view())
+    }
+}
+
+/// Applies policy `name`'s retention `keep` to its snapshots, recorded in
+/// the audit log as `actor`'s.
+async fn retain(ctx: Context, name: String, keep: crate::db::records::Keep, actor: String) {
+    if keep.retention().is_empty() {
+        return;
+    }
+    let n = name.clone();
+    let audit = ctx.audit.as_actor(&actor);
+    let r = tokio::task::spawn_blocking(move || {
+        let repo = ctx.repository(false)?;
+        crate::fleet::retain::apply(&repo, &n, keep)
+    })
+    .await;
+    let entry = match r {
+        Ok(Ok(gone)) => {
+            tracing::info!(policy = %name, forgotten = gone.len(), "policy retention applied");
+            json!({ "policy": name, "forgotten": gone })
+        }
+        Ok(Err(e)) => {
+            tracing::error!(policy = %name, "policy retention failed: {e:#}");
+            json!({ "policy": name, "error": format!("{e:#}") })
+        }
+        Err(e) => {
+            tracing::error!(policy = %name, "policy retention panicked: {e}");
+            json!({ "policy": name, "error": e.to_string() })
+        }
+    };
+    if let Err(e) = audit.record("policy.retention", entry) {
+        tracing::error!("cannot write the audit log: {e}");
     }
 }

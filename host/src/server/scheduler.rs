@@ -59,6 +59,9 @@ pub(super) async fn run(queue: Arc<Queue>, db: Arc<dyn StateStore>, tick: Durati
                 Ok(Ok(r)) => {
                     tracing::info!(policy = %name, jobs = r.jobs.len(), "scheduled policy run")
                 }
+                Ok(Err(e)) if e.status == axum::http::StatusCode::CONFLICT => {
+                    tracing::warn!(policy = %name, "scheduled run skipped: {}", e.message)
+                }
                 Ok(Err(e)) => {
                     tracing::error!(policy = %name, "scheduled policy run failed: {}", e.message)
                 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use attache_tests::server::{request, Served};
 use attache_tests::tree::random_file;
 use attache_tests::vm::{serial, TestVm};
-use attache_tests::{attache, ok};
+use attache_tests::{attache, fails, ok};
 use serde_json::Value;
 
 const TOKEN: &str = "a-fleet-test-token-of-enough-length";
@@ -479,4 +479,84 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
         .iter()
         .all(|j| j["error"].as_str().unwrap_or("").contains("interrupted")));
     drop(server);
+}
+
+/// Bad input to the policy, tag and job commands is refused with a clear
+/// error, and changes nothing.
+#[test]
+fn bad_policies_tags_and_names_are_refused_and_change_nothing() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let repo = t.path().join("repo");
+    ok(attache(&repo).arg("init"));
+    let add = |extra: &[&str]| {
+        let mut c = attache(&repo);
+        c.args(["policy", "add"]).args(extra);
+        c
+    };
+    let base = [
+        "--plugin",
+        "filesystem",
+        "--include",
+        "/data",
+        "--schedule",
+        "0 3 * * *",
+    ];
+    for (args, says) in [
+        (vec!["p", "--vms", "vm1"], "expected HV/VM"),
+        (vec!["p", "--vms", "tag:bad tag"], "invalid tag name"),
+        (vec!["bad/name", "--vms", "hv/*"], "invalid policy name"),
+    ] {
+        let err = fails(add(&args).args(base));
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let err = fails(&mut add(&[
+        "p",
+        "--vms",
+        "hv/*",
+        "--plugin",
+        "filesystem",
+        "--include",
+        "data",
+        "--schedule",
+        "0 3 * * *",
+    ]));
+    assert!(err.contains("must be absolute"), "{err}");
+    let err = fails(&mut add(&[
+        "p",
+        "--vms",
+        "hv/*",
+        "--plugin",
+        "filesystem",
+        "--include",
+        "/data",
+        "--schedule",
+        "at noon",
+    ]));
+    assert!(err.contains("schedule"), "{err}");
+    let listed = ok(attache(&repo).args(["policy", "list", "--json"]));
+    assert_eq!(listed.trim(), "[]");
+
+    ok(add(&["p", "--vms", "hv/*"]).args(base));
+    let err = fails(add(&["p", "--vms", "hv/x"]).args(base));
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(attache(&repo).args(["policy", "show", "nope"]));
+    assert!(err.contains("no policy \"nope\""), "{err}");
+    let err = fails(attache(&repo).args(["policy", "remove", "nope"]));
+    assert!(err.contains("no policy"), "{err}");
+    let err = fails(attache(&repo).args(["vm", "tag", "hv/vm1", "db"]));
+    assert!(err.contains("no hypervisor \"hv\""), "{err}");
+    let err = fails(attache(&repo).args(["vm", "tag", "vm1", "db"]));
+    assert!(err.contains("HYPERVISOR/VM"), "{err}");
+    // No hypervisor: the policy selects nothing, and runs nothing.
+    let ran = ok(attache(&repo).args(["policy", "run", "p", "--json"]));
+    assert_eq!(ran.trim(), "[]");
+    let jobs = ok(attache(&repo).args(["jobs", "--json"]));
+    assert_eq!(jobs.trim(), "[]");
+    let shown = ok(attache(&repo).args(["policy", "show", "p", "--json"]));
+    let shown: Value = serde_json::from_str(&shown).expect("JSON");
+    assert_eq!(shown["vms"], serde_json::json!(["hv/*"]));
+    assert!(
+        shown["next_run"].as_i64().unwrap_or(0) > shown["created"].as_i64().unwrap_or(0),
+        "{shown}"
+    );
 }

@@ -72,6 +72,7 @@ fn run_audited(
         nanos: now.subsec_nanos(),
         parent: None,
         container: None,
+        policy: a.policy.clone(),
     };
     // Application-consistent: the plugin quiesces the application first
     // (where it can; the runner skips it for plugins that cannot).

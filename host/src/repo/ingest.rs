@@ -30,6 +30,8 @@ pub(crate) struct Origin {
     pub parent: Option<(String, HashMap<String, StoredItem>)>,
     /// The agent container's version, when it ran from one (VMs).
     pub container: Option<String>,
+    /// The backup policy that started the backup.
+    pub policy: Option<String>,
 }
 
 /// A snapshot whose data is durable but which is not listed yet.
@@ -82,6 +84,7 @@ pub(crate) fn ingest(
         read_bytes: 0,
         warnings: Vec::new(),
         container: origin.container.clone(),
+        policy: origin.policy.clone(),
         tree: Vec::new(),
     };
     let mut rules = IngestRules::default();

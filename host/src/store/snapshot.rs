@@ -64,6 +64,11 @@ pub(crate) struct SnapshotInfo {
     /// The version of the agent container that took it (VM backups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// The backup policy that made it (`attache policy`); its retention
+    /// forgets only snapshots that carry its name. Absent in manual
+    /// backups and in snapshots of before policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Blobs of the item list.
     pub tree: Vec<BlobId>,
 }

@@ -1,4 +1,5 @@
-//! Fleet operations with real VMs: four test VMs on two hypervisors, one
+//! Fleet operations with real VMs: four test VMs on two hypervisors (`hv1`
+//! raw QEMU, `hv2` a real libvirtd running its two as domains), one
 //! backup policy selecting all four (a glob and a tag), run by the server
 //! within its concurrency limits, each VM clean afterwards and each
 //! snapshot restoring its file; a schedule that fires; retention that
@@ -16,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use attache_tests::server::{request, Served};
 use attache_tests::tree::random_file;
-use attache_tests::vm::{serial, TestVm};
+use attache_tests::libvirt::{Libvirtd, LibvirtVm};
+use attache_tests::vm::{serial, GuestVm, TestVm};
 use attache_tests::{attache, fails, ok};
 use serde_json::Value;
 
@@ -56,18 +58,23 @@ impl Site {
     }
 }
 
-/// Registers the fleet's two hypervisors, each on its VM directory with a
-/// datastore of its own. One place, so that one of them can become
-/// another driver's.
-fn register_hypervisors(site: &Site) {
-    for hv in ["hv1", "hv2"] {
-        ok(site
-            .attache()
-            .args(["hypervisor", "add", hv, "--driver", "qemu", "--vm-dir"])
-            .arg(site.path(hv))
-            .arg("--datastore")
-            .arg(site.path(&format!("ds-{hv}"))));
-    }
+/// Registers the fleet's two hypervisors, each with a datastore of its
+/// own: `hv1` drives QEMU through the sockets in its VM directory, `hv2`
+/// drives `libvirtd`'s domains through libvirt's API. The jobs code does not
+/// know which is which.
+fn register_hypervisors(site: &Site, libvirtd: &Libvirtd) {
+    ok(site
+        .attache()
+        .args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+        .arg(site.path("hv1"))
+        .arg("--datastore")
+        .arg(site.path("ds-hv1")));
+    ok(site
+        .attache()
+        .args(["hypervisor", "add", "hv2", "--driver", "libvirt", "--uri"])
+        .arg(&libvirtd.uri)
+        .arg("--datastore")
+        .arg(site.path("ds-hv2")));
 }
 
 fn get(url: &str, path: &str) -> Value {
@@ -147,7 +154,9 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
     ok(site.attache().arg("init"));
 
     // Each VM's /data: a file that names it, and one of random bytes.
-    let mut vms = Vec::new();
+    // hv2's libvirtd, started before its domains and stopped after them.
+    let libvirtd = Libvirtd::start(&site.path("lv"));
+    let mut vms: Vec<Box<dyn GuestVm + Send + '_>> = Vec::new();
     let mut sources = HashMap::new();
     std::thread::scope(|s| {
         let boots: Vec<_> = FLEET
@@ -163,14 +172,21 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
                 );
                 sources.insert(format!("{hv}/{vm}"), src.clone());
                 let dir = site.path(hv);
-                s.spawn(move || TestVm::boot(&dir, vm, &src))
+                let libvirtd = &libvirtd;
+                s.spawn(move || -> Box<dyn GuestVm + Send + '_> {
+                    if *hv == "hv2" {
+                        Box::new(LibvirtVm::boot(libvirtd, &dir, vm, &src))
+                    } else {
+                        Box::new(TestVm::boot(&dir, vm, &src))
+                    }
+                })
             })
             .collect();
         for b in boots {
             vms.push(b.join().expect("boot"));
         }
     });
-    register_hypervisors(&site);
+    register_hypervisors(&site, &libvirtd);
     ok(site
         .attache()
         .args(["vm", "tag", "hv2/vm-c", "fleet", "prod"]));

@@ -86,7 +86,7 @@ fn get(url: &str, path: &str) -> Value {
 fn jobs_of(site: &Site, policy: &str) -> Vec<Value> {
     let out = ok(site
         .attache()
-        .args(["jobs", "--json", "--policy-name", policy]));
+        .args(["jobs", "--json", "--policy", policy]));
     serde_json::from_str(&out).expect("jobs --json prints JSON")
 }
 

@@ -49,7 +49,9 @@ pub(crate) struct Cli {
     /// The plugin policy (TOML) every job's plan is checked against;
     /// default: `policy.toml` in the state directory if it exists, else the
     /// shipped policy (`attache policy show` prints the one in force).
-    #[arg(long, global = true, env = "ATTACHE_POLICY")]
+    /// Given before the subcommand (`attache --policy FILE backup …`):
+    /// after it, `attache jobs --policy` names a backup policy.
+    #[arg(long, env = "ATTACHE_POLICY")]
     pub policy: Option<PathBuf>,
     /// The trust file (TOML): which publisher keys may sign the runner and
     /// each plugin; default: `trust.toml` in the state directory if it
@@ -320,9 +322,9 @@ pub(crate) struct PolicyRunArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct JobsArgs {
-    /// Only jobs this backup policy started (`--policy` is the global
-    /// plugin policy file).
-    #[arg(long, value_name = "POLICY")]
+    /// Only jobs this backup policy started. (The plugin policy file is
+    /// `attache --policy FILE jobs …`, before the subcommand.)
+    #[arg(long = "policy", value_name = "POLICY")]
     pub policy_name: Option<String>,
     /// Only jobs of this target (`HV/VM`, `local`).
     #[arg(long)]

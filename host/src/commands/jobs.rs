@@ -1,4 +1,4 @@
-//! `attache jobs [--policy-name P] [--vm V] [--failed]`: the job history, from
+//! `attache jobs [--policy P] [--vm V] [--failed]`: the job history, from
 //! the state directory's database (no server needed) or through
 //! `--server`.
 

@@ -15,9 +15,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use attache_tests::libvirt::{LibvirtVm, Libvirtd};
 use attache_tests::server::{request, Served};
 use attache_tests::tree::random_file;
-use attache_tests::libvirt::{Libvirtd, LibvirtVm};
 use attache_tests::vm::{serial, GuestVm, TestVm};
 use attache_tests::{attache, fails, ok};
 use serde_json::Value;
@@ -84,9 +84,7 @@ fn get(url: &str, path: &str) -> Value {
 }
 
 fn jobs_of(site: &Site, policy: &str) -> Vec<Value> {
-    let out = ok(site
-        .attache()
-        .args(["jobs", "--json", "--policy", policy]));
+    let out = ok(site.attache().args(["jobs", "--json", "--policy", policy]));
     serde_json::from_str(&out).expect("jobs --json prints JSON")
 }
 

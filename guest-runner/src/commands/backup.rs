@@ -41,29 +41,40 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         (Some(path), Some(session)) => Some(open_channel(path, session)?),
         _ => None,
     };
-    let previous =
-        match channel.as_mut() {
-            Some(ch) => {
-                let len = channel::read_previous_len(&mut ch.reader)
-                    .context("reading the previous catalog from the data channel")?;
-                load_previous(
-                    (&mut ch.reader).take(len),
-                    "the previous catalog from the data channel",
-                )?
+    // The previous catalog is read on a thread of its own while the plugin
+    // is instantiated; both are done before quiesce, so what quiesce holds
+    // is held no longer than before.
+    let (previous, run) = std::thread::scope(|s| {
+        let reader = channel.as_mut().map(|ch| &mut ch.reader);
+        let loading = s.spawn(move || -> anyhow::Result<HashMap<String, ItemRecord>> {
+            match reader {
+                Some(reader) => {
+                    let len = channel::read_previous_len(reader)
+                        .context("reading the previous catalog from the data channel")?;
+                    load_previous(
+                        reader.take(len),
+                        "the previous catalog from the data channel",
+                    )
+                }
+                None => match &a.previous {
+                    Some(path) => load_previous(
+                        std::fs::File::open(path).with_context(|| {
+                            format!("cannot open previous catalog {}", path.display())
+                        })?,
+                        &format!("previous catalog {}", path.display()),
+                    ),
+                    None => Ok(HashMap::new()),
+                },
             }
-            None => match &a.previous {
-                Some(path) => load_previous(
-                    std::io::BufReader::new(std::fs::File::open(path).with_context(|| {
-                        format!("cannot open previous catalog {}", path.display())
-                    })?),
-                    &format!("previous catalog {}", path.display()),
-                )?,
-                None => HashMap::new(),
-            },
-        };
-
-    let state = State::granted(&a.plugin, &job.grants, limits.memory)?;
-    let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
+        });
+        let run = State::granted(&a.plugin, &job.grants, limits.memory)
+            .and_then(|state| Running::start(&p.sandbox, &p.component, state, limits));
+        let previous = loading
+            .join()
+            .map_err(|_| anyhow::anyhow!("reading the previous catalog panicked"))?;
+        anyhow::Ok((previous?, run?))
+    })?;
+    let mut run = run;
     let quiesced = if a.quiesce && p.info.supports_quiesce {
         Some(run.quiesce(&a.select, &options)?)
     } else {
@@ -155,13 +166,15 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
             }
         }
         let summary = result?;
-        let sink = run
+        let mut sink = run
             .state()
             .take_sink()
             .ok_or_else(|| RunnerError::Other("the sink disappeared".into()))?;
+        let previous = sink.take_previous();
         // No trailer on failure: the stream then reads as incomplete.
         let writer = sink.into_writer().map_err(RunnerError::Output)?;
         let (_, totals) = writer.finish()?;
+        drop(previous);
         tracing::info!(
             items = totals.items,
             bytes = totals.bytes,
@@ -180,11 +193,19 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
 /// Reads a previous backup's catalog (JSON lines of item records).
 fn load_previous(r: impl Read, what: &str) -> anyhow::Result<HashMap<String, ItemRecord>> {
     let mut map = HashMap::new();
-    for (n, line) in std::io::BufReader::new(r).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {what}"))?;
-        let r: ItemRecord =
-            serde_json::from_str(&line).with_context(|| format!("{what}, line {}", n + 1))?;
-        map.insert(r.id.clone(), r);
+    let mut r = std::io::BufReader::with_capacity(256 << 10, r);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        if r.read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {what}"))?
+            == 0
+        {
+            break;
+        }
+        let rec: ItemRecord =
+            serde_json::from_slice(&line).with_context(|| format!("{what}, line {n}"))?;
+        map.insert(rec.id.clone(), rec);
     }
     Ok(map)
 }

@@ -50,6 +50,13 @@ impl Sink {
         }
     }
 
+    /// The previous catalog, taken out so that the caller frees it after
+    /// the stream's trailer is out rather than before: the host waits for
+    /// the trailer, not for this.
+    pub fn take_previous(&mut self) -> HashMap<String, ItemRecord> {
+        std::mem::take(&mut self.previous)
+    }
+
     /// The stream writer, to finish it once the plugin returns; or the
     /// transport failure that broke it.
     pub fn into_writer(self) -> Result<StreamWriter<Box<dyn Write + Send>>, String> {

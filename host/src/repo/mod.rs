@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use catalog::{Catalog, Found};
 pub(crate) use error::RepoError;
 pub(crate) use extract::{write_restore_stream, Sent};
-pub(crate) use ingest::{ingest, Origin};
+pub(crate) use ingest::{free_later, ingest, Origin};
 pub(crate) use password::Password;
 pub(crate) use selection::is_at_or_below;
 
@@ -171,18 +171,26 @@ impl Repository {
     /// content from: those whose every chunk is stored intact (after a
     /// check of the packs' sizes), by id. Items whose data is lost are left
     /// out, so the runner reads them again instead of the new snapshot
-    /// pointing at lost chunks.
+    /// pointing at lost chunks. Each run of kept items is also shown to
+    /// `each` as soon as it is read, in backup order.
     pub(crate) fn parent_items(
         &self,
         snap: &SnapshotInfo,
+        each: &mut dyn FnMut(&[crate::store::snapshot::StoredItem]),
     ) -> anyhow::Result<std::collections::HashMap<String, crate::store::snapshot::StoredItem>> {
         self.store.check_packs();
-        Ok(self
-            .items(snap, None)?
-            .into_iter()
-            .filter(|i| i.content.iter().all(|c| self.store.has(c)))
-            .map(|i| (i.record.id.clone(), i))
-            .collect())
+        if !self.cataloged(snap)? {
+            // The same error as a listing of its items.
+            self.items(snap, None)?;
+        }
+        let mut map = std::collections::HashMap::new();
+        self.catalog.each_chunk(&snap.id, None, &mut |mut items| {
+            items.retain(|i| i.content.iter().all(|c| self.store.has(c)));
+            each(&items);
+            map.extend(items.into_iter().map(|i| (i.record.id.clone(), i)));
+            Ok(())
+        })?;
+        Ok(map)
     }
 
     /// The snapshot whose id is or starts with `prefix`.

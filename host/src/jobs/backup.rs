@@ -13,12 +13,10 @@ use crate::agent::StderrTail;
 use crate::hypervisor::session::{RunOptions, Session};
 use crate::repo::ingest_rules::Refused;
 use crate::repo::Repository;
-use crate::repo::{ingest, Origin};
+use crate::repo::{ingest, Origin, ParentItems};
 use crate::store::lock::Lock;
 use crate::store::snapshot::SnapshotInfo;
-use crate::store::snapshot::StoredItem;
 use crate::target::{self, BackupTarget};
-use std::collections::HashMap;
 
 /// Runs a backup, recorded in the audit log.
 pub(crate) fn run(
@@ -294,7 +292,7 @@ fn parent(
 fn parent_items(
     repo: &Repository,
     snap: Option<&SnapshotInfo>,
-) -> anyhow::Result<(Option<(String, HashMap<String, StoredItem>)>, Vec<u8>)> {
+) -> anyhow::Result<(Option<(String, ParentItems)>, Vec<u8>)> {
     let mut previous = Vec::new();
     let parent = parent_items_each(repo, snap, &mut |batch| previous.extend(batch))?;
     Ok((parent, previous))
@@ -306,7 +304,7 @@ fn parent_items_each(
     repo: &Repository,
     snap: Option<&SnapshotInfo>,
     send: &mut dyn FnMut(Vec<u8>),
-) -> anyhow::Result<Option<(String, HashMap<String, StoredItem>)>> {
+) -> anyhow::Result<Option<(String, ParentItems)>> {
     let Some(s) = snap else {
         return Ok(None);
     };

@@ -27,10 +27,14 @@ pub(crate) struct Origin {
     pub nanos: u32,
     /// The snapshot this backup is incremental to, with its items by id:
     /// items the runner reports unchanged take their content from it.
-    pub parent: Option<(String, HashMap<String, StoredItem>)>,
+    pub parent: Option<(String, ParentItems)>,
     /// The agent container's version, when it ran from one (VMs).
     pub container: Option<String>,
 }
+
+/// A parent snapshot's items by id: looked up once per item of a re-run,
+/// hashed with seeded foldhash rather than SipHash (issue 12).
+pub(crate) type ParentItems = HashMap<String, StoredItem, foldhash::fast::RandomState>;
 
 /// A snapshot whose data is durable but which is not listed yet.
 pub(crate) struct Staged {

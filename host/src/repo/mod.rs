@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use catalog::{Catalog, Found};
 pub(crate) use error::RepoError;
 pub(crate) use extract::{write_restore_stream, Sent};
-pub(crate) use ingest::{free_later, ingest, Origin};
+pub(crate) use ingest::{free_later, ingest, Origin, ParentItems};
 pub(crate) use password::Password;
 pub(crate) use selection::is_at_or_below;
 
@@ -177,13 +177,18 @@ impl Repository {
         &self,
         snap: &SnapshotInfo,
         each: &mut dyn FnMut(&[crate::store::snapshot::StoredItem]),
-    ) -> anyhow::Result<std::collections::HashMap<String, crate::store::snapshot::StoredItem>> {
+    ) -> anyhow::Result<ParentItems> {
         self.store.check_packs();
         if !self.cataloged(snap)? {
             // The same error as a listing of its items.
             self.items(snap, None)?;
         }
-        let mut map = std::collections::HashMap::new();
+        // Sized once from the snapshot's count (bounded: the count is only
+        // a hint), not grown by doubling through tens of thousands of moves.
+        let mut map = ParentItems::with_capacity_and_hasher(
+            usize::try_from(snap.items).unwrap_or(0).min(1 << 22),
+            Default::default(),
+        );
         self.catalog.each_chunk(&snap.id, None, &mut |mut items| {
             items.retain(|i| i.content.iter().all(|c| self.store.has(c)));
             each(&items);

@@ -237,3 +237,26 @@ fn thaw(p: &Prepared, job: &Job, run: &mut Running, state: &str) -> Result<(), R
     tracing::info!(plugin = run.name(), "thawed in a fresh instance");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::load_previous;
+
+    #[test]
+    fn previous_catalog_lines() {
+        let text = concat!(
+            r#"{"id":"/a","kind":"file","size":3,"change_token":"t1"}"#,
+            "\n",
+            r#"{"id":"/b","kind":"directory","size":0}"#
+        );
+        let map = load_previous(text.as_bytes(), "test").unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map["/a"].change_token.as_deref(), Some("t1"));
+        assert_eq!(map["/b"].size, 0);
+        assert!(load_previous(&b""[..], "test").unwrap().is_empty());
+
+        let bad = format!("{}\nnot json\n", r#"{"id":"/a","kind":"file","size":3}"#);
+        let e = load_previous(bad.as_bytes(), "the catalog").unwrap_err();
+        assert!(format!("{e:#}").contains("the catalog, line 2"), "{e:#}");
+    }
+}

@@ -317,7 +317,10 @@ fn parent_items_each(
             }
             batch.push(b'\n');
         }
-        send(batch);
+        // After a failure the runner is stopped: nothing more to send.
+        if failed.is_none() {
+            send(batch);
+        }
     })?;
     if let Some(e) = failed {
         return Err(e.into());

@@ -40,8 +40,10 @@ function when(secs) {
 
 // Jobs newest first: by creation time, then (the same second) by the
 // order the server took them in, which is the order it lists them in.
+// GET /jobs lists jobs newest first (the state database's order); the
+// sort is stable, so jobs created in the same second keep that order.
 function newestFirst(list) {
-  return list.slice().reverse().sort((a, b) => b.created - a.created);
+  return list.slice().sort((a, b) => b.created - a.created);
 }
 
 function statusCell(s) {

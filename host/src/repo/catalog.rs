@@ -171,6 +171,21 @@ impl Catalog {
         Ok(())
     }
 
+    /// The id of the one snapshot whose id starts with `prefix`, if exactly
+    /// one does.
+    pub(crate) fn only_snapshot_with_prefix(&self, prefix: &str) -> anyhow::Result<Option<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM snapshots WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2")?;
+        let ids: Vec<String> = st
+            .query_map([prefix], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(match <[String; 1]>::try_from(ids) {
+            Ok([id]) => Some(id),
+            Err(_) => None,
+        })
+    }
+
     /// Whether the catalog holds snapshot `id` (its item list was read).
     pub(crate) fn has(&self, id: &str) -> anyhow::Result<bool> {
         let n: i64 =
@@ -300,9 +315,15 @@ impl Catalog {
                 (v, Some(base))
             }
         };
-        let mut out = Vec::new();
-        for body in &bodies {
-            for line in body.lines() {
+        // The rows are parsed in parallel, in order: a restore waits for
+        // them before its runner starts, and a mailbox has tens of
+        // thousands.
+        use rayon::prelude::*;
+        let lines: Vec<&str> = bodies.iter().flat_map(|b| b.lines()).collect();
+        let parsed: Vec<Option<StoredItem>> = lines
+            .par_iter()
+            .with_min_len(256)
+            .map(|line| {
                 let it: StoredItem = serde_json::from_str(line).context("damaged catalog row")?;
                 let keep = match base {
                     None => true,
@@ -311,12 +332,10 @@ impl Catalog {
                         id == b || (id > b && id.starts_with(b) && id.as_bytes()[b.len()] == b'/')
                     }
                 };
-                if keep {
-                    out.push(it);
-                }
-            }
-        }
-        Ok(out)
+                Ok(keep.then_some(it))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(parsed.into_iter().flatten().collect())
     }
 
     /// The ids of a snapshot's items (all, or those strictly below

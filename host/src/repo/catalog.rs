@@ -466,4 +466,22 @@ mod tests {
         assert!(cat.add_lines(&snap("dd"), &items, &long).is_err());
         assert!(!cat.has("cc").unwrap() && !cat.has("dd").unwrap());
     }
+
+    #[test]
+    fn a_prefix_names_a_snapshot_only_when_exactly_one_has_it() {
+        let d = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&d.path().join("catalog.sqlite")).unwrap();
+        for id in ["aa01", "aa02", "bb01"] {
+            cat.add(&snap(id), &[]).unwrap();
+        }
+        let only = |p: &str| cat.only_snapshot_with_prefix(p).unwrap();
+        assert_eq!(only("aa"), None);
+        assert_eq!(only("aa02").as_deref(), Some("aa02"));
+        assert_eq!(only("b").as_deref(), Some("bb01"));
+        assert_eq!(only("bb011"), None);
+        assert_eq!(only("c"), None);
+        // LIKE-style wildcards are plain characters here.
+        assert_eq!(only("%"), None);
+        assert_eq!(only("a_"), None);
+    }
 }

@@ -122,7 +122,8 @@ suite:
 # Issue 12's table (a real tree and 1 GiB of random data beside restic and
 # rustic, with the dd line), throughput beside tar, plugin start, the
 # comparison with Debian's restic,
-# the VM overhead and container push figures, PostgreSQL beside pg_dump, and
+# the VM overhead and container push figures, a fleet policy run beside the
+# same backups one after another, PostgreSQL beside pg_dump, and
 # keyed beside unkeyed chunking, and checking a signed container.
 bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
@@ -131,6 +132,7 @@ bench: build test-plugins vm-guest
 	./tests/bench/backup.sh
 	./tests/bench/restic.py
 	./tests/bench/vm.py
+	./tests/bench/fleet.py
 	./tests/sql/pg-bench.sh
 	$(CARGO) bench -p attache --bench chunker
 	@# Checking a signed container, as the host (its build) and the runner

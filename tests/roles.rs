@@ -360,3 +360,117 @@ fn token_scopes_are_checked_and_a_server_needs_some_token() {
     let _ = child.wait();
     assert_eq!(st, 201, "{made}");
 }
+
+/// Backup policies: admins add and remove them, every role reads them, and
+/// an operator runs one only when every VM it selects is in its scope
+/// (then all its jobs are queued; else none). The VMs are sockets without
+/// a QEMU behind them: their jobs fail, which is not what is tested here.
+#[test]
+fn policies_are_written_by_admins_and_run_within_an_operators_scope() {
+    let s = start();
+    let vms = s.t.path().join("vms");
+    std::fs::create_dir_all(&vms).expect("mkdir");
+    for vm in ["a", "b"] {
+        // The socket file stays once its listener is gone: a VM that is
+        // listed, and refuses connections.
+        drop(std::os::unix::net::UnixListener::bind(vms.join(format!("{vm}.qmp"))).expect("bind"));
+    }
+    ok(attache(&s.repo)
+        .args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+        .arg(&vms)
+        .arg("--datastore")
+        .arg(s.t.path().join("ds")));
+    let (operator, _) = create_token(&s, json!({ "role": "operator", "targets": ["hv1/a"] }));
+    let (auditor, _) = create_token(&s, json!({ "role": "auditor" }));
+    let policy = |name: &str, vms: &[&str]| {
+        json!({ "name": name, "vms": vms, "plugin": "filesystem", "include": ["/data"],
+                "schedule": "0 3 * * *", "keep": { "last": 2 } })
+    };
+
+    forbidden(
+        call(
+            &s,
+            &operator,
+            "POST",
+            "/policies",
+            Some(policy("all", &["hv1/*"])),
+        ),
+        "admin",
+        "an operator adds a policy",
+    );
+    let (st, added) = call(
+        &s,
+        ADMIN,
+        "POST",
+        "/policies",
+        Some(policy("all", &["hv1/*"])),
+    );
+    assert_eq!(st, 201, "{added}");
+    assert!(added["created"].as_i64().unwrap_or(0) > 0, "{added}");
+    let (st, again) = call(
+        &s,
+        ADMIN,
+        "POST",
+        "/policies",
+        Some(policy("all", &["hv1/x"])),
+    );
+    assert_eq!(st, 409, "{again}");
+    let mut bad = policy("bad", &["hv1/*"]);
+    bad["schedule"] = json!("now and then");
+    let (st, refused) = call(&s, ADMIN, "POST", "/policies", Some(bad));
+    assert_eq!(st, 400, "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap_or("").contains("schedule"),
+        "{refused}"
+    );
+    let (st, listed) = call(&s, &auditor, "GET", "/policies", None);
+    assert_eq!(st, 200);
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+    forbidden(
+        call(&s, &auditor, "POST", "/policies/all/run", Some(json!({}))),
+        "operator",
+        "an auditor runs a policy",
+    );
+
+    // hv1/b is outside the operator's scope: nothing runs.
+    forbidden(
+        call(&s, &operator, "POST", "/policies/all/run", Some(json!({}))),
+        "hv1/b",
+        "an operator runs a policy beyond its scope",
+    );
+    let (_, jobs) = call(&s, ADMIN, "GET", "/jobs?policy=all", None);
+    assert_eq!(jobs, json!([]));
+
+    let (st, _) = call(
+        &s,
+        ADMIN,
+        "POST",
+        "/policies",
+        Some(policy("mine", &["hv1/a"])),
+    );
+    assert_eq!(st, 201);
+    let (st, run) = call(&s, &operator, "POST", "/policies/mine/run", Some(json!({})));
+    assert_eq!(st, 202, "{run}");
+    let jobs = run["jobs"].as_array().expect("jobs");
+    assert_eq!(jobs.len(), 1, "{run}");
+    assert_eq!(
+        (&jobs[0]["target"], &jobs[0]["policy"]),
+        (&json!("hv1/a"), &json!("mine"))
+    );
+    let done = wait(&s, &operator, jobs[0]["id"].as_str().expect("id"));
+    assert_eq!(done["status"], "failed", "{done}");
+    let (_, failed) = call(&s, &auditor, "GET", "/jobs?policy=mine&failed=true", None);
+    assert_eq!(failed.as_array().map(Vec::len), Some(1), "{failed}");
+    let (_, none) = call(&s, &auditor, "GET", "/jobs?vm=hv1/b", None);
+    assert_eq!(none, json!([]));
+
+    forbidden(
+        call(&s, &operator, "DELETE", "/policies/all", None),
+        "admin",
+        "an operator removes a policy",
+    );
+    let (st, _) = call(&s, ADMIN, "DELETE", "/policies/all", None);
+    assert_eq!(st, 200);
+    let (st, _) = call(&s, ADMIN, "GET", "/policies/all", None);
+    assert_eq!(st, 404);
+}

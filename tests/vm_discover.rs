@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use attache_tests::server::{request, Served};
-use attache_tests::vm::{serial, TestVm};
+use attache_tests::vm::{serial, GuestVm, TestVm};
 use attache_tests::{attache, fails, ok};
 use serde_json::{json, Value};
 

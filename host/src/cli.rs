@@ -49,7 +49,9 @@ pub(crate) struct Cli {
     /// The plugin policy (TOML) every job's plan is checked against;
     /// default: `policy.toml` in the state directory if it exists, else the
     /// shipped policy (`attache policy show` prints the one in force).
-    #[arg(long, global = true, env = "ATTACHE_POLICY")]
+    /// Given before the subcommand (`attache --policy FILE backup …`):
+    /// after it, `attache jobs --policy` names a backup policy.
+    #[arg(long, env = "ATTACHE_POLICY")]
     pub policy: Option<PathBuf>,
     /// The trust file (TOML): which publisher keys may sign the runner and
     /// each plugin; default: `trust.toml` in the state directory if it
@@ -109,7 +111,7 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: HypervisorCommand,
     },
-    /// Lists the VMs of the registered hypervisors.
+    /// Lists the VMs of the registered hypervisors, and tags them.
     Vm {
         #[command(subcommand)]
         command: VmCommand,
@@ -119,7 +121,8 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeyCommand,
     },
-    /// Shows the plugin policy and the trust in force.
+    /// Backup policies (which VMs, what, when, how many snapshots to
+    /// keep), and the plugin policy and trust in force (`policy show`).
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
@@ -131,6 +134,10 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The job history (the state database): every job a server ran or
+    /// queued, newest first, also after restarts. Works on the state
+    /// directory, without a server, or through --server.
+    Jobs(JobsArgs),
     /// The audit log: who did what. Shows it, or with `verify` checks its
     /// hash chain.
     Audit(AuditArgs),
@@ -220,18 +227,117 @@ pub(crate) struct KeyGenerateArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PolicyCommand {
-    /// Prints the policy in force: per plugin, what it may read, write and
-    /// reach, and its memory, time and quiesce ceilings; then the trust in
-    /// force: which publisher keys may sign what, and whether unsigned
-    /// containers are allowed.
+    /// Without NAME: prints the plugin policy in force: per plugin, what it
+    /// may read, write and reach, and its memory, time and quiesce
+    /// ceilings; then the trust in force: which publisher keys may sign
+    /// what, and whether unsigned containers are allowed. With NAME: the
+    /// backup policy NAME, its last jobs and the next time it runs.
     Show(PolicyShowArgs),
+    /// Adds a backup policy; `attache serve` runs it on its schedule.
+    /// Works on the state directory (a running server sees it at once), or
+    /// through --server (admins).
+    Add(PolicyAddArgs),
+    /// Lists the backup policies.
+    List(JsonArgs),
+    /// Removes a backup policy (its snapshots and job history stay).
+    Remove(PolicyNameArgs),
+    /// Runs a backup policy now: one backup per VM it selects, at once
+    /// within the concurrency limits, then its retention on its own
+    /// snapshots. Through --server the server runs it (and this waits
+    /// for its jobs unless --no-wait); without, it runs here, with the
+    /// server's default limits.
+    Run(PolicyRunArgs),
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct PolicyShowArgs {
+    /// A backup policy's name; without it, the plugin policy and trust.
+    pub name: Option<String>,
     /// Print the policy file's text instead of the summary.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "name")]
     pub raw: bool,
+    /// With NAME: print JSON.
+    #[arg(long, requires = "name")]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyNameArgs {
+    /// The backup policy's name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyAddArgs {
+    /// The policy's name: letters, digits, '.', '_' and '-'. Its snapshots
+    /// carry it, and its retention goes by it.
+    pub name: String,
+    /// The VMs it backs up (repeatable, or several at once): `HV/VM` with
+    /// globs (`hv1/*`, `*/db-?`) over the VMs the registered hypervisors
+    /// have when it runs, or `tag:NAME` for the VMs `attache vm tag` gave
+    /// that tag.
+    #[arg(long, required = true, num_args = 1.., value_name = "SELECTOR")]
+    pub vms: Vec<String>,
+    /// The plugin that reads the application.
+    #[arg(long)]
+    pub plugin: String,
+    /// An item to back up in each VM (repeatable, or several at once).
+    #[arg(long, required = true, num_args = 1.., value_name = "ID")]
+    pub include: Vec<String>,
+    /// A plugin option KEY=VALUE (repeatable).
+    #[arg(long = "option", value_parser = parse_key_value)]
+    pub options: Vec<(String, String)>,
+    /// When `attache serve` runs it: cron, in UTC: `MIN HOUR DOM MON DOW`
+    /// (`0 3 * * *` at 03:00 every day), or six fields with seconds first
+    /// (`*/30 * * * * *`). A server that was down at that time runs it
+    /// once when back.
+    #[arg(long)]
+    pub schedule: String,
+    /// After each run, keep the N newest of its snapshots of each VM.
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: usize,
+    /// After each run, keep its newest snapshot of each of the last N days.
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: usize,
+    /// After each run, keep its newest snapshot of each of the last N weeks.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: usize,
+    /// After each run, keep its newest snapshot of each of the last N
+    /// months. Without any --keep-*, its snapshots are all kept.
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PolicyRunArgs {
+    /// The backup policy's name.
+    pub name: String,
+    /// Through --server: return once the jobs are queued.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Print JSON (the jobs).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsArgs {
+    /// Only jobs this backup policy started. (The plugin policy file is
+    /// `attache --policy FILE jobs …`, before the subcommand.)
+    #[arg(long = "policy", value_name = "POLICY")]
+    pub policy_name: Option<String>,
+    /// Only jobs of this target (`HV/VM`, `local`).
+    #[arg(long)]
+    pub vm: Option<String>,
+    /// Only jobs that failed or were interrupted.
+    #[arg(long)]
+    pub failed: bool,
+    /// At most this many, newest first.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -317,9 +423,22 @@ pub(crate) enum HypervisorCommand {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum VmCommand {
-    /// Lists every VM of every registered hypervisor, with its run state and
-    /// whether its guest agent answers.
+    /// Lists every VM of every registered hypervisor, with its run state,
+    /// whether its guest agent answers, its tags and its last backup.
     List(JsonArgs),
+    /// Gives a VM tags, which policies select with `--vms tag:NAME`.
+    Tag(VmTagArgs),
+    /// Takes tags from a VM.
+    Untag(VmTagArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VmTagArgs {
+    /// The VM: `HYPERVISOR/VM`.
+    pub target: String,
+    /// Tags: letters, digits, '.', '_' and '-'.
+    #[arg(required = true)]
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -384,12 +503,23 @@ pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8427")]
     pub listen: String,
-    /// Jobs that may run at once in all.
-    #[arg(long, default_value_t = 4)]
+    /// Jobs that may run at once in all. Queued jobs start fairly: the
+    /// hypervisors' queues take turns, and each is first in, first out
+    /// (skipping jobs whose VM or datastore is busy).
+    #[arg(long, default_value_t = crate::server::Limits::default().global)]
     pub max_jobs: usize,
     /// Jobs that may run at once on one target (a VM, or `local`).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = crate::server::Limits::default().per_target)]
     pub max_jobs_per_target: usize,
+    /// Jobs that may run at once on the VMs of one hypervisor: what a
+    /// fleet run (`attache policy run`) asks of one host at a time.
+    #[arg(long, default_value_t = crate::server::Limits::default().per_hypervisor)]
+    pub max_jobs_per_hypervisor: usize,
+    /// Jobs that may run at once with their container attached from one
+    /// datastore (a directory of `hypervisor add --datastore`): the reads
+    /// one storage serves at a time.
+    #[arg(long, default_value_t = crate::server::Limits::default().per_datastore)]
+    pub max_jobs_per_datastore: usize,
     /// Connections open at once; more wait until one closes (lowered to
     /// what the open-files limit allows, after raising it to the hard limit).
     #[arg(long, default_value_t = 4096)]

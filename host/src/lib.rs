@@ -16,6 +16,8 @@ mod cli;
 mod client;
 mod commands;
 mod container;
+mod db;
+mod fleet;
 mod hypervisor;
 mod jobs;
 mod progress;
@@ -82,7 +84,29 @@ pub fn run() -> ExitCode {
         } => commands::vm::list(&cli, a),
         Command::Policy {
             command: PolicyCommand::Show(a),
-        } => commands::policy::show(&cli, a),
+        } => match &a.name {
+            None => commands::policy::show(&cli, a),
+            Some(name) => commands::fleet::show(&cli, name, a.json),
+        },
+        Command::Policy {
+            command: PolicyCommand::Add(a),
+        } => commands::fleet::add(&cli, a),
+        Command::Policy {
+            command: PolicyCommand::List(a),
+        } => commands::fleet::list(&cli, a),
+        Command::Policy {
+            command: PolicyCommand::Remove(a),
+        } => commands::fleet::remove(&cli, a),
+        Command::Policy {
+            command: PolicyCommand::Run(a),
+        } => commands::fleet::run(&cli, a),
+        Command::Jobs(a) => commands::jobs::run(&cli, a),
+        Command::Vm {
+            command: VmCommand::Tag(a),
+        } => commands::vm::tag(&cli, a, true),
+        Command::Vm {
+            command: VmCommand::Untag(a),
+        } => commands::vm::tag(&cli, a, false),
         Command::Token {
             command: TokenCommand::Create(a),
         } => commands::token::create(&cli, a),

@@ -1,6 +1,6 @@
 //! `guest-runner backup`: runs the plugin's backup into a stream.
 
-use guest_runner::runtime::{Operation, PlanRequest, RunnerError, Running, Sink, State};
+use guest_runner::runtime::{Operation, PlanRequest, Previous, RunnerError, Running, Sink, State};
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 
@@ -41,29 +41,72 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         (Some(path), Some(session)) => Some(open_channel(path, session)?),
         _ => None,
     };
-    let previous =
-        match channel.as_mut() {
-            Some(ch) => {
-                let len = channel::read_previous_len(&mut ch.reader)
-                    .context("reading the previous catalog from the data channel")?;
-                load_previous(
-                    (&mut ch.reader).take(len),
-                    "the previous catalog from the data channel",
-                )?
-            }
-            None => match &a.previous {
-                Some(path) => load_previous(
-                    std::io::BufReader::new(std::fs::File::open(path).with_context(|| {
-                        format!("cannot open previous catalog {}", path.display())
-                    })?),
-                    &format!("previous catalog {}", path.display()),
-                )?,
-                None => HashMap::new(),
-            },
-        };
-
-    let state = State::granted(&a.plugin, &job.grants, limits.memory)?;
-    let mut run = Running::start(&p.sandbox, &p.component, state, limits)?;
+    // The previous catalog is read on a thread of its own while the plugin
+    // is instantiated. From a file (a local backup) it goes on arriving
+    // while the plugin walks (see `Previous`); from the data channel, which
+    // has more to say afterwards, or when the plugin quiesces, it is read
+    // whole first, so that what quiesce holds is held no longer.
+    let quiescing = a.quiesce && p.info.supports_quiesce;
+    let (previous, run) = match (&channel, &a.previous) {
+        (None, Some(path)) if !quiescing => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot open previous catalog {}", path.display()))?;
+            let (previous, feed) = Previous::arriving();
+            let what = format!("previous catalog {}", path.display());
+            std::thread::Builder::new()
+                .name("previous".into())
+                .spawn(move || {
+                    let mut batch = Vec::new();
+                    let r = read_previous(file, &what, &mut |rec, more_buffered| {
+                        batch.push(rec);
+                        // Before a read that may wait: what is read so far
+                        // goes to the lookups.
+                        if !more_buffered || batch.len() >= 1024 {
+                            feed.add(std::mem::take(&mut batch));
+                        }
+                    });
+                    feed.add(batch);
+                    feed.end(r.map_err(|e| format!("{e:#}")));
+                })
+                .context("starting the previous catalog's reader")?;
+            let state = State::granted(&a.plugin, &job.grants, limits.memory)?;
+            (
+                previous,
+                Running::start(&p.sandbox, &p.component, state, limits)?,
+            )
+        }
+        _ => std::thread::scope(|s| {
+            let reader = channel.as_mut().map(|ch| &mut ch.reader);
+            let loading = s.spawn(move || -> anyhow::Result<HashMap<String, ItemRecord>> {
+                match reader {
+                    Some(reader) => {
+                        let len = channel::read_previous_len(reader)
+                            .context("reading the previous catalog from the data channel")?;
+                        load_previous(
+                            reader.take(len),
+                            "the previous catalog from the data channel",
+                        )
+                    }
+                    None => match &a.previous {
+                        Some(path) => load_previous(
+                            std::fs::File::open(path).with_context(|| {
+                                format!("cannot open previous catalog {}", path.display())
+                            })?,
+                            &format!("previous catalog {}", path.display()),
+                        ),
+                        None => Ok(HashMap::new()),
+                    },
+                }
+            });
+            let run = State::granted(&a.plugin, &job.grants, limits.memory)
+                .and_then(|state| Running::start(&p.sandbox, &p.component, state, limits));
+            let previous = loading
+                .join()
+                .map_err(|_| anyhow::anyhow!("reading the previous catalog panicked"))?;
+            anyhow::Ok((Previous::complete(previous?), run?))
+        })?,
+    };
+    let mut run = run;
     let quiesced = if a.quiesce && p.info.supports_quiesce {
         Some(run.quiesce(&a.select, &options)?)
     } else {
@@ -159,9 +202,16 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
             .state()
             .take_sink()
             .ok_or_else(|| RunnerError::Other("the sink disappeared".into()))?;
+        // No trailer either when the previous catalog turned out unreadable
+        // after the plugin had what it needed from it.
+        let previous = sink.previous();
+        previous
+            .finished()
+            .map_err(|e| anyhow::anyhow!("reading the previous catalog: {e}"))?;
         // No trailer on failure: the stream then reads as incomplete.
         let writer = sink.into_writer().map_err(RunnerError::Output)?;
         let (_, totals) = writer.finish()?;
+        drop(previous);
         tracing::info!(
             items = totals.items,
             bytes = totals.bytes,
@@ -180,13 +230,34 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
 /// Reads a previous backup's catalog (JSON lines of item records).
 fn load_previous(r: impl Read, what: &str) -> anyhow::Result<HashMap<String, ItemRecord>> {
     let mut map = HashMap::new();
-    for (n, line) in std::io::BufReader::new(r).lines().enumerate() {
-        let line = line.with_context(|| format!("reading {what}"))?;
-        let r: ItemRecord =
-            serde_json::from_str(&line).with_context(|| format!("{what}, line {}", n + 1))?;
-        map.insert(r.id.clone(), r);
-    }
+    read_previous(r, what, &mut |rec, _| {
+        map.insert(rec.id.clone(), rec);
+    })?;
     Ok(map)
+}
+
+/// Reads a previous backup's catalog, handing `each` every record and
+/// whether more are already buffered (when not, the next read may wait).
+fn read_previous(
+    r: impl Read,
+    what: &str,
+    each: &mut dyn FnMut(ItemRecord, bool),
+) -> anyhow::Result<()> {
+    let mut r = std::io::BufReader::with_capacity(256 << 10, r);
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        if r.read_until(b'\n', &mut line)
+            .with_context(|| format!("reading {what}"))?
+            == 0
+        {
+            break;
+        }
+        let rec: ItemRecord =
+            serde_json::from_slice(&line).with_context(|| format!("{what}, line {n}"))?;
+        each(rec, !r.buffer().is_empty());
+    }
+    Ok(())
 }
 
 /// Thaws what quiesce holds: in the instance that quiesced, or, when that
@@ -215,4 +286,27 @@ fn thaw(p: &Prepared, job: &Job, run: &mut Running, state: &str) -> Result<(), R
     fresh.thaw(state, &job.options)?;
     tracing::info!(plugin = run.name(), "thawed in a fresh instance");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::load_previous;
+
+    #[test]
+    fn previous_catalog_lines() {
+        let text = concat!(
+            r#"{"id":"/a","kind":"file","size":3,"change_token":"t1"}"#,
+            "\n",
+            r#"{"id":"/b","kind":"directory","size":0}"#
+        );
+        let map = load_previous(text.as_bytes(), "test").unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map["/a"].change_token.as_deref(), Some("t1"));
+        assert_eq!(map["/b"].size, 0);
+        assert!(load_previous(&b""[..], "test").unwrap().is_empty());
+
+        let bad = format!("{}\nnot json\n", r#"{"id":"/a","kind":"file","size":3}"#);
+        let e = load_previous(bad.as_bytes(), "the catalog").unwrap_err();
+        assert!(format!("{e:#}").contains("the catalog, line 2"), "{e:#}");
+    }
 }

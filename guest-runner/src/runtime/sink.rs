@@ -2,7 +2,6 @@
 //! File content handed over as a WASI descriptor is read here, natively,
 //! with positional reads that leave the plugin's view of the file untouched.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -13,7 +12,7 @@ use wasmtime_wasi::filesystem::Descriptor;
 use super::bindings::attache::plugin::backup_sink::{Host, HostItemWriter, ItemData};
 use super::bindings::attache::plugin::types::{Item, ItemMetadata, PluginError};
 use super::convert::{item_to_record, record_to_item};
-use super::State;
+use super::{Previous, State};
 use crate::stream::{ItemRecord, StreamWriter, MAX_DATA};
 
 /// The open item a plugin writes through `item-writer`.
@@ -30,7 +29,7 @@ pub struct Sink {
     writer: StreamWriter<Box<dyn Write + Send>>,
     buf: Vec<u8>,
     /// The previous backup's items, for `previous` and `unchanged`.
-    previous: HashMap<String, ItemRecord>,
+    previous: Previous,
     /// The first transport failure: once set, the job fails whatever the
     /// plugin does with the error it was given.
     failed: Option<String>,
@@ -38,16 +37,20 @@ pub struct Sink {
 
 impl Sink {
     /// A sink writing to `writer`; `previous` is the last backup's catalog.
-    pub fn new(
-        writer: StreamWriter<Box<dyn Write + Send>>,
-        previous: HashMap<String, ItemRecord>,
-    ) -> Self {
+    pub fn new(writer: StreamWriter<Box<dyn Write + Send>>, previous: Previous) -> Self {
         Self {
             writer,
             buf: vec![0; MAX_DATA],
             previous,
             failed: None,
         }
+    }
+
+    /// The previous catalog, kept by the caller so that it is freed after
+    /// the stream's trailer is out rather than before: the host waits for
+    /// the trailer, not for this.
+    pub fn previous(&self) -> Previous {
+        self.previous.clone()
     }
 
     /// The stream writer, to finish it once the plugin returns; or the
@@ -156,7 +159,12 @@ impl Host for State {
         }
         let mut rec = rec;
         if let ItemData::Unchanged = data {
-            if !s.previous.contains_key(&rec.id) {
+            // A catalog that could not be read fails the job, not the item.
+            let known = s
+                .previous
+                .contains(&rec.id)
+                .map_err(|e| wasmtime::Error::msg(format!("the previous catalog: {e}")))?;
+            if !known {
                 return Ok(Err(PluginError::InvalidRequest(format!(
                     "{} is marked unchanged but has no previous version",
                     rec.id
@@ -211,7 +219,13 @@ impl Host for State {
     }
 
     fn previous(&mut self, id: String) -> wasmtime::Result<Option<ItemMetadata>> {
-        let found = sink(self).ok().and_then(|s| s.previous.get(&id).cloned());
+        let Ok(s) = sink(self) else {
+            return Ok(None);
+        };
+        let found = s
+            .previous
+            .get(&id)
+            .map_err(|e| wasmtime::Error::msg(format!("the previous catalog: {e}")))?;
         Ok(found.map(|r| record_to_item(r).metadata))
     }
 

@@ -49,9 +49,27 @@ pub(crate) struct Principal {
     pub restore_to: Vec<String>,
 }
 
+/// How [`crate::audit::local_actor`] names local users.
+const LOCAL: &str = "local:";
+
 impl Principal {
     /// How the audit log names it.
     pub(crate) fn actor(&self) -> String {
+        if self.id.starts_with(LOCAL) {
+            return self.id.clone();
+        }
         format!("token:{} ({})", self.id, self.role)
+    }
+
+    /// Whoever runs the command line on this machine, for jobs run here
+    /// through a queue of their own (`attache policy run` without a
+    /// server): an admin, named as the audit log names local users.
+    pub(crate) fn local() -> Self {
+        Self {
+            id: crate::audit::local_actor(),
+            role: Role::Admin,
+            targets: Vec::new(),
+            restore_to: Vec::new(),
+        }
     }
 }

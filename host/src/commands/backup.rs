@@ -18,6 +18,7 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         options: a.job.options.iter().cloned().collect(),
         memory_limit_mib: a.job.memory_limit_mib,
         deadline_secs: a.job.deadline_secs,
+        policy: None,
     };
     let out = super::run_job(cli, "backup", &req, |ctx, ctl| {
         jobs::backup::run(ctx, &req, ctl)

@@ -48,13 +48,27 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(session = %r.session, vm = %r.vm, "an interrupted job's cleanup is incomplete: {}", r.problems.join("; "));
         }
     }
+    // After that cleanup: the jobs a dead server (or `policy run`) left
+    // queued or running are marked interrupted in the history; those of a
+    // queue that still runs are not.
+    let owner = crate::db::owner::Owner::claim(&ctx.state)?;
+    let db = crate::db::open(&ctx.state)?;
+    let state_dir = ctx.state.clone();
+    let alive = move |id: Option<&str>| crate::db::owner::alive(&state_dir, id);
+    for id in db.interrupt_unfinished(crate::server::queue::now(), &alive)? {
+        tracing::warn!(job = %id, "a job of a server that stopped is marked interrupted");
+    }
     let state = ServerState::new(
         ctx,
         token,
         Limits {
             global: a.max_jobs,
             per_target: a.max_jobs_per_target,
+            per_hypervisor: a.max_jobs_per_hypervisor,
+            per_datastore: a.max_jobs_per_datastore,
         },
+        db,
+        owner,
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -13,12 +13,10 @@ use crate::agent::StderrTail;
 use crate::hypervisor::session::{RunOptions, Session};
 use crate::repo::ingest_rules::Refused;
 use crate::repo::Repository;
-use crate::repo::{ingest, Origin};
+use crate::repo::{ingest, Origin, ParentItems};
 use crate::store::lock::Lock;
 use crate::store::snapshot::SnapshotInfo;
-use crate::store::snapshot::StoredItem;
 use crate::target::{self, BackupTarget};
-use std::collections::HashMap;
 
 /// Runs a backup, recorded in the audit log.
 pub(crate) fn run(
@@ -72,6 +70,7 @@ fn run_audited(
         nanos: now.subsec_nanos(),
         parent: None,
         container: None,
+        policy: a.policy.clone(),
     };
     // Application-consistent: the plugin quiesces the application first
     // (where it can; the runner skips it for plugins that cannot).
@@ -177,36 +176,43 @@ fn local(
     let stdin = child.stdin.take();
     let tail = StderrTail::capture(&mut child);
     let child = std::sync::Mutex::new(child);
-    // Meanwhile, the parent's items; a runner that cannot have them is
-    // stopped.
-    let previous = match parent_items(repo, parent_snap.as_ref()) {
-        Ok((parent, previous)) => {
-            origin.parent = parent;
-            previous
-        }
-        Err(e) => {
-            let _ = watchdog::lock(&child).kill();
-            let _ = watchdog::wait(&child);
-            return Err(e);
-        }
-    };
-    let origin = &origin;
-    // The watchdog runs until the runner has exited: it may also stall
-    // after the stream's end.
-    let (staged, status, stopped) = std::thread::scope(|s| {
-        let (done, wait) = std::sync::mpsc::channel::<()>();
-        let dog = s.spawn(|| watchdog::watch(&child, timeout, ctl.cancel, wait));
-        // On a thread of its own, so that a runner that writes before it
-        // has read it all cannot block both. A runner that stopped reading
-        // has failed, and says why.
+    let (staged, status, stopped) = std::thread::scope(|s| -> anyhow::Result<_> {
+        // Meanwhile, the parent's items, each run going to the runner on a
+        // thread of its own as soon as it is read, so that the runner
+        // parses them while the rest are read here, and a runner that
+        // writes before it has read them all cannot block both. A runner
+        // that stopped reading has failed, and says why. A runner that
+        // cannot have them is stopped.
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
         if let Some(mut stdin) = stdin {
             s.spawn(move || {
                 use std::io::Write as _;
-                if let Err(e) = stdin.write_all(&previous) {
-                    tracing::debug!("the runner did not read the previous catalog: {e}");
+                for batch in rx {
+                    if let Err(e) = stdin.write_all(&batch) {
+                        tracing::debug!("the runner did not read the previous catalog: {e}");
+                        break;
+                    }
                 }
             });
         }
+        let parent = parent_items_each(repo, parent_snap.as_ref(), &mut |batch| {
+            // Fails only once the writer has stopped: nothing more to send.
+            let _ = tx.send(batch);
+        });
+        drop(tx);
+        match parent {
+            Ok(parent) => origin.parent = parent,
+            Err(e) => {
+                let _ = watchdog::lock(&child).kill();
+                let _ = watchdog::wait(&child);
+                return Err(e);
+            }
+        }
+        let origin = &origin;
+        // The watchdog runs until the runner has exited: it may also stall
+        // after the stream's end.
+        let (done, wait) = std::sync::mpsc::channel::<()>();
+        let dog = s.spawn(|| watchdog::watch(&child, timeout, ctl.cancel, wait));
         let staged = ingest(repo, BufReader::with_capacity(1 << 20, stdout), origin, ctl);
         // Dropping the pipe when ingest fails stops a runner that is still
         // writing.
@@ -215,8 +221,9 @@ fn local(
         }
         let status = watchdog::wait(&child);
         drop(done);
-        (staged, status, dog.join().unwrap_or(None))
-    });
+        Ok((staged, status, dog.join().unwrap_or(None)))
+    })?;
+    crate::repo::free_later(origin.parent.take());
     let status = status.context("waiting for the runner")?;
     let tail = tail.finish();
     if let Some(why) = stopped {
@@ -286,17 +293,40 @@ fn parent(
 fn parent_items(
     repo: &Repository,
     snap: Option<&SnapshotInfo>,
-) -> anyhow::Result<(Option<(String, HashMap<String, StoredItem>)>, Vec<u8>)> {
-    let Some(s) = snap else {
-        return Ok((None, Vec::new()));
-    };
-    let items = repo.parent_items(s)?;
+) -> anyhow::Result<(Option<(String, ParentItems)>, Vec<u8>)> {
     let mut previous = Vec::new();
-    for it in items.values().filter(|i| i.record.change_token.is_some()) {
-        serde_json::to_writer(&mut previous, &it.record)?;
-        previous.push(b'\n');
+    let parent = parent_items_each(repo, snap, &mut |batch| previous.extend(batch))?;
+    Ok((parent, previous))
+}
+
+/// [`parent_items`], the catalog for the runner handed to `send` in
+/// batches (JSON lines of records) as the parent's items are read.
+fn parent_items_each(
+    repo: &Repository,
+    snap: Option<&SnapshotInfo>,
+    send: &mut dyn FnMut(Vec<u8>),
+) -> anyhow::Result<Option<(String, ParentItems)>> {
+    let Some(s) = snap else {
+        return Ok(None);
+    };
+    let mut failed = None;
+    let items = repo.parent_items(s, &mut |run| {
+        let mut batch = Vec::new();
+        for it in run.iter().filter(|i| i.record.change_token.is_some()) {
+            if let Err(e) = serde_json::to_writer(&mut batch, &it.record) {
+                failed.get_or_insert(e);
+            }
+            batch.push(b'\n');
+        }
+        // After a failure the runner is stopped: nothing more to send.
+        if failed.is_none() {
+            send(batch);
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
     }
-    Ok((Some((s.id.clone(), items)), previous))
+    Ok(Some((s.id.clone(), items)))
 }
 
 /// The selection as the plugin sees it. Ids with a scheme (`SCHEME://…`)

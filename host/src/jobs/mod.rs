@@ -197,6 +197,11 @@ pub(crate) struct BackupRequest {
     /// application's password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_password_file: Option<PathBuf>,
+    /// The backup policy that started it, set by the server's queue for a
+    /// policy's jobs (its snapshot carries the name, which its retention
+    /// goes by); never taken from a request.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// The environment variable that carries the application's password to the

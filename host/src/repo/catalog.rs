@@ -286,44 +286,55 @@ impl Catalog {
         snapshot: &str,
         below: Option<&str>,
     ) -> anyhow::Result<Vec<StoredItem>> {
+        let mut out = Vec::new();
+        self.each_chunk(snapshot, below, &mut |items| {
+            out.extend(items);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// [`Self::items`], handed to `f` one stored chunk (a run of items) at
+    /// a time as it is read, so that a caller can pass them on while the
+    /// rest are still being parsed.
+    pub(crate) fn each_chunk(
+        &self,
+        snapshot: &str,
+        below: Option<&str>,
+        f: &mut dyn FnMut(Vec<StoredItem>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let parse = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
-        let (bodies, base): (Vec<String>, Option<&str>) = match below {
-            None | Some("/") => {
-                let mut st = self.conn.prepare(
+        let (mut st, base) = match below {
+            None | Some("/") => (
+                self.conn.prepare(
                     "SELECT c.body FROM snapshot_chunks s JOIN chunks c ON c.hash = s.chunk
                      WHERE s.snapshot = ?1 ORDER BY s.n",
-                )?;
-                let v = st.query_map([snapshot], parse)?.collect::<Result<_, _>>()?;
-                (v, None)
-            }
-            Some(id) => {
+                )?,
+                None,
+            ),
+            Some(id) => (
                 // `id/` up to (not including) `id0`: '0' follows '/' in byte
                 // order. Only the chunks holding such items are read.
-                let base = id.strip_suffix('/').unwrap_or(id);
-                let mut st = self.conn.prepare(
+                self.conn.prepare(
                     "SELECT c.body FROM snapshot_chunks s JOIN chunks c ON c.hash = s.chunk
                      WHERE s.snapshot = ?1 AND s.chunk IN (SELECT chunk FROM chunk_items
                        WHERE id = ?2 OR (id >= ?3 AND id < ?4))
                      ORDER BY s.n",
-                )?;
-                let v = st
-                    .query_map(
-                        params![snapshot, base, format!("{base}/"), format!("{base}0")],
-                        parse,
-                    )?
-                    .collect::<Result<_, _>>()?;
-                (v, Some(base))
-            }
+                )?,
+                Some(id.strip_suffix('/').unwrap_or(id)),
+            ),
         };
-        // The rows are parsed in parallel, in order: a restore waits for
-        // them before its runner starts, and a mailbox has tens of
-        // thousands.
-        use rayon::prelude::*;
-        let lines: Vec<&str> = bodies.iter().flat_map(|b| b.lines()).collect();
-        let parsed: Vec<Option<StoredItem>> = lines
-            .par_iter()
-            .with_min_len(256)
-            .map(|line| {
+        let bodies = match base {
+            None => st.query_map([snapshot], parse)?,
+            Some(base) => st.query_map(
+                params![snapshot, base, format!("{base}/"), format!("{base}0")],
+                parse,
+            )?,
+        };
+        for body in bodies {
+            let body = body?;
+            let mut out = Vec::new();
+            for line in body.lines() {
                 let it: StoredItem = serde_json::from_str(line).context("damaged catalog row")?;
                 let keep = match base {
                     None => true,
@@ -332,10 +343,13 @@ impl Catalog {
                         id == b || (id > b && id.starts_with(b) && id.as_bytes()[b.len()] == b'/')
                     }
                 };
-                Ok(keep.then_some(it))
-            })
-            .collect::<anyhow::Result<_>>()?;
-        Ok(parsed.into_iter().flatten().collect())
+                if keep {
+                    out.push(it);
+                }
+            }
+            f(out)?;
+        }
+        Ok(())
     }
 
     /// The ids of a snapshot's items (all, or those strictly below

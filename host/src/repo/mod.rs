@@ -20,7 +20,7 @@ pub(crate) use ahead::read_items_ahead;
 pub(crate) use catalog::{Catalog, Found};
 pub(crate) use error::RepoError;
 pub(crate) use extract::{write_restore_stream, Sent};
-pub(crate) use ingest::{ingest, Origin};
+pub(crate) use ingest::{free_later, ingest, Origin, ParentItems};
 pub(crate) use password::Password;
 pub(crate) use selection::is_at_or_below;
 
@@ -173,18 +173,31 @@ impl Repository {
     /// content from: those whose every chunk is stored intact (after a
     /// check of the packs' sizes), by id. Items whose data is lost are left
     /// out, so the runner reads them again instead of the new snapshot
-    /// pointing at lost chunks.
+    /// pointing at lost chunks. Each run of kept items is also shown to
+    /// `each` as soon as it is read, in backup order.
     pub(crate) fn parent_items(
         &self,
         snap: &SnapshotInfo,
-    ) -> anyhow::Result<std::collections::HashMap<String, crate::store::snapshot::StoredItem>> {
+        each: &mut dyn FnMut(&[crate::store::snapshot::StoredItem]),
+    ) -> anyhow::Result<ParentItems> {
         self.store.check_packs();
-        Ok(self
-            .items(snap, None)?
-            .into_iter()
-            .filter(|i| i.content.iter().all(|c| self.store.has(c)))
-            .map(|i| (i.record.id.clone(), i))
-            .collect())
+        if !self.cataloged(snap)? {
+            // The same error as a listing of its items.
+            self.items(snap, None)?;
+        }
+        // Sized once from the snapshot's count (bounded: the count is only
+        // a hint), not grown by doubling through tens of thousands of moves.
+        let mut map = ParentItems::with_capacity_and_hasher(
+            usize::try_from(snap.items).unwrap_or(0).min(1 << 22),
+            Default::default(),
+        );
+        self.catalog.each_chunk(&snap.id, None, &mut |mut items| {
+            items.retain(|i| i.content.iter().all(|c| self.store.has(c)));
+            each(&items);
+            map.extend(items.into_iter().map(|i| (i.record.id.clone(), i)));
+            Ok(())
+        })?;
+        Ok(map)
     }
 
     /// The snapshot whose id is or starts with `prefix`.

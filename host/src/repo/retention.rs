@@ -1,6 +1,7 @@
 //! Which snapshots a retention policy keeps: the last N, and the newest of
 //! each of the last N days, weeks and months, per group of snapshots of the
-//! same source, plugin and selection (as restic counts them).
+//! same source, plugin and selection (as restic counts them) and backup
+//! policy: a policy's snapshots and manual ones are counted apart.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -49,12 +50,13 @@ type Rule = (usize, fn(i64) -> i64);
 
 /// The ids of the snapshots to keep.
 pub(crate) fn keep(snaps: &[SnapshotInfo], p: Policy) -> HashSet<String> {
-    let mut groups: BTreeMap<(String, String, Vec<String>), Vec<&SnapshotInfo>> = BTreeMap::new();
+    type Group = (String, String, Vec<String>, Option<String>);
+    let mut groups: BTreeMap<Group, Vec<&SnapshotInfo>> = BTreeMap::new();
     for s in snaps {
         let mut inc = s.includes.clone();
         inc.sort();
         groups
-            .entry((s.source.clone(), s.plugin.clone(), inc))
+            .entry((s.source.clone(), s.plugin.clone(), inc, s.policy.clone()))
             .or_default()
             .push(s);
     }
@@ -104,6 +106,7 @@ mod tests {
             read_bytes: 0,
             warnings: vec![],
             container: None,
+            policy: None,
             tree: vec![],
         }
     }

@@ -10,19 +10,23 @@
 mod auth;
 mod console;
 mod error;
+mod fair;
 mod hypervisors;
 mod listener;
 mod metrics;
 mod openapi;
-mod queue;
+mod policies;
+pub(crate) mod queue;
 mod roles;
 mod routes;
+mod scheduler;
 mod state;
 mod tls;
 mod tree;
 mod trim;
 
 pub(crate) use listener::ConnLimits;
+pub(crate) use policies::shown as shown_policy;
 pub(crate) use state::{Limits, ServerState};
 pub(crate) use tls::check_plain;
 
@@ -63,6 +67,11 @@ pub(crate) async fn serve(
         max_connections: max,
         ..conns
     };
+    tokio::spawn(scheduler::run(
+        state.queue.clone(),
+        state.db.clone(),
+        scheduler::TICK,
+    ));
     let app = routes::router(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -9,8 +9,8 @@ fn error_responses(codes: &[&str]) -> Value {
             "400" => "The request is malformed (bad JSON, unknown field, invalid target).",
             "401" => "The bearer token is missing or wrong.",
             "403" => "The token's role may not use this route, or the job is outside an operator's scope.",
-            "404" => "No such snapshot, item, job or route.",
-            "409" => "The job has already finished.",
+            "404" => "No such snapshot, item, job, policy or route.",
+            "409" => "The job has already finished, a policy of that name exists, or the policy's previous run has jobs left.",
             _ => "The server failed.",
         };
         m.insert((*c).into(), json!({ "description": what, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
@@ -81,6 +81,7 @@ fn paths() -> Value {
             }}
         }}));
     }
+    fleet(&mut doc);
     doc["components"]["schemas"]["Hypervisor"] = json!({ "type": "object", "properties": {
         "name": { "type": "string" }, "driver": { "type": "string" }, "vm_dir": { "type": "string", "description": "where its VMs are found: the VM directory (qemu) or the libvirt URI (libvirt)" },
         "datastores": { "type": "array", "items": { "type": "string" } },
@@ -93,6 +94,69 @@ fn paths() -> Value {
         "attached": { "type": "array", "items": { "type": "string" }, "description": "container files attached now" }
     }});
     doc
+}
+
+/// Backup policies, and the job listing's filters.
+fn fleet(doc: &mut Value) {
+    let name = json!({ "name": "id", "in": "path", "required": true, "description": "The policy's name.", "schema": { "type": "string" } });
+    doc["paths"]["/jobs"]["get"]["parameters"] = json!([
+        { "name": "policy", "in": "query", "required": false, "description": "Only jobs this backup policy started.", "schema": { "type": "string" } },
+        { "name": "vm", "in": "query", "required": false, "description": "Only jobs of this target (`HV/VM`, `local`).", "schema": { "type": "string" } },
+        { "name": "failed", "in": "query", "required": false, "description": "Only jobs that failed or were interrupted.", "schema": { "type": "boolean" } },
+        { "name": "limit", "in": "query", "required": false, "description": "At most this many, newest first.", "schema": { "type": "integer", "minimum": 0 } }
+    ]);
+    doc["paths"]["/jobs"]["get"]["summary"] = json!("The job history, newest first: this server's jobs and those of earlier servers (from the state database; a job a stopped server left queued or running is `interrupted`).");
+    doc["paths"]["/policies"] = json!({
+        "get": {
+            "summary": "Every backup policy, by name (option values redacted).",
+            "responses": merge(json!({ "200": ok("Policies.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Policy" } })) }), error_responses(&["401", "500"]))
+        },
+        "post": {
+            "summary": "Adds a backup policy (as `attache policy add`).",
+            "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Policy" } } } },
+            "responses": merge(json!({ "201": ok("Added.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["400", "401", "409", "500"]))
+        }
+    });
+    doc["paths"]["/policies/{id}"] = json!({
+        "get": {
+            "summary": "One backup policy.",
+            "parameters": [name.clone()],
+            "responses": merge(json!({ "200": ok("The policy.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["401", "404", "500"]))
+        },
+        "delete": {
+            "summary": "Removes a backup policy (its snapshots and job history stay).",
+            "parameters": [name.clone()],
+            "responses": merge(json!({ "200": ok("The removed policy.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["401", "404", "500"]))
+        }
+    });
+    doc["paths"]["/policies/{id}/run"] = json!({ "post": {
+        "summary": "Runs a backup policy now: one backup job per VM it selects, queued within the concurrency limits; when they have ended, its retention forgets its own old snapshots (never others). An operator needs every selected VM in its scope.",
+        "parameters": [name],
+        "responses": merge(json!({ "202": ok("Queued.", json!({ "type": "object", "properties": {
+            "policy": { "type": "string" },
+            "jobs": { "type": "array", "items": { "$ref": "#/components/schemas/Job" } },
+            "unreachable": { "type": "array", "description": "[hypervisor, why] of hypervisors whose VMs could not be listed", "items": { "type": "array", "items": { "type": "string" } } }
+        }})) }), error_responses(&["401", "404", "409", "500"]))
+    }});
+    doc["components"]["schemas"]["Policy"] = json!({ "type": "object", "required": ["name", "vms", "plugin", "include", "schedule"], "additionalProperties": false, "properties": {
+        "name": { "type": "string" },
+        "vms": { "type": "array", "items": { "type": "string" }, "description": "`HV/VM` globs (`*`, `?`) over the registered hypervisors' VMs, or `tag:NAME` (`attache vm tag`)" },
+        "plugin": { "type": "string" },
+        "include": { "type": "array", "items": { "type": "string" }, "minItems": 1 },
+        "options": { "type": "object", "additionalProperties": { "type": "string" }, "description": "plugin options; shown redacted" },
+        "schedule": { "type": "string", "description": "cron, UTC: `MIN HOUR DOM MON DOW`, or six fields with seconds first" },
+        "keep": { "type": "object", "properties": {
+            "last": { "type": "integer", "minimum": 0 }, "daily": { "type": "integer", "minimum": 0 },
+            "weekly": { "type": "integer", "minimum": 0 }, "monthly": { "type": "integer", "minimum": 0 } } },
+        "created": { "type": "integer", "description": "set by the server" },
+        "last_fired": { "type": ["integer", "null"], "description": "when its schedule last fired; set by the server" }
+    }});
+    let job = &mut doc["components"]["schemas"]["Job"]["properties"];
+    job["status"] =
+        json!({ "enum": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] });
+    job["hypervisor"] = json!({ "type": ["string", "null"] });
+    job["policy"] =
+        json!({ "type": ["string", "null"], "description": "the backup policy that started it" });
 }
 
 fn core() -> Value {

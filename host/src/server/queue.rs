@@ -1,21 +1,25 @@
-//! The job queue: jobs wait for a slot under a global limit and a limit per
-//! target, run on blocking threads, report progress, and can be cancelled
-//! while queued or running.
+//! The job queue: jobs wait for their slots (global, per target, per
+//! hypervisor, per datastore; handed out fairly by [`super::fair`]), run
+//! on blocking threads, report progress, and can be cancelled while queued
+//! or running. Every job's life is written to the state database, where
+//! it outlives the server.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::{broadcast, oneshot, watch};
 use tracing::Instrument;
 
 use super::error::ApiError;
+use super::fair::{Fair, Limits, Needs};
 use super::metrics::Metrics;
-use super::Limits;
 use crate::access::Principal;
+use crate::db::owner::Owner;
+use crate::db::{JobFilter, JobRecord, PolicyRecord, StateStore};
 use crate::jobs::discover::DiscoverRequest;
 use crate::jobs::verify::VerifyRequest;
 use crate::jobs::{self, BackupRequest, Context, Control, Progress, RestoreRequest};
@@ -105,7 +109,7 @@ impl JobRequest {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Status {
     Queued,
@@ -113,11 +117,29 @@ pub(crate) enum Status {
     Succeeded,
     Failed,
     Cancelled,
+    /// The server stopped (or died) while the job was queued or running;
+    /// set by the next server, after the journal's cleanup.
+    Interrupted,
 }
 
 impl Status {
     pub(crate) fn finished(self) -> bool {
-        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+        !matches!(self, Status::Queued | Status::Running)
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(json!(s)).ok()
     }
 }
 
@@ -125,10 +147,15 @@ impl Status {
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct JobView {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: String,
     pub target: String,
+    /// The hypervisor of a VM target.
+    pub hypervisor: Option<String>,
+    /// The backup policy that started it.
+    pub policy: Option<String>,
     pub status: Status,
-    pub request: JobRequest,
+    /// The request, passwords and option values redacted.
+    pub request: Value,
     pub progress: Progress,
     pub result: Option<Value>,
     pub error: Option<String>,
@@ -137,10 +164,69 @@ pub(crate) struct JobView {
     pub finished: Option<i64>,
 }
 
+impl JobView {
+    fn record(&self, owner: &str) -> JobRecord {
+        JobRecord {
+            owner: Some(owner.to_owned()),
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            hypervisor: self.hypervisor.clone(),
+            policy: self.policy.clone(),
+            status: self.status.as_str().to_owned(),
+            request: self.request.clone(),
+            result: self.result.clone(),
+            error: self.error.clone(),
+            snapshot: match (self.kind.as_str(), &self.result) {
+                ("backup", Some(r)) => r["id"].as_str().map(str::to_owned),
+                _ => None,
+            },
+            created: self.created,
+            started: self.started,
+            finished: self.finished,
+        }
+    }
+
+    /// A job of the database, as a view (a status this attache does not
+    /// know reads as failed, with why).
+    pub(crate) fn from_record(r: JobRecord) -> Self {
+        let (status, error) = match Status::parse(&r.status) {
+            Some(s) => (s, r.error),
+            None => (
+                Status::Failed,
+                Some(format!(
+                    "unknown status {:?} in the state database",
+                    r.status
+                )),
+            ),
+        };
+        JobView {
+            id: r.id,
+            kind: r.kind,
+            target: r.target,
+            hypervisor: r.hypervisor,
+            policy: r.policy,
+            status,
+            request: r.request,
+            progress: Progress::default(),
+            result: r.result,
+            error,
+            created: r.created,
+            started: r.started,
+            finished: r.finished,
+        }
+    }
+}
+
 pub(crate) struct Job {
     view: Mutex<JobView>,
     cancel: AtomicBool,
     events: broadcast::Sender<Value>,
+    /// True once the job has finished.
+    done: watch::Sender<bool>,
+    db: Arc<dyn StateStore>,
+    /// The id of the queue that runs it (`db::owner`).
+    owner: String,
 }
 
 impl Job {
@@ -156,6 +242,12 @@ impl Job {
         self.events.subscribe()
     }
 
+    /// Waits until the job has finished.
+    pub(crate) async fn finished(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
     fn update(&self, f: impl FnOnce(&mut JobView)) -> JobView {
         let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut v);
@@ -167,6 +259,14 @@ impl Job {
         let _ = self
             .events
             .send(json!({ "event": "progress", "items": p.items, "bytes": p.bytes }));
+    }
+
+    /// Writes the job as it is now to the state database; a failure is
+    /// logged, and the job goes on (its history is then incomplete).
+    fn persist(&self, view: &JobView) {
+        if let Err(e) = self.db.record_job(&view.record(&self.owner)) {
+            tracing::error!("cannot record the job in the state database: {e}");
+        }
     }
 
     fn set_status(&self, status: Status, result: Option<Value>, error: Option<String>) {
@@ -181,7 +281,11 @@ impl Job {
                 v.error = error;
             }
         });
+        self.persist(&view);
         let _ = self.events.send(json!({ "event": "status", "job": view }));
+        if status.finished() {
+            self.done.send_replace(true);
+        }
     }
 }
 
@@ -189,17 +293,32 @@ impl Job {
 type Outcome = Result<anyhow::Result<Value>, tokio::task::JoinError>;
 
 impl Job {
-    /// A queued job of this request, under a fresh random id.
-    fn new(kind: &'static str, target: &str, req: &JobRequest) -> Result<Arc<Self>, ApiError> {
+    /// A queued job of this request, under a fresh random id, recorded in
+    /// the database.
+    fn new(
+        kind: &'static str,
+        target: &str,
+        needs: &Needs,
+        req: &JobRequest,
+        db: Arc<dyn StateStore>,
+        owner: &str,
+    ) -> Result<Arc<Self>, ApiError> {
         let mut id = [0u8; 8];
         crate::store::crypto::random(&mut id)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let policy = match req {
+            JobRequest::Backup { backup } => backup.policy.clone(),
+            _ => None,
+        };
         let view = JobView {
             id: hex::encode(id),
-            kind,
+            kind: kind.to_owned(),
             target: target.to_owned(),
+            hypervisor: needs.hypervisor.clone(),
+            policy,
             status: Status::Queued,
-            request: req.redacted(),
+            request: serde_json::to_value(req.redacted())
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
             progress: Progress::default(),
             result: None,
             error: None,
@@ -207,16 +326,22 @@ impl Job {
             started: None,
             finished: None,
         };
+        // A job that cannot be recorded is not run: its history would lie.
+        db.record_job(&view.record(owner))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok(Arc::new(Job {
             view: Mutex::new(view),
             cancel: AtomicBool::new(false),
             events: broadcast::channel(64).0,
+            done: watch::channel(false).0,
+            db,
+            owner: owner.to_owned(),
         }))
     }
 
-    /// The span every line of this job is logged in: its id, kind, target
-    /// and (backups) plugin; a restore's plugin is recorded by the restore
-    /// once it has read the snapshot.
+    /// The span every line of this job is logged in: its id, kind, target,
+    /// (backups) plugin and policy; a restore's plugin is recorded by the
+    /// restore once it has read the snapshot.
     fn span(&self, req: &JobRequest) -> tracing::Span {
         let v = self.view();
         let plugin = match req {
@@ -224,7 +349,7 @@ impl Job {
             JobRequest::Discover { discover } => discover.plugin.as_deref(),
             JobRequest::Restore { .. } | JobRequest::Verify { .. } => None,
         };
-        tracing::info_span!("job", id = %v.id, kind = v.kind, target = %v.target, plugin)
+        tracing::info_span!("job", id = %v.id, kind = v.kind, target = %v.target, plugin, policy = v.policy)
     }
 
     /// Runs the job on a blocking thread, in the current span.
@@ -284,34 +409,95 @@ impl Job {
     }
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
 }
 
+/// The scheduling state: who waits for which slots, and how to tell a
+/// waiting job to start (`true`) or that it was cancelled (`false`).
+struct Slots {
+    fair: Fair<String>,
+    starts: HashMap<String, oneshot::Sender<bool>>,
+}
+
+/// Starts every queued job that can start now.
+fn dispatch(slots: &Mutex<Slots>) {
+    let mut s = slots.lock().unwrap_or_else(|p| p.into_inner());
+    while let Some((id, needs)) = s.fair.next() {
+        let started = s.starts.remove(&id).is_some_and(|tx| tx.send(true).is_ok());
+        if !started {
+            // Its task is gone: the slots are free again.
+            s.fair.done(&needs);
+        }
+    }
+}
+
+/// What `policy run` started.
+#[derive(Debug, Serialize)]
+pub(crate) struct PolicyRun {
+    pub policy: String,
+    /// One backup job per selected VM.
+    pub jobs: Vec<JobView>,
+    /// Hypervisors whose VMs could not be listed, with why.
+    pub unreachable: Vec<(String, String)>,
+    /// Ends once every job has ended and the retention is applied.
+    #[serde(skip)]
+    pub done: Option<tokio::task::JoinHandle<()>>,
+}
+
 pub(crate) struct Queue {
     ctx: Context,
-    limits: Limits,
-    global: Arc<Semaphore>,
-    per_target: Mutex<HashMap<String, Arc<Semaphore>>>,
+    db: Arc<dyn StateStore>,
+    /// This queue's claim: its jobs are not another server's to call
+    /// interrupted while it lives.
+    owner: Owner,
+    slots: Arc<Mutex<Slots>>,
     jobs: Mutex<Vec<Arc<Job>>>,
     metrics: Arc<Metrics>,
+    /// Policies with jobs of a run that have not ended: a run's jobs
+    /// never overlap the same policy's previous run's.
+    running: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Queue {
-    pub(crate) fn new(ctx: Context, limits: Limits, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(
+        ctx: Context,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        db: Arc<dyn StateStore>,
+        owner: Owner,
+    ) -> Self {
         Self {
             ctx,
-            limits,
-            global: Arc::new(Semaphore::new(limits.global.max(1))),
-            per_target: Mutex::new(HashMap::new()),
+            db,
+            owner,
+            slots: Arc::new(Mutex::new(Slots {
+                fair: Fair::new(limits),
+                starts: HashMap::new(),
+            })),
             jobs: Mutex::new(Vec::new()),
             metrics,
+            running: Arc::new(Mutex::new(HashSet::new())),
         }
     }
 
+    /// A queue of its own, with the server's default limits, for a
+    /// command that runs jobs here (`attache policy run` without a server).
+    pub(crate) fn standalone(ctx: Context, db: Arc<dyn StateStore>) -> anyhow::Result<Self> {
+        let owner = Owner::claim(&ctx.state)?;
+        Ok(Self::new(
+            ctx,
+            Limits::default(),
+            Arc::new(Metrics::default()),
+            db,
+            owner,
+        ))
+    }
+
+    /// A job of this server (live, with its progress and events).
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
         self.jobs
             .lock()
@@ -321,11 +507,58 @@ impl Queue {
             .cloned()
     }
 
-    pub(crate) fn list(&self) -> Vec<JobView> {
-        self.jobs
+    /// A job of this server, or of the database's history.
+    pub(crate) fn view(&self, id: &str) -> Result<Option<JobView>, ApiError> {
+        if let Some(j) = self.get(id) {
+            return Ok(Some(j.view()));
+        }
+        Ok(self.db_call(|db| db.job(id))?.map(JobView::from_record))
+    }
+
+    fn db_call<T>(
+        &self,
+        f: impl FnOnce(&dyn StateStore) -> Result<T, crate::db::DbError>,
+    ) -> Result<T, ApiError> {
+        f(self.db.as_ref())
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    }
+
+    /// Jobs of the history matching `filter`, newest first; this server's
+    /// with their live progress.
+    pub(crate) fn list(&self, filter: &JobFilter) -> Result<Vec<JobView>, ApiError> {
+        let live: HashMap<String, JobView> = self
+            .jobs
             .lock()
-            .map(|j| j.iter().map(|j| j.view()).collect())
-            .unwrap_or_default()
+            .map(|j| j.iter().map(|j| (j.view().id, j.view())).collect())
+            .unwrap_or_default();
+        let stored = self.db_call(|db| db.jobs(filter))?;
+        Ok(stored
+            .into_iter()
+            .map(|r| match live.get(&r.id) {
+                Some(v) => v.clone(),
+                None => JobView::from_record(r),
+            })
+            .collect())
+    }
+
+    /// What a job takes slots of.
+    fn needs(&self, target: &str) -> Needs {
+        let Ok(Some(vm)) = crate::hypervisor::VmRef::parse(target) else {
+            return Needs {
+                target: target.to_owned(),
+                hypervisor: None,
+                datastore: None,
+            };
+        };
+        let datastore = crate::hypervisor::registry::Registry::new(&self.ctx.state)
+            .get(&vm.hypervisor)
+            .ok()
+            .and_then(|hv| crate::fleet::select::datastore_of(&hv, &vm.vm));
+        Needs {
+            target: target.to_owned(),
+            hypervisor: Some(vm.hypervisor),
+            datastore,
+        }
     }
 
     /// Checks a request, and that `who` may run it, queues it as a new job
@@ -333,27 +566,38 @@ impl Queue {
     pub(crate) fn submit(&self, req: JobRequest, who: &Principal) -> Result<Arc<Job>, ApiError> {
         self.permit(&req, who)?;
         let (kind, target) = req.check()?;
-        let job = Job::new(kind, &target, &req)?;
+        let needs = self.needs(&target);
+        let job = Job::new(kind, &target, &needs, &req, self.db.clone(), &self.owner.id)?;
+        let id = job.view().id;
         let span = job.span(&req);
         let mut ctx = self.ctx.clone();
-        ctx.audit = ctx.audit.for_job(&who.actor(), &job.view().id);
+        ctx.audit = ctx.audit.for_job(&who.actor(), &id);
         if let Ok(mut jobs) = self.jobs.lock() {
             jobs.push(job.clone());
         }
         self.metrics.jobs_submitted.fetch_add(1, Relaxed);
         self.metrics.jobs_queued.fetch_add(1, Relaxed);
         tracing::info!(parent: &span, "queued");
-        let slots = (self.global.clone(), self.target_slots(target));
-        let (metrics, j) = (self.metrics.clone(), job.clone());
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            s.starts.insert(id.clone(), tx);
+            s.fair.push(id, needs.clone());
+        }
+        let (metrics, j, slots) = (self.metrics.clone(), job.clone(), self.slots.clone());
         tokio::spawn(
             async move {
-                let (Ok(_g), Ok(_t)) =
-                    (slots.0.acquire_owned().await, slots.1.acquire_owned().await)
-                else {
-                    return;
-                };
+                let go = rx.await.unwrap_or(false);
                 metrics.jobs_queued.fetch_sub(1, Relaxed);
-                if j.cancel.load(Relaxed) {
+                if !go || j.cancel.load(Relaxed) {
+                    if go {
+                        slots
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .fair
+                            .done(&needs);
+                        dispatch(&slots);
+                    }
                     if let Err(e) = ctx
                         .audit
                         .record("job.end", json!({ "outcome": "cancelled while queued" }))
@@ -374,10 +618,122 @@ impl Queue {
                 let outcome = j.clone().run(ctx, req).await;
                 metrics.jobs_running.fetch_sub(1, Relaxed);
                 j.finish(&metrics, outcome);
+                slots
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .fair
+                    .done(&needs);
+                dispatch(&slots);
             }
             .instrument(span),
         );
+        dispatch(&self.slots);
         Ok(job)
+    }
+
+    /// Runs policy `p` now: one backup job per VM it selects, each tagged
+    /// with its name; once they have all ended, its retention is applied
+    /// to its own snapshots. `who` must be allowed to back up every VM
+    /// selected, or nothing is queued. While jobs of a run of `p` have not
+    /// ended, another run is refused (409): a slow fleet run does not pile
+    /// up behind its schedule.
+    pub(crate) fn run_policy(
+        &self,
+        p: &PolicyRecord,
+        who: &Principal,
+    ) -> Result<PolicyRun, ApiError> {
+        if !self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(p.name.clone())
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("policy {} is running already", p.name),
+            ));
+        }
+        let r = self.start_policy(p, who);
+        if r.is_err() {
+            self.running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&p.name);
+        }
+        r
+    }
+
+    /// [`Queue::run_policy`] once `p` is marked running.
+    fn start_policy(&self, p: &PolicyRecord, who: &Principal) -> Result<PolicyRun, ApiError> {
+        let internal =
+            |e: anyhow::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
+        let hypervisors = crate::hypervisor::registry::Registry::new(&self.ctx.state)
+            .list()
+            .map_err(internal)?;
+        let tags = self.db_call(|db| db.tags())?;
+        let sel = crate::fleet::select::select(&p.vms, &hypervisors, &tags);
+        for (hv, why) in &sel.unreachable {
+            tracing::warn!(policy = %p.name, hypervisor = %hv, "its VMs cannot be listed: {why}");
+        }
+        let requests: Vec<JobRequest> = sel
+            .targets
+            .iter()
+            .map(|t| JobRequest::Backup {
+                backup: BackupRequest {
+                    target: t.clone(),
+                    plugin: p.plugin.clone(),
+                    include: p.include.clone(),
+                    fsfreeze: false,
+                    freeze_limit_secs: 10,
+                    timeout_secs: None,
+                    options: p.options.clone(),
+                    memory_limit_mib: None,
+                    deadline_secs: None,
+                    app_password: None,
+                    app_password_file: None,
+                    policy: Some(p.name.clone()),
+                },
+            })
+            .collect();
+        // All or nothing: an operator whose scope misses one VM runs none.
+        for r in &requests {
+            self.permit(r, who)?;
+        }
+        self.ctx
+            .audit
+            .as_actor(&who.actor())
+            .record(
+                "policy.run",
+                json!({ "policy": p.name, "targets": sel.targets, "unreachable": sel.unreachable }),
+            )
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        let mut jobs = Vec::new();
+        for r in requests {
+            jobs.push(self.submit(r, who)?);
+        }
+        tracing::info!(policy = %p.name, jobs = jobs.len(), "policy run queued");
+        let views = jobs.iter().map(|j| j.view()).collect();
+        let (ctx, name, keep) = (self.ctx.clone(), p.name.clone(), p.keep);
+        let actor = who.actor();
+        let running = self.running.clone();
+        let done = tokio::spawn(async move {
+            for j in &jobs {
+                j.finished().await;
+            }
+            // The next run may start; this one's retention only forgets
+            // what it lists, and keeps the newest of it.
+            running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&name);
+            retain(ctx, name, keep, actor).await;
+        });
+        Ok(PolicyRun {
+            policy: p.name.clone(),
+            jobs: views,
+            unreachable: sel.unreachable,
+            done: Some(done),
+        })
     }
 
     /// Whether `who` may run `req`: a refusal is a 403, and recorded in the
@@ -400,20 +756,18 @@ impl Queue {
         })
     }
 
-    /// The slots of one target, made on its first job.
-    fn target_slots(&self, target: String) -> Arc<Semaphore> {
-        let mut m = self.per_target.lock().unwrap_or_else(|p| p.into_inner());
-        m.entry(target)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.limits.per_target.max(1))))
-            .clone()
-    }
-
     /// Asks a job to stop: a queued job never starts, a running one stops
     /// at its next check and cleans up.
     pub(crate) fn cancel(&self, id: &str, who: &Principal) -> Result<JobView, ApiError> {
-        let job = self
-            .get(id)
-            .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+        let Some(job) = self.get(id) else {
+            return Err(match self.db_call(|db| db.job(id))? {
+                Some(_) => ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("job {id} has already finished"),
+                ),
+                None => ApiError::not_found(format!("no job {id:?}")),
+            });
+        };
         who.may_cancel(&job.view().target)
             .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
         self.ctx
@@ -428,6 +782,44 @@ impl Queue {
             ));
         }
         job.cancel.store(true, Relaxed);
+        let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if s.fair.remove(&id.to_owned()) {
+            if let Some(tx) = s.starts.remove(id) {
+                let _ = tx.send(false);
+            }
+        }
         Ok(job.view())
+    }
+}
+
+/// Applies policy `name`'s retention `keep` to its snapshots, recorded in
+/// the audit log as `actor`'s.
+async fn retain(ctx: Context, name: String, keep: crate::db::records::Keep, actor: String) {
+    if keep.retention().is_empty() {
+        return;
+    }
+    let n = name.clone();
+    let audit = ctx.audit.as_actor(&actor);
+    let r = tokio::task::spawn_blocking(move || {
+        let repo = ctx.repository(false)?;
+        crate::fleet::retain::apply(&repo, &n, keep)
+    })
+    .await;
+    let entry = match r {
+        Ok(Ok(gone)) => {
+            tracing::info!(policy = %name, forgotten = gone.len(), "policy retention applied");
+            json!({ "policy": name, "forgotten": gone })
+        }
+        Ok(Err(e)) => {
+            tracing::error!(policy = %name, "policy retention failed: {e:#}");
+            json!({ "policy": name, "error": format!("{e:#}") })
+        }
+        Err(e) => {
+            tracing::error!(policy = %name, "policy retention panicked: {e}");
+            json!({ "policy": name, "error": e.to_string() })
+        }
+    };
+    if let Err(e) = audit.record("policy.retention", entry) {
+        tracing::error!("cannot write the audit log: {e}");
     }
 }

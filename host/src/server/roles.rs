@@ -16,9 +16,10 @@ pub(super) enum Need {
     /// Admin or auditor: the audit log.
     Audit,
     /// Admin or operator (within its scope, checked by the handler):
-    /// starting and cancelling jobs (a verify: any operator).
+    /// starting and cancelling jobs (a verify: any operator), running a
+    /// backup policy (every VM it selects within the scope).
     Run,
-    /// Admin: tokens.
+    /// Admin: tokens, adding and removing backup policies.
     Admin,
 }
 
@@ -56,6 +57,11 @@ pub(super) const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/jobs/{id}", Need::Read),
     ("DELETE", "/jobs/{id}", Need::Run),
     ("GET", "/jobs/{id}/events", Need::Read),
+    ("GET", "/policies", Need::Read),
+    ("POST", "/policies", Need::Admin),
+    ("GET", "/policies/{id}", Need::Read),
+    ("DELETE", "/policies/{id}", Need::Admin),
+    ("POST", "/policies/{id}/run", Need::Run),
     ("GET", "/audit", Need::Audit),
     ("GET", "/tokens", Need::Admin),
     ("POST", "/tokens", Need::Admin),
@@ -100,6 +106,9 @@ mod tests {
         assert_eq!(need(&Method::DELETE, "/jobs/ab12"), Some(Need::Run));
         assert_eq!(need(&Method::GET, "/jobs/ab12/events"), Some(Need::Read));
         assert_eq!(need(&Method::DELETE, "/tokens/x"), Some(Need::Admin));
+        assert_eq!(need(&Method::POST, "/policies"), Some(Need::Admin));
+        assert_eq!(need(&Method::POST, "/policies/p/run"), Some(Need::Run));
+        assert_eq!(need(&Method::GET, "/policies/p"), Some(Need::Read));
         assert_eq!(need(&Method::GET, "/jobs//events"), None);
         assert_eq!(need(&Method::PUT, "/jobs"), None);
         assert!(!Need::Audit.allows(Role::Operator));

@@ -8,7 +8,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use axum::Extension;
 use axum::{Json, Router};
 use futures_util::stream::{self, Stream};
@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::{ApiError, JsonBody};
 use super::hypervisors::HypervisorView;
 use super::queue::{JobRequest, JobView};
-use super::{auth, console, openapi, tree, ServerState};
+use super::{auth, console, openapi, policies, tree, ServerState};
 use crate::access::tokens::{NewToken, TokenError};
 use crate::access::Principal;
 
@@ -38,6 +38,12 @@ pub(super) fn router(state: ServerState) -> Router {
         .route("/find", get(find))
         .route("/hypervisors", get(hypervisors))
         .route("/jobs", get(list_jobs).post(submit_job))
+        .route("/policies", get(policies::list).post(policies::add))
+        .route(
+            "/policies/{id}",
+            get(policies::get).delete(policies::remove),
+        )
+        .route("/policies/{id}/run", post(policies::run))
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/jobs/{id}/events", get(job_events))
         .route("/audit", get(audit_log))
@@ -182,8 +188,30 @@ async fn hypervisors(State(s): State<ServerState>) -> Result<Json<Vec<Hypervisor
     Ok(Json(list))
 }
 
-async fn list_jobs(State(s): State<ServerState>) -> Json<Vec<JobView>> {
-    Json(s.queue.list())
+#[derive(Deserialize)]
+struct JobsQuery {
+    policy: Option<String>,
+    vm: Option<String>,
+    #[serde(default)]
+    failed: bool,
+    limit: Option<usize>,
+}
+
+/// The job history, newest first, filtered.
+async fn list_jobs(
+    State(s): State<ServerState>,
+    Query(q): Query<JobsQuery>,
+) -> Result<Json<Vec<JobView>>, ApiError> {
+    let filter = crate::db::JobFilter {
+        policy: q.policy,
+        vm: q.vm,
+        failed: q.failed,
+        limit: q.limit,
+    };
+    let jobs = tokio::task::spawn_blocking(move || s.queue.list(&filter))
+        .await
+        .map_err(anyhow::Error::from)??;
+    Ok(Json(jobs))
 }
 
 async fn submit_job(
@@ -191,7 +219,10 @@ async fn submit_job(
     Extension(who): Extension<Principal>,
     JsonBody(req): JsonBody<JobRequest>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
-    let job = s.queue.submit(req, &who)?;
+    // Recording the job in the state database touches the disk.
+    let job = tokio::task::spawn_blocking(move || s.queue.submit(req, &who))
+        .await
+        .map_err(anyhow::Error::from)??;
     Ok((StatusCode::ACCEPTED, Json(job.view())))
 }
 
@@ -199,11 +230,11 @@ async fn get_job(
     State(s): State<ServerState>,
     Path(id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let job = s
+    let view = s
         .queue
-        .get(&id)
+        .view(&id)?
         .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
-    Ok(Json(job.view()))
+    Ok(Json(view))
 }
 
 async fn cancel_job(
@@ -287,18 +318,23 @@ async fn job_events(
     State(s): State<ServerState>,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let job = s
-        .queue
-        .get(&id)
-        .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
-    let rx = job.subscribe();
-    let now = job.view();
+    // A job of an earlier server: its state, and the stream ends.
+    let (rx, now) = match s.queue.get(&id) {
+        Some(job) => (Some(job.subscribe()), job.view()),
+        None => (
+            None,
+            s.queue
+                .view(&id)?
+                .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?,
+        ),
+    };
     let first = Event::default()
         .event("status")
         .json_data(json!({ "event": "status", "job": now }))
         .unwrap_or_default();
     let done = now.status.finished();
-    let rest = stream::unfold((rx, done), |(mut rx, done)| async move {
+    let rest = stream::unfold((rx, done), |(rx, done)| async move {
+        let mut rx = rx?;
         if done {
             return None;
         }
@@ -309,13 +345,13 @@ async fn job_events(
                     let finished = kind == "status"
                         && matches!(
                             v["job"]["status"].as_str(),
-                            Some("succeeded" | "failed" | "cancelled")
+                            Some("succeeded" | "failed" | "cancelled" | "interrupted")
                         );
                     let ev = Event::default()
                         .event(kind)
                         .json_data(&v)
                         .unwrap_or_default();
-                    return Some((Ok(ev), (rx, finished)));
+                    return Some((Ok(ev), (Some(rx), finished)));
                 }
                 Err(RecvError::Lagged(_)) => continue,
                 Err(RecvError::Closed) => return None,

@@ -1,19 +1,15 @@
 //! What the server holds: where the repository is, its tokens, the job
-//! table and the counters.
+//! queue, the state database and the counters.
 
 use std::sync::Arc;
 
 use super::metrics::Metrics;
 use super::queue::Queue;
+use crate::db::StateStore;
 use crate::jobs::Context;
 use crate::repo::Repository;
 
-/// Concurrency limits of the job queue.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    pub global: usize,
-    pub per_target: usize,
-}
+pub(crate) use super::fair::Limits;
 
 #[derive(Clone)]
 pub(crate) struct ServerState {
@@ -23,16 +19,31 @@ pub(crate) struct ServerState {
     /// The stored tokens (state directory).
     pub tokens: Arc<crate::access::tokens::Store>,
     pub queue: Arc<Queue>,
+    /// Jobs' history, policies and tags.
+    pub db: Arc<dyn StateStore>,
     pub metrics: Arc<Metrics>,
     /// An open repository for reading requests (listings, searches).
     pub repo: Arc<std::sync::Mutex<Option<Repository>>>,
 }
 
 impl ServerState {
-    pub(crate) fn new(ctx: Context, token: Option<String>, limits: Limits) -> Self {
+    pub(crate) fn new(
+        ctx: Context,
+        token: Option<String>,
+        limits: Limits,
+        db: Arc<dyn StateStore>,
+        owner: crate::db::owner::Owner,
+    ) -> Self {
         let metrics = Arc::new(Metrics::default());
         Self {
-            queue: Arc::new(Queue::new(ctx.clone(), limits, metrics.clone())),
+            queue: Arc::new(Queue::new(
+                ctx.clone(),
+                limits,
+                metrics.clone(),
+                db.clone(),
+                owner,
+            )),
+            db,
             tokens: Arc::new(crate::access::tokens::Store::new(&ctx.state)),
             ctx,
             token: token.map(Arc::new),

@@ -29,7 +29,7 @@ type Written = Result<(Vec<IndexedPack>, u64), StoreError>;
 
 pub(crate) struct PackSet<'s> {
     store: &'s Store,
-    pending: HashSet<BlobId>,
+    pending: HashSet<BlobId, index::IdHash>,
     jobs: Option<SyncSender<Job>>,
     encoders: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<Written>>,
@@ -98,7 +98,7 @@ impl<'s> PackSet<'s> {
             .ok();
         Self {
             store,
-            pending: HashSet::new(),
+            pending: HashSet::default(),
             jobs: Some(jobs_tx),
             encoders,
             writer,

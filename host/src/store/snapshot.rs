@@ -18,12 +18,70 @@ use super::{PackSet, Store, StoreError};
 
 /// An item with the blobs of its content.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "StoredRow")]
 pub(crate) struct StoredItem {
     #[serde(flatten)]
     pub record: ItemRecord,
     /// Content chunks in order; empty for items without content.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub content: Vec<BlobId>,
+}
+
+/// How a [`StoredItem`] is read: the record's fields and the content side
+/// by side, as `#[serde(flatten)]` writes them. Read directly rather than
+/// through `flatten`, which buffers every field of every item first (the
+/// catalog of a re-run's parent is read whole: it was most of the time
+/// before the runner could start, issue 12). Same fields, defaults and
+/// leniency towards unknown fields as [`ItemRecord`]'s own.
+#[derive(Deserialize)]
+struct StoredRow {
+    id: String,
+    kind: guest_runner::stream::ItemKind,
+    size: u64,
+    #[serde(default)]
+    mode: Option<u32>,
+    #[serde(default)]
+    uid: Option<u32>,
+    #[serde(default)]
+    gid: Option<u32>,
+    #[serde(default)]
+    mtime: Option<guest_runner::stream::Timestamp>,
+    #[serde(default)]
+    symlink_target: Option<String>,
+    #[serde(default)]
+    hardlink_target: Option<String>,
+    #[serde(default)]
+    attributes: Vec<(String, String)>,
+    #[serde(default)]
+    change_token: Option<String>,
+    #[serde(default)]
+    unchanged: bool,
+    #[serde(default)]
+    content: Vec<BlobId>,
+}
+
+impl From<StoredRow> for StoredItem {
+    fn from(r: StoredRow) -> Self {
+        // Every field named, no `..`: a field added to `ItemRecord` does
+        // not build until it is read here too.
+        StoredItem {
+            record: ItemRecord {
+                id: r.id,
+                kind: r.kind,
+                size: r.size,
+                mode: r.mode,
+                uid: r.uid,
+                gid: r.gid,
+                mtime: r.mtime,
+                symlink_target: r.symlink_target,
+                hardlink_target: r.hardlink_target,
+                attributes: r.attributes,
+                change_token: r.change_token,
+                unchanged: r.unchanged,
+            },
+            content: r.content,
+        }
+    }
 }
 
 /// An item that could not be backed up.
@@ -64,6 +122,11 @@ pub(crate) struct SnapshotInfo {
     /// The version of the agent container that took it (VM backups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// The backup policy that made it (`attache policy`); its retention
+    /// forgets only snapshots that carry its name. Absent in manual
+    /// backups and in snapshots of before policies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// Blobs of the item list.
     pub tree: Vec<BlobId>,
 }
@@ -129,20 +192,75 @@ pub(crate) fn write_tree(
 /// [`write_tree`] of the list already made by [`item_lines`].
 pub(crate) fn write_tree_lines(
     set: &mut PackSet<'_>,
-    mut chunker: Chunker,
+    chunker: Chunker,
     lines: &[u8],
 ) -> Result<Vec<BlobId>, StoreError> {
-    let mut ids = Vec::new();
-    let mut out = |c: &[u8]| -> Result<(), StoreError> {
-        ids.push(set.add(BlobKind::Tree, c)?);
-        Ok(())
-    };
+    let mut tree = TreeWriter::new(chunker);
     // Line by line, as the list was always fed to the chunker.
     for line in lines.split_inclusive(|&b| b == b'\n') {
-        chunker.push(line, &mut out)?;
+        tree.push_line(set, line)?;
     }
-    chunker.finish(&mut out)?;
-    Ok(ids)
+    Ok(tree.finish(set)?.0)
+}
+
+/// An item list stored as tree blobs item by item, as a backup receives
+/// them, rather than all at the end: the same lines, fed to the chunker
+/// the same way, so the same blobs as [`write_tree`]'s.
+pub(crate) struct TreeWriter {
+    chunker: Chunker,
+    lines: Vec<u8>,
+    ids: Vec<BlobId>,
+}
+
+impl TreeWriter {
+    pub(crate) fn new(chunker: Chunker) -> Self {
+        Self {
+            chunker,
+            lines: Vec::new(),
+            ids: Vec::new(),
+        }
+    }
+
+    /// Adds the next item.
+    pub(crate) fn push(
+        &mut self,
+        set: &mut PackSet<'_>,
+        item: &StoredItem,
+    ) -> Result<(), StoreError> {
+        let start = self.lines.len();
+        serde_json::to_writer(&mut self.lines, item).map_err(StoreError::json("item list"))?;
+        self.lines.push(b'\n');
+        let Self {
+            chunker,
+            lines,
+            ids,
+        } = self;
+        chunker.push(&lines[start..], &mut |c: &[u8]| -> Result<(), StoreError> {
+            ids.push(set.add(BlobKind::Tree, c)?);
+            Ok(())
+        })
+    }
+
+    fn push_line(&mut self, set: &mut PackSet<'_>, line: &[u8]) -> Result<(), StoreError> {
+        let Self { chunker, ids, .. } = self;
+        chunker.push(line, &mut |c: &[u8]| -> Result<(), StoreError> {
+            ids.push(set.add(BlobKind::Tree, c)?);
+            Ok(())
+        })
+    }
+
+    /// The tree's blobs, and the item lines ([`item_lines`]) pushed.
+    pub(crate) fn finish(
+        mut self,
+        set: &mut PackSet<'_>,
+    ) -> Result<(Vec<BlobId>, Vec<u8>), StoreError> {
+        let Self { chunker, ids, .. } = &mut self;
+        chunker.finish(&mut |c: &[u8]| -> Result<(), StoreError> {
+            ids.push(set.add(BlobKind::Tree, c)?);
+            Ok(())
+        })?;
+        Ok((self.ids, self.lines))
+    }
 }
 
 impl Store {
@@ -230,5 +348,48 @@ impl Store {
                     .map_err(StoreError::json(format!("snapshot {}: item list", snap.id)))
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guest_runner::stream::{ItemKind, Timestamp};
+
+    /// A line reads back into the item it was written from, every field
+    /// set; unknown fields are ignored and absent ones default, as they
+    /// were when the record was read through `flatten`.
+    #[test]
+    fn stored_items_read_back() {
+        let it = StoredItem {
+            record: ItemRecord {
+                id: "/srv/a \"b\"".into(),
+                kind: ItemKind::Hardlink,
+                size: 7,
+                mode: Some(0o100644),
+                uid: Some(1000),
+                gid: Some(100),
+                mtime: Some(Timestamp {
+                    seconds: -5,
+                    nanoseconds: 9,
+                }),
+                symlink_target: Some("/t".into()),
+                hardlink_target: Some("/srv/x".into()),
+                attributes: vec![("title".into(), "é".into())],
+                change_token: Some("1:2:3".into()),
+                unchanged: true,
+            },
+            content: vec![BlobId([7; 32]), BlobId([9; 32])],
+        };
+        let line = serde_json::to_string(&it).unwrap();
+        let back: StoredItem = serde_json::from_str(&line).unwrap();
+        assert_eq!(back.record, it.record);
+        assert_eq!(back.content, it.content);
+
+        let min: StoredItem =
+            serde_json::from_str(r#"{"id":"/d","kind":"directory","size":0,"later":[1]}"#).unwrap();
+        assert_eq!(min.record, ItemRecord::new("/d", ItemKind::Directory, 0));
+        assert!(min.content.is_empty());
+        assert!(serde_json::from_str::<StoredItem>(r#"{"id":"/d","size":0}"#).is_err());
     }
 }

@@ -516,7 +516,7 @@ async function job(id) {
     status.textContent = v.status;
     status.className = "status-" + v.status;
     setProgress(v.progress);
-    const done = ["succeeded", "failed", "cancelled"].includes(v.status);
+    const done = ["succeeded", "failed", "cancelled", "interrupted"].includes(v.status);
     cancel.hidden = done;
     outcome.replaceChildren(...present([
       v.error ? [h("h2", {}, v.status === "failed" ? "Why it failed" : "Error"), h("pre", { id: "job-error" }, v.error)] : null,
@@ -543,7 +543,7 @@ async function job(id) {
           h("dt", {}, "To"), h("dd", {}, req.to)]),
     progress, cancel, outcome);
   show(j);
-  if (["succeeded", "failed", "cancelled"].includes(j.status)) return;
+  if (["succeeded", "failed", "cancelled", "interrupted"].includes(j.status)) return;
   const ctl = new AbortController();
   following = ctl;
   events(id, ctl.signal, (name, data) => {
@@ -557,7 +557,7 @@ async function job(id) {
 // What a verify job found, from its view: outcome, counts, problems and
 // the damaged items of each snapshot.
 function verifyReport(v) {
-  if (!["succeeded", "failed", "cancelled"].includes(v.status)) {
+  if (!["succeeded", "failed", "cancelled", "interrupted"].includes(v.status)) {
     return h("p", { id: "health-outcome", class: "status-running" }, "Checking the repository…");
   }
   if (v.status !== "succeeded" || !v.result) {
@@ -588,7 +588,7 @@ async function health() {
   const readData = h("input", { type: "checkbox", id: "v-read-data", checked: true });
   const startBtn = h("button", { type: "submit", class: "primary", id: "v-start" }, "Start a verify");
   function show(v) {
-    const done = ["succeeded", "failed", "cancelled"].includes(v.status);
+    const done = ["succeeded", "failed", "cancelled", "interrupted"].includes(v.status);
     startBtn.disabled = !done;
     panel.replaceChildren(...present([
       h("p", {}, "Verify job ", h("a", { href: "#/job/" + v.id }, v.id), ", started ", when(v.created),
@@ -598,7 +598,7 @@ async function health() {
   }
   function follow(v) {
     show(v);
-    if (["succeeded", "failed", "cancelled"].includes(v.status)) return;
+    if (["succeeded", "failed", "cancelled", "interrupted"].includes(v.status)) return;
     stopFollowing();
     const ctl = new AbortController();
     following = ctl;

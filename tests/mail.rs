@@ -332,6 +332,16 @@ fn a_user_with_20_folders_and_2000_messages_restores_a_message_and_a_folder_alon
         );
     }
 
+    // --as another mailbox, the message alone (its id holds `=`): the one
+    // message lands there as the snapshot holds it.
+    site.restore(&pw, &snap, &msg_id, Some(&d.url("alice", "Single")));
+    let single = d.messages("alice", "Single", &["all"]);
+    assert_eq!(single.len(), 1, "one message restored as Single");
+    assert_eq!(
+        single[0].digest, gone.digest,
+        "the message restored as another mailbox differs in bytes, flags or internal date"
+    );
+
     // --as another user: alice's Work as bob's Work.
     site.restore(
         &pw,

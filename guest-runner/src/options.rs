@@ -141,15 +141,17 @@ pub(crate) struct PlanArgs {
     pub select: Vec<String>,
     /// An item's kind, ID=KIND (repeatable; restores know them from the
     /// catalog): directory, file, symlink, database, table, mailbox, ...
-    #[arg(long = "select-kind", value_parser = parse_option)]
+    #[arg(long = "select-kind", value_parser = parse_kind)]
     pub select_kind: Vec<(String, String)>,
     /// Restores: the root the items go below (`/` or absent: their
     /// original place).
     #[arg(long)]
     pub target: Option<PathBuf>,
     /// Restores: item FROM goes under the id TO (repeatable).
-    #[arg(long = "rename", value_parser = parse_option)]
-    pub rename: Vec<(String, String)>,
+    /// FROM is a `--select`ed id, which may itself hold `=` (the longest
+    /// selected id that FROM=TO starts with wins; else the first `=` splits).
+    #[arg(long = "rename")]
+    pub rename: Vec<String>,
     /// A plugin option KEY=VALUE (repeatable).
     #[arg(long = "option", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
@@ -237,15 +239,17 @@ pub(crate) struct RestoreArgs {
     pub overwrite: bool,
     /// Restore item FROM under the id TO (repeatable; where the plugin
     /// supports renaming).
-    #[arg(long = "rename", value_parser = parse_option)]
-    pub rename: Vec<(String, String)>,
+    /// FROM is a `--select`ed id, which may itself hold `=` (the longest
+    /// selected id that FROM=TO starts with wins; else the first `=` splits).
+    #[arg(long = "rename")]
+    pub rename: Vec<String>,
     /// A top item being restored (repeatable): what the plugin's plan is
     /// made for; the stream holds these and what lies below them.
     #[arg(long = "select")]
     pub select: Vec<String>,
     /// The kind of a top item being restored, ID=KIND (repeatable): what
     /// the plugin's plan needs to know to ask for the right paths.
-    #[arg(long = "select-kind", value_parser = parse_option)]
+    #[arg(long = "select-kind", value_parser = parse_kind)]
     pub select_kind: Vec<(String, String)>,
     /// A plugin option KEY=VALUE (repeatable).
     #[arg(long = "option", value_parser = parse_option)]
@@ -275,6 +279,37 @@ pub(crate) fn all_options(
     env: &[(String, String)],
 ) -> Vec<(String, String)> {
     options.iter().chain(env).cloned().collect()
+}
+
+/// `ID=KIND`: a kind is one word, so the last `=` splits (an id may hold
+/// `=` of its own).
+fn parse_kind(s: &str) -> Result<(String, String), String> {
+    s.rsplit_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected ID=KIND, got {s:?}"))
+}
+
+/// `--rename FROM=TO` pairs: FROM is the longest of the selected ids that
+/// the argument starts with followed by `=`, since ids may hold `=`
+/// themselves; without one, the first `=` splits.
+pub(crate) fn renames(
+    raw: &[String],
+    selected: &[String],
+) -> anyhow::Result<Vec<(String, String)>> {
+    raw.iter()
+        .map(|r| {
+            let from = selected
+                .iter()
+                .filter(|s| {
+                    r.len() > s.len() && r.starts_with(s.as_str()) && r.as_bytes()[s.len()] == b'='
+                })
+                .max_by_key(|s| s.len());
+            match from {
+                Some(f) => Ok((f.clone(), r[f.len() + 1..].to_owned())),
+                None => parse_option(r).map_err(|e| anyhow::anyhow!("--rename: {e}")),
+            }
+        })
+        .collect()
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {
@@ -327,5 +362,33 @@ impl Cli {
             memory_mib: self.memory_limit_mib,
             deadline_secs: self.deadline_secs,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_kind, renames};
+
+    #[test]
+    fn ids_holding_equals_signs_split_where_the_selection_says() {
+        let msg = "app://u@h/INBOX/;V=5/;N=1".to_owned();
+        let sel = vec![msg.clone()];
+        let raw = vec![format!("{msg}=app://v@h/Restored")];
+        assert_eq!(
+            renames(&raw, &sel).unwrap(),
+            vec![(msg.clone(), "app://v@h/Restored".to_owned())]
+        );
+        // The longest selected id wins; none selected: the first `=`.
+        let sel = vec!["app://u@h/INBOX/;V".to_owned(), msg.clone()];
+        assert_eq!(renames(&raw, &sel).unwrap()[0].0, msg);
+        assert_eq!(
+            renames(&["/a=/b=c".to_owned()], &[]).unwrap(),
+            vec![("/a".to_owned(), "/b=c".to_owned())]
+        );
+        assert!(renames(&["no-equals".to_owned()], &[]).is_err());
+        assert_eq!(
+            parse_kind(&format!("{msg}=message")).unwrap(),
+            (msg, "message".to_owned())
+        );
     }
 }

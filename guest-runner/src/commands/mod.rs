@@ -221,12 +221,14 @@ pub(crate) fn selected(
 /// root, or the original place.
 pub(crate) fn destination(
     target: Option<&PathBuf>,
-    rename: &[(String, String)],
-) -> guest_runner::runtime::RestoreDestination {
+    rename: &[String],
+    selected: &[String],
+) -> anyhow::Result<guest_runner::runtime::RestoreDestination> {
     use guest_runner::runtime::RestoreDestination as D;
-    match target {
-        _ if !rename.is_empty() => D::Renamed(rename.to_vec()),
+    let rename = crate::options::renames(rename, selected)?;
+    Ok(match target {
+        _ if !rename.is_empty() => D::Renamed(rename),
         Some(t) if t.as_os_str() != "/" => D::Alternate(t.display().to_string()),
         _ => D::Original,
-    }
+    })
 }

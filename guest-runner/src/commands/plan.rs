@@ -18,7 +18,8 @@ pub(crate) fn run(cli: &Cli, a: &PlanArgs) -> anyhow::Result<()> {
         },
         selection: selected(&a.select, &a.select_kind)?,
         destination: (a.operation == OperationArg::Restore)
-            .then(|| destination(a.target.as_ref(), &a.rename)),
+            .then(|| destination(a.target.as_ref(), &a.rename, &a.select))
+            .transpose()?,
         options,
     };
     p.check_options(&request.options)?;

@@ -13,7 +13,7 @@ use crate::options::{Cli, RestoreArgs};
 pub(crate) fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let _span = tracing::info_span!("restore", plugin = %a.plugin).entered();
     let p = prepare(cli, &a.plugin)?;
-    let destination = destination(a.target.as_ref(), &a.rename);
+    let destination = destination(a.target.as_ref(), &a.rename, &a.select)?;
     let request = PlanRequest {
         operation: Operation::Restore,
         selection: selected(&a.select, &a.select_kind)?,

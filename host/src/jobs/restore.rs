@@ -65,12 +65,18 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
     );
     let _span = span.enter();
     let to = target::restore_to(&a.to)?;
-    let repo = ctx.repository(false)?;
+    // The item list is read from the catalog while the key is derived.
+    let (repo, ahead) = std::thread::scope(|s| {
+        let ahead = s.spawn(|| crate::repo::read_items_ahead(&ctx.repo, &ctx.cache, &a.snapshot));
+        let repo = ctx.repository(false);
+        (repo, ahead.join().ok().flatten())
+    });
+    let repo = repo?;
     let snap = repo.find_snapshot(&a.snapshot)?;
     span.record("plugin", snap.plugin.as_str());
     // Shared: prune waits until the restore has read what it needs.
     let _lock = Lock::acquire(repo.store.root(), false, "restore")?;
-    let all = repo.items(&snap, None)?;
+    let all = repo.items_with(&snap, ahead)?;
     let selected = select(&snap, &all, &a.items)?;
     let rename = match (&a.rename_to, a.items.as_slice()) {
         (None, _) => None,

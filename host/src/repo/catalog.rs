@@ -171,6 +171,21 @@ impl Catalog {
         Ok(())
     }
 
+    /// The id of the one snapshot whose id starts with `prefix`, if exactly
+    /// one does.
+    pub(crate) fn only_snapshot_with_prefix(&self, prefix: &str) -> anyhow::Result<Option<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT id FROM snapshots WHERE substr(id, 1, length(?1)) = ?1 LIMIT 2")?;
+        let ids: Vec<String> = st
+            .query_map([prefix], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(match <[String; 1]>::try_from(ids) {
+            Ok([id]) => Some(id),
+            Err(_) => None,
+        })
+    }
+
     /// Whether the catalog holds snapshot `id` (its item list was read).
     pub(crate) fn has(&self, id: &str) -> anyhow::Result<bool> {
         let n: i64 =
@@ -464,5 +479,23 @@ mod tests {
         long.extend_from_slice(&lines[..cut.min(40)]);
         assert!(cat.add_lines(&snap("dd"), &items, &long).is_err());
         assert!(!cat.has("cc").unwrap() && !cat.has("dd").unwrap());
+    }
+
+    #[test]
+    fn a_prefix_names_a_snapshot_only_when_exactly_one_has_it() {
+        let d = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&d.path().join("catalog.sqlite")).unwrap();
+        for id in ["aa01", "aa02", "bb01"] {
+            cat.add(&snap(id), &[]).unwrap();
+        }
+        let only = |p: &str| cat.only_snapshot_with_prefix(p).unwrap();
+        assert_eq!(only("aa"), None);
+        assert_eq!(only("aa02").as_deref(), Some("aa02"));
+        assert_eq!(only("b").as_deref(), Some("bb01"));
+        assert_eq!(only("bb011"), None);
+        assert_eq!(only("c"), None);
+        // LIKE-style wildcards are plain characters here.
+        assert_eq!(only("%"), None);
+        assert_eq!(only("a_"), None);
     }
 }

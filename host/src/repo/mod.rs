@@ -1,6 +1,7 @@
 //! A repository: the deduplicating [`crate::store`] plus the catalog that
 //! answers listings and searches without reading packs.
 
+mod ahead;
 mod catalog;
 pub(crate) mod error;
 mod extract;
@@ -15,6 +16,7 @@ pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use ahead::read_items_ahead;
 pub(crate) use catalog::{Catalog, Found};
 pub(crate) use error::RepoError;
 pub(crate) use extract::{write_restore_stream, Sent};

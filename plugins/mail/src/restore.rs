@@ -60,7 +60,8 @@ pub struct Restorer {
     sessions: HashMap<(String, SocketAddr), Session<TcpStream>>,
     /// Mailboxes known to exist, by user, server and wire name.
     exist: HashSet<(String, SocketAddr, String)>,
-    /// Message-IDs of target mailboxes, loaded when first appended to.
+    /// Message-IDs of target mailboxes, loaded when first appended to (or
+    /// none, for a mailbox this restore created).
     present: HashMap<(String, SocketAddr, String), HashSet<String>>,
     /// Messages not yet sent.
     batch: Option<Batch>,
@@ -186,7 +187,11 @@ impl Restorer {
                 let parent = s.wire_name(&t.mailbox[..n])?;
                 let _ = s.create(&parent);
             }
-            s.create(&wire)?;
+            if s.create(&wire)? {
+                // Made just now, so empty: no Message-ID to look for, and
+                // no EXAMINE and FETCH to find none.
+                self.present.entry(key.clone()).or_default();
+            }
             self.exist.insert(key);
         }
         Ok(wire)

@@ -8,6 +8,20 @@ use serde_json::Value;
 use crate::jobs::Progress;
 use crate::progress::Display;
 
+/// Percent-encodes a value for a query string to the server: everything
+/// but RFC 3986's unreserved characters, so that `/`, `&`, `=` or `#` in a
+/// name, a path prefix or a time never splits the query.
+pub(crate) fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub(crate) struct Client {
     base: String,
     token: String,
@@ -130,5 +144,14 @@ impl Client {
                 _ => std::thread::sleep(Duration::from_millis(250)),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn query_values_keep_only_unreserved_characters() {
+        assert_eq!(super::query_value("hv1/vm-a_b.c~"), "hv1%2Fvm-a_b.c~");
+        assert_eq!(super::query_value("a&b=c #ü"), "a%26b%3Dc%20%23%C3%BC");
     }
 }

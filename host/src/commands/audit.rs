@@ -20,7 +20,7 @@ fn show(cli: &Cli, a: &AuditArgs) -> anyhow::Result<()> {
             let mut path = "/audit".to_owned();
             if let Some(s) = &a.since {
                 // The server parses it; durations are taken relative to it.
-                path += &format!("?since={}", percent(s));
+                path += &format!("?since={}", crate::client::query_value(s));
             }
             serde_json::from_value(c.get(&path)?)?
         }
@@ -61,18 +61,6 @@ fn show(cli: &Cli, a: &AuditArgs) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Escapes a query value.
-fn percent(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn verify(cli: &Cli, j: &JsonArgs) -> anyhow::Result<()> {

@@ -7,9 +7,10 @@ use crate::repo::Found;
 
 pub(crate) fn run(cli: &Cli, a: &FindArgs) -> anyhow::Result<()> {
     let hits: Vec<Found> = match super::client(cli)? {
-        Some(c) => serde_json::from_value(
-            c.get(&format!("/find?pattern={}", super::ls::encode(&a.pattern)))?,
-        )?,
+        Some(c) => serde_json::from_value(c.get(&format!(
+            "/find?pattern={}",
+            crate::client::query_value(&a.pattern)
+        ))?)?,
         None => super::repository(cli, false)?.catalog.find(&a.pattern)?,
     };
     let mut out = std::io::stdout().lock();

@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use crate::cli::{Cli, JobsArgs};
+use crate::client::query_value;
 use crate::db::JobFilter;
 
 pub(crate) fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<()> {
@@ -18,10 +19,10 @@ pub(crate) fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<()> {
         Some(c) => {
             let mut q = Vec::new();
             if let Some(p) = &filter.policy {
-                q.push(format!("policy={}", encode(p)));
+                q.push(format!("policy={}", query_value(p)));
             }
             if let Some(v) = &filter.vm {
-                q.push(format!("vm={}", encode(v)));
+                q.push(format!("vm={}", query_value(v)));
             }
             if filter.failed {
                 q.push("failed=true".into());
@@ -64,17 +65,4 @@ pub(crate) fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// Percent-encodes a query value (names of policies and targets are
-/// plain, but a `/` or `&` must not split the query).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

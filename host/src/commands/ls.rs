@@ -13,7 +13,7 @@ pub(crate) fn run(cli: &Cli, a: &LsArgs) -> anyhow::Result<()> {
         Some(c) => {
             let mut path = format!("/snapshots/{}/items", a.snapshot);
             if let Some(p) = &a.prefix {
-                path += &format!("?prefix={}", encode(p));
+                path += &format!("?prefix={}", crate::client::query_value(p));
             }
             serde_json::from_value(c.get(&path)?)?
         }
@@ -71,16 +71,4 @@ pub(crate) fn time(seconds: i64, _nanos: u32) -> String {
         return format!("@{seconds}");
     }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(seconds as u64)).to_string()
-}
-
-/// Percent-encodes a query value.
-pub(crate) fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

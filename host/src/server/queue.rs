@@ -435,6 +435,16 @@ fn dispatch(slots: &Mutex<Slots>) {
     }
 }
 
+/// Frees the slots a job held and starts what can start now.
+fn release(slots: &Mutex<Slots>, needs: &Needs) {
+    slots
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .fair
+        .done(needs);
+    dispatch(slots);
+}
+
 /// What `policy run` started.
 #[derive(Debug, Serialize)]
 pub(crate) struct PolicyRun {
@@ -591,12 +601,7 @@ impl Queue {
                 metrics.jobs_queued.fetch_sub(1, Relaxed);
                 if !go || j.cancel.load(Relaxed) {
                     if go {
-                        slots
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .fair
-                            .done(&needs);
-                        dispatch(&slots);
+                        release(&slots, &needs);
                     }
                     if let Err(e) = ctx
                         .audit
@@ -618,12 +623,7 @@ impl Queue {
                 let outcome = j.clone().run(ctx, req).await;
                 metrics.jobs_running.fetch_sub(1, Relaxed);
                 j.finish(&metrics, outcome);
-                slots
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .fair
-                    .done(&needs);
-                dispatch(&slots);
+                release(&slots, &needs);
             }
             .instrument(span),
         );

@@ -22,6 +22,13 @@ pub(crate) fn query_value(s: &str) -> String {
         .collect()
 }
 
+/// Whether a job's view (`GET /jobs/{id}`) shows it ended: anything but
+/// queued or running (succeeded, failed, cancelled, or interrupted by a
+/// server that died).
+pub(crate) fn ended(job: &Value) -> bool {
+    !matches!(job["status"].as_str(), Some("queued" | "running"))
+}
+
 pub(crate) struct Client {
     base: String,
     token: String,
@@ -128,21 +135,19 @@ impl Client {
             if let Ok(p) = serde_json::from_value::<Progress>(j["progress"].clone()) {
                 display.update(&p);
             }
-            match j["status"].as_str() {
-                Some("succeeded") => {
-                    display.finish();
-                    return Ok(j);
-                }
-                Some("failed") | Some("cancelled") => {
-                    display.finish();
-                    bail!(
-                        "job {id} {}: {}",
-                        j["status"].as_str().unwrap_or("?"),
-                        j["error"].as_str().unwrap_or("")
-                    );
-                }
-                _ => std::thread::sleep(Duration::from_millis(250)),
+            if j["status"] == "succeeded" {
+                display.finish();
+                return Ok(j);
             }
+            if ended(&j) {
+                display.finish();
+                bail!(
+                    "job {id} {}: {}",
+                    j["status"].as_str().unwrap_or("?"),
+                    j["error"].as_str().unwrap_or("")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
         }
     }
 }

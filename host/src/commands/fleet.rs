@@ -183,11 +183,6 @@ pub(crate) fn remove(cli: &Cli, a: &PolicyNameArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a job view has ended.
-fn ended(j: &Value) -> bool {
-    !matches!(j["status"].as_str(), Some("queued" | "running"))
-}
-
 pub(crate) fn run(cli: &Cli, a: &PolicyRunArgs) -> anyhow::Result<()> {
     let jobs: Vec<Value> = match super::client(cli)? {
         Some(c) => {
@@ -203,7 +198,7 @@ pub(crate) fn run(cli: &Cli, a: &PolicyRunArgs) -> anyhow::Result<()> {
             if !a.no_wait {
                 for j in &mut jobs {
                     let id = j["id"].as_str().context("a job without id")?.to_owned();
-                    while !ended(j) {
+                    while !crate::client::ended(j) {
                         std::thread::sleep(Duration::from_millis(250));
                         *j = c.get(&format!("/jobs/{id}"))?;
                     }
@@ -231,7 +226,7 @@ pub(crate) fn run(cli: &Cli, a: &PolicyRunArgs) -> anyhow::Result<()> {
     }
     let failed = jobs
         .iter()
-        .filter(|j| ended(j) && j["status"] != "succeeded")
+        .filter(|j| crate::client::ended(j) && j["status"] != "succeeded")
         .count();
     if failed > 0 {
         bail!("{failed} of {} job(s) did not succeed", jobs.len());

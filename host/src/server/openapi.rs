@@ -342,7 +342,7 @@ fn core() -> Value {
                 ]},
                 "Job": { "type": "object", "properties": {
                     "id": { "type": "string" }, "kind": { "enum": ["backup", "restore", "verify", "discover"] }, "target": { "type": "string" },
-                    "status": { "enum": ["queued", "running", "succeeded", "failed", "cancelled"] },
+                    "status": { "enum": ["queued", "running", "succeeded", "failed", "cancelled", "interrupted"] },
                     "request": { "$ref": "#/components/schemas/JobRequest" },
                     "progress": { "type": "object", "properties": { "items": { "type": "integer" }, "bytes": { "type": "integer" } } },
                     "result": { "type": ["object", "null"] }, "error": { "type": ["string", "null"] },

@@ -138,7 +138,7 @@ impl Status {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(json!(s)).ok()
     }
 }

@@ -343,10 +343,10 @@ async fn job_events(
                 Ok(v) => {
                     let kind = v["event"].as_str().unwrap_or("message").to_owned();
                     let finished = kind == "status"
-                        && matches!(
-                            v["job"]["status"].as_str(),
-                            Some("succeeded" | "failed" | "cancelled" | "interrupted")
-                        );
+                        && v["job"]["status"]
+                            .as_str()
+                            .and_then(super::queue::Status::parse)
+                            .is_some_and(super::queue::Status::finished);
                     let ev = Event::default()
                         .event(kind)
                         .json_data(&v)

@@ -33,6 +33,8 @@ pub(crate) fn find(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
 pub(crate) struct LocalRunner {
     pub dir: PathBuf,
     pub cache_dir: Option<PathBuf>,
+    /// The container's manifest, parsed from the bytes that were verified.
+    pub manifest: guest_runner::manifest::Manifest,
 }
 
 impl LocalRunner {

@@ -131,8 +131,12 @@ fn plugins(ctx: &Context, req: &DiscoverRequest) -> anyhow::Result<Vec<String>> 
         return Ok(vec![p.clone()]);
     }
     let runner = ctx.runner()?;
-    let manifest = guest_runner::manifest::Manifest::load(&runner.dir)?;
-    Ok(manifest.plugins.iter().map(|p| p.name.clone()).collect())
+    Ok(runner
+        .manifest
+        .plugins
+        .iter()
+        .map(|p| p.name.clone())
+        .collect())
 }
 
 fn run_audited(

@@ -45,10 +45,11 @@ impl Context {
     /// manifest (the runner checks each plugin's bytes as it loads it).
     pub(crate) fn runner(&self) -> anyhow::Result<LocalRunner> {
         let dir = agent::find(self.agent_dir.as_deref())?;
-        crate::container::verify(&dir, &self.trust, &self.cache.join("containers"))?;
+        let manifest = crate::container::verify(&dir, &self.trust, &self.cache.join("containers"))?;
         Ok(LocalRunner {
             dir,
             cache_dir: Some(self.cache.join("components")),
+            manifest,
         })
     }
 }

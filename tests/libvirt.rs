@@ -81,7 +81,7 @@ fn libvirt_backup_granular_restore_and_a_killed_runner() {
     // Attaché's alias; after the job it is gone from the domain's XML.
     vm.sh(
         "( while ! pidof guest-runner >/dev/null; do sleep 0.02; done; \
-           kill -STOP $(pidof guest-runner) ) >/dev/null 2>&1 &",
+           kill -STOP $(pidof guest-runner); touch /run/attache-test-stopped ) >/dev/null 2>&1 &",
     );
     let job = site
         .attache()
@@ -110,7 +110,13 @@ fn libvirt_backup_granular_restore_and_a_killed_runner() {
         disk.contains(&format!("{}/attache-agent-", site.path("ds").display())),
         "{disk}"
     );
-    vm.sh("kill -CONT $(pidof guest-runner)");
+    // Resumed only once it was stopped: the job is seen running (its pid
+    // journaled) before the guest's shell has exec'd the runner, and a
+    // CONT sent before the STOP would leave the runner stopped for good.
+    vm.sh(
+        "while [ ! -e /run/attache-test-stopped ]; do sleep 0.02; done; \
+         rm /run/attache-test-stopped; kill -CONT $(pidof guest-runner)",
+    );
     let o = job.wait_with_output().expect("wait");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(vm.attache_disks(), Vec::<String>::new());

@@ -31,6 +31,13 @@ const AGENT_MISSES: u32 = 3;
 /// How long one status poll may wait for the agent.
 const AGENT_STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a runner may take from its start to its hello on the data
+/// channel. It says hello as it starts, before it loads any plugin; a
+/// runner stopped or stuck before that would otherwise hold a job with no
+/// `--timeout` forever. (After the hello, how long a job may run is the
+/// job's timeout: a restore's last statements may run long.)
+const HELLO_BOUND: Duration = Duration::from_secs(120);
+
 /// Options of a job's run in the guest.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunOptions {
@@ -63,6 +70,8 @@ pub(crate) struct Session {
 struct Shared {
     /// The stream has ended (read to its trailer, or failed).
     stream_done: AtomicBool,
+    /// The runner's hello has been read.
+    hello: AtomicBool,
     /// While the guest's filesystems are frozen: when to thaw at the latest.
     frozen_until: Mutex<Option<Instant>>,
     notes: Mutex<Vec<String>>,
@@ -73,18 +82,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// The watcher's loop (see `Session::watcher`).
+/// When the watcher gives up on a runner.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    /// The job's timeout: when it is up, and how long it was.
+    deadline: Option<(Instant, Duration)>,
+    /// From the runner's start to its hello (`HELLO_BOUND`).
+    hello: Duration,
+}
+
 fn watch(
     agent: &Mutex<Agent>,
     sock: &UnixStream,
     pid: i64,
     shared: &Shared,
     cancel: &AtomicBool,
-    deadline: Option<(Instant, Duration)>,
+    bounds: Bounds,
     vm: &str,
 ) -> Result<Exited, String> {
+    let Bounds {
+        deadline,
+        hello: hello_bound,
+    } = bounds;
     let end_stream = || {
         let _ = sock.shutdown(Shutdown::Both);
     };
+    let started = Instant::now();
     let mut misses = 0;
     let mut exited_ok_at: Option<(Instant, Exited)> = None;
     loop {
@@ -132,7 +155,20 @@ fn watch(
                 end_stream();
                 return Ok(exited);
             }
-            Ok(None) => misses = 0,
+            Ok(None) => {
+                misses = 0;
+                let silent = !shared.hello.load(Ordering::SeqCst)
+                    && !shared.stream_done.load(Ordering::SeqCst)
+                    && started.elapsed() >= hello_bound;
+                if silent {
+                    end_stream();
+                    return Err(format!(
+                        "the runner in {vm} had not said hello on the data channel {} s after \
+                         it was started (stopped, or stuck before it opened the channel)",
+                        hello_bound.as_secs()
+                    ));
+                }
+            }
             Err(e) if e.is_disabled() => misses = 0,
             Err(e) => {
                 misses += 1;
@@ -283,6 +319,7 @@ impl Session {
             let mut reader = BufReader::with_capacity(1 << 20, sock.try_clone()?);
             let result = (|| {
                 channel::seek_hello(&mut reader, &self.entry.session)?;
+                shared.hello.store(true, Ordering::SeqCst);
                 tracing::info!(vm = %self.vm_ref, ms = t.elapsed().as_millis() as u64, "runner's hello");
                 while channel::read_phase(&mut reader)? == channel::PHASE_FREEZE {
                     let ack = self.freeze(&shared, opts);
@@ -326,9 +363,12 @@ impl Session {
             let watcher = self.watcher(&sock, pid, &shared, cancel, opts.timeout, s)?;
             // The runner's hello is read (and checked) on the side.
             let rsock = sock.try_clone()?;
+            let said = &shared.hello;
             let hello = s.spawn(move || {
                 let mut r = BufReader::new(rsock);
-                channel::seek_hello(&mut r, &session).map(|_| ())
+                channel::seek_hello(&mut r, &session)?;
+                said.store(true, Ordering::SeqCst);
+                Ok::<_, channel::ChannelError>(())
             });
             let result = (|| {
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, sock.try_clone()?);
@@ -373,6 +413,7 @@ impl Session {
                 (&sock).write_all(&channel::hello(&session)?)?;
                 let mut reader = BufReader::new(sock.try_clone()?);
                 channel::seek_hello(&mut reader, &session)?;
+                shared.hello.store(true, Ordering::SeqCst);
                 anyhow::Ok(channel::read_reply(&mut reader)?)
             })();
             shared.stream_done.store(true, Ordering::SeqCst);
@@ -427,7 +468,13 @@ impl Session {
         let agent = self.agent.clone();
         let vm = self.vm_ref.to_string();
         let deadline = timeout.map(|t| (Instant::now() + t, t));
-        Ok(scope.spawn(move || watch(&agent, &sock, pid, shared, cancel, deadline, &vm)))
+        Ok(scope.spawn(move || {
+            let bounds = Bounds {
+                deadline,
+                hello: HELLO_BOUND,
+            };
+            watch(&agent, &sock, pid, shared, cancel, bounds, &vm)
+        }))
     }
 
     fn outcome(
@@ -575,5 +622,77 @@ impl Drop for Session {
         if !self.closed {
             self.revert();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hypervisor::agent::AgentLink;
+    use crate::hypervisor::error::DriverError;
+    use serde_json::{json, Value};
+
+    /// A guest agent whose runner never exits.
+    struct Running;
+
+    impl AgentLink for Running {
+        fn call(&mut self, command: &str, _: Value, _: Duration) -> Result<Value, DriverError> {
+            assert_eq!(command, "guest-exec-status");
+            Ok(json!({ "exited": false }))
+        }
+    }
+
+    fn agent() -> Mutex<Agent> {
+        Mutex::new(Agent::new(Box::new(Running), AGENT_TIMEOUT))
+    }
+
+    #[test]
+    fn a_runner_that_never_says_hello_ends_the_stream_at_the_bound() {
+        let (host, mut guest) = UnixStream::pair().unwrap();
+        let (shared, cancel) = (Shared::default(), AtomicBool::new(false));
+        let bound = Duration::from_millis(300);
+        let t = Instant::now();
+        let bounds = Bounds {
+            deadline: None,
+            hello: bound,
+        };
+        let err = watch(&agent(), &host, 7, &shared, &cancel, bounds, "hv/vm").unwrap_err();
+        assert!(t.elapsed() >= bound, "{:?}", t.elapsed());
+        assert!(err.contains("runner in hv/vm had not said hello"), "{err}");
+        // The reader blocked on the stream sees its end.
+        let mut rest = Vec::new();
+        guest.read_to_end(&mut rest).unwrap();
+        assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_runner_that_said_hello_is_not_bound_by_it() {
+        let (host, _guest) = UnixStream::pair().unwrap();
+        let (shared, cancel) = (Shared::default(), AtomicBool::new(false));
+        shared.hello.store(true, Ordering::SeqCst);
+        let err = std::thread::scope(|s| {
+            let w = s.spawn(|| {
+                watch(
+                    &agent(),
+                    &host,
+                    7,
+                    &shared,
+                    &cancel,
+                    Bounds {
+                        deadline: None,
+                        hello: Duration::ZERO,
+                    },
+                    "hv/vm",
+                )
+            });
+            std::thread::sleep(Duration::from_millis(400));
+            assert!(
+                !w.is_finished(),
+                "the watcher gave up on a runner that said hello"
+            );
+            cancel.store(true, Ordering::Relaxed);
+            w.join().unwrap().unwrap_err()
+        });
+        assert_eq!(err, "cancelled");
     }
 }

@@ -203,11 +203,57 @@ pub fn restored(root: &Path, item: &Path) -> PathBuf {
     root.join(item.strip_prefix("/").expect("item ids are absolute paths"))
 }
 
-/// Runs a command and returns its output whatever the status.
+/// The longest any command of the suite may run: a command that hangs
+/// fails its test with what it printed, instead of holding the suite.
+const COMMAND_BOUND: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Runs a command and returns its output whatever the status; kills it and
+/// panics with its output so far past `COMMAND_BOUND`.
 pub fn output(c: &mut Command) -> Output {
-    c.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"))
+    use std::io::Read;
+    let mut child = c
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
+    let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
+    let deadline = std::time::Instant::now() + COMMAND_BOUND;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let (o, e) = (
+                out.join().unwrap_or_default(),
+                err.join().unwrap_or_default(),
+            );
+            panic!(
+                "{c:?} still ran after {} s and was killed\nstdout: {}\nstderr: {}",
+                COMMAND_BOUND.as_secs(),
+                String::from_utf8_lossy(&o),
+                String::from_utf8_lossy(&e)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
 }
 
 /// Runs a command that must succeed; returns stdout.

@@ -5,17 +5,21 @@
 //! line with the repository's snapshots whenever it is opened: a lost or
 //! stale catalog costs a rebuild, never data.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use rusqlite::{params, Connection};
 
+use super::catalog_draft::CatalogDraft;
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::Store;
 
 pub(crate) struct Catalog {
     conn: Connection,
+    /// The directory the catalog's file is in (drafts go there too).
+    dir: PathBuf,
 }
 
 /// One hit of `find`.
@@ -76,10 +80,10 @@ const MMAP_SIZE: i64 = 1 << 30;
 
 /// Items per chunk: about `CUT` on average, never more than `MAX_CHUNK`.
 const CUT: u64 = 64;
-const MAX_CHUNK: usize = 1024;
+pub(super) const MAX_CHUNK: usize = 1024;
 
 /// Whether a chunk ends after the item `id` (FNV-1a of the id).
-fn cuts_after(id: &str) -> bool {
+pub(super) fn cuts_after(id: &str) -> bool {
     let mut h: u64 = 0xcbf29ce484222325;
     for b in id.bytes() {
         h ^= u64::from(b);
@@ -90,10 +94,9 @@ fn cuts_after(id: &str) -> bool {
 
 impl Catalog {
     pub(crate) fn open(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open catalog {}", path.display()))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
@@ -131,7 +134,31 @@ impl Catalog {
         }
         tx.execute_batch(SCHEMA)?;
         tx.commit()?;
-        Ok(Self { conn })
+        Ok(Self { conn, dir })
+    }
+
+    /// A draft for a backup's items, recorded by [`Self::add_draft`].
+    pub(crate) fn draft(&self) -> anyhow::Result<CatalogDraft> {
+        CatalogDraft::new(&self.dir)
+    }
+
+    /// Records snapshot `snap`, whose items `draft` holds.
+    pub(crate) fn add_draft(&self, snap: &SnapshotInfo, draft: CatalogDraft) -> anyhow::Result<()> {
+        let (chunks, lines) = draft.finish()?;
+        let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| c.hash).collect();
+        self.record(
+            snap,
+            &hashes,
+            &|n| Ok(Cow::Owned(lines.read(&chunks[n])?)),
+            &|_, body, f| {
+                for line in body.lines() {
+                    let it: StoredItem = serde_json::from_str(line)
+                        .context("an item line of the catalog's draft")?;
+                    f(&it)?;
+                }
+                Ok(())
+            },
+        )
     }
 
     /// Adds the repository's snapshots the catalog lacks and drops those
@@ -199,20 +226,10 @@ impl Catalog {
     /// Records a snapshot and its items: the chunks the catalog lacks,
     /// and the list of the snapshot's chunks.
     pub(crate) fn add(&self, snap: &SnapshotInfo, items: &[StoredItem]) -> anyhow::Result<()> {
-        self.add_lines(snap, items, &crate::store::snapshot::item_lines(items)?)
-    }
-
-    /// [`add`](Self::add) with the items' JSON lines already made (the
-    /// snapshot's tree holds the same), one per item.
-    pub(crate) fn add_lines(
-        &self,
-        snap: &SnapshotInfo,
-        items: &[StoredItem],
-        lines: &[u8],
-    ) -> anyhow::Result<()> {
+        let lines = crate::store::snapshot::item_lines(items)?;
         // Cut before the write lock is taken.
-        let mut chunks: Vec<(Vec<u8>, &str, usize, usize)> = Vec::new();
-        let lines = std::str::from_utf8(lines).context("an item list that is not UTF-8")?;
+        let mut chunks: Vec<([u8; 32], &str, usize, usize)> = Vec::new();
+        let lines = std::str::from_utf8(&lines).context("an item list that is not UTF-8")?;
         let mut rest = lines;
         let mut start = 0;
         let mut at = 0;
@@ -220,7 +237,7 @@ impl Catalog {
             at += line.len();
             if cuts_after(&it.record.id) || i + 1 - start >= MAX_CHUNK || i + 1 == items.len() {
                 let (body, tail) = rest.split_at(at);
-                let hash = blake3::hash(body.as_bytes()).as_bytes().to_vec();
+                let hash = *blake3::hash(body.as_bytes()).as_bytes();
                 chunks.push((hash, body, start, i + 1));
                 rest = tail;
                 at = 0;
@@ -233,6 +250,34 @@ impl Catalog {
             lines.split_inclusive('\n').count(),
             items.len()
         );
+        let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| c.0).collect();
+        self.record(
+            snap,
+            &hashes,
+            &|n| Ok(Cow::Borrowed(chunks[n].1)),
+            &|n, _, f| {
+                items[chunks[n].2..chunks[n].3]
+                    .iter()
+                    .try_for_each(&mut *f)
+            },
+        )
+    }
+
+    /// Writes snapshot `snap` whose chunks have `hashes`, in order: a chunk
+    /// the catalog lacks is stored with its lines (`body(n)`) and its
+    /// items (`items(n, body, f)` hands each to `f`).
+    #[allow(clippy::type_complexity, reason = "two callbacks, used here only")]
+    fn record<'b>(
+        &self,
+        snap: &SnapshotInfo,
+        hashes: &[[u8; 32]],
+        body: &dyn Fn(usize) -> anyhow::Result<Cow<'b, str>>,
+        items: &dyn Fn(
+            usize,
+            &str,
+            &mut dyn FnMut(&StoredItem) -> anyhow::Result<()>,
+        ) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         // IMMEDIATE: the write lock is taken (waiting as busy_timeout
         // allows) before anything is read, so two processes adding at once
         // never meet a stale snapshot, which SQLite refuses without waiting.
@@ -249,28 +294,36 @@ impl Catalog {
             [&snap.id],
         )?;
         {
-            let mut add_chunk =
-                tx.prepare("INSERT OR IGNORE INTO chunks (hash, body) VALUES (?1, ?2)")?;
+            let mut has = tx.prepare("SELECT 1 FROM chunks WHERE hash = ?1")?;
+            let mut add_chunk = tx.prepare("INSERT INTO chunks (hash, body) VALUES (?1, ?2)")?;
             let mut add_item = tx.prepare(
                 "INSERT INTO chunk_items (chunk, pos, id, name, kind, size, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut list =
                 tx.prepare("INSERT INTO snapshot_chunks (snapshot, n, chunk) VALUES (?1, ?2, ?3)")?;
-            for (n, (hash, body, start, end)) in chunks.iter().enumerate() {
-                if add_chunk.execute(params![hash, body])? > 0 {
-                    for (pos, it) in items[*start..*end].iter().enumerate() {
+            for (n, hash) in hashes.iter().enumerate() {
+                let hash = &hash[..];
+                // Only a chunk the catalog lacks is read back (from a
+                // draft) and indexed: an unchanged re-run reads none.
+                if !has.exists([hash])? {
+                    let b = body(n)?;
+                    add_chunk.execute(params![hash, &*b])?;
+                    let mut pos = 0i64;
+                    items(n, &b, &mut |it| {
                         let r = &it.record;
                         let name = r.id.rsplit('/').next().unwrap_or(&r.id);
                         add_item.execute(params![
                             hash,
-                            pos as i64,
+                            pos,
                             r.id,
                             name,
                             r.kind.as_str(),
                             r.size as i64,
                             guest_runner::stream::title(r)
                         ])?;
-                    }
+                        pos += 1;
+                        Ok(())
+                    })?;
                 }
                 list.execute(params![snap.id, n as i64, hash])?;
             }
@@ -453,8 +506,14 @@ mod tests {
         .expect("a snapshot description")
     }
 
+    fn chunk_count(cat: &Catalog) -> i64 {
+        cat.conn
+            .query_row("SELECT count(*) FROM chunks", [], |r| r.get(0))
+            .unwrap()
+    }
+
     #[test]
-    fn lines_made_once_list_the_same_items_and_must_match_them() {
+    fn a_draft_records_the_same_items_in_the_same_chunks_as_a_list_in_memory() {
         let d = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&d.path().join("catalog.sqlite")).unwrap();
         let items: Vec<StoredItem> = (0..3000)
@@ -463,22 +522,35 @@ mod tests {
                 content: Vec::new(),
             })
             .collect();
-        let lines = crate::store::snapshot::item_lines(&items).unwrap();
-        cat.add_lines(&snap("aa"), &items, &lines).unwrap();
+        let mut draft = cat.draft().unwrap();
+        for it in &items {
+            let line = crate::store::snapshot::item_lines(std::slice::from_ref(it)).unwrap();
+            draft.push(&it.record.id, &line).unwrap();
+        }
+        assert_eq!(draft.items(), 3000);
+        cat.add_draft(&snap("aa"), draft).unwrap();
+        let chunks = chunk_count(&cat);
+        assert!(chunks > 3000 / MAX_CHUNK as i64, "{chunks}");
         cat.add(&snap("bb"), &items).unwrap();
+        // The same cuts: the second snapshot shares every chunk.
+        assert_eq!(chunk_count(&cat), chunks);
         for id in ["aa", "bb"] {
             let got = cat.items(id, None).unwrap();
             assert_eq!(got.len(), items.len());
             assert!(got.iter().zip(&items).all(|(g, w)| g.record == w.record));
         }
-        // A list with a line fewer, or more, than items is refused.
-        let short = &lines[..lines.len() - 1];
-        let cut = short.iter().rposition(|&b| b == b'\n').unwrap() + 1;
-        assert!(cat.add_lines(&snap("cc"), &items, &lines[..cut]).is_err());
-        let mut long = lines.clone();
-        long.extend_from_slice(&lines[..cut.min(40)]);
-        assert!(cat.add_lines(&snap("dd"), &items, &long).is_err());
-        assert!(!cat.has("cc").unwrap() && !cat.has("dd").unwrap());
+        assert_eq!(cat.find("f2999").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_draft_with_a_line_that_is_no_item_records_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&d.path().join("catalog.sqlite")).unwrap();
+        let mut draft = cat.draft().unwrap();
+        draft.push("/t/a", b"{\"not\": \"an item\"}\n").unwrap();
+        assert!(cat.add_draft(&snap("cc"), draft).is_err());
+        assert!(!cat.has("cc").unwrap());
+        assert_eq!(chunk_count(&cat), 0);
     }
 
     #[test]

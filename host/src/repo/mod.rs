@@ -3,6 +3,7 @@
 
 mod ahead;
 mod catalog;
+mod catalog_draft;
 pub(crate) mod error;
 mod extract;
 mod ingest;
@@ -194,7 +195,11 @@ impl Repository {
         self.catalog.each_chunk(&snap.id, None, &mut |mut items| {
             items.retain(|i| i.content.iter().all(|c| self.store.has(c)));
             each(&items);
-            map.extend(items.into_iter().map(|i| (i.record.id.clone(), i)));
+            map.extend(
+                items
+                    .into_iter()
+                    .map(|mut i| (std::mem::take(&mut i.record.id), i.into())),
+            );
             Ok(())
         })?;
         Ok(map)

@@ -200,7 +200,7 @@ pub(crate) fn write_tree_lines(
     for line in lines.split_inclusive(|&b| b == b'\n') {
         tree.push_line(set, line)?;
     }
-    Ok(tree.finish(set)?.0)
+    tree.finish(set)
 }
 
 /// An item list stored as tree blobs item by item, as a backup receives
@@ -208,7 +208,8 @@ pub(crate) fn write_tree_lines(
 /// the same way, so the same blobs as [`write_tree`]'s.
 pub(crate) struct TreeWriter {
     chunker: Chunker,
-    lines: Vec<u8>,
+    /// The last item's line (only it: the list is not kept).
+    line: Vec<u8>,
     ids: Vec<BlobId>,
 }
 
@@ -216,29 +217,28 @@ impl TreeWriter {
     pub(crate) fn new(chunker: Chunker) -> Self {
         Self {
             chunker,
-            lines: Vec::new(),
+            line: Vec::new(),
             ids: Vec::new(),
         }
     }
 
-    /// Adds the next item.
+    /// Adds the next item; returns its line ([`item_lines`]' for it).
     pub(crate) fn push(
         &mut self,
         set: &mut PackSet<'_>,
         item: &StoredItem,
-    ) -> Result<(), StoreError> {
-        let start = self.lines.len();
-        serde_json::to_writer(&mut self.lines, item).map_err(StoreError::json("item list"))?;
-        self.lines.push(b'\n');
+    ) -> Result<&[u8], StoreError> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, item).map_err(StoreError::json("item list"))?;
+        self.line.push(b'\n');
         let Self {
-            chunker,
-            lines,
-            ids,
+            chunker, line, ids, ..
         } = self;
-        chunker.push(&lines[start..], &mut |c: &[u8]| -> Result<(), StoreError> {
+        chunker.push(line, &mut |c: &[u8]| -> Result<(), StoreError> {
             ids.push(set.add(BlobKind::Tree, c)?);
             Ok(())
-        })
+        })?;
+        Ok(&self.line)
     }
 
     fn push_line(&mut self, set: &mut PackSet<'_>, line: &[u8]) -> Result<(), StoreError> {
@@ -249,17 +249,14 @@ impl TreeWriter {
         })
     }
 
-    /// The tree's blobs, and the item lines ([`item_lines`]) pushed.
-    pub(crate) fn finish(
-        mut self,
-        set: &mut PackSet<'_>,
-    ) -> Result<(Vec<BlobId>, Vec<u8>), StoreError> {
+    /// The tree's blobs.
+    pub(crate) fn finish(mut self, set: &mut PackSet<'_>) -> Result<Vec<BlobId>, StoreError> {
         let Self { chunker, ids, .. } = &mut self;
         chunker.finish(&mut |c: &[u8]| -> Result<(), StoreError> {
             ids.push(set.add(BlobKind::Tree, c)?);
             Ok(())
         })?;
-        Ok((self.ids, self.lines))
+        Ok(self.ids)
     }
 }
 

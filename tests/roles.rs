@@ -474,3 +474,90 @@ fn policies_are_written_by_admins_and_run_within_an_operators_scope() {
     let (st, _) = call(&s, ADMIN, "GET", "/policies/all", None);
     assert_eq!(st, 404);
 }
+
+/// VM tags through the API: every role reads them, an admin sets them,
+/// bad tags and unknown hypervisors are refused and change nothing, and a
+/// policy selecting `tag:NAME` then runs on the tagged VM.
+#[test]
+fn tags_are_set_by_admins_read_by_all_and_select_for_policies() {
+    let s = start();
+    let vms = s.t.path().join("vms");
+    std::fs::create_dir_all(&vms).expect("mkdir");
+    for vm in ["a", "b"] {
+        drop(std::os::unix::net::UnixListener::bind(vms.join(format!("{vm}.qmp"))).expect("bind"));
+    }
+    ok(attache(&s.repo)
+        .args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+        .arg(&vms)
+        .arg("--datastore")
+        .arg(s.t.path().join("ds")));
+    let (operator, _) = create_token(&s, json!({ "role": "operator", "targets": ["hv1/*"] }));
+    let (auditor, _) = create_token(&s, json!({ "role": "auditor" }));
+
+    forbidden(
+        call(
+            &s,
+            &operator,
+            "POST",
+            "/tags/hv1/a",
+            Some(json!({ "add": ["web"] })),
+        ),
+        "admin",
+        "an operator tags a VM",
+    );
+    let (st, tagged) = call(
+        &s,
+        ADMIN,
+        "POST",
+        "/tags/hv1/a",
+        Some(json!({ "add": ["web", "prod"] })),
+    );
+    assert_eq!(st, 200, "{tagged}");
+    assert_eq!(tagged["vm"], "hv1/a");
+    let mut now: Vec<String> = serde_json::from_value(tagged["tags"].clone()).expect("tags");
+    now.sort();
+    assert_eq!(now, ["prod", "web"]);
+    let (st, after) = call(
+        &s,
+        ADMIN,
+        "POST",
+        "/tags/hv1/a",
+        Some(json!({ "remove": ["prod"] })),
+    );
+    assert_eq!((st, &after["tags"]), (200, &json!(["web"])), "{after}");
+    for (path, body, want) in [
+        ("/tags/hv1/a", json!({ "add": ["no spaces"] }), 400),
+        ("/tags/hv1/a", json!({}), 400),
+        ("/tags/hv1/a", json!({ "add": ["x"], "extra": 1 }), 422),
+        ("/tags/nohv/a", json!({ "add": ["web"] }), 404),
+    ] {
+        let (st, e) = call(&s, ADMIN, "POST", path, Some(body.clone()));
+        assert_eq!(st, want, "{path} {body}: {e}");
+        assert!(e["error"].is_string(), "{e}");
+    }
+    let (st, all) = call(&s, &auditor, "GET", "/tags", None);
+    assert_eq!(st, 200);
+    assert_eq!(all, json!([{ "vm": "hv1/a", "tags": ["web"] }]));
+    // The CLI sees the same.
+    let listed = ok(attache(&s.repo).args(["vm", "list"]));
+    assert!(
+        listed.lines().any(|l| l.contains('a') && l.contains("web")),
+        "{listed}"
+    );
+
+    let policy = json!({ "name": "web", "vms": ["tag:web"], "plugin": "filesystem",
+                         "include": ["/data"], "schedule": "0 3 * * *" });
+    let (st, _) = call(&s, ADMIN, "POST", "/policies", Some(policy));
+    assert_eq!(st, 201);
+    let (st, run) = call(&s, ADMIN, "POST", "/policies/web/run", Some(json!({})));
+    assert_eq!(st, 202, "{run}");
+    let targets: Vec<&str> = run["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["target"].as_str())
+        .collect();
+    assert_eq!(targets, ["hv1/a"], "{run}");
+    let (_, audit) = call(&s, ADMIN, "GET", "/audit", None);
+    assert!(audit.to_string().contains("vm.tag"), "{audit}");
+}

@@ -21,6 +21,7 @@ mod roles;
 mod routes;
 mod scheduler;
 mod state;
+mod tags;
 mod tls;
 mod tree;
 mod trim;

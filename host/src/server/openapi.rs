@@ -96,7 +96,7 @@ fn paths() -> Value {
     doc
 }
 
-/// Backup policies, and the job listing's filters.
+/// Backup policies, VM tags, and the job listing's filters.
 fn fleet(doc: &mut Value) {
     let name = json!({ "name": "id", "in": "path", "required": true, "description": "The policy's name.", "schema": { "type": "string" } });
     doc["paths"]["/jobs"]["get"]["parameters"] = json!([
@@ -129,6 +129,24 @@ fn fleet(doc: &mut Value) {
             "responses": merge(json!({ "200": ok("The removed policy.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["401", "404", "500"]))
         }
     });
+    let vm_tags = json!({ "type": "object", "required": ["vm", "tags"], "properties": {
+        "vm": { "type": "string", "description": "`HV/VM`" },
+        "tags": { "type": "array", "items": { "type": "string" } } } });
+    doc["paths"]["/tags"] = json!({ "get": {
+        "summary": "Every tagged VM with its tags (`attache vm list`'s tags), which policies select by `tag:NAME`.",
+        "responses": merge(json!({ "200": ok("Tagged VMs.", json!({ "type": "array", "items": vm_tags.clone() })) }), error_responses(&["401", "500"]))
+    }});
+    doc["paths"]["/tags/{hv}/{vm}"] = json!({ "post": {
+        "summary": "Adds and removes tags of one VM of a registered hypervisor (as `attache vm tag` and `vm untag`); answers its tags after the change.",
+        "parameters": [
+            { "name": "hv", "in": "path", "required": true, "description": "The hypervisor's name.", "schema": { "type": "string" } },
+            { "name": "vm", "in": "path", "required": true, "description": "The VM's name.", "schema": { "type": "string" } }
+        ],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "additionalProperties": false, "properties": {
+            "add": { "type": "array", "items": { "type": "string" }, "description": "Tags to add (letters, digits, `-`, `_`, `.`)." },
+            "remove": { "type": "array", "items": { "type": "string" }, "description": "Tags to remove." } } } } } },
+        "responses": merge(json!({ "200": ok("The VM's tags now.", vm_tags) }), error_responses(&["400", "401", "404", "500"]))
+    }});
     doc["paths"]["/policies/{id}/run"] = json!({ "post": {
         "summary": "Runs a backup policy now: one backup job per VM it selects, queued within the concurrency limits; when they have ended, its retention forgets its own old snapshots (never others). An operator needs every selected VM in its scope.",
         "parameters": [name],

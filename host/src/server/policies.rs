@@ -24,7 +24,7 @@ impl From<DbError> for ApiError {
 }
 
 /// Runs `f` on the state database off the async threads.
-async fn db<T: Send + 'static>(
+pub(super) async fn db<T: Send + 'static>(
     s: &ServerState,
     f: impl FnOnce(&dyn crate::db::StateStore) -> Result<T, DbError> + Send + 'static,
 ) -> Result<T, ApiError> {

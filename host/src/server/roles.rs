@@ -19,7 +19,7 @@ pub(super) enum Need {
     /// starting and cancelling jobs (a verify: any operator), running a
     /// backup policy (every VM it selects within the scope).
     Run,
-    /// Admin: tokens, adding and removing backup policies.
+    /// Admin: tokens, adding and removing backup policies, tagging VMs.
     Admin,
 }
 
@@ -62,6 +62,8 @@ pub(super) const ROUTES: &[(&str, &str, Need)] = &[
     ("GET", "/policies/{id}", Need::Read),
     ("DELETE", "/policies/{id}", Need::Admin),
     ("POST", "/policies/{id}/run", Need::Run),
+    ("GET", "/tags", Need::Read),
+    ("POST", "/tags/{hv}/{vm}", Need::Admin),
     ("GET", "/audit", Need::Audit),
     ("GET", "/tokens", Need::Admin),
     ("POST", "/tokens", Need::Admin),

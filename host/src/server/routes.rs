@@ -20,7 +20,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::error::{ApiError, JsonBody};
 use super::hypervisors::HypervisorView;
 use super::queue::{JobRequest, JobView};
-use super::{auth, console, openapi, policies, tree, ServerState};
+use super::{auth, console, openapi, policies, tags, tree, ServerState};
 use crate::access::tokens::{NewToken, TokenError};
 use crate::access::Principal;
 
@@ -44,6 +44,8 @@ pub(super) fn router(state: ServerState) -> Router {
             get(policies::get).delete(policies::remove),
         )
         .route("/policies/{id}/run", post(policies::run))
+        .route("/tags", get(tags::list))
+        .route("/tags/{hv}/{vm}", post(tags::change))
         .route("/jobs/{id}", get(get_job).delete(cancel_job))
         .route("/jobs/{id}/events", get(job_events))
         .route("/audit", get(audit_log))

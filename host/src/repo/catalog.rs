@@ -255,11 +255,7 @@ impl Catalog {
             snap,
             &hashes,
             &|n| Ok(Cow::Borrowed(chunks[n].1)),
-            &|n, _, f| {
-                items[chunks[n].2..chunks[n].3]
-                    .iter()
-                    .try_for_each(&mut *f)
-            },
+            &|n, _, f| items[chunks[n].2..chunks[n].3].iter().try_for_each(&mut *f),
         )
     }
 

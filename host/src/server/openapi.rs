@@ -103,7 +103,7 @@ fn fleet(doc: &mut Value) {
         { "name": "policy", "in": "query", "required": false, "description": "Only jobs this backup policy started.", "schema": { "type": "string" } },
         { "name": "vm", "in": "query", "required": false, "description": "Only jobs of this target (`HV/VM`, `local`).", "schema": { "type": "string" } },
         { "name": "failed", "in": "query", "required": false, "description": "Only jobs that failed or were interrupted.", "schema": { "type": "boolean" } },
-        { "name": "limit", "in": "query", "required": false, "description": "At most this many, newest first.", "schema": { "type": "integer", "minimum": 0 } }
+        { "name": "limit", "in": "query", "required": false, "description": "At most this many, newest first (default 1000, at most 10000).", "schema": { "type": "integer", "minimum": 0, "maximum": 10000, "default": 1000 } }
     ]);
     doc["paths"]["/jobs"]["get"]["summary"] = json!("The job history, newest first: this server's jobs and those of earlier servers (from the state database; a job a stopped server left queued or running is `interrupted`).");
     doc["paths"]["/policies"] = json!({

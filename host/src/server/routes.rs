@@ -199,6 +199,11 @@ struct JobsQuery {
     limit: Option<usize>,
 }
 
+/// How many jobs `GET /jobs` lists without `?limit`, and at most: a
+/// fleet's history grows by thousands of jobs a day.
+const JOBS_DEFAULT: usize = 1_000;
+const JOBS_MAX: usize = 10_000;
+
 /// The job history, newest first, filtered.
 async fn list_jobs(
     State(s): State<ServerState>,
@@ -208,7 +213,7 @@ async fn list_jobs(
         policy: q.policy,
         vm: q.vm,
         failed: q.failed,
-        limit: q.limit,
+        limit: Some(q.limit.unwrap_or(JOBS_DEFAULT).min(JOBS_MAX)),
     };
     let jobs = tokio::task::spawn_blocking(move || s.queue.list(&filter))
         .await

@@ -361,18 +361,13 @@ fn token_scopes_are_checked_and_a_server_needs_some_token() {
     assert_eq!(st, 201, "{made}");
 }
 
-/// Backup policies: admins add and remove them, every role reads them, and
-/// an operator runs one only when every VM it selects is in its scope
-/// (then all its jobs are queued; else none). The VMs are sockets without
-/// a QEMU behind them: their jobs fail, which is not what is tested here.
-#[test]
-fn policies_are_written_by_admins_and_run_within_an_operators_scope() {
-    let s = start();
+/// Registers hypervisor `hv1` with VMs `a` and `b`: sockets without a
+/// QEMU behind them (the socket file stays once its listener is gone: a VM
+/// that is listed, and refuses connections).
+fn listed_vms(s: &Server) {
     let vms = s.t.path().join("vms");
     std::fs::create_dir_all(&vms).expect("mkdir");
     for vm in ["a", "b"] {
-        // The socket file stays once its listener is gone: a VM that is
-        // listed, and refuses connections.
         drop(std::os::unix::net::UnixListener::bind(vms.join(format!("{vm}.qmp"))).expect("bind"));
     }
     ok(attache(&s.repo)
@@ -380,6 +375,16 @@ fn policies_are_written_by_admins_and_run_within_an_operators_scope() {
         .arg(&vms)
         .arg("--datastore")
         .arg(s.t.path().join("ds")));
+}
+
+/// Backup policies: admins add and remove them, every role reads them, and
+/// an operator runs one only when every VM it selects is in its scope
+/// (then all its jobs are queued; else none). The VMs are sockets without
+/// a QEMU behind them: their jobs fail, which is not what is tested here.
+#[test]
+fn policies_are_written_by_admins_and_run_within_an_operators_scope() {
+    let s = start();
+    listed_vms(&s);
     let (operator, _) = create_token(&s, json!({ "role": "operator", "targets": ["hv1/a"] }));
     let (auditor, _) = create_token(&s, json!({ "role": "auditor" }));
     let policy = |name: &str, vms: &[&str]| {
@@ -481,16 +486,7 @@ fn policies_are_written_by_admins_and_run_within_an_operators_scope() {
 #[test]
 fn tags_are_set_by_admins_read_by_all_and_select_for_policies() {
     let s = start();
-    let vms = s.t.path().join("vms");
-    std::fs::create_dir_all(&vms).expect("mkdir");
-    for vm in ["a", "b"] {
-        drop(std::os::unix::net::UnixListener::bind(vms.join(format!("{vm}.qmp"))).expect("bind"));
-    }
-    ok(attache(&s.repo)
-        .args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
-        .arg(&vms)
-        .arg("--datastore")
-        .arg(s.t.path().join("ds")));
+    listed_vms(&s);
     let (operator, _) = create_token(&s, json!({ "role": "operator", "targets": ["hv1/*"] }));
     let (auditor, _) = create_token(&s, json!({ "role": "auditor" }));
 

@@ -6,9 +6,8 @@
 //! cache and state directories.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use attache_tests::{restored, tree};
@@ -28,44 +27,8 @@ fn attache(repo: &Path) -> Command {
 /// Runs `c` to its end within [`BOUND`] (killed and failed past it); its
 /// exit must be 0 or 1, never a signal (abort) or 101 (panic).
 fn run(c: &mut Command) -> Output {
-    let mut child = c
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {c:?}: {e}"));
-    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-    let o = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_end(&mut b);
-        }
-        b
-    });
-    let e = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_end(&mut b);
-        }
-        b
-    });
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if started.elapsed() > BOUND {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{c:?} hung past {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = Output {
-        status,
-        stdout: o.join().expect("stdout"),
-        stderr: e.join().expect("stderr"),
-    };
+    let out = attache_tests::output_within(c, BOUND);
+    let status = out.status;
     assert!(
         matches!(status.code(), Some(0 | 1)),
         "{c:?} crashed ({status})\nstderr: {}",

@@ -210,6 +210,11 @@ const COMMAND_BOUND: std::time::Duration = std::time::Duration::from_secs(600);
 /// Runs a command and returns its output whatever the status; kills it and
 /// panics with its output so far past `COMMAND_BOUND`.
 pub fn output(c: &mut Command) -> Output {
+    output_within(c, COMMAND_BOUND)
+}
+
+/// [`output`] with a bound of the caller's.
+pub fn output_within(c: &mut Command, bound: std::time::Duration) -> Output {
     use std::io::Read;
     let mut child = c
         .stdin(Stdio::null())
@@ -228,7 +233,7 @@ pub fn output(c: &mut Command) -> Output {
     };
     let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
     let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    let deadline = std::time::Instant::now() + COMMAND_BOUND;
+    let deadline = std::time::Instant::now() + bound;
     let status = loop {
         if let Some(st) = child.try_wait().expect("wait") {
             break st;
@@ -242,7 +247,7 @@ pub fn output(c: &mut Command) -> Output {
             );
             panic!(
                 "{c:?} still ran after {} s and was killed\nstdout: {}\nstderr: {}",
-                COMMAND_BOUND.as_secs(),
+                bound.as_secs(),
                 String::from_utf8_lossy(&o),
                 String::from_utf8_lossy(&e)
             );

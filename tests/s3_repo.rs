@@ -259,6 +259,47 @@ fn two_writers_back_up_at_once_and_both_snapshots_verify() {
     }
 }
 
+/// `attache serve` on the S3 repository runs its jobs (on the server's
+/// blocking threads) through the same backend: backup, listing, find and
+/// restore through the server, then a verify of what it wrote.
+#[test]
+fn the_server_backs_up_into_and_restores_from_s3() {
+    const TOKEN: &str = "s3-test-token-0123456789abcdef";
+    let r = S3Repo::new();
+    let t = r.dir.path();
+    ok(r.attache().arg("init"));
+    let served = attache_tests::server::Served::start_as(r.attache_as("server"), TOKEN, &[]);
+    let via = |args: &[&str]| -> Command {
+        let mut c = attache_isolated(&t.join("client.cache"), &t.join("client.state"));
+        c.env("ATTACHE_TOKEN", TOKEN)
+            .arg("--server")
+            .arg(&served.url)
+            .args(args);
+        c
+    };
+    let src = t.join("src");
+    tree::make(&src, 30, 2 << 20);
+    let mut backup = via(&BACKUP_LOCAL);
+    backup.arg(&src);
+    let out: Value = serde_json::from_str(&ok(&mut backup)).expect("JSON");
+    let id = id(&out);
+    assert!(ok(&mut via(&["snapshots"])).contains(&id[..8]));
+    let hits: Vec<Value> =
+        serde_json::from_str(&ok(&mut via(&["find", "big.bin", "--json"]))).expect("JSON");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let dest = t.join("restored");
+    ok(&mut via(&[
+        "restore",
+        &id,
+        "--to",
+        &format!("local:{}", dest.display()),
+    ]));
+    tree::assert_same(&src, &attache_tests::restored(&dest, &src));
+    drop(served);
+    assert_eq!(r.list("snapshots").len(), 1);
+    ok(r.attache().args(["verify", "--read-data"]));
+}
+
 /// Starts `c`, and kills it with SIGKILL once `ready` says so (or after
 /// `max`); waits for it.
 fn kill_when(mut c: Command, max: Duration, ready: impl Fn() -> bool) {

@@ -476,7 +476,7 @@ mod tests {
         assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("bkt", ""));
         for bad in ["s3:///x", "s3://b/../x", "s3://b/a//c", "s3://b/a?x"] {
             let e = Location::parse(bad).unwrap_err();
-            assert_eq!(e.kind(), crate::store::ErrorKind::Invalid, "{bad}: {e}");
+            assert_eq!(e.kind(), ErrorKind::Invalid, "{bad}: {e}");
         }
     }
 }

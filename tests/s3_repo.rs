@@ -18,7 +18,6 @@ use serde_json::Value;
 struct S3Repo {
     w: Seaweed,
     url: String,
-    bucket: String,
     prefix: String,
     dir: tempfile::TempDir,
     objects: Arc<object_store::aws::AmazonS3>,
@@ -41,7 +40,6 @@ impl S3Repo {
             .expect("client");
         S3Repo {
             url: format!("s3://{bucket}/{prefix}"),
-            bucket,
             prefix,
             w,
             dir: tempfile::tempdir().expect("tempdir"),

@@ -18,8 +18,9 @@ pub struct Seaweed {
     volume: u16,
     /// The S3 port.
     pub s3_port: u16,
-    /// The identity's access key and secret.
+    /// The identity's access key.
     pub access_key: String,
+    /// The identity's secret key.
     pub secret_key: String,
 }
 
@@ -209,8 +210,7 @@ impl Seaweed {
             .env_remove("AWS_PROFILE");
     }
 
-    /// Where the server keeps its data (to damage objects behind its back
-    /// is not possible: tests go through S3).
+    /// The server's directory: its data, its log (`weed.log`).
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

@@ -129,7 +129,7 @@ impl Backend for LocalBackend {
                     Ok(m) => m,
                     // Removed meanwhile (another process pruning).
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                    Err(e) => return Err(StoreError::at(&e_path(&p, &name), e)),
+                    Err(e) => return Err(StoreError::at(&p.join(&name), e)),
                 };
                 if meta.is_dir() {
                     todo.push(key);
@@ -165,8 +165,4 @@ impl Backend for LocalBackend {
             Err(e) => Err(StoreError::at(&p, e)),
         }
     }
-}
-
-fn e_path(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }

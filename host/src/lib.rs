@@ -42,6 +42,10 @@ use cli::{
 /// stderr. A reader that went away (`attache ls | head`) is success.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    store::backend::s3::configure(store::backend::s3::Settings {
+        endpoint: cli.s3_endpoint.clone(),
+        region: cli.s3_region.clone(),
+    });
     guest_runner::logging::init("warn");
     let result = match &cli.command {
         Command::Init(a) => commands::init::run(&cli, a),

@@ -32,6 +32,10 @@ pub enum ErrorKind {
     Invalid,
     /// Someone else holds the repository.
     Locked,
+    /// A create-only write met an existing object (another writer).
+    Exists,
+    /// The object store refused the credentials.
+    Denied,
     /// The operating system failed (reading, writing, the catalog).
     Io,
 }
@@ -44,6 +48,8 @@ impl From<store::ErrorKind> for ErrorKind {
             store::ErrorKind::Crypto => Self::Crypto,
             store::ErrorKind::Invalid => Self::Invalid,
             store::ErrorKind::Locked => Self::Locked,
+            store::ErrorKind::Exists => Self::Exists,
+            store::ErrorKind::Denied => Self::Denied,
             store::ErrorKind::Io => Self::Io,
         }
     }
@@ -216,7 +222,7 @@ impl Repository {
     /// [`ErrorKind::Locked`]), and recording damage it finds, so that
     /// later backups store those chunks again.
     pub fn verify(&self, read_data: bool) -> Result<Verified, Error> {
-        let _lock = Lock::acquire(self.inner.store.root(), false, "verify")?;
+        let _lock = Lock::acquire(&self.inner.store, false, "verify")?;
         let r = repo::verify::verify(&self.inner, read_data)?;
         let mut problems = r.errors;
         problems.extend(

@@ -11,6 +11,7 @@ pub mod libvirt;
 pub mod mail;
 pub mod pg;
 pub mod scenarios;
+pub mod seaweed;
 pub mod server;
 pub mod tree;
 pub mod vm;

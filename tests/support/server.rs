@@ -91,8 +91,14 @@ pub struct Served {
 impl Served {
     /// Starts it and waits until it answers `/health`.
     pub fn start(repo: &std::path::Path, token: &str, args: &[&str]) -> Self {
+        Self::start_as(crate::attache(repo), token, args)
+    }
+
+    /// [`Served::start`] of `attache`, a command already set up with its
+    /// repository, cache and state (an `s3://` repository's, say).
+    pub fn start_as(mut attache: std::process::Command, token: &str, args: &[&str]) -> Self {
         let port = free_port();
-        let child = crate::attache(repo)
+        let child = attache
             .env("ATTACHE_TOKEN", token)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(args)

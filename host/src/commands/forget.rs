@@ -18,7 +18,7 @@ pub(crate) fn run(cli: &Cli, a: &ForgetArgs) -> anyhow::Result<()> {
         "give at least one --keep-* rule (refusing to forget every snapshot)"
     );
     let repo = super::repository(cli, false)?;
-    let _lock = Lock::acquire(repo.store.root(), a.prune, "forget")?;
+    let _lock = Lock::acquire(&repo.store, a.prune, "forget")?;
     let snaps = repo.store.snapshots()?;
     let kept = keep(&snaps, policy);
     for s in &snaps {

@@ -7,7 +7,7 @@ use crate::store::lock::Lock;
 pub(crate) fn run(cli: &Cli) -> anyhow::Result<()> {
     super::local_only(cli, "prune")?;
     let repo = super::repository(cli, false)?;
-    let _lock = Lock::acquire(repo.store.root(), true, "prune")?;
+    let _lock = Lock::acquire(&repo.store, true, "prune")?;
     let r = prune(&repo)?;
     println!(
         "pruned: {} pack(s) removed, {} rewritten, {} chunk(s) dropped, {} bytes freed",

@@ -8,7 +8,7 @@ use crate::store::lock::Lock;
 pub(crate) fn index(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     super::local_only(cli, "repair index")?;
     let repo = super::repository(cli, false)?;
-    let _lock = Lock::acquire(repo.store.root(), true, "repair index")?;
+    let _lock = Lock::acquire(&repo.store, true, "repair index")?;
     let r = repair_index(&repo)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
@@ -28,7 +28,7 @@ pub(crate) fn index(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
 pub(crate) fn snapshots(cli: &Cli, a: &RepairSnapshotsArgs) -> anyhow::Result<()> {
     super::local_only(cli, "repair snapshots")?;
     let repo = super::repository(cli, false)?;
-    let _lock = Lock::acquire(repo.store.root(), true, "repair snapshots")?;
+    let _lock = Lock::acquire(&repo.store, true, "repair snapshots")?;
     let r = repair_snapshots(&repo, a.dry_run)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -7,7 +7,7 @@ use crate::store::lock::Lock;
 pub(crate) fn run(cli: &Cli, a: &VerifyArgs) -> anyhow::Result<()> {
     super::local_only(cli, "verify")?;
     let repo = super::repository(cli, false)?;
-    let _lock = Lock::acquire(repo.store.root(), false, "verify")?;
+    let _lock = Lock::acquire(&repo.store, false, "verify")?;
     let r = verify(&repo, a.read_data)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

@@ -33,7 +33,7 @@ pub(crate) fn apply(repo: &Repository, name: &str, k: Keep) -> anyhow::Result<Ve
         return Ok(Vec::new());
     }
     // Shared, as `attache forget` without --prune: backups go on.
-    let _lock = Lock::acquire(repo.store.root(), false, "forget")?;
+    let _lock = Lock::acquire(&repo.store, false, "forget")?;
     let gone = forgotten(&repo.store.snapshots()?, name, k);
     for id in &gone {
         repo.store.remove_snapshot(id)?;

@@ -51,7 +51,7 @@ fn run_audited(
     let source = target.source();
     let repo = ctx.repository(true)?;
     // Shared: backups run side by side; prune waits for them.
-    let _lock = Lock::acquire(repo.store.root(), false, "backup")?;
+    let _lock = Lock::acquire(&repo.store, false, "backup")?;
     let includes = match &target {
         BackupTarget::Local => selection(&a.include)?,
         BackupTarget::Vm(_) => guest_selection(&a.include)?,

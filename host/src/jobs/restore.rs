@@ -75,7 +75,7 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
     let snap = repo.find_snapshot(&a.snapshot)?;
     span.record("plugin", snap.plugin.as_str());
     // Shared: prune waits until the restore has read what it needs.
-    let _lock = Lock::acquire(repo.store.root(), false, "restore")?;
+    let _lock = Lock::acquire(&repo.store, false, "restore")?;
     let all = repo.items_with(&snap, ahead)?;
     let selected = select(&snap, &all, &a.items)?;
     let rename = match (&a.rename_to, a.items.as_slice()) {

@@ -34,7 +34,7 @@ pub(crate) struct Verified {
 pub(crate) fn run(ctx: &Context, req: &VerifyRequest) -> anyhow::Result<Verified> {
     super::audited(ctx, "verify", serde_json::to_value(req)?, |ctx| {
         let repo = ctx.repository(false)?;
-        let _lock = Lock::acquire(repo.store.root(), false, "verify")?;
+        let _lock = Lock::acquire(&repo.store, false, "verify")?;
         let report = verify(&repo, req.read_data)?;
         Ok(Verified {
             clean: report.is_clean(),

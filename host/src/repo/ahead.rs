@@ -31,7 +31,13 @@ pub(crate) fn read_items_ahead(root: &Path, cache: &Path, prefix: &str) -> Optio
     if prefix.is_empty() {
         return None;
     }
-    let config = Config::parse(&std::fs::read(root.join("config")).ok()?).ok()?;
+    let config = Config::parse(
+        &crate::store::backend::open(root)
+            .ok()?
+            .read("config")
+            .ok()?,
+    )
+    .ok()?;
     let path = catalog_path(cache, &config.id);
     if !path.is_file() {
         return None;

@@ -10,10 +10,10 @@ use std::collections::{HashMap, HashSet};
 use serde::Serialize;
 
 use super::Repository;
+use crate::store::blob;
 use crate::store::crypto::BlobId;
-use crate::store::index::{write_index, IndexFile, IndexedPack};
+use crate::store::index::{index_key, write_index, IndexFile, IndexedPack};
 use crate::store::pack::{self, PackId, PackWriter, PACK_SIZE};
-use crate::store::{blob, fsutil};
 
 #[derive(Debug, Default, Serialize)]
 pub(crate) struct PruneReport {
@@ -25,7 +25,7 @@ pub(crate) struct PruneReport {
 
 pub(crate) fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
     let store = &repo.store;
-    let root = store.root();
+    let root = store.backend();
     // Pruning decides what is unused from every snapshot and every index
     // file: with one of them unreadable it would delete data still needed.
     let listing = store.snapshot_listing()?;
@@ -89,7 +89,7 @@ pub(crate) fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
             continue;
         }
         report.packs_rewritten += 1;
-        let bytes = std::fs::read(pack::pack_path(root, &p))?;
+        let bytes = root.read(&pack::pack_key(&p))?;
         for b in blobs.iter().filter(|b| used.contains(&b.id)) {
             if !moved.insert(b.id) {
                 continue;
@@ -123,22 +123,22 @@ pub(crate) fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
         },
     )?;
     for f in old_index_files.iter().filter(|f| **f != new_index) {
-        let path = root.join("index").join(f.to_hex());
-        std::fs::remove_file(&path)?;
+        root.delete(&index_key(f))?;
     }
-    fsutil::sync_dir(&root.join("index"))?;
     // Packs nothing names any more, including those of killed backups.
     let kept: HashSet<PackId> = keep.iter().map(|p| p.pack).collect();
-    for p in pack::list_packs(root)? {
+    for e in root.list("data")? {
+        let Some(p) = pack::parse_id(crate::store::backend::base(&e.key)) else {
+            continue;
+        };
         if kept.contains(&p) {
             continue;
         }
         if !doomed.contains(&p) {
             report.packs_removed += 1;
         }
-        let path = pack::pack_path(root, &p);
-        report.bytes_freed += std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        std::fs::remove_file(&path)?;
+        report.bytes_freed += e.size;
+        root.delete(&e.key)?;
     }
     Ok(report)
 }

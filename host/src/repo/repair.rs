@@ -21,9 +21,9 @@ use serde::Serialize;
 
 use super::Repository;
 use crate::store::crypto::BlobId;
-use crate::store::index::{write_index, IndexFile, IndexedPack};
+use crate::store::index::{index_key, write_index, IndexFile, IndexedPack};
 use crate::store::snapshot::{write_tree, Warning};
-use crate::store::{blob, damage, fsutil, pack};
+use crate::store::{backend, blob, damage, pack};
 
 /// What `repair index` did.
 #[derive(Debug, Default, Serialize)]
@@ -37,16 +37,17 @@ pub(crate) struct IndexRepair {
 /// Rebuilds the index from the packs.
 pub(crate) fn repair_index(repo: &Repository) -> anyhow::Result<IndexRepair> {
     let store = &repo.store;
-    let root = store.root();
+    let root = store.backend();
     let mut report = IndexRepair::default();
     let mut packs = Vec::new();
     let mut seen: HashSet<BlobId> = HashSet::new();
     let mut ids = pack::list_packs(root)?;
     ids.sort();
     for p in ids {
-        let path = pack::pack_path(root, &p);
+        let key = pack::pack_key(&p);
+        let path = root.name(&key);
         report.packs_read += 1;
-        let bytes = match std::fs::read(&path) {
+        let bytes = match root.read(&key) {
             Ok(b) => b,
             Err(e) => {
                 report.problems.push(format!("{}: {e}", path.display()));
@@ -80,18 +81,15 @@ pub(crate) fn repair_index(repo: &Repository) -> anyhow::Result<IndexRepair> {
             packs.push(IndexedPack { pack: p, blobs });
         }
     }
-    let old: Vec<BlobId> = {
-        let dir = root.join("index");
-        std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(pack::parse_id))
-            .collect()
-    };
+    let old: Vec<BlobId> = root
+        .list("index")?
+        .iter()
+        .filter_map(|e| pack::parse_id(backend::base(&e.key)))
+        .collect();
     let new = write_index(root, store.cipher(), &IndexFile { packs })?;
     for f in old.iter().filter(|f| **f != new) {
-        std::fs::remove_file(root.join("index").join(f.to_hex()))?;
+        root.delete(&index_key(f))?;
     }
-    fsutil::sync_dir(&root.join("index"))?;
     damage::clear(root)?;
     store.reload_index()?;
     Ok(report)

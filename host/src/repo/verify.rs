@@ -67,9 +67,17 @@ pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Repor
     let mut found = Vec::new();
     if read_data {
         for (p, blobs) in &by_pack {
-            let path = pack::pack_path(store.root(), p);
-            let Ok(bytes) = std::fs::read(&path) else {
-                continue;
+            let key = pack::pack_key(p);
+            let path = store.backend().name(&key);
+            let bytes = match store.backend().read(&key) {
+                Ok(b) => b,
+                // Missing packs were named by `check_packs` above.
+                Err(e) if e.kind() == crate::store::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    r.errors
+                        .push(format!("{}: cannot be read: {e}", path.display()));
+                    continue;
+                }
             };
             if *blake3::hash(&bytes).as_bytes() != p.0 {
                 r.errors.push(format!(
@@ -103,7 +111,7 @@ pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Repor
             }
         }
         if !found.is_empty() {
-            damage::record(store.root(), store.cipher(), &found)?;
+            damage::record(store.backend(), store.cipher(), &found)?;
             for d in found {
                 store.mark_bad(d.pack, d.blob, d.why);
             }

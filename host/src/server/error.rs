@@ -45,7 +45,7 @@ impl From<anyhow::Error> for ApiError {
         let status = match crate::repo::error::kind_of(&e) {
             Some(ErrorKind::NotFound) => StatusCode::NOT_FOUND,
             Some(ErrorKind::Invalid) => StatusCode::BAD_REQUEST,
-            Some(ErrorKind::Locked) => StatusCode::CONFLICT,
+            Some(ErrorKind::Locked | ErrorKind::Exists) => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         Self::new(status, format!("{e:#}"))

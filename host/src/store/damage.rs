@@ -5,13 +5,10 @@
 //! an encrypted repository); `attache repair index` rebuilds the index
 //! without damaged copies and removes the file.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-
 use serde::{Deserialize, Serialize};
 
+use super::backend::Backend;
 use super::crypto::{BlobId, Cipher};
-use super::fsutil::write_atomic;
 use super::pack::{compress_json, decompress_json, PackId};
 use super::StoreError;
 
@@ -38,9 +35,7 @@ pub(crate) struct DamageRecord {
 }
 
 /// Where the record lives.
-pub(crate) fn path(root: &Path) -> PathBuf {
-    root.join("damage")
-}
+pub(crate) const KEY: &str = "damage";
 
 /// Parses the record's bytes.
 pub(crate) fn decode(cipher: &Cipher, sealed: &[u8]) -> Result<DamageRecord, StoreError> {
@@ -59,13 +54,12 @@ pub(crate) fn decode(cipher: &Cipher, sealed: &[u8]) -> Result<DamageRecord, Sto
 
 /// Reads the record; none is an empty one. A damaged record is named and
 /// ignored (it only ever saves re-reading data).
-pub(crate) fn load(root: &Path, cipher: &Cipher) -> Vec<Damaged> {
-    let p = path(root);
-    match fs::read(&p) {
-        Ok(b) => match decode(cipher, &b) {
+pub(crate) fn load(b: &dyn Backend, cipher: &Cipher) -> Vec<Damaged> {
+    match b.read(KEY) {
+        Ok(bytes) => match decode(cipher, &bytes) {
             Ok(r) => r.damaged,
             Err(e) => {
-                tracing::warn!("{}: {e}; ignored", p.display());
+                tracing::warn!("{}: {e}; ignored", b.name(KEY).display());
                 Vec::new()
             }
         },
@@ -74,8 +68,12 @@ pub(crate) fn load(root: &Path, cipher: &Cipher) -> Vec<Damaged> {
 }
 
 /// Adds `found` to the record (durably).
-pub(crate) fn record(root: &Path, cipher: &Cipher, found: &[Damaged]) -> Result<(), StoreError> {
-    let mut all = load(root, cipher);
+pub(crate) fn record(
+    b: &dyn Backend,
+    cipher: &Cipher,
+    found: &[Damaged],
+) -> Result<(), StoreError> {
+    let mut all = load(b, cipher);
     for d in found {
         if !all.iter().any(|a| a.pack == d.pack && a.blob == d.blob) {
             all.push(d.clone());
@@ -86,15 +84,10 @@ pub(crate) fn record(root: &Path, cipher: &Cipher, found: &[Damaged]) -> Result<
         version: VERSION,
         damaged: all,
     };
-    write_atomic(&path(root), &cipher.seal(&compress_json(&r)?)?)
+    b.write(KEY, &cipher.seal(&compress_json(&r)?)?)
 }
 
 /// Removes the record (after the index was rebuilt without what it names).
-pub(crate) fn clear(root: &Path) -> Result<(), StoreError> {
-    let p = path(root);
-    match fs::remove_file(&p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(StoreError::at(&p, e)),
-    }
+pub(crate) fn clear(b: &dyn Backend) -> Result<(), StoreError> {
+    b.delete(KEY)
 }

@@ -3,6 +3,7 @@
 //! header (version 0), and refuses a truncated file and a damaged or newer
 //! header with an error, never a wrong value.
 
+use super::backend::local::LocalBackend;
 use super::blob;
 use super::crypto::{BlobId, Cipher, MasterKey};
 use super::header::{self, Header};
@@ -27,8 +28,10 @@ fn new_pack(cipher: &Cipher) -> (Vec<u8>, Vec<PackedBlob>) {
     for b in BLOBS {
         w.add(BlobKind::Data, blob::encode(cipher, b).expect("encode"));
     }
-    let (id, blobs) = w.finish(dir.path(), cipher).expect("finish");
-    let bytes = std::fs::read(pack::pack_path(dir.path(), &id)).expect("read");
+    let (id, blobs) = w
+        .finish(&LocalBackend::new(dir.path()), cipher)
+        .expect("finish");
+    let bytes = std::fs::read(dir.path().join(pack::pack_key(&id))).expect("read");
     assert_eq!(
         BlobId(*blake3::hash(&bytes).as_bytes()),
         id,
@@ -170,7 +173,8 @@ fn an_index_file_round_trips_behind_its_file_header_and_an_old_one_reads() {
     for c in ciphers() {
         let d = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(d.path().join("index")).expect("mkdir");
-        let id = index::write_index(d.path(), &c, &index_file()).expect("write");
+        let be = LocalBackend::new(d.path());
+        let id = index::write_index(&be, &c, &index_file()).expect("write");
         let path = index_path(d.path());
         assert_eq!(
             path.file_name().and_then(|n| n.to_str()),
@@ -179,7 +183,7 @@ fn an_index_file_round_trips_behind_its_file_header_and_an_old_one_reads() {
         let bytes = std::fs::read(&path).expect("read");
         assert_eq!(bytes[..Header::LEN], header::INDEX.bytes());
         assert!(same_index(
-            &index::read_index(&path, &c).expect("read"),
+            &index::read_index(&be, &index::index_key(&id), bytes.len() as u64, &c).expect("read"),
             &index_file()
         ));
         // Without the header, as written before it: the same.
@@ -198,12 +202,13 @@ fn a_truncated_or_damaged_index_file_is_damage_and_a_newer_one_is_refused() {
     for c in ciphers() {
         let d = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(d.path().join("index")).expect("mkdir");
-        index::write_index(d.path(), &c, &index_file()).expect("write");
+        let be = LocalBackend::new(d.path());
+        let id = index::write_index(&be, &c, &index_file()).expect("write");
         let path = index_path(d.path());
         let bytes = std::fs::read(&path).expect("read");
         let read = |b: &[u8]| {
             std::fs::write(&path, b).expect("write");
-            index::read_index(&path, &c)
+            index::read_index(&be, &index::index_key(&id), b.len() as u64, &c)
         };
         for n in 0..bytes.len() {
             let e = read(&bytes[..n]).expect_err("truncated");
@@ -224,7 +229,7 @@ fn a_truncated_or_damaged_index_file_is_damage_and_a_newer_one_is_refused() {
         assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
         // Opening the repository refuses it rather than leaving it out
         // (its packs would look unreferenced).
-        match index::Index::load(d.path(), &c) {
+        match index::Index::load(&be, &c) {
             Err(e) => assert_eq!(e.kind(), ErrorKind::Invalid, "{e}"),
             Ok(_) => panic!("an index of a newer format was left out, not refused"),
         }
@@ -245,7 +250,10 @@ fn written_snapshot(dir: &std::path::Path, pw: Option<&str>) -> (Store, String, 
     let store =
         Store::init(&dir.join(if pw.is_some() { "sealed" } else { "plain" }), pw).expect("init");
     let id = store.write_snapshot(&info()).expect("write");
-    let bytes = std::fs::read(store.root().join("snapshots").join(&id)).expect("read");
+    let bytes = store
+        .backend()
+        .read(&format!("snapshots/{id}"))
+        .expect("read");
     (store, id, bytes)
 }
 
@@ -255,7 +263,7 @@ fn a_snapshot_round_trips_behind_its_file_header_and_an_old_one_reads() {
     for pw in [None, Some("pw")] {
         let (store, id, bytes) = written_snapshot(d.path(), pw);
         assert_eq!(bytes[..Header::LEN], header::SNAPSHOT.bytes());
-        let back = store.read_snapshot(&id).expect("read back");
+        let back = store.read_snapshot(&id, None).expect("read back");
         assert_eq!(
             (back.id.as_str(), back.time, back.items),
             (&*id, 1700000000, 3)
@@ -323,10 +331,10 @@ fn a_pack_set_writes_headed_packs_and_an_index_that_find_every_blob() {
             .collect();
         assert_eq!(ids[0], ids[24], "the same content, the same id");
         assert!(set.commit().expect("commit") > 0);
-        let packs = pack::list_packs(&root).expect("packs");
+        let packs = pack::list_packs(&LocalBackend::new(&root)).expect("packs");
         assert!(packs.len() >= 2, "{} packs", packs.len());
         for p in &packs {
-            let bytes = std::fs::read(pack::pack_path(&root, p)).expect("pack");
+            let bytes = std::fs::read(root.join(pack::pack_key(p))).expect("pack");
             assert_eq!(bytes[..Header::LEN], header::PACK.bytes());
             assert!(!pack::read_header(store.cipher(), &bytes)
                 .expect("header")

@@ -13,13 +13,12 @@
 //! backup.
 
 use std::collections::HashMap;
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::{self, Backend};
 use super::crypto::{BlobId, Cipher};
-use super::fsutil::write_atomic;
 use super::header;
 use super::pack::{compress_json, decompress_json, parse_id, PackId, PackedBlob};
 use super::StoreError;
@@ -72,15 +71,14 @@ pub(crate) type IdHash = foldhash::fast::RandomState;
 impl Index {
     /// Loads every index file of the repository; damaged ones are skipped
     /// and listed in `damaged_files`.
-    pub(crate) fn load(root: &Path, cipher: &Cipher) -> Result<Self, StoreError> {
+    pub(crate) fn load(b: &dyn Backend, cipher: &Cipher) -> Result<Self, StoreError> {
         let mut idx = Index::default();
-        let dir = root.join("index");
-        for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
-            let p = e.map_err(|e| StoreError::at(&dir, e))?.path();
-            let Some(id) = p.file_name().and_then(|n| n.to_str()).and_then(parse_id) else {
+        for e in b.list("index")? {
+            let Some(id) = parse_id(backend::base(&e.key)) else {
                 continue;
             };
-            match read_index(&p, cipher) {
+            let p = b.name(&e.key);
+            match read_index(b, &e.key, e.size, cipher) {
                 Ok(file) => idx.add(id, &file),
                 // Leaving out a newer attache's index file would make its
                 // packs look unreferenced (and prune remove them): refuse.
@@ -178,18 +176,21 @@ pub(crate) fn decode(cipher: &Cipher, file: &[u8], what: &str) -> Result<IndexFi
     decompress_json(&plain, what)
 }
 
-/// Reads and parses one index file; errors name it.
-pub(crate) fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, StoreError> {
-    let len = fs::metadata(path)
-        .map_err(|e| StoreError::at(path, e))?
-        .len();
+/// Reads and parses one index file, `len` bytes as listed; errors name it.
+pub(crate) fn read_index(
+    b: &dyn Backend,
+    key: &str,
+    len: u64,
+    cipher: &Cipher,
+) -> Result<IndexFile, StoreError> {
+    let path = &b.name(key);
     if len > MAX_FILE {
         return Err(StoreError::damaged(
             path,
             format!("{len} bytes is too large for an index file"),
         ));
     }
-    let sealed = fs::read(path).map_err(|e| StoreError::at(path, e))?;
+    let sealed = b.read(key)?;
     decode(cipher, &sealed, "index file").map_err(|e| match e {
         // A newer attache's file is not damage: said as it is, with the path.
         StoreError::Invalid(why) => StoreError::Invalid(format!("{}: {why}", path.display())),
@@ -201,12 +202,19 @@ pub(crate) fn read_index(path: &Path, cipher: &Cipher) -> Result<IndexFile, Stor
 
 /// Writes an index file durably; returns its id.
 pub(crate) fn write_index(
-    root: &Path,
+    b: &dyn Backend,
     cipher: &Cipher,
     file: &IndexFile,
 ) -> Result<BlobId, StoreError> {
     let bytes = header::INDEX.prepend(&cipher.seal(&compress_json(file)?)?);
     let id = BlobId(*blake3::hash(&bytes).as_bytes());
-    write_atomic(&root.join("index").join(id.to_hex()), &bytes)?;
+    // Named by its content and written create-only: a commit never
+    // replaces another writer's index file.
+    backend::put_content(b, &index_key(&id), &bytes)?;
     Ok(id)
+}
+
+/// The key of an index file: `index/ID`.
+pub(crate) fn index_key(id: &BlobId) -> String {
+    format!("index/{}", id.to_hex())
 }

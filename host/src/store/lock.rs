@@ -1,24 +1,39 @@
 //! Repository locks: backups hold shared locks, prune an exclusive one, so
 //! that prune never removes data a running backup is about to reference.
+//! Backups never wait for each other: shared locks only keep prune out.
 //!
-//! A lock is a file in `locks/` naming its holder. A lock whose process is
-//! gone (same host) or that has not been refreshed for `STALE` is ignored
-//! and removed. A held lock is refreshed in the background.
+//! A lock is a file (an object, on S3) in `locks/` naming its holder: a
+//! lease, valid for the lease time it states from its last refresh. The
+//! holder refreshes it in the background every third of that time; a
+//! holder that dies stops refreshing, and once the lease has run out the
+//! lock is ignored and removed by the next taker (on the holder's own host,
+//! at once: its process is gone). The lease time is 30 minutes;
+//! `ATTACHE_LOCK_LEASE` (seconds) sets another, for tests.
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::Backend;
 use super::crypto::random;
-use super::fsutil::write_atomic;
-use super::StoreError;
+use super::{Store, StoreError};
 
+/// The lease time of a lock without one (written before leases) and the
+/// default.
 const STALE: Duration = Duration::from_secs(30 * 60);
-const REFRESH: Duration = Duration::from_secs(5 * 60);
+
+/// The lease time this process gives its locks.
+fn lease() -> Duration {
+    std::env::var("ATTACHE_LOCK_LEASE")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map_or(STALE, Duration::from_secs)
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct LockInfo {
@@ -27,11 +42,16 @@ struct LockInfo {
     pid: u32,
     time: u64,
     purpose: String,
+    /// Seconds from `time` the lock holds without a refresh (0: written
+    /// before leases, [`STALE`]).
+    #[serde(default)]
+    lease: u64,
 }
 
 /// A held lock; released on drop.
 pub(crate) struct Lock {
-    path: PathBuf,
+    backend: Arc<dyn Backend>,
+    key: String,
     /// Dropped to stop the refresher at once (it waits on the other end).
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<thread::JoinHandle<()>>,
@@ -45,7 +65,7 @@ fn now() -> u64 {
 }
 
 fn hostname() -> String {
-    fs::read_to_string("/proc/sys/kernel/hostname")
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_default()
 }
@@ -56,50 +76,78 @@ fn alive(pid: u32) -> bool {
 
 impl LockInfo {
     fn stale(&self) -> bool {
-        (self.host == hostname() && !alive(self.pid))
-            || now().saturating_sub(self.time) > STALE.as_secs()
+        let lease = if self.lease == 0 {
+            STALE.as_secs()
+        } else {
+            self.lease
+        };
+        (self.host == hostname() && !alive(self.pid)) || now().saturating_sub(self.time) > lease
     }
 }
 
 impl Lock {
-    /// Takes a shared lock (`exclusive` false) or an exclusive one.
-    pub(crate) fn acquire(root: &Path, exclusive: bool, purpose: &str) -> Result<Self, StoreError> {
-        let dir = root.join("locks");
+    /// Takes a shared lock (`exclusive` false) or an exclusive one on the
+    /// repository of `store`.
+    pub(crate) fn acquire(
+        store: &Store,
+        exclusive: bool,
+        purpose: &str,
+    ) -> Result<Self, StoreError> {
+        Self::acquire_in(store.backend_arc(), exclusive, purpose)
+    }
+
+    /// [`Self::acquire`] in the repository behind `b`.
+    pub(crate) fn acquire_in(
+        b: Arc<dyn Backend>,
+        exclusive: bool,
+        purpose: &str,
+    ) -> Result<Self, StoreError> {
         let mut name = [0u8; 8];
         random(&mut name)?;
-        let path = dir.join(hex::encode(name));
+        let key = format!("locks/{}", hex::encode(name));
+        let lease = lease();
         let info = LockInfo {
             exclusive,
             host: hostname(),
             pid: std::process::id(),
             time: now(),
             purpose: purpose.into(),
+            lease: lease.as_secs(),
         };
         let body = serde_json::to_vec(&info).map_err(StoreError::json("lock"))?;
-        write_atomic(&path, &body)?;
+        b.create(&key, &body)?;
         // Check after writing, so two takers always see each other.
-        for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
-            let other = e.map_err(|e| StoreError::at(&dir, e))?.path();
-            if other == path
-                || other
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.'))
-            {
+        let others = match b.list("locks") {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = b.delete(&key);
+                return Err(e);
+            }
+        };
+        for e in others {
+            if e.key == key {
                 continue;
             }
-            let Ok(o) = fs::read(&other)
+            let Ok(o) = b
+                .read(&e.key)
                 .map_err(drop)
                 .and_then(|b| serde_json::from_slice::<LockInfo>(&b).map_err(drop))
             else {
                 continue;
             };
             if o.stale() {
-                let _ = fs::remove_file(&other);
+                tracing::info!(
+                    "{}: the lock of process {} on {} ({}) has expired; removed",
+                    b.name(&e.key).display(),
+                    o.pid,
+                    o.host,
+                    o.purpose
+                );
+                let _ = b.delete(&e.key);
                 continue;
             }
             if exclusive || o.exclusive {
-                let _ = fs::remove_file(&path);
+                let _ = b.delete(&key);
                 return Err(StoreError::Locked(format!(
                     "the repository is locked {} by process {} on {} ({}) since {}s ago; try again later",
                     if o.exclusive { "exclusively" } else { "for use" },
@@ -112,22 +160,26 @@ impl Lock {
         }
         let (stop, stopped) = mpsc::channel::<()>();
         let refresher = {
-            let (path, mut info) = (path.clone(), info);
+            let (b, key, mut info) = (b.clone(), key.clone(), info);
+            let every = (lease / 3).max(Duration::from_secs(1));
             thread::Builder::new()
                 .name("lock-refresh".into())
                 .spawn(move || {
                     // Wakes to refresh, or at once when the lock is dropped.
-                    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(REFRESH) {
+                    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                         info.time = now();
-                        if let Ok(b) = serde_json::to_vec(&info) {
-                            let _ = write_atomic(&path, &b);
+                        if let Ok(body) = serde_json::to_vec(&info) {
+                            if let Err(e) = b.write(&key, &body) {
+                                tracing::warn!("cannot refresh the lock {key}: {e}");
+                            }
                         }
                     }
                 })
                 .ok()
         };
         Ok(Self {
-            path,
+            backend: b,
+            key,
             stop: Some(stop),
             refresher,
         })
@@ -140,27 +192,27 @@ impl Drop for Lock {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let _ = fs::remove_file(&self.path);
+        let _ = self.backend.delete(&self.key);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::backend::local::LocalBackend;
 
     #[test]
     fn exclusive_excludes_and_stale_locks_are_ignored() {
         let d = tempfile::tempdir().unwrap();
-        fs::create_dir(d.path().join("locks")).unwrap();
-        let a = Lock::acquire(d.path(), false, "backup").unwrap();
-        let b = Lock::acquire(d.path(), false, "backup").unwrap();
-        assert!(matches!(
-            Lock::acquire(d.path(), true, "prune"),
-            Err(StoreError::Locked(_))
-        ));
+        std::fs::create_dir(d.path().join("locks")).unwrap();
+        let be: Arc<dyn Backend> = Arc::new(LocalBackend::new(d.path()));
+        let take = |x, p| Lock::acquire_in(be.clone(), x, p);
+        let a = take(false, "backup").unwrap();
+        let b = take(false, "backup").unwrap();
+        assert!(matches!(take(true, "prune"), Err(StoreError::Locked(_))));
         drop((a, b));
-        let p = Lock::acquire(d.path(), true, "prune").unwrap();
-        assert!(Lock::acquire(d.path(), false, "backup").is_err());
+        let p = take(true, "prune").unwrap();
+        assert!(take(false, "backup").is_err());
         drop(p);
         // A lock left by a process that died.
         let dead = LockInfo {
@@ -169,13 +221,35 @@ mod tests {
             pid: u32::MAX - 1,
             time: now(),
             purpose: "prune".into(),
+            lease: 3600,
         };
-        fs::write(
+        std::fs::write(
             d.path().join("locks/dead"),
             serde_json::to_vec(&dead).unwrap(),
         )
         .unwrap();
-        assert!(Lock::acquire(d.path(), false, "backup").is_ok());
+        assert!(take(false, "backup").is_ok());
         assert!(!d.path().join("locks/dead").exists());
+        // A lease of another machine holds until it runs out.
+        let mut other = LockInfo {
+            host: "another-machine".into(),
+            pid: 1,
+            lease: 60,
+            ..dead
+        };
+        std::fs::write(
+            d.path().join("locks/other"),
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(take(false, "backup"), Err(StoreError::Locked(_))));
+        other.time = now() - 61;
+        std::fs::write(
+            d.path().join("locks/other"),
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
+        assert!(take(true, "prune").is_ok());
+        assert!(!d.path().join("locks/other").exists());
     }
 }

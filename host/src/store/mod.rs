@@ -9,6 +9,10 @@
 //! REPO/locks/ID            who is using the repository
 //! ```
 //!
+//! `REPO` is a local directory or an S3 bucket and prefix
+//! (`s3://BUCKET/PREFIX`): the store reaches its files only through a
+//! [`backend::Backend`], by these names.
+//!
 //! Content is cut into chunks by FastCDC, identified by keyed BLAKE3,
 //! compressed with zstd and sealed with XChaCha20-Poly1305. Order of writes:
 //! packs, then the index naming them, then the snapshot naming their blobs,
@@ -16,6 +20,7 @@
 //! unreferenced packs, which `prune` removes; never a snapshot with missing
 //! data.
 
+pub(crate) mod backend;
 pub(crate) mod blob;
 pub(crate) mod chunker;
 pub(crate) mod config;
@@ -35,9 +40,10 @@ pub(crate) mod pack_set;
 mod parse_props;
 pub(crate) mod snapshot;
 
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+
+use backend::Backend;
 
 use chunker::Chunker;
 pub(crate) use config::Config;
@@ -62,6 +68,11 @@ pub(crate) enum ErrorKind {
     Invalid,
     /// Someone else holds the repository.
     Locked,
+    /// A create-only write met an existing object: another writer was
+    /// first (HTTP 412 from object storage).
+    Exists,
+    /// The object store refused the credentials.
+    Denied,
     /// The operating system failed us.
     Io,
 }
@@ -111,6 +122,9 @@ pub(crate) enum StoreError {
     /// A repository file is damaged: which file, and what is wrong with it.
     #[error("{}: {why}", path.display())]
     DamagedFile { path: PathBuf, why: String },
+    /// An object-store request failed.
+    #[error(transparent)]
+    Backend(#[from] backend::BackendError),
 }
 
 impl StoreError {
@@ -122,7 +136,13 @@ impl StoreError {
             {
                 ErrorKind::NotFound
             }
+            Self::At { source, .. } | Self::Io(source)
+                if source.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                ErrorKind::Exists
+            }
             Self::At { .. } | Self::Io(_) => ErrorKind::Io,
+            Self::Backend(e) => e.store_kind(),
             Self::NotARepository(_) => ErrorKind::NotFound,
             Self::Exists(_) | Self::Invalid(_) => ErrorKind::Invalid,
             Self::PasswordNeeded | Self::WrongPassword | Self::Crypto(_) => ErrorKind::Crypto,
@@ -159,7 +179,7 @@ impl StoreError {
 
 /// An open repository store.
 pub(crate) struct Store {
-    root: PathBuf,
+    backend: Arc<dyn Backend>,
     pub config: Config,
     cipher: Cipher,
     gear: Arc<Gear>,
@@ -178,26 +198,26 @@ fn gear_for(config: &Config, key: Option<&MasterKey>) -> Result<Arc<Gear>, Store
 }
 
 /// The index with the damage recorded in the repository marked.
-fn load_index(root: &Path, cipher: &Cipher) -> Result<Index, StoreError> {
-    let mut index = Index::load(root, cipher)?;
-    for d in damage::load(root, cipher) {
+fn load_index(b: &dyn Backend, cipher: &Cipher) -> Result<Index, StoreError> {
+    let mut index = Index::load(b, cipher)?;
+    for d in damage::load(b, cipher) {
         index.mark_bad(d.pack, d.blob, d.why);
     }
     Ok(index)
 }
 
 /// Writes the key file for `key` under `password`.
-fn write_key(root: &Path, key: &MasterKey, password: &str) -> Result<(), StoreError> {
+fn write_key(b: &dyn Backend, key: &MasterKey, password: &str) -> Result<(), StoreError> {
     let file = KeyFile::create(key, password)?;
     let body = serde_json::to_vec_pretty(&file).map_err(StoreError::json("config"))?;
-    fsutil::write_atomic(&root.join(KEY_FILE), &body)
+    b.write(KEY_FILE, &body)
 }
 
 /// Upgrades a format-2 encrypted repository whose key is open: the config
 /// gets its MAC (written first), then the key file records that the config
 /// is authenticated, so a later unauthenticated config is refused. A
 /// repository that cannot be written (read-only) is used as it is.
-fn upgrade(root: &Path, config: &mut Config, key: &mut MasterKey, password: &str) {
+fn upgrade(b: &dyn Backend, config: &mut Config, key: &mut MasterKey, password: &str) {
     let result = (|| -> Result<(), StoreError> {
         if config.format != config::FORMAT {
             let mut c = config.clone();
@@ -205,12 +225,12 @@ fn upgrade(root: &Path, config: &mut Config, key: &mut MasterKey, password: &str
             c.magic = config::MAGIC.into();
             c.chunking = Chunking::Standard;
             c.seal(key)?;
-            fsutil::write_atomic(&root.join("config"), &c.to_bytes()?)?;
+            b.write("config", &c.to_bytes()?)?;
             *config = c;
         }
         let mut k = key.clone();
         k.authenticated_config = true;
-        write_key(root, &k, password)?;
+        write_key(b, &k, password)?;
         *key = k;
         Ok(())
     })();
@@ -230,28 +250,34 @@ impl Store {
     /// Creates a repository. With a password it is encrypted; without one,
     /// only when the caller asked for no encryption.
     pub(crate) fn init(root: &Path, password: Option<&str>) -> Result<Self, StoreError> {
-        if root.join("config").exists() {
+        let b = backend::open(root)?;
+        if b.size("config")?.is_some() {
             return Err(StoreError::Exists(root.to_owned()));
         }
-        for d in ["data", "index", "snapshots", "locks", "keys"] {
-            fs::create_dir_all(root.join(d)).map_err(|e| StoreError::at(root, e))?;
-        }
+        b.prepare()?;
         let mut id = [0u8; 16];
         crypto::random(&mut id)?;
         let (config, key) = match password {
             Some(p) => {
                 let mut key = MasterKey::random()?;
                 key.authenticated_config = true;
-                write_key(root, &key, p)?;
+                write_key(&*b, &key, p)?;
                 let mut config = Config::new(hex::encode(id), Encryption::XChaCha20Poly1305);
                 config.seal(&key)?;
                 (config, Some(key))
             }
             None => (Config::new(hex::encode(id), Encryption::None), None),
         };
-        fsutil::write_atomic(&root.join("config"), &config.to_bytes()?)?;
+        // Create-only: of two `init`s at once, one wins and the other is
+        // told the repository exists.
+        match b.create("config", &config.to_bytes()?) {
+            Err(e) if e.kind() == ErrorKind::Exists => {
+                return Err(StoreError::Exists(root.to_owned()))
+            }
+            other => other?,
+        }
         Ok(Self {
-            root: root.to_owned(),
+            backend: b,
             gear: gear_for(&config, key.as_ref())?,
             cipher: Cipher::new(key.as_ref()),
             config,
@@ -261,22 +287,22 @@ impl Store {
 
     /// Opens a repository; an encrypted one needs its password.
     pub(crate) fn open(root: &Path, password: Option<&str>) -> Result<Self, StoreError> {
-        let cpath = root.join("config");
-        let bytes = match fs::read(&cpath) {
+        let b = backend::open(root)?;
+        let bytes = match b.read("config") {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
                 return Err(StoreError::NotARepository(root.to_owned()))
             }
-            Err(e) => return Err(StoreError::at(&cpath, e)),
+            Err(e) => return Err(e),
         };
         let mut config = Config::parse(&bytes)?;
-        let kpath = root.join(KEY_FILE);
+        let kpath = b.name(KEY_FILE);
         let key = match config.encryption {
             Encryption::None => {
                 // Encryption cannot be switched off by editing the config:
                 // a repository with a key, or a caller with a password,
                 // expects it on.
-                if kpath.exists() {
+                if b.size(KEY_FILE)?.is_some() {
                     return Err(StoreError::Crypto(format!(
                         "config says the repository is not encrypted, but it has a key ({}): the config was tampered with; refusing to use it",
                         kpath.display()
@@ -291,7 +317,7 @@ impl Store {
             }
             Encryption::XChaCha20Poly1305 => {
                 let password = password.ok_or(StoreError::PasswordNeeded)?;
-                let kbytes = fs::read(&kpath).map_err(|e| StoreError::at(&kpath, e))?;
+                let kbytes = b.read(KEY_FILE)?;
                 let mut key = KeyFile::parse(&kbytes)?.open(password)?;
                 if config.format == config::FORMAT {
                     config.authenticate(&key)?;
@@ -301,16 +327,16 @@ impl Store {
                     ));
                 }
                 if !key.authenticated_config {
-                    upgrade(root, &mut config, &mut key, password);
+                    upgrade(&*b, &mut config, &mut key, password);
                 }
                 Some(key)
             }
         };
         let cipher = Cipher::new(key.as_ref());
         let gear = gear_for(&config, key.as_ref())?;
-        let index = load_index(root, &cipher)?;
+        let index = load_index(&*b, &cipher)?;
         Ok(Self {
-            root: root.to_owned(),
+            backend: b,
             config,
             cipher,
             gear,
@@ -318,8 +344,14 @@ impl Store {
         })
     }
 
-    pub(crate) fn root(&self) -> &Path {
-        &self.root
+    /// Where the repository's files are.
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+
+    /// The same, to hand to another thread.
+    pub(crate) fn backend_arc(&self) -> Arc<dyn Backend> {
+        self.backend.clone()
     }
 
     pub(crate) fn cipher(&self) -> &Cipher {
@@ -333,7 +365,7 @@ impl Store {
 
     /// Reloads the index, after other processes added to the repository.
     pub(crate) fn reload_index(&self) -> Result<(), StoreError> {
-        let idx = load_index(&self.root, &self.cipher)?;
+        let idx = load_index(&*self.backend, &self.cipher)?;
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
         Ok(())
     }
@@ -357,9 +389,9 @@ impl Store {
     }
 
     /// Checks that every indexed pack exists and is long enough for its
-    /// blobs (one `stat` per pack, no data read); the blobs of those that
-    /// are not are marked damaged, so a backup stores them again. Returns
-    /// what was found, naming the files.
+    /// blobs (one listing of the packs, no data read); the blobs of those
+    /// that are not are marked damaged, so a backup stores them again.
+    /// Returns what was found, naming the files.
     pub(crate) fn check_packs(&self) -> Vec<String> {
         let mut need: std::collections::HashMap<BlobId, (u64, Vec<BlobId>)> = Default::default();
         {
@@ -372,14 +404,24 @@ impl Store {
             }
         }
         let mut found = Vec::new();
+        if need.is_empty() {
+            return found;
+        }
+        let sizes: std::collections::HashMap<String, u64> = match self.backend.list("data") {
+            Ok(l) => l.into_iter().map(|e| (e.key, e.size)).collect(),
+            Err(e) => {
+                tracing::warn!("cannot list the packs: {e}");
+                return vec![format!("cannot list the packs: {e}")];
+            }
+        };
         for (pack, (end, blobs)) in need {
-            let path = pack::pack_path(&self.root, &pack);
-            let why = match fs::metadata(&path) {
-                Ok(m) if m.len() >= end => continue,
-                Ok(m) => format!("pack is truncated: {} bytes, its blobs need {end}", m.len()),
-                Err(e) => format!("pack is missing: {e}"),
+            let key = pack::pack_key(&pack);
+            let why = match sizes.get(&key) {
+                Some(&len) if len >= end => continue,
+                Some(len) => format!("pack is truncated: {len} bytes, its blobs need {end}"),
+                None => "pack is missing".to_owned(),
             };
-            found.push(format!("{}: {why}", path.display()));
+            found.push(format!("{}: {why}", self.backend.name(&key).display()));
             let mut idx = self.index_mut();
             for b in blobs {
                 idx.mark_bad(pack, b, why.clone());
@@ -421,9 +463,15 @@ impl Store {
         };
         let mut err = None;
         for loc in std::iter::once(first).chain(copies) {
-            let path = pack::pack_path(&self.root, &loc.pack);
+            let path = self.backend.name(&pack::pack_key(&loc.pack));
             let got = SEALED.with_borrow_mut(|sealed| {
-                pack::read_blob_into(&self.root, &loc.pack, loc.blob.offset, loc.blob.len, sealed)?;
+                pack::read_blob_into(
+                    &*self.backend,
+                    &loc.pack,
+                    loc.blob.offset,
+                    loc.blob.len,
+                    sealed,
+                )?;
                 // A buffer grown for one large chunk is not kept.
                 let got = blob::decode_into(&self.cipher, id, loc.blob.raw_len, sealed, plain);
                 if sealed.capacity() > KEEP_SEALED {

@@ -5,17 +5,15 @@
 //! written before the file header existed (version 0) start with their first
 //! blob and still read; blob offsets are from the start of the file in both.
 //! A pack is
-//! named by the BLAKE3 of its bytes and written whole (temporary file, fsync,
-//! rename), so a pack either exists complete or not at all.
-
-use std::fs;
-use std::path::{Path, PathBuf};
+//! named by the BLAKE3 of its bytes and written whole and create-only
+//! ([`backend::put_content`]), so a pack either exists complete or not at
+//! all, and is never replaced by another's.
 
 use serde::{Deserialize, Serialize};
 
+use super::backend::{self, Backend};
 use super::blob::Encoded;
 use super::crypto::{BlobId, Cipher};
-use super::fsutil::write_atomic;
 use super::header;
 use super::StoreError;
 
@@ -46,9 +44,10 @@ pub(crate) type PackId = BlobId;
 /// files, small enough that a pack in memory costs little.
 pub(crate) const PACK_SIZE: usize = 8 << 20;
 
-pub(crate) fn pack_path(root: &Path, id: &PackId) -> PathBuf {
+/// The key of a pack: `data/XX/ID`.
+pub(crate) fn pack_key(id: &PackId) -> String {
     let hex = id.to_hex();
-    root.join("data").join(&hex[..2]).join(hex)
+    format!("data/{}/{hex}", &hex[..2])
 }
 
 /// A pack being filled in memory.
@@ -94,7 +93,7 @@ impl PackWriter {
     /// Writes the pack durably and returns its id and blobs.
     pub(crate) fn finish(
         mut self,
-        root: &Path,
+        b: &dyn Backend,
         cipher: &Cipher,
     ) -> Result<(PackId, Vec<PackedBlob>), StoreError> {
         let header = cipher.seal(&compress_json(&self.blobs)?)?;
@@ -102,7 +101,7 @@ impl PackWriter {
         self.bytes
             .extend_from_slice(&(header.len() as u32).to_le_bytes());
         let id = BlobId(*blake3::hash(&self.bytes).as_bytes());
-        write_atomic(&pack_path(root, &id), &self.bytes)?;
+        backend::put_content(b, &pack_key(&id), &self.bytes)?;
         Ok((id, self.blobs))
     }
 }
@@ -111,48 +110,28 @@ impl PackWriter {
 /// short for it is named, with what is wrong (not "failed to fill whole
 /// buffer").
 pub(crate) fn read_blob_into(
-    root: &Path,
+    b: &dyn Backend,
     pack: &PackId,
     offset: u64,
     len: u32,
     buf: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
-    use std::os::unix::fs::FileExt;
-    // The pack last read by this thread stays open: a restore reads the
-    // chunks of small files one after another from the same few packs.
-    // Packs are named by their content, so an open one never goes stale.
-    thread_local! {
-        static LAST: std::cell::RefCell<Option<(PathBuf, fs::File)>> =
-            const { std::cell::RefCell::new(None) };
-    }
-    let path = pack_path(root, pack);
-    LAST.with_borrow_mut(|last| {
-        if last.as_ref().is_none_or(|(p, _)| *p != path) {
-            *last = None;
-            let f = fs::File::open(&path).map_err(|e| StoreError::at(&path, e))?;
-            *last = Some((path.clone(), f));
-        }
-        let (_, f) = last.as_ref().expect("opened above");
+    let key = pack_key(pack);
+    buf.clear();
+    buf.resize(len as usize, 0);
+    let got = b.read_at(&key, offset, buf)?;
+    if got < buf.len() {
         let end = offset.saturating_add(u64::from(len));
-        buf.clear();
-        buf.resize(len as usize, 0);
-        if let Err(e) = f.read_exact_at(buf, offset) {
-            // Its size now, not when opened: a pack truncated meanwhile is
-            // damage, named as such.
-            let size = f.metadata().map(|m| m.len());
-            *last = None;
-            return Err(match size {
-                Ok(size) if end > size => StoreError::damaged(
-                    &path,
-                    format!(
-                        "pack is truncated: a blob at bytes {offset}..{end} lies past its end ({size} bytes)"
-                    ),
-                ),
-                _ => StoreError::at(&path, e),
-            });
-        }
-        Ok(())
-    })
+        // Its size now: a pack truncated is damage, named as such.
+        let size = b.size(&key)?.unwrap_or(0);
+        return Err(StoreError::damaged(
+            &b.name(&key),
+            format!(
+                "pack is truncated: a blob at bytes {offset}..{end} lies past its end ({size} bytes)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Largest pack header accepted (compressed, sealed): a full pack of the
@@ -203,22 +182,11 @@ pub(crate) fn read_header(cipher: &Cipher, bytes: &[u8]) -> Result<Vec<PackedBlo
 }
 
 /// Every pack file in the repository.
-pub(crate) fn list_packs(root: &Path) -> Result<Vec<PackId>, StoreError> {
-    let mut out = Vec::new();
-    let data = root.join("data");
-    for sub in fs::read_dir(&data).map_err(|e| StoreError::at(&data, e))? {
-        let sub = sub.map_err(|e| StoreError::at(&data, e))?.path();
-        if !sub.is_dir() {
-            continue;
-        }
-        for f in fs::read_dir(&sub).map_err(|e| StoreError::at(&sub, e))? {
-            let p = f.map_err(|e| StoreError::at(&sub, e))?.path();
-            if let Some(id) = p.file_name().and_then(|n| n.to_str()).and_then(parse_id) {
-                out.push(id);
-            }
-        }
-    }
-    Ok(out)
+pub(crate) fn list_packs(b: &dyn Backend) -> Result<Vec<PackId>, StoreError> {
+    Ok(b.list("data")?
+        .iter()
+        .filter_map(|e| parse_id(backend::base(&e.key)))
+        .collect())
 }
 
 pub(crate) fn parse_id(s: &str) -> Option<BlobId> {

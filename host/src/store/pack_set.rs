@@ -5,11 +5,11 @@
 //! the packs, after every one of them is on disk.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
+use super::backend::Backend;
 use super::blob::{encode_with_id, Encoded};
 use super::crypto::{BlobId, Cipher};
 use super::index::{self, IndexFile, IndexedPack};
@@ -50,7 +50,7 @@ fn encoder(cipher: Cipher, jobs: Arc<Mutex<Receiver<Job>>>, out: SyncSender<Done
     }
 }
 
-fn writer(root: PathBuf, cipher: Cipher, rx: Receiver<Done>) -> Written {
+fn writer(root: Arc<dyn Backend>, cipher: Cipher, rx: Receiver<Done>) -> Written {
     let mut packs = Vec::new();
     let mut bytes = 0u64;
     let mut w = PackWriter::default();
@@ -59,13 +59,13 @@ fn writer(root: PathBuf, cipher: Cipher, rx: Receiver<Done>) -> Written {
         w.add(kind, e);
         if w.len() >= PACK_SIZE {
             bytes += w.len() as u64;
-            let (pack, blobs) = std::mem::take(&mut w).finish(&root, &cipher)?;
+            let (pack, blobs) = std::mem::take(&mut w).finish(&*root, &cipher)?;
             packs.push(IndexedPack { pack, blobs });
         }
     }
     if !w.is_empty() {
         bytes += w.len() as u64;
-        let (pack, blobs) = w.finish(&root, &cipher)?;
+        let (pack, blobs) = w.finish(&*root, &cipher)?;
         packs.push(IndexedPack { pack, blobs });
     }
     Ok((packs, bytes))
@@ -91,7 +91,7 @@ impl<'s> PackSet<'s> {
             })
             .collect();
         drop(done_tx);
-        let (root, cipher) = (store.root().to_owned(), store.cipher().clone());
+        let (root, cipher) = (store.backend_arc(), store.cipher().clone());
         let writer = thread::Builder::new()
             .name("pack-writer".into())
             .spawn(move || writer(root, cipher, done_rx))
@@ -153,7 +153,7 @@ impl<'s> PackSet<'s> {
             return Ok(0);
         }
         let file = IndexFile { packs };
-        let id = index::write_index(self.store.root(), self.store.cipher(), &file)?;
+        let id = index::write_index(self.store.backend(), self.store.cipher(), &file)?;
         self.store
             .index
             .write()

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
+use super::backend::local::LocalBackend;
 use super::blob;
 use super::config::{Config, Encryption};
 use super::crypto::{BlobId, Cipher, MasterKey};
@@ -66,8 +67,10 @@ fn valid_pack(cipher: &Cipher) -> Vec<u8> {
         let e = blob::encode_with_id(cipher, cipher.id(b), b).expect("encode");
         w.add(BlobKind::Data, e);
     }
-    let (id, _) = w.finish(dir.path(), cipher).expect("finish");
-    std::fs::read(pack::pack_path(dir.path(), &id)).expect("read pack")
+    let (id, _) = w
+        .finish(&LocalBackend::new(dir.path()), cipher)
+        .expect("finish");
+    std::fs::read(dir.path().join(pack::pack_key(&id))).expect("read pack")
 }
 
 fn valid_index(cipher: &Cipher) -> Vec<u8> {

@@ -4,14 +4,12 @@
 //! item list is JSON lines cut into content-defined chunks, so unchanged
 //! stretches of a tree dedup against the previous snapshot.
 
-use std::fs;
-
 use guest_runner::stream::ItemRecord;
 use serde::{Deserialize, Serialize};
 
+use super::backend;
 use super::chunker::Chunker;
 use super::crypto::{BlobId, Cipher};
-use super::fsutil::write_atomic;
 use super::header;
 use super::pack::{parse_id, BlobKind};
 use super::{PackSet, Store, StoreError};
@@ -268,7 +266,9 @@ impl Store {
         let body = serde_json::to_vec(&info).map_err(StoreError::json("snapshot"))?;
         let bytes = header::SNAPSHOT.prepend(&self.cipher().seal(&body)?);
         let id = blake3::hash(&bytes).to_hex().to_string();
-        write_atomic(&self.root().join("snapshots").join(&id), &bytes)?;
+        // Named by its content and written create-only: no writer's
+        // snapshot replaces another's.
+        backend::put_content(self.backend(), &format!("snapshots/{id}"), &bytes)?;
         Ok(id)
     }
 
@@ -281,17 +281,14 @@ impl Store {
     /// Every snapshot file: those that read, oldest first, and those that
     /// do not, named with why. One damaged file never hides the others.
     pub(crate) fn snapshot_listing(&self) -> Result<Listing, StoreError> {
-        let dir = self.root().join("snapshots");
         let mut out = Listing::default();
-        for e in fs::read_dir(&dir).map_err(|e| StoreError::at(&dir, e))? {
-            let p = e.map_err(|e| StoreError::at(&dir, e))?.path();
-            let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-                continue;
-            };
+        for e in self.backend().list("snapshots")? {
+            let name = backend::base(&e.key);
             if parse_id(name).is_none() {
                 continue;
             }
-            match self.read_snapshot(name) {
+            let p = self.backend().name(&e.key);
+            match self.read_snapshot(name, Some(e.size)) {
                 Ok(s) => out.good.push(s),
                 Err(e) => {
                     out.damaged.push(DamagedSnapshot {
@@ -312,23 +309,32 @@ impl Store {
     }
 
     /// Reads one snapshot file; errors name it.
-    pub(crate) fn read_snapshot(&self, id: &str) -> Result<SnapshotInfo, StoreError> {
-        let p = self.root().join("snapshots").join(id);
-        let len = fs::metadata(&p).map_err(|e| StoreError::at(&p, e))?.len();
+    /// `len` is its size when a listing gave it.
+    pub(crate) fn read_snapshot(
+        &self,
+        id: &str,
+        len: Option<u64>,
+    ) -> Result<SnapshotInfo, StoreError> {
+        let key = format!("snapshots/{id}");
+        let p = self.backend().name(&key);
+        let len = match len {
+            Some(l) => l,
+            None => self.backend().size(&key)?.ok_or_else(|| {
+                StoreError::at(&p, std::io::Error::from(std::io::ErrorKind::NotFound))
+            })?,
+        };
         if len > MAX_SNAPSHOT {
             return Err(StoreError::damaged(
                 &p,
                 format!("{len} bytes is too large for a snapshot file"),
             ));
         }
-        let sealed = fs::read(&p).map_err(|e| StoreError::at(&p, e))?;
+        let sealed = self.backend().read(&key)?;
         decode(self.cipher(), id, &sealed).map_err(|why| StoreError::damaged(&p, why))
     }
 
     pub(crate) fn remove_snapshot(&self, id: &str) -> Result<(), StoreError> {
-        let p = self.root().join("snapshots").join(id);
-        fs::remove_file(&p).map_err(|e| StoreError::at(&p, e))?;
-        super::fsutil::sync_dir(&self.root().join("snapshots"))
+        self.backend().delete(&format!("snapshots/{id}"))
     }
 
     /// The item list of a snapshot.

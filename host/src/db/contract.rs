@@ -4,6 +4,8 @@
 //! refusals, errors, calls from async tasks, reconnecting) is tested here
 //! too, against the same cluster.
 
+#![cfg(test)]
+
 use std::collections::BTreeMap;
 
 use super::postgres::Postgres;

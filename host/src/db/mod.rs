@@ -10,7 +10,7 @@
 //! backend has its own numbered schema migrations, and both pass the same
 //! contract tests (`contract.rs`).
 
-#[cfg(test)]
+/// Test-only (`#![cfg(test)]`): the suite every backend passes.
 mod contract;
 pub(crate) mod owner;
 pub(crate) mod postgres;
@@ -19,7 +19,7 @@ pub(crate) mod records;
 pub(crate) mod redact;
 pub(crate) mod schema;
 pub(crate) mod sqlite;
-#[cfg(test)]
+/// Test-only (`#![cfg(test)]`): a throwaway PostgreSQL.
 mod test_pg;
 
 pub(crate) use records::{JobFilter, JobRecord, LastResult, PolicyRecord};

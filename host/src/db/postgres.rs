@@ -264,26 +264,24 @@ fn job_of(r: &Row) -> Result<JobRecord, Step> {
     })
 }
 
-/// Makes `target`'s last result the job `job` (the same row shape as
-/// SQLite's `INSERT OR REPLACE`).
-#[allow(clippy::too_many_arguments)]
-fn set_last(
-    c: &mut impl GenericClient,
-    target: &str,
-    job: &str,
-    status: &str,
-    finished: i64,
-    policy: &Option<String>,
-    snapshot: &Option<String>,
-    error: &Option<String>,
-) -> Result<(), postgres::Error> {
+/// Makes `l` its target's last result (the same row as SQLite's `INSERT
+/// OR REPLACE`).
+fn set_last(c: &mut impl GenericClient, l: &LastResult) -> Result<(), postgres::Error> {
     c.execute(
         "INSERT INTO last_results (target, job, status, finished, policy, snapshot, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (target) DO UPDATE SET job = EXCLUDED.job, status = EXCLUDED.status,
            finished = EXCLUDED.finished, policy = EXCLUDED.policy,
            snapshot = EXCLUDED.snapshot, error = EXCLUDED.error",
-        &[&target, &job, &status, &finished, policy, snapshot, error],
+        &[
+            &l.target,
+            &l.job,
+            &l.status,
+            &l.finished,
+            &l.policy,
+            &l.snapshot,
+            &l.error,
+        ],
     )?;
     Ok(())
 }
@@ -325,13 +323,15 @@ impl StateStore for Postgres {
             if FINISHED.contains(&j.status.as_str()) && j.kind == "backup" {
                 set_last(
                     &mut tx,
-                    &j.target,
-                    &j.id,
-                    &j.status,
-                    j.finished.unwrap_or(j.created),
-                    &j.policy,
-                    &j.snapshot,
-                    &j.error,
+                    &LastResult {
+                        target: j.target.clone(),
+                        job: j.id.clone(),
+                        status: j.status.clone(),
+                        finished: j.finished.unwrap_or(j.created),
+                        policy: j.policy.clone(),
+                        snapshot: j.snapshot.clone(),
+                        error: j.error.clone(),
+                    },
                 )?;
             }
             tx.commit()?;
@@ -402,13 +402,15 @@ impl StateStore for Postgres {
                 if j.kind == "backup" {
                     set_last(
                         &mut tx,
-                        &j.target,
-                        &j.id,
-                        "interrupted",
-                        now,
-                        &j.policy,
-                        &None,
-                        &Some(why.to_owned()),
+                        &LastResult {
+                            target: j.target.clone(),
+                            job: j.id.clone(),
+                            status: "interrupted".into(),
+                            finished: now,
+                            policy: j.policy.clone(),
+                            snapshot: None,
+                            error: Some(why.to_owned()),
+                        },
                     )?;
                 }
             }

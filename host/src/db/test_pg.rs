@@ -4,6 +4,8 @@
 //! temporary directory; Debian's postgresql installed first when missing),
 //! stopped when dropped.
 
+#![cfg(test)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -220,15 +220,39 @@ fn two_servers_share_one_database_and_the_history_outlives_them() {
     ])));
     assert_eq!(local.as_array().map(Vec::len), Some(1));
 
-    // A server started again on the database keeps that history and marks
-    // nothing interrupted: every job had ended.
+    // Left running: one job by a queue of server one's state directory
+    // that is gone (its lock file there, unheld), one by a queue of
+    // another server's (no lock file here).
+    pg.psql(
+        "state",
+        "INSERT INTO jobs (id, kind, target, status, request, created, owner) VALUES
+           ('mine', 'backup', 'local', 'running', '{}', 1, 'deadbeef01'),
+           ('theirs', 'verify', 'repository', 'running', '{}', 2, 'abcdef02')",
+    );
+    let queues = t.path().join("one.state/queues");
+    std::fs::create_dir_all(&queues).unwrap();
+    std::fs::write(queues.join("deadbeef01.lock"), "").unwrap();
+    // Server one started again keeps the history, marks its own dead
+    // queue's job interrupted, and leaves the other server's alone (it
+    // cannot tell that one died: no heartbeats yet).
     let again = Served::start(
         &t.path().join("one"),
         TOKEN,
         &["--state-db", &with_password],
     );
     let (_, listed) = request(&again.url, "GET", "/jobs", Some(TOKEN), None);
-    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed.as_array().map(Vec::len), Some(4), "{listed}");
+    assert_eq!(
+        pg.psql("state", "SELECT string_agg(id || ' ' || status, ', ' ORDER BY id) FROM jobs WHERE id IN ('mine', 'theirs')"),
+        "mine interrupted, theirs running"
+    );
+    assert_eq!(
+        pg.psql(
+            "state",
+            "SELECT job || ' ' || status FROM last_results WHERE target = 'local'"
+        ),
+        "mine interrupted"
+    );
     assert_eq!(
         pg.psql(
             "state",

@@ -343,3 +343,76 @@ fn wrong_passwords_closed_ports_and_foreign_databases_are_refused_clearly() {
         "{e}"
     );
 }
+
+/// `pg_ctl ARGS` on `pg`'s cluster, as its owner.
+fn pg_ctl(pg: &Pg, args: &str) {
+    ok(Command::new("su").args([
+        "postgres",
+        "-s",
+        "/bin/sh",
+        "-c",
+        &format!(
+            "{}/pg_ctl -D '{}' -l '{}' {args}",
+            pg.bin.display(),
+            pg.dir().join("data").display(),
+            pg.dir().join("server.log").display()
+        ),
+    ]));
+}
+
+#[test]
+fn a_server_whose_postgresql_goes_away_answers_503_and_recovers() {
+    let t = tempfile::tempdir().unwrap();
+    let pg = Pg::start();
+    pg.psql("postgres", "CREATE DATABASE state");
+    let with_password =
+        pg.url("state")
+            .replacen("postgres@", &format!("postgres:{}@", pg.password), 1);
+    let served = Served::start(
+        &t.path().join("repo"),
+        TOKEN,
+        &["--state-db", &with_password],
+    );
+    let jobs = || {
+        request(
+            &served.url,
+            "GET",
+            "/jobs?policy=nightly",
+            Some(TOKEN),
+            None,
+        )
+    };
+    assert_eq!(jobs().0, 200);
+
+    pg_ctl(&pg, "stop -w -m fast");
+    let (st, body) = jobs();
+    assert_eq!(st, 503, "{body}");
+    let e = body["error"].as_str().unwrap_or_default();
+    assert!(e.contains("cannot connect to the state database"), "{e}");
+    assert!(e.contains("postgres:***@127.0.0.1"), "{e}");
+    assert!(!e.contains(&pg.password), "{e}");
+    // A job that cannot be recorded is not run.
+    let verify = json!({ "kind": "verify", "verify": { "read_data": false } });
+    let (st, body) = request(
+        &served.url,
+        "POST",
+        "/jobs",
+        Some(TOKEN),
+        Some(&verify.to_string()),
+    );
+    assert_eq!(st, 503, "{body}");
+
+    // Back: the server reconnects by itself.
+    pg_ctl(
+        &pg,
+        &format!(
+            "-w -o \"-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories='{}' -c fsync=off\" start",
+            pg.port,
+            pg.dir().join("sock").display()
+        ),
+    );
+    assert_eq!(jobs().0, 200);
+    let id = post(&served.url, &verify);
+    assert_eq!(wait(&served.url, &id)["status"], "succeeded");
+    assert_eq!(pg.psql("state", "SELECT count(*) FROM jobs"), "1");
+}

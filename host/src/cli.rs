@@ -43,6 +43,17 @@ pub(crate) struct Cli {
     /// what it has attached to which VM; default: ~/.local/state/attache.
     #[arg(long, global = true, env = "ATTACHE_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// The state database (jobs and their history, backup policies, VM
+    /// tags, each VM's last result) on a PostgreSQL server, to share it
+    /// between several servers:
+    /// `postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE`. The password
+    /// comes from the URL, else from PGPASSWORD, and is never printed. The
+    /// user needs to create tables in its schema; a database holding
+    /// another application's tables is refused. Default: `state.db`
+    /// (SQLite) in the state directory. Hypervisors, the attachment
+    /// journal and tokens stay in the state directory.
+    #[arg(long, global = true, env = "ATTACHE_STATE_DB", hide_env_values = true)]
+    pub state_db: Option<String>,
     /// A file holding the repository password (its first line). Without it,
     /// the password comes from ATTACHE_PASSWORD.
     #[arg(long, global = true)]

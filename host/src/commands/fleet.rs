@@ -35,7 +35,7 @@ pub(crate) fn add(cli: &Cli, a: &PolicyAddArgs) -> anyhow::Result<()> {
             c.post("/policies", &serde_json::to_value(&p)?)?;
         }
         None => {
-            crate::db::open(&super::state(cli))?.add_policy(&p)?;
+            super::db(cli)?.add_policy(&p)?;
             super::context(cli)?.audit.record(
                 "policy.add",
                 json!({ "policy": crate::server::shown_policy(p.clone()) }),
@@ -49,7 +49,7 @@ pub(crate) fn add(cli: &Cli, a: &PolicyAddArgs) -> anyhow::Result<()> {
 fn policies(cli: &Cli) -> anyhow::Result<Vec<PolicyRecord>> {
     Ok(match super::client(cli)? {
         Some(c) => serde_json::from_value(c.get("/policies")?)?,
-        None => crate::db::open(&super::state(cli))?
+        None => super::db(cli)?
             .policies()?
             .into_iter()
             .map(crate::server::shown_policy)
@@ -111,7 +111,7 @@ pub(crate) fn show(cli: &Cli, name: &str, json_out: bool) -> anyhow::Result<()> 
             serde_json::from_value(c.get(&format!("/jobs?policy={name}&limit=20"))?)?,
         ),
         None => {
-            let db = crate::db::open(&super::state(cli))?;
+            let db = super::db(cli)?;
             let p = db
                 .policy(name)?
                 .with_context(|| format!("no policy {name:?} (attache policy list)"))?;
@@ -171,7 +171,7 @@ pub(crate) fn remove(cli: &Cli, a: &PolicyNameArgs) -> anyhow::Result<()> {
             c.delete(&format!("/policies/{}", a.name))?;
         }
         None => {
-            if !crate::db::open(&super::state(cli))?.remove_policy(&a.name)? {
+            if !super::db(cli)?.remove_policy(&a.name)? {
                 bail!("no policy {:?}", a.name);
             }
             super::context(cli)?
@@ -238,7 +238,7 @@ pub(crate) fn run(cli: &Cli, a: &PolicyRunArgs) -> anyhow::Result<()> {
 /// its jobs and its retention; the jobs as they ended.
 fn local_run(cli: &Cli, name: &str) -> anyhow::Result<Vec<Value>> {
     let ctx = super::context(cli)?;
-    let db = crate::db::open(&ctx.state)?;
+    let db = ctx.db()?;
     let p = db
         .policy(name)?
         .with_context(|| format!("no policy {name:?} (attache policy list)"))?;

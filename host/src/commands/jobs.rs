@@ -32,7 +32,7 @@ pub(crate) fn run(cli: &Cli, a: &JobsArgs) -> anyhow::Result<()> {
             }
             serde_json::from_value(c.get(&format!("/jobs?{}", q.join("&")))?)?
         }
-        None => crate::db::open(&super::state(cli))?
+        None => super::db(cli)?
             .jobs(&filter)?
             .into_iter()
             .map(serde_json::to_value)

@@ -58,6 +58,14 @@ pub(crate) fn state(cli: &Cli) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".attache-state"))
 }
 
+/// The state database: `--state-db`'s PostgreSQL, else the state
+/// directory's SQLite (`db::open`).
+pub(crate) fn db(
+    cli: &Cli,
+) -> Result<std::sync::Arc<dyn crate::db::StateStore>, crate::db::DbError> {
+    crate::db::open(&state(cli), cli.state_db.as_deref())
+}
+
 /// Where jobs of this command line find everything.
 pub(crate) fn context(cli: &Cli) -> anyhow::Result<Context> {
     let state = state(cli);
@@ -70,6 +78,7 @@ pub(crate) fn context(cli: &Cli) -> anyhow::Result<Context> {
         cache: cache(cli),
         agent_dir: cli.agent_dir.clone(),
         state,
+        state_db: cli.state_db.clone(),
         policy: policy(cli)?,
         trust: trust(cli)?,
     })

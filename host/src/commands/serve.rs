@@ -52,9 +52,10 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     // queued or running are marked interrupted in the history; those of a
     // queue that still runs are not.
     let owner = crate::db::owner::Owner::claim(&ctx.state)?;
-    let db = crate::db::open(&ctx.state)?;
+    let db = ctx.db()?;
     let state_dir = ctx.state.clone();
-    let alive = move |id: Option<&str>| crate::db::owner::alive(&state_dir, id);
+    let shared = crate::db::shared(ctx.state_db.as_deref());
+    let alive = move |id: Option<&str>| crate::db::owner::alive(&state_dir, id, shared);
     for id in db.interrupt_unfinished(crate::server::queue::now(), &alive)? {
         tracing::warn!(job = %id, "a job of a server that stopped is marked interrupted");
     }

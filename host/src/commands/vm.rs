@@ -10,7 +10,7 @@ use crate::hypervisor::vm::VmHandle;
 
 pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
     let registry = Registry::new(&super::state(cli));
-    let db = crate::db::open(&super::state(cli))?;
+    let db = super::db(cli)?;
     let tags = db.tags()?;
     let last = db.last_results()?;
     let mut rows = Vec::new();
@@ -91,7 +91,7 @@ pub(crate) fn tag(cli: &Cli, a: &VmTagArgs, add: bool) -> anyhow::Result<()> {
     let state = super::state(cli);
     // Tagging a VM of no registered hypervisor is a typo, not a plan.
     Registry::new(&state).get(&vm.hypervisor)?;
-    let db = crate::db::open(&state)?;
+    let db = super::db(cli)?;
     let target = vm.to_string();
     if add {
         db.tag(&target, &a.tags)?;

@@ -35,13 +35,19 @@ impl Owner {
 /// Whether the queue `id` of state directory `state` still runs. A queue
 /// found gone has its lock file removed. An id that is no valid name (a
 /// damaged row) is gone.
-pub(crate) fn alive(state: &Path, id: Option<&str>) -> bool {
+///
+/// With a `shared` state database (PostgreSQL, several servers), a queue
+/// with no lock file here is another server's, in another state
+/// directory: this server cannot tell whether it died, so it is taken as
+/// alive and its jobs are left to that server to mark when it restarts
+/// (taking over a dead server's jobs needs heartbeats, not there yet).
+pub(crate) fn alive(state: &Path, id: Option<&str>, shared: bool) -> bool {
     let Some(id) = id.filter(|i| !i.is_empty() && i.bytes().all(|b| b.is_ascii_hexdigit())) else {
         return false;
     };
     let p = path(state, id);
     if !p.exists() {
-        return false;
+        return shared;
     }
     match FileLock::try_exclusive(&p) {
         Ok(Some(_gone)) => {
@@ -68,11 +74,17 @@ mod tests {
         let id = o.id.clone();
         // flock locks belong to open files: another open in this process
         // conflicts as another process's would.
-        assert!(alive(d.path(), Some(&id)));
+        assert!(alive(d.path(), Some(&id), false));
+        assert!(alive(d.path(), Some(&id), true));
         drop(o);
-        assert!(!alive(d.path(), Some(&id)));
+        assert!(!alive(d.path(), Some(&id), true));
         assert!(!path(d.path(), &id).exists());
-        assert!(!alive(d.path(), None));
-        assert!(!alive(d.path(), Some("../x")));
+        assert!(!alive(d.path(), Some(&id), false));
+        assert!(!alive(d.path(), None, true));
+        assert!(!alive(d.path(), Some("../x"), true));
+        // Another server's queue, on a shared database: not this one's to
+        // call gone.
+        assert!(alive(d.path(), Some("0123abcd"), true));
+        assert!(!alive(d.path(), Some("0123abcd"), false));
     }
 }

@@ -73,10 +73,6 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
         path: path.display().to_string(),
         source,
     };
-    let format = |why: String| DbError::Format {
-        path: path.display().to_string(),
-        why,
-    };
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(err)?;
@@ -91,22 +87,24 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
             .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
             .map_err(err)?;
         if tables > 0 {
-            return Err(format(
-                "has tables but is not an Attaché state database".into(),
-            ));
+            return Err(DbError::Foreign {
+                place: path.display().to_string(),
+            });
         }
         tx.pragma_update(None, "application_id", APPLICATION_ID)
             .map_err(err)?;
     } else if app != APPLICATION_ID {
-        return Err(format(format!(
-            "not an Attaché state database (application id {app:#x})"
-        )));
+        return Err(DbError::Foreign {
+            place: format!("{} (application id {app:#x})", path.display()),
+        });
     }
     let known = MIGRATIONS.len() as i64;
     if version > known {
-        return Err(format(format!(
-            "schema version {version} is newer than this attache knows ({known}): use a newer attache"
-        )));
+        return Err(DbError::Newer {
+            place: path.display().to_string(),
+            version,
+            known,
+        });
     }
     for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql).map_err(err)?;
@@ -121,7 +119,7 @@ fn json_text(v: &serde_json::Value) -> String {
     v.to_string()
 }
 
-fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value, DbError> {
+pub(super) fn parse_json(what: &'static str, s: &str) -> Result<serde_json::Value, DbError> {
     serde_json::from_str(s).map_err(|source| DbError::Json { what, source })
 }
 
@@ -170,7 +168,7 @@ impl RawJob {
 }
 
 /// Statuses of jobs that have ended.
-const FINISHED: &[&str] = &["succeeded", "failed", "cancelled", "interrupted"];
+pub(super) const FINISHED: &[&str] = &["succeeded", "failed", "cancelled", "interrupted"];
 
 impl StateStore for Sqlite {
     fn record_job(&self, j: &JobRecord) -> Result<(), DbError> {
@@ -245,13 +243,13 @@ impl StateStore for Sqlite {
     fn interrupt_unfinished(
         &self,
         now: i64,
-        alive: &dyn Fn(Option<&str>) -> bool,
+        alive: &(dyn Fn(Option<&str>) -> bool + Sync),
     ) -> Result<Vec<String>, DbError> {
         let jobs = self.with(|c| {
             let tx = c.transaction()?;
             let raws = {
                 let mut st = tx.prepare(&format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running')"
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running') ORDER BY created, rowid"
                 ))?;
                 let rows = st.query_map([], job_row)?;
                 rows.collect::<Result<Vec<_>, _>>()?
@@ -402,7 +400,7 @@ impl StateStore for Sqlite {
     }
 }
 
-fn policy_of(
+pub(super) fn policy_of(
     (def, created, last_fired): (String, i64, Option<i64>),
 ) -> Result<PolicyRecord, DbError> {
     let mut p: PolicyRecord = serde_json::from_str(&def).map_err(|source| DbError::Json {
@@ -558,7 +556,7 @@ mod tests {
         }
         assert!(matches!(
             Sqlite::open(dir.path()),
-            Err(DbError::Format { .. })
+            Err(DbError::Foreign { .. })
         ));
         std::fs::remove_file(&path).unwrap();
         Sqlite::open(dir.path()).unwrap();
@@ -566,7 +564,7 @@ mod tests {
             let c = Connection::open(&path).unwrap();
             c.pragma_update(None, "user_version", 99).unwrap();
         }
-        let e = Sqlite::open(dir.path()).err().unwrap().to_string();
-        assert!(e.contains("newer"), "{e}");
+        let e = Sqlite::open(dir.path()).err().unwrap();
+        assert!(matches!(e, DbError::Newer { version: 99, .. }), "{e}");
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct Context {
     pub agent_dir: Option<PathBuf>,
     /// Registered hypervisors and the journal of attachments.
     pub state: PathBuf,
+    /// The state database's PostgreSQL URL (`--state-db`), if not the
+    /// state directory's SQLite.
+    pub state_db: Option<String>,
     /// The policy every plugin's plan is checked against.
     pub policy: guest_runner::policy::Policy,
     /// The audit log, for whoever runs the job.
@@ -36,6 +39,13 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The state database (`db::open`).
+    pub(crate) fn db(
+        &self,
+    ) -> Result<std::sync::Arc<dyn crate::db::StateStore>, crate::db::DbError> {
+        crate::db::open(&self.state, self.state_db.as_deref())
+    }
+
     pub(crate) fn repository(&self, create: bool) -> anyhow::Result<Repository> {
         Repository::open(&self.repo, &self.password, &self.cache, create)
     }

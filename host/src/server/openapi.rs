@@ -11,6 +11,7 @@ fn error_responses(codes: &[&str]) -> Value {
             "403" => "The token's role may not use this route, or the job is outside an operator's scope.",
             "404" => "No such snapshot, item, job, policy or route.",
             "409" => "The job has already finished, a policy of that name exists, or the policy's previous run has jobs left.",
+            "503" => "The state database (a shared PostgreSQL) cannot be reached or refused the login; the server reconnects by itself, try again.",
             _ => "The server failed.",
         };
         m.insert((*c).into(), json!({ "description": what, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }));
@@ -109,24 +110,24 @@ fn fleet(doc: &mut Value) {
     doc["paths"]["/policies"] = json!({
         "get": {
             "summary": "Every backup policy, by name (option values redacted).",
-            "responses": merge(json!({ "200": ok("Policies.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Policy" } })) }), error_responses(&["401", "500"]))
+            "responses": merge(json!({ "200": ok("Policies.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Policy" } })) }), error_responses(&["401", "500", "503"]))
         },
         "post": {
             "summary": "Adds a backup policy (as `attache policy add`).",
             "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Policy" } } } },
-            "responses": merge(json!({ "201": ok("Added.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["400", "401", "409", "500"]))
+            "responses": merge(json!({ "201": ok("Added.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["400", "401", "409", "500", "503"]))
         }
     });
     doc["paths"]["/policies/{id}"] = json!({
         "get": {
             "summary": "One backup policy.",
             "parameters": [name.clone()],
-            "responses": merge(json!({ "200": ok("The policy.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["401", "404", "500"]))
+            "responses": merge(json!({ "200": ok("The policy.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["401", "404", "500", "503"]))
         },
         "delete": {
             "summary": "Removes a backup policy (its snapshots and job history stay).",
             "parameters": [name.clone()],
-            "responses": merge(json!({ "200": ok("The removed policy.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["401", "404", "500"]))
+            "responses": merge(json!({ "200": ok("The removed policy.", json!({ "$ref": "#/components/schemas/Policy" })) }), error_responses(&["401", "404", "500", "503"]))
         }
     });
     let vm_tags = json!({ "type": "object", "required": ["vm", "tags"], "properties": {
@@ -154,7 +155,7 @@ fn fleet(doc: &mut Value) {
             "policy": { "type": "string" },
             "jobs": { "type": "array", "items": { "$ref": "#/components/schemas/Job" } },
             "unreachable": { "type": "array", "description": "[hypervisor, why] of hypervisors whose VMs could not be listed", "items": { "type": "array", "items": { "type": "string" } } }
-        }})) }), error_responses(&["401", "404", "409", "500"]))
+        }})) }), error_responses(&["401", "404", "409", "500", "503"]))
     }});
     doc["components"]["schemas"]["Policy"] = json!({ "type": "object", "required": ["name", "vms", "plugin", "include", "schedule"], "additionalProperties": false, "properties": {
         "name": { "type": "string" },
@@ -244,19 +245,19 @@ fn core() -> Value {
             "/jobs": {
                 "get": {
                     "summary": "Every job this server has run or queued.",
-                    "responses": merge(json!({ "200": ok("Jobs.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Job" } })) }), error_responses(&["401"]))
+                    "responses": merge(json!({ "200": ok("Jobs.", json!({ "type": "array", "items": { "$ref": "#/components/schemas/Job" } })) }), error_responses(&["401", "500", "503"]))
                 },
                 "post": {
                     "summary": "Queues a backup, a restore, a discovery in a VM, or a verify of the repository (admins, and operators on their targets; any operator may verify). A verify's result is its report: `clean`, `snapshots`, `packs`, `blobs_checked`, `errors`, `bad_blobs`, `affected`. A discovery's result is `target`, `container`, `scope`, `depth` and `plugins`: each with `plugin`, `entries` (`id`, `kind`, `size`, `has_children`, checked on the server: the guest is untrusted) and, when it listed nothing, `error`.",
                     "requestBody": { "required": true, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/JobRequest" } } } },
-                    "responses": merge(json!({ "202": ok("Queued.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["400", "401"]))
+                    "responses": merge(json!({ "202": ok("Queued.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["400", "401", "500", "503"]))
                 }
             },
             "/jobs/{id}": {
                 "get": {
                     "summary": "A job's state, progress and result.",
                     "parameters": [id_param("Job id.")],
-                    "responses": merge(json!({ "200": ok("The job.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["401", "404"]))
+                    "responses": merge(json!({ "200": ok("The job.", json!({ "$ref": "#/components/schemas/Job" })) }), error_responses(&["401", "404", "500", "503"]))
                 },
                 "delete": {
                     "summary": "Cancels a job: a queued one never starts; a running one stops and cleans up.",

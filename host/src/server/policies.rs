@@ -17,6 +17,9 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         let status = match &e {
             DbError::Conflict(_) => StatusCode::CONFLICT,
+            // The state database's server is down or refuses us: this
+            // server cannot answer now, and may once it is back.
+            DbError::Unreachable { .. } | DbError::Auth { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.to_string())

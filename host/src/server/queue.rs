@@ -327,8 +327,7 @@ impl Job {
             finished: None,
         };
         // A job that cannot be recorded is not run: its history would lie.
-        db.record_job(&view.record(owner))
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        db.record_job(&view.record(owner)).map_err(ApiError::from)?;
         Ok(Arc::new(Job {
             view: Mutex::new(view),
             cancel: AtomicBool::new(false),
@@ -529,8 +528,7 @@ impl Queue {
         &self,
         f: impl FnOnce(&dyn StateStore) -> Result<T, crate::db::DbError>,
     ) -> Result<T, ApiError> {
-        f(self.db.as_ref())
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        f(self.db.as_ref()).map_err(ApiError::from)
     }
 
     /// Jobs of the history matching `filter`, newest first; this server's

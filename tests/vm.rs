@@ -377,3 +377,68 @@ print(db.execute("PRAGMA integrity_check").fetchone()[0], db.execute("SELECT cou
         assert_eq!(r.trim(), "ok (2000, 'row 999')", "{name}: {r}");
     }
 }
+
+/// A server killed between starting the runner and journaling its pid
+/// leaves a runner no journal entry names. The next job's recovery still
+/// kills it (it runs from that session's directory), so the guest is clean.
+#[test]
+fn a_runner_the_journal_does_not_name_is_still_killed_by_the_cleanup() {
+    let _serial = serial();
+    let site = Site::new();
+    let src = site.path("src");
+    write(&src.join("small.txt"), b"small\n");
+    let vm = boot(&site, "vm1", &src);
+    register_hv1(&site);
+    // The runner held stopped; its job killed as a server is killed.
+    vm.sh(
+        "( while ! pidof guest-runner >/dev/null; do sleep 0.02; done; \
+           kill -STOP $(pidof guest-runner) ) >/dev/null 2>&1 &",
+    );
+    let mut job = site
+        .attache()
+        .args([
+            "backup",
+            "hv1/vm1",
+            "--plugin",
+            "filesystem",
+            "--include",
+            "/data",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn attache");
+    site.wait_running();
+    // (The guest agent is the job's until it dies: QEMU's socket takes one
+    // client. The runner, stopped or still starting, lives on either way.)
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    job.kill().expect("kill -9");
+    job.wait().expect("wait");
+    // The journal as a server killed a moment earlier leaves it: no pid.
+    let entries: Vec<PathBuf> = fs::read_dir(site.state.join("journal"))
+        .expect("journal")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && name.ends_with(".json")
+        })
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mut entry: Value =
+        serde_json::from_slice(&fs::read(&entries[0]).expect("read")).expect("JSON");
+    assert!(entry["runner_pid"].is_i64(), "{entry}");
+    entry["runner_pid"] = Value::Null;
+    fs::write(&entries[0], entry.to_string()).expect("write");
+    assert!(vm
+        .sh("pidof guest-runner || true")
+        .trim()
+        .parse::<u32>()
+        .is_ok());
+
+    // The next job finishes the cleanup first, then backs up.
+    let snap = site.backup("hv1/vm1", "/data");
+    assert!(snap["items"].as_u64().unwrap_or(0) >= 2, "{snap}");
+    vm.assert_clean();
+    site.assert_journal_empty();
+}

@@ -65,13 +65,22 @@ fi
 exec "$dir/guest-runner" --agent-dir "$dir" "$@" --channel "$port"
 "#;
 
-/// Undoes a job in the guest: kills its runner `$2` (only if that pid still
-/// is the runner from `$1`), unmounts `$1` and removes it.
+/// Undoes a job in the guest: kills its runner `$2` and any other process
+/// running the runner from `$1` (a server killed between starting the
+/// runner and journaling its pid left one no pid names), unmounts `$1` and
+/// removes it. Only processes whose executable is `$1/guest-runner` are
+/// killed: `$1` is this session's own directory.
 const CLEAN: &str = r#"dir=$1 pid=$2
-if [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$dir/guest-runner" ]; then
-  kill -9 "$pid" 2>/dev/null || true
-  i=0
-  while [ -e "/proc/$pid" ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.05; done
+pids=
+for p in $pid $(pidof guest-runner 2>/dev/null); do
+  [ "$(readlink "/proc/$p/exe" 2>/dev/null)" = "$dir/guest-runner" ] && pids="$pids $p"
+done
+if [ -n "$pids" ]; then
+  kill -9 $pids 2>/dev/null || true
+  for p in $pids; do
+    i=0
+    while [ -e "/proc/$p" ] && [ $i -lt 50 ]; do i=$((i + 1)); sleep 0.05; done
+  done
 fi
 if grep -qs " $dir " /proc/mounts; then
   i=0
@@ -138,7 +147,8 @@ pub(crate) fn start_runner(
     agent.spawn_with_env(&argv, env)
 }
 
-/// Kills the runner `pid` if it still runs, unmounts `dir` and removes it.
+/// Kills the runner `pid`, and any other started from `dir`, unmounts
+/// `dir` and removes it.
 pub(crate) fn clean(agent: &mut Agent, dir: &str, pid: Option<i64>) -> Result<(), GuestError> {
     let pid = pid.map(|p| p.to_string()).unwrap_or_default();
     let e = agent.run(

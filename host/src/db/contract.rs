@@ -349,14 +349,11 @@ fn postgres_keeps_the_contract_and_refuses_what_it_should() {
 
     // A wrong password and a closed port: each its own clear error,
     // naming the URL without its password.
-    let wrong = format!(
-        "postgresql://postgres:not-{}@127.0.0.1:{}/contract",
-        pg.password, pg.port
-    );
+    let wrong = pg.url_with("contract", &format!("not-{}", pg.password), pg.port);
     match Postgres::open(&wrong) {
         Err(e @ DbError::Auth { .. }) => {
             let m = e.to_string();
-            assert!(m.contains("postgres:***@127.0.0.1"), "{m}");
+            assert!(m.contains("user=postgres password=*** "), "{m}");
             assert!(!m.contains(&pg.password), "{m}");
         }
         other => panic!("{:?}", other.err()),
@@ -366,11 +363,11 @@ fn postgres_keeps_the_contract_and_refuses_what_it_should() {
         .local_addr()
         .unwrap()
         .port();
-    let closed = format!("postgresql://postgres:{}@127.0.0.1:{port}/x", pg.password);
+    let closed = pg.url_with("x", &pg.password, port);
     match Postgres::open(&closed) {
         Err(e @ DbError::Unreachable { .. }) => {
             let m = e.to_string();
-            assert!(m.contains(&format!("127.0.0.1:{port}")), "{m}");
+            assert!(m.contains(&format!("host=127.0.0.1 port={port}")), "{m}");
             assert!(!m.contains(&pg.password), "{m}");
         }
         other => panic!("{:?}", other.err()),

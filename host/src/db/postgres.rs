@@ -1,6 +1,8 @@
 //! The PostgreSQL backend of [`StateStore`], for several servers sharing
-//! one state: `--state-db postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`
-//! (or ATTACHE_STATE_DB). The password comes from the URL, else from
+//! one state: `--state-db` (or ATTACHE_STATE_DB) with a libpq connection
+//! string, a URL (`USER[:PASSWORD]@HOST[:PORT]/DB` after the scheme) or
+//! keywords (`host=H port=P user=U dbname=D`), as rust-postgres parses
+//! them. The password comes from the string, else from
 //! PGPASSWORD; it is never shown: errors and logs name the URL redacted
 //! (`redact.rs`). Every write is one transaction, as with SQLite, and
 //! every call gives the SQLite backend's answers (`contract.rs` runs the
@@ -35,9 +37,6 @@ use super::records::{JobFilter, JobRecord, LastResult, PolicyRecord};
 use super::redact::redact;
 use super::sqlite::{parse_json, policy_of, FINISHED};
 use super::{DbError, StateStore};
-
-/// The URL schemes of a PostgreSQL server, as libpq knows them.
-const SCHEMES: [&str; 2] = ["postgresql", "postgres"];
 
 /// How long a connection attempt may take when the URL does not say.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -79,15 +78,13 @@ impl Postgres {
             url: shown.clone(),
             why,
         };
-        match url.split_once("://") {
-            Some((scheme, _)) if SCHEMES.contains(&scheme) => {}
-            _ => {
-                return Err(bad(
-                    "expected a PostgreSQL URL, postgresql://USER@HOST[:PORT]/DATABASE".into(),
-                ))
-            }
-        }
-        let mut config = Config::from_str(url).map_err(|e| bad(e.to_string()))?;
+        // rust-postgres knows PostgreSQL's URL schemes and keywords: the
+        // host holds no scheme of its own to check.
+        let mut config = Config::from_str(url).map_err(|e| {
+            bad(format!(
+                "expected a PostgreSQL URL or key=value connection string ({e})"
+            ))
+        })?;
         if config.get_password().is_none() {
             if let Some(pw) = std::env::var_os("PGPASSWORD") {
                 config.password(pw.as_encoded_bytes());

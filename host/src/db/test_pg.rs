@@ -53,12 +53,15 @@ impl TestPg {
         }
     }
 
-    /// The URL of database `db` as postgres, with the password in it.
+    /// The connection string (keyword form) of database `db` as
+    /// postgres, with the password in it.
     pub(crate) fn url(&self, db: &str) -> String {
-        format!(
-            "postgresql://postgres:{}@127.0.0.1:{}/{db}",
-            self.password, self.port
-        )
+        self.url_with(db, &self.password, self.port)
+    }
+
+    /// [`Self::url`] with another password and port.
+    pub(crate) fn url_with(&self, db: &str, password: &str, port: u16) -> String {
+        format!("host=127.0.0.1 port={port} user=postgres password={password} dbname={db}")
     }
 
     /// Creates database `db` (empty) and returns its URL.

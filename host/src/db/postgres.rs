@@ -512,14 +512,7 @@ impl StateStore for Postgres {
                 .map(|r| Ok((r.try_get::<_, String>(0)?, r.try_get::<_, String>(1)?)))
                 .collect::<Result<Vec<_>, Step>>()
         })?;
-        let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for (target, tag) in rows {
-            match out.last_mut() {
-                Some((t, tags)) if *t == target => tags.push(tag),
-                _ => out.push((target, vec![tag])),
-            }
-        }
-        Ok(out)
+        Ok(super::records::grouped_tags(rows))
     }
 
     fn last_results(&self) -> Result<Vec<LastResult>, DbError> {

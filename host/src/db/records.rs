@@ -107,3 +107,16 @@ pub(crate) struct LastResult {
     pub snapshot: Option<String>,
     pub error: Option<String>,
 }
+
+/// `(target, tag)` rows ordered by target, as each target with its tags
+/// (what [`super::StateStore::tags`] answers, from either backend).
+pub(crate) fn grouped_tags(rows: Vec<(String, String)>) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for (target, tag) in rows {
+        match out.last_mut() {
+            Some((t, tags)) if *t == target => tags.push(tag),
+            _ => out.push((target, vec![tag])),
+        }
+    }
+    out
+}

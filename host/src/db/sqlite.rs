@@ -369,14 +369,7 @@ impl StateStore for Sqlite {
                 st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             rows.collect::<Result<Vec<_>, _>>()
         })?;
-        let mut out: Vec<(String, Vec<String>)> = Vec::new();
-        for (target, tag) in rows {
-            match out.last_mut() {
-                Some((t, tags)) if *t == target => tags.push(tag),
-                _ => out.push((target, vec![tag])),
-            }
-        }
-        Ok(out)
+        Ok(super::records::grouped_tags(rows))
     }
 
     fn last_results(&self) -> Result<Vec<LastResult>, DbError> {

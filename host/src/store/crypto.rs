@@ -3,10 +3,9 @@
 //! which well-known contents it holds. An unencrypted repository (only when
 //! asked for) keeps a plain BLAKE3 id and a flag byte.
 
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde::{Deserialize, Serialize};
 
+use super::xchacha::{XChaCha, TAG};
 use super::StoreError;
 
 /// A blob's id: the (keyed) BLAKE3 of its plaintext.
@@ -74,7 +73,7 @@ pub(crate) fn random(buf: &mut [u8]) -> Result<(), StoreError> {
     getrandom::fill(buf).map_err(|e| StoreError::Crypto(format!("no randomness: {e}")))
 }
 
-const NONCE: usize = 24;
+use super::xchacha::NONCE;
 
 /// How a repository seals what it writes.
 #[derive(Clone)]
@@ -82,10 +81,7 @@ pub(crate) enum Cipher {
     /// Plaintext (the repository was created with `--no-encryption`).
     None,
     /// Authenticated encryption under the master key.
-    Sealed {
-        aead: XChaCha20Poly1305,
-        id_key: [u8; 32],
-    },
+    Sealed { aead: XChaCha, id_key: [u8; 32] },
 }
 
 impl Cipher {
@@ -93,7 +89,7 @@ impl Cipher {
         match key {
             None => Self::None,
             Some(k) => Self::Sealed {
-                aead: XChaCha20Poly1305::new((&k.encrypt).into()),
+                aead: XChaCha::new(&k.encrypt),
                 id_key: k.id,
             },
         }
@@ -113,12 +109,13 @@ impl Cipher {
             Self::Sealed { aead, .. } => {
                 let mut nonce = [0u8; NONCE];
                 random(&mut nonce)?;
-                let ct = aead
-                    .encrypt(XNonce::from_slice(&nonce), plain)
-                    .map_err(|_| StoreError::Crypto("encryption failed".into()))?;
-                let mut out = Vec::with_capacity(NONCE + ct.len());
+                let mut out = Vec::with_capacity(NONCE + plain.len() + TAG);
                 out.extend_from_slice(&nonce);
-                out.extend_from_slice(&ct);
+                out.extend_from_slice(plain);
+                let tag = aead
+                    .seal_in_place(&nonce, &mut out[NONCE..])
+                    .map_err(|_| StoreError::Crypto("encryption failed".into()))?;
+                out.extend_from_slice(&tag);
                 Ok(out)
             }
         }
@@ -136,15 +133,14 @@ impl Cipher {
                 Ok(out)
             }
             Self::Sealed { aead, .. } => {
-                use chacha20poly1305::aead::AeadInPlace;
-                let mut out = Vec::with_capacity(NONCE + 1 + payload.len() + 16);
-                out.resize(NONCE, 0);
-                random(&mut out[..NONCE])?;
+                let mut nonce = [0u8; NONCE];
+                random(&mut nonce)?;
+                let mut out = Vec::with_capacity(NONCE + 1 + payload.len() + TAG);
+                out.extend_from_slice(&nonce);
                 out.push(flag);
                 out.extend_from_slice(payload);
-                let (nonce, body) = out.split_at_mut(NONCE);
                 let tag = aead
-                    .encrypt_in_place_detached(XNonce::from_slice(nonce), b"", body)
+                    .seal_in_place(&nonce, &mut out[NONCE..])
                     .map_err(|_| StoreError::Crypto("encryption failed".into()))?;
                 out.extend_from_slice(&tag);
                 Ok(out)
@@ -156,16 +152,12 @@ impl Cipher {
     pub(crate) fn open(&self, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
         match self {
             Self::None => Ok(sealed.to_vec()),
-            Self::Sealed { aead, .. } => {
-                if sealed.len() < NONCE + 16 {
-                    return Err(StoreError::Crypto("sealed data too short".into()));
-                }
-                let (nonce, ct) = sealed.split_at(NONCE);
-                aead.decrypt(XNonce::from_slice(nonce), ct).map_err(|_| {
-                    StoreError::Crypto(
-                        "authentication failed: the data was changed or the key is wrong".into(),
-                    )
-                })
+            Self::Sealed { .. } => {
+                let mut buf = sealed.to_vec();
+                let plain = self.open_in_place(&mut buf)?;
+                buf.truncate(plain.end);
+                buf.drain(..plain.start);
+                Ok(buf)
             }
         }
     }
@@ -179,20 +171,15 @@ impl Cipher {
         match self {
             Self::None => Ok(0..sealed.len()),
             Self::Sealed { aead, .. } => {
-                use chacha20poly1305::aead::AeadInPlace;
-                if sealed.len() < NONCE + 16 {
+                if sealed.len() < NONCE + TAG {
                     return Err(StoreError::Crypto("sealed data too short".into()));
                 }
-                let end = sealed.len() - 16;
+                let end = sealed.len() - TAG;
                 let (nonce, rest) = sealed.split_at_mut(NONCE);
-                let (body, tag) = rest.split_at_mut(end - NONCE);
-                aead.decrypt_in_place_detached(
-                    XNonce::from_slice(nonce),
-                    b"",
-                    body,
-                    chacha20poly1305::Tag::from_slice(tag),
-                )
-                .map_err(|_| {
+                let nonce: &[u8; NONCE] = (&*nonce)
+                    .try_into()
+                    .map_err(|_| StoreError::Crypto("sealed data too short".into()))?;
+                aead.open_in_place(nonce, rest).map_err(|_| {
                     StoreError::Crypto(
                         "authentication failed: the data was changed or the key is wrong".into(),
                     )

@@ -39,6 +39,7 @@ pub(crate) mod pack_set;
 #[cfg(test)]
 mod parse_props;
 pub(crate) mod snapshot;
+pub(crate) mod xchacha;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

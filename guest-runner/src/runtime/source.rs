@@ -251,7 +251,14 @@ impl HostItemContent for State {
             }
             let n = s.pending.len().min(max as usize);
             s.consumed += n as u64;
-            Ok(s.pending.drain(..n).collect())
+            // All of it (the usual case: a frame's data is at most what a
+            // plugin asks for) moves out without a copy.
+            if n == s.pending.len() {
+                return Ok(std::mem::take(&mut s.pending));
+            }
+            let piece = s.pending[..n].to_vec();
+            s.pending.drain(..n);
+            Ok(piece)
         })())
     }
 

@@ -145,13 +145,20 @@ impl model::Source for WitSource {
                 item.id
             )));
         }
-        let mut buf = Vec::with_capacity(remaining as usize);
+        let mut buf: Vec<u8> = Vec::new();
         loop {
             let piece = content.read(PIECE as u32).map_err(from_plugin)?;
             if piece.is_empty() {
                 break;
             }
-            buf.extend_from_slice(&piece);
+            // The first piece is kept as it came (a message usually comes
+            // in one), with room for the rest.
+            if buf.is_empty() {
+                buf = piece;
+                buf.reserve((remaining as usize).saturating_sub(buf.len()));
+            } else {
+                buf.extend_from_slice(&piece);
+            }
         }
         Ok(Some((model_item(item), buf)))
     }

@@ -89,7 +89,16 @@ pub struct Session<S: Read + Write> {
     pub delimiter: Option<char>,
     /// A MULTIAPPEND being streamed: its tag, mailbox and messages so far.
     open_append: Option<(String, String, usize)>,
+    /// What is written but not yet sent: sent when it reaches [`OUT_BYTES`]
+    /// and before any response is read.
+    out: Vec<u8>,
 }
+
+/// How much is gathered before it is sent. A restore streams thousands of
+/// messages, each an attribute line and a body: sent one by one, with
+/// `TCP_NODELAY`, that was two segments (and two reads by the server) per
+/// message. Gathered, it is one send for several messages.
+const OUT_BYTES: usize = 256 << 10;
 
 /// One message for [`Session::append_many`].
 #[derive(Debug, Clone, Copy)]
@@ -136,6 +145,7 @@ impl<S: Read + Write> Session<S> {
             bye: None,
             delimiter: None,
             open_append: None,
+            out: Vec::new(),
         };
         let greeting = s.io.response()?;
         match greeting.status() {
@@ -256,6 +266,7 @@ impl<S: Read + Write> Session<S> {
         let tag = format!("a{}", self.tag);
         self.write(format!("{tag} AUTHENTICATE PLAIN\r\n").as_bytes())?;
         loop {
+            self.send()?;
             let r = self.io.response()?;
             match r.kind() {
                 Kind::Continuation => self.write(format!("{b64}\r\n").as_bytes())?,
@@ -265,7 +276,31 @@ impl<S: Read + Write> Session<S> {
         }
     }
 
+    /// Queues `b` for the server; see [`OUT_BYTES`].
     fn write(&mut self, b: &[u8]) -> Result<()> {
+        if self.out.len() + b.len() > OUT_BYTES {
+            self.send()?;
+        }
+        if b.len() >= OUT_BYTES {
+            return self.send_now(b);
+        }
+        self.out.extend_from_slice(b);
+        Ok(())
+    }
+
+    /// Sends what [`write`](Self::write) queued.
+    fn send(&mut self) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let sent = self.send_now(&out);
+        self.out = out;
+        self.out.clear();
+        sent
+    }
+
+    fn send_now(&mut self, b: &[u8]) -> Result<()> {
         self.io.get_mut().write_all(b).map_err(|e| {
             Error::Application(format!("writing to the IMAP server at {}: {e}", self.addr))
         })
@@ -327,6 +362,7 @@ impl<S: Read + Write> Session<S> {
     }
 
     fn read(&mut self) -> Result<Response> {
+        self.send()?;
         match self.io.response() {
             Ok(r) => {
                 if r.kind() == Kind::Untagged {
@@ -971,7 +1007,8 @@ mod tests {
             ),
             "{out}"
         );
-        // Streamed: each message goes out as it comes, the command ends last.
+        // Streamed: messages are gathered and go out together, a large one
+        // at once; the command ends last.
         let server = format!(
             "{HELLO}a1 OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND] in\r\n* CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND\r\na2 OK\r\na3 OK\r\n\
              a4 OK [APPENDUID 7 1:2] done\r\n"
@@ -980,17 +1017,31 @@ mod tests {
         assert!(s.can_stream_append());
         s.append_begin("Entw&APw-rfe").unwrap();
         assert!(s.append_begin("Other").is_err());
+        let before = s.io.get_mut().output.len();
         s.append_more(&msgs[0]).unwrap();
-        let sent = s.io.get_mut().output.len();
         s.append_more(&msgs[1]).unwrap();
-        let out = String::from_utf8(s.io.get_mut().output.clone()).unwrap();
-        assert_eq!(&out[sent..], " () {4+}\r\ntwo!");
+        assert_eq!(s.io.get_mut().output.len(), before, "small messages wait");
+        let big = vec![b'x'; OUT_BYTES];
+        s.append_more(&Append {
+            flags: &[],
+            internal_date: None,
+            body: &big,
+        })
+        .unwrap();
+        let out = s.io.get_mut().output.clone();
+        assert!(out.ends_with(&big), "a large message goes out at once");
+        let gathered = String::from_utf8_lossy(&out[before..out.len() - big.len()]);
+        assert!(
+            gathered.ends_with("{3+}\r\none () {4+}\r\ntwo! () {262144+}\r\n"),
+            "{gathered}"
+        );
         s.append_end().unwrap();
         let out = String::from_utf8(s.io.get_mut().output.clone()).unwrap();
         assert!(
-            out.ends_with(
-                "a4 APPEND \"Entw&APw-rfe\" (\\Seen) \"01-Jan-2024 10:00:00 +0000\" {3+}\r\none () {4+}\r\ntwo!\r\n"
-            ),
+            out.ends_with(&format!("{}\r\n", "x".repeat(OUT_BYTES)))
+                && out.contains(
+                    "a4 APPEND \"Entw&APw-rfe\" (\\Seen) \"01-Jan-2024 10:00:00 +0000\" {3+}\r\none () {4+}\r\ntwo! () {262144+}\r\n"
+                ),
             "{out}"
         );
         // Without MULTIAPPEND: one APPEND each.

@@ -163,6 +163,61 @@ fn a_single_file_restores_into_an_alternate_directory() {
     );
 }
 
+/// A local restore starts its runner from the catalog while the key is
+/// derived. With a wrong password that runner has been started, and it must
+/// be stopped having restored nothing; with the right one it is the runner
+/// that restores.
+#[test]
+fn a_runner_started_before_the_key_is_checked_restores_nothing_when_it_is_wrong() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let src = t.path().join("src");
+    tree::make(&src, 30, 1 << 20);
+    let repo = t.path().join("repo");
+    let id = backup(&repo, &src);
+    let file = src.join("a/b/c d/file 00002 ✓.txt");
+    let file_id = file.to_str().expect("utf-8");
+    let alt = t.path().join("alternate");
+    fs::create_dir(&alt).expect("mkdir");
+    let to = format!("local:{}", alt.display());
+
+    let out = attache(&repo)
+        .env("ATTACHE_PASSWORD", "not the password")
+        .env("ATTACHE_LOG", "debug")
+        .args(["restore", &id[..8], "--item", file_id, "--to", &to])
+        .output()
+        .expect("run attache");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("wrong password"), "{err}");
+    assert!(err.contains("runner started early"), "{err}");
+    assert!(err.contains("stopped the runner started early"), "{err}");
+    assert!(attache_tests::listing(&alt).is_empty(), "restored nothing");
+    // No runner is left waiting for a stream.
+    let alive: Vec<String> = fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("guest-runner") && c.contains(alt.to_str().expect("utf-8")))
+        .collect();
+    assert!(alive.is_empty(), "{alive:?}");
+
+    // With the right password, the runner started early does the restore.
+    let out = attache(&repo)
+        .env("ATTACHE_LOG", "debug")
+        .args(["restore", &id[..8], "--item", file_id, "--to", &to])
+        .output()
+        .expect("run attache");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("runner started early"), "{err}");
+    assert!(!err.contains("stopped the runner started early"), "{err}");
+    assert_eq!(
+        fs::read(attache_tests::restored(&alt, &file)).expect("restored"),
+        fs::read(&file).expect("original")
+    );
+}
+
 #[test]
 fn unknown_snapshots_and_items_are_clear_errors() {
     let t = tempfile::tempdir().expect("tempdir");

@@ -1,6 +1,7 @@
 //! A restore: the selected items of a snapshot go to the agent, which
 //! recreates them through the plugin.
 
+use std::borrow::Borrow;
 use std::io::{BufWriter, Read};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -65,19 +66,6 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
     );
     let _span = span.enter();
     let to = target::restore_to(&a.to)?;
-    // The item list is read from the catalog while the key is derived.
-    let (repo, ahead) = std::thread::scope(|s| {
-        let ahead = s.spawn(|| crate::repo::read_items_ahead(&ctx.repo, &ctx.cache, &a.snapshot));
-        let repo = ctx.repository(false);
-        (repo, ahead.join().ok().flatten())
-    });
-    let repo = repo?;
-    let snap = repo.find_snapshot(&a.snapshot)?;
-    span.record("plugin", snap.plugin.as_str());
-    // Shared: prune waits until the restore has read what it needs.
-    let _lock = Lock::acquire(&repo.store, false, "restore")?;
-    let all = repo.items_with(&snap, ahead)?;
-    let selected = select(&snap, &all, &a.items)?;
     let rename = match (&a.rename_to, a.items.as_slice()) {
         (None, _) => None,
         (Some(new), [old]) => Some(format!("{old}={new}")),
@@ -89,17 +77,12 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
         deadline_secs: a.deadline_secs,
     };
     let access = RunnerAccess::new(ctx, &a.options, password.as_deref(), limits)?;
-    ctx.audit
-        .defer("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
-    // On disk before the runner starts.
-    ctx.audit.sync()?;
-    let select_args = select_args(&selected, rename.as_deref());
     // The runner's command, the same here and in a VM but for the target.
-    let runner_args = |target: &str| {
+    let runner_args = |plugin: &str, select_args: &[String], target: &str| {
         let mut args: Vec<String> = vec![
             "restore".into(),
             "--plugin".into(),
-            snap.plugin.clone(),
+            plugin.into(),
             "--target".into(),
             target.into(),
         ];
@@ -110,6 +93,54 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
         args.extend(access.args.iter().cloned());
         args
     };
+    // A local restore's directory, when it is there already: the runner
+    // can start in it before the repository is open.
+    let local_dir = match &to {
+        RestoreTo::LocalOriginal => Some(PathBuf::from("/")),
+        RestoreTo::LocalDir(d) if d.is_dir() => std::path::absolute(d).ok(),
+        _ => None,
+    };
+    // The item list is read from the catalog while the key is derived, and
+    // for a local restore the runner starts from it (see `start_early`).
+    let (repo, ahead, early) = std::thread::scope(|s| {
+        let ahead = s.spawn(|| {
+            let found = crate::repo::find_ahead(&ctx.repo, &ctx.cache, &a.snapshot)?;
+            // Named items are looked up alone, so that the runner starts
+            // before the whole list is read; their tops are what the
+            // runner is told to select.
+            let early = local_dir.as_deref().and_then(|dir| {
+                let named = found.records(&a.items).filter(|r| !r.is_empty())?;
+                let chosen = select_args(&named, rename.as_deref());
+                let args = runner_args(found.plugin(), &chosen, dir.to_str()?);
+                start_early(ctx, found.plugin(), &limits, args, &access, &span)
+            });
+            Some((found.items()?, early))
+        });
+        let repo = ctx.repository(false);
+        let (ahead, early) = ahead.join().ok().flatten().unzip();
+        (repo, ahead, early.flatten())
+    });
+    // A runner started early stops if anything below fails.
+    let mut early = EarlyGuard(early);
+    let repo = repo?;
+    let snap = repo.find_snapshot(&a.snapshot)?;
+    span.record("plugin", snap.plugin.as_str());
+    // Shared: prune waits until the restore has read what it needs.
+    let _lock = Lock::acquire(&repo.store, false, "restore")?;
+    // What was started from the catalog is kept only for this snapshot.
+    if !ahead.as_ref().is_some_and(|h| h.is_for(&repo, &snap)) {
+        early.stop();
+    }
+    let all = repo.items_with(&snap, ahead)?;
+    let selected = select(&snap, &all, &a.items)?;
+    if early.0.is_none() {
+        ctx.audit
+            .defer("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
+        // On disk before the runner starts.
+        ctx.audit.sync()?;
+    }
+    let select_args = select_args(&selected, rename.as_deref());
+    let runner_args = |target: &str| runner_args(&snap.plugin, &select_args, target);
     let (dir, status_ok, status, sent, report) = match &to {
         RestoreTo::Vm { vm, dir } => {
             let guest_dir = dir.clone().unwrap_or_else(|| "/".into());
@@ -163,14 +194,28 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
             let target = dir
                 .to_str()
                 .with_context(|| format!("{} is not valid UTF-8", dir.display()))?;
+            let args = runner_args(target);
+            let started = match early.take() {
+                Some(e) if e.args == args => e,
+                other => {
+                    if let Some(e) = other {
+                        tracing::debug!(
+                            "the runner started early had other arguments; started again"
+                        );
+                        e.stop();
+                        ctx.audit
+                            .defer("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
+                        ctx.audit.sync()?;
+                    }
+                    Started::spawn(ctx, args, &access)?
+                }
+            };
             let (ok, status, sent, report) = local(
-                ctx,
+                started,
                 &repo,
                 &snap,
                 &all,
                 &selected,
-                runner_args(target),
-                &access,
                 a.timeout_secs.map(std::time::Duration::from_secs),
                 ctl,
             )?;
@@ -223,27 +268,40 @@ fn select(
     all: &[StoredItem],
     wanted: &[String],
 ) -> anyhow::Result<Vec<StoredItem>> {
-    for want in wanted {
-        if !all.iter().any(|i| is_at_or_below(&i.record.id, want)) {
-            bail!("snapshot {} has no item {want:?}", snap.short_id());
-        }
+    if let Some(want) = missing(all, wanted) {
+        bail!("snapshot {} has no item {want:?}", snap.short_id());
     }
-    Ok(all
+    Ok(selected(all, wanted).cloned().collect())
+}
+
+/// The first of `wanted` that `all` does not hold.
+fn missing<'a>(all: &[StoredItem], wanted: &'a [String]) -> Option<&'a String> {
+    wanted
         .iter()
+        .find(|want| !all.iter().any(|i| is_at_or_below(&i.record.id, want)))
+}
+
+/// The items of `all` at or below one of `wanted` (all when none is).
+fn selected<'a>(
+    all: &'a [StoredItem],
+    wanted: &'a [String],
+) -> impl Iterator<Item = &'a StoredItem> {
+    all.iter()
         .filter(|i| wanted.is_empty() || wanted.iter().any(|w| is_at_or_below(&i.record.id, w)))
-        .cloned()
-        .collect())
 }
 
 /// The runner's selection arguments: what the plugin plans for are the top
 /// items (those below no other selected item), with their kinds from the
 /// catalog, and the rename if there is one.
-fn select_args(selected: &[StoredItem], rename: Option<&str>) -> Vec<String> {
-    let tops = selected.iter().filter(|i| {
-        !selected
-            .iter()
-            .any(|o| o.record.id != i.record.id && is_at_or_below(&i.record.id, &o.record.id))
-    });
+fn select_args(selected: &[impl Borrow<StoredItem>], rename: Option<&str>) -> Vec<String> {
+    let tops = selected
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|i: &&StoredItem| {
+            !selected.iter().map(Borrow::borrow).any(|o: &StoredItem| {
+                o.record.id != i.record.id && is_at_or_below(&i.record.id, &o.record.id)
+            })
+        });
     let mut args: Vec<String> = Vec::new();
     for t in tops {
         args.extend([
@@ -284,43 +342,22 @@ fn problems(sent: &anyhow::Result<Sent>, report: &serde_json::Value) -> Vec<Stri
 /// A restore on this machine: the container's runner runs here with
 /// `args` (its command) and `access`. Past `timeout`, or when the job is
 /// cancelled, the runner is killed, even when it stalls, and the job fails.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "each is one part of the job; see issue 16 item 5"
-)]
 fn local(
-    ctx: &Context,
+    started: Started,
     repo: &crate::repo::Repository,
     snap: &SnapshotInfo,
     all: &[StoredItem],
     selected: &[StoredItem],
-    args: Vec<String>,
-    access: &RunnerAccess,
     timeout: Option<std::time::Duration>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<(bool, String, anyhow::Result<Sent>, String)> {
-    let runner = ctx.runner()?;
-    let mut cmd = runner.command();
-    cmd.args(args)
-        .args(["--input", "-"])
-        .envs(access.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    let mut child = cmd.spawn().context("cannot start the runner")?;
-    let mut stdout = child.stdout.take().context("runner has no stdout")?;
-    let tail = crate::agent::StderrTail::capture(&mut child);
-    let report = std::thread::spawn(move || {
-        let mut s = String::new();
-        stdout.read_to_string(&mut s).map(|_| s)
-    });
-    let stdin = child.stdin.take().context("runner has no stdin")?;
-    // A pipe of 1 MiB (Linux's default limit for a user) instead of 64 KiB:
-    // the runner then reads in large pieces, and one of our writes holds
-    // several chunks, so that decoding here overlaps with its work there.
-    // A smaller pipe only costs speed.
-    if let Err(e) = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_SIZE) {
-        tracing::debug!("the runner's input pipe keeps its size: {e}");
-    }
+    let Started {
+        child,
+        stdin,
+        report,
+        tail,
+        ..
+    } = started;
     let child = std::sync::Mutex::new(child);
     let (sent, status, stopped) = std::thread::scope(|s| {
         let (done, wait) = std::sync::mpsc::channel::<()>();
@@ -355,4 +392,116 @@ fn local(
         format!("{status}: {}", super::plugin::runner_error(tail.as_bytes()))
     };
     Ok((status.success(), described, sent, report))
+}
+
+/// A local runner, started and waiting for its restore stream.
+struct Started {
+    /// Its command line (after the runner's own path).
+    args: Vec<String>,
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    /// Reads its report (stdout) to the end.
+    report: std::thread::JoinHandle<std::io::Result<String>>,
+    tail: crate::agent::StderrTail,
+}
+
+impl Started {
+    /// Starts the container's runner here with `args` and `access`.
+    fn spawn(ctx: &Context, args: Vec<String>, access: &RunnerAccess) -> anyhow::Result<Self> {
+        let runner = ctx.runner()?;
+        let mut cmd = runner.command();
+        cmd.args(&args)
+            .args(["--input", "-"])
+            .envs(access.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        let mut child = cmd.spawn().context("cannot start the runner")?;
+        let mut stdout = child.stdout.take().context("runner has no stdout")?;
+        let tail = crate::agent::StderrTail::capture(&mut child);
+        let report = std::thread::spawn(move || {
+            let mut s = String::new();
+            stdout.read_to_string(&mut s).map(|_| s)
+        });
+        let stdin = child.stdin.take().context("runner has no stdin")?;
+        // A pipe of 1 MiB (Linux's default limit for a user) instead of 64
+        // KiB: the runner then reads in large pieces, and one of our writes
+        // holds several chunks, so that decoding here overlaps with its work
+        // there. A smaller pipe only costs speed.
+        if let Err(e) = rustix::pipe::fcntl_setpipe_size(&stdin, PIPE_SIZE) {
+            tracing::debug!("the runner's input pipe keeps its size: {e}");
+        }
+        Ok(Self {
+            args,
+            child,
+            stdin,
+            report,
+            tail,
+        })
+    }
+
+    /// Stops a runner that was given nothing: it has read no stream, so
+    /// it has restored nothing.
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        drop(self.stdin);
+        let _ = self.report.join();
+        let _ = self.tail.finish();
+    }
+}
+
+/// A runner started early, stopped when dropped unless taken.
+struct EarlyGuard(Option<Started>);
+
+impl EarlyGuard {
+    fn take(&mut self) -> Option<Started> {
+        self.0.take()
+    }
+
+    fn stop(&mut self) {
+        if let Some(e) = self.0.take() {
+            e.stop();
+            tracing::debug!("stopped the runner started early; nothing was sent to it");
+        }
+    }
+}
+
+impl Drop for EarlyGuard {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A local restore's runner, started while the repository opens (deriving
+/// its key takes a tenth of a second), from the item list and plugin the
+/// catalog names for the snapshot: the runner loads its plugin meanwhile.
+/// It reads nothing until the stream comes, and the stream is sent only
+/// once the repository, open, resolves the same snapshot with the same
+/// plugin and the same arguments; otherwise this runner is stopped, having
+/// done nothing, and another starts. The grants are in the audit log, on
+/// disk, before it starts, as for any runner. `None` when anything fails:
+/// the usual path then runs and reports it.
+fn start_early(
+    ctx: &Context,
+    plugin: &str,
+    limits: &guest_runner::policy::JobLimits,
+    args: Vec<String>,
+    access: &RunnerAccess,
+    span: &tracing::Span,
+) -> Option<Started> {
+    let _in = span.enter();
+    ctx.audit
+        .defer("plugin.grants", super::grants(ctx, plugin, limits))
+        .ok()?;
+    ctx.audit.sync().ok()?;
+    match Started::spawn(ctx, args, access) {
+        Ok(s) => {
+            tracing::debug!("runner started early, while the repository opens");
+            Some(s)
+        }
+        Err(e) => {
+            tracing::debug!("the runner did not start early: {e:#}");
+            None
+        }
+    }
 }

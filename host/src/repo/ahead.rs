@@ -20,14 +20,33 @@ pub(crate) struct ItemsAhead {
     /// The repository id named by its config (not yet authenticated).
     repo_id: String,
     snapshot: String,
+    /// The snapshot's plugin, as the catalog names it.
+    plugin: String,
     items: Vec<StoredItem>,
 }
 
-/// The items of the one snapshot whose id starts with `prefix` in the
-/// catalog of the repository at `root`, or `None` when there is no such
-/// catalog (nothing is created), no single such snapshot, or any error (the
-/// usual path then reports it).
-pub(crate) fn read_items_ahead(root: &Path, cache: &Path, prefix: &str) -> Option<ItemsAhead> {
+impl ItemsAhead {
+    /// Whether this was read for `snap` of the repository now open: only
+    /// then may what was started from it be kept.
+    pub(crate) fn is_for(&self, repo: &Repository, snap: &SnapshotInfo) -> bool {
+        self.repo_id == repo.store.config.id
+            && self.snapshot == snap.id
+            && self.plugin == snap.plugin
+    }
+}
+
+/// The one snapshot whose id starts with `prefix` in the catalog of the
+/// repository at `root`, found before the repository is open; `None` when
+/// there is no such catalog (nothing is created), no single such snapshot,
+/// or any error (the usual path then reports it).
+pub(crate) struct SnapshotAhead {
+    repo_id: String,
+    snapshot: String,
+    plugin: String,
+    catalog: Catalog,
+}
+
+pub(crate) fn find_ahead(root: &Path, cache: &Path, prefix: &str) -> Option<SnapshotAhead> {
     if prefix.is_empty() {
         return None;
     }
@@ -44,12 +63,39 @@ pub(crate) fn read_items_ahead(root: &Path, cache: &Path, prefix: &str) -> Optio
     }
     let catalog = Catalog::open(&path).ok()?;
     let snapshot = catalog.only_snapshot_with_prefix(prefix).ok()??;
-    let items = catalog.items(&snapshot, None).ok()?;
-    Some(ItemsAhead {
+    let plugin = catalog.plugin_of(&snapshot).ok()??;
+    Some(SnapshotAhead {
         repo_id: config.id,
         snapshot,
-        items,
+        plugin,
+        catalog,
     })
+}
+
+impl SnapshotAhead {
+    /// The snapshot's plugin, as the catalog names it.
+    pub(crate) fn plugin(&self) -> &str {
+        &self.plugin
+    }
+
+    /// The snapshot's items with these ids, when it has all of them (one
+    /// query each, not the whole list).
+    pub(crate) fn records(&self, ids: &[String]) -> Option<Vec<StoredItem>> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let found = self.catalog.records(&self.snapshot, &ids).ok()?;
+        (found.len() == ids.len()).then_some(found)
+    }
+
+    /// All the snapshot's items.
+    pub(crate) fn items(self) -> Option<ItemsAhead> {
+        let items = self.catalog.items(&self.snapshot, None).ok()?;
+        Some(ItemsAhead {
+            repo_id: self.repo_id,
+            snapshot: self.snapshot,
+            plugin: self.plugin,
+            items,
+        })
+    }
 }
 
 impl Repository {
@@ -62,7 +108,7 @@ impl Repository {
         ahead: Option<ItemsAhead>,
     ) -> anyhow::Result<Vec<StoredItem>> {
         match ahead {
-            Some(a) if a.repo_id == self.store.config.id && a.snapshot == snap.id => Ok(a.items),
+            Some(a) if a.is_for(self, snap) => Ok(a.items),
             _ => self.items(snap, None),
         }
     }

@@ -213,6 +213,15 @@ impl Catalog {
         })
     }
 
+    /// The plugin of snapshot `id`, if the catalog holds it.
+    pub(crate) fn plugin_of(&self, id: &str) -> anyhow::Result<Option<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT plugin FROM snapshots WHERE id = ?1")?;
+        let mut rows = st.query_map([id], |r| r.get::<_, String>(0))?;
+        Ok(rows.next().transpose()?)
+    }
+
     /// Whether the catalog holds snapshot `id` (its item list was read).
     pub(crate) fn has(&self, id: &str) -> anyhow::Result<bool> {
         let n: i64 =

@@ -17,7 +17,7 @@ pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
 
-pub(crate) use ahead::read_items_ahead;
+pub(crate) use ahead::find_ahead;
 pub(crate) use catalog::{Catalog, Found};
 pub(crate) use error::RepoError;
 pub(crate) use extract::{write_restore_stream, Sent};

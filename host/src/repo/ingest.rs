@@ -7,13 +7,13 @@
 //! [`super::ingest_rules`], and sizes are those of the data received, so
 //! host memory stays bounded per item whatever the guest sends.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use guest_runner::stream::{Event, ItemKind, Notice, StreamReader};
 
 use super::catalog_draft::CatalogDraft;
 use super::ingest_rules::{cut, IngestRules, MAX_FIELD_BYTES};
+use super::parent::Parent;
 use super::Repository;
 use crate::jobs::{Control, Progress};
 use crate::store::crypto::BlobId;
@@ -27,18 +27,14 @@ pub(crate) struct Origin {
     pub plugin: String,
     pub time: i64,
     pub nanos: u32,
-    /// The snapshot this backup is incremental to, with its items by id:
-    /// items the runner reports unchanged take their content from it.
-    pub parent: Option<(String, ParentItems)>,
+    /// The snapshot this backup is incremental to: items the runner
+    /// reports unchanged take their content from it.
+    pub parent: Option<Parent>,
     /// The agent container's version, when it ran from one (VMs).
     pub container: Option<String>,
     /// The backup policy that started the backup.
     pub policy: Option<String>,
 }
-
-/// A parent snapshot's items by id: looked up once per item of a re-run,
-/// hashed with seeded foldhash rather than SipHash (issue 12).
-pub(crate) type ParentItems = HashMap<String, ParentItem, foldhash::fast::RandomState>;
 
 /// What a re-run takes from the parent for an item the runner reports
 /// unchanged: its size and content, not the whole record (a third of a
@@ -74,21 +70,10 @@ impl Staged {
     }
 }
 
-/// Frees a large item list (tens of thousands of allocations) on a thread
-/// of its own, so that the snapshot's id is not kept waiting for it: about
-/// a fifth of what a re-run did after its runner had finished (issue 12).
-pub(crate) fn free_later<T: Send + 'static>(big: T) {
-    // Should no thread be had, the closure, and `big` with it, is dropped
-    // right here.
-    let _ = std::thread::Builder::new()
-        .name("free".into())
-        .spawn(move || drop(big));
-}
-
 pub(crate) fn ingest(
     repo: &Repository,
     input: impl Read,
-    origin: &Origin,
+    origin: &mut Origin,
     ctl: &Control<'_>,
 ) -> anyhow::Result<Staged> {
     let mut progress = Progress::default();
@@ -110,7 +95,7 @@ pub(crate) fn ingest(
         plugin: String::new(),
         plugin_version: String::new(),
         includes: origin.includes.clone(),
-        parent: origin.parent.as_ref().map(|(id, _)| id.clone()),
+        parent: origin.parent.as_ref().map(|p| p.id.clone()),
         items: 0,
         bytes: 0,
         added_bytes: 0,
@@ -172,10 +157,10 @@ pub(crate) fn ingest(
                 })?;
                 if it.record.unchanged {
                     // Content the parent snapshot already holds.
-                    let prev = origin
-                        .parent
-                        .as_ref()
-                        .and_then(|(_, items)| items.get(&it.record.id));
+                    let prev = match origin.parent.as_mut() {
+                        Some(p) => p.get(repo, &it.record.id)?,
+                        None => None,
+                    };
                     let prev = prev.ok_or_else(|| {
                         anyhow::anyhow!(
                             "{} is reported unchanged, but the parent snapshot lacks it",
@@ -219,6 +204,12 @@ pub(crate) fn ingest(
             }
             Event::Trailer(_) => {}
         }
+    }
+    if let Some(p) = &origin.parent {
+        tracing::debug!(
+            fallbacks = p.fallbacks,
+            "unchanged items found in the parent's index, not its window"
+        );
     }
     info.warnings.extend(rules.summary());
     info.tree = tree.finish(&mut set)?;

@@ -27,6 +27,10 @@ pub const AHEAD: usize = 1 << 14;
 /// Records a window keeps behind the furthest one found, by default.
 pub const BEHIND: usize = 1 << 14;
 
+/// The next records of a catalog, each as its id and what a window keeps
+/// of it; `None` at the catalog's end.
+pub type Batch<T> = Option<Vec<(String, T)>>;
+
 /// The window; `T` is what it keeps of each record besides its id.
 pub struct Window<T> {
     /// Records read, oldest first; the front one is number `first`.
@@ -79,7 +83,7 @@ impl<T> Window<T> {
     pub fn find<E>(
         &mut self,
         id: &str,
-        more: &mut dyn FnMut() -> Result<Option<Vec<(String, T)>>, E>,
+        more: &mut dyn FnMut() -> Result<Batch<T>, E>,
     ) -> Result<Option<&T>, E> {
         loop {
             if let Some(&seq) = self.seqs.get(id) {
@@ -242,7 +246,7 @@ mod tests {
     #[test]
     fn an_error_of_the_source_is_the_lookups_error() {
         let mut w: Window<()> = Window::new(4, 4);
-        let mut more = || -> Result<Option<Vec<(String, ())>>, String> { Err("bad line".into()) };
+        let mut more = || -> Result<Batch<()>, String> { Err("bad line".into()) };
         assert_eq!(w.find("/a", &mut more), Err("bad line".into()));
     }
 }

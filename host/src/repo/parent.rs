@@ -129,7 +129,7 @@ mod tests {
             ItemKind::File,
             i as u64,
         );
-        record.change_token = (i % 2 == 0).then(|| format!("t{i}"));
+        record.change_token = i.is_multiple_of(2).then(|| format!("t{i}"));
         StoredItem {
             record,
             // Item 7's data is lost: its chunk is in no pack.

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod policy;
 pub mod stream;
 pub mod trust;
+pub mod window;
 
 #[cfg(feature = "runtime")]
 pub mod freeze;

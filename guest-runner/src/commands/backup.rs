@@ -57,16 +57,20 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
                 .name("previous".into())
                 .spawn(move || {
                     let mut batch = Vec::new();
+                    let mut taken = true;
                     let r = read_previous(file, &what, &mut |rec, more_buffered| {
                         batch.push(rec);
                         // Before a read that may wait: what is read so far
-                        // goes to the lookups.
+                        // goes to the lookups. Once nothing takes it (the
+                        // backup ended), reading stops.
                         if !more_buffered || batch.len() >= 1024 {
-                            feed.add(std::mem::take(&mut batch));
+                            taken = feed.add(std::mem::take(&mut batch));
                         }
+                        taken
                     });
-                    feed.add(batch);
-                    feed.end(r.map_err(|e| format!("{e:#}")));
+                    if taken && feed.add(batch) {
+                        feed.end(r.map_err(|e| format!("{e:#}")));
+                    }
                 })
                 .context("starting the previous catalog's reader")?;
             let state = State::granted(&a.plugin, &job.grants, limits.memory)?;
@@ -232,16 +236,18 @@ fn load_previous(r: impl Read, what: &str) -> anyhow::Result<HashMap<String, Ite
     let mut map = HashMap::new();
     read_previous(r, what, &mut |rec, _| {
         map.insert(rec.id.clone(), rec);
+        true
     })?;
     Ok(map)
 }
 
 /// Reads a previous backup's catalog, handing `each` every record and
-/// whether more are already buffered (when not, the next read may wait).
+/// whether more are already buffered (when not, the next read may wait),
+/// until `each` says to stop (`false`).
 fn read_previous(
     r: impl Read,
     what: &str,
-    each: &mut dyn FnMut(ItemRecord, bool),
+    each: &mut dyn FnMut(ItemRecord, bool) -> bool,
 ) -> anyhow::Result<()> {
     let mut r = std::io::BufReader::with_capacity(256 << 10, r);
     let mut line = Vec::new();
@@ -255,7 +261,9 @@ fn read_previous(
         }
         let rec: ItemRecord =
             serde_json::from_slice(&line).with_context(|| format!("{what}, line {n}"))?;
-        each(rec, !r.buffer().is_empty());
+        if !each(rec, !r.buffer().is_empty()) {
+            break;
+        }
     }
     Ok(())
 }

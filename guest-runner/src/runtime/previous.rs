@@ -1,154 +1,176 @@
 //! The previous backup's catalog as the backup sink consults it: complete
-//! before the plugin starts, or still arriving while the plugin already
-//! walks (issue 12). The catalog comes in backup order, the order a plugin
-//! walks an unchanged source in again, so a lookup mostly finds its item
-//! just read; one that is not there yet waits for the next lines, and an
-//! item that is not in the catalog at all is known absent once it has been
-//! read whole. A catalog that cannot be read fails every lookup that needs
-//! what is missing, and the job.
+//! before the plugin starts (a map), or read forward while the plugin
+//! walks, through a bounded [`Window`] (issue 12), so that the runner's
+//! memory does not grow with the catalog. The catalog comes in backup
+//! order, the order a plugin walks an unchanged source in again, so a
+//! lookup mostly finds its item among those just read; one the window
+//! does not hold reads as absent, and the plugin reads that item again,
+//! which is always correct. A catalog that cannot be read fails every
+//! lookup that needs what is missing, and the job.
+//!
+//! The reading side ([`Feed`]) parses on a thread of its own and hands
+//! over batches through a channel of a few batches: it waits while the
+//! lookups have not taken what it read.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::stream::ItemRecord;
+use crate::window::{Window, AHEAD, BEHIND};
+
+/// Batches read ahead of the lookups.
+const BATCHES: usize = 4;
 
 /// A handle on the previous catalog; clones share it.
 #[derive(Clone)]
 pub struct Previous {
-    shared: Arc<Shared>,
+    shared: Arc<Mutex<Source>>,
 }
 
-/// The reading side of a catalog still arriving: what it adds becomes
-/// visible to lookups. Dropped without [`Feed::end`] (its reader panicked),
-/// the catalog reads as failed.
+/// The reading side of a catalog still arriving. Dropped without
+/// [`Feed::end`] (its reader panicked), the catalog reads as failed.
 pub struct Feed {
-    shared: Arc<Shared>,
+    tx: SyncSender<Msg>,
     ended: bool,
 }
 
-struct Shared {
-    state: Mutex<Loading>,
-    more: Condvar,
+enum Msg {
+    Records(Vec<ItemRecord>),
+    End(Result<(), String>),
 }
 
-struct Loading {
-    map: HashMap<String, ItemRecord>,
-    done: bool,
-    failed: Option<String>,
+enum Source {
+    Complete(HashMap<String, ItemRecord>),
+    Arriving {
+        /// Records without their ids, which the window holds.
+        window: Window<ItemRecord>,
+        rx: Receiver<Msg>,
+        /// Set once the reader has said how it ended.
+        end: Option<Result<(), String>>,
+    },
+}
+
+const STOPPED: &str = "reading the previous catalog stopped";
+
+impl Source {
+    /// The next batch for the window: `None` at the catalog's end, an
+    /// error when it could not be read.
+    fn next(
+        rx: &Receiver<Msg>,
+        end: &mut Option<Result<(), String>>,
+    ) -> Result<Option<Vec<(String, ItemRecord)>>, String> {
+        if let Some(e) = end {
+            return e.clone().map(|()| None);
+        }
+        let msg = rx.recv().unwrap_or(Msg::End(Err(STOPPED.into())));
+        match msg {
+            Msg::Records(rs) => Ok(Some(
+                rs.into_iter()
+                    .map(|mut r| (std::mem::take(&mut r.id), r))
+                    .collect(),
+            )),
+            Msg::End(r) => {
+                *end = Some(r.clone());
+                r.map(|()| None)
+            }
+        }
+    }
 }
 
 impl Previous {
     /// A catalog read whole already (or none: empty).
     pub fn complete(map: HashMap<String, ItemRecord>) -> Self {
-        Self::new(map, true).0
+        Self {
+            shared: Arc::new(Mutex::new(Source::Complete(map))),
+        }
     }
 
-    /// A catalog still to come through the returned [`Feed`].
+    /// A catalog still to come through the returned [`Feed`], looked up
+    /// through a window of the default size.
     pub fn arriving() -> (Self, Feed) {
-        let (previous, shared) = Self::new(HashMap::new(), false);
-        (
-            previous,
-            Feed {
-                shared,
-                ended: false,
-            },
-        )
+        Self::arriving_within(AHEAD, BEHIND)
     }
 
-    fn new(map: HashMap<String, ItemRecord>, done: bool) -> (Self, Arc<Shared>) {
-        let shared = Arc::new(Shared {
-            state: Mutex::new(Loading {
-                map,
-                done,
-                failed: None,
-            }),
-            more: Condvar::new(),
-        });
+    /// [`Self::arriving`] with a window of `ahead` and `behind` records.
+    pub fn arriving_within(ahead: usize, behind: usize) -> (Self, Feed) {
+        let (tx, rx) = sync_channel(BATCHES);
         (
             Self {
-                shared: shared.clone(),
+                shared: Arc::new(Mutex::new(Source::Arriving {
+                    window: Window::new(ahead, behind),
+                    rx,
+                    end: None,
+                })),
             },
-            shared,
+            Feed { tx, ended: false },
         )
     }
 
-    /// The previous version of `id`, waiting while the catalog is still
-    /// arriving and `id` is not in it yet. An error when the catalog could
-    /// not be read to where it would say.
-    pub fn get(&self, id: &str) -> Result<Option<ItemRecord>, String> {
-        self.find(id, |r| r.cloned())
+    fn lock(&self) -> MutexGuard<'_, Source> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether the catalog has `id`, waiting as [`Self::get`] does.
+    /// The previous version of `id` (`None` when the catalog lacks it, or
+    /// it lies outside the window), reading on as far as the window goes.
+    /// An error when the catalog could not be read to where it would say.
+    pub fn get(&self, id: &str) -> Result<Option<ItemRecord>, String> {
+        self.find(id, |r| {
+            r.map(|r| {
+                let mut r = r.clone();
+                r.id = id.to_owned();
+                r
+            })
+        })
+    }
+
+    /// Whether the catalog has `id`, as [`Self::get`] finds it.
     pub fn contains(&self, id: &str) -> Result<bool, String> {
         self.find(id, |r| r.is_some())
     }
 
     fn find<T>(&self, id: &str, f: impl FnOnce(Option<&ItemRecord>) -> T) -> Result<T, String> {
-        let mut st = self.shared.lock();
-        loop {
-            if let Some(r) = st.map.get(id) {
-                return Ok(f(Some(r)));
+        match &mut *self.lock() {
+            Source::Complete(map) => Ok(f(map.get(id))),
+            Source::Arriving { window, rx, end } => {
+                let found = window.find(id, &mut || Source::next(rx, end))?;
+                Ok(f(found))
             }
-            if let Some(why) = &st.failed {
-                return Err(why.clone());
-            }
-            if st.done {
-                return Ok(f(None));
-            }
-            st = self.shared.more.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    /// Waits for the whole catalog; an error when it could not be read.
+    /// Reads the rest of the catalog (what the lookups did not need is
+    /// dropped as it comes); an error when it could not be read.
     pub fn finished(&self) -> Result<(), String> {
-        let mut st = self.shared.lock();
-        while !st.done {
-            st = self.shared.more.wait(st).unwrap_or_else(|p| p.into_inner());
+        match &mut *self.lock() {
+            Source::Complete(_) => Ok(()),
+            Source::Arriving { rx, end, .. } => {
+                while Source::next(rx, end)?.is_some() {}
+                Ok(())
+            }
         }
-        st.failed.clone().map_or(Ok(()), Err)
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Loading> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Feed {
-    /// Adds records read; lookups waiting for them go on.
-    pub fn add(&self, records: Vec<ItemRecord>) {
-        if records.is_empty() {
-            return;
-        }
-        let mut st = self.shared.lock();
-        for r in records {
-            st.map.insert(r.id.clone(), r);
-        }
-        drop(st);
-        self.shared.more.notify_all();
+    /// Adds records read, waiting while the lookups are a few batches
+    /// behind. `false` once nothing will take them any more (the backup
+    /// has ended): the reader can stop.
+    pub fn add(&self, records: Vec<ItemRecord>) -> bool {
+        records.is_empty() || self.tx.send(Msg::Records(records)).is_ok()
     }
 
     /// The catalog is read whole, or could not be, and why.
     pub fn end(mut self, result: Result<(), String>) {
         self.ended = true;
-        self.close(result.err());
-    }
-
-    fn close(&self, failed: Option<String>) {
-        let mut st = self.shared.lock();
-        st.done = true;
-        st.failed = failed;
-        drop(st);
-        self.shared.more.notify_all();
+        let _ = self.tx.send(Msg::End(result));
     }
 }
 
 impl Drop for Feed {
     fn drop(&mut self) {
         if !self.ended {
-            self.close(Some("reading the previous catalog stopped".into()));
+            let _ = self.tx.try_send(Msg::End(Err(STOPPED.into())));
         }
     }
 }
@@ -174,12 +196,16 @@ mod tests {
                 )
             })
         };
-        feed.add(vec![rec("/a")]);
-        feed.add(vec![rec("/b")]);
+        assert!(feed.add(vec![rec("/a")]));
+        assert!(feed.add(vec![rec("/b")]));
         feed.end(Ok(()));
         let (b, absent) = walker.join().unwrap();
         assert_eq!(b, Ok(Some("/b".to_owned())));
         assert_eq!(absent, Ok(false));
+        assert_eq!(
+            prev.get("/a").map(|r| r.map(|r| r.id)),
+            Ok(Some("/a".into()))
+        );
         assert_eq!(prev.finished(), Ok(()));
 
         let done = Previous::complete(HashMap::from([("/x".to_owned(), rec("/x"))]));
@@ -201,5 +227,34 @@ mod tests {
         drop(feed);
         assert!(prev.contains("/a").is_err());
         assert!(prev.finished().is_err());
+    }
+
+    #[test]
+    fn the_reader_waits_for_the_lookups_and_stops_when_nobody_looks() {
+        // A catalog far larger than the window and the channel: the reader
+        // is held back, the lookups find what they walk to, and what they
+        // skip is dropped.
+        let (prev, feed) = Previous::arriving_within(8, 8);
+        let reader = std::thread::spawn(move || {
+            for i in 0..10_000 {
+                if !feed.add(vec![rec(&format!("/t/f{i:05}"))]) {
+                    return false;
+                }
+            }
+            feed.end(Ok(()));
+            true
+        });
+        for i in (0..10_000).step_by(3) {
+            let id = format!("/t/f{i:05}");
+            assert_eq!(prev.get(&id).unwrap().map(|r| r.id), Some(id.clone()));
+            assert_eq!(prev.contains(&format!("{id}.new")), Ok(false));
+        }
+        assert_eq!(prev.finished(), Ok(()));
+        assert!(reader.join().unwrap());
+
+        // Nobody looks any more: the reader's next batch is refused.
+        let (prev, feed) = Previous::arriving_within(8, 8);
+        drop(prev);
+        assert!(!feed.add(vec![rec("/a")]));
     }
 }

@@ -13,7 +13,7 @@ use crate::agent::StderrTail;
 use crate::hypervisor::session::{RunOptions, Session};
 use crate::repo::ingest_rules::Refused;
 use crate::repo::Repository;
-use crate::repo::{ingest, Origin, ParentItems};
+use crate::repo::{ingest, send_lines, Origin, Parent};
 use crate::store::lock::Lock;
 use crate::store::snapshot::SnapshotInfo;
 use crate::target::{self, BackupTarget};
@@ -125,7 +125,7 @@ fn run_audited(
                 ]);
             }
             let staged = session.backup(&args, previous, &opts, ctl.cancel, |r| {
-                ingest(&repo, r, &origin, ctl)
+                ingest(&repo, r, &mut origin, ctl)
             });
             let closed = session.close();
             let (staged, outcome) = staged.with_context(|| format!("backup of {vm} failed"))?;
@@ -143,7 +143,8 @@ fn run_audited(
 /// (its command, selection, options and limits) and `access`'s environment.
 /// Past `timeout`, or when the job is cancelled, the runner is killed, even
 /// when it stalls without writing, and the job fails. The parent's items
-/// are read while the runner starts, and go to it on its standard input.
+/// go to the runner on its standard input as the runner reads them, from
+/// a catalog connection of their own, while the stream comes in.
 #[allow(
     clippy::too_many_arguments,
     reason = "each is one part of the job; see issue 16 item 5"
@@ -159,13 +160,14 @@ fn local(
     ctl: &Control<'_>,
 ) -> anyhow::Result<SnapshotInfo> {
     let runner = ctx.runner()?;
+    origin.parent = parent_snap.as_ref().map(|s| repo.parent(s)).transpose()?;
     let mut cmd = runner.command();
     cmd.args(args)
         .args(["--output", "-"])
         .envs(access.env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped());
     if parent_snap.is_some() {
-        // The runner reads the previous catalog before it writes anything.
+        // The runner reads the previous catalog as its walk needs it.
         cmd.args(["--previous", "/dev/stdin"]).stdin(Stdio::piped());
     }
     tracing::debug!(?cmd, "starting the runner");
@@ -176,39 +178,21 @@ fn local(
     let stdin = child.stdin.take();
     let tail = StderrTail::capture(&mut child);
     let child = std::sync::Mutex::new(child);
-    let (staged, status, stopped) = std::thread::scope(|s| -> anyhow::Result<_> {
-        // Meanwhile, the parent's items, each run going to the runner on a
-        // thread of its own as soon as it is read, so that the runner
-        // parses them while the rest are read here, and a runner that
-        // writes before it has read them all cannot block both. A runner
+    let (staged, fed, status, stopped) = std::thread::scope(|s| -> anyhow::Result<_> {
+        // Meanwhile, the parent's items go to the runner on a thread of
+        // their own, held back by the pipe when the runner has not read
+        // them yet, so that neither side holds the whole catalog. A runner
         // that stopped reading has failed, and says why. A runner that
         // cannot have them is stopped.
-        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-        if let Some(mut stdin) = stdin {
-            s.spawn(move || {
-                use std::io::Write as _;
-                for batch in rx {
-                    if let Err(e) = stdin.write_all(&batch) {
-                        tracing::debug!("the runner did not read the previous catalog: {e}");
-                        break;
-                    }
-                }
-            });
-        }
-        let parent = parent_items_each(repo, parent_snap.as_ref(), &mut |batch| {
-            // Fails only once the writer has stopped: nothing more to send.
-            let _ = tx.send(batch);
-        });
-        drop(tx);
-        match parent {
-            Ok(parent) => origin.parent = parent,
-            Err(e) => {
-                let _ = watchdog::lock(&child).kill();
-                let _ = watchdog::wait(&child);
-                return Err(e);
+        let feeder = match (stdin, parent_snap.as_ref()) {
+            (Some(stdin), Some(snap)) => {
+                let catalog = repo.catalog.reader()?;
+                let (store, child) = (&repo.store, &child);
+                Some(s.spawn(move || feed(&catalog, store, snap, stdin, child)))
             }
-        }
-        let origin = &origin;
+            _ => None,
+        };
+        let origin = &mut origin;
         // The watchdog runs until the runner has exited: it may also stall
         // after the stream's end.
         let (done, wait) = std::sync::mpsc::channel::<()>();
@@ -221,9 +205,17 @@ fn local(
         }
         let status = watchdog::wait(&child);
         drop(done);
-        Ok((staged, status, dog.join().unwrap_or(None)))
+        let fed = match feeder {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("sending the parent's items panicked"))),
+            None => Ok(()),
+        };
+        Ok((staged, fed, status, dog.join().unwrap_or(None)))
     })?;
-    crate::repo::free_later(origin.parent.take());
+    // The runner was stopped because its catalog could not be read: that
+    // is the cause.
+    fed.context("reading the parent snapshot's items")?;
     let status = status.context("waiting for the runner")?;
     let tail = tail.finish();
     if let Some(why) = stopped {
@@ -282,51 +274,57 @@ fn parent(
     }))
 }
 
-/// The parent's id with its items by id, and its catalog for the runner:
-/// files whose change token still matches are referenced, not read again.
-/// Items whose data is known to be lost are left out: the runner then
-/// reads them again instead of pointing the new snapshot at lost chunks.
-#[allow(
-    clippy::type_complexity,
-    reason = "a pair of a map and its bytes, used once"
-)]
+/// Sends the parent's items (see [`send_lines`]) to the runner's standard
+/// input. A runner that stops reading has failed and says why itself; a
+/// catalog that cannot be read stops the runner, and is the error.
+fn feed(
+    catalog: &crate::repo::Catalog,
+    store: &crate::store::Store,
+    snap: &SnapshotInfo,
+    mut stdin: std::process::ChildStdin,
+    child: &std::sync::Mutex<std::process::Child>,
+) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut gone = None;
+    let r = send_lines(catalog, store, snap, &mut |batch| {
+        stdin.write_all(&batch).map_err(|e| {
+            let e = anyhow::Error::from(e);
+            gone = Some(format!("{e}"));
+            e
+        })
+    });
+    match (r, gone) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(why)) => {
+            tracing::debug!("the runner did not read the previous catalog: {why}");
+            Ok(())
+        }
+        (Err(e), None) => {
+            let _ = watchdog::lock(child).kill();
+            Err(e)
+        }
+    }
+}
+
+/// The parent (for checking what the runner reports unchanged) and its
+/// catalog for the runner, whole: files whose change token still matches
+/// are referenced, not read again. Items whose data is known to be lost
+/// are left out: the runner then reads them again instead of pointing the
+/// new snapshot at lost chunks.
 fn parent_items(
     repo: &Repository,
     snap: Option<&SnapshotInfo>,
-) -> anyhow::Result<(Option<(String, ParentItems)>, Vec<u8>)> {
-    let mut previous = Vec::new();
-    let parent = parent_items_each(repo, snap, &mut |batch| previous.extend(batch))?;
-    Ok((parent, previous))
-}
-
-/// [`parent_items`], the catalog for the runner handed to `send` in
-/// batches (JSON lines of records) as the parent's items are read.
-fn parent_items_each(
-    repo: &Repository,
-    snap: Option<&SnapshotInfo>,
-    send: &mut dyn FnMut(Vec<u8>),
-) -> anyhow::Result<Option<(String, ParentItems)>> {
+) -> anyhow::Result<(Option<Parent>, Vec<u8>)> {
     let Some(s) = snap else {
-        return Ok(None);
+        return Ok((None, Vec::new()));
     };
-    let mut failed = None;
-    let items = repo.parent_items(s, &mut |run| {
-        let mut batch = Vec::new();
-        for it in run.iter().filter(|i| i.record.change_token.is_some()) {
-            if let Err(e) = serde_json::to_writer(&mut batch, &it.record) {
-                failed.get_or_insert(e);
-            }
-            batch.push(b'\n');
-        }
-        // After a failure the runner is stopped: nothing more to send.
-        if failed.is_none() {
-            send(batch);
-        }
+    let parent = repo.parent(s)?;
+    let mut previous = Vec::new();
+    send_lines(&repo.catalog, &repo.store, s, &mut |batch| {
+        previous.extend(batch);
+        Ok(())
     })?;
-    if let Some(e) = failed {
-        return Err(e.into());
-    }
-    Ok(Some((s.id.clone(), items)))
+    Ok((Some(parent), previous))
 }
 
 /// The selection as the plugin sees it. Ids with a scheme (`SCHEME://…`)

@@ -1,7 +1,7 @@
 //! A restore: the selected items of a snapshot go to the agent, which
 //! recreates them through the plugin.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
 use std::io::{BufWriter, Read};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -261,17 +261,20 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
 /// The size asked for the pipe to the runner.
 const PIPE_SIZE: usize = 1 << 20;
 /// The items of `all` to restore: each wanted item with everything below
-/// it, or all of them when none is named; a wanted item the snapshot does
-/// not hold is an error.
-fn select(
+/// it, or all of them when none is named (then `all` itself, not a copy:
+/// issue 12); a wanted item the snapshot does not hold is an error.
+fn select<'a>(
     snap: &SnapshotInfo,
-    all: &[StoredItem],
+    all: &'a [StoredItem],
     wanted: &[String],
-) -> anyhow::Result<Vec<StoredItem>> {
+) -> anyhow::Result<Cow<'a, [StoredItem]>> {
+    if wanted.is_empty() {
+        return Ok(Cow::Borrowed(all));
+    }
     if let Some(want) = missing(all, wanted) {
         bail!("snapshot {} has no item {want:?}", snap.short_id());
     }
-    Ok(selected(all, wanted).cloned().collect())
+    Ok(Cow::Owned(selected(all, wanted).cloned().collect()))
 }
 
 /// The first of `wanted` that `all` does not hold.

@@ -18,6 +18,8 @@ use crate::store::Store;
 
 pub(crate) struct Catalog {
     conn: Connection,
+    /// The catalog's file.
+    path: PathBuf,
     /// The directory the catalog's file is in (drafts go there too).
     dir: PathBuf,
 }
@@ -75,8 +77,11 @@ CREATE INDEX IF NOT EXISTS chunk_items_by_id ON chunk_items(id);
 CREATE INDEX IF NOT EXISTS chunk_items_by_name ON chunk_items(name);
 ";
 
-/// Most of the catalog file read through a memory mapping.
-const MMAP_SIZE: i64 = 1 << 30;
+/// The first part of the catalog file is read through a memory mapping;
+/// the rest with a read per page into SQLite's own cache. Bounded: every
+/// mapped page read counts in the process's memory, and the catalog of a
+/// million items is over half a gigabyte (issue 12).
+const MMAP_SIZE: i64 = 64 << 20;
 
 /// Items per chunk: about `CUT` on average, never more than `MAX_CHUNK`.
 const CUT: u64 = 64;
@@ -117,8 +122,9 @@ impl Catalog {
                 r => break r?,
             }
         }
-        // Reads through a mapping, not a pread per page: a backup reads its
-        // parent's whole item list, tens of megabytes on a large tree.
+        // Reads through a mapping, not a pread per page, as far as
+        // MMAP_SIZE: the catalog of a tree of tens of thousands of items
+        // is read whole that way.
         conn.pragma_update(None, "mmap_size", MMAP_SIZE)?;
         let tx =
             rusqlite::Transaction::new_unchecked(&conn, rusqlite::TransactionBehavior::Immediate)?;
@@ -134,7 +140,29 @@ impl Catalog {
         }
         tx.execute_batch(SCHEMA)?;
         tx.commit()?;
-        Ok(Self { conn, dir })
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            dir,
+        })
+    }
+
+    /// Another connection to the same catalog, for reading on another
+    /// thread (a connection is not shared between threads). It reads
+    /// through SQLite's own page cache, not a memory mapping: it reads each
+    /// page once, in order.
+    pub(crate) fn reader(&self) -> anyhow::Result<Self> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open catalog {}", self.path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))?;
+        Ok(Self {
+            conn,
+            path: self.path.clone(),
+            dir: self.dir.clone(),
+        })
     }
 
     /// A draft for a backup's items, recorded by [`Self::add_draft`].
@@ -408,6 +436,32 @@ impl Catalog {
             f(out)?;
         }
         Ok(())
+    }
+
+    /// Up to `limit` of a snapshot's stored chunks from number `from` on,
+    /// in order, each as its items: for a reader going forward a few
+    /// chunks at a time. None past the last.
+    pub(crate) fn chunks_from(
+        &self,
+        snapshot: &str,
+        from: i64,
+        limit: i64,
+    ) -> anyhow::Result<Vec<Vec<StoredItem>>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT c.body FROM snapshot_chunks s JOIN chunks c ON c.hash = s.chunk
+             WHERE s.snapshot = ?1 AND s.n >= ?2 ORDER BY s.n LIMIT ?3",
+        )?;
+        let bodies = st.query_map(params![snapshot, from, limit], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for body in bodies {
+            out.push(
+                body?
+                    .lines()
+                    .map(|l| serde_json::from_str(l).context("damaged catalog row"))
+                    .collect::<anyhow::Result<_>>()?,
+            );
+        }
+        Ok(out)
     }
 
     /// The ids of a snapshot's items (all, or those strictly below

@@ -1,6 +1,7 @@
 //! Making a restore stream from a snapshot: the selected items with their
 //! content read from the store, each chunk checked against its id.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
@@ -118,8 +119,28 @@ pub(crate) fn write_restore_stream(
     let mut progress = Progress::default();
     let mut failed = Vec::new();
     let mut skipped = Vec::new();
-    let by_id: HashMap<&str, &StoredItem> = all.iter().map(|i| (i.record.id.as_str(), i)).collect();
-    let chosen: HashSet<&str> = selected.iter().map(|i| i.record.id.as_str()).collect();
+    // Only the items hard links name are looked up: maps of those, not of
+    // the whole snapshot (issue 12).
+    let targets: HashSet<&str> = selected
+        .iter()
+        .filter(|i| i.record.kind == ItemKind::Hardlink)
+        .filter_map(|i| i.record.hardlink_target.as_deref())
+        .collect();
+    let (by_id, chosen) = if targets.is_empty() {
+        (HashMap::new(), HashSet::new())
+    } else {
+        let by_id: HashMap<&str, &StoredItem> = all
+            .iter()
+            .filter(|i| targets.contains(i.record.id.as_str()))
+            .map(|i| (i.record.id.as_str(), i))
+            .collect();
+        let chosen: HashSet<&str> = selected
+            .iter()
+            .map(|i| i.record.id.as_str())
+            .filter(|id| targets.contains(id))
+            .collect();
+        (by_id, chosen)
+    };
     let header = Header {
         format: 1,
         plugin: snap.plugin.clone(),
@@ -129,13 +150,14 @@ pub(crate) fn write_restore_stream(
     // What each selected item sends: its record and its chunks, resolved
     // first so that the chunks of all items can be decoded ahead, in
     // parallel, while earlier ones are written.
-    let mut plan: Vec<(ItemRecord, &[BlobId], u64)> = Vec::with_capacity(selected.len());
+    // Records are borrowed, but for a hard link sent as a plain file.
+    let mut plan: Vec<(Cow<'_, ItemRecord>, &[BlobId], u64)> = Vec::with_capacity(selected.len());
     for it in selected {
         match it.record.kind {
             ItemKind::Hardlink => {
                 let target = it.record.hardlink_target.as_deref().unwrap_or_default();
                 if chosen.contains(target) {
-                    plan.push((it.record.clone(), &it.content, it.record.size));
+                    plan.push((Cow::Borrowed(&it.record), &it.content, it.record.size));
                 } else {
                     let Some(t) = by_id.get(target) else {
                         // A dangling link fails this item only: the rest of
@@ -153,10 +175,10 @@ pub(crate) fn write_restore_stream(
                         hardlink_target: None,
                         ..t.record.clone()
                     };
-                    plan.push((record, &t.content, it.record.size));
+                    plan.push((Cow::Owned(record), &t.content, it.record.size));
                 }
             }
-            _ => plan.push((it.record.clone(), &it.content, it.record.size)),
+            _ => plan.push((Cow::Borrowed(&it.record), &it.content, it.record.size)),
         }
     }
     let blobs: Vec<&BlobId> = plan.iter().flat_map(|(_, c, _)| c.iter()).collect();
@@ -198,7 +220,7 @@ pub(crate) fn write_restore_stream(
 /// `failed`), the others still go.
 fn write_items<W: Write>(
     w: &mut StreamWriter<W>,
-    plan: &[(ItemRecord, &[BlobId], u64)],
+    plan: &[(Cow<'_, ItemRecord>, &[BlobId], u64)],
     chunks: &mut impl Iterator<Item = Decoded>,
     buffers: &Pool,
     progress: &mut Progress,

@@ -7,13 +7,13 @@
 //! [`super::ingest_rules`], and sizes are those of the data received, so
 //! host memory stays bounded per item whatever the guest sends.
 
-use std::collections::HashMap;
 use std::io::Read;
 
 use guest_runner::stream::{Event, ItemKind, Notice, StreamReader};
 
 use super::catalog_draft::CatalogDraft;
 use super::ingest_rules::{cut, IngestRules, MAX_FIELD_BYTES};
+use super::parent::Parent;
 use super::Repository;
 use crate::jobs::{Control, Progress};
 use crate::store::crypto::BlobId;
@@ -27,18 +27,14 @@ pub(crate) struct Origin {
     pub plugin: String,
     pub time: i64,
     pub nanos: u32,
-    /// The snapshot this backup is incremental to, with its items by id:
-    /// items the runner reports unchanged take their content from it.
-    pub parent: Option<(String, ParentItems)>,
+    /// The snapshot this backup is incremental to: items the runner
+    /// reports unchanged take their content from it.
+    pub parent: Option<Parent>,
     /// The agent container's version, when it ran from one (VMs).
     pub container: Option<String>,
     /// The backup policy that started the backup.
     pub policy: Option<String>,
 }
-
-/// A parent snapshot's items by id: looked up once per item of a re-run,
-/// hashed with seeded foldhash rather than SipHash (issue 12).
-pub(crate) type ParentItems = HashMap<String, ParentItem, foldhash::fast::RandomState>;
 
 /// What a re-run takes from the parent for an item the runner reports
 /// unchanged: its size and content, not the whole record (a third of a
@@ -74,21 +70,10 @@ impl Staged {
     }
 }
 
-/// Frees a large item list (tens of thousands of allocations) on a thread
-/// of its own, so that the snapshot's id is not kept waiting for it: about
-/// a fifth of what a re-run did after its runner had finished (issue 12).
-pub(crate) fn free_later<T: Send + 'static>(big: T) {
-    // Should no thread be had, the closure, and `big` with it, is dropped
-    // right here.
-    let _ = std::thread::Builder::new()
-        .name("free".into())
-        .spawn(move || drop(big));
-}
-
 pub(crate) fn ingest(
     repo: &Repository,
     input: impl Read,
-    origin: &Origin,
+    origin: &mut Origin,
     ctl: &Control<'_>,
 ) -> anyhow::Result<Staged> {
     let mut progress = Progress::default();
@@ -110,7 +95,7 @@ pub(crate) fn ingest(
         plugin: String::new(),
         plugin_version: String::new(),
         includes: origin.includes.clone(),
-        parent: origin.parent.as_ref().map(|(id, _)| id.clone()),
+        parent: origin.parent.as_ref().map(|p| p.id.clone()),
         items: 0,
         bytes: 0,
         added_bytes: 0,
@@ -172,10 +157,10 @@ pub(crate) fn ingest(
                 })?;
                 if it.record.unchanged {
                     // Content the parent snapshot already holds.
-                    let prev = origin
-                        .parent
-                        .as_ref()
-                        .and_then(|(_, items)| items.get(&it.record.id));
+                    let prev = match origin.parent.as_mut() {
+                        Some(p) => p.get(repo, &it.record.id)?,
+                        None => None,
+                    };
                     let prev = prev.ok_or_else(|| {
                         anyhow::anyhow!(
                             "{} is reported unchanged, but the parent snapshot lacks it",
@@ -220,6 +205,12 @@ pub(crate) fn ingest(
             Event::Trailer(_) => {}
         }
     }
+    if let Some(p) = &origin.parent {
+        tracing::debug!(
+            fallbacks = p.fallbacks,
+            "unchanged items found in the parent's index, not its window"
+        );
+    }
     info.warnings.extend(rules.summary());
     info.tree = tree.finish(&mut set)?;
     info.items = draft.items();
@@ -229,4 +220,111 @@ pub(crate) fn ingest(
         bytes: info.bytes,
     });
     Ok(Staged { info, draft })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use guest_runner::stream::{Header, ItemRecord, StreamWriter};
+    use guest_runner::window::{AHEAD, BEHIND};
+    use std::sync::atomic::AtomicBool;
+
+    /// A stream of `items`: each with its data, or marked unchanged.
+    fn stream(items: &[(ItemRecord, Option<&[u8]>)]) -> Vec<u8> {
+        let header = Header {
+            format: 1,
+            plugin: "filesystem".into(),
+            plugin_version: "1".into(),
+            created: 1,
+        };
+        let mut w = StreamWriter::new(Vec::new(), &header).unwrap();
+        for (rec, data) in items {
+            let mut rec = rec.clone();
+            rec.unchanged = data.is_none();
+            w.begin_item(&rec).unwrap();
+            if let Some(d) = data {
+                w.data(d).unwrap();
+            }
+            w.end_item().unwrap();
+        }
+        w.finish().unwrap().0
+    }
+
+    fn file(i: usize) -> ItemRecord {
+        let mut r = ItemRecord::new(format!("/t/f{i:06}"), ItemKind::File, 0);
+        r.change_token = Some(format!("t{i}"));
+        r
+    }
+
+    /// The host takes an "unchanged" claim only for an item its parent
+    /// holds, wherever that lies against the window it reads the parent
+    /// through; a crafted claim for any other id fails the backup.
+    #[test]
+    fn unchanged_claims_are_checked_against_the_whole_parent() {
+        let d = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::init(&d.path().join("repo"), None).unwrap();
+        let repo = Repository::with_store(store, &d.path().join("cache")).unwrap();
+        let cancel = AtomicBool::new(false);
+        let ctl = Control {
+            progress: &|_| {},
+            cancel: &cancel,
+        };
+        let origin = |parent: Option<Parent>| Origin {
+            source: "local".into(),
+            includes: vec!["/t".into()],
+            plugin: "filesystem".into(),
+            time: 1,
+            nanos: 0,
+            parent,
+            container: None,
+            policy: None,
+        };
+        // A parent of more items than a window holds, each with its data.
+        let n = AHEAD + BEHIND + 5_000;
+        let data: Vec<Vec<u8>> = (0..n)
+            .map(|i| format!("content {i}").into_bytes())
+            .collect();
+        let first: Vec<(ItemRecord, Option<&[u8]>)> =
+            (0..n).map(|i| (file(i), Some(&data[i][..]))).collect();
+        let staged = ingest(&repo, &stream(&first)[..], &mut origin(None), &ctl).unwrap();
+        let parent = staged.publish(&repo).unwrap();
+
+        // Honest claims out of the parent's order: its last item first,
+        // then its first (by then far behind the window), then the rest.
+        let mut claims = vec![(file(n - 1), None), (file(0), None)];
+        claims.extend((1..n - 1).map(|i| (file(i), None)));
+        let mut o = origin(Some(repo.parent(&parent).unwrap()));
+        let staged = ingest(&repo, &stream(&claims)[..], &mut o, &ctl).unwrap();
+        assert_eq!(staged.info.read_bytes, 0);
+        let second = staged.publish(&repo).unwrap();
+        let items = repo.items(&second, None).unwrap();
+        assert_eq!(items.len(), n);
+        let again = repo.items(&parent, None).unwrap();
+        let by_id: std::collections::HashMap<_, _> =
+            again.iter().map(|i| (i.record.id.as_str(), i)).collect();
+        for it in &items {
+            let p = by_id[it.record.id.as_str()];
+            assert_eq!((it.record.size, &it.content), (p.record.size, &p.content));
+            assert!(!it.content.is_empty(), "{}", it.record.id);
+        }
+
+        // Crafted claims: an id the parent lacks, after the window has
+        // passed where it would be, inside it, and beyond the parent's end.
+        for bad in ["/t/f000100.x", "/t/a", "/t/zzz"] {
+            let mut claims: Vec<(ItemRecord, Option<&[u8]>)> =
+                (0..200).map(|i| (file(i), None)).collect();
+            claims.push((ItemRecord::new(bad, ItemKind::File, 5), None));
+            let mut o = origin(Some(repo.parent(&parent).unwrap()));
+            let e = ingest(&repo, &stream(&claims)[..], &mut o, &ctl)
+                .err()
+                .unwrap_or_else(|| panic!("{bad} taken"));
+            assert!(
+                format!("{e:#}").contains("the parent snapshot lacks it"),
+                "{e:#}"
+            );
+        }
+        // And a claim with no parent at all.
+        let claims = vec![(file(1), None)];
+        assert!(ingest(&repo, &stream(&claims)[..], &mut origin(None), &ctl).is_err());
+    }
 }

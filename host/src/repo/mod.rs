@@ -8,6 +8,7 @@ pub(crate) mod error;
 mod extract;
 mod ingest;
 pub(crate) mod ingest_rules;
+mod parent;
 mod password;
 pub(crate) mod prune;
 pub(crate) mod repair;
@@ -21,7 +22,8 @@ pub(crate) use ahead::find_ahead;
 pub(crate) use catalog::{Catalog, Found};
 pub(crate) use error::RepoError;
 pub(crate) use extract::{write_restore_stream, Sent};
-pub(crate) use ingest::{free_later, ingest, Origin, ParentItems};
+pub(crate) use ingest::{ingest, Origin};
+pub(crate) use parent::{send_lines, Parent};
 pub(crate) use password::Password;
 pub(crate) use selection::is_at_or_below;
 
@@ -170,39 +172,18 @@ impl Repository {
         Ok(ids)
     }
 
-    /// The items of `snap` an incremental backup may take unchanged
-    /// content from: those whose every chunk is stored intact (after a
-    /// check of the packs' sizes), by id. Items whose data is lost are left
-    /// out, so the runner reads them again instead of the new snapshot
-    /// pointing at lost chunks. Each run of kept items is also shown to
-    /// `each` as soon as it is read, in backup order.
-    pub(crate) fn parent_items(
-        &self,
-        snap: &SnapshotInfo,
-        each: &mut dyn FnMut(&[crate::store::snapshot::StoredItem]),
-    ) -> anyhow::Result<ParentItems> {
+    /// The parent `snap` of an incremental backup, for checking what the
+    /// runner reports unchanged: its item list brought into the catalog if
+    /// it is not there yet, and the packs' sizes checked, so that items
+    /// whose data is lost are not taken (the runner reads them again
+    /// instead of the new snapshot pointing at lost chunks).
+    pub(crate) fn parent(&self, snap: &SnapshotInfo) -> anyhow::Result<Parent> {
         self.store.check_packs();
         if !self.cataloged(snap)? {
             // The same error as a listing of its items.
             self.items(snap, None)?;
         }
-        // Sized once from the snapshot's count (bounded: the count is only
-        // a hint), not grown by doubling through tens of thousands of moves.
-        let mut map = ParentItems::with_capacity_and_hasher(
-            usize::try_from(snap.items).unwrap_or(0).min(1 << 22),
-            Default::default(),
-        );
-        self.catalog.each_chunk(&snap.id, None, &mut |mut items| {
-            items.retain(|i| i.content.iter().all(|c| self.store.has(c)));
-            each(&items);
-            map.extend(
-                items
-                    .into_iter()
-                    .map(|mut i| (std::mem::take(&mut i.record.id), i.into())),
-            );
-            Ok(())
-        })?;
-        Ok(map)
+        Ok(Parent::new(snap))
     }
 
     /// The snapshot whose id is or starts with `prefix`.

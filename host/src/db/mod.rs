@@ -10,6 +10,7 @@
 //! backend has its own numbered schema migrations, and both pass the same
 //! contract tests (`contract.rs`).
 
+pub(crate) mod cluster;
 /// Test-only (`#![cfg(test)]`): the suite every backend passes.
 mod contract;
 pub(crate) mod owner;

@@ -66,13 +66,17 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     // (With workers, a dead worker's jobs are marked by the live worker
     // that reaps it, once its heartbeat has lapsed: see db::cluster.)
     let db = ctx.db()?;
-    if ctx.cluster.is_none() {
-        let state_dir = ctx.state.clone();
-        let shared = crate::db::shared(ctx.state_db.as_deref());
-        let alive = move |id: Option<&str>| crate::db::owner::alive(&state_dir, id, shared);
-        for id in db.interrupt_unfinished(crate::server::queue::now(), &alive)? {
-            tracing::warn!(job = %id, "a job of a server that stopped is marked interrupted");
-        }
+    let state_dir = ctx.state.clone();
+    let shared = crate::db::shared(ctx.state_db.as_deref());
+    let alive = move |id: Option<&str>| crate::db::owner::alive(&state_dir, id, shared);
+    let now = crate::server::queue::now();
+    let gone = match &ctx.cluster {
+        // The jobs no worker handles (an older server's, `policy run`'s).
+        Some(c) => c.interrupt_unworked(now, &alive)?,
+        None => db.interrupt_unfinished(now, &alive)?,
+    };
+    for id in gone {
+        tracing::warn!(job = %id, "a job of a server that stopped is marked interrupted");
     }
     let state = ServerState::new(
         ctx,

@@ -58,6 +58,8 @@ pub(crate) fn lapse_from_env() -> Duration {
 pub(crate) struct Candidate {
     pub id: String,
     pub target: String,
+    /// What it was posted with (`None`: pinned to this worker).
+    pub payload: Option<String>,
 }
 
 /// A job claimed by this worker: now `running` under its name.
@@ -260,9 +262,10 @@ impl Cluster {
             }
             let candidates: Vec<Candidate> = queued
                 .iter()
-                .map(|(j, _)| Candidate {
+                .map(|(j, payload)| Candidate {
                     id: j.id.clone(),
                     target: j.target.clone(),
+                    payload: payload.clone(),
                 })
                 .collect();
             let picked = if candidates.is_empty() {
@@ -298,6 +301,21 @@ impl Cluster {
             tx.commit()?;
             Ok(out)
         })
+    }
+
+    /// Marks interrupted the unfinished jobs that no worker handles (of an
+    /// older attache's server, or of `attache policy run`), whose queue
+    /// `alive` says is gone; their ids.
+    pub(crate) fn interrupt_unworked(
+        &self,
+        now: i64,
+        alive: &(dyn Fn(Option<&str>) -> bool + Sync),
+    ) -> Result<Vec<String>, DbError> {
+        self.pg.interrupt_where(
+            now,
+            alive,
+            "worker IS NULL AND pinned IS NULL AND payload IS NULL",
+        )
     }
 
     /// Cancels a job still queued (claimed by no worker); whether it was.

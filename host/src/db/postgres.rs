@@ -304,6 +304,63 @@ pub(super) fn set_last(c: &mut impl GenericClient, l: &LastResult) -> Result<(),
     Ok(())
 }
 
+impl Postgres {
+    /// [`StateStore::interrupt_unfinished`] of the jobs that also match
+    /// the SQL condition `extra` (the workers' own are left to their
+    /// reaping: `cluster.rs`).
+    pub(super) fn interrupt_where(
+        &self,
+        now: i64,
+        alive: &(dyn Fn(Option<&str>) -> bool + Sync),
+        extra: &str,
+    ) -> Result<Vec<String>, DbError> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let rows = tx.query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running') AND ({extra})
+                     ORDER BY created, seq FOR UPDATE"
+                ),
+                &[],
+            )?;
+            let mut gone = Vec::new();
+            for r in &rows {
+                let job = job_of(r)?;
+                if !alive(job.owner.as_deref()) {
+                    gone.push(job);
+                }
+            }
+            for j in &gone {
+                let why = if j.status == "running" {
+                    "interrupted: the server stopped while it ran"
+                } else {
+                    "interrupted: the server stopped before it ran"
+                };
+                tx.execute(
+                    "UPDATE jobs SET status = 'interrupted', error = $2, finished = $3 WHERE id = $1",
+                    &[&j.id, &why, &now],
+                )?;
+                if j.kind == "backup" {
+                    set_last(
+                        &mut tx,
+                        &LastResult {
+                            target: j.target.clone(),
+                            job: j.id.clone(),
+                            status: "interrupted".into(),
+                            finished: now,
+                            policy: j.policy.clone(),
+                            snapshot: None,
+                            error: Some(why.to_owned()),
+                        },
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(gone.into_iter().map(|j| j.id).collect())
+        })
+    }
+}
+
 impl StateStore for Postgres {
     fn record_job(&self, j: &JobRecord) -> Result<(), DbError> {
         let request = j.request.to_string();
@@ -395,50 +452,7 @@ impl StateStore for Postgres {
         now: i64,
         alive: &(dyn Fn(Option<&str>) -> bool + Sync),
     ) -> Result<Vec<String>, DbError> {
-        self.with(|c| {
-            let mut tx = c.transaction()?;
-            let rows = tx.query(
-                &format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running')
-                     ORDER BY created, seq FOR UPDATE"
-                ),
-                &[],
-            )?;
-            let mut gone = Vec::new();
-            for r in &rows {
-                let job = job_of(r)?;
-                if !alive(job.owner.as_deref()) {
-                    gone.push(job);
-                }
-            }
-            for j in &gone {
-                let why = if j.status == "running" {
-                    "interrupted: the server stopped while it ran"
-                } else {
-                    "interrupted: the server stopped before it ran"
-                };
-                tx.execute(
-                    "UPDATE jobs SET status = 'interrupted', error = $2, finished = $3 WHERE id = $1",
-                    &[&j.id, &why, &now],
-                )?;
-                if j.kind == "backup" {
-                    set_last(
-                        &mut tx,
-                        &LastResult {
-                            target: j.target.clone(),
-                            job: j.id.clone(),
-                            status: "interrupted".into(),
-                            finished: now,
-                            policy: j.policy.clone(),
-                            snapshot: None,
-                            error: Some(why.to_owned()),
-                        },
-                    )?;
-                }
-            }
-            tx.commit()?;
-            Ok(gone.into_iter().map(|j| j.id).collect())
-        })
+        self.interrupt_where(now, alive, "TRUE")
     }
 
     fn add_policy(&self, p: &PolicyRecord) -> Result<(), DbError> {

@@ -527,6 +527,9 @@ struct Payload {
     request: JobRequest,
     /// Who posted it (the audit log's actor of its run).
     actor: String,
+    /// The repository of the worker it was posted to, as that worker
+    /// names it: only a worker of the same repository runs it.
+    repository: String,
 }
 
 impl Queue {
@@ -657,6 +660,7 @@ impl Queue {
                 let payload = serde_json::to_string(&Payload {
                     request: req.clone(),
                     actor: who.actor(),
+                    repository: self.ctx.repo.display().to_string(),
                 })
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                 Some((c.as_ref(), Some(payload), None))
@@ -765,7 +769,18 @@ impl Queue {
         let mut needs_of = HashMap::new();
         let claimed = cluster.claim(
             &mut |cands: &[Candidate]| {
+                let repository = self.ctx.repo.display().to_string();
                 for c in cands {
+                    let ours = match &c.payload {
+                        None => true,
+                        Some(p) => serde_json::from_str::<Payload>(p)
+                            .map(|p| p.repository == repository)
+                            // Claimed and failed with why.
+                            .unwrap_or(true),
+                    };
+                    if !ours {
+                        continue;
+                    }
                     let n = self.needs(&c.target);
                     needs_of.insert(c.id.clone(), n.clone());
                     sim.push(c.id.clone(), n);

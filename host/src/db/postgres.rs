@@ -506,14 +506,15 @@ impl StateStore for Postgres {
         Ok(n > 0)
     }
 
-    fn policy_fired(&self, name: &str, time: i64) -> Result<(), DbError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE policies SET last_fired = $2 WHERE name = $1",
-                &[&name, &time],
-            )?;
-            Ok(())
-        })
+    fn policy_fired(&self, name: &str, previous: Option<i64>, time: i64) -> Result<bool, DbError> {
+        let n = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE policies SET last_fired = $2
+                 WHERE name = $1 AND last_fired IS NOT DISTINCT FROM $3",
+                &[&name, &time, &previous],
+            )?)
+        })?;
+        Ok(n > 0)
     }
 
     fn tag(&self, target: &str, tags: &[String]) -> Result<(), DbError> {

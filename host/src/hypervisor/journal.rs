@@ -66,10 +66,10 @@ pub(crate) struct Recovered {
 /// A job's hold on its VM: no other job (of this process, another one,
 /// or another worker sharing the state database) uses the VM meanwhile.
 /// Held, never read: dropping it releases the VM.
-#[allow(dead_code)]
+#[allow(dead_code, reason = "held for its drop, never read")]
 pub(crate) enum VmLock {
     File(FileLock),
-    Shared(PgLock),
+    Shared(Box<PgLock>),
 }
 
 #[derive(Clone)]
@@ -100,7 +100,7 @@ impl Journal {
     /// Waits for the lock of `vm`.
     pub(crate) fn lock_vm(&self, vm: &VmRef) -> anyhow::Result<VmLock> {
         Ok(match &self.shared {
-            Some(c) => VmLock::Shared(c.lock_vm(&vm.to_string())?),
+            Some(c) => VmLock::Shared(Box::new(c.lock_vm(&vm.to_string())?)),
             None => VmLock::File(FileLock::exclusive(&self.vm_lock_path(vm))?),
         })
     }
@@ -108,7 +108,9 @@ impl Journal {
     /// Takes the lock of `vm` if no job holds it.
     pub(crate) fn try_lock_vm(&self, vm: &VmRef) -> anyhow::Result<Option<VmLock>> {
         Ok(match &self.shared {
-            Some(c) => c.try_lock_vm(&vm.to_string())?.map(VmLock::Shared),
+            Some(c) => c
+                .try_lock_vm(&vm.to_string())?
+                .map(|l| VmLock::Shared(Box::new(l))),
             None => FileLock::try_exclusive(&self.vm_lock_path(vm))?.map(VmLock::File),
         })
     }

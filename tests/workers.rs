@@ -97,19 +97,15 @@ fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
             .arg(site.path(&format!("w{i}/ds")));
         ok(&mut c);
     }
-    let served: Vec<Option<Served>> = (0..3)
+    let served: Vec<Served> = (0..3)
         .map(|i| {
             let mut c = worker(i);
             c.env("ATTACHE_WORKER_LAPSE", LAPSE.to_string())
                 .env("RUST_LOG", "info");
-            Some(Served::start_as(
-                c,
-                TOKEN,
-                &["--state-db", &state_db, "--max-jobs", "2"],
-            ))
+            Served::start_as(c, TOKEN, &["--state-db", &state_db, "--max-jobs", "2"])
         })
         .collect();
-    let urls: Vec<String> = served.iter().flatten().map(|s| s.url.clone()).collect();
+    let urls: Vec<String> = served.iter().map(|s| s.url.clone()).collect();
     let workers = pg.psql("state", "SELECT id || ' ' || pid FROM workers ORDER BY id");
     let workers: BTreeMap<String, i32> = workers
         .lines()

@@ -139,6 +139,7 @@ bench: build test-plugins vm-guest
 	./tests/bench/restic.py
 	./tests/bench/vm.py
 	./tests/bench/fleet.py
+	./tests/bench/workers.py
 	./tests/sql/pg-bench.sh
 	$(CARGO) bench -p attache --bench chunker
 	@# Checking a signed container, as the host (its build) and the runner

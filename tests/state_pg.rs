@@ -148,7 +148,7 @@ fn two_servers_share_one_database_and_the_history_outlives_them() {
             "state",
             "SELECT application || ' ' || version FROM attache_state"
         ),
-        "attache-state 1"
+        "attache-state 2"
     );
 
     // A backup and a verify through the first server's API: the job's
@@ -234,7 +234,8 @@ fn two_servers_share_one_database_and_the_history_outlives_them() {
     std::fs::write(queues.join("deadbeef01.lock"), "").unwrap();
     // Server one started again keeps the history, marks its own dead
     // queue's job interrupted, and leaves the other server's alone (it
-    // cannot tell that one died: no heartbeats yet).
+    // cannot tell that one died: that queue is no worker with a
+    // heartbeat, as an older attache's or `policy run`'s).
     let again = Served::start(
         &t.path().join("one"),
         TOKEN,

@@ -50,8 +50,12 @@ pub(crate) struct Cli {
     /// comes from the URL, else from PGPASSWORD, and is never printed. The
     /// user needs to create tables in its schema; a database holding
     /// another application's tables is refused. Default: `state.db`
-    /// (SQLite) in the state directory. Hypervisors, the attachment
-    /// journal and tokens stay in the state directory.
+    /// (SQLite) in the state directory. Hypervisors and tokens stay in the
+    /// state directory. Every `attache serve` on one such database is a
+    /// worker: jobs posted to any are claimed by any (SKIP LOCKED), VM
+    /// locks and the attachment journal are in the database, and a worker
+    /// whose heartbeat lapses (10 s, ATTACHE_WORKER_LAPSE=SECONDS) is
+    /// cleaned up after by a live one.
     #[arg(long, global = true, env = "ATTACHE_STATE_DB", hide_env_values = true)]
     pub state_db: Option<String>,
     /// A file holding the repository password (its first line). Without it,

@@ -81,6 +81,7 @@ pub(crate) fn context(cli: &Cli) -> anyhow::Result<Context> {
         state_db: cli.state_db.clone(),
         policy: policy(cli)?,
         trust: trust(cli)?,
+        cluster: None,
     })
 }
 

@@ -24,7 +24,7 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
             crate::server::check_plain(addr, false)?;
         }
     }
-    let ctx = super::context(cli)?;
+    let mut ctx = super::context(cli)?;
     let token = Some(token).filter(|t| !t.is_empty());
     if let Some(t) = &token {
         anyhow::ensure!(
@@ -39,8 +39,20 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     );
     // Fail now, not at the first request, when the repository cannot be opened.
     ctx.repository(true)?;
-    // Undo what jobs of a server that died left attached in VMs.
-    let journal = crate::hypervisor::journal::Journal::new(&ctx.state);
+    let owner = crate::db::owner::Owner::claim(&ctx.state)?;
+    // On a shared PostgreSQL state database this server is one of its
+    // workers, under its queue's id.
+    if let Some(url) = ctx.state_db.as_deref().filter(|u| !u.is_empty()) {
+        let lapse = crate::db::cluster::lapse_from_env();
+        let cluster = crate::db::cluster::Cluster::open(url, &owner.id, lapse)?;
+        cluster.register()?;
+        tracing::info!(worker = %owner.id, lapse_secs = lapse.as_secs(), "attache serve: a worker on the shared state database");
+        ctx.cluster = Some(cluster);
+    }
+    // Undo what jobs of a server that died left attached in VMs (with
+    // workers: in the shared journal, where no live worker's job holds
+    // the VM).
+    let journal = crate::hypervisor::journal::Journal::for_context(&ctx);
     for r in journal.recover(None)? {
         if r.complete {
             tracing::info!(session = %r.session, vm = %r.vm, "an interrupted job's container is detached and the guest cleaned");
@@ -51,12 +63,19 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
     // After that cleanup: the jobs a dead server (or `policy run`) left
     // queued or running are marked interrupted in the history; those of a
     // queue that still runs are not.
-    let owner = crate::db::owner::Owner::claim(&ctx.state)?;
+    // (With workers, a dead worker's jobs are marked by the live worker
+    // that reaps it, once its heartbeat has lapsed: see db::cluster.)
     let db = ctx.db()?;
     let state_dir = ctx.state.clone();
     let shared = crate::db::shared(ctx.state_db.as_deref());
     let alive = move |id: Option<&str>| crate::db::owner::alive(&state_dir, id, shared);
-    for id in db.interrupt_unfinished(crate::server::queue::now(), &alive)? {
+    let now = crate::server::queue::now();
+    let gone = match &ctx.cluster {
+        // The jobs no worker handles (an older server's, `policy run`'s).
+        Some(c) => c.interrupt_unworked(now, &alive)?,
+        None => db.interrupt_unfinished(now, &alive)?,
+    };
+    for id in gone {
         tracing::warn!(job = %id, "a job of a server that stopped is marked interrupted");
     }
     let state = ServerState::new(

@@ -204,8 +204,10 @@ fn policies(db: &dyn StateStore) {
     db.add_policy(&p).unwrap();
     assert!(matches!(db.add_policy(&p), Err(DbError::Conflict(_))));
     assert_eq!(db.policy("nightly").unwrap().unwrap(), p);
-    db.policy_fired("nightly", 200).unwrap();
-    db.policy_fired("absent", 200).unwrap();
+    assert!(db.policy_fired("nightly", None, 200).unwrap());
+    // Another server recorded the same firing first: not again.
+    assert!(!db.policy_fired("nightly", None, 201).unwrap());
+    assert!(!db.policy_fired("absent", None, 200).unwrap());
     let back = db.policy("nightly").unwrap().unwrap();
     assert_eq!(back.last_fired, Some(200));
     assert_eq!(back.keep.daily, 7);

@@ -10,6 +10,7 @@
 //! backend has its own numbered schema migrations, and both pass the same
 //! contract tests (`contract.rs`).
 
+pub(crate) mod cluster;
 /// Test-only (`#![cfg(test)]`): the suite every backend passes.
 mod contract;
 pub(crate) mod owner;
@@ -109,8 +110,11 @@ pub(crate) trait StateStore: Send + Sync {
     fn policies(&self) -> Result<Vec<PolicyRecord>, DbError>;
     /// Removes a policy; whether there was one.
     fn remove_policy(&self, name: &str) -> Result<bool, DbError>;
-    /// Records that the schedule of `name` fired at `time`.
-    fn policy_fired(&self, name: &str, time: i64) -> Result<(), DbError>;
+    /// Records that the schedule of `name` fired at `time`, if its last
+    /// firing is still `previous`; whether it was recorded. Several
+    /// servers sharing one state database each see a schedule fall due:
+    /// the one whose record goes in runs it, the others do not.
+    fn policy_fired(&self, name: &str, previous: Option<i64>, time: i64) -> Result<bool, DbError>;
 
     /// Adds tags to a VM (`HV/VM`); tags it has already are kept once.
     fn tag(&self, target: &str, tags: &[String]) -> Result<(), DbError>;

@@ -52,7 +52,7 @@ pub(crate) struct Postgres {
 /// Runs `f` on this thread, or, if this thread is inside a tokio runtime
 /// (where the synchronous client panics), on a plain thread while this
 /// one waits.
-fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     if tokio::runtime::Handle::try_current().is_err() {
         return f();
     }
@@ -105,9 +105,30 @@ impl Postgres {
         Ok(store)
     }
 
+    /// The URL with its password redacted.
+    pub(super) fn shown(&self) -> &str {
+        &self.url
+    }
+
+    /// A connection of its own (for a session advisory lock, which lives
+    /// as long as its connection), with TCP keepalives so that a holder
+    /// whose machine is gone is noticed. Must be called off any tokio
+    /// runtime ([`off_runtime`]).
+    pub(super) fn connect_own(&self) -> Result<Client, DbError> {
+        let mut config = self.config.clone();
+        config
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(10));
+        Self::connect_with(&config, &self.url)
+    }
+
     fn connect(&self) -> Result<Client, DbError> {
-        self.config.connect(NoTls).map_err(|source| {
-            let url = self.url.clone();
+        Self::connect_with(&self.config, &self.url)
+    }
+
+    fn connect_with(config: &Config, url: &str) -> Result<Client, DbError> {
+        config.connect(NoTls).map_err(|source| {
+            let url = url.to_owned();
             if is_auth(&source) {
                 DbError::Auth { url, source }
             } else if source.code().is_some() {
@@ -120,7 +141,7 @@ impl Postgres {
 
     /// Runs `f` on the connection (opening it first if there is none or
     /// it broke), off any tokio runtime.
-    fn with<T: Send>(
+    pub(super) fn with<T: Send>(
         &self,
         f: impl FnOnce(&mut Client) -> Result<T, Step> + Send,
     ) -> Result<T, DbError> {
@@ -157,7 +178,7 @@ impl Drop for Postgres {
 }
 
 /// Why a step on the connection failed: PostgreSQL's error, or ours.
-enum Step {
+pub(super) enum Step {
     Pg(postgres::Error),
     Db(DbError),
 }
@@ -238,9 +259,9 @@ fn migrate(c: &mut Client, url: &str) -> Result<(), Step> {
     Ok(())
 }
 
-const JOB_COLUMNS: &str = "id, kind, target, hypervisor, policy, status, request, result, error, snapshot, created, started, finished, owner";
+pub(super) const JOB_COLUMNS: &str = "id, kind, target, hypervisor, policy, status, request, result, error, snapshot, created, started, finished, owner";
 
-fn job_of(r: &Row) -> Result<JobRecord, Step> {
+pub(super) fn job_of(r: &Row) -> Result<JobRecord, Step> {
     let request: String = r.try_get(6)?;
     let result: Option<String> = r.try_get(7)?;
     Ok(JobRecord {
@@ -263,7 +284,7 @@ fn job_of(r: &Row) -> Result<JobRecord, Step> {
 
 /// Makes `l` its target's last result (the same row as SQLite's `INSERT
 /// OR REPLACE`).
-fn set_last(c: &mut impl GenericClient, l: &LastResult) -> Result<(), postgres::Error> {
+pub(super) fn set_last(c: &mut impl GenericClient, l: &LastResult) -> Result<(), postgres::Error> {
     c.execute(
         "INSERT INTO last_results (target, job, status, finished, policy, snapshot, error)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -283,13 +304,70 @@ fn set_last(c: &mut impl GenericClient, l: &LastResult) -> Result<(), postgres::
     Ok(())
 }
 
+impl Postgres {
+    /// [`StateStore::interrupt_unfinished`] of the jobs that also match
+    /// the SQL condition `extra` (the workers' own are left to their
+    /// reaping: `cluster.rs`).
+    pub(super) fn interrupt_where(
+        &self,
+        now: i64,
+        alive: &(dyn Fn(Option<&str>) -> bool + Sync),
+        extra: &str,
+    ) -> Result<Vec<String>, DbError> {
+        self.with(|c| {
+            let mut tx = c.transaction()?;
+            let rows = tx.query(
+                &format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running') AND ({extra})
+                     ORDER BY created, seq FOR UPDATE"
+                ),
+                &[],
+            )?;
+            let mut gone = Vec::new();
+            for r in &rows {
+                let job = job_of(r)?;
+                if !alive(job.owner.as_deref()) {
+                    gone.push(job);
+                }
+            }
+            for j in &gone {
+                let why = if j.status == "running" {
+                    "interrupted: the server stopped while it ran"
+                } else {
+                    "interrupted: the server stopped before it ran"
+                };
+                tx.execute(
+                    "UPDATE jobs SET status = 'interrupted', error = $2, finished = $3 WHERE id = $1",
+                    &[&j.id, &why, &now],
+                )?;
+                if j.kind == "backup" {
+                    set_last(
+                        &mut tx,
+                        &LastResult {
+                            target: j.target.clone(),
+                            job: j.id.clone(),
+                            status: "interrupted".into(),
+                            finished: now,
+                            policy: j.policy.clone(),
+                            snapshot: None,
+                            error: Some(why.to_owned()),
+                        },
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(gone.into_iter().map(|j| j.id).collect())
+        })
+    }
+}
+
 impl StateStore for Postgres {
     fn record_job(&self, j: &JobRecord) -> Result<(), DbError> {
         let request = j.request.to_string();
         let result = j.result.as_ref().map(|r| r.to_string());
         self.with(|c| {
             let mut tx = c.transaction()?;
-            tx.execute(
+            let written = tx.execute(
                 &format!(
                     "INSERT INTO jobs ({JOB_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                      ON CONFLICT (id) DO UPDATE SET kind = EXCLUDED.kind, target = EXCLUDED.target,
@@ -298,7 +376,8 @@ impl StateStore for Postgres {
                        result = EXCLUDED.result, error = EXCLUDED.error,
                        snapshot = EXCLUDED.snapshot, created = EXCLUDED.created,
                        started = EXCLUDED.started, finished = EXCLUDED.finished,
-                       owner = EXCLUDED.owner, seq = nextval('jobs_seq')"
+                       owner = EXCLUDED.owner, seq = nextval('jobs_seq')
+                     WHERE jobs.status <> 'interrupted'"
                 ),
                 &[
                     &j.id,
@@ -317,7 +396,10 @@ impl StateStore for Postgres {
                     &j.owner,
                 ],
             )?;
-            if FINISHED.contains(&j.status.as_str()) && j.kind == "backup" {
+            // 0: the job was marked interrupted (its worker's heartbeat
+            // lapsed, another worker cleaned up after it): a late word
+            // from the worker does not undo that.
+            if written > 0 && FINISHED.contains(&j.status.as_str()) && j.kind == "backup" {
                 set_last(
                     &mut tx,
                     &LastResult {
@@ -370,50 +452,7 @@ impl StateStore for Postgres {
         now: i64,
         alive: &(dyn Fn(Option<&str>) -> bool + Sync),
     ) -> Result<Vec<String>, DbError> {
-        self.with(|c| {
-            let mut tx = c.transaction()?;
-            let rows = tx.query(
-                &format!(
-                    "SELECT {JOB_COLUMNS} FROM jobs WHERE status IN ('queued', 'running')
-                     ORDER BY created, seq FOR UPDATE"
-                ),
-                &[],
-            )?;
-            let mut gone = Vec::new();
-            for r in &rows {
-                let job = job_of(r)?;
-                if !alive(job.owner.as_deref()) {
-                    gone.push(job);
-                }
-            }
-            for j in &gone {
-                let why = if j.status == "running" {
-                    "interrupted: the server stopped while it ran"
-                } else {
-                    "interrupted: the server stopped before it ran"
-                };
-                tx.execute(
-                    "UPDATE jobs SET status = 'interrupted', error = $2, finished = $3 WHERE id = $1",
-                    &[&j.id, &why, &now],
-                )?;
-                if j.kind == "backup" {
-                    set_last(
-                        &mut tx,
-                        &LastResult {
-                            target: j.target.clone(),
-                            job: j.id.clone(),
-                            status: "interrupted".into(),
-                            finished: now,
-                            policy: j.policy.clone(),
-                            snapshot: None,
-                            error: Some(why.to_owned()),
-                        },
-                    )?;
-                }
-            }
-            tx.commit()?;
-            Ok(gone.into_iter().map(|j| j.id).collect())
-        })
+        self.interrupt_where(now, alive, "TRUE")
     }
 
     fn add_policy(&self, p: &PolicyRecord) -> Result<(), DbError> {
@@ -467,14 +506,15 @@ impl StateStore for Postgres {
         Ok(n > 0)
     }
 
-    fn policy_fired(&self, name: &str, time: i64) -> Result<(), DbError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE policies SET last_fired = $2 WHERE name = $1",
-                &[&name, &time],
-            )?;
-            Ok(())
-        })
+    fn policy_fired(&self, name: &str, previous: Option<i64>, time: i64) -> Result<bool, DbError> {
+        let n = self.with(|c| {
+            Ok(c.execute(
+                "UPDATE policies SET last_fired = $2
+                 WHERE name = $1 AND last_fired IS NOT DISTINCT FROM $3",
+                &[&name, &time, &previous],
+            )?)
+        })?;
+        Ok(n > 0)
     }
 
     fn tag(&self, target: &str, tags: &[String]) -> Result<(), DbError> {

@@ -13,6 +13,12 @@
 //! exactly as written. `jobs.seq` orders jobs created in the same second
 //! by when they were last written, as SQLite's `rowid` does under `INSERT
 //! OR REPLACE`.
+//!
+//! Migration 2 is the workers' (`cluster.rs`): the `workers` table (one
+//! row a live `attache serve`, its heartbeat on the database's clock), the
+//! jobs' `worker` (who claimed it), `payload` (the request a worker needs
+//! to run a job posted to another one; never a password) and `pinned` (a
+//! job only that worker may run), and the attachment journal.
 
 /// What `attache_state.application` says in an Attaché state database.
 pub(crate) const APPLICATION: &str = "attache-state";
@@ -71,4 +77,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         snapshot TEXT COLLATE "C",
         error TEXT
     );"#,
+    // 2: workers, claiming, the shared attachment journal.
+    r#"CREATE TABLE workers (
+        id TEXT COLLATE "C" PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid BIGINT NOT NULL,
+        started BIGINT NOT NULL,
+        heartbeat TIMESTAMPTZ NOT NULL DEFAULT now()
+    );
+    ALTER TABLE jobs ADD COLUMN worker TEXT COLLATE "C";
+    ALTER TABLE jobs ADD COLUMN payload TEXT;
+    ALTER TABLE jobs ADD COLUMN pinned TEXT COLLATE "C";
+    CREATE INDEX jobs_worker ON jobs(worker);
+    CREATE INDEX jobs_queued ON jobs(created, seq) WHERE status = 'queued';
+    CREATE TABLE journal (
+        session TEXT COLLATE "C" PRIMARY KEY,
+        worker TEXT COLLATE "C" NOT NULL,
+        vm TEXT COLLATE "C" NOT NULL,
+        entry TEXT NOT NULL
+    );
+    CREATE INDEX journal_worker ON journal(worker);"#,
 ];

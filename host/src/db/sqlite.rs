@@ -326,14 +326,14 @@ impl StateStore for Sqlite {
         Ok(n > 0)
     }
 
-    fn policy_fired(&self, name: &str, time: i64) -> Result<(), DbError> {
-        self.with(|c| {
+    fn policy_fired(&self, name: &str, previous: Option<i64>, time: i64) -> Result<bool, DbError> {
+        let n = self.with(|c| {
             c.execute(
-                "UPDATE policies SET last_fired = ?2 WHERE name = ?1",
-                params![name, time],
+                "UPDATE policies SET last_fired = ?2 WHERE name = ?1 AND last_fired IS ?3",
+                params![name, time, previous],
             )
         })?;
-        Ok(())
+        Ok(n > 0)
     }
 
     fn tag(&self, target: &str, tags: &[String]) -> Result<(), DbError> {
@@ -517,7 +517,7 @@ mod tests {
         };
         db.add_policy(&p).unwrap();
         assert!(matches!(db.add_policy(&p), Err(DbError::Conflict(_))));
-        db.policy_fired("nightly", 200).unwrap();
+        assert!(db.policy_fired("nightly", None, 200).unwrap());
         let back = db.policy("nightly").unwrap().unwrap();
         assert_eq!(back.last_fired, Some(200));
         assert_eq!(back.keep.last, 3);

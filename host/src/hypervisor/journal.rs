@@ -8,9 +8,15 @@
 //! mount point), then on the hypervisor (detach). If the guest agent does not
 //! answer, the container is still detached and the entry stays, so that the
 //! guest is cleaned on a later recovery.
+//!
+//! With a shared PostgreSQL state database (several workers), the entries
+//! are rows of its `journal` table and the VM locks are advisory locks
+//! (`db::cluster`), so that a live worker sees, and may revert, what a dead
+//! one left; otherwise they are files and `flock`s in the state directory.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -21,6 +27,7 @@ use super::guest;
 use super::lockfile::FileLock;
 use super::vm::{Attachment, Vm, VmHandle};
 use super::VmRef;
+use crate::db::cluster::{Cluster, PgLock};
 
 /// How long recovery waits for a guest agent.
 const RECOVERY_AGENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,16 +63,56 @@ pub(crate) struct Recovered {
     pub problems: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+/// A job's hold on its VM: no other job (of this process, another one,
+/// or another worker sharing the state database) uses the VM meanwhile.
+/// Held, never read: dropping it releases the VM.
+#[allow(dead_code, reason = "held for its drop, never read")]
+pub(crate) enum VmLock {
+    File(FileLock),
+    Shared(Box<PgLock>),
+}
+
+#[derive(Clone)]
 pub(crate) struct Journal {
     state: PathBuf,
+    /// The shared state database's workers, when there is one.
+    shared: Option<Arc<Cluster>>,
 }
 
 impl Journal {
+    /// The journal of the state directory `state_dir`.
     pub(crate) fn new(state_dir: &Path) -> Self {
         Self {
             state: state_dir.to_owned(),
+            shared: None,
         }
+    }
+
+    /// The journal jobs of `ctx` use: the shared one of its workers, if
+    /// any, else the state directory's.
+    pub(crate) fn for_context(ctx: &crate::jobs::Context) -> Self {
+        Self {
+            state: ctx.state.clone(),
+            shared: ctx.cluster.clone(),
+        }
+    }
+
+    /// Waits for the lock of `vm`.
+    pub(crate) fn lock_vm(&self, vm: &VmRef) -> anyhow::Result<VmLock> {
+        Ok(match &self.shared {
+            Some(c) => VmLock::Shared(Box::new(c.lock_vm(&vm.to_string())?)),
+            None => VmLock::File(FileLock::exclusive(&self.vm_lock_path(vm))?),
+        })
+    }
+
+    /// Takes the lock of `vm` if no job holds it.
+    pub(crate) fn try_lock_vm(&self, vm: &VmRef) -> anyhow::Result<Option<VmLock>> {
+        Ok(match &self.shared {
+            Some(c) => c
+                .try_lock_vm(&vm.to_string())?
+                .map(|l| VmLock::Shared(Box::new(l))),
+            None => FileLock::try_exclusive(&self.vm_lock_path(vm))?.map(VmLock::File),
+        })
     }
 
     fn dir(&self) -> PathBuf {
@@ -80,12 +127,21 @@ impl Journal {
     }
 
     pub(crate) fn write(&self, e: &Entry) -> anyhow::Result<()> {
+        if let Some(c) = &self.shared {
+            let vm = format!("{}/{}", e.hypervisor, e.vm);
+            c.journal_write(&e.session, &vm, &serde_json::to_string(e)?)?;
+            return Ok(());
+        }
         let body = serde_json::to_vec_pretty(e)?;
         crate::store::fsutil::write_atomic(&self.dir().join(format!("{}.json", e.session)), &body)?;
         Ok(())
     }
 
     pub(crate) fn remove(&self, session: &str) -> anyhow::Result<()> {
+        if let Some(c) = &self.shared {
+            c.journal_remove(session)?;
+            return Ok(());
+        }
         let p = self.dir().join(format!("{session}.json"));
         match std::fs::remove_file(&p) {
             Ok(()) => Ok(()),
@@ -95,6 +151,19 @@ impl Journal {
     }
 
     pub(crate) fn entries(&self) -> anyhow::Result<Vec<Entry>> {
+        if let Some(c) = &self.shared {
+            let mut out = Vec::new();
+            for (worker, text) in c.journal_entries(None)? {
+                match serde_json::from_str::<Entry>(&text) {
+                    Ok(e) => out.push(e),
+                    Err(err) => tracing::warn!(
+                        worker,
+                        "ignoring a damaged journal entry in the state database: {err}"
+                    ),
+                }
+            }
+            return Ok(out);
+        }
         let dir = self.dir();
         let rd = match std::fs::read_dir(&dir) {
             Ok(rd) => rd,
@@ -136,7 +205,7 @@ impl Journal {
     /// that VM's entries, whose lock the caller holds already.
     pub(crate) fn recover(
         &self,
-        only: Option<(&VmRef, &FileLock)>,
+        only: Option<(&VmRef, &VmLock)>,
     ) -> anyhow::Result<Vec<Recovered>> {
         let mut out = Vec::new();
         for e in self.entries()? {
@@ -147,7 +216,7 @@ impl Journal {
             let _lock = match only {
                 Some((want, _held)) if *want == vm => None,
                 Some(_) => continue,
-                None => match FileLock::try_exclusive(&self.vm_lock_path(&vm))? {
+                None => match self.try_lock_vm(&vm)? {
                     Some(l) => Some(l),
                     None => continue, // a running job's
                 },

@@ -15,8 +15,8 @@ use guest_runner::channel;
 
 use super::agent::{Agent, Exited};
 use super::guest;
+use super::journal::VmLock;
 use super::journal::{Entry, Journal};
-use super::lockfile::FileLock;
 use super::registry::Registry;
 use super::vm::{Attachment, Vm, VmHandle};
 use super::{datastore, VmRef};
@@ -62,7 +62,7 @@ pub(crate) struct Session {
     closed: bool,
     /// Records the attach, the detach and every guest command.
     audit: crate::audit::Audit,
-    _lock: FileLock,
+    _lock: VmLock,
 }
 
 /// What a run's threads share.
@@ -203,10 +203,10 @@ impl Session {
     /// mounted; on error nothing is left attached or mounted.
     pub(crate) fn open(ctx: &Context, vm_ref: &VmRef) -> anyhow::Result<Self> {
         let registry = Registry::new(&ctx.state);
-        let journal = Journal::new(&ctx.state);
+        let journal = Journal::for_context(ctx);
         let hv = registry.get(&vm_ref.hypervisor)?;
         let vm = hv.vm(&vm_ref.vm)?;
-        let lock = FileLock::exclusive(&journal.vm_lock_path(vm_ref))?;
+        let lock = journal.lock_vm(vm_ref)?;
         for r in journal.recover(Some((vm_ref, &lock)))? {
             if !r.complete {
                 tracing::warn!(

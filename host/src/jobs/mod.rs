@@ -36,6 +36,10 @@ pub(crate) struct Context {
     pub audit: crate::audit::Audit,
     /// Which publishers may sign the runner and each plugin.
     pub trust: guest_runner::trust::Trust,
+    /// The workers sharing the PostgreSQL state database, when this
+    /// process is one of them (`attache serve --state-db`): VM locks and
+    /// the attachment journal are then theirs.
+    pub cluster: Option<std::sync::Arc<crate::db::cluster::Cluster>>,
 }
 
 impl Context {

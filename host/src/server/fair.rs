@@ -49,7 +49,7 @@ impl Needs {
 }
 
 /// Queued and running jobs, keyed by `K` (the queue's job ids).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Fair<K> {
     limits: Limits,
     seq: u64,

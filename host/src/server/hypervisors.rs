@@ -57,10 +57,14 @@ fn probe(vm: &Vm, attached: Vec<String>) -> VmView {
     }
 }
 
-/// Every registered hypervisor of the state directory `state`; the VMs
-/// are probed in parallel, on threads of their own.
-pub(crate) fn list(state: &std::path::Path) -> anyhow::Result<Vec<HypervisorView>> {
-    let journal = Journal::new(state).entries()?;
+/// Every registered hypervisor of the state directory `state`, with what
+/// `journal` (the workers' shared one, when there are workers) says is
+/// attached; the VMs are probed in parallel, on threads of their own.
+pub(crate) fn list(
+    state: &std::path::Path,
+    journal: &Journal,
+) -> anyhow::Result<Vec<HypervisorView>> {
+    let journal = journal.entries()?;
     let mut out = Vec::new();
     for hv in Registry::new(state).list()? {
         let (vms, error) = match hv.vms() {

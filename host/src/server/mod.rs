@@ -25,6 +25,7 @@ mod tags;
 mod tls;
 mod tree;
 mod trim;
+mod workers;
 
 pub(crate) use listener::ConnLimits;
 pub(crate) use policies::shown as shown_policy;
@@ -73,6 +74,10 @@ pub(crate) async fn serve(
         state.db.clone(),
         scheduler::TICK,
     ));
+    if let Some(c) = state.ctx.cluster.clone() {
+        let journal = crate::hypervisor::journal::Journal::for_context(&state.ctx);
+        workers::spawn(state.queue.clone(), c, journal);
+    }
     let app = routes::router(state);
     let listener = tokio::net::TcpListener::bind(listen)
         .await

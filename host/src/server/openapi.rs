@@ -10,7 +10,7 @@ fn error_responses(codes: &[&str]) -> Value {
             "401" => "The bearer token is missing or wrong.",
             "403" => "The token's role may not use this route, or the job is outside an operator's scope.",
             "404" => "No such snapshot, item, job, policy or route.",
-            "409" => "The job has already finished, a policy of that name exists, or the policy's previous run has jobs left.",
+            "409" => "The job has already finished (or, with several workers, runs on another worker: cancel it there), a policy of that name exists, or the policy's previous run has jobs left.",
             "503" => "The state database (a shared PostgreSQL) cannot be reached or refused the login; the server reconnects by itself, try again.",
             _ => "The server failed.",
         };

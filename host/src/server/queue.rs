@@ -3,6 +3,17 @@
 //! on blocking threads, report progress, and can be cancelled while queued
 //! or running. Every job's life is written to the state database, where
 //! it outlives the server.
+//!
+//! As one of several workers on a shared PostgreSQL state database
+//! (`db::cluster`), a job posted here is only stored `queued`; every
+//! worker (this one too) claims queued jobs that fit its slots, so a job
+//! may run on another worker. A job runs where it was posted when its
+//! request carries a password or a password file (neither goes into the
+//! database; other options do, as policies' do, until the job ends).
+//! Jobs, their listing and their status are read from the database; a
+//! job running on another worker shows its stored state (status, times,
+//! result), not its live progress, and is cancelled through that worker
+//! once it runs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -18,6 +29,7 @@ use super::error::ApiError;
 use super::fair::{Fair, Limits, Needs};
 use super::metrics::Metrics;
 use crate::access::Principal;
+use crate::db::cluster::{Candidate, Cluster};
 use crate::db::owner::Owner;
 use crate::db::{JobFilter, JobRecord, PolicyRecord, StateStore};
 use crate::jobs::discover::DiscoverRequest;
@@ -87,6 +99,23 @@ impl JobRequest {
                 }
                 Ok(("discover", vm.to_string()))
             }
+        }
+    }
+
+    /// Whether it carries a password or names a password file of this
+    /// machine: then it runs only where it was posted.
+    fn secret(&self) -> bool {
+        match self {
+            JobRequest::Backup { backup } => {
+                backup.app_password.is_some() || backup.app_password_file.is_some()
+            }
+            JobRequest::Restore { restore } => {
+                restore.app_password.is_some() || restore.app_password_file.is_some()
+            }
+            JobRequest::Discover { discover } => {
+                discover.app_password.is_some() || discover.app_password_file.is_some()
+            }
+            JobRequest::Verify { .. } => false,
         }
     }
 
@@ -227,6 +256,10 @@ pub(crate) struct Job {
     db: Arc<dyn StateStore>,
     /// The id of the queue that runs it (`db::owner`).
     owner: String,
+    /// Claimed (or, without workers, run) by this process: its view here
+    /// is the live one. A job posted here and not claimed here is the
+    /// database's.
+    here: AtomicBool,
 }
 
 impl Job {
@@ -294,7 +327,7 @@ type Outcome = Result<anyhow::Result<Value>, tokio::task::JoinError>;
 
 impl Job {
     /// A queued job of this request, under a fresh random id, recorded in
-    /// the database.
+    /// the database (with workers, posted with `post`'s payload and pin).
     fn new(
         kind: &'static str,
         target: &str,
@@ -302,6 +335,7 @@ impl Job {
         req: &JobRequest,
         db: Arc<dyn StateStore>,
         owner: &str,
+        post: Option<(&Cluster, Option<String>, Option<&str>)>,
     ) -> Result<Arc<Self>, ApiError> {
         let mut id = [0u8; 8];
         crate::store::crypto::random(&mut id)
@@ -327,15 +361,26 @@ impl Job {
             finished: None,
         };
         // A job that cannot be recorded is not run: its history would lie.
-        db.record_job(&view.record(owner)).map_err(ApiError::from)?;
-        Ok(Arc::new(Job {
+        let here = post.is_none();
+        match post {
+            Some((cluster, payload, pinned)) => cluster
+                .post(&view.record(owner), payload.as_deref(), pinned)
+                .map_err(ApiError::from)?,
+            None => db.record_job(&view.record(owner)).map_err(ApiError::from)?,
+        }
+        Ok(Self::of_view(view, db, owner, here))
+    }
+
+    fn of_view(view: JobView, db: Arc<dyn StateStore>, owner: &str, here: bool) -> Arc<Self> {
+        Arc::new(Job {
             view: Mutex::new(view),
             cancel: AtomicBool::new(false),
             events: broadcast::channel(64).0,
             done: watch::channel(false).0,
             db,
             owner: owner.to_owned(),
-        }))
+            here: AtomicBool::new(here),
+        })
     }
 
     /// The span every line of this job is logged in: its id, kind, target,
@@ -469,6 +514,22 @@ pub(crate) struct Queue {
     /// Policies with jobs of a run that have not ended: a run's jobs
     /// never overlap the same policy's previous run's.
     running: Arc<Mutex<HashSet<String>>>,
+    /// Requests posted here and not started here yet (with workers), with
+    /// the context they run in: a pinned job's password is only here.
+    pending: Mutex<HashMap<String, (JobRequest, Context)>>,
+    /// Rung when a job is posted or slots free up: time to claim.
+    wake: Arc<tokio::sync::Notify>,
+}
+
+/// What a job posted for any worker carries in the database.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    request: JobRequest,
+    /// Who posted it (the audit log's actor of its run).
+    actor: String,
+    /// The repository of the worker it was posted to, as that worker
+    /// names it: only a worker of the same repository runs it.
+    repository: String,
 }
 
 impl Queue {
@@ -490,6 +551,8 @@ impl Queue {
             jobs: Mutex::new(Vec::new()),
             metrics,
             running: Arc::new(Mutex::new(HashSet::new())),
+            pending: Mutex::new(HashMap::new()),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -506,6 +569,11 @@ impl Queue {
         ))
     }
 
+    /// The workers this queue is one of, if any.
+    fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.ctx.cluster.as_ref()
+    }
+
     /// A job of this server (live, with its progress and events).
     pub(crate) fn get(&self, id: &str) -> Option<Arc<Job>> {
         self.jobs
@@ -516,9 +584,14 @@ impl Queue {
             .cloned()
     }
 
+    /// A job running (or run) here: its live view.
+    fn get_here(&self, id: &str) -> Option<Arc<Job>> {
+        self.get(id).filter(|j| j.here.load(Relaxed))
+    }
+
     /// A job of this server, or of the database's history.
     pub(crate) fn view(&self, id: &str) -> Result<Option<JobView>, ApiError> {
-        if let Some(j) = self.get(id) {
+        if let Some(j) = self.get_here(id) {
             return Ok(Some(j.view()));
         }
         Ok(self.db_call(|db| db.job(id))?.map(JobView::from_record))
@@ -537,7 +610,12 @@ impl Queue {
         let live: HashMap<String, JobView> = self
             .jobs
             .lock()
-            .map(|j| j.iter().map(|j| (j.view().id, j.view())).collect())
+            .map(|j| {
+                j.iter()
+                    .filter(|j| j.here.load(Relaxed))
+                    .map(|j| (j.view().id, j.view()))
+                    .collect()
+            })
             .unwrap_or_default();
         let stored = self.db_call(|db| db.jobs(filter))?;
         Ok(stored
@@ -570,14 +648,36 @@ impl Queue {
     }
 
     /// Checks a request, and that `who` may run it, queues it as a new job
-    /// and starts it when its slots are free; the job as queued.
+    /// and starts it when its slots are free; the job as queued. With
+    /// workers it is stored for any worker (this one too) to claim.
     pub(crate) fn submit(&self, req: JobRequest, who: &Principal) -> Result<Arc<Job>, ApiError> {
         self.permit(&req, who)?;
         let (kind, target) = req.check()?;
         let needs = self.needs(&target);
-        let job = Job::new(kind, &target, &needs, &req, self.db.clone(), &self.owner.id)?;
+        let post = match self.cluster() {
+            Some(c) if req.secret() => Some((c.as_ref(), None, Some(c.id.as_str()))),
+            Some(c) => {
+                let payload = serde_json::to_string(&Payload {
+                    request: req.clone(),
+                    actor: who.actor(),
+                    repository: self.ctx.repo.display().to_string(),
+                })
+                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                Some((c.as_ref(), Some(payload), None))
+            }
+            None => None,
+        };
+        let shared = post.is_some();
+        let job = Job::new(
+            kind,
+            &target,
+            &needs,
+            &req,
+            self.db.clone(),
+            &self.owner.id,
+            post,
+        )?;
         let id = job.view().id;
-        let span = job.span(&req);
         let mut ctx = self.ctx.clone();
         ctx.audit = ctx.audit.for_job(&who.actor(), &id);
         if let Ok(mut jobs) = self.jobs.lock() {
@@ -585,14 +685,32 @@ impl Queue {
         }
         self.metrics.jobs_submitted.fetch_add(1, Relaxed);
         self.metrics.jobs_queued.fetch_add(1, Relaxed);
+        if shared {
+            tracing::info!(parent: &job.span(&req), "queued for the workers");
+            self.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, (req, ctx));
+            self.wake.notify_one();
+            return Ok(job);
+        }
+        self.start(job.clone(), req, needs, ctx);
+        Ok(job)
+    }
+
+    /// Runs `job` once its slots are free.
+    fn start(&self, job: Arc<Job>, req: JobRequest, needs: Needs, ctx: Context) {
+        let id = job.view().id;
+        let span = job.span(&req);
         tracing::info!(parent: &span, "queued");
         let (tx, rx) = oneshot::channel();
         {
             let mut s = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             s.starts.insert(id.clone(), tx);
-            s.fair.push(id, needs.clone());
+            s.fair.push(id.clone(), needs.clone());
         }
         let (metrics, j, slots) = (self.metrics.clone(), job.clone(), self.slots.clone());
+        let (cluster, wake) = (self.ctx.cluster.clone(), self.wake.clone());
         tokio::spawn(
             async move {
                 let go = rx.await.unwrap_or(false);
@@ -621,12 +739,163 @@ impl Queue {
                 let outcome = j.clone().run(ctx, req).await;
                 metrics.jobs_running.fetch_sub(1, Relaxed);
                 j.finish(&metrics, outcome);
+                if let Some(c) = cluster {
+                    // The options it ran with are not kept past its end.
+                    let r = tokio::task::spawn_blocking(move || c.drop_payload(&id)).await;
+                    if let Ok(Err(e)) = r {
+                        tracing::warn!("cannot clear the job's stored request: {e}");
+                    }
+                }
                 release(&slots, &needs);
+                wake.notify_one();
             }
             .instrument(span),
         );
         dispatch(&self.slots);
-        Ok(job)
+    }
+
+    /// Claims the queued jobs this worker's free slots take (as its fair
+    /// scheduling would start them) and starts them; how many.
+    pub(crate) fn claim(&self) -> Result<usize, crate::db::DbError> {
+        let Some(cluster) = self.cluster().cloned() else {
+            return Ok(0);
+        };
+        let mut sim = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fair
+            .clone();
+        let mut needs_of = HashMap::new();
+        let claimed = cluster.claim(
+            &mut |cands: &[Candidate]| {
+                let repository = self.ctx.repo.display().to_string();
+                for c in cands {
+                    let ours = match &c.payload {
+                        None => true,
+                        Some(p) => serde_json::from_str::<Payload>(p)
+                            .map(|p| p.repository == repository)
+                            // Claimed and failed with why.
+                            .unwrap_or(true),
+                    };
+                    if !ours {
+                        continue;
+                    }
+                    let n = self.needs(&c.target);
+                    needs_of.insert(c.id.clone(), n.clone());
+                    sim.push(c.id.clone(), n);
+                }
+                let mut picked = HashSet::new();
+                while let Some((id, _)) = sim.next() {
+                    picked.insert(id);
+                }
+                picked
+            },
+            now(),
+        )?;
+        let n = claimed.len();
+        for c in claimed {
+            let id = c.record.id.clone();
+            let needs = needs_of
+                .remove(&id)
+                .unwrap_or_else(|| self.needs(&c.record.target));
+            let posted_here = self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            let local = self.get(&id);
+            let (req, ctx) = match posted_here {
+                Some(rc) => rc,
+                None => match c.payload.as_deref().map(serde_json::from_str::<Payload>) {
+                    Some(Ok(p)) => {
+                        let mut ctx = self.ctx.clone();
+                        ctx.audit = ctx.audit.for_job(&p.actor, &id);
+                        (p.request, ctx)
+                    }
+                    other => {
+                        let why = match other {
+                            Some(Err(e)) => format!("its stored request does not parse: {e}"),
+                            _ => "its request is not stored (posted by an older attache, or its worker restarted)".into(),
+                        };
+                        tracing::error!(job = %id, "claimed, cannot run: {why}");
+                        let j = Job::of_view(
+                            JobView::from_record(c.record),
+                            self.db.clone(),
+                            &self.owner.id,
+                            true,
+                        );
+                        j.set_status(Status::Failed, None, Some(why));
+                        continue;
+                    }
+                },
+            };
+            let job = match local {
+                Some(j) => j,
+                None => {
+                    let j = Job::of_view(
+                        JobView::from_record(c.record),
+                        self.db.clone(),
+                        &self.owner.id,
+                        true,
+                    );
+                    if let Ok(mut jobs) = self.jobs.lock() {
+                        jobs.push(j.clone());
+                    }
+                    self.metrics.jobs_queued.fetch_add(1, Relaxed);
+                    j
+                }
+            };
+            job.here.store(true, Relaxed);
+            tracing::info!(job = %id, worker = %cluster.id, "claimed");
+            self.start(job, req, needs, ctx);
+        }
+        Ok(n)
+    }
+
+    /// Jobs posted here that another worker ran: once the database says
+    /// they have ended, they end here too (a policy run waits on them).
+    pub(crate) fn follow(&self) {
+        let away: Vec<Arc<Job>> = self
+            .jobs
+            .lock()
+            .map(|j| {
+                j.iter()
+                    .filter(|j| !j.here.load(Relaxed) && !j.view().status.finished())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for j in away {
+            let id = j.view().id;
+            match self.db.job(&id) {
+                Ok(Some(r)) => {
+                    let v = JobView::from_record(r);
+                    if v.status.finished() {
+                        self.ended_away(&j, v);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(job = %id, "cannot follow the job: {e}"),
+            }
+        }
+    }
+
+    /// A job posted here has ended elsewhere (or was cancelled queued).
+    fn ended_away(&self, j: &Job, v: JobView) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&v.id);
+        self.metrics.jobs_queued.fetch_sub(1, Relaxed);
+        *j.view.lock().unwrap_or_else(|p| p.into_inner()) = v.clone();
+        let _ = j.events.send(json!({ "event": "status", "job": v }));
+        j.done.send_replace(true);
+    }
+
+    /// Rung when there may be something to claim.
+    pub(crate) fn wake(&self) -> Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// Runs policy `p` now: one backup job per VM it selects, each tagged
@@ -757,6 +1026,9 @@ impl Queue {
     /// Asks a job to stop: a queued job never starts, a running one stops
     /// at its next check and cleans up.
     pub(crate) fn cancel(&self, id: &str, who: &Principal) -> Result<JobView, ApiError> {
+        if self.cluster().is_some() && self.get_here(id).is_none() {
+            return self.cancel_shared(id, who);
+        }
         let Some(job) = self.get(id) else {
             return Err(match self.db_call(|db| db.job(id))? {
                 Some(_) => ApiError::new(
@@ -787,6 +1059,56 @@ impl Queue {
             }
         }
         Ok(job.view())
+    }
+}
+
+impl Queue {
+    /// [`Queue::cancel`] of a job this worker does not run: one still
+    /// queued is cancelled in the database (no worker claims it then); one
+    /// running on another worker is that worker's to cancel.
+    fn cancel_shared(&self, id: &str, who: &Principal) -> Result<JobView, ApiError> {
+        let Some(cluster) = self.cluster() else {
+            return Err(ApiError::not_found(format!("no job {id:?}")));
+        };
+        let Some(stored) = self.db_call(|db| db.job(id))? else {
+            return Err(ApiError::not_found(format!("no job {id:?}")));
+        };
+        who.may_cancel(&stored.target)
+            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
+        self.ctx
+            .audit
+            .as_actor(&who.actor())
+            .record("job.cancel", json!({ "job": id }))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        if cluster.cancel_queued(id, now()).map_err(ApiError::from)? {
+            self.metrics.jobs_cancelled.fetch_add(1, Relaxed);
+            let v = self
+                .db_call(|db| db.job(id))?
+                .map(JobView::from_record)
+                .ok_or_else(|| ApiError::not_found(format!("no job {id:?}")))?;
+            if let Some(j) = self.get(id) {
+                self.ended_away(&j, v.clone());
+            }
+            return Ok(v);
+        }
+        let now_stored = self.db_call(|db| db.job(id))?;
+        match now_stored {
+            Some(r) if r.status == "running" => {
+                let worker = cluster
+                    .worker_of(id)
+                    .map_err(ApiError::from)?
+                    .unwrap_or_default();
+                Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!("job {id} runs on worker {worker}: cancel it through that worker"),
+                ))
+            }
+            Some(_) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("job {id} has already finished"),
+            )),
+            None => Err(ApiError::not_found(format!("no job {id:?}"))),
+        }
     }
 }
 

@@ -184,7 +184,8 @@ async fn find(
 /// The registered hypervisors, their VMs and what is attached to them.
 async fn hypervisors(State(s): State<ServerState>) -> Result<Json<Vec<HypervisorView>>, ApiError> {
     let state = s.ctx.state.clone();
-    let list = tokio::task::spawn_blocking(move || super::hypervisors::list(&state))
+    let journal = crate::hypervisor::journal::Journal::for_context(&s.ctx);
+    let list = tokio::task::spawn_blocking(move || super::hypervisors::list(&state, &journal))
         .await
         .map_err(anyhow::Error::from)??;
     Ok(Json(list))

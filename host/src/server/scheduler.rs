@@ -2,7 +2,10 @@
 //! (`fleet::schedule::due`, at the clock's time now) are run as by `policy
 //! run`, by the server itself (an admin named `scheduler` in the audit
 //! log). A policy's firing is recorded before its jobs are queued, so a
-//! server that dies right then does not run it twice.
+//! server that dies right then does not run it twice; the record is made
+//! only if the policy's last firing is still the one this server read, so
+//! that of several servers sharing one state database (workers), one runs
+//! it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,14 +48,23 @@ pub(super) async fn run(queue: Arc<Queue>, db: Arc<dyn StateStore>, tick: Durati
         };
         let t = now();
         for p in policies.into_iter().filter(|p| due(p, t)) {
-            let (d, name) = (db.clone(), p.name.clone());
-            let fired = tokio::task::spawn_blocking(move || d.policy_fired(&name, t)).await;
-            if let Some(e) = match fired {
-                Ok(r) => r.err().map(|e| e.to_string()),
-                Err(e) => Some(e.to_string()),
-            } {
-                tracing::error!(policy = %p.name, "scheduler: cannot record the run, not running it: {e}");
-                continue;
+            let (d, name, previous) = (db.clone(), p.name.clone(), p.last_fired);
+            let fired =
+                tokio::task::spawn_blocking(move || d.policy_fired(&name, previous, t)).await;
+            match fired {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    tracing::info!(policy = %p.name, "scheduler: another server runs this firing");
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(policy = %p.name, "scheduler: cannot record the run, not running it: {e}");
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(policy = %p.name, "scheduler: cannot record the run, not running it: {e}");
+                    continue;
+                }
             }
             let (q, name) = (queue.clone(), p.name.clone());
             match tokio::task::spawn_blocking(move || q.run_policy(&p, &scheduler())).await {

@@ -1,0 +1,263 @@
+//! Several `attache serve` workers on one PostgreSQL state database and one
+//! repository (`db::cluster`), over real QEMU VMs: 20 jobs posted to the
+//! three workers in turn each run exactly once (by the database's job and
+//! worker ids and by the repository's snapshots), and any worker answers
+//! for any job; then a worker is killed (-9) in the middle of a job:
+//! another one cleans its VM (nothing attached, nothing mounted), marks the
+//! job interrupted, and the jobs queued behind it complete.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use attache_tests::pg::Pg;
+use attache_tests::scenarios::{random_bytes, write, Site};
+use attache_tests::server::{request, Served};
+use attache_tests::vm::{serial, GuestVm, TestVm};
+use attache_tests::{attache, ok};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+/// The workers' heartbeat lapse (seconds; ATTACHE_WORKER_LAPSE).
+const LAPSE: u64 = 4;
+
+fn backup(target: &str, include: &str) -> Value {
+    json!({"kind": "backup", "backup": {
+        "target": target, "plugin": "filesystem", "include": [include]}})
+}
+
+fn post(url: &str, body: &Value) -> String {
+    let (st, job) = request(url, "POST", "/jobs", Some(TOKEN), Some(&body.to_string()));
+    assert_eq!(st, 202, "{job}");
+    job["id"].as_str().expect("job id").to_owned()
+}
+
+fn job(url: &str, id: &str) -> Value {
+    let (st, job) = request(url, "GET", &format!("/jobs/{id}"), Some(TOKEN), None);
+    assert_eq!(st, 200, "{job}");
+    job
+}
+
+fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn finished(j: &Value) -> bool {
+    !matches!(j["status"].as_str(), Some("queued" | "running"))
+}
+
+#[test]
+fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
+    let _serial = serial();
+    let site = Site::new();
+    let pg = Pg::start();
+    pg.psql("postgres", "CREATE DATABASE state");
+    let state_db = pg
+        .url("state")
+        .replacen("postgres@", &format!("postgres:{}@", pg.password), 1);
+
+    // Two VMs; /data/small for the 20 jobs, /data/big for the one killed.
+    let vms: Vec<TestVm> = std::thread::scope(|s| {
+        let boots: Vec<_> = ["vm1", "vm2"]
+            .into_iter()
+            .map(|name| {
+                let src = site.path(&format!("src-{name}"));
+                write(&src.join("small/id.txt"), format!("{name}\n").as_bytes());
+                write(&src.join("big/blob.bin"), &random_bytes(96 << 20, 9));
+                let dir = site.path("vms");
+                s.spawn(move || TestVm::boot(&dir, name, &src))
+            })
+            .collect();
+        boots.into_iter().map(|b| b.join().expect("boot")).collect()
+    });
+
+    // Three workers, each its own state directory and cache (as on three
+    // machines), the same hypervisor registered in each, each with its own
+    // datastore directory: the container each builds is its own file (an
+    // ISO built in another cache differs in its bytes, and a datastore
+    // refuses a container that is not the one its worker verified).
+    let worker = |i: usize| {
+        let mut c = attache(&site.repo);
+        c.env("ATTACHE_STATE_DIR", site.path(&format!("w{i}/state")))
+            .env("ATTACHE_CACHE_DIR", site.path(&format!("w{i}/cache")));
+        c
+    };
+    for i in 0..3 {
+        let mut c = worker(i);
+        c.args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+            .arg(site.path("vms"))
+            .arg("--datastore")
+            .arg(site.path(&format!("w{i}/ds")));
+        ok(&mut c);
+    }
+    let served: Vec<Served> = (0..3)
+        .map(|i| {
+            let mut c = worker(i);
+            c.env("ATTACHE_WORKER_LAPSE", LAPSE.to_string())
+                .env("RUST_LOG", "info");
+            Served::start_as(c, TOKEN, &["--state-db", &state_db, "--max-jobs", "2"])
+        })
+        .collect();
+    let urls: Vec<String> = served.iter().map(|s| s.url.clone()).collect();
+    let workers = pg.psql("state", "SELECT id || ' ' || pid FROM workers ORDER BY id");
+    let workers: BTreeMap<String, i32> = workers
+        .lines()
+        .map(|l| {
+            let (id, pid) = l.split_once(' ').expect("id pid");
+            (id.to_owned(), pid.parse().expect("pid"))
+        })
+        .collect();
+    assert_eq!(workers.len(), 3, "{workers:?}");
+
+    // 20 jobs, posted to the workers in turn, alternating VMs.
+    let t0 = Instant::now();
+    let ids: Vec<String> = (0..20)
+        .map(|i| {
+            let vm = if i % 2 == 0 { "hv1/vm1" } else { "hv1/vm2" };
+            post(&urls[i % 3], &backup(vm, "/data/small"))
+        })
+        .collect();
+    let ended: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            wait_for(&format!("job {id}"), 600, || {
+                Some(job(&urls[0], id)).filter(finished)
+            })
+        })
+        .collect();
+    eprintln!(
+        "20 jobs on 2 VMs, 3 workers: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    for j in &ended {
+        assert_eq!(j["status"], "succeeded", "{j}");
+    }
+    // Every worker answers the same for every job.
+    for id in &ids {
+        let a = job(&urls[0], id);
+        for u in &urls[1..] {
+            let b = job(u, id);
+            assert_eq!(
+                (&a["status"], &a["result"], &a["started"], &a["finished"]),
+                (&b["status"], &b["result"], &b["started"], &b["finished"]),
+                "{id}"
+            );
+        }
+    }
+    let (_, listed) = request(&urls[2], "GET", "/jobs", Some(TOKEN), None);
+    assert_eq!(listed.as_array().map(Vec::len), Some(20), "{listed}");
+    // Each ran once, on one of the workers, and made one snapshot.
+    let rows = pg.psql(
+        "state",
+        "SELECT id || ' ' || worker || ' ' || status || ' ' || snapshot FROM jobs ORDER BY id",
+    );
+    let mut by_worker: BTreeMap<String, usize> = BTreeMap::new();
+    let mut snaps = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    for l in rows.lines() {
+        let f: Vec<&str> = l.split(' ').collect();
+        assert_eq!(f.len(), 4, "{l}");
+        assert!(workers.contains_key(f[1]), "{l}: not a worker's");
+        assert_eq!(f[2], "succeeded", "{l}");
+        *by_worker.entry(f[1].to_owned()).or_default() += 1;
+        assert!(snaps.insert(f[3].to_owned()), "{l}: a snapshot twice");
+        seen.insert(f[0].to_owned());
+    }
+    assert_eq!(seen, ids.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(
+        by_worker.len() >= 2,
+        "the jobs were not shared: {by_worker:?}"
+    );
+    eprintln!("jobs by worker: {by_worker:?}");
+    let listed = ok(attache(&site.repo).args(["snapshots", "--json"]));
+    let listed: Vec<Value> = serde_json::from_str(&listed).expect("JSON");
+    assert_eq!(listed.len(), 20);
+    let listed: BTreeSet<String> = listed
+        .iter()
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(listed, snaps, "the jobs' snapshots are the repository's");
+    for vm in &vms {
+        vm.assert_clean();
+    }
+    assert_eq!(pg.psql("state", "SELECT count(*) FROM journal"), "0");
+
+    // A long job on vm2; once its runner runs, its worker is killed.
+    let long = post(&urls[0], &backup("hv1/vm2", "/data/big"));
+    let (victim, entry) = wait_for("the long job's runner", 120, || {
+        let row = pg.psql(
+            "state",
+            &format!(
+                "SELECT j.worker || ' ' || (g.entry::json->>'runner_pid') FROM jobs j
+                 JOIN journal g ON g.worker = j.worker
+                 WHERE j.id = '{long}' AND j.status = 'running'
+                   AND g.entry::json->>'runner_pid' IS NOT NULL"
+            ),
+        );
+        row.split_once(' ')
+            .map(|(w, p)| (w.to_owned(), p.to_owned()))
+    });
+    let pid = workers[&victim];
+    let killed_at = Instant::now();
+    ok(Command::new("kill").args(["-9", &pid.to_string()]));
+    eprintln!("killed worker {victim} (pid {pid}) with runner {entry} in vm2");
+    let alive: Vec<String> = wait_for("the killed worker to stop answering", 30, || {
+        let up: Vec<String> = urls
+            .iter()
+            .filter(|u| request(u, "GET", "/health", None, None).0 == 200)
+            .cloned()
+            .collect();
+        Some(up).filter(|u| u.len() == 2)
+    });
+    // Jobs queued behind it: one on its VM, one on the other.
+    let behind: Vec<String> = [("hv1/vm2", 0), ("hv1/vm1", 1)]
+        .iter()
+        .map(|(vm, w)| post(&alive[*w], &backup(vm, "/data/small")))
+        .collect();
+    let ended = wait_for("the killed job to be marked", 120, || {
+        Some(job(&alive[0], &long)).filter(finished)
+    });
+    eprintln!(
+        "the dead worker's job marked after {:.1} s",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert_eq!(ended["status"], "interrupted", "{ended}");
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("heartbeat lapsed")),
+        "{ended}"
+    );
+    for id in &behind {
+        let j = wait_for(&format!("job {id}"), 300, || {
+            Some(job(&alive[1], id)).filter(finished)
+        });
+        assert_eq!(j["status"], "succeeded", "{j}");
+        let w = pg.psql(
+            "state",
+            &format!("SELECT worker FROM jobs WHERE id = '{id}'"),
+        );
+        assert_ne!(w, victim, "a dead worker ran {id}");
+    }
+    // The VM is clean: the container detached, nothing mounted, the
+    // runner gone, and the dead worker's journal entry and row removed.
+    for vm in &vms {
+        vm.assert_clean();
+    }
+    assert_eq!(pg.psql("state", "SELECT count(*) FROM journal"), "0");
+    assert_eq!(
+        pg.psql(
+            "state",
+            &format!("SELECT count(*) FROM workers WHERE id = '{victim}'")
+        ),
+        "0"
+    );
+    drop(served);
+}

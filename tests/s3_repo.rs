@@ -214,6 +214,24 @@ fn every_repository_command_works_on_s3_and_a_flipped_byte_is_found() {
         report.contains(&format!("{}/{pack}", r.url)),
         "the damaged pack is named by its URL: {report}"
     );
+    // A restore, which reads neighbouring chunks in one request, names the
+    // damaged pack too (the chunk is read again alone, and fails)...
+    let e = fails(
+        r.attache()
+            .args(["restore", &id(&second), "--to"])
+            .arg(format!("local:{}", t.join("out3").display())),
+    );
+    assert!(e.contains(&format!("{}/{pack}", r.url)), "{e}");
+    // ...and a pack cut short: its read comes back short.
+    let bytes = r.get(&pack);
+    r.put(&pack, bytes[..bytes.len() / 3].to_vec());
+    let e = fails(
+        r.attache()
+            .args(["restore", &id(&second), "--to"])
+            .arg(format!("local:{}", t.join("out4").display())),
+    );
+    assert!(e.contains(&format!("{}/{pack}", r.url)), "{e}");
+    assert!(e.contains("truncated"), "{e}");
 }
 
 /// Runs `c` with the S3 backend's request log on; returns its stdout and

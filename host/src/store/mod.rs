@@ -40,6 +40,7 @@ pub(crate) mod pack_set;
 #[cfg(test)]
 mod parse_props;
 pub(crate) mod snapshot;
+pub(crate) mod spans;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -545,6 +546,19 @@ impl Store {
             }
         }
         Err(err.unwrap_or(StoreError::MissingBlob(*id)))
+    }
+
+    /// Opens and checks one blob's stored bytes (`sealed`, consumed: it is
+    /// decrypted in place) into `plain`, as [`Store::read_blob_into`] does
+    /// once it has read them.
+    pub(crate) fn open_blob(
+        &self,
+        id: &BlobId,
+        raw_len: u32,
+        sealed: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        blob::decode_into(&self.cipher, id, raw_len, sealed, plain)
     }
 
     /// A writer of new blobs into new packs.

@@ -97,8 +97,8 @@ fn decode_ahead(
 
 /// [`decode_ahead`] from a remote repository: neighbouring chunks of a
 /// pack are fetched in one ranged read, several reads in flight
-/// ([`crate::store::spans`]), and each read's chunks are decoded in
-/// parallel and sent as one batch. A chunk whose bytes do not decode, or
+/// ([`crate::store::spans`]), and each batch's chunks are decoded in
+/// parallel and sent together. A chunk whose bytes do not decode, or
 /// whose read failed, is read again alone ([`Store::read_blob_into`]),
 /// which tries its other copies and names what is wrong.
 fn decode_spans(
@@ -120,9 +120,9 @@ fn decode_spans(
         }
     };
     let plan = spans::plan(store, blobs);
-    spans::fetch_ahead(store.backend(), &plan, &mut |span, bytes| {
+    spans::fetch_ahead(store.backend(), &plan, &mut |batch, bytes| {
         let decode = |p: &spans::Part| -> Decoded {
-            let Ok(bytes) = &bytes else {
+            let Some(Ok(bytes)) = p.range.map(|r| &bytes[r]) else {
                 return alone(&p.id);
             };
             let Some(stored) = bytes.get(p.at..p.at + p.len as usize) else {
@@ -130,7 +130,7 @@ fn decode_spans(
             };
             let mut plain = buffers.take();
             let opened = SEALED.with_borrow_mut(|sealed| {
-                // Copied out: a chunk repeated in the span is opened again.
+                // Copied out: a chunk repeated in the batch is opened again.
                 sealed.clear();
                 sealed.extend_from_slice(stored);
                 store.open_blob(&p.id, p.raw_len, sealed, &mut plain)
@@ -143,10 +143,10 @@ fn decode_spans(
                 }
             }
         };
-        let done: Vec<Decoded> = if span.parts.len() == 1 {
-            vec![decode(&span.parts[0])]
+        let done: Vec<Decoded> = if batch.parts.len() == 1 {
+            vec![decode(&batch.parts[0])]
         } else {
-            span.parts.par_iter().map(decode).collect()
+            batch.parts.par_iter().map(decode).collect()
         };
         out.send(done).is_ok()
     });

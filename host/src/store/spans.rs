@@ -1,136 +1,175 @@
 //! Reading many blobs from a remote repository in few requests: a restore
-//! needs its chunks in stream order, and consecutive chunks of a file were
-//! mostly written next to each other in one pack. [`plan`] cuts the list
-//! into spans, each one ranged read of a pack covering neighbouring blobs
-//! (gaps of up to [`GAP`] are read and thrown away: a request costs more
-//! than that many bytes), and [`fetch_ahead`] reads the spans on
-//! [`FETCHERS`] threads at once while the caller decodes earlier ones, at
-//! most [`WINDOW`] spans held. Memory is bounded by
-//! `WINDOW × SPAN_BYTES` of fetched bytes, whatever the restore's size.
+//! needs its chunks in stream order, and the chunks of neighbouring files
+//! were written near each other, though spread over the few packs a backup
+//! fills at once. [`plan`] cuts the list into batches (at most
+//! [`BATCH_SEALED`] stored and [`BATCH_PLAIN`] plain bytes, [`BATCH_PACKS`]
+//! packs); within a batch, the blobs of each pack are sorted and joined
+//! into ranges, each one ranged read (gaps of up to [`GAP`] are read and
+//! thrown away: a request costs more than that, and a range stays within
+//! [`SPAN_BYTES`]). [`fetch_ahead`] reads the ranges on [`FETCHERS`]
+//! threads at once while the caller decodes earlier batches, at most
+//! [`WINDOW`] ranges ahead of it: memory stays bounded whatever the
+//! restore's size.
 //!
 //! On object storage, where each request is a round trip, this replaces a
 //! ranged GET per chunk. A local directory reads chunk by chunk, from the
 //! page cache (see [`Backend::remote`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Condvar, Mutex};
 
 use super::backend::Backend;
 use super::crypto::BlobId;
+use super::index::Location;
 use super::pack::{pack_key, PackId};
 use super::{Store, StoreError};
 
 /// Most bytes read by one request.
 pub(crate) const SPAN_BYTES: u64 = 8 << 20;
-/// Most plain bytes of the blobs one span serves: a span's blobs are
-/// decoded and handed on together.
-pub(crate) const SPAN_PLAIN: u64 = 16 << 20;
+/// Most stored bytes of the blobs of one batch.
+pub(crate) const BATCH_SEALED: u64 = 16 << 20;
+/// Most plain bytes of the blobs of one batch: they are decoded and handed
+/// on together.
+pub(crate) const BATCH_PLAIN: u64 = 16 << 20;
+/// Most packs one batch reads from.
+pub(crate) const BATCH_PACKS: usize = 8;
 /// Largest stretch of unneeded bytes read to join two blobs in one request.
-pub(crate) const GAP: u64 = 1 << 20;
+pub(crate) const GAP: u64 = 256 << 10;
 /// Requests in flight at once.
 pub(crate) const FETCHERS: usize = 4;
-/// Most spans fetched and not yet taken by the caller.
-pub(crate) const WINDOW: usize = 6;
+/// Most ranges fetched and not yet taken by the caller.
+pub(crate) const WINDOW: usize = 8;
 
-/// One blob a span serves.
+/// One ranged read of a pack.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Range {
+    pub pack: PackId,
+    pub start: u64,
+    pub len: u64,
+}
+
+/// One blob a batch serves.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Part {
     pub id: BlobId,
-    /// Where its stored bytes start, from the span's start.
+    /// The batch's range holding it; `None` when the index lacks it (its
+    /// read then fails, naming the blob, as it always did).
+    pub range: Option<usize>,
+    /// Where its stored bytes start, from the range's start.
     pub at: usize,
     pub len: u32,
     pub raw_len: u32,
 }
 
-/// One ranged read of a pack and the blobs (in stream order) it serves.
-/// A span without a pack serves one blob the index lacks: reading it
-/// fails, naming the blob, as it always did.
-#[derive(Debug)]
-pub(crate) struct Span {
-    pub pack: Option<PackId>,
-    pub start: u64,
-    pub len: u64,
+/// Blobs in stream order, and the reads that hold them.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub ranges: Vec<Range>,
     pub parts: Vec<Part>,
-    /// Plain bytes of the parts.
-    plain: u64,
 }
 
-/// Cuts `blobs` (in the order they are needed) into spans: a blob joins
-/// the span before it when both are in the same pack, and it lies inside
-/// the span or at most [`GAP`] bytes past its end, and the span stays
-/// within [`SPAN_BYTES`] and [`SPAN_PLAIN`]. Concatenated, the spans'
-/// parts are `blobs`, in order.
-pub(crate) fn plan(store: &Store, blobs: &[&BlobId]) -> Vec<Span> {
+/// Cuts `blobs` (in the order they are needed) into batches and their
+/// reads. Concatenated, the batches' parts are `blobs`, in order.
+pub(crate) fn plan(store: &Store, blobs: &[&BlobId]) -> Vec<Batch> {
     let idx = store.index();
-    let mut spans: Vec<Span> = Vec::new();
+    let mut out = Vec::new();
+    let mut cur: Vec<(BlobId, Option<Location>)> = Vec::new();
+    let (mut sealed, mut plain) = (0u64, 0u64);
+    let mut packs: HashSet<PackId> = HashSet::new();
     for id in blobs {
-        let Some(loc) = idx.blobs.get(*id) else {
-            spans.push(Span {
-                pack: None,
-                start: 0,
-                len: 0,
-                parts: vec![Part {
-                    id: **id,
-                    at: 0,
-                    len: 0,
-                    raw_len: 0,
-                }],
-                plain: 0,
-            });
-            continue;
-        };
-        let (off, len, raw) = (loc.blob.offset, loc.blob.len, loc.blob.raw_len);
-        let end = off.saturating_add(u64::from(len));
-        if let Some(s) = spans.last_mut() {
-            let s_end = s.start + s.len;
-            let fits_plain = s.plain + u64::from(raw) <= SPAN_PLAIN;
-            if s.pack == Some(loc.pack) && off >= s.start && fits_plain {
-                let inside = end <= s_end;
-                let joins = off <= s_end.saturating_add(GAP) && end - s.start <= SPAN_BYTES;
-                if inside || joins {
-                    s.len = s.len.max(end - s.start);
-                    s.plain += u64::from(raw);
-                    s.parts.push(Part {
-                        id: **id,
-                        at: (off - s.start) as usize,
-                        len,
-                        raw_len: raw,
-                    });
-                    continue;
-                }
+        let loc = idx.blobs.get(*id).copied();
+        if let Some(l) = loc {
+            let (len, raw) = (u64::from(l.blob.len), u64::from(l.blob.raw_len));
+            let full = sealed + len > BATCH_SEALED
+                || plain + raw > BATCH_PLAIN
+                || (!packs.contains(&l.pack) && packs.len() >= BATCH_PACKS);
+            if full && !cur.is_empty() {
+                out.push(batch(std::mem::take(&mut cur)));
+                (sealed, plain) = (0, 0);
+                packs.clear();
+            }
+            sealed += len;
+            plain += raw;
+            packs.insert(l.pack);
+        }
+        cur.push((**id, loc));
+    }
+    if !cur.is_empty() {
+        out.push(batch(cur));
+    }
+    out
+}
+
+/// The reads of one batch's blobs: per pack, sorted by offset, neighbours
+/// joined.
+fn batch(blobs: Vec<(BlobId, Option<Location>)>) -> Batch {
+    let end = |l: &Location| l.blob.offset.saturating_add(u64::from(l.blob.len));
+    let mut need: Vec<(PackId, u64, u64)> = blobs
+        .iter()
+        .filter_map(|(_, l)| l.as_ref().map(|l| (l.pack, l.blob.offset, end(l))))
+        .collect();
+    need.sort_unstable();
+    need.dedup();
+    let mut ranges: Vec<Range> = Vec::new();
+    for (pack, start, stop) in need {
+        if let Some(r) = ranges.last_mut() {
+            if r.pack == pack
+                && start <= (r.start + r.len).saturating_add(GAP)
+                && stop - r.start <= SPAN_BYTES
+            {
+                r.len = r.len.max(stop - r.start);
+                continue;
             }
         }
-        spans.push(Span {
-            pack: Some(loc.pack),
-            start: off,
-            len: u64::from(len),
-            parts: vec![Part {
-                id: **id,
-                at: 0,
-                len,
-                raw_len: raw,
-            }],
-            plain: u64::from(raw),
+        ranges.push(Range {
+            pack,
+            start,
+            len: stop - start,
         });
     }
-    spans
+    let parts = blobs
+        .into_iter()
+        .map(|(id, loc)| match loc {
+            None => Part {
+                id,
+                range: None,
+                at: 0,
+                len: 0,
+                raw_len: 0,
+            },
+            Some(l) => {
+                // The last range of the pack starting at or before the
+                // blob: it holds the blob, since every blob's bytes went
+                // into a range.
+                let i = ranges
+                    .partition_point(|r| (r.pack, r.start) <= (l.pack, l.blob.offset))
+                    .saturating_sub(1);
+                Part {
+                    id,
+                    range: Some(i),
+                    at: (l.blob.offset - ranges[i].start) as usize,
+                    len: l.blob.len,
+                    raw_len: l.blob.raw_len,
+                }
+            }
+        })
+        .collect();
+    Batch { ranges, parts }
 }
 
-/// The bytes of one span: all of them, or an error (a pack shorter than
+/// The bytes of one range: all of them, or an error (a pack shorter than
 /// the index says is one; the caller then reads blob by blob, which names
 /// what is wrong and tries other copies).
-fn fetch(b: &dyn Backend, span: &Span) -> Result<Vec<u8>, StoreError> {
-    let Some(pack) = &span.pack else {
-        return Ok(Vec::new());
-    };
-    let len = usize::try_from(span.len)
-        .map_err(|_| StoreError::Invalid(format!("a read of {} bytes", span.len)))?;
+fn fetch(b: &dyn Backend, r: &Range) -> Result<Vec<u8>, StoreError> {
+    let key = pack_key(&r.pack);
+    let len = usize::try_from(r.len)
+        .map_err(|_| StoreError::Invalid(format!("a read of {} bytes", r.len)))?;
     let mut buf = vec![0u8; len];
-    let got = b.read_at(&pack_key(pack), span.start, &mut buf)?;
+    let got = b.read_at(&key, r.start, &mut buf)?;
     if got < len {
         return Err(StoreError::Corrupt(format!(
             "{}: shorter than its index says",
-            b.name(&pack_key(pack)).display()
+            b.name(&key).display()
         )));
     }
     Ok(buf)
@@ -138,24 +177,26 @@ fn fetch(b: &dyn Backend, span: &Span) -> Result<Vec<u8>, StoreError> {
 
 /// What the fetchers and the caller share.
 struct State {
-    /// The next span a fetcher takes.
+    /// The next read a fetcher takes.
     next: usize,
-    /// Spans the caller has taken.
+    /// Reads the caller has taken.
     taken: usize,
-    /// Fetched spans not yet taken.
+    /// Reads done and not yet taken.
     done: BTreeMap<usize, Result<Vec<u8>, StoreError>>,
     /// The caller stopped.
     stop: bool,
 }
 
-/// Reads `spans` from `b`, [`FETCHERS`] at a time and at most [`WINDOW`]
-/// ahead of the caller, and gives each span's bytes to `each` in order on
-/// this thread. Stops early when `each` returns `false`.
+/// Reads the ranges of `batches` from `b`, [`FETCHERS`] at a time and at
+/// most [`WINDOW`] ahead of the caller, and gives each batch with its
+/// ranges' bytes (in the order of [`Batch::ranges`]) to `each`, in order,
+/// on this thread. Stops early when `each` returns `false`.
 pub(crate) fn fetch_ahead(
     b: &dyn Backend,
-    spans: &[Span],
-    each: &mut dyn FnMut(&Span, Result<Vec<u8>, StoreError>) -> bool,
+    batches: &[Batch],
+    each: &mut dyn FnMut(&Batch, Vec<Result<Vec<u8>, StoreError>>) -> bool,
 ) {
+    let reads: Vec<&Range> = batches.iter().flat_map(|b| &b.ranges).collect();
     let state = Mutex::new(State {
         next: 0,
         taken: 0,
@@ -166,22 +207,22 @@ pub(crate) fn fetch_ahead(
     let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
     let wait = |g| cv.wait(g).unwrap_or_else(|p| p.into_inner());
     std::thread::scope(|scope| {
-        for _ in 0..FETCHERS.min(spans.len()) {
+        for _ in 0..FETCHERS.min(reads.len()) {
             scope.spawn(|| loop {
                 let i = {
                     let mut g = lock();
-                    while !g.stop && g.next < spans.len() && g.next >= g.taken + WINDOW {
+                    while !g.stop && g.next < reads.len() && g.next >= g.taken + WINDOW {
                         g = wait(g);
                     }
-                    if g.stop || g.next >= spans.len() {
+                    if g.stop || g.next >= reads.len() {
                         return;
                     }
                     g.next += 1;
                     g.next - 1
                 };
-                // A panic would leave the caller waiting for this span.
+                // A panic would leave the caller waiting for this read.
                 let got =
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(b, &spans[i])))
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fetch(b, reads[i])))
                         .unwrap_or_else(|_| {
                             Err(StoreError::Io(std::io::Error::other(
                                 "reading a pack panicked",
@@ -191,19 +232,24 @@ pub(crate) fn fetch_ahead(
                 cv.notify_all();
             });
         }
-        for (i, span) in spans.iter().enumerate() {
-            let got = {
+        let mut i = 0;
+        for batch in batches {
+            let mut got = Vec::with_capacity(batch.ranges.len());
+            for _ in &batch.ranges {
                 let mut g = lock();
                 loop {
                     if let Some(r) = g.done.remove(&i) {
-                        g.taken = i + 1;
-                        break r;
+                        got.push(r);
+                        i += 1;
+                        g.taken = i;
+                        break;
                     }
                     g = wait(g);
                 }
-            };
-            cv.notify_all();
-            if !each(span, got) {
+                drop(g);
+                cv.notify_all();
+            }
+            if !each(batch, got) {
                 lock().stop = true;
                 cv.notify_all();
                 return;
@@ -278,21 +324,42 @@ mod tests {
         let mut want: Vec<&BlobId> = ids.iter().collect();
         want.insert(5, &ids[3]);
         want.push(&missing);
-        let spans = plan(&store, &want);
-        let parts: Vec<BlobId> = spans
+        let batches = plan(&store, &want);
+        let parts: Vec<BlobId> = batches
             .iter()
-            .flat_map(|s| s.parts.iter().map(|p| p.id))
+            .flat_map(|b| b.parts.iter().map(|p| p.id))
             .collect();
         assert_eq!(parts, want.iter().map(|i| **i).collect::<Vec<_>>());
-        assert!(spans.iter().all(|s| s.len <= SPAN_BYTES));
-        // 30 MB of blobs in a few 8 MiB reads, plus the missing one.
-        assert!(spans.len() <= packs * 3 + 1, "{} spans", spans.len());
+        let ranges: Vec<&Range> = batches.iter().flat_map(|b| &b.ranges).collect();
+        assert!(ranges.iter().all(|r| r.len <= SPAN_BYTES));
+        // 30 MB of blobs in a few reads of up to 8 MiB.
+        assert!(ranges.len() <= packs * 3, "{} reads", ranges.len());
+        // Stream order across packs (a backup fills several at once) still
+        // reads each pack's neighbours together.
+        // Here the blobs of all packs taken in turn, one of each.
+        let mut by_pack: BTreeMap<PackId, Vec<&BlobId>> = BTreeMap::new();
+        for id in &ids {
+            by_pack
+                .entry(store.index().blobs[id].pack)
+                .or_default()
+                .push(id);
+        }
+        let mut turns = Vec::new();
+        for k in 0..by_pack.values().map(Vec::len).max().unwrap() {
+            turns.extend(by_pack.values().filter_map(|v| v.get(k)));
+        }
+        assert_eq!(turns.len(), ids.len());
+        let n = plan(&store, &turns)
+            .iter()
+            .map(|b| b.ranges.len())
+            .sum::<usize>();
+        assert!(n <= packs * 4, "{n} reads for {packs} packs");
         let b = Counting(LocalBackend::new(&d.path().join("r")), AtomicUsize::new(0));
         let mut got = Vec::new();
-        fetch_ahead(&b, &spans, &mut |span, bytes| {
-            let bytes = bytes.unwrap();
-            for p in &span.parts {
-                if span.pack.is_none() {
+        fetch_ahead(&b, &batches, &mut |batch, bytes| {
+            assert_eq!(bytes.len(), batch.ranges.len());
+            for p in &batch.parts {
+                let Some(r) = p.range else {
                     got.push(
                         store
                             .read_blob(&p.id)
@@ -300,7 +367,8 @@ mod tests {
                             .map_err(|e| e.to_string()),
                     );
                     continue;
-                }
+                };
+                let bytes = bytes[r].as_ref().unwrap();
                 let mut sealed = bytes[p.at..p.at + p.len as usize].to_vec();
                 let mut plain = Vec::new();
                 crate::store::blob::decode_into(
@@ -324,10 +392,10 @@ mod tests {
             .as_ref()
             .unwrap_err()
             .contains("missing"));
-        assert_eq!(b.1.load(Ordering::SeqCst), spans.len() - 1);
-        // Stopping after the first span: the fetchers stop within the window.
+        assert_eq!(b.1.load(Ordering::SeqCst), ranges.len());
+        // Stopping after the first batch: the fetchers stop within the window.
         let b = Counting(LocalBackend::new(&d.path().join("r")), AtomicUsize::new(0));
-        fetch_ahead(&b, &spans, &mut |_, _| false);
-        assert!(b.1.load(Ordering::SeqCst) <= WINDOW + FETCHERS);
+        fetch_ahead(&b, &batches, &mut |_, _| false);
+        assert!(b.1.load(Ordering::SeqCst) <= batches[0].ranges.len() + WINDOW + FETCHERS);
     }
 }

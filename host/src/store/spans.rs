@@ -27,18 +27,18 @@ use super::{Store, StoreError};
 /// Most bytes read by one request.
 pub(crate) const SPAN_BYTES: u64 = 8 << 20;
 /// Most stored bytes of the blobs of one batch.
-pub(crate) const BATCH_SEALED: u64 = 16 << 20;
+pub(crate) const BATCH_SEALED: u64 = 8 << 20;
 /// Most plain bytes of the blobs of one batch: they are decoded and handed
 /// on together.
-pub(crate) const BATCH_PLAIN: u64 = 16 << 20;
+pub(crate) const BATCH_PLAIN: u64 = 8 << 20;
 /// Most packs one batch reads from.
-pub(crate) const BATCH_PACKS: usize = 8;
+pub(crate) const BATCH_PACKS: usize = 4;
 /// Largest stretch of unneeded bytes read to join two blobs in one request.
 pub(crate) const GAP: u64 = 256 << 10;
 /// Requests in flight at once.
 pub(crate) const FETCHERS: usize = 4;
 /// Most ranges fetched and not yet taken by the caller.
-pub(crate) const WINDOW: usize = 8;
+pub(crate) const WINDOW: usize = 4;
 
 /// One ranged read of a pack.
 #[derive(Debug, Clone, Copy)]
@@ -353,7 +353,10 @@ mod tests {
             .iter()
             .map(|b| b.ranges.len())
             .sum::<usize>();
-        assert!(n <= packs * 4, "{n} reads for {packs} packs");
+        assert!(
+            n <= packs * 6 && n < ids.len() / 10,
+            "{n} reads for {packs} packs"
+        );
         let b = Counting(LocalBackend::new(&d.path().join("r")), AtomicUsize::new(0));
         let mut got = Vec::new();
         fetch_ahead(&b, &batches, &mut |batch, bytes| {

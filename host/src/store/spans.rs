@@ -175,6 +175,9 @@ fn fetch(b: &dyn Backend, r: &Range) -> Result<Vec<u8>, StoreError> {
     Ok(buf)
 }
 
+/// The bytes of each of a batch's ranges, in order, or why a read failed.
+pub(crate) type Fetched = Vec<Result<Vec<u8>, StoreError>>;
+
 /// What the fetchers and the caller share.
 struct State {
     /// The next read a fetcher takes.
@@ -194,7 +197,7 @@ struct State {
 pub(crate) fn fetch_ahead(
     b: &dyn Backend,
     batches: &[Batch],
-    each: &mut dyn FnMut(&Batch, Vec<Result<Vec<u8>, StoreError>>) -> bool,
+    each: &mut dyn FnMut(&Batch, Fetched) -> bool,
 ) {
     let reads: Vec<&Range> = batches.iter().flat_map(|b| &b.ranges).collect();
     let state = Mutex::new(State {

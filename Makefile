@@ -135,6 +135,7 @@ bench: build test-plugins vm-guest
 	@command -v restic >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq restic >/dev/null)
 	@command -v rustic >/dev/null || $(CARGO) install rustic-rs --no-default-features --locked
 	./tests/bench/real.py
+	./tests/bench/s3.py
 	./tests/bench/backup.sh
 	./tests/bench/restic.py
 	./tests/bench/vm.py

@@ -214,6 +214,140 @@ fn every_repository_command_works_on_s3_and_a_flipped_byte_is_found() {
         report.contains(&format!("{}/{pack}", r.url)),
         "the damaged pack is named by its URL: {report}"
     );
+    // A restore, which reads neighbouring chunks in one request, names the
+    // damaged pack too (the chunk is read again alone, and fails)...
+    let e = fails(
+        r.attache()
+            .args(["restore", &id(&second), "--to"])
+            .arg(format!("local:{}", t.join("out3").display())),
+    );
+    assert!(e.contains(&format!("{}/{pack}", r.url)), "{e}");
+    // ...and a pack cut short: its read comes back short.
+    let bytes = r.get(&pack);
+    r.put(&pack, bytes[..bytes.len() / 3].to_vec());
+    let e = fails(
+        r.attache()
+            .args(["restore", &id(&second), "--to"])
+            .arg(format!("local:{}", t.join("out4").display())),
+    );
+    assert!(e.contains(&format!("{}/{pack}", r.url)), "{e}");
+    assert!(e.contains("truncated"), "{e}");
+}
+
+/// Runs `c` with the S3 backend's request log on; returns its stdout and
+/// the requests it made (`METHOD KEY`, e.g. `GET index/ab…`).
+fn requests(c: &mut Command) -> (String, Vec<String>) {
+    let o = attache_tests::output(c.env("ATTACHE_LOG", "attache::store::backend::s3=debug"));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{c:?} failed: {err}");
+    let reqs = err
+        .lines()
+        .filter_map(|l| l.split_once(" s3 ").map(|(_, r)| r.to_owned()))
+        .collect();
+    (String::from_utf8_lossy(&o.stdout).into_owned(), reqs)
+}
+
+/// The GETs among `reqs` of objects under `dir/`.
+fn gets<'a>(reqs: &'a [String], dir: &str) -> Vec<&'a str> {
+    let p = format!("GET {dir}/");
+    reqs.iter()
+        .filter(|r| r.starts_with(&p))
+        .map(String::as_str)
+        .collect()
+}
+
+#[test]
+fn listings_read_index_and_snapshots_from_the_local_copy_checked_by_hash() {
+    let r = S3Repo::new();
+    let t = r.dir.path();
+    ok(r.attache().arg("init"));
+    let src = t.join("src");
+    tree::make(&src, 40, 1 << 20);
+    let first = r.backup(&src);
+    std::fs::write(src.join("added.txt"), b"one more file").expect("write");
+    let second = r.backup(&src);
+    let (n_index, n_snaps) = (r.list("index").len(), r.list("snapshots").len());
+    assert!(n_index >= 2 && n_snaps == 2, "{n_index} {n_snaps}");
+
+    // A machine with an empty cache GETs every index file and snapshot
+    // once: the request log does count them.
+    let (out, reqs) = requests(r.attache_as("c").args(["snapshots", "--json"]));
+    assert_eq!(
+        serde_json::from_str::<Vec<Value>>(&out)
+            .expect("JSON")
+            .len(),
+        2
+    );
+    assert_eq!(gets(&reqs, "index").len(), n_index, "{reqs:#?}");
+    assert_eq!(gets(&reqs, "snapshots").len(), n_snaps, "{reqs:#?}");
+
+    // After that, listing, find and ls list the two directories and GET
+    // none of their objects.
+    for args in [
+        vec!["snapshots", "--json"],
+        vec!["find", "added.txt"],
+        vec!["ls", &id(&second)[..8]],
+    ] {
+        let (out, reqs) = requests(r.attache_as("c").args(&args));
+        assert!(
+            reqs.iter().any(|r| r == "LIST index/") && reqs.iter().any(|r| r == "LIST snapshots/"),
+            "{args:?}: {reqs:#?}"
+        );
+        assert!(gets(&reqs, "index").is_empty(), "{args:?}: {reqs:#?}");
+        assert!(gets(&reqs, "snapshots").is_empty(), "{args:?}: {reqs:#?}");
+        if args[0] != "snapshots" {
+            assert!(out.contains("added.txt"), "{args:?}: {out}");
+        }
+    }
+
+    // A damaged copy in the cache is found by its hash, fetched again and
+    // mended; the answer is the repository's.
+    let objects = t.join("c.cache/objects");
+    let repo_dir = std::fs::read_dir(&objects)
+        .expect("the object cache")
+        .next()
+        .expect("one repository")
+        .expect("entry")
+        .path();
+    let snap_key = format!("snapshots/{}", id(&first));
+    let copy = repo_dir.join(&snap_key);
+    let good = std::fs::read(&copy).expect("cached snapshot");
+    assert_eq!(good, r.get(&snap_key));
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 1;
+    std::fs::write(&copy, &bad).expect("tamper");
+    let index_key = r.list("index")[0].0.clone();
+    let icopy = repo_dir.join(&index_key);
+    std::fs::write(&icopy, b"not the index file").expect("tamper");
+    let (out, reqs) = requests(r.attache_as("c").args(["snapshots", "--json"]));
+    let listed: Vec<Value> = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(listed.len(), 2, "{out}");
+    assert!(listed.iter().all(|s| s.get("damaged").is_none()), "{out}");
+    assert_eq!(gets(&reqs, "snapshots"), vec![format!("GET {snap_key}")]);
+    assert_eq!(gets(&reqs, "index"), vec![format!("GET {index_key}")]);
+    assert_eq!(std::fs::read(&copy).expect("mended"), good);
+    assert_eq!(std::fs::read(&icopy).expect("mended"), r.get(&index_key));
+
+    // verify reads the repository's objects, not the copies: a damaged
+    // snapshot object is found though its cached copy is good.
+    let mut remote = r.get(&snap_key);
+    remote[10] ^= 1;
+    r.put(&snap_key, remote);
+    let o = attache_tests::output(r.attache_as("c").arg("verify"));
+    let report =
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "verify passed a damaged snapshot: {report}"
+    );
+    assert!(report.contains(&id(&first)), "{report}");
+    r.put(&snap_key, good);
+
+    // A forgotten snapshot's copy is dropped at the next listing.
+    ok(r.attache_as("c").args(["forget", "--keep-last", "1"]));
+    ok(r.attache_as("c").args(["snapshots"]));
+    assert!(!copy.exists(), "the forgotten snapshot's copy is dropped");
+    assert!(repo_dir.join(format!("snapshots/{}", id(&second))).exists());
 }
 
 #[test]

@@ -172,7 +172,7 @@ impl Repository {
     /// may upgrade an old repository's config in place, as the command
     /// line does.
     pub fn open(root: &Path, password: Option<&str>, cache: &Path) -> Result<Self, Error> {
-        let store = Store::open(root, password)?;
+        let store = Store::open_cached(root, password, Some(cache))?;
         let inner = repo::Repository::with_store(store, cache)?;
         Ok(Self { inner })
     }

@@ -60,6 +60,9 @@ fn decode_ahead(
     out: &std::sync::mpsc::SyncSender<Vec<Decoded>>,
 ) {
     use rayon::prelude::*;
+    if store.backend().remote() {
+        return decode_spans(store, blobs, buffers, out);
+    }
     let read = |b: &&BlobId| {
         let mut plain = buffers.take();
         match store.read_blob_into(b, &mut plain) {
@@ -91,6 +94,63 @@ fn decode_ahead(
             return;
         }
     }
+}
+
+/// [`decode_ahead`] from a remote repository: neighbouring chunks of a
+/// pack are fetched in one ranged read, several reads in flight
+/// ([`crate::store::spans`]), and each batch's chunks are decoded in
+/// parallel and sent together. A chunk whose bytes do not decode, or
+/// whose read failed, is read again alone ([`Store::read_blob_into`]),
+/// which tries its other copies and names what is wrong.
+fn decode_spans(
+    store: &Store,
+    blobs: &[&BlobId],
+    buffers: &Pool,
+    out: &std::sync::mpsc::SyncSender<Vec<Decoded>>,
+) {
+    use crate::store::spans;
+    use rayon::prelude::*;
+    thread_local! {
+        static SEALED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let alone = |id: &BlobId| {
+        let mut plain = buffers.take();
+        match store.read_blob_into(id, &mut plain) {
+            Ok(()) => Ok(plain),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let plan = spans::plan(store, blobs);
+    spans::fetch_ahead(store.backend(), &plan, &mut |batch, bytes| {
+        let decode = |p: &spans::Part| -> Decoded {
+            let Some(Ok(bytes)) = p.range.map(|r| &bytes[r]) else {
+                return alone(&p.id);
+            };
+            let Some(stored) = bytes.get(p.at..p.at + p.len as usize) else {
+                return alone(&p.id);
+            };
+            let mut plain = buffers.take();
+            let opened = SEALED.with_borrow_mut(|sealed| {
+                // Copied out: a chunk repeated in the batch is opened again.
+                sealed.clear();
+                sealed.extend_from_slice(stored);
+                store.open_blob(&p.id, p.raw_len, sealed, &mut plain)
+            });
+            match opened {
+                Ok(()) => Ok(plain),
+                Err(_) => {
+                    buffers.give(plain);
+                    alone(&p.id)
+                }
+            }
+        };
+        let done: Vec<Decoded> = if batch.parts.len() == 1 {
+            vec![decode(&batch.parts[0])]
+        } else {
+            batch.parts.par_iter().map(decode).collect()
+        };
+        out.send(done).is_ok()
+    });
 }
 
 /// Items sent, and items that could not be (damaged data), with the reason.

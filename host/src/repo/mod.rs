@@ -46,7 +46,7 @@ impl Repository {
         cache: &Path,
         create: bool,
     ) -> anyhow::Result<Self> {
-        let store = match Store::open(root, password.get()?.as_deref()) {
+        let store = match Store::open_cached(root, password.get()?.as_deref(), Some(cache)) {
             Err(StoreError::NotARepository(_)) if create => match password.get()? {
                 Some(p) => Store::init(root, Some(&p))?,
                 None => anyhow::bail!(

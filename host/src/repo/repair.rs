@@ -107,6 +107,8 @@ pub(crate) struct SnapshotRepair {
 /// Removes or rewrites snapshots whose data is gone.
 pub(crate) fn repair_snapshots(repo: &Repository, dry_run: bool) -> anyhow::Result<SnapshotRepair> {
     let store = &repo.store;
+    // The repository's own snapshot files, not the local copy.
+    store.read_objects_directly()?;
     let mut report = SnapshotRepair::default();
     // Missing and truncated packs count as lost without reading them.
     store.check_packs();

@@ -39,6 +39,8 @@ impl Report {
 
 pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Report> {
     let store = &repo.store;
+    // The repository's own index files and snapshots, not the local copy.
+    store.read_objects_directly()?;
     let mut r = Report::default();
     let mut bad: HashMap<BlobId, String> = HashMap::new();
 

@@ -183,7 +183,8 @@ fn an_index_file_round_trips_behind_its_file_header_and_an_old_one_reads() {
         let bytes = std::fs::read(&path).expect("read");
         assert_eq!(bytes[..Header::LEN], header::INDEX.bytes());
         assert!(same_index(
-            &index::read_index(&be, &index::index_key(&id), bytes.len() as u64, &c).expect("read"),
+            &index::read_index(&be, &index::index_key(&id), bytes.len() as u64, &c, None)
+                .expect("read"),
             &index_file()
         ));
         // Without the header, as written before it: the same.
@@ -208,7 +209,7 @@ fn a_truncated_or_damaged_index_file_is_damage_and_a_newer_one_is_refused() {
         let bytes = std::fs::read(&path).expect("read");
         let read = |b: &[u8]| {
             std::fs::write(&path, b).expect("write");
-            index::read_index(&be, &index::index_key(&id), b.len() as u64, &c)
+            index::read_index(&be, &index::index_key(&id), b.len() as u64, &c, None)
         };
         for n in 0..bytes.len() {
             let e = read(&bytes[..n]).expect_err("truncated");
@@ -229,7 +230,7 @@ fn a_truncated_or_damaged_index_file_is_damage_and_a_newer_one_is_refused() {
         assert_eq!(e.kind(), ErrorKind::Invalid, "{e}");
         // Opening the repository refuses it rather than leaving it out
         // (its packs would look unreferenced).
-        match index::Index::load(&be, &c) {
+        match index::Index::load(&be, &c, None) {
             Err(e) => assert_eq!(e.kind(), ErrorKind::Invalid, "{e}"),
             Ok(_) => panic!("an index of a newer format was left out, not refused"),
         }

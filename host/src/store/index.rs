@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::backend::{self, Backend};
 use super::crypto::{BlobId, Cipher};
 use super::header;
+use super::object_cache::ObjectCache;
 use super::pack::{compress_json, decompress_json, parse_id, PackId, PackedBlob};
 use super::StoreError;
 
@@ -70,15 +71,24 @@ pub(crate) type IdHash = foldhash::fast::RandomState;
 
 impl Index {
     /// Loads every index file of the repository; damaged ones are skipped
-    /// and listed in `damaged_files`.
-    pub(crate) fn load(b: &dyn Backend, cipher: &Cipher) -> Result<Self, StoreError> {
+    /// and listed in `damaged_files`. With `cache`, files are read from
+    /// (and kept in) the local copy of the repository's index files.
+    pub(crate) fn load(
+        b: &dyn Backend,
+        cipher: &Cipher,
+        cache: Option<&ObjectCache>,
+    ) -> Result<Self, StoreError> {
         let mut idx = Index::default();
-        for e in b.list("index")? {
+        let listed = b.list("index")?;
+        if let Some(c) = cache {
+            c.retain("index", &listed);
+        }
+        for e in listed {
             let Some(id) = parse_id(backend::base(&e.key)) else {
                 continue;
             };
             let p = b.name(&e.key);
-            match read_index(b, &e.key, e.size, cipher) {
+            match read_index(b, &e.key, e.size, cipher, cache) {
                 Ok(file) => idx.add(id, &file),
                 // Leaving out a newer attache's index file would make its
                 // packs look unreferenced (and prune remove them): refuse.
@@ -176,12 +186,14 @@ pub(crate) fn decode(cipher: &Cipher, file: &[u8], what: &str) -> Result<IndexFi
     decompress_json(&plain, what)
 }
 
-/// Reads and parses one index file, `len` bytes as listed; errors name it.
+/// Reads and parses one index file, `len` bytes as listed (from `cache`
+/// when given and it has a good copy); errors name it.
 pub(crate) fn read_index(
     b: &dyn Backend,
     key: &str,
     len: u64,
     cipher: &Cipher,
+    cache: Option<&ObjectCache>,
 ) -> Result<IndexFile, StoreError> {
     let path = &b.name(key);
     if len > MAX_FILE {
@@ -190,7 +202,10 @@ pub(crate) fn read_index(
             format!("{len} bytes is too large for an index file"),
         ));
     }
-    let sealed = b.read(key)?;
+    let sealed = match cache {
+        Some(c) => c.read(b, key)?,
+        None => b.read(key)?,
+    };
     decode(cipher, &sealed, "index file").map_err(|e| match e {
         // A newer attache's file is not damage: said as it is, with the path.
         StoreError::Invalid(why) => StoreError::Invalid(format!("{}: {why}", path.display())),

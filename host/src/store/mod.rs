@@ -34,14 +34,17 @@ pub(crate) mod header;
 pub(crate) mod index;
 pub(crate) mod key;
 pub(crate) mod lock;
+pub(crate) mod object_cache;
 pub(crate) mod pack;
 pub(crate) mod pack_set;
 #[cfg(test)]
 mod parse_props;
 pub(crate) mod snapshot;
+pub(crate) mod spans;
 pub(crate) mod xchacha;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use backend::Backend;
@@ -53,6 +56,7 @@ use crypto::{BlobId, Cipher, MasterKey};
 use gear::Gear;
 use index::Index;
 use key::{KeyFile, KEY_FILE};
+use object_cache::ObjectCache;
 pub(crate) use pack_set::PackSet;
 
 /// What kind of failure a [`StoreError`] is, for callers that map errors to
@@ -185,6 +189,11 @@ pub(crate) struct Store {
     cipher: Cipher,
     gear: Arc<Gear>,
     pub(crate) index: RwLock<Index>,
+    /// The local copy of a remote repository's index files and snapshot
+    /// descriptions, when it has one.
+    objects: Option<ObjectCache>,
+    /// Set by [`Store::read_objects_directly`]: `objects` is not used.
+    direct: AtomicBool,
 }
 
 /// The gear table `config` asks for.
@@ -199,8 +208,12 @@ fn gear_for(config: &Config, key: Option<&MasterKey>) -> Result<Arc<Gear>, Store
 }
 
 /// The index with the damage recorded in the repository marked.
-fn load_index(b: &dyn Backend, cipher: &Cipher) -> Result<Index, StoreError> {
-    let mut index = Index::load(b, cipher)?;
+fn load_index(
+    b: &dyn Backend,
+    cipher: &Cipher,
+    objects: Option<&ObjectCache>,
+) -> Result<Index, StoreError> {
+    let mut index = Index::load(b, cipher, objects)?;
     for d in damage::load(b, cipher) {
         index.mark_bad(d.pack, d.blob, d.why);
     }
@@ -283,11 +296,26 @@ impl Store {
             cipher: Cipher::new(key.as_ref()),
             config,
             index: RwLock::new(Index::default()),
+            objects: None,
+            direct: AtomicBool::new(false),
         })
     }
 
     /// Opens a repository; an encrypted one needs its password.
+    #[cfg(test)]
     pub(crate) fn open(root: &Path, password: Option<&str>) -> Result<Self, StoreError> {
+        Self::open_cached(root, password, None)
+    }
+
+    /// [`Store::open`], keeping copies of a remote repository's index files
+    /// and snapshot descriptions under the local cache directory `cache`
+    /// ([`object_cache`]), so that an open needs no GET of them once they
+    /// were read.
+    pub(crate) fn open_cached(
+        root: &Path,
+        password: Option<&str>,
+        cache: Option<&Path>,
+    ) -> Result<Self, StoreError> {
         let b = backend::open(root)?;
         let bytes = match b.read("config") {
             Ok(b) => b,
@@ -335,14 +363,38 @@ impl Store {
         };
         let cipher = Cipher::new(key.as_ref());
         let gear = gear_for(&config, key.as_ref())?;
-        let index = load_index(&*b, &cipher)?;
+        let objects = cache
+            .filter(|_| b.remote())
+            .and_then(|c| ObjectCache::new(c, &config.id));
+        let index = load_index(&*b, &cipher, objects.as_ref())?;
         Ok(Self {
             backend: b,
             config,
             cipher,
             gear,
             index: RwLock::new(index),
+            objects,
+            direct: AtomicBool::new(false),
         })
+    }
+
+    /// The local copy of the repository's metadata objects, unless there
+    /// is none or [`Store::read_objects_directly`] was called.
+    pub(crate) fn object_cache(&self) -> Option<&ObjectCache> {
+        self.objects
+            .as_ref()
+            .filter(|_| !self.direct.load(Ordering::Relaxed))
+    }
+
+    /// From now on reads index files and snapshot descriptions from the
+    /// repository itself, not the local copy, and reloads the index so:
+    /// `verify` and `repair` check the repository's objects, which may be
+    /// damaged where the copy is not.
+    pub(crate) fn read_objects_directly(&self) -> Result<(), StoreError> {
+        if self.objects.is_some() && !self.direct.swap(true, Ordering::Relaxed) {
+            self.reload_index()?;
+        }
+        Ok(())
     }
 
     /// Where the repository's files are.
@@ -366,7 +418,7 @@ impl Store {
 
     /// Reloads the index, after other processes added to the repository.
     pub(crate) fn reload_index(&self) -> Result<(), StoreError> {
-        let idx = load_index(&*self.backend, &self.cipher)?;
+        let idx = load_index(&*self.backend, &self.cipher, self.object_cache())?;
         *self.index.write().unwrap_or_else(|p| p.into_inner()) = idx;
         Ok(())
     }
@@ -495,6 +547,19 @@ impl Store {
             }
         }
         Err(err.unwrap_or(StoreError::MissingBlob(*id)))
+    }
+
+    /// Opens and checks one blob's stored bytes (`sealed`, consumed: it is
+    /// decrypted in place) into `plain`, as [`Store::read_blob_into`] does
+    /// once it has read them.
+    pub(crate) fn open_blob(
+        &self,
+        id: &BlobId,
+        raw_len: u32,
+        sealed: &mut [u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<(), StoreError> {
+        blob::decode_into(&self.cipher, id, raw_len, sealed, plain)
     }
 
     /// A writer of new blobs into new packs.

@@ -282,7 +282,11 @@ impl Store {
     /// do not, named with why. One damaged file never hides the others.
     pub(crate) fn snapshot_listing(&self) -> Result<Listing, StoreError> {
         let mut out = Listing::default();
-        for e in self.backend().list("snapshots")? {
+        let listed = self.backend().list("snapshots")?;
+        if let Some(c) = self.object_cache() {
+            c.retain("snapshots", &listed);
+        }
+        for e in listed {
             let name = backend::base(&e.key);
             if parse_id(name).is_none() {
                 continue;
@@ -329,7 +333,10 @@ impl Store {
                 format!("{len} bytes is too large for a snapshot file"),
             ));
         }
-        let sealed = self.backend().read(&key)?;
+        let sealed = match self.object_cache() {
+            Some(c) => c.read(self.backend(), &key)?,
+            None => self.backend().read(&key)?,
+        };
         decode(self.cipher(), id, &sealed).map_err(|why| StoreError::damaged(&p, why))
     }
 

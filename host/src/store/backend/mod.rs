@@ -101,6 +101,14 @@ pub(crate) trait Backend: Send + Sync {
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// The object's size, or `None` when it does not exist.
     fn size(&self, key: &str) -> Result<Option<u64>, StoreError>;
+    /// Whether each request costs a round trip over the network (object
+    /// storage), so that the store keeps local copies of immutable
+    /// metadata ([`super::object_cache`]) and a restore reads neighbouring
+    /// chunks in one request. A local directory answers from the page
+    /// cache: neither is worth it there.
+    fn remote(&self) -> bool {
+        false
+    }
 }
 
 /// The backend of the repository at `repo`: `s3://BUCKET/PREFIX`, or else a

@@ -20,6 +20,11 @@
 //! its own and each call waits for its request there over a channel: that
 //! works from any thread, including the blocking threads `attache serve`
 //! runs jobs on and the store's own writer threads.
+//!
+//! Every request is logged at debug level as `s3 METHOD KEY` (target
+//! `attache::store::backend::s3`; `ATTACHE_LOG=attache::store::backend::s3=debug`
+//! shows them), so what a command costs in requests can be seen, and is
+//! counted by the tests.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -278,6 +283,7 @@ impl S3Backend {
     }
 
     fn put(&self, key: &str, bytes: &[u8], mode: PutMode) -> Result<(), StoreError> {
+        tracing::debug!("s3 PUT {key} ({} bytes)", bytes.len());
         let (store, path) = (self.store.clone(), self.path(key));
         let payload = object_store::PutPayload::from(bytes.to_vec());
         let opts = PutOptions {
@@ -309,6 +315,7 @@ impl Backend for S3Backend {
     }
 
     fn read(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        tracing::debug!("s3 GET {key}");
         let (store, path) = (self.store.clone(), self.path(key));
         self.run(async move {
             match store.get(&path).await {
@@ -323,6 +330,7 @@ impl Backend for S3Backend {
     fn read_at(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
         let end = offset.saturating_add(buf.len() as u64);
         let get = |range: std::ops::Range<u64>| {
+            tracing::debug!("s3 GET {key} bytes {}-{}", range.start, range.end);
             let (store, path) = (self.store.clone(), self.path(key));
             self.run(async move { store.get_range(&path, range).await })
         };
@@ -358,6 +366,7 @@ impl Backend for S3Backend {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<Entry>, StoreError> {
+        tracing::debug!("s3 LIST {dir}/");
         let (store, path) = (self.store.clone(), self.path(dir));
         let metas = self
             .run(async move { store.list(Some(&path)).try_collect::<Vec<_>>().await })?
@@ -381,6 +390,7 @@ impl Backend for S3Backend {
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {
+        tracing::debug!("s3 DELETE {key}");
         let (store, path) = (self.store.clone(), self.path(key));
         match self.run(async move { store.delete(&path).await })? {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -389,12 +399,17 @@ impl Backend for S3Backend {
     }
 
     fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        tracing::debug!("s3 HEAD {key}");
         let (store, path) = (self.store.clone(), self.path(key));
         match self.run(async move { store.head(&path).await })? {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err(key, e)),
         }
+    }
+
+    fn remote(&self) -> bool {
+        true
     }
 }
 

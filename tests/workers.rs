@@ -1,5 +1,5 @@
 //! Several `attache serve` workers on one PostgreSQL state database and one
-//! repository (`db::cluster`), over real QEMU VMs: 20 jobs posted to the
+//! S3 repository (`db::cluster`), over real QEMU VMs: 20 jobs posted to the
 //! three workers in turn each run exactly once (by the database's job and
 //! worker ids and by the repository's snapshots), and any worker answers
 //! for any job; then a worker is killed (-9) in the middle of a job:
@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use attache_tests::pg::Pg;
 use attache_tests::scenarios::{random_bytes, write, Site};
+use attache_tests::seaweed::Seaweed;
 use attache_tests::server::{request, Served};
 use attache_tests::vm::{serial, GuestVm, TestVm};
-use attache_tests::{attache, ok};
+use attache_tests::{attache_isolated, ok, PASSWORD};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -62,6 +63,18 @@ fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
     let state_db = pg
         .url("state")
         .replacen("postgres@", &format!("postgres:{}@", pg.password), 1);
+    // One repository on a real S3 server (SeaweedFS), as the workers of a
+    // site share one bucket.
+    let s3 = Seaweed::start();
+    s3.create_bucket("backups");
+    let on_s3 = |cache: &str, state: &str| {
+        let mut c = attache_isolated(&site.path(cache), &site.path(state));
+        c.args(["--repo", "s3://backups/site"])
+            .env("ATTACHE_PASSWORD", PASSWORD);
+        s3.env(&mut c);
+        c
+    };
+    ok(on_s3("x/cache", "x/state").arg("init"));
 
     // Two VMs; /data/small for the 20 jobs, /data/big for the one killed.
     let vms: Vec<TestVm> = std::thread::scope(|s| {
@@ -83,12 +96,7 @@ fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
     // datastore directory: the container each builds is its own file (an
     // ISO built in another cache differs in its bytes, and a datastore
     // refuses a container that is not the one its worker verified).
-    let worker = |i: usize| {
-        let mut c = attache(&site.repo);
-        c.env("ATTACHE_STATE_DIR", site.path(&format!("w{i}/state")))
-            .env("ATTACHE_CACHE_DIR", site.path(&format!("w{i}/cache")));
-        c
-    };
+    let worker = |i: usize| on_s3(&format!("w{i}/cache"), &format!("w{i}/state"));
     for i in 0..3 {
         let mut c = worker(i);
         c.args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
@@ -176,7 +184,7 @@ fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
         "the jobs were not shared: {by_worker:?}"
     );
     eprintln!("jobs by worker: {by_worker:?}");
-    let listed = ok(attache(&site.repo).args(["snapshots", "--json"]));
+    let listed = ok(on_s3("x/cache", "x/state").args(["snapshots", "--json"]));
     let listed: Vec<Value> = serde_json::from_str(&listed).expect("JSON");
     assert_eq!(listed.len(), 20);
     let listed: BTreeSet<String> = listed

@@ -31,8 +31,8 @@ use std::time::Duration;
 
 use postgres::Client;
 
-use super::postgres::{job_of, off_runtime, set_last, Postgres, Step, JOB_COLUMNS};
-use super::records::{JobRecord, LastResult};
+use super::postgres::{job_of, off_runtime, set_interrupted_last, Postgres, Step, JOB_COLUMNS};
+use super::records::JobRecord;
 use super::DbError;
 
 /// How often a worker beats its heartbeat.
@@ -536,20 +536,7 @@ impl Cluster {
                      WHERE id = $1",
                     &[&j.id, &error, &now],
                 )?;
-                if j.kind == "backup" {
-                    set_last(
-                        &mut tx,
-                        &LastResult {
-                            target: j.target.clone(),
-                            job: j.id.clone(),
-                            status: "interrupted".into(),
-                            finished: now,
-                            policy: j.policy.clone(),
-                            snapshot: None,
-                            error: Some(error.to_owned()),
-                        },
-                    )?;
-                }
+                set_interrupted_last(&mut tx, &j, error, now)?;
                 ids.push(j.id);
             }
             tx.execute("DELETE FROM workers WHERE id = $1", &[&worker])?;

@@ -282,6 +282,31 @@ pub(super) fn job_of(r: &Row) -> Result<JobRecord, Step> {
     })
 }
 
+/// For an interrupted backup `j`, its target's last result: interrupted
+/// at `now`, with `why`. Other kinds leave the last results alone.
+pub(super) fn set_interrupted_last(
+    c: &mut impl GenericClient,
+    j: &JobRecord,
+    why: &str,
+    now: i64,
+) -> Result<(), postgres::Error> {
+    if j.kind != "backup" {
+        return Ok(());
+    }
+    set_last(
+        c,
+        &LastResult {
+            target: j.target.clone(),
+            job: j.id.clone(),
+            status: "interrupted".into(),
+            finished: now,
+            policy: j.policy.clone(),
+            snapshot: None,
+            error: Some(why.to_owned()),
+        },
+    )
+}
+
 /// Makes `l` its target's last result (the same row as SQLite's `INSERT
 /// OR REPLACE`).
 pub(super) fn set_last(c: &mut impl GenericClient, l: &LastResult) -> Result<(), postgres::Error> {
@@ -340,20 +365,7 @@ impl Postgres {
                     "UPDATE jobs SET status = 'interrupted', error = $2, finished = $3 WHERE id = $1",
                     &[&j.id, &why, &now],
                 )?;
-                if j.kind == "backup" {
-                    set_last(
-                        &mut tx,
-                        &LastResult {
-                            target: j.target.clone(),
-                            job: j.id.clone(),
-                            status: "interrupted".into(),
-                            finished: now,
-                            policy: j.policy.clone(),
-                            snapshot: None,
-                            error: Some(why.to_owned()),
-                        },
-                    )?;
-                }
+                set_interrupted_last(&mut tx, j, why, now)?;
             }
             tx.commit()?;
             Ok(gone.into_iter().map(|j| j.id).collect())

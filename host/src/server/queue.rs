@@ -1038,13 +1038,7 @@ impl Queue {
                 None => ApiError::not_found(format!("no job {id:?}")),
             });
         };
-        who.may_cancel(&job.view().target)
-            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
-        self.ctx
-            .audit
-            .as_actor(&who.actor())
-            .record("job.cancel", json!({ "job": id }))
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        self.cancel_allowed(who, &job.view().target, id)?;
         if job.view().status.finished() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -1063,6 +1057,19 @@ impl Queue {
 }
 
 impl Queue {
+    /// Whether `who` may cancel job `id` on `target` (403 if not); the
+    /// cancel is in the audit log before anything is cancelled.
+    fn cancel_allowed(&self, who: &Principal, target: &str, id: &str) -> Result<(), ApiError> {
+        who.may_cancel(target)
+            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
+        self.ctx
+            .audit
+            .as_actor(&who.actor())
+            .record("job.cancel", json!({ "job": id }))
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(())
+    }
+
     /// [`Queue::cancel`] of a job this worker does not run: one still
     /// queued is cancelled in the database (no worker claims it then); one
     /// running on another worker is that worker's to cancel.
@@ -1073,13 +1080,7 @@ impl Queue {
         let Some(stored) = self.db_call(|db| db.job(id))? else {
             return Err(ApiError::not_found(format!("no job {id:?}")));
         };
-        who.may_cancel(&stored.target)
-            .map_err(|e| ApiError::new(StatusCode::FORBIDDEN, e.0))?;
-        self.ctx
-            .audit
-            .as_actor(&who.actor())
-            .record("job.cancel", json!({ "job": id }))
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        self.cancel_allowed(who, &stored.target, id)?;
         if cluster.cancel_queued(id, now()).map_err(ApiError::from)? {
             self.metrics.jobs_cancelled.fetch_add(1, Relaxed);
             let v = self

@@ -134,10 +134,7 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
     let all = repo.items_with(&snap, ahead)?;
     let selected = select(&snap, &all, &a.items)?;
     if early.0.is_none() {
-        ctx.audit
-            .defer("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
-        // On disk before the runner starts.
-        ctx.audit.sync()?;
+        record_grants(ctx, &snap.plugin, &limits)?;
     }
     let select_args = select_args(&selected, rename.as_deref());
     let runner_args = |target: &str| runner_args(&snap.plugin, &select_args, target);
@@ -203,9 +200,7 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
                             "the runner started early had other arguments; started again"
                         );
                         e.stop();
-                        ctx.audit
-                            .defer("plugin.grants", super::grants(ctx, &snap.plugin, &limits))?;
-                        ctx.audit.sync()?;
+                        record_grants(ctx, &snap.plugin, &limits)?;
                     }
                     Started::spawn(ctx, args, &access)?
                 }
@@ -475,6 +470,19 @@ impl Drop for EarlyGuard {
     }
 }
 
+/// The grants of `plugin` in the audit log, on disk: before any runner
+/// starts.
+fn record_grants(
+    ctx: &Context,
+    plugin: &str,
+    limits: &guest_runner::policy::JobLimits,
+) -> anyhow::Result<()> {
+    ctx.audit
+        .defer("plugin.grants", super::grants(ctx, plugin, limits))?;
+    ctx.audit.sync()?;
+    Ok(())
+}
+
 /// A local restore's runner, started while the repository opens (deriving
 /// its key takes a tenth of a second), from the item list and plugin the
 /// catalog names for the snapshot: the runner loads its plugin meanwhile.
@@ -493,10 +501,7 @@ fn start_early(
     span: &tracing::Span,
 ) -> Option<Started> {
     let _in = span.enter();
-    ctx.audit
-        .defer("plugin.grants", super::grants(ctx, plugin, limits))
-        .ok()?;
-    ctx.audit.sync().ok()?;
+    record_grants(ctx, plugin, limits).ok()?;
     match Started::spawn(ctx, args, access) {
         Ok(s) => {
             tracing::debug!("runner started early, while the repository opens");

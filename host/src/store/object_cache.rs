@@ -136,51 +136,14 @@ fn keep(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::backend::local::LocalBackend;
-
-    /// A backend that counts whole reads, over a local directory.
-    struct Counting(LocalBackend, std::sync::atomic::AtomicUsize);
-
-    impl Backend for Counting {
-        fn name(&self, key: &str) -> PathBuf {
-            self.0.name(key)
-        }
-        fn prepare(&self) -> Result<(), StoreError> {
-            self.0.prepare()
-        }
-        fn read(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            self.0.read(key)
-        }
-        fn read_at(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-            self.0.read_at(key, offset, buf)
-        }
-        fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-            self.0.write(key, bytes)
-        }
-        fn create(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-            self.0.create(key, bytes)
-        }
-        fn list(&self, dir: &str) -> Result<Vec<Entry>, StoreError> {
-            self.0.list(dir)
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.0.delete(key)
-        }
-        fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
-            self.0.size(key)
-        }
-    }
+    use crate::store::backend::tests::Counting;
 
     #[test]
     fn copies_are_checked_against_their_names() {
         let d = tempfile::tempdir().unwrap();
-        let b = Counting(
-            LocalBackend::new(&d.path().join("repo")),
-            Default::default(),
-        );
+        let b = Counting::new(&d.path().join("repo"));
         b.prepare().unwrap();
-        let reads = || b.1.load(std::sync::atomic::Ordering::SeqCst);
+        let reads = || b.reads();
         let body = b"an index file".to_vec();
         let key = format!("index/{}", blake3::hash(&body).to_hex());
         b.create(&key, &body).unwrap();

@@ -264,44 +264,8 @@ pub(crate) fn fetch_ahead(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::backend::local::LocalBackend;
-    use crate::store::backend::Entry;
+    use crate::store::backend::tests::Counting;
     use crate::store::pack::BlobKind;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A local repository whose ranged reads are counted.
-    struct Counting(LocalBackend, AtomicUsize);
-
-    impl Backend for Counting {
-        fn name(&self, key: &str) -> std::path::PathBuf {
-            self.0.name(key)
-        }
-        fn prepare(&self) -> Result<(), StoreError> {
-            self.0.prepare()
-        }
-        fn read(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-            self.0.read(key)
-        }
-        fn read_at(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-            self.1.fetch_add(1, Ordering::SeqCst);
-            self.0.read_at(key, offset, buf)
-        }
-        fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-            self.0.write(key, bytes)
-        }
-        fn create(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
-            self.0.create(key, bytes)
-        }
-        fn list(&self, dir: &str) -> Result<Vec<Entry>, StoreError> {
-            self.0.list(dir)
-        }
-        fn delete(&self, key: &str) -> Result<(), StoreError> {
-            self.0.delete(key)
-        }
-        fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
-            self.0.size(key)
-        }
-    }
 
     /// Neighbouring blobs are read in one request each pack, in order,
     /// repeats and blobs the index lacks included; memory stays bounded
@@ -360,7 +324,7 @@ mod tests {
             n <= packs * 6 && n < ids.len() / 10,
             "{n} reads for {packs} packs"
         );
-        let b = Counting(LocalBackend::new(&d.path().join("r")), AtomicUsize::new(0));
+        let b = Counting::new(&d.path().join("r"));
         let mut got = Vec::new();
         fetch_ahead(&b, &batches, &mut |batch, bytes| {
             assert_eq!(bytes.len(), batch.ranges.len());
@@ -398,10 +362,10 @@ mod tests {
             .as_ref()
             .unwrap_err()
             .contains("missing"));
-        assert_eq!(b.1.load(Ordering::SeqCst), ranges.len());
+        assert_eq!(b.ranged(), ranges.len());
         // Stopping after the first batch: the fetchers stop within the window.
-        let b = Counting(LocalBackend::new(&d.path().join("r")), AtomicUsize::new(0));
+        let b = Counting::new(&d.path().join("r"));
         fetch_ahead(&b, &batches, &mut |_, _| false);
-        assert!(b.1.load(Ordering::SeqCst) <= batches[0].ranges.len() + WINDOW + FETCHERS);
+        assert!(b.ranged() <= batches[0].ranges.len() + WINDOW + FETCHERS);
     }
 }

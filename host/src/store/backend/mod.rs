@@ -141,6 +141,66 @@ pub(crate) fn base(key: &str) -> &str {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A local directory whose whole and ranged reads are counted.
+    pub(crate) struct Counting {
+        inner: local::LocalBackend,
+        reads: AtomicUsize,
+        ranged: AtomicUsize,
+    }
+
+    impl Counting {
+        pub(crate) fn new(dir: &Path) -> Self {
+            Self {
+                inner: local::LocalBackend::new(dir),
+                reads: AtomicUsize::new(0),
+                ranged: AtomicUsize::new(0),
+            }
+        }
+
+        /// Whole reads so far.
+        pub(crate) fn reads(&self) -> usize {
+            self.reads.load(Ordering::SeqCst)
+        }
+
+        /// Ranged reads so far.
+        pub(crate) fn ranged(&self) -> usize {
+            self.ranged.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Backend for Counting {
+        fn name(&self, key: &str) -> PathBuf {
+            self.inner.name(key)
+        }
+        fn prepare(&self) -> Result<(), StoreError> {
+            self.inner.prepare()
+        }
+        fn read(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            self.inner.read(key)
+        }
+        fn read_at(&self, key: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+            self.ranged.fetch_add(1, Ordering::SeqCst);
+            self.inner.read_at(key, offset, buf)
+        }
+        fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            self.inner.write(key, bytes)
+        }
+        fn create(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+            self.inner.create(key, bytes)
+        }
+        fn list(&self, dir: &str) -> Result<Vec<Entry>, StoreError> {
+            self.inner.list(dir)
+        }
+        fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key)
+        }
+        fn size(&self, key: &str) -> Result<Option<u64>, StoreError> {
+            self.inner.size(key)
+        }
+    }
 
     /// What both backends must do, run on the local one here and on a real
     /// S3 server in tests/s3_repo.rs.

@@ -19,7 +19,7 @@ use attache_tests::libvirt::{LibvirtVm, Libvirtd};
 use attache_tests::server::{request, Served};
 use attache_tests::tree::random_file;
 use attache_tests::vm::{serial, GuestVm, TestVm};
-use attache_tests::{attache, fails, ok};
+use attache_tests::{attache, fails, ok, wait_for};
 use serde_json::Value;
 
 const TOKEN: &str = "a-fleet-test-token-of-enough-length";
@@ -90,17 +90,6 @@ fn jobs_of(site: &Site, policy: &str) -> Vec<Value> {
 
 fn snapshots(site: &Site) -> Vec<Value> {
     serde_json::from_str(&ok(site.attache().args(["snapshots", "--json"]))).expect("JSON")
-}
-
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The most jobs of `jobs` (with `started` and `finished` seconds) that

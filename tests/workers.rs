@@ -8,14 +8,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use attache_tests::pg::Pg;
 use attache_tests::scenarios::{random_bytes, write, Site};
 use attache_tests::seaweed::Seaweed;
 use attache_tests::server::{request, Served};
 use attache_tests::vm::{serial, GuestVm, TestVm};
-use attache_tests::{attache_isolated, ok, PASSWORD};
+use attache_tests::{attache_isolated, ok, wait_for, PASSWORD};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
@@ -37,17 +37,6 @@ fn job(url: &str, id: &str) -> Value {
     let (st, job) = request(url, "GET", &format!("/jobs/{id}"), Some(TOKEN), None);
     assert_eq!(st, 200, "{job}");
     job
-}
-
-fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 fn finished(j: &Value) -> bool {

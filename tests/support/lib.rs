@@ -341,3 +341,19 @@ pub fn flip_a_byte_in_a_pack(repo: &Path) -> PathBuf {
     std::fs::write(&pack, bytes).expect("write the pack");
     pack
 }
+
+/// What `f` returns once it returns something, asked every 100 ms; the
+/// test fails naming `what` when `secs` seconds pass without it.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

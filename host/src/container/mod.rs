@@ -53,6 +53,34 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The date every file, directory and volume of the ISO carries
+/// (1970-01-01 00:00:01 UTC), so that the image depends on the agent's
+/// bytes only.
+const ISO_DATE_EPOCH: &str = "1";
+/// [`ISO_DATE_EPOCH`] as `--set_all_file_dates` reads it (YYYYMMDDhhmmsscc).
+const ISO_FILE_DATE: &str = "1970010100000100";
+
+/// Writes the ISO of the directory `agent` to `out`, with volume id
+/// `label`. The image is reproducible: the same agent gives the same bytes
+/// on any machine, whatever the files' dates, owners and the umask they
+/// were copied under (`-r`: owner root, modes rationalized; fixed dates
+/// and volume UUID through SOURCE_DATE_EPOCH). Workers that share a
+/// datastore each build the container from the same signed agent and so
+/// each finds the one another placed byte for byte its own
+/// (`hypervisor::datastore`).
+pub(crate) fn make_iso(agent: &Path, label: &str, out: &Path) -> anyhow::Result<()> {
+    run(
+        Command::new("xorriso")
+            .env("SOURCE_DATE_EPOCH", ISO_DATE_EPOCH)
+            .args(["-as", "mkisofs", "-quiet", "-r", "-J"])
+            .args(["--set_all_file_dates", ISO_FILE_DATE])
+            .args(["-V", label, "-o"])
+            .arg(out)
+            .arg(agent),
+        "xorriso",
+    )
+}
+
 /// Checks the agent container at `agent` before anything of it runs here
 /// or is placed anywhere: its signatures vouch, under `trust`, for the
 /// runner and every plugin, and the runner's bytes match the manifest
@@ -120,14 +148,7 @@ pub(crate) fn build(agent: &Path, out: &Path, trust: &Trust) -> anyhow::Result<B
     std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let result = (|| {
         let tiso = tmp.join("attache-agent.iso");
-        let label = volume_label(&manifest.version);
-        run(
-            Command::new("xorriso")
-                .args(["-as", "mkisofs", "-quiet", "-R", "-J", "-V", &label, "-o"])
-                .arg(&tiso)
-                .arg(agent),
-            "xorriso",
-        )?;
+        make_iso(agent, &volume_label(&manifest.version), &tiso)?;
         for (format, path) in &disks {
             let target = tmp.join(path.file_name().context("image name")?);
             run(
@@ -156,4 +177,65 @@ pub(crate) fn build(agent: &Path, out: &Path, trust: &Trust) -> anyhow::Result<B
         iso,
         disks,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// Writes an agent-like tree under `dir` with the given file mode.
+    fn tree(dir: &Path, mode: u32) {
+        std::fs::create_dir_all(dir.join("plugins")).unwrap();
+        for (name, body) in [
+            ("guest-runner", &b"runner bytes"[..]),
+            ("manifest.json", b"{}"),
+            ("plugins/a.wasm", b"\0asm plugin"),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, body).unwrap();
+            let m = if name == "guest-runner" {
+                mode | 0o111
+            } else {
+                mode
+            };
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_iso_depends_on_the_agents_bytes_only() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        tree(&a, 0o644);
+        // Another machine: other dates, another umask, another owner.
+        tree(&b, 0o664);
+        let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        for f in ["guest-runner", "manifest.json", "plugins/a.wasm"] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(b.join(f))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
+        let _ = std::os::unix::fs::chown(b.join("manifest.json"), Some(65534), Some(65534));
+        let iso = |dir: &Path, name: &str| {
+            let out = t.path().join(name);
+            make_iso(dir, "ATTACHE_test", &out).unwrap();
+            std::fs::read(out).unwrap()
+        };
+        let first = iso(&a, "a.iso");
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        assert!(
+            iso(&a, "a2.iso") == first,
+            "built again later: the same bytes"
+        );
+        assert!(
+            iso(&b, "b.iso") == first,
+            "another copy of the agent: the same bytes"
+        );
+        // And the bytes do depend on the agent.
+        std::fs::write(b.join("plugins/a.wasm"), b"\0asm plugin 2").unwrap();
+        assert!(iso(&b, "b2.iso") != first);
+    }
 }

@@ -4,7 +4,9 @@
 //! worker ids and by the repository's snapshots), and any worker answers
 //! for any job; then a worker is killed (-9) in the middle of a job:
 //! another one cleans its VM (nothing attached, nothing mounted), marks the
-//! job interrupted, and the jobs queued behind it complete.
+//! job interrupted, and the jobs queued behind it complete. The hypervisor
+//! is registered once, in the shared database, and the workers attach one
+//! container from one shared datastore.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -81,18 +83,36 @@ fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
     });
 
     // Three workers, each its own state directory and cache (as on three
-    // machines), the same hypervisor registered in each, each with its own
-    // datastore directory: the container each builds is its own file (an
-    // ISO built in another cache differs in its bytes, and a datastore
-    // refuses a container that is not the one its worker verified).
+    // machines). The hypervisor is registered once, in the shared state
+    // database, with one datastore all of them attach from: each worker
+    // builds the container from the same signed agent in its own cache,
+    // and the images are the same bytes, so each accepts the one another
+    // placed there.
     let worker = |i: usize| on_s3(&format!("w{i}/cache"), &format!("w{i}/state"));
-    for i in 0..3 {
+    let add = |i: usize| {
         let mut c = worker(i);
-        c.args(["hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir"])
+        c.args(["--state-db", &state_db, "hypervisor", "add", "hv1"])
+            .args(["--driver", "qemu", "--vm-dir"])
             .arg(site.path("vms"))
             .arg("--datastore")
-            .arg(site.path(&format!("w{i}/ds")));
-        ok(&mut c);
+            .arg(site.path("ds"));
+        c
+    };
+    ok(&mut add(0));
+    let again = add(1).output().expect("attache");
+    assert!(!again.status.success(), "registered twice");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("already registered"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    for i in 0..3 {
+        let listed = ok(worker(i).args(["--state-db", &state_db, "hypervisor", "list", "--json"]));
+        let listed: Value = serde_json::from_str(&listed).expect("JSON");
+        assert_eq!(listed[0]["name"], "hv1", "worker {i}: {listed}");
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+        // Not in the worker's own state directory.
+        assert!(!site.path(&format!("w{i}/state/hypervisors.json")).exists());
     }
     let served: Vec<Served> = (0..3)
         .map(|i| {
@@ -185,6 +205,41 @@ fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
         vm.assert_clean();
     }
     assert_eq!(pg.psql("state", "SELECT count(*) FROM journal"), "0");
+    // One container on the shared datastore, byte for byte the one each
+    // worker that ran a job built in its own cache.
+    let placed: Vec<_> = std::fs::read_dir(site.path("ds"))
+        .expect("datastore")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    let placed = std::fs::read(&placed[0]).expect("container");
+    let mut built = 0;
+    for i in 0..3 {
+        let dir = site.path(&format!("w{i}/cache/containers"));
+        for v in std::fs::read_dir(&dir).into_iter().flatten() {
+            let iso = v.expect("entry").path().join("attache-agent.iso");
+            if iso.is_file() {
+                assert!(
+                    std::fs::read(&iso).expect("iso") == placed,
+                    "{}",
+                    iso.display()
+                );
+                built += 1;
+            }
+        }
+    }
+    assert!(
+        built >= by_worker.len(),
+        "{built} containers built for {by_worker:?}"
+    );
+    // Every worker shows the same hypervisors.
+    let (_, first) = request(&urls[0], "GET", "/hypervisors", Some(TOKEN), None);
+    assert_eq!(first[0]["name"], "hv1", "{first}");
+    for u in &urls[1..] {
+        let (_, other) = request(u, "GET", "/hypervisors", Some(TOKEN), None);
+        assert_eq!(other[0]["name"], first[0]["name"]);
+        assert_eq!(other[0]["datastores"], first[0]["datastores"]);
+    }
 
     // A long job on vm2; once its runner runs, its worker is killed.
     let long = post(&urls[0], &backup("hv1/vm2", "/data/big"));

@@ -243,8 +243,8 @@ pub(crate) fn push_everywhere(
     use std::sync::Mutex;
 
     let state = super::state(cli);
-    let registry = Registry::new(&state);
-    let journal = Journal::new(&state);
+    let registry = Registry::open(&state, cli.state_db.as_deref())?;
+    let journal = Journal::open(&state, cli.state_db.as_deref())?;
     let _lock = registry.lock()?;
     let hvs = registry.list()?;
     let next = Mutex::new(hvs.iter());

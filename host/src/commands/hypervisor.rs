@@ -30,7 +30,7 @@ pub(crate) fn add(cli: &Cli, a: &HypervisorAddArgs) -> anyhow::Result<()> {
         }
     };
     let state = super::state(cli);
-    let registry = Registry::new(&state);
+    let registry = Registry::open(&state, cli.state_db.as_deref())?;
     let hv = Hypervisor {
         name: a.name.clone(),
         driver: a.driver,
@@ -46,7 +46,8 @@ pub(crate) fn add(cli: &Cli, a: &HypervisorAddArgs) -> anyhow::Result<()> {
     // The container goes out now, so the first job finds it in place.
     match super::container::current(cli) {
         Ok(built) => {
-            let pushed = datastore::push(&hv, &built, &Journal::new(&state))?;
+            let journal = Journal::open(&state, cli.state_db.as_deref())?;
+            let pushed = datastore::push(&hv, &built, &journal)?;
             report(&pushed);
         }
         Err(e) => tracing::warn!("no container pushed yet: {e:#}"),
@@ -75,7 +76,7 @@ pub(crate) fn report(p: &Pushed) {
 }
 
 pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
-    let registry = Registry::new(&super::state(cli));
+    let registry = Registry::open(&super::state(cli), cli.state_db.as_deref())?;
     let all = registry.list()?;
     // File names of the containers on each datastore, per hypervisor.
     let names = |dir: &std::path::Path| -> Vec<String> {

@@ -9,7 +9,7 @@ use crate::hypervisor::registry::Registry;
 use crate::hypervisor::vm::VmHandle;
 
 pub(crate) fn list(cli: &Cli, a: &JsonArgs) -> anyhow::Result<()> {
-    let registry = Registry::new(&super::state(cli));
+    let registry = Registry::open(&super::state(cli), cli.state_db.as_deref())?;
     let db = super::db(cli)?;
     let tags = db.tags()?;
     let last = db.last_results()?;
@@ -90,7 +90,7 @@ pub(crate) fn tag(cli: &Cli, a: &VmTagArgs, add: bool) -> anyhow::Result<()> {
     }
     let state = super::state(cli);
     // Tagging a VM of no registered hypervisor is a typo, not a plan.
-    Registry::new(&state).get(&vm.hypervisor)?;
+    Registry::open(&state, cli.state_db.as_deref())?.get(&vm.hypervisor)?;
     let db = super::db(cli)?;
     let target = vm.to_string();
     if add {

@@ -29,9 +29,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use postgres::Client;
-
-use super::postgres::{job_of, off_runtime, set_interrupted_last, Postgres, Step, JOB_COLUMNS};
+pub(crate) use super::advisory::PgLock;
+use super::postgres::{job_of, set_interrupted_last, Postgres, Step, JOB_COLUMNS};
 use super::records::JobRecord;
 use super::DbError;
 
@@ -85,7 +84,10 @@ pub(crate) struct Reaped {
 
 /// This process's face of the workers' tables.
 pub(crate) struct Cluster {
-    pg: Postgres,
+    pg: Arc<Postgres>,
+    /// A second connection, for the hypervisor registry: it is read while
+    /// `pg` is held (claiming asks what each candidate job needs).
+    registry: Arc<Postgres>,
     /// This worker's id (also its jobs' `owner`).
     pub id: String,
     lapse: Duration,
@@ -101,24 +103,6 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// A session advisory lock, held as long as its own connection is open.
-pub(crate) struct PgLock {
-    client: Option<Client>,
-}
-
-impl Drop for PgLock {
-    fn drop(&mut self) {
-        // Closing the connection releases the lock (and runs the client's
-        // runtime: not on a tokio thread).
-        if let Some(c) = self.client.take() {
-            off_runtime(move || drop(c));
-        }
-    }
-}
-
-/// The advisory lock key of a name, computed by the server.
-const KEY: &str = "hashtextextended($1, 0)";
-
 fn vm_key(vm: &str) -> String {
     format!("attache-vm:{vm}")
 }
@@ -131,21 +115,21 @@ impl Cluster {
     /// Connects as worker `id` (the schema is migrated by `Postgres::open`).
     pub(crate) fn open(url: &str, id: &str, lapse: Duration) -> Result<Arc<Self>, DbError> {
         Ok(Arc::new(Self {
-            pg: Postgres::open(url)?,
+            pg: Arc::new(Postgres::open(url)?),
+            registry: Arc::new(Postgres::open(url)?),
             id: id.to_owned(),
             lapse,
         }))
     }
 
-    fn lapse_secs(&self) -> f64 {
-        self.lapse.as_secs_f64()
+    /// The state database, on the connection the hypervisor registry
+    /// uses (not the one claims hold).
+    pub(crate) fn registry_db(&self) -> Arc<Postgres> {
+        self.registry.clone()
     }
 
-    fn pg_err(&self, source: postgres::Error) -> DbError {
-        DbError::Postgres {
-            url: self.pg.shown().to_owned(),
-            source,
-        }
+    fn lapse_secs(&self) -> f64 {
+        self.lapse.as_secs_f64()
     }
 
     /// Adds this worker's row (again, if it was reaped).
@@ -364,32 +348,7 @@ impl Cluster {
     }
 
     fn advisory(&self, key: &str, wait: bool) -> Result<Option<PgLock>, DbError> {
-        off_runtime(|| {
-            let mut client = self.pg.connect_own()?;
-            let taken = if wait {
-                client
-                    .execute(&format!("SELECT pg_advisory_lock({KEY})"), &[&key])
-                    .map(|_| true)
-            } else {
-                client
-                    .query_one(&format!("SELECT pg_try_advisory_lock({KEY})"), &[&key])
-                    .and_then(|r| r.try_get::<_, bool>(0))
-            }
-            .map_err(|e| self.pg_err(e));
-            match taken {
-                Ok(true) => Ok(Some(PgLock {
-                    client: Some(client),
-                })),
-                Ok(false) => {
-                    drop(client);
-                    Ok(None)
-                }
-                Err(e) => {
-                    drop(client);
-                    Err(e)
-                }
-            }
-        })
+        self.pg.advisory(key, wait)
     }
 
     /// Writes a journal entry of this worker (a rewrite keeps the worker
@@ -553,6 +512,7 @@ mod tests {
 
     use super::*;
     use crate::db::test_pg::TestPg;
+    use postgres::Client;
 
     fn job(id: &str, target: &str) -> JobRecord {
         JobRecord {

@@ -10,9 +10,11 @@
 //! backend has its own numbered schema migrations, and both pass the same
 //! contract tests (`contract.rs`).
 
+mod advisory;
 pub(crate) mod cluster;
 /// Test-only (`#![cfg(test)]`): the suite every backend passes.
 mod contract;
+mod hypervisors;
 pub(crate) mod owner;
 pub(crate) mod postgres;
 pub(crate) mod postgres_schema;

@@ -19,6 +19,10 @@
 //! jobs' `worker` (who claimed it), `payload` (the request a worker needs
 //! to run a job posted to another one; never a password) and `pinned` (a
 //! job only that worker may run), and the attachment journal.
+//!
+//! Migration 3 is the hypervisor registry (`hypervisors.rs`): each
+//! registered hypervisor's definition as the JSON `hypervisors.json`
+//! holds in a state directory.
 
 /// What `attache_state.application` says in an Attaché state database.
 pub(crate) const APPLICATION: &str = "attache-state";
@@ -97,4 +101,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         entry TEXT NOT NULL
     );
     CREATE INDEX journal_worker ON journal(worker);"#,
+    // 3: the hypervisor registry, shared by the workers.
+    r#"CREATE TABLE hypervisors (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        definition TEXT NOT NULL,
+        added BIGINT NOT NULL
+    );"#,
 ];

@@ -88,6 +88,26 @@ impl Journal {
         }
     }
 
+    /// The journal of the state database, for a command that reads it
+    /// (which containers are in use) before it changes datastores: the
+    /// shared one of the workers when `state_db` names PostgreSQL, else
+    /// the state directory's. Never written through: a job writes the
+    /// journal of its context ([`Journal::for_context`]).
+    pub(crate) fn open(state_dir: &Path, state_db: Option<&str>) -> anyhow::Result<Self> {
+        let Some(url) = state_db.filter(|u| !u.is_empty()) else {
+            return Ok(Self::new(state_dir));
+        };
+        let reader = format!(
+            "{}-{}-reader",
+            crate::store::lock::hostname(),
+            std::process::id()
+        );
+        Ok(Self {
+            state: state_dir.to_owned(),
+            shared: Some(Cluster::open(url, &reader, crate::db::cluster::LAPSE)?),
+        })
+    }
+
     /// The journal jobs of `ctx` use: the shared one of its workers, if
     /// any, else the state directory's.
     pub(crate) fn for_context(ctx: &crate::jobs::Context) -> Self {

@@ -1,7 +1,10 @@
-//! The registered hypervisors, kept in `hypervisors.json` in the state
-//! directory and changed only under the registry lock.
+//! The registered hypervisors, changed only under the registry lock: in
+//! `hypervisors.json` in the state directory, or, when the state database
+//! is PostgreSQL (`--state-db`), in its `hypervisors` table, under an
+//! advisory lock, so that every worker sharing it sees the same ones.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -9,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::lockfile::FileLock;
 use super::vm::Vm;
 use super::{libvirt, qemu};
+use crate::db::cluster::PgLock;
+use crate::db::postgres::Postgres;
 
 /// How Attaché talks to a hypervisor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -131,16 +136,65 @@ struct File {
     hypervisors: Vec<Hypervisor>,
 }
 
-/// The registry in a state directory.
-#[derive(Debug, Clone)]
+/// The registry: the state directory's file, or the shared state
+/// database's table.
+#[derive(Clone)]
 pub(crate) struct Registry {
     dir: PathBuf,
+    /// The PostgreSQL state database, when there is one.
+    shared: Option<Arc<Postgres>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("dir", &self.dir)
+            .field("shared", &self.shared.is_some())
+            .finish()
+    }
+}
+
+/// The registry's lock, held while the registry or a datastore's
+/// containers change. Held, never read: dropping it frees it.
+#[allow(dead_code, reason = "held for its drop, never read")]
+pub(crate) enum RegistryLock {
+    /// `registry.lock` in the state directory.
+    File(FileLock),
+    /// An advisory lock of the shared state database.
+    Shared(Box<PgLock>),
 }
 
 impl Registry {
+    /// The registry of the state directory `state_dir`.
     pub(crate) fn new(state_dir: &Path) -> Self {
         Self {
             dir: state_dir.to_owned(),
+            shared: None,
+        }
+    }
+
+    /// The registry of the state database: PostgreSQL's when `state_db`
+    /// names one (`--state-db`), else the state directory's.
+    pub(crate) fn open(state_dir: &Path, state_db: Option<&str>) -> anyhow::Result<Self> {
+        Ok(match state_db.filter(|u| !u.is_empty()) {
+            Some(url) => Self {
+                dir: state_dir.to_owned(),
+                shared: Some(Arc::new(Postgres::open(url)?)),
+            },
+            None => Self::new(state_dir),
+        })
+    }
+
+    /// The registry jobs of `ctx` use: their workers' database's, when they
+    /// are workers (on the connection the worker keeps for it), else as
+    /// [`Registry::open`].
+    pub(crate) fn for_context(ctx: &crate::jobs::Context) -> anyhow::Result<Self> {
+        match &ctx.cluster {
+            Some(c) => Ok(Self {
+                dir: ctx.state.clone(),
+                shared: Some(c.registry_db()),
+            }),
+            None => Self::open(&ctx.state, ctx.state_db.as_deref()),
         }
     }
 
@@ -148,12 +202,27 @@ impl Registry {
         self.dir.join("hypervisors.json")
     }
 
-    /// The lock that serializes changes to the registry and to datastores.
-    pub(crate) fn lock(&self) -> anyhow::Result<FileLock> {
-        FileLock::exclusive(&self.dir.join("registry.lock"))
+    /// The lock that serializes changes to the registry and to datastores
+    /// (across workers, when the registry is shared).
+    pub(crate) fn lock(&self) -> anyhow::Result<RegistryLock> {
+        Ok(match &self.shared {
+            Some(pg) => RegistryLock::Shared(Box::new(pg.lock_registry()?)),
+            None => RegistryLock::File(FileLock::exclusive(&self.dir.join("registry.lock"))?),
+        })
     }
 
     pub(crate) fn list(&self) -> anyhow::Result<Vec<Hypervisor>> {
+        if let Some(pg) = &self.shared {
+            return pg
+                .hypervisors()?
+                .into_iter()
+                .map(|(name, definition)| {
+                    serde_json::from_str::<Hypervisor>(&definition).with_context(|| {
+                        format!("the state database's definition of hypervisor {name} is damaged")
+                    })
+                })
+                .collect();
+        }
         let p = self.file();
         match std::fs::read(&p) {
             Ok(b) => Ok(serde_json::from_slice::<File>(&b)
@@ -174,8 +243,17 @@ impl Registry {
     }
 
     /// Adds a hypervisor; the caller holds the lock.
-    pub(crate) fn add(&self, _lock: &FileLock, hv: Hypervisor) -> anyhow::Result<()> {
+    pub(crate) fn add(&self, _lock: &RegistryLock, hv: Hypervisor) -> anyhow::Result<()> {
         super::check_name("hypervisor", &hv.name)?;
+        if let Some(pg) = &self.shared {
+            let definition = serde_json::to_string(&hv)?;
+            return match pg.add_hypervisor(&hv.name, &definition, crate::server::queue::now()) {
+                Err(crate::db::DbError::Conflict(_)) => {
+                    bail!("hypervisor {} is already registered", hv.name)
+                }
+                r => Ok(r?),
+            };
+        }
         let mut all = self.list()?;
         if all.iter().any(|h| h.name == hv.name) {
             bail!("hypervisor {} is already registered", hv.name);

@@ -202,7 +202,7 @@ impl Session {
     /// Opens a session on `vm_ref`: on return the container is attached and
     /// mounted; on error nothing is left attached or mounted.
     pub(crate) fn open(ctx: &Context, vm_ref: &VmRef) -> anyhow::Result<Self> {
-        let registry = Registry::new(&ctx.state);
+        let registry = Registry::for_context(ctx)?;
         let journal = Journal::for_context(ctx);
         let hv = registry.get(&vm_ref.hypervisor)?;
         let vm = hv.vm(&vm_ref.vm)?;

@@ -57,16 +57,13 @@ fn probe(vm: &Vm, attached: Vec<String>) -> VmView {
     }
 }
 
-/// Every registered hypervisor of the state directory `state`, with what
+/// Every hypervisor of `registry`, with what
 /// `journal` (the workers' shared one, when there are workers) says is
 /// attached; the VMs are probed in parallel, on threads of their own.
-pub(crate) fn list(
-    state: &std::path::Path,
-    journal: &Journal,
-) -> anyhow::Result<Vec<HypervisorView>> {
+pub(crate) fn list(registry: &Registry, journal: &Journal) -> anyhow::Result<Vec<HypervisorView>> {
     let journal = journal.entries()?;
     let mut out = Vec::new();
-    for hv in Registry::new(state).list()? {
+    for hv in registry.list()? {
         let (vms, error) = match hv.vms() {
             Ok(v) => (v, None),
             Err(e) => (Vec::new(), Some(format!("{e:#}"))),

@@ -636,8 +636,8 @@ impl Queue {
                 datastore: None,
             };
         };
-        let datastore = crate::hypervisor::registry::Registry::new(&self.ctx.state)
-            .get(&vm.hypervisor)
+        let datastore = crate::hypervisor::registry::Registry::for_context(&self.ctx)
+            .and_then(|r| r.get(&vm.hypervisor))
             .ok()
             .and_then(|hv| crate::fleet::select::datastore_of(&hv, &vm.vm));
         Needs {
@@ -934,8 +934,8 @@ impl Queue {
     fn start_policy(&self, p: &PolicyRecord, who: &Principal) -> Result<PolicyRun, ApiError> {
         let internal =
             |e: anyhow::Error| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"));
-        let hypervisors = crate::hypervisor::registry::Registry::new(&self.ctx.state)
-            .list()
+        let hypervisors = crate::hypervisor::registry::Registry::for_context(&self.ctx)
+            .and_then(|r| r.list())
             .map_err(internal)?;
         let tags = self.db_call(|db| db.tags())?;
         let sel = crate::fleet::select::select(&p.vms, &hypervisors, &tags);

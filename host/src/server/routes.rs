@@ -183,11 +183,14 @@ async fn find(
 
 /// The registered hypervisors, their VMs and what is attached to them.
 async fn hypervisors(State(s): State<ServerState>) -> Result<Json<Vec<HypervisorView>>, ApiError> {
-    let state = s.ctx.state.clone();
     let journal = crate::hypervisor::journal::Journal::for_context(&s.ctx);
-    let list = tokio::task::spawn_blocking(move || super::hypervisors::list(&state, &journal))
-        .await
-        .map_err(anyhow::Error::from)??;
+    let ctx = s.ctx.clone();
+    let list = tokio::task::spawn_blocking(move || {
+        let registry = crate::hypervisor::registry::Registry::for_context(&ctx)?;
+        super::hypervisors::list(&registry, &journal)
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
     Ok(Json(list))
 }
 

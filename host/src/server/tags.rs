@@ -57,9 +57,9 @@ pub(super) async fn change(
         crate::fleet::check::check_tag(t).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
     // Tagging a VM of no registered hypervisor is a typo, not a plan.
-    let state = s.ctx.state.clone();
+    let ctx = s.ctx.clone();
     let name = target.hypervisor.clone();
-    let registered = tokio::task::spawn_blocking(move || Registry::new(&state).list())
+    let registered = tokio::task::spawn_blocking(move || Registry::for_context(&ctx)?.list())
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")))?

@@ -215,6 +215,8 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
         "0 0 3 * * *",
         "--keep-last",
         "1",
+        "--retries",
+        "1",
     ]));
     // The plugin policy in force is still `policy show` without a name.
     let shown = ok(site.attache().args(["policy", "show"]));
@@ -438,8 +440,9 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
         Some(vec![Value::from("fleet")])
     );
 
-    // Killed (-9) mid-run: after a restart every VM is clean, and the jobs
-    // it left queued or running are marked interrupted.
+    // Killed (-9) mid-run: after a restart the jobs it left queued or
+    // running are marked interrupted, each runs once more (the policy's
+    // --retries 1), and every VM is clean.
     let (status, run) = request(&url, "POST", "/policies/fleet/run", Some(TOKEN), Some("{}"));
     assert_eq!(status, 202, "{run}");
     let third: Vec<String> = run["jobs"]
@@ -455,9 +458,6 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
     wait_for("a job to be attached", 120, || attached().then_some(()));
     drop(server);
     let server = Served::start(&site.repo, TOKEN, &limits);
-    for vm in &vms {
-        vm.assert_clean();
-    }
     let marked: Vec<Value> = third
         .iter()
         .map(|id| get(&server.url, &format!("/jobs/{id}")))
@@ -481,6 +481,29 @@ fn a_policy_backs_up_four_vms_on_two_hypervisors_within_the_limits() {
     assert!(failed
         .iter()
         .all(|j| j["error"].as_str().unwrap_or("").contains("interrupted")));
+    // The policy runs each interrupted job once more (--retries 1), from
+    // the server that started after the kill.
+    for j in marked.iter().filter(|j| j["status"] == "interrupted") {
+        let target = j["target"].as_str().expect("target").to_owned();
+        let retry = wait_for(&format!("the retry on {target}"), 300, || {
+            jobs_of(&site, "fleet").into_iter().find(|r| {
+                r["target"] == target.as_str()
+                    && r["request"]["backup"]["attempt"] == 1
+                    && !matches!(r["status"].as_str(), Some("queued" | "running"))
+            })
+        });
+        assert_eq!(retry["status"], "succeeded", "{retry}");
+    }
+    let retries = jobs_of(&site, "fleet")
+        .iter()
+        .filter(|r| r["request"]["backup"]["attempt"] == 1)
+        .count();
+    assert_eq!(retries, interrupted, "one retry per interrupted job");
+    // Cleaned after the kill (each retry also found its VM clean enough
+    // to attach), and after the retries.
+    for vm in &vms {
+        vm.assert_clean();
+    }
     drop(server);
 }
 

@@ -241,8 +241,30 @@ fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
         assert_eq!(other[0]["datastores"], first[0]["datastores"]);
     }
 
-    // A long job on vm2; once its runner runs, its worker is killed.
-    let long = post(&urls[0], &backup("hv1/vm2", "/data/big"));
+    // A long job on vm2, of a policy that runs an interrupted job once
+    // more; once its runner runs, its worker is killed.
+    let policy = json!({"name": "big", "vms": ["hv1/vm2"], "plugin": "filesystem",
+        "include": ["/data/big"], "schedule": "0 0 1 1 *", "retries": 1});
+    let (st, body) = request(
+        &urls[1],
+        "POST",
+        "/policies",
+        Some(TOKEN),
+        Some(&policy.to_string()),
+    );
+    assert_eq!(st, 201, "{body}");
+    let (st, run) = request(
+        &urls[0],
+        "POST",
+        "/policies/big/run",
+        Some(TOKEN),
+        Some("{}"),
+    );
+    assert_eq!(st, 202, "{run}");
+    let long = run["jobs"][0]["id"]
+        .as_str()
+        .expect("the policy's job")
+        .to_owned();
     let (victim, entry) = wait_for("the long job's runner", 120, || {
         let row = pg.psql(
             "state",
@@ -287,6 +309,45 @@ fn three_workers_run_each_job_once_and_clean_up_after_a_killed_one() {
             .is_some_and(|e| e.contains("heartbeat lapsed")),
         "{ended}"
     );
+    // Its policy says once more: a live worker runs it again, and its
+    // snapshot is the policy's.
+    let retry = wait_for("the interrupted job's retry", 60, || {
+        let id = pg.psql(
+            "state",
+            &format!(
+                "SELECT id FROM jobs WHERE policy = 'big' AND id <> '{long}'
+                   AND (request::json->'backup'->>'attempt') = '1'"
+            ),
+        );
+        Some(id).filter(|i| !i.is_empty())
+    });
+    let retried = wait_for("the retry to finish", 300, || {
+        Some(job(&alive[0], &retry)).filter(finished)
+    });
+    assert_eq!(retried["status"], "succeeded", "{retried}");
+    assert_eq!(retried["target"], "hv1/vm2", "{retried}");
+    let w = pg.psql(
+        "state",
+        &format!("SELECT worker FROM jobs WHERE id = '{retry}'"),
+    );
+    assert_ne!(w, victim, "the dead worker ran the retry");
+    assert_eq!(
+        pg.psql("state", "SELECT count(*) FROM jobs WHERE policy = 'big'"),
+        "2",
+        "one retry, no more"
+    );
+    let snap = retried["snapshot"]
+        .as_str()
+        .or(retried["result"]["id"].as_str())
+        .expect("the retry's snapshot")
+        .to_owned();
+    let shown = ok(on_s3("x/cache", "x/state").args(["snapshots", "--json"]));
+    let shown: Vec<Value> = serde_json::from_str(&shown).expect("JSON");
+    let s = shown
+        .iter()
+        .find(|s| s["id"] == snap.as_str())
+        .expect("the retry's snapshot in the repository");
+    assert_eq!(s["policy"], "big", "{s}");
     for id in &behind {
         let j = wait_for(&format!("job {id}"), 300, || {
             Some(job(&alive[1], id)).filter(finished)

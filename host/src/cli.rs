@@ -335,6 +335,11 @@ pub(crate) struct PolicyAddArgs {
     /// months. Without any --keep-*, its snapshots are all kept.
     #[arg(long, default_value_t = 0)]
     pub keep_monthly: usize,
+    /// Run a job of it again, up to N times, when it was interrupted (its
+    /// server or worker died under it; with several workers another
+    /// worker runs it). A job that failed is not run again.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retries: u32,
 }
 
 #[derive(Debug, Args)]

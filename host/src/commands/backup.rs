@@ -19,6 +19,7 @@ pub(crate) fn run(cli: &Cli, a: &BackupArgs) -> anyhow::Result<()> {
         memory_limit_mib: a.job.memory_limit_mib,
         deadline_secs: a.job.deadline_secs,
         policy: None,
+        attempt: 0,
     };
     let out = super::run_job(cli, "backup", &req, |ctx, ctl| {
         jobs::backup::run(ctx, &req, ctl)

@@ -26,6 +26,7 @@ pub(crate) fn add(cli: &Cli, a: &PolicyAddArgs) -> anyhow::Result<()> {
             weekly: a.keep_weekly,
             monthly: a.keep_monthly,
         },
+        retries: a.retries,
         created: now(),
         last_fired: None,
     };
@@ -148,6 +149,9 @@ pub(crate) fn show(cli: &Cli, name: &str, json_out: bool) -> anyhow::Result<()> 
         println!("next run  {}", super::ls::time(t, 0));
     }
     println!("keep      {}", keep_text(p.keep));
+    if p.retries > 0 {
+        println!("retries   {} (of an interrupted job)", p.retries);
+    }
     println!("last jobs");
     for j in &jobs {
         println!(

@@ -75,7 +75,7 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
         Some(c) => c.interrupt_unworked(now, &alive)?,
         None => db.interrupt_unfinished(now, &alive)?,
     };
-    for id in gone {
+    for id in &gone {
         tracing::warn!(job = %id, "a job of a server that stopped is marked interrupted");
     }
     let state = ServerState::new(
@@ -102,5 +102,10 @@ pub(crate) fn run(cli: &Cli, a: &ServeArgs) -> anyhow::Result<()> {
         tls_key: a.tls_key.clone(),
         insecure_http: a.insecure_http,
     };
+    // The interrupted jobs whose policy says so run again.
+    let queue = state.queue.clone();
+    rt.block_on(async move {
+        tokio::task::spawn_blocking(move || queue.retry_interrupted(&gone)).await
+    })?;
     rt.block_on(serve(state, &a.listen, conns, &transport))
 }

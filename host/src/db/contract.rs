@@ -50,6 +50,7 @@ fn policy(name: &str) -> PolicyRecord {
             daily: 7,
             ..Default::default()
         },
+        retries: 0,
         created: 100,
         last_fired: None,
     }

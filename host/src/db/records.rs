@@ -87,6 +87,10 @@ pub(crate) struct PolicyRecord {
     pub schedule: String,
     #[serde(default)]
     pub keep: Keep,
+    /// How many times a job of it that was interrupted (its server or
+    /// worker died under it) is run again; a job that failed is not.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
     /// When it was added (seconds since the epoch); set by the store's
     /// caller.
     #[serde(default)]
@@ -119,4 +123,9 @@ pub(crate) fn grouped_tags(rows: Vec<(String, String)>) -> Vec<(String, Vec<Stri
         }
     }
     out
+}
+
+/// Whether a count is zero (left out of JSON).
+pub(crate) fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

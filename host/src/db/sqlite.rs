@@ -512,6 +512,7 @@ mod tests {
                 last: 3,
                 ..Default::default()
             },
+            retries: 0,
             created: 100,
             last_fired: None,
         };

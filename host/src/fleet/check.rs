@@ -13,6 +13,9 @@ pub(crate) struct Invalid {
     pub why: String,
 }
 
+/// The most times a policy's interrupted job is run again.
+pub(crate) const MAX_RETRIES: u32 = 10;
+
 /// The prefix of tag selectors.
 pub(crate) const TAG: &str = "tag:";
 
@@ -57,6 +60,9 @@ pub(crate) fn check(p: &PolicyRecord) -> Result<(), Invalid> {
             )));
         }
     }
+    if p.retries > MAX_RETRIES {
+        return Err(bad(format!("retries {}: at most {MAX_RETRIES}", p.retries)));
+    }
     for k in p.options.keys() {
         if k.is_empty() || k.contains('=') {
             return Err(bad(format!("option key {k:?}")));
@@ -79,6 +85,7 @@ mod tests {
             options: Default::default(),
             schedule: "0 3 * * *".into(),
             keep: Default::default(),
+            retries: 0,
             created: 0,
             last_fired: None,
         }

@@ -70,6 +70,7 @@ mod tests {
             options: Default::default(),
             schedule: schedule.into(),
             keep: Default::default(),
+            retries: 0,
             created,
             last_fired,
         }

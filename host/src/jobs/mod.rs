@@ -217,6 +217,15 @@ pub(crate) struct BackupRequest {
     /// goes by); never taken from a request.
     #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// Which run of its policy's job this is on its VM: 0 the first, 1
+    /// its first retry after an interruption, ...; set by the server's
+    /// queue, never taken from a request.
+    #[serde(
+        default,
+        skip_deserializing,
+        skip_serializing_if = "crate::db::records::is_zero"
+    )]
+    pub attempt: u32,
 }
 
 /// The environment variable that carries the application's password to the

@@ -167,6 +167,7 @@ fn fleet(doc: &mut Value) {
         "keep": { "type": "object", "properties": {
             "last": { "type": "integer", "minimum": 0 }, "daily": { "type": "integer", "minimum": 0 },
             "weekly": { "type": "integer", "minimum": 0 }, "monthly": { "type": "integer", "minimum": 0 } } },
+        "retries": { "type": "integer", "minimum": 0, "maximum": 10, "description": "how many times a job of it that was interrupted (its server or worker died under it) runs again; a failed job does not" },
         "created": { "type": "integer", "description": "set by the server" },
         "last_fired": { "type": ["integer", "null"], "description": "when its schedule last fired; set by the server" }
     }});

@@ -521,15 +521,74 @@ pub(crate) struct Queue {
     wake: Arc<tokio::sync::Notify>,
 }
 
+/// The backup job of policy `p` on VM `target`, its run `attempt` there
+/// (0 the first; see [`Queue::retry_interrupted`]).
+fn policy_request(p: &PolicyRecord, target: &str, attempt: u32) -> JobRequest {
+    JobRequest::Backup {
+        backup: BackupRequest {
+            target: target.to_owned(),
+            plugin: p.plugin.clone(),
+            include: p.include.clone(),
+            fsfreeze: false,
+            freeze_limit_secs: 10,
+            timeout_secs: None,
+            options: p.options.clone(),
+            memory_limit_mib: None,
+            deadline_secs: None,
+            app_password: None,
+            app_password_file: None,
+            policy: Some(p.name.clone()),
+            attempt,
+        },
+    }
+}
+
 /// What a job posted for any worker carries in the database.
 #[derive(Serialize, Deserialize)]
 struct Payload {
     request: JobRequest,
+    /// What the server set in the request and a request never carries in
+    /// from outside (`BackupRequest::policy`, `attempt`), so that the
+    /// worker that claims it runs it as posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
+    #[serde(default)]
+    attempt: u32,
     /// Who posted it (the audit log's actor of its run).
     actor: String,
     /// The repository of the worker it was posted to, as that worker
     /// names it: only a worker of the same repository runs it.
     repository: String,
+}
+
+impl Payload {
+    /// The payload of `request`: what the server set in it moves to the
+    /// payload's own fields (a request refuses them when read back).
+    fn new(mut request: JobRequest, actor: String, repository: String) -> Self {
+        let (policy, attempt) = match &mut request {
+            JobRequest::Backup { backup } => {
+                (backup.policy.take(), std::mem::take(&mut backup.attempt))
+            }
+            _ => (None, 0),
+        };
+        Self {
+            request,
+            policy,
+            attempt,
+            actor,
+            repository,
+        }
+    }
+
+    /// The request as it was posted, with what the server had set in it.
+    fn into_request(self) -> JobRequest {
+        let mut request = self.request;
+        if let JobRequest::Backup { backup } = &mut request {
+            backup.policy = self.policy;
+            backup.attempt = self.attempt;
+        }
+        request
+    }
 }
 
 impl Queue {
@@ -657,11 +716,11 @@ impl Queue {
         let post = match self.cluster() {
             Some(c) if req.secret() => Some((c.as_ref(), None, Some(c.id.as_str()))),
             Some(c) => {
-                let payload = serde_json::to_string(&Payload {
-                    request: req.clone(),
-                    actor: who.actor(),
-                    repository: self.ctx.repo.display().to_string(),
-                })
+                let payload = serde_json::to_string(&Payload::new(
+                    req.clone(),
+                    who.actor(),
+                    self.ctx.repo.display().to_string(),
+                ))
                 .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
                 Some((c.as_ref(), Some(payload), None))
             }
@@ -811,7 +870,7 @@ impl Queue {
                     Some(Ok(p)) => {
                         let mut ctx = self.ctx.clone();
                         ctx.audit = ctx.audit.for_job(&p.actor, &id);
-                        (p.request, ctx)
+                        (p.into_request(), ctx)
                     }
                     other => {
                         let why = match other {
@@ -930,6 +989,63 @@ impl Queue {
         r
     }
 
+    /// Queues again, as the scheduler, each job among `ids` that was
+    /// interrupted and whose policy allows another run (`retries`, counted
+    /// by the job's `attempt`); the new jobs' ids. Called by whoever marked
+    /// them (the worker that reaped their dead worker, a server starting
+    /// after one died), so each is retried once.
+    pub(crate) fn retry_interrupted(&self, ids: &[String]) -> Vec<String> {
+        let mut out = Vec::new();
+        for id in ids {
+            match self.retry(id) {
+                Ok(Some(new)) => {
+                    tracing::warn!(job = %id, retry = %new, "an interrupted job of a policy runs again");
+                    out.push(new);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(job = %id, status = %e.status, "cannot run an interrupted job again: {}", e.message)
+                }
+            }
+        }
+        out
+    }
+
+    /// [`Queue::retry_interrupted`] of one job: the new job's id, if it
+    /// runs again.
+    fn retry(&self, id: &str) -> Result<Option<String>, ApiError> {
+        let Some(rec) = self.db_call(|db| db.job(id))? else {
+            return Ok(None);
+        };
+        let Some(name) = rec.policy.as_deref() else {
+            return Ok(None);
+        };
+        if rec.status != Status::Interrupted.as_str() || rec.kind != "backup" {
+            return Ok(None);
+        }
+        // Removed since: nothing to run again.
+        let Some(p) = self.db_call(|db| db.policy(name))? else {
+            return Ok(None);
+        };
+        let attempt = rec.request["backup"]["attempt"].as_u64().unwrap_or(0);
+        if attempt >= u64::from(p.retries) {
+            return Ok(None);
+        }
+        let attempt = attempt as u32 + 1;
+        let who = super::scheduler::scheduler();
+        let job = self.submit(policy_request(&p, &rec.target, attempt), &who)?;
+        let new = job.view().id;
+        self.ctx
+            .audit
+            .as_actor(&who.actor())
+            .record(
+                "policy.retry",
+                json!({ "policy": p.name, "target": rec.target, "interrupted": id, "job": new, "attempt": attempt }),
+            )
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        Ok(Some(new))
+    }
+
     /// [`Queue::run_policy`] once `p` is marked running.
     fn start_policy(&self, p: &PolicyRecord, who: &Principal) -> Result<PolicyRun, ApiError> {
         let internal =
@@ -945,22 +1061,7 @@ impl Queue {
         let requests: Vec<JobRequest> = sel
             .targets
             .iter()
-            .map(|t| JobRequest::Backup {
-                backup: BackupRequest {
-                    target: t.clone(),
-                    plugin: p.plugin.clone(),
-                    include: p.include.clone(),
-                    fsfreeze: false,
-                    freeze_limit_secs: 10,
-                    timeout_secs: None,
-                    options: p.options.clone(),
-                    memory_limit_mib: None,
-                    deadline_secs: None,
-                    app_password: None,
-                    app_password_file: None,
-                    policy: Some(p.name.clone()),
-                },
-            })
+            .map(|t| policy_request(p, t, 0))
             .collect();
         // All or nothing: an operator whose scope misses one VM runs none.
         for r in &requests {
@@ -1142,5 +1243,48 @@ async fn retain(ctx: Context, name: String, keep: crate::db::records::Keep, acto
     };
     if let Err(e) = audit.record("policy.retention", entry) {
         tracing::error!("cannot write the audit log: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A policy's job claimed by another worker runs as the policy's, and
+    /// as the same attempt: neither comes from a request from outside (a
+    /// request naming them is refused), so the stored payload carries them.
+    #[test]
+    fn a_posted_policy_job_keeps_its_policy_and_attempt() {
+        let p = PolicyRecord {
+            name: "nightly".into(),
+            vms: vec!["hv1/*".into()],
+            plugin: "filesystem".into(),
+            include: vec!["/data".into()],
+            options: Default::default(),
+            schedule: "0 3 * * *".into(),
+            keep: Default::default(),
+            retries: 2,
+            created: 0,
+            last_fired: None,
+        };
+        let req = policy_request(&p, "hv1/vm1", 2);
+        // A request that names them is refused, as it must be from outside.
+        assert!(serde_json::from_str::<JobRequest>(&serde_json::to_string(&req).unwrap()).is_err());
+        let stored =
+            serde_json::to_string(&Payload::new(req, "scheduler".into(), "/r".into())).unwrap();
+        let back: Payload = serde_json::from_str(&stored).unwrap();
+        let JobRequest::Backup { backup } = back.into_request() else {
+            panic!("a backup")
+        };
+        assert_eq!(backup.policy.as_deref(), Some("nightly"));
+        assert_eq!((backup.attempt, backup.target.as_str()), (2, "hv1/vm1"));
+        // A payload stored by an older attache has neither.
+        let old = r#"{"request":{"kind":"backup","backup":{"target":"hv1/vm1","plugin":"filesystem","include":["/data"]}},"actor":"a","repository":"/r"}"#;
+        let JobRequest::Backup { backup } =
+            serde_json::from_str::<Payload>(old).unwrap().into_request()
+        else {
+            panic!("a backup")
+        };
+        assert_eq!((backup.policy, backup.attempt), (None, 0));
     }
 }

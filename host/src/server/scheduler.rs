@@ -18,8 +18,8 @@ use crate::fleet::schedule::due;
 /// How often the schedules are looked at: cron's finest step is a second.
 pub(super) const TICK: Duration = Duration::from_secs(1);
 
-/// Who runs scheduled policies.
-fn scheduler() -> Principal {
+/// Who runs scheduled policies, and retries their interrupted jobs.
+pub(super) fn scheduler() -> Principal {
     Principal {
         id: "scheduler".into(),
         role: Role::Admin,

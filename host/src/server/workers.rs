@@ -64,7 +64,8 @@ async fn reaps(queue: Arc<Queue>, cluster: Arc<Cluster>, journal: Journal) {
     loop {
         every.tick().await;
         let (c, j) = (cluster.clone(), journal.clone());
-        match tokio::task::spawn_blocking(move || reap_all(&c, &j)).await {
+        let q = queue.clone();
+        match tokio::task::spawn_blocking(move || reap_all(&c, &j, &q)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(_)) => queue.wake().notify_one(),
             Ok(Err(e)) => tracing::error!("cannot reap dead workers: {e}"),
@@ -73,8 +74,13 @@ async fn reaps(queue: Arc<Queue>, cluster: Arc<Cluster>, journal: Journal) {
     }
 }
 
-/// Reaps every dead worker no other live worker is reaping; how many.
-fn reap_all(cluster: &Cluster, journal: &Journal) -> Result<usize, crate::db::DbError> {
+/// Reaps every dead worker no other live worker is reaping, and queues
+/// again the interrupted jobs whose policy says so; how many it reaped.
+fn reap_all(
+    cluster: &Cluster,
+    journal: &Journal,
+    queue: &Queue,
+) -> Result<usize, crate::db::DbError> {
     let mut n = 0;
     for worker in cluster.dead()? {
         let mut clean = |text: &str, _held: &crate::db::cluster::PgLock| match serde_json::from_str::<
@@ -98,6 +104,7 @@ fn reap_all(cluster: &Cluster, journal: &Journal) -> Result<usize, crate::db::Db
             interrupted = ?r.interrupted,
             "a dead worker is reaped: its VMs cleaned, its jobs marked interrupted"
         );
+        queue.retry_interrupted(&r.interrupted);
     }
     Ok(n)
 }

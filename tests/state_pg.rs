@@ -148,7 +148,7 @@ fn two_servers_share_one_database_and_the_history_outlives_them() {
             "state",
             "SELECT application || ' ' || version FROM attache_state"
         ),
-        "attache-state 2"
+        "attache-state 3"
     );
 
     // A backup and a verify through the first server's API: the job's

@@ -26,7 +26,26 @@ impl Drop for PgLock {
 /// The advisory lock key of a name, computed by the server.
 const KEY: &str = "hashtextextended($1, 0)";
 
+fn vm_key(vm: &str) -> String {
+    format!("attache-vm:{vm}")
+}
+
 impl Postgres {
+    /// Waits for the lock of VM `vm` (`HV/VM`): held by whoever runs a job
+    /// on it, a worker or a command on the same state database.
+    pub(crate) fn lock_vm(&self, vm: &str) -> Result<PgLock, DbError> {
+        self.advisory(&vm_key(vm), true)?
+            .ok_or_else(|| DbError::Format {
+                path: self.shown().to_owned(),
+                why: format!("the lock of VM {vm} was not taken after waiting for it"),
+            })
+    }
+
+    /// Takes the lock of VM `vm` if nobody holds it.
+    pub(crate) fn try_lock_vm(&self, vm: &str) -> Result<Option<PgLock>, DbError> {
+        self.advisory(&vm_key(vm), false)
+    }
+
     /// The advisory lock named `key`, on a connection of its own: waited
     /// for when `wait`, else `None` when another session holds it.
     pub(crate) fn advisory(&self, key: &str, wait: bool) -> Result<Option<PgLock>, DbError> {

@@ -103,10 +103,6 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-fn vm_key(vm: &str) -> String {
-    format!("attache-vm:{vm}")
-}
-
 fn reap_key(worker: &str) -> String {
     format!("attache-reap:{worker}")
 }
@@ -338,13 +334,12 @@ impl Cluster {
     /// Waits for the lock of VM `vm` (`HV/VM`), on a connection of its
     /// own.
     pub(crate) fn lock_vm(&self, vm: &str) -> Result<PgLock, DbError> {
-        self.advisory(&vm_key(vm), true)
-            .map(|l| l.expect("a waiting lock is taken"))
+        self.pg.lock_vm(vm)
     }
 
     /// Takes the lock of VM `vm` if nobody holds it.
     pub(crate) fn try_lock_vm(&self, vm: &str) -> Result<Option<PgLock>, DbError> {
-        self.advisory(&vm_key(vm), false)
+        self.pg.try_lock_vm(vm)
     }
 
     fn advisory(&self, key: &str, wait: bool) -> Result<Option<PgLock>, DbError> {

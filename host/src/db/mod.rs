@@ -23,7 +23,7 @@ pub(crate) mod redact;
 pub(crate) mod schema;
 pub(crate) mod sqlite;
 /// Test-only (`#![cfg(test)]`): a throwaway PostgreSQL.
-mod test_pg;
+pub(crate) mod test_pg;
 
 pub(crate) use records::{JobFilter, JobRecord, LastResult, PolicyRecord};
 

@@ -28,6 +28,7 @@ use super::lockfile::FileLock;
 use super::vm::{Attachment, Vm, VmHandle};
 use super::VmRef;
 use crate::db::cluster::{Cluster, PgLock};
+use crate::db::postgres::Postgres;
 
 /// How long recovery waits for a guest agent.
 const RECOVERY_AGENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -77,6 +78,11 @@ pub(crate) struct Journal {
     state: PathBuf,
     /// The shared state database's workers, when there is one.
     shared: Option<Arc<Cluster>>,
+    /// The PostgreSQL state database of a command that is not a worker
+    /// (`--state-db` without `serve`): its VM locks are the workers' ones,
+    /// so that a worker and a command never use one VM at once; its
+    /// entries stay in the state directory.
+    state_db: Option<String>,
 }
 
 impl Journal {
@@ -85,6 +91,7 @@ impl Journal {
         Self {
             state: state_dir.to_owned(),
             shared: None,
+            state_db: None,
         }
     }
 
@@ -105,6 +112,7 @@ impl Journal {
         Ok(Self {
             state: state_dir.to_owned(),
             shared: Some(Cluster::open(url, &reader, crate::db::cluster::LAPSE)?),
+            state_db: None,
         })
     }
 
@@ -114,24 +122,34 @@ impl Journal {
         Self {
             state: ctx.state.clone(),
             shared: ctx.cluster.clone(),
+            state_db: match ctx.cluster {
+                Some(_) => None,
+                None => ctx.state_db.clone().filter(|u| !u.is_empty()),
+            },
         }
     }
 
     /// Waits for the lock of `vm`.
     pub(crate) fn lock_vm(&self, vm: &VmRef) -> anyhow::Result<VmLock> {
-        Ok(match &self.shared {
-            Some(c) => VmLock::Shared(Box::new(c.lock_vm(&vm.to_string())?)),
-            None => VmLock::File(FileLock::exclusive(&self.vm_lock_path(vm))?),
+        Ok(match (&self.shared, &self.state_db) {
+            (Some(c), _) => VmLock::Shared(Box::new(c.lock_vm(&vm.to_string())?)),
+            (None, Some(url)) => {
+                VmLock::Shared(Box::new(Postgres::open(url)?.lock_vm(&vm.to_string())?))
+            }
+            (None, None) => VmLock::File(FileLock::exclusive(&self.vm_lock_path(vm))?),
         })
     }
 
     /// Takes the lock of `vm` if no job holds it.
     pub(crate) fn try_lock_vm(&self, vm: &VmRef) -> anyhow::Result<Option<VmLock>> {
-        Ok(match &self.shared {
-            Some(c) => c
+        Ok(match (&self.shared, &self.state_db) {
+            (Some(c), _) => c
                 .try_lock_vm(&vm.to_string())?
                 .map(|l| VmLock::Shared(Box::new(l))),
-            None => FileLock::try_exclusive(&self.vm_lock_path(vm))?.map(VmLock::File),
+            (None, Some(url)) => Postgres::open(url)?
+                .try_lock_vm(&vm.to_string())?
+                .map(|l| VmLock::Shared(Box::new(l))),
+            (None, None) => FileLock::try_exclusive(&self.vm_lock_path(vm))?.map(VmLock::File),
         })
     }
 
@@ -301,5 +319,42 @@ impl Journal {
             complete,
             problems,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::test_pg::TestPg;
+
+    /// A command on the workers' state database (not a worker itself)
+    /// and a worker exclude each other from a VM.
+    #[test]
+    fn a_command_on_a_shared_database_takes_the_workers_vm_locks() {
+        let pg = TestPg::start();
+        let url = pg.database("vm_locks");
+        let t = tempfile::tempdir().unwrap();
+        let command = Journal {
+            state: t.path().to_owned(),
+            shared: None,
+            state_db: Some(url.clone()),
+        };
+        let worker = Cluster::open(&url, "w1", crate::db::cluster::LAPSE).unwrap();
+        let vm = VmRef::parse("hv1/vm1").unwrap().unwrap();
+        let held = command.lock_vm(&vm).unwrap();
+        assert!(worker.try_lock_vm("hv1/vm1").unwrap().is_none());
+        assert!(
+            worker.try_lock_vm("hv1/vm2").unwrap().is_some(),
+            "another VM"
+        );
+        assert!(
+            !command.vm_lock_path(&vm).exists(),
+            "not the state directory's lock"
+        );
+        drop(held);
+        let theirs = worker.try_lock_vm("hv1/vm1").unwrap().expect("freed");
+        assert!(command.try_lock_vm(&vm).unwrap().is_none());
+        drop(theirs);
+        assert!(command.try_lock_vm(&vm).unwrap().is_some());
     }
 }

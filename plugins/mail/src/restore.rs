@@ -93,6 +93,8 @@ pub struct Restorer {
     batch: Option<Batch>,
     /// What the job should log (a session the server did not open).
     notes: Vec<String>,
+    /// Bytes received by sessions already logged out.
+    bytes_read: u64,
 }
 
 impl Restorer {
@@ -108,6 +110,7 @@ impl Restorer {
             present: HashMap::new(),
             batch: None,
             notes: Vec::new(),
+            bytes_read: 0,
         }
     }
 
@@ -224,6 +227,7 @@ impl Restorer {
     fn pick(&mut self, t: &ImapId) -> Result<usize> {
         let key = (t.user.clone(), t.addr);
         if !self.pools.contains_key(&key) {
+            self.retire_others(&key)?;
             let mut s = Session::connect(t.addr, &t.user, &self.login.password, self.login.auth)?;
             for m in s.list("*")? {
                 self.exist.insert((t.user.clone(), t.addr, m.wire));
@@ -261,6 +265,31 @@ impl Restorer {
             pool.next = 0;
         }
         Ok(pool.next)
+    }
+
+    /// Logs out the sessions of users other than `keep` (and the open
+    /// batch's), once their last answers are read: a restore of many users
+    /// keeps at most two users' sessions open, not all of them. A user
+    /// whose items come again gets new sessions.
+    fn retire_others(&mut self, keep: &UserKey) -> Result<()> {
+        let busy = self.batch.as_ref().map(|b| b.user.clone());
+        let old: Vec<UserKey> = self
+            .pools
+            .keys()
+            .filter(|k| *k != keep && Some(*k) != busy.as_ref())
+            .cloned()
+            .collect();
+        for k in old {
+            let Some(pool) = self.pools.remove(&k) else {
+                continue;
+            };
+            for mut s in pool.conns {
+                s.settle()?;
+                self.bytes_read += s.bytes_read();
+                s.logout();
+            }
+        }
+        Ok(())
     }
 
     /// The session `pick` chose.
@@ -387,6 +416,7 @@ impl Restorer {
     /// sessions are still answered and logged out.
     pub fn finish(mut self, totals: &mut Totals) -> Result<()> {
         let mut result = self.flush();
+        totals.bytes_read += self.bytes_read;
         for (_, pool) in self.pools {
             for mut s in pool.conns {
                 let settled = s.settle();

@@ -494,6 +494,36 @@ fn several_connections(port: &str, opts: &[(String, String)], full: &Memory) {
     .expect("restore again");
     assert_eq!((t.items, t.skipped), (1, 1200));
 
+    // Two users in turn, the first again at the end: each user's
+    // sessions are logged out when the next user's open, and open again.
+    let mut items = synthetic(&alice, "Two/A", 1, 10, None);
+    items.extend(synthetic(&bob, "Two/B", 11, 10, None));
+    items.extend(synthetic(&alice, "Two/C", 21, 10, None));
+    let t = job::restore(
+        &Destination::Original,
+        false,
+        &with_connections(opts, 2),
+        &mut Replay(items.into_iter()),
+    )
+    .expect("restore of two users in turn");
+    assert_eq!(t.items, 33);
+    for (user, folder, first) in [
+        (&alice, "Two/A", 1),
+        (&bob, "Two/B", 11),
+        (&alice, "Two/C", 21),
+    ] {
+        let (back, _) = backup(&format!("{user}/{folder}"), opts, HashMap::new());
+        let ids: Vec<String> = folders_of(&back, "")
+            .into_values()
+            .flatten()
+            .map(|m| m.0)
+            .collect();
+        let want: Vec<String> = (first..first + 10)
+            .map(|k| format!("<{k}@several.example>"))
+            .collect();
+        assert_eq!(ids, want, "{user}/{folder}");
+    }
+
     // A batch the server refuses (a message without a byte) on one of two
     // connections, or on the only one.
     for n in [2, 1] {

@@ -437,3 +437,146 @@ fn session_at(pool: &mut Pool, i: usize) -> Result<&mut Session<TcpStream>> {
         .get_mut(i)
         .ok_or_else(|| Error::Other("session vanished".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The restorer against a scripted IMAP server on 127.0.0.1 that
+    //! refuses every connection after the first.
+
+    use super::*;
+    use crate::ids::{self, Id};
+    use crate::imap::Auth;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    /// Reads one command (with its LITERAL+ literals); None at the end.
+    fn command(r: &mut impl BufRead) -> Option<(String, usize)> {
+        let mut text = String::new();
+        let mut literals = 0;
+        loop {
+            let mut line = Vec::new();
+            if r.read_until(b'\n', &mut line).ok()? == 0 {
+                return None;
+            }
+            let line = String::from_utf8_lossy(&line).into_owned();
+            let trimmed = line.trim_end();
+            text.push_str(trimmed);
+            let Some(n) = trimmed
+                .strip_suffix("+}")
+                .and_then(|t| t.rsplit_once('{'))
+                .and_then(|(_, n)| n.parse::<u64>().ok())
+            else {
+                return Some((text, literals));
+            };
+            literals += 1;
+            std::io::copy(&mut r.by_ref().take(n), &mut std::io::sink()).ok()?;
+        }
+    }
+
+    /// The commands the server took, and the messages APPENDed.
+    type Seen = Arc<Mutex<(Vec<String>, usize)>>;
+
+    /// A server: the first connection works (commands recorded, APPENDed
+    /// messages counted), later ones get a BYE.
+    fn server() -> (SocketAddr, Seen) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new((Vec::new(), 0)));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for (i, c) in l.incoming().enumerate() {
+                let Ok(mut c) = c else { return };
+                if i > 0 {
+                    let _ = c.write_all(b"* BYE Too many connections from this user\r\n");
+                    continue;
+                }
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let caps = "IMAP4rev1 SASL-IR LITERAL+ MULTIAPPEND AUTH=PLAIN";
+                    let _ = write!(c, "* OK [CAPABILITY {caps}] hi\r\n");
+                    let mut r = BufReader::new(c.try_clone().unwrap());
+                    while let Some((cmd, literals)) = command(&mut r) {
+                        let (tag, rest) = cmd.split_once(' ').unwrap_or((&cmd, ""));
+                        let verb = rest.split(' ').next().unwrap_or("").to_owned();
+                        let mut out = String::new();
+                        match verb.as_str() {
+                            "CAPABILITY" => out.push_str(&format!("* CAPABILITY {caps}\r\n")),
+                            "LIST" if rest.ends_with("\"\" \"\"") => {
+                                out.push_str("* LIST (\\Noselect) \"/\" \"\"\r\n")
+                            }
+                            "APPEND" => log.lock().unwrap().1 += literals,
+                            "LOGOUT" => out.push_str("* BYE bye\r\n"),
+                            _ => {}
+                        }
+                        log.lock().unwrap().0.push(verb.clone());
+                        out.push_str(&format!("{tag} OK done\r\n"));
+                        if c.write_all(out.as_bytes()).is_err() || verb == "LOGOUT" {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, seen)
+    }
+
+    fn target(addr: SocketAddr, mailbox: &str) -> ImapId {
+        match ids::parse(&format!("imap://alice@{addr}/{mailbox}")) {
+            Ok(Id::Imap(i)) => i,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn item(id: &str, kind: Kind) -> Item {
+        Item {
+            id: id.into(),
+            kind,
+            size: 0,
+            mtime: None,
+            attributes: Vec::new(),
+            change_token: None,
+        }
+    }
+
+    #[test]
+    fn a_server_that_refuses_a_second_connection_gets_everything_over_one() {
+        let (addr, seen) = server();
+        let login = Login {
+            password: "pw".into(),
+            auth: Auth::Auto,
+        };
+        let mut r = Restorer::new(login, false, 2);
+        let user = ids::parse(&format!("imap://alice@{addr}")).unwrap();
+        let Id::Imap(user) = user else { panic!() };
+        r.item(&item(&user.to_string(), Kind::User), &user, b"")
+            .unwrap();
+        for folder in ["A", "B", "C"] {
+            let t = target(addr, folder);
+            r.item(&item(&t.to_string(), Kind::Folder), &t, b"")
+                .unwrap();
+            for k in 0..3 {
+                let body = format!("Message-ID: <{folder}{k}@x>\r\n\r\nbody\r\n");
+                assert_eq!(
+                    r.item(&item("m", Kind::Message), &t, body.as_bytes())
+                        .unwrap(),
+                    Outcome::Restored(body.len() as u64)
+                );
+            }
+        }
+        let notes = r.take_notes();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].contains("over 1 IMAP connection(s), not 2")
+                && notes[0].contains("Too many connections"),
+            "{notes:?}"
+        );
+        let mut totals = Totals::default();
+        r.finish(&mut totals).unwrap();
+        let (verbs, appended) = seen.lock().unwrap().clone();
+        assert_eq!(appended, 9, "every message went over the one connection");
+        assert_eq!(verbs.iter().filter(|v| *v == "APPEND").count(), 3);
+        assert_eq!(verbs.last().map(String::as_str), Some("LOGOUT"));
+        assert!(totals.bytes_read > 0);
+    }
+}

@@ -80,12 +80,20 @@ pub fn restore(
                         )));
                     }
                     if imap.is_none() {
-                        imap = Some(Restorer::new(login(opts)?, overwrite));
+                        imap = Some(Restorer::new(
+                            login(opts)?,
+                            overwrite,
+                            options::connections(opts)?,
+                        ));
                     }
-                    match imap.as_mut() {
-                        Some(r) => r.item(&item, &t, &content)?,
-                        None => return Err(Error::Other("no IMAP restorer".into())),
+                    let Some(r) = imap.as_mut() else {
+                        return Err(Error::Other("no IMAP restorer".into()));
+                    };
+                    let outcome = r.item(&item, &t, &content);
+                    for note in r.take_notes() {
+                        source.log(&note);
                     }
+                    outcome?
                 }
                 (Id::Maildir(s), Id::Maildir(t)) => {
                     maildir::restore(&item, &s, &t, &content, overwrite)?

@@ -7,6 +7,8 @@
 //!   the plan asks to read it.
 //! - `auth`: `login` or `plain` (AUTHENTICATE PLAIN); by default PLAIN
 //!   where the server offers it, else LOGIN.
+//! - `connections`: IMAP connections per user for a restore, 1 to
+//!   [`MAX_CONNECTIONS`], 2 by default (see `restore.rs`).
 
 use crate::error::{Error, Result};
 use crate::imap::Auth;
@@ -31,7 +33,15 @@ pub const DECLARED: &[(&str, &str, bool)] = &[
         "login or plain (AUTHENTICATE PLAIN); default: plain where offered",
         false,
     ),
+    (
+        "connections",
+        "IMAP connections per user for a restore, 1 to 8 (default 2): batches of messages go to them in turn, so that the server saves one while the next arrives",
+        false,
+    ),
 ];
+
+/// Most IMAP connections per user a restore opens.
+pub const MAX_CONNECTIONS: usize = 8;
 
 /// The last value of `key`.
 pub fn get<'a>(options: &'a Options, key: &str) -> Option<&'a str> {
@@ -47,11 +57,12 @@ pub fn check(options: &Options) -> Result<()> {
     for (k, _) in options {
         if !DECLARED.iter().any(|(d, _, _)| d == k) {
             return Err(Error::Invalid(format!(
-                "unknown option {k:?} (known: password, password-file, auth)"
+                "unknown option {k:?} (known: password, password-file, auth, connections)"
             )));
         }
     }
     auth(options)?;
+    connections(options)?;
     if let Some(p) = get(options, "password-file") {
         if !p.starts_with('/') {
             return Err(Error::Invalid(format!(
@@ -74,6 +85,19 @@ pub fn auth(options: &Options) -> Result<Auth> {
     }
 }
 
+/// IMAP connections per user for a restore (option `connections`).
+pub fn connections(options: &Options) -> Result<usize> {
+    match get(options, "connections") {
+        None => Ok(2),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_CONNECTIONS).contains(&n) => Ok(n),
+            _ => Err(Error::Invalid(format!(
+                "option connections={v:?}: expected a number from 1 to {MAX_CONNECTIONS}"
+            ))),
+        },
+    }
+}
+
 /// The password: the option, else the first line of password-file.
 pub fn password(options: &Options) -> Result<String> {
     if let Some(p) = get(options, "password") {
@@ -91,4 +115,30 @@ pub fn password(options: &Options) -> Result<String> {
         return Err(Error::Invalid(format!("password-file {path} is empty")));
     }
     Ok(line.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn connections_default_to_two_and_are_bounded() {
+        assert_eq!(connections(&[]).unwrap(), 2);
+        assert_eq!(connections(&opts(&[("connections", "1")])).unwrap(), 1);
+        assert_eq!(connections(&opts(&[("connections", "8")])).unwrap(), 8);
+        for bad in ["0", "9", "two", "-1", ""] {
+            let e = check(&opts(&[("connections", bad)])).unwrap_err();
+            assert!(
+                e.to_string().contains("expected a number from 1 to 8"),
+                "{e}"
+            );
+        }
+    }
 }

@@ -327,4 +327,234 @@ fn dovecot_end_to_end() {
     )
     .unwrap_err();
     assert!(e.to_string().contains("connection refused"), "{e}");
+
+    several_connections(port, &opts, &full);
+}
+
+/// `opts` with option `connections=n`.
+fn with_connections(opts: &[(String, String)], n: usize) -> Vec<(String, String)> {
+    let mut o = opts.to_vec();
+    o.push(("connections".into(), n.to_string()));
+    o
+}
+
+/// Per folder (its id without `prefix`), the messages of a backup in UID
+/// order: Message-ID, bytes, sorted flags, internal date.
+type Folders = HashMap<String, Vec<(String, Vec<u8>, String, String)>>;
+
+fn folders_of(m: &Memory, prefix: &str) -> Folders {
+    let mut out: Folders = HashMap::new();
+    for (i, c) in &m.items {
+        if i.kind != Kind::Message {
+            continue;
+        }
+        let folder = i.id.split("/;UIDVALIDITY").next().unwrap_or("");
+        let folder = folder.strip_prefix(prefix).unwrap_or(folder).to_owned();
+        let mut flags: Vec<&str> = i.attr("flags").unwrap_or("").split(' ').collect();
+        flags.sort();
+        out.entry(folder).or_default().push((
+            i.attr("message-id").unwrap_or("").to_owned(),
+            c.clone().unwrap_or_default(),
+            flags.join(" "),
+            i.attr("internal-date").unwrap_or("").to_owned(),
+        ));
+    }
+    out
+}
+
+/// Small synthetic messages `first..first+n` for folder `folder` of `user`
+/// (an id), the one numbered `empty` without a byte.
+fn synthetic(
+    user: &str,
+    folder: &str,
+    first: u32,
+    n: u32,
+    empty: Option<u32>,
+) -> Vec<(Item, Vec<u8>)> {
+    let mut out = vec![(
+        Item {
+            id: format!("{user}/{folder}"),
+            kind: Kind::Folder,
+            size: 0,
+            mtime: None,
+            attributes: Vec::new(),
+            change_token: None,
+        },
+        Vec::new(),
+    )];
+    for k in first..first + n {
+        let body = if Some(k) == empty {
+            Vec::new()
+        } else {
+            format!("Message-ID: <{k}@several.example>\r\nSubject: number {k}\r\n\r\nbody {k}\r\n")
+                .into_bytes()
+        };
+        out.push((
+            Item {
+                id: format!("{user}/{folder}/;UIDVALIDITY=1/;UID={k}"),
+                kind: Kind::Message,
+                size: body.len() as u64,
+                mtime: None,
+                attributes: vec![
+                    (
+                        "flags".into(),
+                        if k % 3 == 0 {
+                            "\\Seen".into()
+                        } else {
+                            String::new()
+                        },
+                    ),
+                    ("internal-date".into(), "01-Jan-2024 10:00:00 +0000".into()),
+                ],
+                change_token: None,
+            },
+            body,
+        ));
+    }
+    out
+}
+
+/// Restores over several IMAP connections what one restores, in the same
+/// order; a refused batch on one connection fails the restore with the
+/// server's words and appends none of its messages, and the others' are
+/// whole.
+fn several_connections(port: &str, opts: &[(String, String)], full: &Memory) {
+    let alice = format!("imap://alice@127.0.0.1:{port}");
+    let bob = format!("imap://bob@127.0.0.1:{port}");
+    let all: Vec<(Item, Vec<u8>)> = full
+        .items
+        .iter()
+        .map(|(i, c)| (i.clone(), c.clone().unwrap_or_default()))
+        .collect();
+    let mut seen: Option<(Folders, Totals)> = None;
+    for n in [1, 2, 3] {
+        let to = format!("{bob}/Conn{n}");
+        let t0 = std::time::Instant::now();
+        let t = job::restore(
+            &Destination::Renamed(vec![(alice.clone(), to.clone())]),
+            false,
+            &with_connections(opts, n),
+            &mut Replay(all.clone().into_iter()),
+        )
+        .unwrap_or_else(|e| panic!("restore over {n} connections: {e}"));
+        eprintln!(
+            "restore over {n} connections: {} items, {:?}",
+            t.items,
+            t0.elapsed()
+        );
+        let (back, _) = backup(&to, opts, HashMap::new());
+        let got = folders_of(&back, &format!("{to}/"));
+        assert_eq!(
+            got.values().map(Vec::len).sum::<usize>(),
+            all.iter().filter(|(i, _)| i.kind == Kind::Message).count()
+        );
+        match &seen {
+            None => seen = Some((got, t)),
+            Some((one, t1)) => {
+                assert_eq!(
+                    (t.items, t.bytes, t.skipped),
+                    (t1.items, t1.bytes, t1.skipped)
+                );
+                assert_eq!(got.len(), one.len(), "folders over {n} connections");
+                for (folder, msgs) in one {
+                    assert!(got.get(folder) == Some(msgs), "{folder} over {n} connections differs from one connection (content, flags, date or order)");
+                }
+            }
+        }
+    }
+
+    // One mailbox in three batches (500, 500, 200) over two connections:
+    // committed in stream order.
+    let big = synthetic(&bob, "Big", 1, 1200, None);
+    let t = job::restore(
+        &Destination::Original,
+        false,
+        &with_connections(opts, 2),
+        &mut Replay(big.into_iter()),
+    )
+    .expect("restore of 1,200 messages into one mailbox");
+    assert_eq!(t.items, 1201);
+    let (back, _) = backup(&format!("{bob}/Big"), opts, HashMap::new());
+    let ids: Vec<String> = folders_of(&back, "")
+        .into_values()
+        .flatten()
+        .map(|m| m.0)
+        .collect();
+    let want: Vec<String> = (1..=1200)
+        .map(|k| format!("<{k}@several.example>"))
+        .collect();
+    assert_eq!(ids, want, "the messages are not in stream order");
+    // Again: each is present, none appended.
+    let t = job::restore(
+        &Destination::Original,
+        false,
+        &with_connections(opts, 2),
+        &mut Replay(synthetic(&bob, "Big", 1, 1200, None).into_iter()),
+    )
+    .expect("restore again");
+    assert_eq!((t.items, t.skipped), (1, 1200));
+
+    // Two users in turn, the first again at the end: each user's
+    // sessions are logged out when the next user's open, and open again.
+    let mut items = synthetic(&alice, "Two/A", 1, 10, None);
+    items.extend(synthetic(&bob, "Two/B", 11, 10, None));
+    items.extend(synthetic(&alice, "Two/C", 21, 10, None));
+    let t = job::restore(
+        &Destination::Original,
+        false,
+        &with_connections(opts, 2),
+        &mut Replay(items.into_iter()),
+    )
+    .expect("restore of two users in turn");
+    assert_eq!(t.items, 33);
+    for (user, folder, first) in [
+        (&alice, "Two/A", 1),
+        (&bob, "Two/B", 11),
+        (&alice, "Two/C", 21),
+    ] {
+        let (back, _) = backup(&format!("{user}/{folder}"), opts, HashMap::new());
+        let ids: Vec<String> = folders_of(&back, "")
+            .into_values()
+            .flatten()
+            .map(|m| m.0)
+            .collect();
+        let want: Vec<String> = (first..first + 10)
+            .map(|k| format!("<{k}@several.example>"))
+            .collect();
+        assert_eq!(ids, want, "{user}/{folder}");
+    }
+
+    // A batch the server refuses (a message without a byte) on one of two
+    // connections, or on the only one.
+    for n in [2, 1] {
+        let mut items = synthetic(&bob, &format!("Fail{n}/A"), 1, 20, None);
+        items.extend(synthetic(&bob, &format!("Fail{n}/B"), 21, 20, Some(30)));
+        items.extend(synthetic(&bob, &format!("Fail{n}/C"), 41, 20, None));
+        let e = job::restore(
+            &Destination::Original,
+            false,
+            &with_connections(opts, n),
+            &mut Replay(items.into_iter()),
+        )
+        .expect_err("a refused APPEND fails the restore");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("APPEND of 20 messages to \"Fail{n}/B\""))
+                && text.contains("zero byte"),
+            "{text}"
+        );
+        let count = |f: &str| {
+            let (m, _) = backup(&format!("{bob}/Fail{n}/{f}"), opts, HashMap::new());
+            m.items
+                .iter()
+                .filter(|(i, _)| i.kind == Kind::Message)
+                .count()
+        };
+        assert_eq!(count("A"), 20, "over {n}");
+        assert_eq!(count("B"), 0, "a refused batch appends nothing (over {n})");
+        if n == 2 {
+            // Its batch was on the other connection: it is whole.
+            assert_eq!(count("C"), 20);
+        }
+    }
 }

@@ -89,6 +89,9 @@ pub struct Session<S: Read + Write> {
     pub delimiter: Option<char>,
     /// A MULTIAPPEND being streamed: its tag, mailbox and messages so far.
     open_append: Option<(String, String, usize)>,
+    /// A streamed MULTIAPPEND sent whole whose tagged response is not read
+    /// yet (see [`Session::append_close`]): tag, mailbox, messages.
+    unsettled: Option<(String, String, usize)>,
     /// What is written but not yet sent: sent when it reaches [`OUT_BYTES`]
     /// and before any response is read.
     out: Vec<u8>,
@@ -145,6 +148,7 @@ impl<S: Read + Write> Session<S> {
             bye: None,
             delimiter: None,
             open_append: None,
+            unsettled: None,
             out: Vec::new(),
         };
         let greeting = s.io.response()?;
@@ -313,6 +317,8 @@ impl<S: Read + Write> Session<S> {
         args: &[Arg<'_>],
         mut on: impl FnMut(&Response) -> Result<()>,
     ) -> Result<(Status, Option<String>, String)> {
+        // Responses come in order: a closed APPEND's first.
+        self.settle()?;
         self.tag += 1;
         let tag = format!("a{}", self.tag);
         let plus = self.has("LITERAL+");
@@ -721,6 +727,7 @@ impl<S: Read + Write> Session<S> {
                 "a streamed APPEND is already open, or the server cannot take one".into(),
             ));
         }
+        self.settle()?;
         self.tag += 1;
         let tag = format!("a{}", self.tag);
         let ps = pieces(&tag, &[Arg::Raw("APPEND"), Arg::Str(wire.as_bytes())], true);
@@ -748,13 +755,43 @@ impl<S: Read + Write> Session<S> {
         self.write(m.body)
     }
 
-    /// Completes the open MULTIAPPEND: the server appends all its messages
-    /// or none.
+    /// Completes the open MULTIAPPEND and waits for the server's answer:
+    /// it appends all its messages or none.
     pub fn append_end(&mut self) -> Result<()> {
-        let Some((tag, wire, n)) = self.open_append.take() else {
+        self.append_close()?;
+        self.settle()
+    }
+
+    /// Completes the open MULTIAPPEND without waiting for the server's
+    /// answer: the session can take a command to another mailbox at once,
+    /// or stay idle while another session works. The answer is read by
+    /// [`settle`](Self::settle), which every later command of this session
+    /// calls first, so that a refusal is never lost. Until then the
+    /// server may still refuse all of the command's messages (it appends
+    /// all or none).
+    pub fn append_close(&mut self) -> Result<()> {
+        let Some(open) = self.open_append.take() else {
             return Ok(());
         };
         self.write(b"\r\n")?;
+        self.send()?;
+        self.unsettled = Some(open);
+        Ok(())
+    }
+
+    /// The mailbox (wire name) of a closed MULTIAPPEND whose answer is not
+    /// read yet.
+    pub fn unsettled(&self) -> Option<&str> {
+        self.unsettled.as_ref().map(|(_, wire, _)| wire.as_str())
+    }
+
+    /// Reads the answer to the MULTIAPPEND [`append_close`](Self::append_close)
+    /// sent, if any: an error names the mailbox, the number of messages and
+    /// the server's words.
+    pub fn settle(&mut self) -> Result<()> {
+        let Some((tag, wire, n)) = self.unsettled.take() else {
+            return Ok(());
+        };
         let st = self.finish(&tag, &mut |_| Ok(()))?;
         self.check(
             st,
@@ -1068,6 +1105,51 @@ mod tests {
             "{e}"
         );
         assert!(e.to_string().contains("Quota exceeded"), "{e}");
+    }
+
+    #[test]
+    fn a_closed_append_is_answered_before_the_next_command() {
+        let m = Append {
+            flags: &[],
+            internal_date: None,
+            body: b"one",
+        };
+        let server = format!(
+            "{HELLO}a1 OK [CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND] in\r\n* CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND\r\na2 OK\r\na3 OK\r\n\
+             a4 OK [APPENDUID 7 1] done\r\na5 NO [OVERQUOTA] Quota exceeded\r\na6 OK created\r\n"
+        );
+        let mut s = session(&server).unwrap();
+        s.append_begin("Work").unwrap();
+        s.append_more(&m).unwrap();
+        s.append_close().unwrap();
+        // Sent whole, nothing read yet.
+        let out = String::from_utf8(s.io.get_mut().output.clone()).unwrap();
+        assert!(
+            out.ends_with("a4 APPEND \"Work\" () {3+}\r\none\r\n"),
+            "{out}"
+        );
+        assert_eq!(s.unsettled(), Some("Work"));
+        // The next APPEND reads the first one's answer before it begins.
+        s.append_begin("Other").unwrap();
+        assert_eq!(s.unsettled(), None);
+        s.append_more(&m).unwrap();
+        s.append_close().unwrap();
+        assert_eq!(s.unsettled(), Some("Other"));
+        // Any later command fails with the refusal, naming the mailbox;
+        // the command itself is not sent.
+        let e = s.create("New").unwrap_err();
+        assert!(
+            e.to_string().contains("APPEND of 1 messages to \"Other\"")
+                && e.to_string().contains("Quota exceeded"),
+            "{e}"
+        );
+        assert_eq!(s.unsettled(), None);
+        let out = String::from_utf8(s.io.get_mut().output.clone()).unwrap();
+        assert!(!out.contains("CREATE"), "{out}");
+        // Then the session goes on.
+        assert!(s.create("New").unwrap());
+        // Nothing closed: settling reads nothing.
+        s.settle().unwrap();
     }
 
     #[test]

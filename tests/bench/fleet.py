@@ -20,20 +20,16 @@ compete for them, which bounds what concurrency can win.
 
 Usage: tests/bench/fleet.py   (make bench builds first; SIZES=1,2,4,8)
 """
-import json, os, random, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, random, shutil, subprocess, sys, tempfile, time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure import free_port, sh, wait_healthy  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ATTACHE = os.path.join(ROOT, "target/release/attache")
 SIZES = [int(n) for n in os.environ.get("SIZES", "1,2,4,8").split(",")]
 PER_HV = os.environ.get("MAX_PER_HV", "4")
 TOKEN = "a-fleet-bench-token-of-enough-length"
-
-
-def sh(cmd, env=None, capture=True):
-    r = subprocess.run(cmd, env=env, capture_output=capture, text=True)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{r.stdout}\n{r.stderr}")
-    return r
 
 
 def env_for(work, name):
@@ -52,22 +48,6 @@ def setup(work, name, vms):
         sh([ATTACHE, "hypervisor", "add", hv, "--driver", "qemu", "--vm-dir", f"{work}/{hv}",
             "--datastore", f"{work}/{name}/ds-{hv}"], env)
     return env
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url):
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit("the server did not come up")
 
 
 def main():
@@ -98,7 +78,7 @@ def main():
                 [ATTACHE, "serve", "--listen", f"127.0.0.1:{port}", "--max-jobs", "8",
                  "--max-jobs-per-hypervisor", PER_HV, "--max-jobs-per-datastore", PER_HV],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            wait_healthy(url)
+            wait_healthy(url, "the server", 200)
             return dict(env, ATTACHE_SERVER=url)
 
         client = serve(pol_env)

@@ -47,6 +47,19 @@ def run(cmd, env):
     return wall, peak * 1024, out
 
 
+def timed_steps(t, tool, name, r, steps, best, widths):
+    """Runs steps with t in round r of data set name, keeping in best the
+    least wall time and the most peak memory of each (name, step, tool);
+    widths: of the tool and step columns of the log line."""
+    for step in steps:
+        cmd = t.restore() if step == "full restore" else t.backup()
+        wall, peak, _ = run(cmd, t.env)
+        w, p = best.get((name, step, tool), (wall, peak))
+        best[(name, step, tool)] = (min(w, wall), max(p, peak))
+        print(f"  round {r + 1} {tool:<{widths[0]}} {step:<{widths[1]}} {wall:7.2f} s "
+              f"{peak / 2**20:7.0f} MiB", file=sys.stderr)
+
+
 def count(path):
     n, size = 0, 0
     for d, dirs, files in os.walk(path):
@@ -182,13 +195,7 @@ def main():
                 for tool in (tools if r % 2 == 0 else tools[::-1]):
                     t = Tool(tool, work, data)
                     t.fresh()
-                    for step in STEPS:
-                        cmd = t.restore() if step == "full restore" else t.backup()
-                        wall, peak, _ = run(cmd, t.env)
-                        w, p = best.get((name, step, tool), (wall, peak))
-                        best[(name, step, tool)] = (min(w, wall), max(p, peak))
-                        print(f"  round {r + 1} {tool:<8} {step:<17} {wall:7.2f} s {peak / 2**20:7.0f} MiB",
-                              file=sys.stderr)
+                    timed_steps(t, tool, name, r, STEPS, best, (8, 17))
                     shutil.rmtree(t.dest, ignore_errors=True)
                     shutil.rmtree(t.repo, ignore_errors=True)
                 wall = dd(work)

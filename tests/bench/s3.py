@@ -28,7 +28,7 @@ import json, os, shutil, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("SCALE_FILES", "0")  # real.py's scale set is not run here
-from real import ATTACHE, PASSWORD, count, data_sets, run  # noqa: E402
+from real import ATTACHE, PASSWORD, count, data_sets, timed_steps  # noqa: E402
 
 TOOLS = ("attache-local", "attache-s3", "restic-s3")
 STEPS = ("first backup", "full restore")
@@ -191,13 +191,7 @@ def main():
                     n += 1
                     t = Tool(tool, work, data, weed, n)
                     t.fresh()
-                    for step in STEPS:
-                        cmd = t.restore() if step == "full restore" else t.backup()
-                        wall, peak, _ = run(cmd, t.env)
-                        w, p = best.get((name, step, tool), (wall, peak))
-                        best[(name, step, tool)] = (min(w, wall), max(p, peak))
-                        print(f"  round {r + 1} {tool:<14} {step:<13} {wall:7.2f} s "
-                              f"{peak / 2**20:7.0f} MiB", file=sys.stderr)
+                    timed_steps(t, tool, name, r, STEPS, best, (14, 13))
                     t.clean()
         print("| data | step | " + " | ".join(tools) + " | restic-s3 / attache-s3 | attache-s3 / attache-local |")
         print("|" + "---|" * (4 + len(tools)))

@@ -3,8 +3,9 @@
 PostgreSQL state database and one repository (issue 17), over three test
 VMs on one QEMU hypervisor. Figures, not pass/fail.
 
-For each N, a fresh database and repository, N workers (each its own state
-directory, cache and datastore, as on N machines, default limits: at most
+For each N, a fresh database and repository, the hypervisor registered once
+in the shared registry with one datastore, N workers (each its own state
+directory and cache, as on N machines, default limits: at most
 2 jobs at once per hypervisor and worker), JOBS backups of /data posted to
 the workers in turn over the VMs in turn, timed from the first post to the
 last job's end. Printed: the wall time, jobs per minute, and how the jobs
@@ -15,7 +16,10 @@ host's cores, which bounds what more workers win.
 Usage: tests/bench/workers.py   (make build and the test guest first;
 WORKERS=1,2,3 JOBS=30)
 """
-import json, os, random, shutil, socket, subprocess, sys, tempfile, time, urllib.request
+import json, os, random, shutil, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure import free_port, sh, wait_healthy  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ATTACHE = os.path.join(ROOT, "target/release/attache")
@@ -23,19 +27,6 @@ SIZES = [int(n) for n in os.environ.get("WORKERS", "1,2,3").split(",")]
 JOBS = int(os.environ.get("JOBS", "30"))
 TOKEN = "a-workers-bench-token-of-enough-length"
 VMS = ["vm0", "vm1", "vm2"]
-
-
-def sh(cmd, env=None):
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"{' '.join(map(str, cmd))} failed:\n{r.stdout}\n{r.stderr}")
-    return r.stdout
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url, method, path, body=None):
@@ -47,23 +38,13 @@ def call(url, method, path, body=None):
         return json.loads(r.read())
 
 
-def wait_healthy(url):
-    for _ in range(400):
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit("a worker did not come up")
-
-
 def main():
     work = tempfile.mkdtemp(prefix="workers-bench", dir="/tmp")
     os.makedirs(f"{work}/pg")
     os.chmod(work, 0o755)
     script = f"{ROOT}/tests/sql/pg-cluster.sh"
     pg = sh(["bash", "-c", f'set -e; . "{script}"; pg_cluster_start "{work}/pg" >&2; '
-             'printf "%s\\n%s\\n%s\\n" "$PGBIN" "$PORT" "$PW"']).split("\n")
+             'printf "%s\\n%s\\n%s\\n" "$PGBIN" "$PORT" "$PW"']).stdout.split("\n")
     pgbin, port, pw = pg[0], pg[1], pg[2]
     booted, procs = [], []
     try:
@@ -94,15 +75,17 @@ def main():
                           "ATTACHE_TRUST", "ATTACHE_STATE_DB"):
                     env.pop(k, None)
                 if i == 0:
+                    # The repository, and the hypervisor in the shared
+                    # registry, with one datastore for every worker.
                     sh([ATTACHE, "init"], env)
-                sh([ATTACHE, "hypervisor", "add", "hv1", "--driver", "qemu", "--vm-dir",
-                    f"{work}/vms", "--datastore", f"{work}/n{n}w{i}/ds"], env)
+                    sh([ATTACHE, "--state-db", state_db, "hypervisor", "add", "hv1", "--driver",
+                        "qemu", "--vm-dir", f"{work}/vms", "--datastore", f"{work}/n{n}/ds"], env)
                 p = free_port()
                 procs.append(subprocess.Popen(
                     [ATTACHE, "--state-db", state_db, "serve", "--listen", f"127.0.0.1:{p}"],
                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
                 urls.append(f"http://127.0.0.1:{p}")
-                wait_healthy(urls[-1])
+                wait_healthy(urls[-1], "a worker", 400)
             t0 = time.monotonic()
             ids = []
             for j in range(JOBS):
@@ -122,7 +105,7 @@ def main():
             split = sh([f"{pgbin}/psql", "-h", "127.0.0.1", "-p", port, "-U", "postgres", "-qAtX",
                         "-c", "SELECT string_agg(n::text, '/' ORDER BY n DESC) FROM "
                               "(SELECT count(*) n FROM jobs GROUP BY worker) x", db],
-                       dict(os.environ, PGPASSWORD=pw)).strip()
+                       dict(os.environ, PGPASSWORD=pw)).stdout.strip()
             rows.append((n, wall, JOBS / wall * 60, split))
             for p in procs:
                 p.kill()

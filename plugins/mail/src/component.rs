@@ -299,15 +299,9 @@ mod tests {
     //! restore runs here; IMAP runs against Dovecot in `tests/`.
 
     use super::*;
+    use crate::options::tests::opts;
     use attache_plugin_sdk::mock::{Data, MockHost};
     use std::fs;
-
-    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
 
     #[test]
     fn info_declares_the_options() {

@@ -56,8 +56,10 @@ pub fn get<'a>(options: &'a Options, key: &str) -> Option<&'a str> {
 pub fn check(options: &Options) -> Result<()> {
     for (k, _) in options {
         if !DECLARED.iter().any(|(d, _, _)| d == k) {
+            let known: Vec<&str> = DECLARED.iter().map(|(d, _, _)| *d).collect();
             return Err(Error::Invalid(format!(
-                "unknown option {k:?} (known: password, password-file, auth, connections)"
+                "unknown option {k:?} (known: {})",
+                known.join(", ")
             )));
         }
     }
@@ -118,10 +120,11 @@ pub fn password(options: &Options) -> Result<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    /// Options of `pairs`, as a job passes them.
+    pub(crate) fn opts(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 
 use super::agent::Agent;
 use super::guest;
-use super::lockfile::FileLock;
+use super::lockfile::{FileLock, Held};
 use super::vm::{Attachment, Vm, VmHandle};
 use super::VmRef;
-use crate::db::cluster::{Cluster, PgLock};
+use crate::db::cluster::Cluster;
 use crate::db::postgres::Postgres;
 
 /// How long recovery waits for a guest agent.
@@ -62,15 +62,6 @@ pub(crate) struct Recovered {
     /// Detached and the guest cleaned: the entry is gone.
     pub complete: bool,
     pub problems: Vec<String>,
-}
-
-/// A job's hold on its VM: no other job (of this process, another one,
-/// or another worker sharing the state database) uses the VM meanwhile.
-/// Held, never read: dropping it releases the VM.
-#[allow(dead_code, reason = "held for its drop, never read")]
-pub(crate) enum VmLock {
-    File(FileLock),
-    Shared(Box<PgLock>),
 }
 
 #[derive(Clone)]
@@ -129,27 +120,29 @@ impl Journal {
         }
     }
 
-    /// Waits for the lock of `vm`.
-    pub(crate) fn lock_vm(&self, vm: &VmRef) -> anyhow::Result<VmLock> {
+    /// Waits for the lock of `vm`: a job's hold on its VM, so that no other
+    /// job (of this process, another one, or another worker sharing the
+    /// state database) uses the VM meanwhile.
+    pub(crate) fn lock_vm(&self, vm: &VmRef) -> anyhow::Result<Held> {
         Ok(match (&self.shared, &self.state_db) {
-            (Some(c), _) => VmLock::Shared(Box::new(c.lock_vm(&vm.to_string())?)),
+            (Some(c), _) => Held::Shared(Box::new(c.lock_vm(&vm.to_string())?)),
             (None, Some(url)) => {
-                VmLock::Shared(Box::new(Postgres::open(url)?.lock_vm(&vm.to_string())?))
+                Held::Shared(Box::new(Postgres::open(url)?.lock_vm(&vm.to_string())?))
             }
-            (None, None) => VmLock::File(FileLock::exclusive(&self.vm_lock_path(vm))?),
+            (None, None) => Held::File(FileLock::exclusive(&self.vm_lock_path(vm))?),
         })
     }
 
     /// Takes the lock of `vm` if no job holds it.
-    pub(crate) fn try_lock_vm(&self, vm: &VmRef) -> anyhow::Result<Option<VmLock>> {
+    pub(crate) fn try_lock_vm(&self, vm: &VmRef) -> anyhow::Result<Option<Held>> {
         Ok(match (&self.shared, &self.state_db) {
             (Some(c), _) => c
                 .try_lock_vm(&vm.to_string())?
-                .map(|l| VmLock::Shared(Box::new(l))),
+                .map(|l| Held::Shared(Box::new(l))),
             (None, Some(url)) => Postgres::open(url)?
                 .try_lock_vm(&vm.to_string())?
-                .map(|l| VmLock::Shared(Box::new(l))),
-            (None, None) => FileLock::try_exclusive(&self.vm_lock_path(vm))?.map(VmLock::File),
+                .map(|l| Held::Shared(Box::new(l))),
+            (None, None) => FileLock::try_exclusive(&self.vm_lock_path(vm))?.map(Held::File),
         })
     }
 
@@ -241,10 +234,7 @@ impl Journal {
 
     /// Reverts every entry whose VM no running job holds. With `only`, just
     /// that VM's entries, whose lock the caller holds already.
-    pub(crate) fn recover(
-        &self,
-        only: Option<(&VmRef, &VmLock)>,
-    ) -> anyhow::Result<Vec<Recovered>> {
+    pub(crate) fn recover(&self, only: Option<(&VmRef, &Held)>) -> anyhow::Result<Vec<Recovered>> {
         let mut out = Vec::new();
         for e in self.entries()? {
             let vm = VmRef {

@@ -1,11 +1,24 @@
 //! Advisory file locks (`flock`): the kernel drops them when their holder
-//! dies, so a killed server never leaves one behind.
+//! dies, so a killed server never leaves one behind. And [`Held`], a lock
+//! that is either one of them or an advisory lock of the shared
+//! PostgreSQL state database, which its server drops in the same case.
 
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 use anyhow::Context;
 use rustix::fs::{flock, FlockOperation};
+
+/// A lock held for as long as it lives (a VM's, the registry's): in the
+/// state directory, or in the shared state database. Held, never read:
+/// dropping it frees it.
+#[allow(dead_code, reason = "held for its drop, never read")]
+pub(crate) enum Held {
+    /// A file's `flock` in the state directory.
+    File(FileLock),
+    /// An advisory lock of the shared state database.
+    Shared(Box<crate::db::cluster::PgLock>),
+}
 
 /// A held lock; released on drop (when the file closes).
 pub(crate) struct FileLock {

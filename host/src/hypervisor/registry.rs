@@ -9,10 +9,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::lockfile::FileLock;
+use super::lockfile::{FileLock, Held};
 use super::vm::Vm;
 use super::{libvirt, qemu};
-use crate::db::cluster::PgLock;
 use crate::db::postgres::Postgres;
 
 /// How Attaché talks to a hypervisor.
@@ -154,16 +153,6 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-/// The registry's lock, held while the registry or a datastore's
-/// containers change. Held, never read: dropping it frees it.
-#[allow(dead_code, reason = "held for its drop, never read")]
-pub(crate) enum RegistryLock {
-    /// `registry.lock` in the state directory.
-    File(FileLock),
-    /// An advisory lock of the shared state database.
-    Shared(Box<PgLock>),
-}
-
 impl Registry {
     /// The registry of the state directory `state_dir`.
     pub(crate) fn new(state_dir: &Path) -> Self {
@@ -204,10 +193,10 @@ impl Registry {
 
     /// The lock that serializes changes to the registry and to datastores
     /// (across workers, when the registry is shared).
-    pub(crate) fn lock(&self) -> anyhow::Result<RegistryLock> {
+    pub(crate) fn lock(&self) -> anyhow::Result<Held> {
         Ok(match &self.shared {
-            Some(pg) => RegistryLock::Shared(Box::new(pg.lock_registry()?)),
-            None => RegistryLock::File(FileLock::exclusive(&self.dir.join("registry.lock"))?),
+            Some(pg) => Held::Shared(Box::new(pg.lock_registry()?)),
+            None => Held::File(FileLock::exclusive(&self.dir.join("registry.lock"))?),
         })
     }
 
@@ -243,7 +232,7 @@ impl Registry {
     }
 
     /// Adds a hypervisor; the caller holds the lock.
-    pub(crate) fn add(&self, _lock: &RegistryLock, hv: Hypervisor) -> anyhow::Result<()> {
+    pub(crate) fn add(&self, _lock: &Held, hv: Hypervisor) -> anyhow::Result<()> {
         super::check_name("hypervisor", &hv.name)?;
         if let Some(pg) = &self.shared {
             let definition = serde_json::to_string(&hv)?;

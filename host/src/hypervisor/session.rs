@@ -15,8 +15,8 @@ use guest_runner::channel;
 
 use super::agent::{Agent, Exited};
 use super::guest;
-use super::journal::VmLock;
 use super::journal::{Entry, Journal};
+use super::lockfile::Held;
 use super::registry::Registry;
 use super::vm::{Attachment, Vm, VmHandle};
 use super::{datastore, VmRef};
@@ -62,7 +62,7 @@ pub(crate) struct Session {
     closed: bool,
     /// Records the attach, the detach and every guest command.
     audit: crate::audit::Audit,
-    _lock: VmLock,
+    _lock: Held,
 }
 
 /// What a run's threads share.

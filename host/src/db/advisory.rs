@@ -34,11 +34,16 @@ impl Postgres {
     /// Waits for the lock of VM `vm` (`HV/VM`): held by whoever runs a job
     /// on it, a worker or a command on the same state database.
     pub(crate) fn lock_vm(&self, vm: &str) -> Result<PgLock, DbError> {
-        self.advisory(&vm_key(vm), true)?
-            .ok_or_else(|| DbError::Format {
-                path: self.shown().to_owned(),
-                why: format!("the lock of VM {vm} was not taken after waiting for it"),
-            })
+        self.wait_for(&vm_key(vm), &format!("the lock of VM {vm}"))
+    }
+
+    /// Waits for the advisory lock named `key` (`what` it is, for the
+    /// error).
+    pub(super) fn wait_for(&self, key: &str, what: &str) -> Result<PgLock, DbError> {
+        self.advisory(key, true)?.ok_or_else(|| DbError::Format {
+            path: self.shown().to_owned(),
+            why: format!("{what} was not taken after waiting for it"),
+        })
     }
 
     /// Takes the lock of VM `vm` if nobody holds it.

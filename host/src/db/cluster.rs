@@ -110,9 +110,10 @@ fn reap_key(worker: &str) -> String {
 impl Cluster {
     /// Connects as worker `id` (the schema is migrated by `Postgres::open`).
     pub(crate) fn open(url: &str, id: &str, lapse: Duration) -> Result<Arc<Self>, DbError> {
+        let pg = Postgres::open(url)?;
         Ok(Arc::new(Self {
-            pg: Arc::new(Postgres::open(url)?),
-            registry: Arc::new(Postgres::open(url)?),
+            registry: Arc::new(pg.another()),
+            pg: Arc::new(pg),
             id: id.to_owned(),
             lapse,
         }))

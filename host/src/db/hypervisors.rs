@@ -53,11 +53,7 @@ impl Postgres {
 
     /// Waits for the registry's lock (see [`REGISTRY_LOCK`]).
     pub(crate) fn lock_registry(&self) -> Result<PgLock, DbError> {
-        self.advisory(REGISTRY_LOCK, true)?
-            .ok_or_else(|| DbError::Format {
-                path: self.shown().to_owned(),
-                why: "the registry's lock was not taken after waiting for it".into(),
-            })
+        self.wait_for(REGISTRY_LOCK, "the registry's lock")
     }
 }
 

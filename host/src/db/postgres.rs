@@ -105,6 +105,16 @@ impl Postgres {
         Ok(store)
     }
 
+    /// The same database on a connection of its own, opened at its first
+    /// call (this one has already brought the schema up to date).
+    pub(super) fn another(&self) -> Self {
+        Self {
+            url: self.url.clone(),
+            config: self.config.clone(),
+            conn: Mutex::new(None),
+        }
+    }
+
     /// The URL with its password redacted.
     pub(super) fn shown(&self) -> &str {
         &self.url

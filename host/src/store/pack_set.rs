@@ -16,12 +16,19 @@ use super::index::{self, IndexFile, IndexedPack};
 use super::pack::{BlobKind, PackWriter, PACK_SIZE};
 use super::{Store, StoreError};
 
-type Job = (BlobKind, BlobId, Vec<u8>);
-type Done = Result<(BlobKind, Encoded), StoreError>;
+/// Chunks handed to an encoder together, and what it makes of them.
+type Job = Vec<(BlobKind, BlobId, Vec<u8>)>;
+type Done = Result<Vec<(BlobKind, Encoded)>, StoreError>;
 
-/// Chunks waiting for an encoder, and encoded blobs waiting for the writer:
-/// bounds the memory in flight to a few chunks each.
+/// Batches waiting for an encoder, and encoded batches waiting for the
+/// writer: bounds the memory in flight to a few batches each.
 const QUEUE: usize = 4;
+/// A batch is sent once it holds this many plain bytes or [`BATCH_BLOBS`]
+/// chunks (a larger chunk goes alone). Each hand-over wakes a thread: one
+/// per chunk, the small files of a source tree cost more in wake-ups and
+/// switches than in encoding (issue 12).
+const BATCH_BYTES: usize = 512 << 10;
+const BATCH_BLOBS: usize = 64;
 
 /// What the pack writer thread returns: the packs it wrote, indexed, and
 /// their bytes.
@@ -31,6 +38,9 @@ pub(crate) struct PackSet<'s> {
     store: &'s Store,
     pending: HashSet<BlobId, index::IdHash>,
     jobs: Option<SyncSender<Job>>,
+    /// Chunks not sent yet, and their bytes.
+    batch: Job,
+    batch_bytes: usize,
     encoders: Vec<JoinHandle<()>>,
     writer: Option<JoinHandle<Written>>,
 }
@@ -41,8 +51,11 @@ fn encoder(cipher: Cipher, jobs: Arc<Mutex<Receiver<Job>>>, out: SyncSender<Done
             Ok(rx) => rx.recv(),
             Err(_) => return,
         };
-        let Ok((kind, id, plain)) = job else { return };
-        let done = encode_with_id(&cipher, id, &plain).map(|e| (kind, e));
+        let Ok(batch) = job else { return };
+        let done: Done = batch
+            .into_iter()
+            .map(|(kind, id, plain)| encode_with_id(&cipher, id, &plain).map(|e| (kind, e)))
+            .collect();
         let failed = done.is_err();
         if out.send(done).is_err() || failed {
             return;
@@ -55,12 +68,13 @@ fn writer(root: Arc<dyn Backend>, cipher: Cipher, rx: Receiver<Done>) -> Written
     let mut bytes = 0u64;
     let mut w = PackWriter::default();
     for done in rx {
-        let (kind, e) = done?;
-        w.add(kind, e);
-        if w.len() >= PACK_SIZE {
-            bytes += w.len() as u64;
-            let (pack, blobs) = std::mem::take(&mut w).finish(&*root, &cipher)?;
-            packs.push(IndexedPack { pack, blobs });
+        for (kind, e) in done? {
+            w.add(kind, e);
+            if w.len() >= PACK_SIZE {
+                bytes += w.len() as u64;
+                let (pack, blobs) = std::mem::take(&mut w).finish(&*root, &cipher)?;
+                packs.push(IndexedPack { pack, blobs });
+            }
         }
     }
     if !w.is_empty() {
@@ -100,6 +114,8 @@ impl<'s> PackSet<'s> {
             store,
             pending: HashSet::default(),
             jobs: Some(jobs_tx),
+            batch: Vec::new(),
+            batch_bytes: 0,
             encoders,
             writer,
         }
@@ -117,10 +133,22 @@ impl<'s> PackSet<'s> {
             return Ok(id);
         }
         self.pending.insert(id);
-        let sent = self
-            .jobs
-            .as_ref()
-            .is_some_and(|j| j.send((kind, id, plain.to_vec())).is_ok());
+        self.batch.push((kind, id, plain.to_vec()));
+        self.batch_bytes += plain.len();
+        if self.batch_bytes >= BATCH_BYTES || self.batch.len() >= BATCH_BLOBS {
+            self.send_batch()?;
+        }
+        Ok(id)
+    }
+
+    /// Sends the chunks gathered so far to the encoders.
+    fn send_batch(&mut self) -> Result<(), StoreError> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let batch = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        let sent = self.jobs.as_ref().is_some_and(|j| j.send(batch).is_ok());
         if !sent {
             // The pipeline stopped: its own error says why.
             return Err(self
@@ -128,7 +156,7 @@ impl<'s> PackSet<'s> {
                 .err()
                 .unwrap_or_else(|| StoreError::Corrupt("the pack writer stopped".into())));
         }
-        Ok(id)
+        Ok(())
     }
 
     /// Drains the pipeline and returns the packs written.
@@ -148,6 +176,7 @@ impl<'s> PackSet<'s> {
     /// them; afterwards every added blob is readable. Returns the bytes
     /// written to packs.
     pub(crate) fn commit(mut self) -> Result<u64, StoreError> {
+        self.send_batch()?;
         let (packs, bytes) = self.stop()?;
         if packs.is_empty() {
             return Ok(0);

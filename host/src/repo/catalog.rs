@@ -167,25 +167,20 @@ impl Catalog {
 
     /// A draft for a backup's items, recorded by [`Self::add_draft`].
     pub(crate) fn draft(&self) -> anyhow::Result<CatalogDraft> {
-        CatalogDraft::new(&self.dir)
+        Ok(CatalogDraft::new(&self.dir)?.indexed(&self.path))
     }
 
     /// Records snapshot `snap`, whose items `draft` holds.
     pub(crate) fn add_draft(&self, snap: &SnapshotInfo, draft: CatalogDraft) -> anyhow::Result<()> {
+        // The indexer has stored the chunks it could while the backup ran:
+        // those are found here and not read back.
         let (chunks, lines) = draft.finish()?;
         let hashes: Vec<[u8; 32]> = chunks.iter().map(|c| c.hash).collect();
         self.record(
             snap,
             &hashes,
             &|n| Ok(Cow::Owned(lines.read(&chunks[n])?)),
-            &|_, body, f| {
-                for line in body.lines() {
-                    let it: StoredItem = serde_json::from_str(line)
-                        .context("an item line of the catalog's draft")?;
-                    f(&it)?;
-                }
-                Ok(())
-            },
+            &|_, body, f| draft_entries(body, f),
         )
     }
 
@@ -292,24 +287,23 @@ impl Catalog {
             snap,
             &hashes,
             &|n| Ok(Cow::Borrowed(chunks[n].1)),
-            &|n, _, f| items[chunks[n].2..chunks[n].3].iter().try_for_each(&mut *f),
+            &|n, _, f| {
+                items[chunks[n].2..chunks[n].3]
+                    .iter()
+                    .try_for_each(|it| f(Entry::of(&it.record)))
+            },
         )
     }
 
     /// Writes snapshot `snap` whose chunks have `hashes`, in order: a chunk
     /// the catalog lacks is stored with its lines (`body(n)`) and its
     /// items (`items(n, body, f)` hands each to `f`).
-    #[allow(clippy::type_complexity, reason = "two callbacks, used here only")]
     fn record<'b>(
         &self,
         snap: &SnapshotInfo,
         hashes: &[[u8; 32]],
         body: &dyn Fn(usize) -> anyhow::Result<Cow<'b, str>>,
-        items: &dyn Fn(
-            usize,
-            &str,
-            &mut dyn FnMut(&StoredItem) -> anyhow::Result<()>,
-        ) -> anyhow::Result<()>,
+        items: &dyn Fn(usize, &str, Each<'_>) -> anyhow::Result<()>,
     ) -> anyhow::Result<()> {
         // IMMEDIATE: the write lock is taken (waiting as busy_timeout
         // allows) before anything is read, so two processes adding at once
@@ -327,38 +321,17 @@ impl Catalog {
             [&snap.id],
         )?;
         {
-            let mut has = tx.prepare("SELECT 1 FROM chunks WHERE hash = ?1")?;
-            let mut add_chunk = tx.prepare("INSERT INTO chunks (hash, body) VALUES (?1, ?2)")?;
-            let mut add_item = tx.prepare(
-                "INSERT INTO chunk_items (chunk, pos, id, name, kind, size, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
+            let mut w = ChunkWriter::new(&tx)?;
             let mut list =
                 tx.prepare("INSERT INTO snapshot_chunks (snapshot, n, chunk) VALUES (?1, ?2, ?3)")?;
             for (n, hash) in hashes.iter().enumerate() {
-                let hash = &hash[..];
                 // Only a chunk the catalog lacks is read back (from a
                 // draft) and indexed: an unchanged re-run reads none.
-                if !has.exists([hash])? {
+                if !w.has(hash)? {
                     let b = body(n)?;
-                    add_chunk.execute(params![hash, &*b])?;
-                    let mut pos = 0i64;
-                    items(n, &b, &mut |it| {
-                        let r = &it.record;
-                        let name = r.id.rsplit('/').next().unwrap_or(&r.id);
-                        add_item.execute(params![
-                            hash,
-                            pos,
-                            r.id,
-                            name,
-                            r.kind.as_str(),
-                            r.size as i64,
-                            guest_runner::stream::title(r)
-                        ])?;
-                        pos += 1;
-                        Ok(())
-                    })?;
+                    w.add(hash, &b, &|f| items(n, &b, f))?;
                 }
-                list.execute(params![snap.id, n as i64, hash])?;
+                list.execute(params![snap.id, n as i64, &hash[..]])?;
             }
         }
         tx.commit()?;
@@ -548,6 +521,114 @@ impl Catalog {
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// What `chunk_items` keeps of an item.
+pub(super) struct Entry<'a> {
+    id: &'a str,
+    kind: guest_runner::stream::ItemKind,
+    size: u64,
+    title: Option<&'a str>,
+}
+
+impl<'a> Entry<'a> {
+    fn of(r: &'a guest_runner::stream::ItemRecord) -> Self {
+        Self {
+            id: &r.id,
+            kind: r.kind,
+            size: r.size,
+            title: guest_runner::stream::title(r),
+        }
+    }
+}
+
+/// Where a chunk's entries are handed, one by one, in order.
+pub(super) type Each<'f> = &'f mut dyn FnMut(Entry<'_>) -> anyhow::Result<()>;
+
+/// An item line read for its index entry only: a first backup indexes
+/// every line, and reading whole items (their content ids decoded) was
+/// most of the time the catalog took at its end (issue 12).
+#[derive(serde::Deserialize)]
+struct EntryLine<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    kind: guest_runner::stream::ItemKind,
+    size: u64,
+    #[serde(default)]
+    attributes: Vec<(String, String)>,
+}
+
+/// Hands `f` the entry of each item line of a draft's chunk `body`.
+pub(super) fn draft_entries(body: &str, f: Each<'_>) -> anyhow::Result<()> {
+    for line in body.lines() {
+        let e: EntryLine<'_> =
+            serde_json::from_str(line).context("an item line of the catalog's draft")?;
+        let title = e
+            .attributes
+            .iter()
+            .find(|(k, _)| k == guest_runner::stream::TITLE)
+            .map(|(_, v)| v.as_str());
+        f(Entry {
+            id: &e.id,
+            kind: e.kind,
+            size: e.size,
+            title,
+        })?;
+    }
+    Ok(())
+}
+
+/// Stores chunks (their lines) and indexes their items, in the caller's
+/// transaction.
+pub(super) struct ChunkWriter<'c> {
+    has: rusqlite::Statement<'c>,
+    add_chunk: rusqlite::Statement<'c>,
+    add_item: rusqlite::Statement<'c>,
+}
+
+impl<'c> ChunkWriter<'c> {
+    pub(super) fn new(conn: &'c Connection) -> rusqlite::Result<Self> {
+        Ok(Self {
+            has: conn.prepare("SELECT 1 FROM chunks WHERE hash = ?1")?,
+            add_chunk: conn.prepare("INSERT INTO chunks (hash, body) VALUES (?1, ?2)")?,
+            add_item: conn.prepare(
+                "INSERT INTO chunk_items (chunk, pos, id, name, kind, size, title) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?,
+        })
+    }
+
+    /// Whether the catalog holds chunk `hash`.
+    pub(super) fn has(&mut self, hash: &[u8; 32]) -> rusqlite::Result<bool> {
+        self.has.exists([&hash[..]])
+    }
+
+    /// Stores chunk `hash` (the catalog lacks it) with its lines `body`,
+    /// and indexes the entries `items` hands over.
+    pub(super) fn add(
+        &mut self,
+        hash: &[u8; 32],
+        body: &str,
+        items: &dyn Fn(Each<'_>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let hash = &hash[..];
+        self.add_chunk.execute(params![hash, body])?;
+        let mut pos = 0i64;
+        let add_item = &mut self.add_item;
+        items(&mut |e| {
+            let name = e.id.rsplit('/').next().unwrap_or(e.id);
+            add_item.execute(params![
+                hash,
+                pos,
+                e.id,
+                name,
+                e.kind.as_str(),
+                e.size as i64,
+                e.title
+            ])?;
+            pos += 1;
+            Ok(())
+        })
     }
 }
 

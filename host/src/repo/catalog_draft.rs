@@ -9,6 +9,9 @@
 //! snapshot is written; a draft dropped unrecorded (a failed backup, a
 //! killed process) leaves nothing behind.
 //!
+//! While the backup runs, each chunk closed goes to an
+//! [`Indexer`] too, which stores it in the catalog ahead of time.
+//!
 //! Chunks are cut exactly as [`super::catalog::Catalog::add`] cuts an item
 //! list held in memory, so both give the same chunks for the same items and
 //! an unchanged re-run shares every chunk of its parent.
@@ -21,6 +24,7 @@ use std::path::Path;
 use anyhow::Context;
 
 use super::catalog::{cuts_after, MAX_CHUNK};
+use super::catalog_indexer::Indexer;
 
 /// One chunk of a draft: a run of consecutive item lines.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +46,10 @@ pub(crate) struct CatalogDraft {
     hasher: blake3::Hasher,
     chunks: Vec<DraftChunk>,
     items: u64,
+    /// Where closed chunks go while the backup runs, with the open
+    /// chunk's lines kept for it.
+    indexer: Option<Indexer>,
+    open_lines: Vec<u8>,
 }
 
 impl CatalogDraft {
@@ -58,7 +66,20 @@ impl CatalogDraft {
             hasher: blake3::Hasher::new(),
             chunks: Vec::new(),
             items: 0,
+            indexer: None,
+            open_lines: Vec::new(),
         })
+    }
+
+    /// This draft, its chunks also handed to an indexer of the catalog at
+    /// `catalog` as they close. Without one when it cannot start: the
+    /// chunks are then all stored when the snapshot is recorded.
+    pub(crate) fn indexed(mut self, catalog: &Path) -> Self {
+        match Indexer::start(catalog) {
+            Ok(i) => self.indexer = Some(i),
+            Err(e) => tracing::debug!("the catalog is indexed at the end: {e:#}"),
+        }
+        self
     }
 
     /// Adds the next item: its id and its line (JSON, ending in a newline).
@@ -67,6 +88,9 @@ impl CatalogDraft {
             .write_all(line)
             .context("writing the catalog's draft")?;
         self.hasher.update(line);
+        if self.indexer.is_some() {
+            self.open_lines.extend_from_slice(line);
+        }
         self.written += line.len() as u64;
         self.open_items += 1;
         self.items += 1;
@@ -80,11 +104,20 @@ impl CatalogDraft {
         if self.open_items == 0 {
             return;
         }
+        let hash = *self.hasher.finalize().as_bytes();
         self.chunks.push(DraftChunk {
-            hash: *self.hasher.finalize().as_bytes(),
+            hash,
             start: self.open_start,
             len: self.written - self.open_start,
         });
+        if let Some(ix) = &self.indexer {
+            let lines = std::mem::take(&mut self.open_lines);
+            // Lines that are not text are left to the recording, which
+            // reports them.
+            if let Ok(lines) = String::from_utf8(lines) {
+                ix.send(hash, lines);
+            }
+        }
         self.hasher.reset();
         self.open_start = self.written;
         self.open_items = 0;
@@ -98,6 +131,9 @@ impl CatalogDraft {
     /// The chunks, with what reads their lines back.
     pub(crate) fn finish(mut self) -> anyhow::Result<(Vec<DraftChunk>, DraftLines)> {
         self.cut();
+        if let Some(ix) = self.indexer.take() {
+            ix.finish();
+        }
         let file = self
             .out
             .into_inner()

@@ -4,6 +4,7 @@
 mod ahead;
 mod catalog;
 mod catalog_draft;
+mod catalog_indexer;
 pub(crate) mod error;
 mod extract;
 mod ingest;

@@ -682,6 +682,84 @@ mod tests {
     }
 
     #[test]
+    fn a_draft_is_indexed_while_it_is_written_and_recorded_whatever_the_indexer_did() {
+        let d = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&d.path().join("catalog.sqlite")).unwrap();
+        let items: Vec<StoredItem> = (0..2000)
+            .map(|i| {
+                let mut r = ItemRecord::new(format!("/m/INBOX/{i}"), ItemKind::Message, i);
+                r.attributes
+                    .push((guest_runner::stream::TITLE.into(), format!("subject {i}")));
+                StoredItem {
+                    record: r,
+                    content: vec![crate::store::crypto::BlobId([i as u8; 32])],
+                }
+            })
+            .collect();
+        let draft = |cat: &Catalog| {
+            let mut draft = cat.draft().unwrap();
+            for it in &items {
+                let line = crate::store::snapshot::item_lines(std::slice::from_ref(it)).unwrap();
+                draft.push(&it.record.id, &line).unwrap();
+            }
+            draft
+        };
+        // Every chunk is in the catalog once the draft is finished, before
+        // any snapshot is recorded.
+        let (chunks, _) = draft(&cat).finish().unwrap();
+        assert_eq!(chunk_count(&cat), chunks.len() as i64);
+        assert!(!cat.has("aa").unwrap());
+        // Chunks cleared meanwhile (as clearing unlisted chunks does) are
+        // stored when the snapshot is recorded.
+        let all = chunks.len() as i64;
+        cat.conn
+            .execute_batch(
+                "DELETE FROM chunk_items WHERE chunk IN (SELECT hash FROM chunks LIMIT 3);
+                 DELETE FROM chunks WHERE hash IN (SELECT hash FROM chunks LIMIT 3);",
+            )
+            .unwrap();
+        assert_eq!(chunk_count(&cat), all - 3);
+        // Without an indexer too (one that cannot start).
+        let mut bare = CatalogDraft::new(d.path())
+            .unwrap()
+            .indexed(&d.path().join("no such dir").join("catalog.sqlite"));
+        for it in &items {
+            let line = crate::store::snapshot::item_lines(std::slice::from_ref(it)).unwrap();
+            bare.push(&it.record.id, &line).unwrap();
+        }
+        cat.add_draft(&snap("aa"), bare).unwrap();
+        assert_eq!(chunk_count(&cat), all);
+        let same = |id: &str| {
+            let got = cat.items(id, None).unwrap();
+            got.len() == items.len()
+                && got
+                    .iter()
+                    .zip(&items)
+                    .all(|(g, w)| g.record == w.record && g.content == w.content)
+        };
+        assert!(same("aa"));
+        // An empty catalog, and a draft with its indexer.
+        cat.conn
+            .execute_batch("DELETE FROM snapshots; DELETE FROM chunk_items; DELETE FROM chunks;")
+            .unwrap();
+        cat.add_draft(&snap("bb"), draft(&cat)).unwrap();
+        assert_eq!(chunk_count(&cat), all);
+        assert!(same("bb"));
+        // Each item indexed once, with its title.
+        let found = cat.find("1999").unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        let titled: i64 = cat
+            .conn
+            .query_row(
+                "SELECT count(*) FROM chunk_items WHERE title = 'subject 7'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(titled, 1);
+    }
+
+    #[test]
     fn a_draft_with_a_line_that_is_no_item_records_nothing() {
         let d = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&d.path().join("catalog.sqlite")).unwrap();

@@ -79,7 +79,9 @@ impl Indexer {
         drop(self.tx.take());
         if let Some(t) = self.thread.take() {
             match t.join() {
-                Ok(Ok(n)) => tracing::debug!(chunks = n, "catalog chunks indexed during the backup"),
+                Ok(Ok(n)) => {
+                    tracing::debug!(chunks = n, "catalog chunks indexed during the backup")
+                }
                 Ok(Err(e)) => tracing::debug!("the catalog's indexer stopped: {e:#}"),
                 Err(_) => tracing::debug!("the catalog's indexer panicked"),
             }

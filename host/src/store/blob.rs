@@ -50,7 +50,11 @@ fn entropy<'a>(parts: impl Iterator<Item = &'a [u8]>) -> f64 {
 
 /// At most [`HISTOGRAM`] bytes of `b`: all of it, or pieces spread evenly.
 fn histogram_sample(b: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let pieces = if b.len() <= HISTOGRAM { 1 } else { HISTOGRAM / PIECE };
+    let pieces = if b.len() <= HISTOGRAM {
+        1
+    } else {
+        HISTOGRAM / PIECE
+    };
     let (len, step) = if pieces == 1 {
         (b.len(), 0)
     } else {
@@ -228,7 +232,13 @@ mod tests {
         let mut big = vec![0u8; 2 * SAMPLE];
         crate::store::crypto::random(&mut big).unwrap();
         let text = b"fn main() { println!(\"hello\"); }\n".repeat(4000);
-        for len in [HISTOGRAM, HISTOGRAM + 1, HISTOGRAM + PIECE + 3, 100_000, 2 * SAMPLE] {
+        for len in [
+            HISTOGRAM,
+            HISTOGRAM + 1,
+            HISTOGRAM + PIECE + 3,
+            100_000,
+            2 * SAMPLE,
+        ] {
             let sample: usize = histogram_sample(&big[..len]).map(<[u8]>::len).sum();
             assert!(sample <= HISTOGRAM, "{len}: {sample}");
             assert!(!worth_compressing(&big[..len]), "{len}");

@@ -518,15 +518,15 @@ impl Store {
         for loc in std::iter::once(first).chain(copies) {
             let path = self.backend.name(&pack::pack_key(&loc.pack));
             let got = SEALED.with_borrow_mut(|sealed| {
-                pack::read_blob_into(
+                let stored = pack::read_blob_into(
                     &*self.backend,
                     &loc.pack,
                     loc.blob.offset,
                     loc.blob.len,
                     sealed,
                 )?;
+                let got = blob::decode_into(&self.cipher, id, loc.blob.raw_len, stored, plain);
                 // A buffer grown for one large chunk is not kept.
-                let got = blob::decode_into(&self.cipher, id, loc.blob.raw_len, sealed, plain);
                 if sealed.capacity() > KEEP_SEALED {
                     *sealed = Vec::new();
                 }

@@ -106,21 +106,27 @@ impl PackWriter {
     }
 }
 
-/// Reads one blob's stored bytes into `buf` (its memory reused); a pack too
-/// short for it is named, with what is wrong (not "failed to fill whole
-/// buffer").
-pub(crate) fn read_blob_into(
+/// Reads one blob's stored bytes into the start of `buf` (its memory
+/// reused) and returns them; a pack too short for it is named, with what
+/// is wrong (not "failed to fill whole buffer"). `buf` only grows: what it
+/// held is overwritten by the read, so only new room is zeroed (a restore
+/// reads every chunk through one buffer, and zeroing each first was a
+/// pass over every byte restored).
+pub(crate) fn read_blob_into<'b>(
     b: &dyn Backend,
     pack: &PackId,
     offset: u64,
     len: u32,
-    buf: &mut Vec<u8>,
-) -> Result<(), StoreError> {
+    buf: &'b mut Vec<u8>,
+) -> Result<&'b mut [u8], StoreError> {
     let key = pack_key(pack);
-    buf.clear();
-    buf.resize(len as usize, 0);
-    let got = b.read_at(&key, offset, buf)?;
-    if got < buf.len() {
+    let want = len as usize;
+    if buf.len() < want {
+        buf.resize(want, 0);
+    }
+    let slot = &mut buf[..want];
+    let got = b.read_at(&key, offset, slot)?;
+    if got < want {
         let end = offset.saturating_add(u64::from(len));
         // Its size now: a pack truncated is damage, named as such.
         let size = b.size(&key)?.unwrap_or(0);
@@ -131,7 +137,7 @@ pub(crate) fn read_blob_into(
             ),
         ));
     }
-    Ok(())
+    Ok(slot)
 }
 
 /// Largest pack header accepted (compressed, sealed): a full pack of the
@@ -222,4 +228,32 @@ pub(crate) fn decompress_json<T: serde::de::DeserializeOwned>(
         return Err(bad(&"inflates past its bound"));
     }
     serde_json::from_slice(&json).map_err(StoreError::json(what))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_buffer_reads_blobs_of_any_size_and_a_short_pack_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let b = backend::open(d.path()).unwrap();
+        let pack: PackId = BlobId([3; 32]);
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        b.write(&pack_key(&pack), &bytes).unwrap();
+        let mut buf = Vec::new();
+        // Large, small, large again: each read is exactly its blob, never
+        // bytes a larger one left in the buffer.
+        for (offset, len) in [(0u64, 9_000u32), (100, 10), (5_000, 5_000), (1, 1)] {
+            let got = read_blob_into(&*b, &pack, offset, len, &mut buf).unwrap();
+            let (o, l) = (offset as usize, len as usize);
+            assert_eq!(got, &bytes[o..o + l]);
+        }
+        let e = read_blob_into(&*b, &pack, 9_990, 20, &mut buf).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("pack is truncated") && msg.contains("10000 bytes"),
+            "{msg}"
+        );
+    }
 }

@@ -200,11 +200,19 @@ impl Catalog {
             dropped = true;
         }
         if dropped {
-            // Chunks no snapshot has any more.
-            self.conn.execute_batch(
+            // Chunks no snapshot lists (any more, or yet: a backup's
+            // indexer stores them ahead). In one transaction: a snapshot
+            // recorded meanwhile either finds a chunk with its items or
+            // stores both.
+            let tx = rusqlite::Transaction::new_unchecked(
+                &self.conn,
+                rusqlite::TransactionBehavior::Immediate,
+            )?;
+            tx.execute_batch(
                 "DELETE FROM chunk_items WHERE chunk NOT IN (SELECT chunk FROM snapshot_chunks);
                  DELETE FROM chunks WHERE hash NOT IN (SELECT chunk FROM snapshot_chunks);",
             )?;
+            tx.commit()?;
         }
         for s in snaps.iter().filter(|s| !known.contains(&s.id)) {
             // A snapshot whose item list cannot be read stays out of the

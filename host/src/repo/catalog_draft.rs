@@ -7,10 +7,11 @@
 //! and a 34 MiB copy of their lines until the catalog was written).
 //! [`super::catalog::Catalog::add_draft`] records the draft once the
 //! snapshot is written; a draft dropped unrecorded (a failed backup, a
-//! killed process) leaves nothing behind.
+//! killed process) leaves nothing behind but the chunks its indexer stored.
 //!
-//! While the backup runs, each chunk closed goes to an
-//! [`Indexer`] too, which stores it in the catalog ahead of time.
+//! While the backup runs, each chunk closed goes to an [`Indexer`] too,
+//! which stores it in the catalog ahead of time (and says what becomes of
+//! chunks no snapshot lists).
 //!
 //! Chunks are cut exactly as [`super::catalog::Catalog::add`] cuts an item
 //! list held in memory, so both give the same chunks for the same items and

@@ -7,7 +7,8 @@
 //! a core idle at times. The indexer does it on a thread of its own, with
 //! its own connection, as the draft closes each chunk: a short write
 //! transaction per batch of chunks, so that other backups of the same
-//! repository still add to the catalog meanwhile.
+//! repository still add to the catalog meanwhile. The backup never waits
+//! for it: a chunk that finds its queue full is left for the end.
 //!
 //! What it stores is only ahead of time, never more: the snapshot's own row
 //! and its list of chunks are written by
@@ -17,8 +18,9 @@
 //! catalog, a cache, unlisted by any snapshot, until the next snapshot
 //! dropped from the catalog clears every unlisted chunk.
 
+use std::cell::Cell;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
@@ -39,6 +41,8 @@ type Chunk = ([u8; 32], String);
 pub(crate) struct Indexer {
     tx: Option<SyncSender<Chunk>>,
     thread: Option<JoinHandle<anyhow::Result<u64>>>,
+    /// Chunks not handed over because the queue was full.
+    left: Cell<u64>,
 }
 
 impl Indexer {
@@ -57,14 +61,20 @@ impl Indexer {
         Ok(Self {
             tx: Some(tx),
             thread: Some(thread),
+            left: Cell::new(0),
         })
     }
 
-    /// Hands over a closed chunk. Nothing when the indexer has stopped:
-    /// the chunk is then stored when the snapshot is recorded.
+    /// Hands over a closed chunk, never waiting: when the indexer is
+    /// behind (another process holds the catalog's write lock, say) or has
+    /// stopped, the chunk is left to be stored when the snapshot is
+    /// recorded. The backup never waits on the catalog, which matters
+    /// most while a guest's filesystems are frozen.
     pub(crate) fn send(&self, hash: [u8; 32], lines: String) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send((hash, lines));
+            if let Err(TrySendError::Full(_)) = tx.try_send((hash, lines)) {
+                self.left.set(self.left.get() + 1);
+            }
         }
     }
 
@@ -79,9 +89,11 @@ impl Indexer {
         drop(self.tx.take());
         if let Some(t) = self.thread.take() {
             match t.join() {
-                Ok(Ok(n)) => {
-                    tracing::debug!(chunks = n, "catalog chunks indexed during the backup")
-                }
+                Ok(Ok(n)) => tracing::debug!(
+                    chunks = n,
+                    left = self.left.get(),
+                    "catalog chunks indexed during the backup (left: for the end)"
+                ),
                 Ok(Err(e)) => tracing::debug!("the catalog's indexer stopped: {e:#}"),
                 Err(_) => tracing::debug!("the catalog's indexer panicked"),
             }

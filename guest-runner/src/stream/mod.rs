@@ -32,7 +32,7 @@ mod writer;
 pub use frame::{FrameKind, MAGIC, MAX_DATA, MAX_FRAME};
 pub use reader::{Event, StreamReader};
 pub use record::{
-    check_id, title, Header, ItemEnd, ItemKind, ItemRecord, Notice, Timestamp, Trailer,
+    check_id, title, title_in, Header, ItemEnd, ItemKind, ItemRecord, Notice, Timestamp, Trailer,
     MAX_ID_BYTES, TITLE,
 };
 pub use writer::StreamWriter;

@@ -193,7 +193,12 @@ pub const TITLE: &str = "title";
 
 /// An item's title attribute, if it has one.
 pub fn title(r: &ItemRecord) -> Option<&str> {
-    r.attributes
+    title_in(&r.attributes)
+}
+
+/// The title among `attributes` (an item's), if there is one.
+pub fn title_in(attributes: &[(String, String)]) -> Option<&str> {
+    attributes
         .iter()
         .find(|(k, _)| k == TITLE)
         .map(|(_, v)| v.as_str())

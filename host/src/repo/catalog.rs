@@ -571,16 +571,11 @@ pub(super) fn draft_entries(body: &str, f: Each<'_>) -> anyhow::Result<()> {
     for line in body.lines() {
         let e: EntryLine<'_> =
             serde_json::from_str(line).context("an item line of the catalog's draft")?;
-        let title = e
-            .attributes
-            .iter()
-            .find(|(k, _)| k == guest_runner::stream::TITLE)
-            .map(|(_, v)| v.as_str());
         f(Entry {
             id: &e.id,
             kind: e.kind,
             size: e.size,
-            title,
+            title: guest_runner::stream::title_in(&e.attributes),
         })?;
     }
     Ok(())

@@ -654,6 +654,15 @@ mod tests {
             .unwrap()
     }
 
+    /// `draft` with `items` pushed, as a backup pushes them.
+    fn filled(mut draft: CatalogDraft, items: &[StoredItem]) -> CatalogDraft {
+        for it in items {
+            let line = crate::store::snapshot::item_lines(std::slice::from_ref(it)).unwrap();
+            draft.push(&it.record.id, &line).unwrap();
+        }
+        draft
+    }
+
     #[test]
     fn a_draft_records_the_same_items_in_the_same_chunks_as_a_list_in_memory() {
         let d = tempfile::tempdir().unwrap();
@@ -664,11 +673,7 @@ mod tests {
                 content: Vec::new(),
             })
             .collect();
-        let mut draft = cat.draft().unwrap();
-        for it in &items {
-            let line = crate::store::snapshot::item_lines(std::slice::from_ref(it)).unwrap();
-            draft.push(&it.record.id, &line).unwrap();
-        }
+        let draft = filled(cat.draft().unwrap(), &items);
         assert_eq!(draft.items(), 3000);
         cat.add_draft(&snap("aa"), draft).unwrap();
         let chunks = chunk_count(&cat);
@@ -699,17 +704,9 @@ mod tests {
                 }
             })
             .collect();
-        let draft = |cat: &Catalog| {
-            let mut draft = cat.draft().unwrap();
-            for it in &items {
-                let line = crate::store::snapshot::item_lines(std::slice::from_ref(it)).unwrap();
-                draft.push(&it.record.id, &line).unwrap();
-            }
-            draft
-        };
         // Every chunk is in the catalog once the draft is finished, before
         // any snapshot is recorded.
-        let (chunks, _) = draft(&cat).finish().unwrap();
+        let (chunks, _) = filled(cat.draft().unwrap(), &items).finish().unwrap();
         assert_eq!(chunk_count(&cat), chunks.len() as i64);
         assert!(!cat.has("aa").unwrap());
         // Chunks cleared meanwhile (as clearing unlisted chunks does) are
@@ -723,14 +720,10 @@ mod tests {
             .unwrap();
         assert_eq!(chunk_count(&cat), all - 3);
         // Without an indexer too (one that cannot start).
-        let mut bare = CatalogDraft::new(d.path())
+        let bare = CatalogDraft::new(d.path())
             .unwrap()
             .indexed(&d.path().join("no such dir").join("catalog.sqlite"));
-        for it in &items {
-            let line = crate::store::snapshot::item_lines(std::slice::from_ref(it)).unwrap();
-            bare.push(&it.record.id, &line).unwrap();
-        }
-        cat.add_draft(&snap("aa"), bare).unwrap();
+        cat.add_draft(&snap("aa"), filled(bare, &items)).unwrap();
         assert_eq!(chunk_count(&cat), all);
         let same = |id: &str| {
             let got = cat.items(id, None).unwrap();
@@ -745,7 +738,8 @@ mod tests {
         cat.conn
             .execute_batch("DELETE FROM snapshots; DELETE FROM chunk_items; DELETE FROM chunks;")
             .unwrap();
-        cat.add_draft(&snap("bb"), draft(&cat)).unwrap();
+        cat.add_draft(&snap("bb"), filled(cat.draft().unwrap(), &items))
+            .unwrap();
         assert_eq!(chunk_count(&cat), all);
         assert!(same("bb"));
         // Each item indexed once, with its title.
@@ -777,11 +771,7 @@ mod tests {
             })
             .collect();
         let started = std::time::Instant::now();
-        let mut draft = cat.draft().unwrap();
-        for it in &items {
-            let line = crate::store::snapshot::item_lines(std::slice::from_ref(it)).unwrap();
-            draft.push(&it.record.id, &line).unwrap();
-        }
+        let draft = filled(cat.draft().unwrap(), &items);
         // Far more chunks than the indexer's queue holds went by without
         // waiting (the lock is held for the 30 s of the busy timeout).
         assert!(started.elapsed() < std::time::Duration::from_secs(15));

@@ -10,7 +10,11 @@
 //!   `/`-separated parts, the order of a walk that lists each directory
 //!   sorted) is read on until it passes the id looked up: an id it has
 //!   passed without holding is not there, so an insertion costs nothing
-//!   and a deletion of any size only skips records;
+//!   and a deletion of any size only skips records. A walk in that order
+//!   looks nothing up behind what it found last, so such a window keeps
+//!   at most [`SORTED_BEHIND`] records behind the furthest found, besides
+//!   the few read past it: a re-run of a large tree then holds a few
+//!   thousand records, not `ahead + behind`;
 //! - any other catalog is read at most `ahead` records past the furthest
 //!   record found so far.
 //!
@@ -27,6 +31,11 @@ pub const AHEAD: usize = 1 << 14;
 /// Records a window keeps behind the furthest one found, by default.
 pub const BEHIND: usize = 1 << 14;
 
+/// Records a window on a catalog in component order keeps behind the
+/// furthest one found (or `behind`, when that is less): enough for a walk
+/// that looks an item up again after a few others.
+pub const SORTED_BEHIND: usize = 1 << 10;
+
 /// The next records of a catalog, each as its id and what a window keeps
 /// of it; `None` at the catalog's end.
 pub type Batch<T> = Option<Vec<(String, T)>>;
@@ -42,6 +51,8 @@ pub struct Window<T> {
     horizon: u64,
     ahead: u64,
     cap: usize,
+    /// What is kept behind the horizon while `sorted`.
+    sorted_behind: u64,
     /// Whether every id so far came after the one before it in component
     /// order.
     sorted: bool,
@@ -66,6 +77,7 @@ impl<T> Window<T> {
             horizon: 0,
             ahead: ahead.max(1) as u64,
             cap: ahead.max(1) + behind,
+            sorted_behind: behind.min(SORTED_BEHIND) as u64,
             sorted: true,
             ended: false,
         }
@@ -128,7 +140,9 @@ impl<T> Window<T> {
         let seq = self.read();
         self.seqs.insert(id.clone(), seq);
         self.entries.push_back((id, t));
-        while self.entries.len() > self.cap {
+        while self.entries.len() > self.cap
+            || (self.sorted && self.first + self.sorted_behind < self.horizon)
+        {
             let Some((old, _)) = self.entries.pop_front() else {
                 break;
             };
@@ -210,6 +224,41 @@ mod tests {
         }
         assert_eq!(w.find("/zzz", &mut more).unwrap(), None);
         assert!(w.ended());
+    }
+
+    /// Issue 12: a re-run of a tree in component order holds a bounded
+    /// few records behind what it found, whatever the window's size, and
+    /// still finds what it looks up again shortly after.
+    #[test]
+    fn a_sorted_catalog_keeps_little_behind_what_was_found() {
+        let ids = sorted_ids(100_000);
+        let mut w = Window::new(AHEAD, BEHIND);
+        let mut more = source(ids.clone(), 64);
+        let mut most = 0;
+        for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 7 != 0) {
+            assert_eq!(w.find(id, &mut more).unwrap(), Some(&i), "{id}");
+            most = most.max(w.len());
+            if i >= 1_000 && i % 1_000 == 1 {
+                // A few hundred back: still held.
+                assert_eq!(w.find(&ids[i - 500], &mut more).unwrap(), Some(&(i - 500)));
+            }
+        }
+        assert!(most <= SORTED_BEHIND + 64 + 1, "held {most}");
+        // Far behind: not held any more, a miss (the caller reads it anew).
+        assert_eq!(w.find(&ids[90_000], &mut more).unwrap(), None);
+        // A catalog out of order keeps the whole window from then on.
+        let mut ids = sorted_ids(100_000);
+        ids.swap(10, 11);
+        let mut w = Window::new(AHEAD, BEHIND);
+        let mut more = source(ids.clone(), 64);
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(w.find(id, &mut more).unwrap(), Some(&i), "{id}");
+        }
+        assert_eq!(w.len(), AHEAD + BEHIND);
+        assert_eq!(
+            w.find(&ids[100_000 - AHEAD], &mut more).unwrap(),
+            Some(&(100_000 - AHEAD))
+        );
     }
 
     #[test]

@@ -17,7 +17,7 @@ const BATCH: usize = 32;
 /// Most plain bytes in one batch (a batch holds at least one chunk): with
 /// the two batches queued, the one being decoded and the one being written,
 /// at most about four times this is held.
-const BATCH_BYTES: u64 = 4 << 20;
+const BATCH_BYTES: u64 = 2 << 20;
 /// Batches decoded ahead of the writer.
 const AHEAD: usize = 2;
 
@@ -25,7 +25,7 @@ const AHEAD: usize = 2;
 type Decoded = Result<Vec<u8>, String>;
 
 /// Most memory the buffers given back by the writer may hold.
-const POOL_BYTES: usize = 8 << 20;
+const POOL_BYTES: usize = 4 << 20;
 
 /// Buffers the writer is done with, for the decoder to fill again: fresh
 /// ones for every chunk cost more in page faults than the decoding.
@@ -33,9 +33,21 @@ const POOL_BYTES: usize = 8 << 20;
 struct Pool(std::sync::Mutex<(Vec<Vec<u8>>, usize)>);
 
 impl Pool {
-    fn take(&self) -> Vec<u8> {
+    /// The smallest buffer held that fits `need` bytes, or a new empty one
+    /// (which the decoder sizes): a buffer too small would only be
+    /// replaced, and one far too large holds memory for nothing.
+    fn take(&self, need: usize) -> Vec<u8> {
         let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let b = p.0.pop().unwrap_or_default();
+        let best =
+            p.0.iter()
+                .enumerate()
+                .filter(|(_, b)| b.capacity() >= need)
+                .min_by_key(|(_, b)| b.capacity())
+                .map(|(i, _)| i);
+        let Some(i) = best else {
+            return Vec::new();
+        };
+        let b = p.0.swap_remove(i);
         p.1 -= b.capacity();
         b
     }
@@ -64,7 +76,7 @@ fn decode_ahead(
         return decode_spans(store, blobs, buffers, out);
     }
     let read = |b: &&BlobId| {
-        let mut plain = buffers.take();
+        let mut plain = buffers.take(store.raw_len(b).unwrap_or(0) as usize);
         match store.read_blob_into(b, &mut plain) {
             Ok(()) => Ok(plain),
             Err(e) => Err(e.to_string()),
@@ -114,7 +126,7 @@ fn decode_spans(
         static SEALED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     let alone = |id: &BlobId| {
-        let mut plain = buffers.take();
+        let mut plain = buffers.take(store.raw_len(id).unwrap_or(0) as usize);
         match store.read_blob_into(id, &mut plain) {
             Ok(()) => Ok(plain),
             Err(e) => Err(e.to_string()),
@@ -129,7 +141,7 @@ fn decode_spans(
             let Some(stored) = bytes.get(p.at..p.at + p.len as usize) else {
                 return alone(&p.id);
             };
-            let mut plain = buffers.take();
+            let mut plain = buffers.take(p.raw_len as usize);
             let opened = SEALED.with_borrow_mut(|sealed| {
                 // Copied out: a chunk repeated in the batch is opened again.
                 sealed.clear();
@@ -319,4 +331,31 @@ fn write_items<W: Write>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool hands out the smallest buffer that fits, none when none
+    /// does (the decoder then sizes a new one), and never holds more than
+    /// its bound.
+    #[test]
+    fn the_pool_hands_out_the_smallest_buffer_that_fits() {
+        let pool = Pool::default();
+        for cap in [1 << 20, 64 << 10, 256 << 10] {
+            pool.give(Vec::with_capacity(cap));
+        }
+        assert_eq!(pool.take(100 << 10).capacity(), 256 << 10);
+        assert_eq!(pool.take(2 << 20).capacity(), 0, "none fits");
+        assert_eq!(pool.take(1).capacity(), 64 << 10);
+        assert_eq!(pool.take(1).capacity(), 1 << 20);
+        assert_eq!(pool.take(1).capacity(), 0, "empty");
+        for _ in 0..POOL_BYTES / (1 << 20) + 3 {
+            pool.give(Vec::with_capacity(1 << 20));
+        }
+        let held = pool.0.lock().unwrap();
+        assert_eq!(held.1, POOL_BYTES);
+        assert_eq!(held.0.iter().map(Vec::capacity).sum::<usize>(), POOL_BYTES);
+    }
 }

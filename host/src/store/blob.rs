@@ -125,6 +125,9 @@ pub(crate) fn encode_with_id(
     Ok(Encoded { id, raw_len, bytes })
 }
 
+/// What a buffer for a blob's plain bytes is rounded up to.
+const ROUND: usize = 64 << 10;
+
 /// Opens and decompresses a stored blob and checks it against its id.
 pub(crate) fn decode(
     cipher: &Cipher,
@@ -153,13 +156,15 @@ pub(crate) fn decode_into(
     let body = &sealed[body];
     plain.clear();
     // A buffer too small is replaced, not grown (which would copy its old
-    // bytes), by one rounded up so that it fits more chunks when reused.
+    // bytes), by one rounded up to whole 64 KiB, so that it fits a few
+    // more chunks when reused without holding much more than this one
+    // (a power of two held up to twice the bytes of a restore in flight).
     let need = match body.first() {
         Some(&ZSTD) => raw_len as usize,
         _ => body.len(),
     };
     if plain.capacity() < need {
-        *plain = Vec::with_capacity(need.next_power_of_two().max(64 << 10));
+        *plain = Vec::with_capacity(need.div_ceil(ROUND).max(1) * ROUND);
     }
     match body.split_first() {
         Some((&RAW, p)) => plain.extend_from_slice(p),

@@ -9,6 +9,7 @@ use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
 
 use crate::jobs::{Control, Progress};
 use crate::store::crypto::BlobId;
+use crate::store::plain_buf::PlainBuf;
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::Store;
 
@@ -22,7 +23,7 @@ const BATCH_BYTES: u64 = 2 << 20;
 const AHEAD: usize = 2;
 
 /// One chunk's plain bytes, or why it could not be read.
-type Decoded = Result<Vec<u8>, String>;
+type Decoded = Result<PlainBuf, String>;
 
 /// Most memory the buffers given back by the writer may hold.
 const POOL_BYTES: usize = 4 << 20;
@@ -30,13 +31,13 @@ const POOL_BYTES: usize = 4 << 20;
 /// Buffers the writer is done with, for the decoder to fill again: fresh
 /// ones for every chunk cost more in page faults than the decoding.
 #[derive(Default)]
-struct Pool(std::sync::Mutex<(Vec<Vec<u8>>, usize)>);
+struct Pool(std::sync::Mutex<(Vec<PlainBuf>, usize)>);
 
 impl Pool {
     /// The smallest buffer held that fits `need` bytes, or a new empty one
     /// (which the decoder sizes): a buffer too small would only be
     /// replaced, and one far too large holds memory for nothing.
-    fn take(&self, need: usize) -> Vec<u8> {
+    fn take(&self, need: usize) -> PlainBuf {
         let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let best =
             p.0.iter()
@@ -45,14 +46,14 @@ impl Pool {
                 .min_by_key(|(_, b)| b.capacity())
                 .map(|(i, _)| i);
         let Some(i) = best else {
-            return Vec::new();
+            return PlainBuf::default();
         };
         let b = p.0.swap_remove(i);
         p.1 -= b.capacity();
         b
     }
 
-    fn give(&self, b: Vec<u8>) {
+    fn give(&self, b: PlainBuf) {
         let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if p.1 + b.capacity() <= POOL_BYTES {
             p.1 += b.capacity();
@@ -343,8 +344,13 @@ mod tests {
     #[test]
     fn the_pool_hands_out_the_smallest_buffer_that_fits() {
         let pool = Pool::default();
+        let sized = |need: usize| {
+            let mut b = PlainBuf::default();
+            crate::store::plain_buf::Plain::reset(&mut b, need).unwrap();
+            b
+        };
         for cap in [1 << 20, 64 << 10, 256 << 10] {
-            pool.give(Vec::with_capacity(cap));
+            pool.give(sized(cap));
         }
         assert_eq!(pool.take(100 << 10).capacity(), 256 << 10);
         assert_eq!(pool.take(2 << 20).capacity(), 0, "none fits");
@@ -352,10 +358,13 @@ mod tests {
         assert_eq!(pool.take(1).capacity(), 1 << 20);
         assert_eq!(pool.take(1).capacity(), 0, "empty");
         for _ in 0..POOL_BYTES / (1 << 20) + 3 {
-            pool.give(Vec::with_capacity(1 << 20));
+            pool.give(sized(1 << 20));
         }
         let held = pool.0.lock().unwrap();
         assert_eq!(held.1, POOL_BYTES);
-        assert_eq!(held.0.iter().map(Vec::capacity).sum::<usize>(), POOL_BYTES);
+        assert_eq!(
+            held.0.iter().map(PlainBuf::capacity).sum::<usize>(),
+            POOL_BYTES
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! sealed as a whole.
 
 use super::crypto::{BlobId, Cipher};
+use super::plain_buf::Plain;
 use super::StoreError;
 
 const RAW: u8 = 0;
@@ -125,9 +126,6 @@ pub(crate) fn encode_with_id(
     Ok(Encoded { id, raw_len, bytes })
 }
 
-/// What a buffer for a blob's plain bytes is rounded up to.
-const ROUND: usize = 64 << 10;
-
 /// Opens and decompresses a stored blob and checks it against its id.
 pub(crate) fn decode(
     cipher: &Cipher,
@@ -142,32 +140,25 @@ pub(crate) fn decode(
 
 /// [`decode`] into `plain` (emptied first, its memory reused), decrypting
 /// `sealed` in place.
-pub(crate) fn decode_into(
+pub(crate) fn decode_into<P: Plain + ?Sized>(
     cipher: &Cipher,
     id: &BlobId,
     raw_len: u32,
     sealed: &mut [u8],
-    plain: &mut Vec<u8>,
+    plain: &mut P,
 ) -> Result<(), StoreError> {
     let damaged = |why: String| StoreError::Damaged { blob: *id, why };
     let body = cipher
         .open_in_place(sealed)
         .map_err(|e| damaged(e.to_string()))?;
     let body = &sealed[body];
-    plain.clear();
-    // A buffer too small is replaced, not grown (which would copy its old
-    // bytes), by one rounded up to whole 64 KiB, so that it fits a few
-    // more chunks when reused without holding much more than this one
-    // (a power of two held up to twice the bytes of a restore in flight).
     let need = match body.first() {
         Some(&ZSTD) => raw_len as usize,
         _ => body.len(),
     };
-    if plain.capacity() < need {
-        *plain = Vec::with_capacity(need.div_ceil(ROUND).max(1) * ROUND);
-    }
+    plain.reset(need).map_err(StoreError::Io)?;
     match body.split_first() {
-        Some((&RAW, p)) => plain.extend_from_slice(p),
+        Some((&RAW, p)) => plain.put(p),
         Some((&ZSTD, p)) => {
             // One decompression context per thread, not one per blob.
             thread_local! {
@@ -179,20 +170,21 @@ pub(crate) fn decode_into(
                     Some(d) => d,
                     None => d.insert(zstd::bulk::Decompressor::new().map_err(StoreError::Io)?),
                 };
-                d.decompress_to_buffer(p, plain)
+                plain
+                    .unzstd(d, p)
                     .map_err(|e| damaged(format!("decompression failed: {e}")))
             })?;
             // The buffer may be larger than this blob needs.
-            if plain.len() > raw_len as usize {
+            let got = plain.bytes().len();
+            if got > raw_len as usize {
                 return Err(damaged(format!(
-                    "decompressed to {} bytes, more than its {raw_len}",
-                    plain.len()
+                    "decompressed to {got} bytes, more than its {raw_len}"
                 )));
             }
         }
         _ => return Err(damaged("unknown encoding".into())),
     }
-    if cipher.id(plain) != *id {
+    if cipher.id(plain.bytes()) != *id {
         return Err(damaged("content does not match its id".into()));
     }
     Ok(())

@@ -113,21 +113,21 @@ pub enum TrustError {
         key: String,
     },
     /// No signer is allowed to vouch for the runner.
-    #[error("the runner is signed by {signers}, which the trust file {origin} does not allow for the runner; refusing the container")]
+    #[error("the runner is signed by {signers}, which is not allowed for the runner (trust in force: {origin}); refusing the container")]
     RunnerNotAllowed {
         /// The signers: key ids, with publisher names where known.
         signers: String,
-        /// The trust file.
+        /// The trust in force: the trust file, or why there is none.
         origin: String,
     },
     /// No signer is allowed to vouch for this plugin.
-    #[error("plugin {plugin:?} is signed by {signers}, which the trust file {origin} does not allow for plugin {plugin:?}; refusing it")]
+    #[error("plugin {plugin:?} is signed by {signers}, which is not allowed for plugin {plugin:?} (trust in force: {origin}); refusing it")]
     PluginNotAllowed {
         /// The plugin's name.
         plugin: String,
         /// The signers: key ids, with publisher names where known.
         signers: String,
-        /// The trust file.
+        /// The trust in force: the trust file, or why there is none.
         origin: String,
     },
 }
@@ -607,6 +607,24 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// With no trust file, the refusal says so in words that read: the
+    /// reason stands as the trust in force, not as a file's name.
+    #[test]
+    fn a_refusal_without_a_trust_file_says_why() {
+        let d = container();
+        sign_container(d.path(), &PrivateKey::from_seed(&[1; 32]), 10).unwrap();
+        let none = Trust::none("no trust file (--trust): no publisher is trusted");
+        let e = none
+            .verify(d.path(), Scope::Plugin("fs"))
+            .expect_err("nothing is trusted");
+        let msg = e.to_string();
+        assert!(matches!(e, TrustError::RunnerNotAllowed { .. }), "{msg}");
+        assert!(
+            msg.contains("which is not allowed for the runner (trust in force: no trust file (--trust): no publisher is trusted); refusing the container"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -9,7 +9,6 @@ use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
 
 use crate::jobs::{Control, Progress};
 use crate::store::crypto::BlobId;
-use crate::store::plain_buf::PlainBuf;
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::store::Store;
 
@@ -23,7 +22,7 @@ const BATCH_BYTES: u64 = 2 << 20;
 const AHEAD: usize = 2;
 
 /// One chunk's plain bytes, or why it could not be read.
-type Decoded = Result<PlainBuf, String>;
+type Decoded = Result<Vec<u8>, String>;
 
 /// Most memory the buffers given back by the writer may hold.
 const POOL_BYTES: usize = 4 << 20;
@@ -31,13 +30,13 @@ const POOL_BYTES: usize = 4 << 20;
 /// Buffers the writer is done with, for the decoder to fill again: fresh
 /// ones for every chunk cost more in page faults than the decoding.
 #[derive(Default)]
-struct Pool(std::sync::Mutex<(Vec<PlainBuf>, usize)>);
+struct Pool(std::sync::Mutex<(Vec<Vec<u8>>, usize)>);
 
 impl Pool {
     /// The smallest buffer held that fits `need` bytes, or a new empty one
     /// (which the decoder sizes): a buffer too small would only be
     /// replaced, and one far too large holds memory for nothing.
-    fn take(&self, need: usize) -> PlainBuf {
+    fn take(&self, need: usize) -> Vec<u8> {
         let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let best =
             p.0.iter()
@@ -46,14 +45,14 @@ impl Pool {
                 .min_by_key(|(_, b)| b.capacity())
                 .map(|(i, _)| i);
         let Some(i) = best else {
-            return PlainBuf::default();
+            return Vec::new();
         };
         let b = p.0.swap_remove(i);
         p.1 -= b.capacity();
         b
     }
 
-    fn give(&self, b: PlainBuf) {
+    fn give(&self, b: Vec<u8>) {
         let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if p.1 + b.capacity() <= POOL_BYTES {
             p.1 += b.capacity();
@@ -344,13 +343,8 @@ mod tests {
     #[test]
     fn the_pool_hands_out_the_smallest_buffer_that_fits() {
         let pool = Pool::default();
-        let sized = |need: usize| {
-            let mut b = PlainBuf::default();
-            crate::store::plain_buf::Plain::reset(&mut b, need).unwrap();
-            b
-        };
         for cap in [1 << 20, 64 << 10, 256 << 10] {
-            pool.give(sized(cap));
+            pool.give(Vec::with_capacity(cap));
         }
         assert_eq!(pool.take(100 << 10).capacity(), 256 << 10);
         assert_eq!(pool.take(2 << 20).capacity(), 0, "none fits");
@@ -358,13 +352,10 @@ mod tests {
         assert_eq!(pool.take(1).capacity(), 1 << 20);
         assert_eq!(pool.take(1).capacity(), 0, "empty");
         for _ in 0..POOL_BYTES / (1 << 20) + 3 {
-            pool.give(sized(1 << 20));
+            pool.give(Vec::with_capacity(1 << 20));
         }
         let held = pool.0.lock().unwrap();
         assert_eq!(held.1, POOL_BYTES);
-        assert_eq!(
-            held.0.iter().map(PlainBuf::capacity).sum::<usize>(),
-            POOL_BYTES
-        );
+        assert_eq!(held.0.iter().map(Vec::capacity).sum::<usize>(), POOL_BYTES);
     }
 }

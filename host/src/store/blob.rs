@@ -2,7 +2,6 @@
 //! sealed as a whole.
 
 use super::crypto::{BlobId, Cipher};
-use super::plain_buf::Plain;
 use super::StoreError;
 
 const RAW: u8 = 0;
@@ -126,6 +125,9 @@ pub(crate) fn encode_with_id(
     Ok(Encoded { id, raw_len, bytes })
 }
 
+/// What a buffer for a blob's plain bytes is rounded up to.
+const ROUND: usize = 64 << 10;
+
 /// Opens and decompresses a stored blob and checks it against its id.
 pub(crate) fn decode(
     cipher: &Cipher,
@@ -140,25 +142,32 @@ pub(crate) fn decode(
 
 /// [`decode`] into `plain` (emptied first, its memory reused), decrypting
 /// `sealed` in place.
-pub(crate) fn decode_into<P: Plain + ?Sized>(
+pub(crate) fn decode_into(
     cipher: &Cipher,
     id: &BlobId,
     raw_len: u32,
     sealed: &mut [u8],
-    plain: &mut P,
+    plain: &mut Vec<u8>,
 ) -> Result<(), StoreError> {
     let damaged = |why: String| StoreError::Damaged { blob: *id, why };
     let body = cipher
         .open_in_place(sealed)
         .map_err(|e| damaged(e.to_string()))?;
     let body = &sealed[body];
+    plain.clear();
+    // A buffer too small is replaced, not grown (which would copy its old
+    // bytes), by one rounded up to whole 64 KiB, so that it fits a few
+    // more chunks when reused without holding much more than this one
+    // (a power of two held up to twice the bytes of a restore in flight).
     let need = match body.first() {
         Some(&ZSTD) => raw_len as usize,
         _ => body.len(),
     };
-    plain.reset(need).map_err(StoreError::Io)?;
+    if plain.capacity() < need {
+        *plain = Vec::with_capacity(need.div_ceil(ROUND).max(1) * ROUND);
+    }
     match body.split_first() {
-        Some((&RAW, p)) => plain.put(p),
+        Some((&RAW, p)) => plain.extend_from_slice(p),
         Some((&ZSTD, p)) => {
             // One decompression context per thread, not one per blob.
             thread_local! {
@@ -170,21 +179,20 @@ pub(crate) fn decode_into<P: Plain + ?Sized>(
                     Some(d) => d,
                     None => d.insert(zstd::bulk::Decompressor::new().map_err(StoreError::Io)?),
                 };
-                plain
-                    .unzstd(d, p)
+                d.decompress_to_buffer(p, plain)
                     .map_err(|e| damaged(format!("decompression failed: {e}")))
             })?;
             // The buffer may be larger than this blob needs.
-            let got = plain.bytes().len();
-            if got > raw_len as usize {
+            if plain.len() > raw_len as usize {
                 return Err(damaged(format!(
-                    "decompressed to {got} bytes, more than its {raw_len}"
+                    "decompressed to {} bytes, more than its {raw_len}",
+                    plain.len()
                 )));
             }
         }
         _ => return Err(damaged("unknown encoding".into())),
     }
-    if cipher.id(plain.bytes()) != *id {
+    if cipher.id(plain) != *id {
         return Err(damaged("content does not match its id".into()));
     }
     Ok(())

@@ -39,7 +39,6 @@ pub(crate) mod pack;
 pub(crate) mod pack_set;
 #[cfg(test)]
 mod parse_props;
-pub(crate) mod plain_buf;
 pub(crate) mod snapshot;
 pub(crate) mod spans;
 pub(crate) mod xchacha;
@@ -501,10 +500,10 @@ impl Store {
     /// [`read_blob`](Self::read_blob) into `plain` (emptied first, its
     /// memory reused): a restore reads thousands of chunks, and fresh
     /// buffers for each cost more in page faults than the decoding.
-    pub(crate) fn read_blob_into<P: plain_buf::Plain + ?Sized>(
+    pub(crate) fn read_blob_into(
         &self,
         id: &BlobId,
-        plain: &mut P,
+        plain: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         // The stored bytes are read into a buffer kept by this thread.
         thread_local! {
@@ -553,12 +552,12 @@ impl Store {
     /// Opens and checks one blob's stored bytes (`sealed`, consumed: it is
     /// decrypted in place) into `plain`, as [`Store::read_blob_into`] does
     /// once it has read them.
-    pub(crate) fn open_blob<P: plain_buf::Plain + ?Sized>(
+    pub(crate) fn open_blob(
         &self,
         id: &BlobId,
         raw_len: u32,
         sealed: &mut [u8],
-        plain: &mut P,
+        plain: &mut Vec<u8>,
     ) -> Result<(), StoreError> {
         blob::decode_into(&self.cipher, id, raw_len, sealed, plain)
     }

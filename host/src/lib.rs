@@ -20,6 +20,7 @@ mod db;
 mod fleet;
 mod hypervisor;
 mod jobs;
+mod mmap_threshold;
 mod progress;
 mod repo;
 pub mod repository;
@@ -41,6 +42,7 @@ use cli::{
 /// and exiting on bad ones), runs the command and reports its error on
 /// stderr. A reader that went away (`attache ls | head`) is success.
 pub fn run() -> ExitCode {
+    mmap_threshold::hold();
     let cli = Cli::parse();
     store::backend::s3::configure(store::backend::s3::Settings {
         endpoint: cli.s3_endpoint.clone(),

@@ -72,7 +72,7 @@ fn writer(root: Arc<dyn Backend>, cipher: Cipher, rx: Receiver<Done>) -> Written
             w.add(kind, e);
             if w.len() >= PACK_SIZE {
                 bytes += w.len() as u64;
-                let (pack, blobs) = std::mem::take(&mut w).finish(&*root, &cipher)?;
+                let (pack, blobs) = w.finish_and_reuse(&*root, &cipher)?;
                 packs.push(IndexedPack { pack, blobs });
             }
         }

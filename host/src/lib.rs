@@ -42,8 +42,11 @@ use cli::{
 /// and exiting on bad ones), runs the command and reports its error on
 /// stderr. A reader that went away (`attache ls | head`) is success.
 pub fn run() -> ExitCode {
-    mmap_threshold::hold();
     let cli = Cli::parse();
+    mmap_threshold::hold(matches!(
+        cli.command,
+        Command::Backup(_) | Command::Serve(_)
+    ));
     store::backend::s3::configure(store::backend::s3::Settings {
         endpoint: cli.s3_endpoint.clone(),
         region: cli.s3_region.clone(),

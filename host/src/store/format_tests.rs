@@ -349,3 +349,36 @@ fn a_pack_set_writes_headed_packs_and_an_index_that_find_every_blob() {
         }
     }
 }
+
+#[test]
+fn a_pack_set_that_cannot_write_its_packs_fails_with_why_and_writes_no_index() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let root = d.path().join("repo");
+    let store = Store::init(&root, Some("pw")).expect("init");
+    // Packs go under data/: a file in its place fails every pack's write.
+    let _ = std::fs::remove_dir_all(root.join("data"));
+    std::fs::write(root.join("data"), b"in the way").expect("file");
+    let indexes = || std::fs::read_dir(root.join("index")).map_or(0, |r| r.count());
+    let before = indexes();
+    let mut set = PackSet::new(&store);
+    // Three packs' worth: the storer fails on the first while the writer
+    // fills the next.
+    let mut failed = None;
+    for i in 0u32..24 {
+        let mut c = vec![0u8; 1 << 20];
+        super::crypto::random(&mut c).expect("random");
+        c[..4].copy_from_slice(&i.to_le_bytes());
+        if let Err(e) = set.add(BlobKind::Data, &c) {
+            failed = Some(e);
+            break;
+        }
+    }
+    let e = match failed {
+        Some(e) => e,
+        None => set.commit().expect_err("no pack can be written"),
+    };
+    // The backend's own error, with the path, not "the storer stopped".
+    assert_eq!(e.kind(), ErrorKind::Io, "{e}");
+    assert!(e.to_string().contains("data"), "{e}");
+    assert_eq!(indexes(), before, "no index names packs that are not there");
+}

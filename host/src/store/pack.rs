@@ -108,18 +108,46 @@ impl PackWriter {
         b: &dyn Backend,
         cipher: &Cipher,
     ) -> Result<(PackId, Vec<PackedBlob>), StoreError> {
+        let sealed = self.seal(cipher);
+        let stored = match &sealed {
+            Ok((id, _)) => self.store_sealed(b, id),
+            Err(_) => Ok(()),
+        };
+        self.reset();
+        stored?;
+        sealed
+    }
+
+    /// Closes the pack in memory: appends its sealed header and returns
+    /// its id and blobs. The sealed bytes stay until [`reset`](Self::reset),
+    /// for [`store_sealed`](Self::store_sealed), which may run on another
+    /// thread while the next pack fills (`pack_set`). On an error the
+    /// writer is reset.
+    pub(crate) fn seal(&mut self, cipher: &Cipher) -> Result<(PackId, Vec<PackedBlob>), StoreError> {
         let blobs = std::mem::take(&mut self.blobs);
-        let written = (|| -> Result<PackId, StoreError> {
-            let header = cipher.seal(&compress_json(&blobs)?)?;
-            self.bytes.extend_from_slice(&header);
-            self.bytes
-                .extend_from_slice(&(header.len() as u32).to_le_bytes());
-            let id = BlobId(*blake3::hash(&self.bytes).as_bytes());
-            backend::put_content(b, &pack_key(&id), &self.bytes)?;
-            Ok(id)
-        })();
+        let header = match compress_json(&blobs).and_then(|h| cipher.seal(&h)) {
+            Ok(h) => h,
+            Err(e) => {
+                self.reset();
+                return Err(e);
+            }
+        };
+        self.bytes.extend_from_slice(&header);
+        self.bytes
+            .extend_from_slice(&(header.len() as u32).to_le_bytes());
+        Ok((BlobId(*blake3::hash(&self.bytes).as_bytes()), blobs))
+    }
+
+    /// Writes a pack closed by [`seal`](Self::seal) durably, create-only,
+    /// under its id.
+    pub(crate) fn store_sealed(&self, b: &dyn Backend, id: &PackId) -> Result<(), StoreError> {
+        backend::put_content(b, &pack_key(id), &self.bytes)
+    }
+
+    /// Empties the writer, keeping its buffer.
+    pub(crate) fn reset(&mut self) {
+        self.blobs.clear();
         self.bytes.truncate(header::PACK.bytes().len());
-        Ok((written?, blobs))
     }
 }
 

@@ -1,11 +1,12 @@
 //! New blobs on their way into packs, in a pipeline: the caller hashes and
 //! deduplicates; encoder threads compress and seal; a writer thread fills
-//! packs and writes each durably while the next is being filled. Nothing is
+//! packs, and a storer thread writes each durably while the next is being
+//! filled. Nothing is
 //! visible to readers until [`PackSet::commit`] has written the index naming
 //! the packs, after every one of them is on disk.
 
 use std::collections::HashSet;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 
@@ -13,7 +14,7 @@ use super::backend::Backend;
 use super::blob::{encode_with_id, Encoded};
 use super::crypto::{BlobId, Cipher};
 use super::index::{self, IndexFile, IndexedPack};
-use super::pack::{BlobKind, PackWriter, PACK_SIZE};
+use super::pack::{BlobKind, PackId, PackWriter, PACK_SIZE};
 use super::{Store, StoreError};
 
 /// Chunks handed to an encoder together, and what it makes of them.
@@ -63,24 +64,76 @@ fn encoder(cipher: Cipher, jobs: Arc<Mutex<Receiver<Job>>>, out: SyncSender<Done
     }
 }
 
+/// Fills packs from the encoders. A full pack is sealed and handed to the
+/// [`storer`] thread, which writes it durably while this one fills the
+/// next: writing and `fsync` no longer stall the pipeline (issue 12). Two
+/// pack buffers take turns, so no more than one pack waits to be written.
 fn writer(root: Arc<dyn Backend>, cipher: Cipher, rx: Receiver<Done>) -> Written {
+    let (full_tx, full_rx) = sync_channel::<(PackWriter, PackId)>(0);
+    let (empty_tx, empty_rx) = channel::<PackWriter>();
+    let storer = thread::Builder::new()
+        .name("pack-storer".into())
+        .spawn(move || storer(root, full_rx, empty_tx))
+        .map_err(StoreError::Io)?;
+    let filled = fill(&cipher, rx, &full_tx, &empty_rx);
+    drop(full_tx);
+    let stored = match storer.join() {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Corrupt("the pack storer panicked".into())),
+    };
+    // The storer's error is the first cause when both failed: filling
+    // stops once the storer is gone.
+    stored?;
+    filled
+}
+
+/// Writes each sealed pack it is handed, and hands the emptied writer back.
+fn storer(
+    root: Arc<dyn Backend>,
+    full: Receiver<(PackWriter, PackId)>,
+    empty: Sender<PackWriter>,
+) -> Result<(), StoreError> {
+    for (mut w, id) in full {
+        let stored = w.store_sealed(&*root, &id);
+        w.reset();
+        stored?;
+        // The writer may have finished already; the buffer is then freed.
+        let _ = empty.send(w);
+    }
+    Ok(())
+}
+
+fn fill(
+    cipher: &Cipher,
+    rx: Receiver<Done>,
+    full: &SyncSender<(PackWriter, PackId)>,
+    empty: &Receiver<PackWriter>,
+) -> Written {
     let mut packs = Vec::new();
     let mut bytes = 0u64;
     let mut w = PackWriter::default();
+    // Seals `w` and hands it over. The hand-over waits for the storer to
+    // take it, which it does only after handing back the pack before:
+    // from the second pack on, that buffer is the next one to fill.
+    let mut hand_over = |mut w: PackWriter, packs: &mut Vec<IndexedPack>| {
+        bytes += w.len() as u64;
+        let (pack, blobs) = w.seal(cipher)?;
+        if full.send((w, pack)).is_err() {
+            return Err(StoreError::Corrupt("the pack storer stopped".into()));
+        }
+        packs.push(IndexedPack { pack, blobs });
+        Ok(empty.try_recv().unwrap_or_default())
+    };
     for done in rx {
         for (kind, e) in done? {
             w.add(kind, e);
             if w.len() >= PACK_SIZE {
-                bytes += w.len() as u64;
-                let (pack, blobs) = w.finish_and_reuse(&*root, &cipher)?;
-                packs.push(IndexedPack { pack, blobs });
+                w = hand_over(w, &mut packs)?;
             }
         }
     }
     if !w.is_empty() {
-        bytes += w.len() as u64;
-        let (pack, blobs) = w.finish(&*root, &cipher)?;
-        packs.push(IndexedPack { pack, blobs });
+        hand_over(w, &mut packs)?;
     }
     Ok((packs, bytes))
 }

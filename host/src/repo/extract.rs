@@ -222,14 +222,22 @@ pub(crate) fn write_restore_stream(
     // What each selected item sends: its record and its chunks, resolved
     // first so that the chunks of all items can be decoded ahead, in
     // parallel, while earlier ones are written.
-    // Records are borrowed, but for a hard link sent as a plain file.
-    let mut plan: Vec<(Cow<'_, ItemRecord>, &[BlobId], u64)> = Vec::with_capacity(selected.len());
+    // Records are borrowed, also for a hard link sent as a plain file: its
+    // record is made as it is written. An owned record for every item was
+    // 200 bytes each, 9.9 MB of a 47,602-item restore's peak (issue 12).
+    let mut plan: Vec<Planned<'_>> = Vec::with_capacity(selected.len());
     for it in selected {
+        let own = Planned {
+            record: &it.record,
+            as_file_of: None,
+            content: &it.content,
+            size: it.record.size,
+        };
         match it.record.kind {
             ItemKind::Hardlink => {
                 let target = it.record.hardlink_target.as_deref().unwrap_or_default();
                 if chosen.contains(target) {
-                    plan.push((Cow::Borrowed(&it.record), &it.content, it.record.size));
+                    plan.push(own);
                 } else {
                     let Some(t) = by_id.get(target) else {
                         // A dangling link fails this item only: the rest of
@@ -242,18 +250,17 @@ pub(crate) fn write_restore_stream(
                         skipped.push((it.record.id.clone(), why));
                         continue;
                     };
-                    let record = ItemRecord {
-                        id: it.record.id.clone(),
-                        hardlink_target: None,
-                        ..t.record.clone()
-                    };
-                    plan.push((Cow::Owned(record), &t.content, it.record.size));
+                    plan.push(Planned {
+                        as_file_of: Some(&t.record),
+                        content: &t.content,
+                        ..own
+                    });
                 }
             }
-            _ => plan.push((Cow::Borrowed(&it.record), &it.content, it.record.size)),
+            _ => plan.push(own),
         }
     }
-    let blobs: Vec<&BlobId> = plan.iter().flat_map(|(_, c, _)| c.iter()).collect();
+    let blobs: Vec<&BlobId> = plan.iter().flat_map(|p| p.content.iter()).collect();
     let mut w = StreamWriter::new(out, &header)?;
     let buffers = Pool::default();
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -287,26 +294,51 @@ pub(crate) fn write_restore_stream(
     })
 }
 
+/// One item of a restore stream: its record and content, or, for a hard
+/// link whose first name is not restored, the record and content of the
+/// item it names, sent under the link's own id as a plain file.
+struct Planned<'a> {
+    record: &'a ItemRecord,
+    as_file_of: Option<&'a ItemRecord>,
+    content: &'a [BlobId],
+    size: u64,
+}
+
+impl Planned<'_> {
+    /// The record the stream carries.
+    fn sent(&self) -> Cow<'_, ItemRecord> {
+        match self.as_file_of {
+            None => Cow::Borrowed(self.record),
+            Some(target) => Cow::Owned(ItemRecord {
+                id: self.record.id.clone(),
+                hardlink_target: None,
+                ..target.clone()
+            }),
+        }
+    }
+}
+
 /// Writes the items of `plan` to `w`, their content taken in order from
 /// `chunks`; an item whose chunk is damaged is aborted (and listed in
 /// `failed`), the others still go.
 fn write_items<W: Write>(
     w: &mut StreamWriter<W>,
-    plan: &[(Cow<'_, ItemRecord>, &[BlobId], u64)],
+    plan: &[Planned<'_>],
     chunks: &mut impl Iterator<Item = Decoded>,
     buffers: &Pool,
     progress: &mut Progress,
     failed: &mut Vec<(String, String)>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<()> {
-    for (record, content, size) in plan {
+    for p in plan {
         anyhow::ensure!(!ctl.cancelled(), "cancelled");
         progress.items += 1;
-        progress.bytes += size;
+        progress.bytes += p.size;
         (ctl.progress)(progress);
-        w.begin_item(record)?;
+        let record = p.sent();
+        w.begin_item(&record)?;
         let mut damage = None;
-        for _ in 0..content.len() {
+        for _ in 0..p.content.len() {
             let data = chunks
                 .next()
                 .ok_or_else(|| anyhow::anyhow!("the chunk reader stopped early"))?;

@@ -58,12 +58,12 @@ pub(crate) fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
     }
     let index = store.index();
     let mut by_pack: HashMap<PackId, Vec<pack::PackedBlob>> = HashMap::new();
-    for loc in index.blobs.values() {
+    for loc in index.locations() {
         by_pack.entry(loc.pack).or_default().push(loc.blob);
     }
     for id in &used {
         anyhow::ensure!(
-            index.blobs.contains_key(id),
+            index.contains(id),
             "blob {id} is referenced but not indexed; run `attache verify` before pruning"
         );
     }

@@ -54,11 +54,11 @@ pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Repor
     r.errors.extend(store.check_packs());
     let index = store.index();
     let mut by_pack: HashMap<PackId, Vec<pack::PackedBlob>> = HashMap::new();
-    for loc in index.blobs.values() {
+    for loc in index.locations() {
         by_pack.entry(loc.pack).or_default().push(loc.blob);
     }
     r.packs = by_pack.len();
-    for id in index.blobs.keys() {
+    for id in index.ids() {
         if let Some(why) = index.why_bad(id) {
             bad.insert(*id, why.to_owned());
         }
@@ -136,7 +136,7 @@ pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Repor
     }
     let snaps = listing.good;
     r.snapshots = snaps.len() + listing.damaged.len();
-    let known: HashSet<BlobId> = store.index().blobs.keys().copied().collect();
+    let known: HashSet<BlobId> = store.index().ids().copied().collect();
     for s in &snaps {
         for t in &s.tree {
             if !known.contains(t) {

@@ -449,7 +449,9 @@ impl Store {
         let mut need: std::collections::HashMap<BlobId, (u64, Vec<BlobId>)> = Default::default();
         {
             let idx = self.index();
-            let all = idx.blobs.values().chain(idx.copies.values().flatten());
+            let all = idx
+                .locations()
+                .chain(idx.copies.values().flatten().copied());
             for l in all {
                 let e = need.entry(l.pack).or_default();
                 e.0 = e.0.max(l.blob.offset.saturating_add(u64::from(l.blob.len)));
@@ -486,7 +488,7 @@ impl Store {
 
     /// The plain size of a stored blob, if it is stored.
     pub(crate) fn raw_len(&self, id: &BlobId) -> Option<u32> {
-        self.index().blobs.get(id).map(|l| l.blob.raw_len)
+        self.index().get(id).map(|l| l.blob.raw_len)
     }
 
     /// Reads, opens and checks one blob, trying every copy; errors name the
@@ -511,7 +513,7 @@ impl Store {
         }
         let (first, copies) = {
             let idx = self.index();
-            let first = *idx.blobs.get(id).ok_or(StoreError::MissingBlob(*id))?;
+            let first = idx.get(id).ok_or(StoreError::MissingBlob(*id))?;
             (first, idx.copies.get(id).cloned().unwrap_or_default())
         };
         let mut err = None;

@@ -123,7 +123,10 @@ impl PackWriter {
     /// for [`store_sealed`](Self::store_sealed), which may run on another
     /// thread while the next pack fills (`pack_set`). On an error the
     /// writer is reset.
-    pub(crate) fn seal(&mut self, cipher: &Cipher) -> Result<(PackId, Vec<PackedBlob>), StoreError> {
+    pub(crate) fn seal(
+        &mut self,
+        cipher: &Cipher,
+    ) -> Result<(PackId, Vec<PackedBlob>), StoreError> {
         let blobs = std::mem::take(&mut self.blobs);
         let header = match compress_json(&blobs).and_then(|h| cipher.seal(&h)) {
             Ok(h) => h,

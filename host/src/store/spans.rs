@@ -77,7 +77,7 @@ pub(crate) fn plan(store: &Store, blobs: &[&BlobId]) -> Vec<Batch> {
     let (mut sealed, mut plain) = (0u64, 0u64);
     let mut packs: HashSet<PackId> = HashSet::new();
     for id in blobs {
-        let loc = idx.blobs.get(*id).copied();
+        let loc = idx.get(id);
         if let Some(l) = loc {
             let (len, raw) = (u64::from(l.blob.len), u64::from(l.blob.raw_len));
             let full = sealed + len > BATCH_SEALED
@@ -307,7 +307,7 @@ mod tests {
         let mut by_pack: BTreeMap<PackId, Vec<&BlobId>> = BTreeMap::new();
         for id in &ids {
             by_pack
-                .entry(store.index().blobs[id].pack)
+                .entry(store.index().get(id).expect("indexed").pack)
                 .or_default()
                 .push(id);
         }

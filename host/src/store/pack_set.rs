@@ -1,9 +1,8 @@
 //! New blobs on their way into packs, in a pipeline: the caller hashes and
 //! deduplicates; encoder threads compress and seal; a writer thread fills
 //! packs, and a storer thread writes each durably while the next is being
-//! filled. Nothing is
-//! visible to readers until [`PackSet::commit`] has written the index naming
-//! the packs, after every one of them is on disk.
+//! filled. Nothing is visible to readers until [`PackSet::commit`] has
+//! written the index naming the packs, after every one of them is on disk.
 
 use std::collections::HashSet;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};

@@ -55,9 +55,8 @@ def timed_steps(t, tool, name, r, steps, best, widths):
 
     Before each step, untimed, what earlier steps left to write goes to the
     disk (`sync`): a restore that does not fsync leaves up to a GiB being
-    written, and whichever step came next paid for it (one tool's random
-    first backup took 4.4-5.8 s alone and 8.4-9.4 s right after another
-    tool's restore, on this kind of machine)."""
+    written, which whatever step came next, of whichever tool, would pay
+    for."""
     for step in steps:
         cmd = t.restore() if step == "full restore" else t.backup()
         os.sync()

@@ -315,7 +315,7 @@ mod tests {
     fn blob(n: u8, offset: u64) -> PackedBlob {
         PackedBlob {
             id: BlobId([n; 32]),
-            kind: if n % 2 == 0 {
+            kind: if n.is_multiple_of(2) {
                 BlobKind::Data
             } else {
                 BlobKind::Tree

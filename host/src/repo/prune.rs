@@ -106,7 +106,7 @@ pub(crate) fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
                 },
             );
             if w.len() >= PACK_SIZE {
-                let (id, blobs) = std::mem::take(&mut w).finish(root, store.cipher())?;
+                let (id, blobs) = w.finish_and_reuse(root, store.cipher())?;
                 keep.push(IndexedPack { pack: id, blobs });
             }
         }

@@ -5,7 +5,7 @@
 //! naming every pack that stays; only then delete the old index files, and
 //! last the packs nothing names any more (also those a killed backup left).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde::Serialize;
 
@@ -57,10 +57,7 @@ pub(crate) fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
         }
     }
     let index = store.index();
-    let mut by_pack: HashMap<PackId, Vec<pack::PackedBlob>> = HashMap::new();
-    for loc in index.locations() {
-        by_pack.entry(loc.pack).or_default().push(loc.blob);
-    }
+    let by_pack = index.blobs_by_pack();
     for id in &used {
         anyhow::ensure!(
             index.contains(id),

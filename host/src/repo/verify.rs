@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::Repository;
 use crate::store::crypto::BlobId;
 use crate::store::damage::{self, Damaged};
-use crate::store::pack::{self, PackId};
+use crate::store::pack;
 use crate::store::{blob, StoreError};
 
 /// What verification found.
@@ -53,10 +53,7 @@ pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Repor
     // Packs named by the index are all there, and big enough.
     r.errors.extend(store.check_packs());
     let index = store.index();
-    let mut by_pack: HashMap<PackId, Vec<pack::PackedBlob>> = HashMap::new();
-    for loc in index.locations() {
-        by_pack.entry(loc.pack).or_default().push(loc.blob);
-    }
+    let by_pack = index.blobs_by_pack();
     r.packs = by_pack.len();
     for id in index.ids() {
         if let Some(why) = index.why_bad(id) {

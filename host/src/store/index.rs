@@ -155,6 +155,15 @@ impl Index {
         self.blobs.iter().map(|(id, s)| self.location(id, s))
     }
 
+    /// The preferred locations, gathered by pack.
+    pub(crate) fn blobs_by_pack(&self) -> HashMap<PackId, Vec<PackedBlob>> {
+        let mut by_pack: HashMap<PackId, Vec<PackedBlob>> = HashMap::new();
+        for loc in self.locations() {
+            by_pack.entry(loc.pack).or_default().push(loc.blob);
+        }
+        by_pack
+    }
+
     fn location(&self, id: &BlobId, s: &Slot) -> Location {
         Location {
             pack: self.packs[s.pack as usize],

@@ -41,7 +41,25 @@ pub(crate) fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreErro
         let _ = fs::remove_file(&tmp);
         return Err(StoreError::at(&tmp, e));
     }
+    let_go_of_cache(&f);
     Ok(tmp)
+}
+
+/// Tells the kernel that the pages of `f`, now on disk, are not wanted
+/// again soon, so that it frees them at once.
+///
+/// What a backup writes it does not read back, and the pages it frees are
+/// the ones the next pack is written into. Writing into pages the system
+/// has not used yet is what cost: in this VM the first touch of a page is
+/// dear, and a 1 GiB first backup spent 21% of all its samples copying
+/// into the page cache (`copy_folio_from_iter_atomic`). 128 writes of
+/// 8 MiB, each fsynced, took 1.5-7.3 s to copy, and 0.3 s with this
+/// advice. Only advice: where it is not taken, nothing else changes.
+fn let_go_of_cache(f: &fs::File) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let _ = f;
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {

@@ -222,6 +222,29 @@ impl Host for State {
     }
 }
 
+/// How much of a large file is written between two [`let_go_of_written`].
+const LET_GO_EVERY: u64 = 8 << 20;
+
+/// Asks the kernel to write back what is written of a large file being
+/// restored and to free the pages already written back. A restore does not
+/// read what it writes, and the guest's page cache is its applications':
+/// a restored file of gigabytes would otherwise push their pages out, and
+/// in a VM whose free memory goes back to the hypervisor every fresh page
+/// is dear (a 1 GiB restore's writes cost 4-7 s of system time there).
+/// Each call starts write-back of the dirty pages and drops the clean ones
+/// written before; only advice, nothing else changes when it is not taken.
+fn let_go_of_written(file: &std::fs::File, written: u64) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let _ = rustix::fs::fadvise(
+        file,
+        0,
+        std::num::NonZeroU64::new(written),
+        rustix::fs::Advice::DontNeed,
+    );
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let _ = (file, written);
+}
+
 impl HostItemContent for State {
     fn remaining(&mut self, h: Resource<ContentHandle>) -> wasmtime::Result<u64> {
         let seq = self.table.get(&h)?.seq;
@@ -288,12 +311,17 @@ impl HostItemContent for State {
         Ok((|| {
             s.current(&ContentHandle { seq })?;
             let mut offset = 0u64;
+            let mut advised = 0u64;
             while s.fill()? {
                 let r = file.write_all_at(&s.pending, offset);
                 r.map_err(|e| PluginError::Other(format!("write failed at byte {offset}: {e}")))?;
                 offset += s.pending.len() as u64;
                 s.consumed += s.pending.len() as u64;
                 s.pending.clear();
+                if offset - advised >= LET_GO_EVERY {
+                    let_go_of_written(&file, offset);
+                    advised = offset;
+                }
             }
             // A file that was longer is cut to the content. A new file
             // (the usual case) has the content's length already, and

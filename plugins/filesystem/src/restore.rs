@@ -182,9 +182,8 @@ impl Restorer<'_> {
                 };
                 self.summary.bytes += n;
                 // Through the open file: nothing is resolved again.
-                metadata::apply_owner_to_open(&fd, md)
-                    .map_err(|e| describe(e, "cannot set owner"))?;
-                metadata::apply_to_open(&fd, md).map_err(|e| describe(e, "cannot set metadata"))?;
+                metadata::apply_to_written(&fd, md)
+                    .map_err(|e| describe(e, "cannot set metadata"))?;
             }
             ItemKind::Symlink => {
                 let parent = self.parent();

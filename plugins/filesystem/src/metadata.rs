@@ -86,11 +86,8 @@ pub(crate) fn apply_to_symlink(
     Ok(())
 }
 
-/// Sets the owner of `name` in `parent`. A runner without the privilege to
-/// do so answers `not-permitted`; the restored item then keeps the runner's
-/// own ids, which is what an unprivileged restore is expected to do.
 /// Sets the owner of an open descriptor (a granted directory itself), as
-/// `apply_owner` does for a name.
+/// [`apply_owner`] does for a name.
 pub(crate) fn apply_owner_to_open(fd: &Descriptor, md: &ItemMetadata) -> Result<(), ErrorCode> {
     match (md.uid, md.gid) {
         (Some(uid), Some(gid)) => match posix::set_owner(fd, uid, gid) {
@@ -129,6 +126,9 @@ pub(crate) fn apply_to_written(fd: &Descriptor, md: &ItemMetadata) -> Result<(),
     Ok(())
 }
 
+/// Sets the owner of `name` in `parent`. A runner without the privilege to
+/// do so answers `not-permitted`; the restored item then keeps the runner's
+/// own ids, which is what an unprivileged restore is expected to do.
 pub(crate) fn apply_owner(
     parent: &Descriptor,
     name: &str,

@@ -324,9 +324,10 @@ impl HostItemContent for State {
                 }
             }
             // A file that was longer is cut to the content. A new file
-            // (the usual case) has the content's length already, and
-            // `ftruncate` on ext4 is not free: about 8 µs a file, an
-            // eighth of what creating a small file costs, measured.
+            // (the usual case) has the content's length already, and an
+            // `ftruncate` after the write is dear on ext4: restoring
+            // 200,000 small files spent 17% of its samples zeroing page
+            // cache behind it, and took 18.4-20.1 s against 15.1-15.5 s.
             let len = file.metadata().map(|m| m.len());
             if len.map_or(true, |len| len != offset) {
                 file.set_len(offset)

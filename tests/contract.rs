@@ -633,6 +633,14 @@ fn a_0_1_0_plugin_and_a_0_2_0_plugin_run_in_one_container() {
     let snap = site.backup("probe", "probe://version", &[]);
     assert_eq!(site.ids(&snap), ["probe://version"]);
     let dest = site.path("probe-restored");
+    // A longer file stands there already, and the probe opens it without
+    // truncating it: what is restored is the content alone, cut to length.
+    fs::create_dir_all(&dest).expect("mkdir");
+    fs::write(
+        dest.join("probe-version"),
+        "a longer probe version that stood here before",
+    )
+    .expect("write");
     ok(site
         .attache()
         .args(["restore", &snap, "--to"])

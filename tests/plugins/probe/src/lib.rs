@@ -107,11 +107,13 @@ impl Guest for Probe {
             warnings: 0,
         };
         while let Some((_item, content)) = restore_source::next()? {
+            // Not truncated on open: `copy-to` itself cuts a file that was
+            // longer than the content (tests/contract.rs checks it).
             let fd = target
                 .open_at(
                     PathFlags::empty(),
                     "probe-version",
-                    OpenFlags::CREATE | OpenFlags::TRUNCATE,
+                    OpenFlags::CREATE,
                     DescriptorFlags::READ | DescriptorFlags::WRITE,
                 )
                 .map_err(|e| PluginError::Other(format!("probe-version: {}", e.message())))?;

@@ -50,11 +50,12 @@ pub(crate) fn write_temp(path: &Path, bytes: &[u8]) -> Result<PathBuf, StoreErro
 ///
 /// What a backup writes it does not read back, and the pages it frees are
 /// the ones the next pack is written into. Writing into pages the system
-/// has not used yet is what cost: in this VM the first touch of a page is
-/// dear, and a 1 GiB first backup spent 21% of all its samples copying
-/// into the page cache (`copy_folio_from_iter_atomic`). 128 writes of
-/// 8 MiB, each fsynced, took 1.5-7.3 s to copy, and 0.3 s with this
-/// advice. Only advice: where it is not taken, nothing else changes.
+/// has not used lately is what cost: in this VM, memory the guest frees
+/// goes back to the hypervisor and its next first touch is dear, and a
+/// 1 GiB first backup spent 21% of all its samples copying into the page
+/// cache (`copy_folio_from_iter_atomic`). 128 writes of 8 MiB, each
+/// fsynced, took 1.2-7.3 s to copy, and 0.26-0.31 s with this advice.
+/// Only advice: where it is not taken, nothing else changes.
 fn let_go_of_cache(f: &fs::File) {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     let _ = rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed);

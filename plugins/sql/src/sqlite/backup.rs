@@ -32,7 +32,40 @@ enum Outcome {
     /// The item is in the stream, with this many bytes.
     Done(u64),
     /// Nothing usable was copied; try again.
-    Retry(String),
+    Retry(Retry),
+}
+
+/// Why a copy was dropped, and when to take the next one.
+struct Retry {
+    why: String,
+    wait: Wait,
+}
+
+/// When the next copy starts.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Right after the WAL's next restart: the log moved under the copy,
+    /// and the most time without a restart lies just after one.
+    Restart,
+    /// After a short pause that grows with the attempts (a writer held
+    /// the file).
+    Backoff,
+}
+
+impl Retry {
+    fn after_restart(why: impl Into<String>) -> Self {
+        Retry {
+            why: why.into(),
+            wait: Wait::Restart,
+        }
+    }
+
+    fn after_backoff(why: impl Into<String>) -> Self {
+        Retry {
+            why: why.into(),
+            wait: Wait::Backoff,
+        }
+    }
 }
 
 pub(crate) fn backup(path: &str, summary: &mut Summary) -> Result<(), PluginError> {
@@ -47,18 +80,19 @@ pub(crate) fn backup(path: &str, summary: &mut Summary) -> Result<(), PluginErro
                 progress(summary.items, summary.bytes, None, None);
                 return Ok(());
             }
-            Outcome::Retry(why) => {
+            Outcome::Retry(Retry { why, wait }) => {
                 log(
                     Level::Debug,
                     &format!("{id}: attempt {attempt}: {why}; copying again"),
                 );
-                if why.contains("WAL") {
-                    // Start right after the log's next restart, when the
-                    // most time lies before the one after it.
-                    await_restart(&dir, &name, std::time::Duration::from_millis(1000))?;
-                } else {
-                    let ms = (5 * attempt as u64).min(100);
-                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                match wait {
+                    Wait::Restart => {
+                        await_restart(&dir, &name, std::time::Duration::from_millis(1000))?
+                    }
+                    Wait::Backoff => {
+                        let ms = (5 * attempt as u64).min(100);
+                        std::thread::sleep(std::time::Duration::from_millis(ms));
+                    }
                 }
                 last = why;
             }
@@ -189,16 +223,18 @@ fn copy(dir: &Descriptor, name: &str, id: &str, attempt: u32) -> Result<Outcome,
         .map_err(|e| PluginError::InvalidRequest(format!("{id}: {e}")))?;
     let wal_mode = header.wal_mode();
     if before.hot_journal {
-        return Ok(Outcome::Retry(
-            "a write transaction holds a hot journal".into(),
-        ));
+        return Ok(Outcome::Retry(Retry::after_backoff(
+            "a write transaction holds a hot journal",
+        )));
     }
     if let (Some(shm), Some(h)) = (
         &before.shm,
         super::format::WalHeader::parse(&before.wal_head),
     ) {
         if h.salt != shm.salt {
-            return Ok(Outcome::Retry("the WAL is being restarted".into()));
+            return Ok(Outcome::Retry(Retry::after_restart(
+                "the WAL is being restarted",
+            )));
         }
     }
     let wal = if wal_mode {
@@ -226,7 +262,9 @@ fn copy(dir: &Descriptor, name: &str, id: &str, attempt: u32) -> Result<Outcome,
     if copied != before.size {
         return Ok(retry(
             dest,
-            format!("the file shrank to {copied} bytes while it was copied"),
+            Retry::after_backoff(format!(
+                "the file shrank to {copied} bytes while it was copied"
+            )),
         ));
     }
     // 2. The WAL's committed prefix, as it is now: every frame a checkpoint
@@ -242,11 +280,14 @@ fn copy(dir: &Descriptor, name: &str, id: &str, attempt: u32) -> Result<Outcome,
         if scan.header.as_ref().map(|h| h.page_size) != Some(header.page_size) {
             return Ok(retry(
                 dest,
-                "the WAL's page size differs from the database's".into(),
+                Retry::after_restart("the WAL's page size differs from the database's"),
             ));
         }
         if dest.append(w, scan.bytes)? != scan.bytes {
-            return Ok(retry(dest, "the WAL shrank while it was copied".into()));
+            return Ok(retry(
+                dest,
+                Retry::after_restart("the WAL shrank while it was copied"),
+            ));
         }
     }
     // 3. Did anything move that makes the copy unsound?
@@ -309,28 +350,36 @@ fn item(id: &str, header: &DbHeader, wal_mode: bool, attempt: u32, st: &posix::S
 
 /// Drops a copy: from memory it simply goes; in the stream the item is
 /// aborted (dropping its writer unfinished), and restore skips it.
-fn retry(dest: Dest, why: String) -> Outcome {
+fn retry(dest: Dest, why: Retry) -> Outcome {
     drop(dest);
     Outcome::Retry(why)
 }
 
 /// Why the copy cannot be trusted, if it cannot.
-fn moved(before: &Seen, after: &Seen, wal_mode: bool) -> Option<String> {
+fn moved(before: &Seen, after: &Seen, wal_mode: bool) -> Option<Retry> {
     if after.hot_journal {
-        return Some("a write transaction started during the copy".into());
+        return Some(Retry::after_backoff(
+            "a write transaction started during the copy",
+        ));
     }
     if !wal_mode {
         // Every commit rewrites page 1 (its change counter) first.
         if after.header != before.header {
-            return Some("a transaction committed during the copy".into());
+            return Some(Retry::after_backoff(
+                "a transaction committed during the copy",
+            ));
         }
         if after.size != before.size {
-            return Some("the file changed size during the copy".into());
+            return Some(Retry::after_backoff(
+                "the file changed size during the copy",
+            ));
         }
         return None;
     }
     if after.header.get(18..20) != before.header.get(18..20) {
-        return Some("the journal mode changed during the copy".into());
+        return Some(Retry::after_backoff(
+            "the journal mode changed during the copy",
+        ));
     }
     // The database file changes only by checkpoints, which copy frames of
     // the current WAL generation; all of those up to now are in the copied
@@ -338,12 +387,16 @@ fn moved(before: &Seen, after: &Seen, wal_mode: bool) -> Option<String> {
     // between the two looks can have put pages in the database, or over the
     // copied frames, that the copy does not account for.
     if after.wal_head != before.wal_head {
-        return Some("the WAL was restarted during the copy".into());
+        return Some(Retry::after_restart(
+            "the WAL was restarted during the copy",
+        ));
     }
     match (&before.shm, &after.shm) {
         (None, None) => None,
         (Some(b), Some(a)) if a.salt == b.salt => None,
-        (Some(_), Some(_)) => Some("the WAL was reset during the copy".into()),
-        _ => Some("another connection opened or closed the database during the copy".into()),
+        (Some(_), Some(_)) => Some(Retry::after_restart("the WAL was reset during the copy")),
+        _ => Some(Retry::after_backoff(
+            "another connection opened or closed the database during the copy",
+        )),
     }
 }

@@ -40,6 +40,8 @@ impl Sandbox {
             |s| s,
         )
         .map_err(other)?;
+        // Directory listings give each entry's type without a stat of it.
+        super::readdir::shadow(&mut linker).map_err(other)?;
         linker.allow_shadowing(false);
         // Attaché's own interfaces, once per contract version served.
         {

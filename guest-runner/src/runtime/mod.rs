@@ -16,6 +16,7 @@ mod plugin;
 mod posix;
 mod preopens;
 mod previous;
+mod readdir;
 mod since_v0_1;
 mod sink;
 mod source;

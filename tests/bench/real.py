@@ -282,6 +282,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
     work = os.environ.get("BENCH_DIR") or tempfile.mkdtemp(prefix="attache-real-", dir="/var/tmp")
     keep = "BENCH_DIR" in os.environ
+    os.makedirs(work, exist_ok=True)
     tools = [t for t in os.environ.get("TOOLS", "attache,restic,rustic").split(",")
              if t == "attache" or shutil.which(t)]
     runs = int(os.environ.get("RUNS", "3"))

@@ -2,7 +2,7 @@
 //! prints what happened as JSON on stdout.
 
 use guest_runner::runtime::{
-    Operation, PlanRequest, RestoreRequest, RunnerError, Running, Source, State,
+    Notes, Operation, PlanRequest, RestoreRequest, RunnerError, Running, Source, State,
 };
 use serde_json::json;
 
@@ -52,24 +52,29 @@ pub(crate) fn run(cli: &Cli, a: &RestoreArgs) -> anyhow::Result<()> {
     let warnings = source.warnings.clone();
     let summary = result?;
     let trailer = source.finish().map_err(RunnerError::Other)?;
-    let notes = |v: &[(String, String)]| {
-        v.iter()
+    let notes = |n: &Notes| {
+        n.kept()
+            .iter()
             .map(|(id, m)| json!({ "id": id, "message": m }))
             .collect::<Vec<_>>()
     };
+    // Past the bounds (runtime::notes), notes are counted: the report
+    // lists the first ones and says how many more there were.
     let out = json!({
         "items": summary.items,
         "bytes": summary.bytes,
         "stream_items": trailer.items,
         "refused": notes(&refused),
+        "refused_unlisted": refused.dropped(),
         "warnings": notes(&warnings),
+        "warnings_unlisted": warnings.dropped(),
     });
     println!("{out}");
     if !refused.is_empty() || !warnings.is_empty() {
         anyhow::bail!(
             "restore finished, but {} item(s) were refused and {} not restored (see the report above)",
-            refused.len(),
-            warnings.len()
+            refused.total(),
+            warnings.total()
         );
     }
     Ok(())

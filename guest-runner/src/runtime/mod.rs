@@ -12,6 +12,7 @@ mod limits;
 mod log;
 #[cfg(test)]
 mod memory_total_tests;
+mod notes;
 mod plugin;
 mod posix;
 mod preopens;
@@ -31,6 +32,7 @@ pub use engine::Sandbox;
 pub use error::RunnerError;
 pub use grants::{GrantedPath, Grants};
 pub use limits::Limits;
+pub use notes::Notes;
 pub use plugin::{Contract, Running, SERVED, THAW_DEADLINE};
 pub use previous::{Feed, Previous};
 pub use sink::Sink;

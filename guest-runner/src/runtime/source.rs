@@ -11,6 +11,7 @@ use wasmtime_wasi::filesystem::Descriptor;
 use super::bindings::attache::plugin::restore_source::{Host, HostItemContent};
 use super::bindings::attache::plugin::types::{Item, PluginError};
 use super::convert::record_to_item;
+use super::notes::Notes;
 use super::State;
 use crate::stream::{Event, Header, StreamError, StreamReader, Trailer};
 
@@ -37,9 +38,9 @@ pub struct Source {
     declared: u64,
     consumed: u64,
     /// Items refused before reaching the plugin, with the reason.
-    pub refused: Vec<(String, String)>,
+    pub refused: Notes,
     /// Warnings the plugin recorded.
-    pub warnings: Vec<(String, String)>,
+    pub warnings: Notes,
     failed: Option<String>,
     trailer: Option<Trailer>,
 }
@@ -66,8 +67,8 @@ impl Source {
             pending: Vec::new(),
             declared: 0,
             consumed: 0,
-            refused: Vec::new(),
-            warnings: Vec::new(),
+            refused: Notes::default(),
+            warnings: Notes::default(),
             failed: None,
             trailer: None,
         })
@@ -118,7 +119,7 @@ impl Source {
                 self.aborted = false;
                 if let Err(why) = rec.check_id() {
                     tracing::warn!(item = rec.id.as_str(), "refused: {why}");
-                    self.refused.push((rec.id, why));
+                    self.refused.push(rec.id, why);
                     self.skip_item()?;
                     return Ok(None);
                 }
@@ -216,7 +217,7 @@ impl Host for State {
             "{message}"
         );
         if let Ok(s) = source(self) {
-            s.warnings.push((id, message));
+            s.warnings.push(id, message);
         }
         Ok(())
     }

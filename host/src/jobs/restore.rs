@@ -230,10 +230,7 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
             Err(e) if status_ok => format!("{e:#}\n"),
             _ => String::new(),
         };
-        bail!(
-            "restore failed (runner: {status}):\n{sent_err}{}",
-            problems.join("\n")
-        );
+        bail!("restore failed (runner: {status}):\n{sent_err}{problems}");
     }
     let sent = sent.context("sending the restore stream")?;
     let warnings: Vec<String> = sent
@@ -317,24 +314,64 @@ fn select_args(selected: &[impl Borrow<StoredItem>], rename: Option<&str>) -> Ve
 
 /// What went wrong with items: those the stream could not send, and those
 /// the runner's report refused or warned about.
-fn problems(sent: &anyhow::Result<Sent>, report: &serde_json::Value) -> Vec<String> {
-    let mut problems = Vec::new();
+fn problems(sent: &anyhow::Result<Sent>, report: &serde_json::Value) -> Problems {
+    let mut p = Problems::default();
     if let Ok(sent) = sent {
         for (id, why) in &sent.failed {
-            problems.push(format!("not restored: {id}: {why}"));
+            p.push(|| format!("not restored: {id}: {why}"));
         }
     }
     for kind in ["refused", "warnings"] {
         for n in report[kind].as_array().into_iter().flatten() {
-            problems.push(format!(
-                "{}: {}: {}",
-                kind.trim_end_matches('s'),
-                n["id"].as_str().unwrap_or("?"),
-                n["message"].as_str().unwrap_or("?")
-            ));
+            p.push(|| {
+                format!(
+                    "{}: {}: {}",
+                    kind.trim_end_matches('s'),
+                    n["id"].as_str().unwrap_or("?"),
+                    n["message"].as_str().unwrap_or("?")
+                )
+            });
         }
+        // Those the runner counted past its report's bounds.
+        p.total += report[format!("{kind}_unlisted")].as_u64().unwrap_or(0);
     }
-    problems
+    p
+}
+
+/// Problems a failed restore's error names: the first
+/// [`Problems::LISTED`], and how many there were in all (a restore onto a
+/// full disk fails for every item, and its error once held a line for each
+/// of a million: 41 MB).
+#[derive(Default)]
+struct Problems {
+    listed: Vec<String>,
+    total: u64,
+}
+
+impl Problems {
+    const LISTED: usize = 20;
+
+    fn push(&mut self, line: impl FnOnce() -> String) {
+        if self.listed.len() < Self::LISTED {
+            self.listed.push(line());
+        }
+        self.total += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+impl std::fmt::Display for Problems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.listed.join("\n"))?;
+        let more = self.total.saturating_sub(self.listed.len() as u64);
+        if more > 0 {
+            write!(f, "\n... and {more} more ({} in all)", self.total)?;
+        }
+        Ok(())
+    }
 }
 
 /// A restore on this machine: the container's runner runs here with
@@ -511,5 +548,48 @@ fn start_early(
             tracing::debug!("the runner did not start early: {e:#}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(warnings: usize, unlisted: u64) -> serde_json::Value {
+        let w: Vec<_> = (0..warnings)
+            .map(|i| serde_json::json!({ "id": format!("/f{i}"), "message": "No space left on device" }))
+            .collect();
+        serde_json::json!({ "refused": [], "warnings": w, "warnings_unlisted": unlisted })
+    }
+
+    #[test]
+    fn a_failed_restore_names_the_first_problems_and_counts_all() {
+        let sent: anyhow::Result<Sent> = Ok(Sent {
+            items: 10,
+            failed: vec![("/damaged".into(), "chunk missing".into())],
+            skipped: Vec::new(),
+        });
+        let p = problems(&sent, &report(10_000, 312_592));
+        assert_eq!(p.total, 1 + 10_000 + 312_592);
+        let text = p.to_string();
+        assert_eq!(text.lines().count(), Problems::LISTED + 1, "{text}");
+        assert!(text.starts_with("not restored: /damaged: chunk missing\nwarning: /f0: "));
+        assert!(
+            text.ends_with("... and 322573 more (322593 in all)"),
+            "{}",
+            text.lines().last().unwrap_or_default()
+        );
+    }
+
+    #[test]
+    fn a_few_problems_are_all_named() {
+        let sent: anyhow::Result<Sent> = Err(anyhow::anyhow!("broken pipe"));
+        let p = problems(&sent, &report(2, 0));
+        assert_eq!(p.total, 2);
+        assert_eq!(
+            p.to_string(),
+            "warning: /f0: No space left on device\nwarning: /f1: No space left on device"
+        );
+        assert!(problems(&sent, &report(0, 0)).is_empty());
     }
 }

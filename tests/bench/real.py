@@ -45,17 +45,23 @@ SCALE = f"{int(os.environ.get('SCALE_FILES', '1000000')):,} small files"
 
 
 def run(cmd, env):
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = 0
-    while p.poll() is None:
-        peak = max(peak, tree_rss(p.pid))
-        time.sleep(0.02)
-    wall = time.monotonic() - t0
-    out, err = p.stdout.read(), p.stderr.read()
-    if p.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed: {err.decode()[-2000:]}")
-    return wall, peak * 1024, out
+    # Output goes to files, not pipes: a pipe nobody reads until the end
+    # stops a tool that writes more than its buffer (a failed restore of a
+    # million files once wrote 41 MB of errors, and the bench waited on it).
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
+        peak = 0
+        while p.poll() is None:
+            peak = max(peak, tree_rss(p.pid))
+            time.sleep(0.02)
+        wall = time.monotonic() - t0
+        out.seek(0)
+        err.seek(0, os.SEEK_END)
+        err.seek(max(0, err.tell() - 2000))
+        if p.returncode != 0:
+            sys.exit(f"{' '.join(cmd)} failed: {err.read().decode(errors='replace')}")
+        return wall, peak * 1024, out.read()
 
 
 def timed_steps(t, tool, name, r, steps, best, widths):
@@ -150,8 +156,9 @@ def scale_tree(work, files):
 
 class Scratch:
     """Where one tool's round writes: a fresh ext4 file system of its own,
-    room for three copies of the data plus 2 GiB and two inodes for every
-    item; or, when that cannot be had, a plain directory in work.
+    room for the repository and the restored tree (each file in 4 KiB
+    blocks) plus 2 GiB, and two inodes for every item; or, when that cannot
+    be had, a plain directory in work.
 
     The file system is made anew for each round on a loop device over one
     file in work that every round shares (`disk.img`). It behaves as a
@@ -173,7 +180,10 @@ class Scratch:
         os.makedirs(self.path, exist_ok=True)
         if os.environ.get("FRESH_FS", "1") != "1" or os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
             return
-        need = max(4 << 30, 3 * size + (2 << 30))
+        # The repository, the restored tree with each file in blocks of
+        # 4 KiB (a million files of 1 KiB take 4 GB, not 1 GB: the first
+        # million-file round ran out of room), the inode tables, and slack.
+        need = max(4 << 30, size + max(size, 4096 * items) + 512 * items + (2 << 30))
         try:
             image = disk_image(work, need)
             self.device = subprocess.run(

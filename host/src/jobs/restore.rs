@@ -332,8 +332,11 @@ fn problems(sent: &anyhow::Result<Sent>, report: &serde_json::Value) -> Problems
                 )
             });
         }
-        // Those the runner counted past its report's bounds.
-        p.total += report[format!("{kind}_unlisted")].as_u64().unwrap_or(0);
+        // Those the runner counted past its report's bounds (added with
+        // saturation: in a VM, the report comes from the guest).
+        p.total = p
+            .total
+            .saturating_add(report[format!("{kind}_unlisted")].as_u64().unwrap_or(0));
     }
     p
 }
@@ -355,7 +358,7 @@ impl Problems {
         if self.listed.len() < Self::LISTED {
             self.listed.push(line());
         }
-        self.total += 1;
+        self.total = self.total.saturating_add(1);
     }
 
     fn is_empty(&self) -> bool {
@@ -579,6 +582,18 @@ mod tests {
             "{}",
             text.lines().last().unwrap_or_default()
         );
+    }
+
+    #[test]
+    fn counts_from_a_guest_cannot_overflow() {
+        let sent: anyhow::Result<Sent> = Err(anyhow::anyhow!("broken pipe"));
+        let r = serde_json::json!({
+            "refused_unlisted": u64::MAX, "warnings": [{ "id": "/a", "message": "m" }],
+            "warnings_unlisted": u64::MAX,
+        });
+        let p = problems(&sent, &r);
+        assert_eq!(p.total, u64::MAX);
+        assert!(p.to_string().ends_with(&format!("({} in all)", u64::MAX)));
     }
 
     #[test]

@@ -59,16 +59,19 @@ impl Notes {
     }
 }
 
-/// `s` cut to at most `max` bytes, on a character boundary.
-fn cut(mut s: String, max: usize) -> String {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
+/// `s` cut to at most `max` bytes, on a character boundary, as a new
+/// string: truncating in place would keep the whole capacity, and a plugin
+/// that warns with 100 MB messages would make the bound on bytes kept no
+/// bound on memory (the host's `ingest_rules::cut` does the same).
+fn cut(s: String, max: usize) -> String {
+    if s.len() <= max {
+        return s;
     }
-    s
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
 }
 
 #[cfg(test)]
@@ -97,6 +100,10 @@ mod tests {
         let kept: usize = n.kept().iter().map(|(i, m)| i.len() + m.len()).sum();
         assert!(kept <= MAX_NOTE_BYTES, "{kept}");
         assert!(n.kept().iter().all(|(_, m)| m.len() <= MAX_NOTE_MESSAGE));
+        assert!(n
+            .kept()
+            .iter()
+            .all(|(_, m)| m.capacity() < 2 * MAX_NOTE_MESSAGE));
         assert!(n.dropped() > 0);
         assert_eq!(n.total(), 1000);
     }

@@ -1,7 +1,6 @@
 //! A restore: the selected items of a snapshot go to the agent, which
 //! recreates them through the plugin.
 
-use std::borrow::{Borrow, Cow};
 use std::io::{BufWriter, Read};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -12,7 +11,7 @@ use serde::Serialize;
 use super::plugin::{checked_plan, RunnerAccess};
 use super::{Context, Control, RestoreRequest};
 use crate::hypervisor::session::Session;
-use crate::repo::{is_at_or_below, write_restore_stream, Sent};
+use crate::repo::{write_restore_stream, Sent};
 use crate::store::lock::Lock;
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 use crate::target::{self, RestoreTo};
@@ -100,21 +99,20 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
         RestoreTo::LocalDir(d) if d.is_dir() => std::path::absolute(d).ok(),
         _ => None,
     };
-    // The item list is read from the catalog while the key is derived, and
-    // for a local restore the runner starts from it (see `start_early`).
+    // The selection's top items are read from the catalog while the key is
+    // derived, and for a local restore the runner starts from them (see
+    // `start_early`).
     let (repo, ahead, early) = std::thread::scope(|s| {
         let ahead = s.spawn(|| {
             let found = crate::repo::find_ahead(&ctx.repo, &ctx.cache, &a.snapshot)?;
-            // Named items are looked up alone, so that the runner starts
-            // before the whole list is read; their tops are what the
-            // runner is told to select.
+            let plugin = found.plugin().to_owned();
+            let tops = found.tops(&a.items)?;
             let early = local_dir.as_deref().and_then(|dir| {
-                let named = found.records(&a.items).filter(|r| !r.is_empty())?;
-                let chosen = select_args(&named, rename.as_deref());
-                let args = runner_args(found.plugin(), &chosen, dir.to_str()?);
-                start_early(ctx, found.plugin(), &limits, args, &access, &span)
+                let chosen = select_args(tops.tops(), rename.as_deref());
+                let args = runner_args(&plugin, &chosen, dir.to_str()?);
+                start_early(ctx, &plugin, &limits, args, &access, &span)
             });
-            Some((found.items()?, early))
+            Some((tops, early))
         });
         let repo = ctx.repository(false);
         let (ahead, early) = ahead.join().ok().flatten().unzip();
@@ -131,12 +129,11 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
     if !ahead.as_ref().is_some_and(|h| h.is_for(&repo, &snap)) {
         early.stop();
     }
-    let all = repo.items_with(&snap, ahead)?;
-    let selected = select(&snap, &all, &a.items)?;
+    let tops = repo.tops_with(&snap, &a.items, ahead)?;
     if early.0.is_none() {
         record_grants(ctx, &snap.plugin, &limits)?;
     }
-    let select_args = select_args(&selected, rename.as_deref());
+    let select_args = select_args(&tops, rename.as_deref());
     let runner_args = |target: &str| runner_args(&snap.plugin, &select_args, target);
     let (dir, status_ok, status, sent, report) = match &to {
         RestoreTo::Vm { vm, dir } => {
@@ -166,7 +163,9 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
                 env: access.env_assignments(),
             };
             let r = session.restore(&runner_args(&guest_dir), &opts, ctl.cancel, |w| {
-                write_restore_stream(&repo.store, &snap, &all, &selected, w, ctl)
+                // The items are read as they are sent, by a reader of their own.
+                let items = repo.catalog.reader()?;
+                write_restore_stream(&repo.store, items, &snap, &a.items, w, ctl)
             });
             let closed = session.close();
             let (sent, outcome) = r.with_context(|| format!("restore into {vm} failed"))?;
@@ -209,8 +208,7 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
                 started,
                 &repo,
                 &snap,
-                &all,
-                &selected,
+                &a.items,
                 a.timeout_secs.map(std::time::Duration::from_secs),
                 ctl,
             )?;
@@ -252,51 +250,12 @@ fn run_audited(ctx: &Context, a: &RestoreRequest, ctl: &Control<'_>) -> anyhow::
 
 /// The size asked for the pipe to the runner.
 const PIPE_SIZE: usize = 1 << 20;
-/// The items of `all` to restore: each wanted item with everything below
-/// it, or all of them when none is named (then `all` itself, not a copy:
-/// issue 12); a wanted item the snapshot does not hold is an error.
-fn select<'a>(
-    snap: &SnapshotInfo,
-    all: &'a [StoredItem],
-    wanted: &[String],
-) -> anyhow::Result<Cow<'a, [StoredItem]>> {
-    if wanted.is_empty() {
-        return Ok(Cow::Borrowed(all));
-    }
-    if let Some(want) = missing(all, wanted) {
-        bail!("snapshot {} has no item {want:?}", snap.short_id());
-    }
-    Ok(Cow::Owned(selected(all, wanted).cloned().collect()))
-}
-
-/// The first of `wanted` that `all` does not hold.
-fn missing<'a>(all: &[StoredItem], wanted: &'a [String]) -> Option<&'a String> {
-    wanted
-        .iter()
-        .find(|want| !all.iter().any(|i| is_at_or_below(&i.record.id, want)))
-}
-
-/// The items of `all` at or below one of `wanted` (all when none is).
-fn selected<'a>(
-    all: &'a [StoredItem],
-    wanted: &'a [String],
-) -> impl Iterator<Item = &'a StoredItem> {
-    all.iter()
-        .filter(|i| wanted.is_empty() || wanted.iter().any(|w| is_at_or_below(&i.record.id, w)))
-}
 
 /// The runner's selection arguments: what the plugin plans for are the top
-/// items (those below no other selected item), with their kinds from the
-/// catalog, and the rename if there is one.
-fn select_args(selected: &[impl Borrow<StoredItem>], rename: Option<&str>) -> Vec<String> {
-    let tops = selected
-        .iter()
-        .map(Borrow::borrow)
-        .filter(|i: &&StoredItem| {
-            !selected.iter().map(Borrow::borrow).any(|o: &StoredItem| {
-                o.record.id != i.record.id && is_at_or_below(&i.record.id, &o.record.id)
-            })
-        });
+/// items (those below no other selected item, see
+/// [`crate::repo::selection::tops`]), with their kinds from the catalog, and
+/// the rename if there is one.
+fn select_args(tops: &[StoredItem], rename: Option<&str>) -> Vec<String> {
     let mut args: Vec<String> = Vec::new();
     for t in tops {
         args.extend([
@@ -384,8 +343,7 @@ fn local(
     started: Started,
     repo: &crate::repo::Repository,
     snap: &SnapshotInfo,
-    all: &[StoredItem],
-    selected: &[StoredItem],
+    wanted: &[String],
     timeout: Option<std::time::Duration>,
     ctl: &Control<'_>,
 ) -> anyhow::Result<(bool, String, anyhow::Result<Sent>, String)> {
@@ -400,14 +358,16 @@ fn local(
     let (sent, status, stopped) = std::thread::scope(|s| {
         let (done, wait) = std::sync::mpsc::channel::<()>();
         let dog = s.spawn(|| super::watchdog::watch(&child, timeout, ctl.cancel, wait));
-        let sent = write_restore_stream(
-            &repo.store,
-            snap,
-            all,
-            selected,
-            BufWriter::with_capacity(1 << 20, stdin),
-            ctl,
-        );
+        let sent = repo.catalog.reader().and_then(|items| {
+            write_restore_stream(
+                &repo.store,
+                items,
+                snap,
+                wanted,
+                BufWriter::with_capacity(1 << 20, stdin),
+                ctl,
+            )
+        });
         if sent.is_err() {
             let _ = super::watchdog::lock(&child).kill();
         }

@@ -1,12 +1,12 @@
-//! A snapshot's item list read from the local catalog while the repository
+//! A restore's selection read from the local catalog while the repository
 //! opens: deriving the key (Argon2id) takes a tenth of a second, and a
-//! restore of a large mailbox or tree spends tens of milliseconds more
-//! parsing its item list before its runner can start. The catalog is not
-//! encrypted, so the two can overlap.
+//! restore of a large tree spends tens of milliseconds more finding its
+//! top items (what the runner is told to select) before its runner can
+//! start. The catalog is not encrypted, so the two can overlap.
 //!
 //! What is read ahead is only a guess: it is used only when the repository,
 //! once open, resolves the same snapshot in the same catalog; otherwise the
-//! items are read again as usual (see [`Repository::items_with`]).
+//! selection is read again as usual (see [`Repository::tops_with`]).
 
 use std::path::Path;
 
@@ -14,24 +14,31 @@ use super::{catalog_path, Catalog, Repository};
 use crate::store::config::Config;
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
 
-/// The items of one snapshot, read from a catalog before the repository
-/// was open.
-pub(crate) struct ItemsAhead {
+/// The top items of a restore's selection from one snapshot, read from a
+/// catalog before the repository was open.
+pub(crate) struct TopsAhead {
     /// The repository id named by its config (not yet authenticated).
     repo_id: String,
     snapshot: String,
     /// The snapshot's plugin, as the catalog names it.
     plugin: String,
-    items: Vec<StoredItem>,
+    /// What was wanted, and its top items.
+    wanted: Vec<String>,
+    tops: Vec<StoredItem>,
 }
 
-impl ItemsAhead {
+impl TopsAhead {
     /// Whether this was read for `snap` of the repository now open: only
     /// then may what was started from it be kept.
     pub(crate) fn is_for(&self, repo: &Repository, snap: &SnapshotInfo) -> bool {
         self.repo_id == repo.store.config.id
             && self.snapshot == snap.id
             && self.plugin == snap.plugin
+    }
+
+    /// The top items.
+    pub(crate) fn tops(&self) -> &[StoredItem] {
+        &self.tops
     }
 }
 
@@ -78,38 +85,36 @@ impl SnapshotAhead {
         &self.plugin
     }
 
-    /// The snapshot's items with these ids, when it has all of them (one
-    /// query each, not the whole list).
-    pub(crate) fn records(&self, ids: &[String]) -> Option<Vec<StoredItem>> {
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let found = self.catalog.records(&self.snapshot, &ids).ok()?;
-        (found.len() == ids.len()).then_some(found)
-    }
-
-    /// All the snapshot's items.
-    pub(crate) fn items(self) -> Option<ItemsAhead> {
-        let items = self.catalog.items(&self.snapshot, None).ok()?;
-        Some(ItemsAhead {
+    /// The top items of a restore of `wanted` (see [`super::selection::tops`]).
+    pub(crate) fn tops(self, wanted: &[String]) -> Option<TopsAhead> {
+        let tops = super::selection::tops(&self.catalog, &self.snapshot, wanted).ok()?;
+        Some(TopsAhead {
             repo_id: self.repo_id,
             snapshot: self.snapshot,
             plugin: self.plugin,
-            items,
+            wanted: wanted.to_vec(),
+            tops,
         })
     }
 }
 
 impl Repository {
-    /// [`Repository::items`] of all of `snap`, taken from `ahead` when it
-    /// was read from this repository's catalog for this snapshot (the rows
-    /// of a snapshot never change: its id is its content's).
-    pub(crate) fn items_with(
+    /// The top items of a restore of `wanted` from `snap` (see
+    /// [`super::selection::tops`]), taken from `ahead` when it was read
+    /// from this repository's catalog for this snapshot and selection (the
+    /// rows of a snapshot never change: its id is its content's).
+    pub(crate) fn tops_with(
         &self,
         snap: &SnapshotInfo,
-        ahead: Option<ItemsAhead>,
+        wanted: &[String],
+        ahead: Option<TopsAhead>,
     ) -> anyhow::Result<Vec<StoredItem>> {
         match ahead {
-            Some(a) if a.is_for(self, snap) => Ok(a.items),
-            _ => self.items(snap, None),
+            Some(a) if a.is_for(self, snap) && a.wanted == wanted => Ok(a.tops),
+            _ => {
+                self.check_cataloged(snap)?;
+                super::selection::tops(&self.catalog, &snap.id, wanted)
+            }
         }
     }
 }

@@ -447,15 +447,32 @@ impl Catalog {
     /// The ids of a snapshot's items (all, or those strictly below
     /// `below`), without their records: what a tree listing counts.
     pub(crate) fn ids(&self, snapshot: &str, below: Option<&str>) -> anyhow::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        self.each_id(snapshot, below, &mut |id| {
+            ids.push(id);
+            Ok(())
+        })?;
+        Ok(ids)
+    }
+
+    /// [`Self::ids`], handed to `f` one at a time as they are read: a
+    /// pass over a snapshot's ids holds none of them.
+    pub(crate) fn each_id(
+        &self,
+        snapshot: &str,
+        below: Option<&str>,
+        f: &mut dyn FnMut(String) -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
         let parse = |r: &rusqlite::Row<'_>| r.get::<_, String>(0);
-        let ids = match below {
+        match below {
             None => {
                 let mut st = self.conn.prepare(
                     "SELECT i.id FROM snapshot_chunks s JOIN chunk_items i ON i.chunk = s.chunk
                      WHERE s.snapshot = ?1",
                 )?;
-                let v = st.query_map([snapshot], parse)?.collect::<Result<_, _>>()?;
-                v
+                for id in st.query_map([snapshot], parse)? {
+                    f(id?)?;
+                }
             }
             Some(id) => {
                 let base = id.strip_suffix('/').unwrap_or(id);
@@ -463,22 +480,31 @@ impl Catalog {
                     "SELECT i.id FROM chunk_items i JOIN snapshot_chunks s ON s.chunk = i.chunk
                      WHERE s.snapshot = ?1 AND i.id >= ?2 AND i.id < ?3",
                 )?;
-                let v = st
-                    .query_map(
-                        params![snapshot, format!("{base}/"), format!("{base}0")],
-                        parse,
-                    )?
-                    .collect::<Result<_, _>>()?;
-                v
+                for id in st.query_map(
+                    params![snapshot, format!("{base}/"), format!("{base}0")],
+                    parse,
+                )? {
+                    f(id?)?;
+                }
             }
-        };
-        Ok(ids)
+        }
+        Ok(())
+    }
+
+    /// Whether a snapshot has an item with exactly this id (the index
+    /// only: no row is parsed).
+    pub(crate) fn has_item(&self, snapshot: &str, id: &str) -> anyhow::Result<bool> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT 1 FROM chunk_items i JOIN snapshot_chunks s ON s.chunk = i.chunk
+             WHERE s.snapshot = ?1 AND i.id = ?2 LIMIT 1",
+        )?;
+        Ok(st.exists(params![snapshot, id])?)
     }
 
     /// The items of a snapshot with these ids (those it has): each parsed
     /// from its own line of its chunk (`chunk_items.pos`), not the chunk.
     pub(crate) fn records(&self, snapshot: &str, ids: &[&str]) -> anyhow::Result<Vec<StoredItem>> {
-        let mut st = self.conn.prepare(
+        let mut st = self.conn.prepare_cached(
             "SELECT i.pos, c.body FROM chunk_items i JOIN snapshot_chunks s ON s.chunk = i.chunk
              JOIN chunks c ON c.hash = s.chunk WHERE s.snapshot = ?1 AND i.id = ?2 LIMIT 1",
         )?;

@@ -2,11 +2,11 @@
 //! content read from the store, each chunk checked against its id.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use guest_runner::stream::{Header, ItemKind, ItemRecord, StreamWriter};
 
+use super::{is_at_or_below, Catalog};
 use crate::jobs::{Control, Progress};
 use crate::store::crypto::BlobId;
 use crate::store::snapshot::{SnapshotInfo, StoredItem};
@@ -175,122 +175,188 @@ pub(crate) struct Sent {
     pub skipped: Vec<(String, String)>,
 }
 
-/// Writes a restore stream of `selected` (in backup order) to `out`. A hard
-/// link whose first name is not selected becomes a plain file carrying that
-/// content, so that it can be restored alone; `all` is searched for it. An
-/// item whose data is damaged is aborted in the stream (the plugin removes
-/// what it began) and the others still go.
+/// Most items in one segment of a restore: the stream is planned, read
+/// and written a segment at a time, so that what a restore holds does not
+/// grow with the snapshot (issue 12: a million-file restore held its whole
+/// item list, 659 MiB at its peak).
+const SEGMENT_ITEMS: usize = 4096;
+/// Most chunks in one segment (a segment holds at least one item).
+const SEGMENT_CHUNKS: usize = 1 << 16;
+
+/// Items to send, in stream order: each with, for a hard link whose first
+/// name is not restored, the item it names (sent as a plain file).
+type Segment = Vec<(StoredItem, Option<StoredItem>)>;
+
+/// Writes a restore stream of the items of `snap` at or below one of
+/// `wanted` (all when none is), in backup order, to `out`. The items are
+/// read from `catalog` (a reader of its own, on a thread of its own) a
+/// segment at a time while earlier ones are written. A hard link whose
+/// first name is not restored becomes a plain file carrying that content,
+/// so that it can be restored alone. An item whose data is damaged is
+/// aborted in the stream (the plugin removes what it began) and the others
+/// still go.
 pub(crate) fn write_restore_stream(
     store: &Store,
+    catalog: Catalog,
     snap: &SnapshotInfo,
-    all: &[StoredItem],
-    selected: &[StoredItem],
+    wanted: &[String],
     out: impl Write,
     ctl: &Control<'_>,
 ) -> anyhow::Result<Sent> {
     let mut progress = Progress::default();
     let mut failed = Vec::new();
-    let mut skipped = Vec::new();
-    // Only the items hard links name are looked up: maps of those, not of
-    // the whole snapshot (issue 12).
-    let targets: HashSet<&str> = selected
-        .iter()
-        .filter(|i| i.record.kind == ItemKind::Hardlink)
-        .filter_map(|i| i.record.hardlink_target.as_deref())
-        .collect();
-    let (by_id, chosen) = if targets.is_empty() {
-        (HashMap::new(), HashSet::new())
-    } else {
-        let by_id: HashMap<&str, &StoredItem> = all
-            .iter()
-            .filter(|i| targets.contains(i.record.id.as_str()))
-            .map(|i| (i.record.id.as_str(), i))
-            .collect();
-        let chosen: HashSet<&str> = selected
-            .iter()
-            .map(|i| i.record.id.as_str())
-            .filter(|id| targets.contains(id))
-            .collect();
-        (by_id, chosen)
-    };
     let header = Header {
         format: 1,
         plugin: snap.plugin.clone(),
         plugin_version: snap.plugin_version.clone(),
         created: snap.time,
     };
-    // What each selected item sends: its record and its chunks, resolved
-    // first so that the chunks of all items can be decoded ahead, in
-    // parallel, while earlier ones are written.
-    // Records are borrowed, also for a hard link sent as a plain file: its
-    // record is made as it is written. An owned record for every item was
-    // 200 bytes each, 9.9 MB of a 47,602-item restore's peak (issue 12).
-    let mut plan: Vec<Planned<'_>> = Vec::with_capacity(selected.len());
-    for it in selected {
-        let own = Planned {
-            record: &it.record,
-            as_file_of: None,
-            content: &it.content,
-            size: it.record.size,
-        };
-        match it.record.kind {
-            ItemKind::Hardlink => {
-                let target = it.record.hardlink_target.as_deref().unwrap_or_default();
-                if chosen.contains(target) {
-                    plan.push(own);
-                } else {
-                    let Some(t) = by_id.get(target) else {
-                        // A dangling link fails this item only: the rest of
-                        // the snapshot is still restored.
-                        let why = format!(
-                            "hard link {} names {target:?}, which the snapshot lacks",
-                            it.record.id
-                        );
-                        tracing::warn!("{why}; not restored");
-                        skipped.push((it.record.id.clone(), why));
-                        continue;
-                    };
-                    plan.push(Planned {
-                        as_file_of: Some(&t.record),
-                        content: &t.content,
-                        ..own
-                    });
-                }
-            }
-            _ => plan.push(own),
-        }
-    }
-    let blobs: Vec<&BlobId> = plan.iter().flat_map(|p| p.content.iter()).collect();
     let mut w = StreamWriter::new(out, &header)?;
     let buffers = Pool::default();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(AHEAD);
-        let blobs = &blobs;
-        let buffers = &buffers;
-        let decoder = scope.spawn(move || decode_ahead(store, blobs, buffers, &tx));
-        // The decoded chunks, in order; when the writer stops early, the
-        // receiver is dropped, which stops the decoder at its next batch.
-        let mut chunks = rx.into_iter().flatten();
-        let written = write_items(
-            &mut w,
-            &plan,
-            &mut chunks,
-            buffers,
-            &mut progress,
-            &mut failed,
-            ctl,
-        );
-        drop(chunks);
-        decoder
+    let skipped = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Segment>(1);
+        let planner = scope.spawn(move || plan_segments(&catalog, &snap.id, wanted, &tx));
+        let mut written = Ok(());
+        for segment in &rx {
+            written = write_segment(
+                store,
+                &mut w,
+                &segment,
+                &buffers,
+                &mut progress,
+                &mut failed,
+                ctl,
+            );
+            if written.is_err() {
+                break;
+            }
+        }
+        // A writer that stopped drops the receiver, which stops the planner
+        // at its next segment.
+        drop(rx);
+        let planned = planner
             .join()
-            .map_err(|_| anyhow::anyhow!("the chunk reader panicked"))?;
-        written
+            .map_err(|_| anyhow::anyhow!("the restore planner panicked"))?;
+        written?;
+        planned
     })?;
     let (_, totals) = w.finish()?;
     Ok(Sent {
         items: totals.items,
         failed,
         skipped,
+    })
+}
+
+/// Reads the items of `snapshot` selected by `wanted` from `catalog` and
+/// sends them to `tx` in segments; returns the hard links left out (whose
+/// first name the snapshot lacks), with why. Stops early, without error,
+/// when the receiver is gone.
+fn plan_segments(
+    catalog: &Catalog,
+    snapshot: &str,
+    wanted: &[String],
+    tx: &std::sync::mpsc::SyncSender<Segment>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let selected = |id: &str| wanted.is_empty() || wanted.iter().any(|w| is_at_or_below(id, w));
+    // With one wanted item, only the catalog's chunks that hold it and
+    // what lies below it are read.
+    let below = match wanted {
+        [w] => Some(w.as_str()),
+        _ => None,
+    };
+    let mut skipped = Vec::new();
+    let mut segment: Segment = Vec::new();
+    let mut chunks = 0usize;
+    let mut gone = false;
+    let read = catalog.each_chunk(snapshot, below, &mut |items| {
+        for it in items {
+            if !selected(&it.record.id) {
+                continue;
+            }
+            let mut as_file_of = None;
+            if it.record.kind == ItemKind::Hardlink {
+                let target = it.record.hardlink_target.as_deref().unwrap_or_default();
+                // A target restored too is linked to; one that is not is
+                // sent in the link's place. Either must be in the snapshot.
+                let found = if selected(target) {
+                    catalog.has_item(snapshot, target)?
+                } else {
+                    as_file_of = catalog.records(snapshot, &[target])?.pop();
+                    as_file_of.is_some()
+                };
+                if !found {
+                    // A dangling link fails this item only: the rest of
+                    // the snapshot is still restored.
+                    let why = format!(
+                        "hard link {} names {target:?}, which the snapshot lacks",
+                        it.record.id
+                    );
+                    tracing::warn!("{why}; not restored");
+                    skipped.push((it.record.id.clone(), why));
+                    continue;
+                }
+            }
+            chunks += as_file_of.as_ref().unwrap_or(&it).content.len();
+            segment.push((it, as_file_of));
+            if segment.len() >= SEGMENT_ITEMS || chunks >= SEGMENT_CHUNKS {
+                chunks = 0;
+                if tx.send(std::mem::take(&mut segment)).is_err() {
+                    gone = true;
+                    anyhow::bail!("the stream writer stopped");
+                }
+            }
+        }
+        Ok(())
+    });
+    if gone {
+        return Ok(skipped);
+    }
+    read?;
+    if !segment.is_empty() {
+        // A writer that stopped has its own error.
+        let _ = tx.send(segment);
+    }
+    Ok(skipped)
+}
+
+/// Writes the items of `segment` to `w`, their chunks read and decoded
+/// ahead, in parallel, while earlier ones are written.
+fn write_segment<W: Write>(
+    store: &Store,
+    w: &mut StreamWriter<W>,
+    segment: &Segment,
+    buffers: &Pool,
+    progress: &mut Progress,
+    failed: &mut Vec<(String, String)>,
+    ctl: &Control<'_>,
+) -> anyhow::Result<()> {
+    // Records are borrowed, also for a hard link sent as a plain file: its
+    // record is made as it is written. An owned record for every item was
+    // 200 bytes each, 9.9 MB of a 47,602-item restore's peak (issue 12).
+    let plan: Vec<Planned<'_>> = segment
+        .iter()
+        .map(|(it, as_file_of)| Planned {
+            record: &it.record,
+            as_file_of: as_file_of.as_ref().map(|t| &t.record),
+            content: &as_file_of.as_ref().unwrap_or(it).content,
+            size: it.record.size,
+        })
+        .collect();
+    let blobs: Vec<&BlobId> = plan.iter().flat_map(|p| p.content.iter()).collect();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Decoded>>(AHEAD);
+        let blobs = &blobs;
+        let decoder = scope.spawn(move || decode_ahead(store, blobs, buffers, &tx));
+        // The decoded chunks, in order; when the writer stops early, the
+        // receiver is dropped, which stops the decoder at its next batch.
+        let mut chunks = rx.into_iter().flatten();
+        let written = write_items(w, &plan, &mut chunks, buffers, progress, failed, ctl);
+        drop(chunks);
+        decoder
+            .join()
+            .map_err(|_| anyhow::anyhow!("the chunk reader panicked"))?;
+        written
     })
 }
 
@@ -389,5 +455,105 @@ mod tests {
         let held = pool.0.lock().unwrap();
         assert_eq!(held.1, POOL_BYTES);
         assert_eq!(held.0.iter().map(Vec::capacity).sum::<usize>(), POOL_BYTES);
+    }
+
+    fn item(id: &str, kind: ItemKind, link: Option<&str>) -> StoredItem {
+        StoredItem {
+            record: ItemRecord {
+                hardlink_target: link.map(str::to_owned),
+                ..ItemRecord::new(id, kind, 0)
+            },
+            content: Vec::new(),
+        }
+    }
+
+    /// Each item sent: its id, and the id of the file it is sent as.
+    type Sends = Vec<(String, Option<String>)>;
+
+    /// What `plan_segments` sends for `wanted`: the segments' items (with
+    /// the id of what each is sent as), and the links left out.
+    fn planned(cat: &Catalog, wanted: &[&str]) -> (Vec<Sends>, Vec<String>) {
+        let wanted: Vec<String> = wanted.iter().map(|w| (*w).to_owned()).collect();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Segment>(1);
+        std::thread::scope(|s| {
+            let reader = cat.reader().unwrap();
+            let wanted = &wanted;
+            let planner = s.spawn(move || plan_segments(&reader, "s1", wanted, &tx));
+            let got: Vec<_> = rx
+                .iter()
+                .map(|seg| {
+                    seg.into_iter()
+                        .map(|(i, f)| (i.record.id, f.map(|f| f.record.id)))
+                        .collect()
+                })
+                .collect();
+            let skipped = planner.join().unwrap().unwrap();
+            (got, skipped.into_iter().map(|(id, _)| id).collect())
+        })
+    }
+
+    /// A restore is planned from the catalog in segments of at most
+    /// SEGMENT_ITEMS items, in backup order, without the whole list: a
+    /// hard link whose first name is restored too is linked, one whose
+    /// first name is not is sent as that file, and one whose first name
+    /// the snapshot lacks is left out.
+    #[test]
+    fn a_restore_is_planned_in_bounded_segments_in_backup_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let cat = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let snap: SnapshotInfo = serde_json::from_value(serde_json::json!({
+            "id": "s1", "time": 1, "source": "local", "plugin": "filesystem",
+            "plugin_version": "1", "includes": ["/t"], "items": 0, "bytes": 0,
+            "added_bytes": 0, "read_bytes": 0, "warnings": [], "tree": []
+        }))
+        .unwrap();
+        let mut items = vec![item("/t", ItemKind::Directory, None)];
+        for d in 0..10 {
+            items.push(item(&format!("/t/d{d}"), ItemKind::Directory, None));
+            for f in 0..1000 {
+                items.push(item(&format!("/t/d{d}/f{f}"), ItemKind::File, None));
+            }
+        }
+        items.push(item("/t/z", ItemKind::Directory, None));
+        items.push(item("/t/z/link", ItemKind::Hardlink, Some("/t/d0/f0")));
+        items.push(item("/t/z/dangling", ItemKind::Hardlink, Some("/t/none")));
+        cat.add(&snap, &items).unwrap();
+
+        let (segments, skipped) = planned(&cat, &[]);
+        assert!(segments.len() > 1, "{} segments", segments.len());
+        assert!(segments
+            .iter()
+            .all(|s| !s.is_empty() && s.len() <= SEGMENT_ITEMS));
+        let sent: Vec<_> = segments.into_iter().flatten().collect();
+        let want: Vec<_> = items
+            .iter()
+            .map(|i| (i.record.id.clone(), None))
+            .filter(|(id, _)| id != "/t/z/dangling")
+            .collect();
+        assert_eq!(
+            sent, want,
+            "every item but the dangling link, in order, linked"
+        );
+        assert_eq!(skipped, ["/t/z/dangling"]);
+
+        let (segments, skipped) = planned(&cat, &["/t/z"]);
+        assert_eq!(
+            segments.concat(),
+            [
+                ("/t/z".to_owned(), None),
+                ("/t/z/link".to_owned(), Some("/t/d0/f0".to_owned())),
+            ],
+            "the link alone is sent as the file it names"
+        );
+        assert_eq!(skipped, ["/t/z/dangling"]);
+
+        let (segments, _) = planned(&cat, &["/t/d3/f7", "/t/z/link"]);
+        assert_eq!(
+            segments.concat(),
+            [
+                ("/t/d3/f7".to_owned(), None),
+                ("/t/z/link".to_owned(), Some("/t/d0/f0".to_owned())),
+            ]
+        );
     }
 }

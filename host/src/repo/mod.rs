@@ -14,7 +14,7 @@ mod password;
 pub(crate) mod prune;
 pub(crate) mod repair;
 pub(crate) mod retention;
-mod selection;
+pub(crate) mod selection;
 pub(crate) mod verify;
 
 use std::path::{Path, PathBuf};
@@ -87,6 +87,23 @@ impl Repository {
         self.catalog.has(&snap.id)
     }
 
+    /// [`Self::cataloged`], where a snapshot that is not is an error saying
+    /// why: its item list is not in the catalog, or cannot be read.
+    pub(crate) fn check_cataloged(&self, snap: &SnapshotInfo) -> anyhow::Result<()> {
+        if self.cataloged(snap)? {
+            return Ok(());
+        }
+        let why = match self.store.items(snap) {
+            Ok(_) => "its item list is not in the catalog".to_owned(),
+            Err(e) => format!("its item list cannot be read: {e}"),
+        };
+        Err(RepoError::DamagedSnapshot {
+            id: snap.id.clone(),
+            why,
+        }
+        .into())
+    }
+
     /// Every snapshot, readable or not: a snapshot file that does not
     /// read, or whose item list does not, is listed as damaged with why.
     pub(crate) fn listing(&self) -> anyhow::Result<Vec<Listed>> {
@@ -125,17 +142,7 @@ impl Repository {
         snap: &SnapshotInfo,
         below: Option<&str>,
     ) -> anyhow::Result<Vec<crate::store::snapshot::StoredItem>> {
-        if !self.cataloged(snap)? {
-            let why = match self.store.items(snap) {
-                Ok(_) => "its item list is not in the catalog".to_owned(),
-                Err(e) => format!("its item list cannot be read: {e}"),
-            };
-            return Err(RepoError::DamagedSnapshot {
-                id: snap.id.clone(),
-                why,
-            }
-            .into());
-        }
+        self.check_cataloged(snap)?;
         let items = self.catalog.items(&snap.id, below)?;
         if let Some(p) = below {
             if items.is_empty() {

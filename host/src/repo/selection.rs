@@ -142,7 +142,8 @@ mod tests {
 
     /// The tops kept as ids come in any order are those below no other
     /// id, as the quadratic definition says, for trees with odd ids (a
-    /// trailing `/`, `/` itself, prefixes that are not parents).
+    /// trailing `/`, `/` itself, `//` inside an id, prefixes that are not
+    /// parents).
     #[test]
     fn tops_are_the_ids_below_no_other_in_any_order() {
         let pool = [
@@ -157,10 +158,10 @@ mod tests {
             "x",
             "x/",
             "x/y",
-            "imap:",
-            "imap://u@h",
-            "imap://u@h/INBOX",
-            "imap://u@h/INBOX/;UID=1",
+            "k:",
+            "k//m",
+            "k//m/n",
+            "k//m/n/o",
             "a/b",
             "a",
         ];

@@ -109,7 +109,7 @@ pub(crate) fn tops(
 
 fn no_item(snapshot: &str, item: &str) -> anyhow::Error {
     RepoError::NoItem {
-        snapshot: snapshot.chars().take(8).collect(),
+        snapshot: crate::store::snapshot::short_id(snapshot).to_owned(),
         item: item.to_owned(),
     }
     .into()

@@ -131,8 +131,14 @@ pub(crate) struct SnapshotInfo {
 
 impl SnapshotInfo {
     pub(crate) fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(8)]
+        short_id(&self.id)
     }
+}
+
+/// The short form of a snapshot id, as messages name it: its first 8
+/// characters.
+pub(crate) fn short_id(id: &str) -> &str {
+    &id[..id.len().min(8)]
 }
 
 /// Largest snapshot file read (the description, not the item list).

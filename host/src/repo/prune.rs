@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::Repository;
 use crate::store::blob;
 use crate::store::crypto::BlobId;
-use crate::store::index::{index_key, write_index, IndexFile, IndexedPack};
+use crate::store::index::{index_key, write_indexes, IndexedPack};
 use crate::store::pack::{self, PackId, PackWriter, PACK_SIZE};
 
 #[derive(Debug, Default, Serialize)]
@@ -112,18 +112,12 @@ pub(crate) fn prune(repo: &Repository) -> anyhow::Result<PruneReport> {
         let (id, blobs) = w.finish(root, store.cipher())?;
         keep.push(IndexedPack { pack: id, blobs });
     }
-    let new_index = write_index(
-        root,
-        store.cipher(),
-        &IndexFile {
-            packs: keep.clone(),
-        },
-    )?;
-    for f in old_index_files.iter().filter(|f| **f != new_index) {
+    let kept: HashSet<PackId> = keep.iter().map(|p| p.pack).collect();
+    let new_index = write_indexes(root, store.cipher(), keep)?;
+    for f in old_index_files.iter().filter(|f| !new_index.contains(f)) {
         root.delete(&index_key(f))?;
     }
     // Packs nothing names any more, including those of killed backups.
-    let kept: HashSet<PackId> = keep.iter().map(|p| p.pack).collect();
     for e in root.list("data")? {
         let Some(p) = pack::parse_id(crate::store::backend::base(&e.key)) else {
             continue;

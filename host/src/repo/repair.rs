@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::Repository;
 use crate::store::crypto::BlobId;
-use crate::store::index::{index_key, write_index, IndexFile, IndexedPack};
+use crate::store::index::{index_key, write_indexes, IndexedPack};
 use crate::store::snapshot::{write_tree, Warning};
 use crate::store::{backend, blob, damage, pack};
 
@@ -86,8 +86,8 @@ pub(crate) fn repair_index(repo: &Repository) -> anyhow::Result<IndexRepair> {
         .iter()
         .filter_map(|e| pack::parse_id(backend::base(&e.key)))
         .collect();
-    let new = write_index(root, store.cipher(), &IndexFile { packs })?;
-    for f in old.iter().filter(|f| **f != new) {
+    let new = write_indexes(root, store.cipher(), packs)?;
+    for f in old.iter().filter(|f| !new.contains(f)) {
         root.delete(&index_key(f))?;
     }
     damage::clear(root)?;

@@ -24,8 +24,18 @@ use super::object_cache::ObjectCache;
 use super::pack::{compress_json, decompress_json, parse_id, BlobKind, PackId, PackedBlob};
 use super::StoreError;
 
-/// Largest index file read: a real one lists at most a backup's packs.
+/// Largest index file read. Files are written with at most about
+/// [`FILE_BLOBS`] blobs (a few MB); older ones listed a whole backup.
 pub(crate) const MAX_FILE: u64 = 1 << 30;
+
+/// Blobs an index file is written with, at most (plus one pack's): a
+/// backup writes one whenever its durable packs reach this many, and
+/// prune and repair split what they write at it. Writing one file of a
+/// whole backup held it twice more in memory (the list and its JSON) and
+/// grew with the number of files backed up (issue 12); and a backup killed
+/// part-way now leaves the packs it finished indexed, so the next one
+/// does not store them again.
+pub(crate) const FILE_BLOBS: usize = 32_768;
 
 /// One index file: packs and their blobs.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -312,6 +322,32 @@ pub(crate) fn write_index(
     Ok(id)
 }
 
+/// Writes `packs` durably as index files of at most [`FILE_BLOBS`] blobs
+/// each (a pack is never split); returns their ids.
+pub(crate) fn write_indexes(
+    b: &dyn Backend,
+    cipher: &Cipher,
+    packs: Vec<IndexedPack>,
+) -> Result<Vec<BlobId>, StoreError> {
+    let mut ids = Vec::new();
+    let mut file = IndexFile::default();
+    let mut blobs = 0;
+    for p in packs {
+        if blobs > 0 && blobs + p.blobs.len() > FILE_BLOBS {
+            ids.push(write_index(b, cipher, &file)?);
+            file.packs.clear();
+            blobs = 0;
+        }
+        blobs += p.blobs.len();
+        file.packs.push(p);
+    }
+    // An empty repository keeps one (empty) index file, as before.
+    if !file.packs.is_empty() || ids.is_empty() {
+        ids.push(write_index(b, cipher, &file)?);
+    }
+    Ok(ids)
+}
+
 /// The key of an index file: `index/ID`.
 pub(crate) fn index_key(id: &BlobId) -> String {
     format!("index/{}", id.to_hex())
@@ -383,5 +419,54 @@ mod tests {
         );
         assert!(idx.has_good(&BlobId([2; 32])));
         assert_eq!(idx.packs.len(), 3);
+    }
+
+    /// Prune and repair write what they keep in files of at most
+    /// [`FILE_BLOBS`] blobs, a pack never split; together they index every
+    /// blob once.
+    #[test]
+    fn packs_written_together_are_split_into_bounded_files() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("index")).unwrap();
+        let be = backend::local::LocalBackend::new(d.path());
+        let cipher = Cipher::None;
+        // Packs of 10,000 blobs, and one larger than a file's share.
+        let sizes = [10_000, 10_000, 10_000, 10_000, FILE_BLOBS + 5, 7];
+        let mut n: u32 = 0;
+        let packs: Vec<IndexedPack> = sizes
+            .iter()
+            .enumerate()
+            .map(|(p, &size)| IndexedPack {
+                pack: BlobId([p as u8 + 1; 32]),
+                blobs: (0..size)
+                    .map(|_| {
+                        n += 1;
+                        let mut id = [0u8; 32];
+                        id[..4].copy_from_slice(&n.to_le_bytes());
+                        PackedBlob {
+                            id: BlobId(id),
+                            kind: BlobKind::Data,
+                            offset: 0,
+                            len: 1,
+                            raw_len: 1,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        let ids = write_indexes(&be, &cipher, packs).unwrap();
+        // Files of 30,000 | 10,000 (with the large pack it would pass the
+        // bound) | the large pack alone | 7.
+        assert_eq!(ids.len(), 4);
+        let idx = Index::load(&be, &cipher, None).unwrap();
+        assert_eq!(idx.ids().count(), n as usize);
+        let mut packs_seen = 0;
+        for id in &ids {
+            let file = read_index(&be, &index_key(id), 1 << 20, &cipher, None).unwrap();
+            let blobs: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
+            assert!(blobs <= FILE_BLOBS || file.packs.len() == 1, "{blobs}");
+            packs_seen += file.packs.len();
+        }
+        assert_eq!(packs_seen, sizes.len(), "no pack split or lost");
     }
 }

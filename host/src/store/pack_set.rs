@@ -1,8 +1,12 @@
 //! New blobs on their way into packs, in a pipeline: the caller hashes and
 //! deduplicates; encoder threads compress and seal; a writer thread fills
 //! packs, and a storer thread writes each durably while the next is being
-//! filled. Nothing is visible to readers until [`PackSet::commit`] has
-//! written the index naming the packs, after every one of them is on disk.
+//! filled. Once its durable packs hold [`index::FILE_BLOBS`] blobs, the
+//! storer writes an index file naming them, and the caller adds it to the
+//! repository's index and forgets those blobs as pending: the memory of a
+//! backup's blobs in flight no longer grows with its number of files. A
+//! blob is indexed only after its pack is on disk, and
+//! [`PackSet::commit`] returns once every pack is indexed.
 
 use std::collections::HashSet;
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -13,7 +17,7 @@ use super::backend::Backend;
 use super::blob::{encode_with_id, Encoded};
 use super::crypto::{BlobId, Cipher};
 use super::index::{self, IndexFile, IndexedPack};
-use super::pack::{BlobKind, PackId, PackWriter, PACK_SIZE};
+use super::pack::{BlobKind, PackId, PackWriter, PackedBlob, PACK_SIZE};
 use super::{Store, StoreError};
 
 /// Chunks handed to an encoder together, and what it makes of them.
@@ -30,13 +34,18 @@ const QUEUE: usize = 4;
 const BATCH_BYTES: usize = 512 << 10;
 const BATCH_BLOBS: usize = 64;
 
-/// What the pack writer thread returns: the packs it wrote, indexed, and
-/// their bytes.
-type Written = Result<(Vec<IndexedPack>, u64), StoreError>;
+/// What the pack writer thread returns: the bytes of the packs it wrote.
+type Written = Result<u64, StoreError>;
+
+/// An index file written while the set runs, and what it lists.
+type Indexed = (BlobId, IndexFile);
 
 pub(crate) struct PackSet<'s> {
     store: &'s Store,
+    /// Blobs added and not indexed yet.
     pending: HashSet<BlobId, index::IdHash>,
+    /// Index files the storer wrote, to add to the repository's index.
+    indexed: Receiver<Indexed>,
     jobs: Option<SyncSender<Job>>,
     /// Chunks not sent yet, and their bytes.
     batch: Job,
@@ -67,12 +76,18 @@ fn encoder(cipher: Cipher, jobs: Arc<Mutex<Receiver<Job>>>, out: SyncSender<Done
 /// [`storer`] thread, which writes it durably while this one fills the
 /// next: writing and `fsync` no longer stall the pipeline (issue 12). Two
 /// pack buffers take turns, so no more than one pack waits to be written.
-fn writer(root: Arc<dyn Backend>, cipher: Cipher, rx: Receiver<Done>) -> Written {
-    let (full_tx, full_rx) = sync_channel::<(PackWriter, PackId)>(0);
+fn writer(
+    root: Arc<dyn Backend>,
+    cipher: Cipher,
+    rx: Receiver<Done>,
+    indexed: Sender<Indexed>,
+) -> Written {
+    let (full_tx, full_rx) = sync_channel::<Sealed>(0);
     let (empty_tx, empty_rx) = channel::<PackWriter>();
+    let index_cipher = cipher.clone();
     let storer = thread::Builder::new()
         .name("pack-storer".into())
-        .spawn(move || storer(root, full_rx, empty_tx))
+        .spawn(move || storer(root, index_cipher, full_rx, empty_tx, indexed))
         .map_err(StoreError::Io)?;
     let filled = fill(&cipher, rx, &full_tx, &empty_rx);
     drop(full_tx);
@@ -86,55 +101,86 @@ fn writer(root: Arc<dyn Backend>, cipher: Cipher, rx: Receiver<Done>) -> Written
     filled
 }
 
-/// Writes each sealed pack it is handed, and hands the emptied writer back.
+/// A sealed pack: its buffer, id and blobs.
+type Sealed = (PackWriter, PackId, Vec<PackedBlob>);
+
+/// Writes each sealed pack it is handed, and hands the emptied writer
+/// back. Indexes the durable packs whenever they hold
+/// [`index::FILE_BLOBS`] blobs, and the rest at the end.
 fn storer(
     root: Arc<dyn Backend>,
-    full: Receiver<(PackWriter, PackId)>,
+    cipher: Cipher,
+    full: Receiver<Sealed>,
     empty: Sender<PackWriter>,
+    indexed: Sender<Indexed>,
 ) -> Result<(), StoreError> {
-    for (mut w, id) in full {
-        let stored = w.store_sealed(&*root, &id);
+    let mut durable = IndexFile::default();
+    let mut blobs = 0;
+    for (mut w, pack, list) in full {
+        let stored = w.store_sealed(&*root, &pack);
         w.reset();
         stored?;
         // The writer may have finished already; the buffer is then freed.
         let _ = empty.send(w);
+        blobs += list.len();
+        durable.packs.push(IndexedPack { pack, blobs: list });
+        if blobs >= index::FILE_BLOBS {
+            write_index(&*root, &cipher, std::mem::take(&mut durable), &indexed)?;
+            blobs = 0;
+        }
     }
+    write_index(&*root, &cipher, durable, &indexed)
+}
+
+/// Writes an index file of durable packs, unless there are none, and hands
+/// it to the set.
+fn write_index(
+    root: &dyn Backend,
+    cipher: &Cipher,
+    file: IndexFile,
+    indexed: &Sender<Indexed>,
+) -> Result<(), StoreError> {
+    if file.packs.is_empty() {
+        return Ok(());
+    }
+    let id = index::write_index(root, cipher, &file)?;
+    // The set may be gone (dropped on an error); the file stays, naming
+    // durable packs.
+    let _ = indexed.send((id, file));
     Ok(())
 }
 
 fn fill(
     cipher: &Cipher,
     rx: Receiver<Done>,
-    full: &SyncSender<(PackWriter, PackId)>,
+    full: &SyncSender<Sealed>,
     empty: &Receiver<PackWriter>,
 ) -> Written {
-    let mut packs = Vec::new();
     let mut bytes = 0u64;
     let mut w = PackWriter::default();
     // Seals `w` and hands it over. The hand-over waits for the storer to
     // take it, which it does only after handing back the pack before:
     // from the second pack on, that buffer is the next one to fill.
-    let mut hand_over = |mut w: PackWriter, packs: &mut Vec<IndexedPack>| {
+    let mut hand_over = |mut w: PackWriter| {
         bytes += w.len() as u64;
         let (pack, blobs) = w.seal(cipher)?;
-        if full.send((w, pack)).is_err() {
+        if full.send((w, pack, blobs)).is_err() {
             return Err(StoreError::Corrupt("the pack storer stopped".into()));
         }
-        packs.push(IndexedPack { pack, blobs });
         Ok(empty.try_recv().unwrap_or_default())
     };
     for done in rx {
         for (kind, e) in done? {
             w.add(kind, e);
             if w.len() >= PACK_SIZE {
-                w = hand_over(w, &mut packs)?;
+                w = hand_over(w)?;
             }
         }
     }
     if !w.is_empty() {
-        hand_over(w, &mut packs)?;
+        hand_over(w)?;
     }
-    Ok((packs, bytes))
+    Ok(bytes)
 }
 
 impl<'s> PackSet<'s> {
@@ -158,13 +204,15 @@ impl<'s> PackSet<'s> {
             .collect();
         drop(done_tx);
         let (root, cipher) = (store.backend_arc(), store.cipher().clone());
+        let (indexed_tx, indexed) = channel();
         let writer = thread::Builder::new()
             .name("pack-writer".into())
-            .spawn(move || writer(root, cipher, done_rx))
+            .spawn(move || writer(root, cipher, done_rx, indexed_tx))
             .ok();
         Self {
             store,
             pending: HashSet::default(),
+            indexed,
             jobs: Some(jobs_tx),
             batch: Vec::new(),
             batch_bytes: 0,
@@ -208,7 +256,23 @@ impl<'s> PackSet<'s> {
                 .err()
                 .unwrap_or_else(|| StoreError::Corrupt("the pack writer stopped".into())));
         }
+        self.take_indexed();
         Ok(())
+    }
+
+    /// Adds the index files written so far to the repository's index, and
+    /// forgets their blobs as pending (they are found there now).
+    fn take_indexed(&mut self) {
+        for (id, file) in self.indexed.try_iter() {
+            self.store
+                .index
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .add(id, &file);
+            for b in file.packs.iter().flat_map(|p| &p.blobs) {
+                self.pending.remove(&b.id);
+            }
+        }
     }
 
     /// Drains the pipeline and returns the packs written.
@@ -224,22 +288,12 @@ impl<'s> PackSet<'s> {
         }
     }
 
-    /// Waits for every pack to be durable, then writes the index naming
-    /// them; afterwards every added blob is readable. Returns the bytes
-    /// written to packs.
+    /// Waits for every pack to be durable and indexed; afterwards every
+    /// added blob is readable. Returns the bytes written to packs.
     pub(crate) fn commit(mut self) -> Result<u64, StoreError> {
         self.send_batch()?;
-        let (packs, bytes) = self.stop()?;
-        if packs.is_empty() {
-            return Ok(0);
-        }
-        let file = IndexFile { packs };
-        let id = index::write_index(self.store.backend(), self.store.cipher(), &file)?;
-        self.store
-            .index
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .add(id, &file);
+        let bytes = self.stop()?;
+        self.take_indexed();
         Ok(bytes)
     }
 }
@@ -249,5 +303,68 @@ impl Drop for PackSet<'_> {
         // An abandoned set stops its threads; what they wrote stays
         // unreferenced until prune.
         let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::crypto;
+
+    /// A set of many blobs indexes its packs in files of about
+    /// [`index::FILE_BLOBS`] blobs as they become durable; the set holds
+    /// as pending only what is not indexed yet; and a set dropped without
+    /// commit (a failed or killed backup) has still indexed what it stored,
+    /// so a repository opened afterwards has every blob.
+    #[test]
+    fn packs_are_indexed_in_bounded_files_as_they_become_durable() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("r");
+        let store = Store::init(&root, Some("pw")).unwrap();
+        // Incompressible 1 KiB blobs: about 8,000 to a pack.
+        let n = 4 * index::FILE_BLOBS;
+        let mut data = vec![0u8; 1024 + n];
+        crypto::random(&mut data).unwrap();
+        let blob = |i: usize| &data[i..i + 1024];
+        let mut ids = Vec::new();
+        let mut set = store.writer();
+        let mut least_pending = usize::MAX;
+        for i in 0..n {
+            ids.push(set.add(BlobKind::Data, blob(i)).unwrap());
+            if i > 3 * index::FILE_BLOBS / 2 {
+                least_pending = least_pending.min(set.pending.len());
+            }
+        }
+        // Right after an index file is taken, only the blobs still in
+        // flight (two packs and the queues) are pending.
+        assert!(
+            least_pending < index::FILE_BLOBS,
+            "indexed blobs are no longer pending: {least_pending} of {n}"
+        );
+        assert!(ids.iter().all(|id| set.contains(id)));
+        drop(set);
+
+        let files = std::fs::read_dir(root.join("index"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect::<Vec<_>>();
+        assert!(files.len() >= 3, "{} index files", files.len());
+        let mut listed = 0;
+        for f in &files {
+            let file = index::decode(store.cipher(), &std::fs::read(f).unwrap(), "index").unwrap();
+            let blobs: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
+            let largest = file.packs.iter().map(|p| p.blobs.len()).max().unwrap();
+            assert!(
+                blobs < index::FILE_BLOBS + largest,
+                "{blobs} blobs in one file"
+            );
+            listed += blobs;
+        }
+        assert_eq!(listed, n, "each blob indexed once");
+        let again = Store::open(&root, Some("pw")).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            assert!(again.has(id), "blob {i} indexed");
+        }
+        assert_eq!(again.read_blob(&ids[n - 1]).unwrap(), blob(n - 1));
     }
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::backend::{self, Backend};
 use super::crypto::{BlobId, Cipher};
 use super::header;
+use super::id_table::IdTable;
 use super::object_cache::ObjectCache;
 use super::pack::{compress_json, decompress_json, parse_id, BlobKind, PackId, PackedBlob};
 use super::StoreError;
@@ -75,7 +76,7 @@ struct Slot {
 pub(crate) struct Index {
     /// Each blob's preferred location: one not known to be damaged, when
     /// there is one.
-    blobs: HashMap<BlobId, Slot, IdHash>,
+    blobs: IdTable<Slot>,
     /// The packs [`Slot::pack`] numbers, and each pack's number.
     packs: Vec<PackId>,
     pack_no: HashMap<PackId, u32, IdHash>,
@@ -157,7 +158,7 @@ impl Index {
 
     /// The ids of all blobs indexed.
     pub(crate) fn ids(&self) -> impl Iterator<Item = &BlobId> + '_ {
-        self.blobs.keys()
+        self.blobs.iter().map(|(id, _)| id)
     }
 
     /// The preferred location of every blob indexed.

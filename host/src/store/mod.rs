@@ -31,6 +31,7 @@ mod format_tests;
 pub(crate) mod fsutil;
 pub(crate) mod gear;
 pub(crate) mod header;
+mod id_table;
 pub(crate) mod index;
 pub(crate) mod key;
 pub(crate) mod lock;

@@ -5,7 +5,7 @@
 //! repository's damage record, so that later backups store those chunks
 //! again instead of pointing at the damaged copies.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -133,7 +133,9 @@ pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Repor
     }
     let snaps = listing.good;
     r.snapshots = snaps.len() + listing.damaged.len();
-    let known: HashSet<BlobId> = store.index().ids().copied().collect();
+    // The index itself, not a copy of its ids: verify's memory does not
+    // grow twice with the repository's blobs.
+    let known = store.index();
     for s in &snaps {
         for t in &s.tree {
             if !known.contains(t) {
@@ -152,22 +154,26 @@ pub(crate) fn verify(repo: &Repository, read_data: bool) -> anyhow::Result<Repor
                 .insert("*".into());
             continue;
         }
-        let items = repo.catalog.items(&s.id, None)?;
-        for it in &items {
-            for c in &it.content {
-                if !known.contains(c) {
-                    bad.entry(*c)
-                        .or_insert_with(|| "missing from the index".into());
-                }
-                if bad.contains_key(c) {
-                    r.affected
-                        .entry(s.id.clone())
-                        .or_default()
-                        .insert(it.record.id.clone());
+        // A chunk of the item list at a time, not the whole list.
+        repo.catalog.each_chunk(&s.id, None, &mut |items| {
+            for it in &items {
+                for c in &it.content {
+                    if !known.contains(c) {
+                        bad.entry(*c)
+                            .or_insert_with(|| "missing from the index".into());
+                    }
+                    if bad.contains_key(c) {
+                        r.affected
+                            .entry(s.id.clone())
+                            .or_default()
+                            .insert(it.record.id.clone());
+                    }
                 }
             }
-        }
+            Ok(())
+        })?;
     }
+    drop(known);
     r.bad_blobs = bad.into_iter().map(|(k, v)| (k.to_hex(), v)).collect();
     Ok(r)
 }

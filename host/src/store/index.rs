@@ -29,9 +29,10 @@ use super::StoreError;
 /// [`FILE_BLOBS`] blobs (a few MB); older ones listed a whole backup.
 pub(crate) const MAX_FILE: u64 = 1 << 30;
 
-/// Blobs an index file is written with, at most (plus one pack's): a
-/// backup writes one whenever its durable packs reach this many, and
-/// prune and repair split what they write at it. Writing one file of a
+/// Blobs an index file is written with, at most (a pack larger than this
+/// gets a file of its own): a backup writes one whenever its next durable
+/// pack would take it past this many, and prune and repair split what
+/// they write the same way ([`IndexBatch`]). Writing one file of a
 /// whole backup held it twice more in memory (the list and its JSON) and
 /// grew with the number of files backed up (issue 12); and a backup killed
 /// part-way now leaves the packs it finished indexed, so the next one
@@ -323,25 +324,50 @@ pub(crate) fn write_index(
     Ok(id)
 }
 
+/// Packs gathered into index files of at most [`FILE_BLOBS`] blobs, a
+/// pack never split (one larger than that gets a file of its own): the one
+/// rule for where a backup, prune and repair cut their index files.
+#[derive(Debug, Default)]
+pub(crate) struct IndexBatch {
+    file: IndexFile,
+    blobs: usize,
+}
+
+impl IndexBatch {
+    /// Adds `pack`; returns the file gathered so far, to be written first,
+    /// when `pack` would take it past [`FILE_BLOBS`].
+    pub(crate) fn push(&mut self, pack: IndexedPack) -> Option<IndexFile> {
+        let full = (self.blobs > 0 && self.blobs + pack.blobs.len() > FILE_BLOBS)
+            .then(|| std::mem::take(&mut self.file));
+        if full.is_some() {
+            self.blobs = 0;
+        }
+        self.blobs += pack.blobs.len();
+        self.file.packs.push(pack);
+        full
+    }
+
+    /// What is gathered and not yet returned (no packs when none is).
+    pub(crate) fn rest(self) -> IndexFile {
+        self.file
+    }
+}
+
 /// Writes `packs` durably as index files of at most [`FILE_BLOBS`] blobs
-/// each (a pack is never split); returns their ids.
+/// each (a pack is never split: see [`IndexBatch`]); returns their ids.
 pub(crate) fn write_indexes(
     b: &dyn Backend,
     cipher: &Cipher,
     packs: Vec<IndexedPack>,
 ) -> Result<Vec<BlobId>, StoreError> {
     let mut ids = Vec::new();
-    let mut file = IndexFile::default();
-    let mut blobs = 0;
+    let mut batch = IndexBatch::default();
     for p in packs {
-        if blobs > 0 && blobs + p.blobs.len() > FILE_BLOBS {
+        if let Some(file) = batch.push(p) {
             ids.push(write_index(b, cipher, &file)?);
-            file.packs.clear();
-            blobs = 0;
         }
-        blobs += p.blobs.len();
-        file.packs.push(p);
     }
+    let file = batch.rest();
     // An empty repository keeps one (empty) index file, as before.
     if !file.packs.is_empty() || ids.is_empty() {
         ids.push(write_index(b, cipher, &file)?);

@@ -1,8 +1,9 @@
 //! New blobs on their way into packs, in a pipeline: the caller hashes and
 //! deduplicates; encoder threads compress and seal; a writer thread fills
 //! packs, and a storer thread writes each durably while the next is being
-//! filled. Once its durable packs hold [`index::FILE_BLOBS`] blobs, the
-//! storer writes an index file naming them, and the caller adds it to the
+//! filled. When a durable pack would take the durable packs not yet
+//! indexed past [`index::FILE_BLOBS`] blobs, the storer first writes an
+//! index file naming those, and the caller adds it to the
 //! repository's index and forgets those blobs as pending: the memory of a
 //! backup's blobs in flight no longer grows with its number of files. A
 //! blob is indexed only after its pack is on disk, and
@@ -16,7 +17,7 @@ use std::thread::{self, JoinHandle};
 use super::backend::Backend;
 use super::blob::{encode_with_id, Encoded};
 use super::crypto::{BlobId, Cipher};
-use super::index::{self, IndexFile, IndexedPack};
+use super::index::{self, IndexBatch, IndexFile, IndexedPack};
 use super::pack::{BlobKind, PackId, PackWriter, PackedBlob, PACK_SIZE};
 use super::{Store, StoreError};
 
@@ -105,8 +106,9 @@ fn writer(
 type Sealed = (PackWriter, PackId, Vec<PackedBlob>);
 
 /// Writes each sealed pack it is handed, and hands the emptied writer
-/// back. Indexes the durable packs whenever they hold
-/// [`index::FILE_BLOBS`] blobs, and the rest at the end.
+/// back. Indexes the durable packs in files of at most
+/// [`index::FILE_BLOBS`] blobs ([`IndexBatch`]) as they fill, and the rest
+/// at the end.
 fn storer(
     root: Arc<dyn Backend>,
     cipher: Cipher,
@@ -114,22 +116,18 @@ fn storer(
     empty: Sender<PackWriter>,
     indexed: Sender<Indexed>,
 ) -> Result<(), StoreError> {
-    let mut durable = IndexFile::default();
-    let mut blobs = 0;
+    let mut durable = IndexBatch::default();
     for (mut w, pack, list) in full {
         let stored = w.store_sealed(&*root, &pack);
         w.reset();
         stored?;
         // The writer may have finished already; the buffer is then freed.
         let _ = empty.send(w);
-        blobs += list.len();
-        durable.packs.push(IndexedPack { pack, blobs: list });
-        if blobs >= index::FILE_BLOBS {
-            write_index(&*root, &cipher, std::mem::take(&mut durable), &indexed)?;
-            blobs = 0;
+        if let Some(file) = durable.push(IndexedPack { pack, blobs: list }) {
+            write_index(&*root, &cipher, file, &indexed)?;
         }
     }
-    write_index(&*root, &cipher, durable, &indexed)
+    write_index(&*root, &cipher, durable.rest(), &indexed)
 }
 
 /// Writes an index file of durable packs, unless there are none, and hands
@@ -300,8 +298,8 @@ impl<'s> PackSet<'s> {
 
 impl Drop for PackSet<'_> {
     fn drop(&mut self) {
-        // An abandoned set stops its threads; what they wrote stays
-        // unreferenced until prune.
+        // An abandoned set stops its threads; the packs they made durable
+        // are indexed, and stay unreferenced until prune.
         let _ = self.stop();
     }
 }
@@ -353,9 +351,8 @@ mod tests {
         for f in &files {
             let file = index::decode(store.cipher(), &std::fs::read(f).unwrap(), "index").unwrap();
             let blobs: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
-            let largest = file.packs.iter().map(|p| p.blobs.len()).max().unwrap();
             assert!(
-                blobs < index::FILE_BLOBS + largest,
+                blobs <= index::FILE_BLOBS || file.packs.len() == 1,
                 "{blobs} blobs in one file"
             );
             listed += blobs;

@@ -10,12 +10,12 @@
 //! being merged with their neighbours; they are merged, into that top, only
 //! when something consolidates the arena. When the last frees after a flood
 //! were small, that something was `malloc_trim` itself, so the flood's
-//! memory ended in a top it does not give back: in about 1 run in 5 of
-//! `tests/flood.rs`, 9 to 11 MiB of one worker's arena stayed resident
-//! (`malloc_info`: one free top of 16.6 MiB, 1.4 MB in use in the whole
-//! process). With fast bins off, each free merges at once, and a merge into
-//! a top above the trim threshold gives it back then: 20 runs in a row
-//! ended within 1.2 MiB of the baseline.
+//! memory ended in a top it does not give back: in 6 of 66 runs of
+//! `tests/flood.rs`, 9.6 to 12 MiB more than the baseline stayed resident,
+//! in one worker's arena (`malloc_info`: one free top of 16.6 MiB, 1.4 MB
+//! in use in the whole process). With fast bins off, each free merges at
+//! once, and a merge into a top above the trim threshold gives it back
+//! then: 32 runs in a row ended within 1.2 MiB of the baseline.
 
 /// Turns glibc's fast bins off, so that each free merges with its free
 /// neighbours at once and a heap's free top is given back as it grows

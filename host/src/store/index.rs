@@ -337,11 +337,10 @@ impl IndexBatch {
     /// Adds `pack`; returns the file gathered so far, to be written first,
     /// when `pack` would take it past [`FILE_BLOBS`].
     pub(crate) fn push(&mut self, pack: IndexedPack) -> Option<IndexFile> {
-        let full = (self.blobs > 0 && self.blobs + pack.blobs.len() > FILE_BLOBS)
-            .then(|| std::mem::take(&mut self.file));
-        if full.is_some() {
+        let full = (self.blobs > 0 && self.blobs + pack.blobs.len() > FILE_BLOBS).then(|| {
             self.blobs = 0;
-        }
+            std::mem::take(&mut self.file)
+        });
         self.blobs += pack.blobs.len();
         self.file.packs.push(pack);
         full

@@ -124,6 +124,9 @@ fn apply(mut s: Vec<u8>, m: &Mutation) -> Vec<u8> {
     let at = |f: f64, len: usize| ((f * len as f64) as usize).min(len.saturating_sub(1));
     match m {
         Mutation::Cut(f) => s.truncate(at(*f, s.len())),
+        // A stream an earlier mutation cut too short for this one is left
+        // as it is.
+        Mutation::Flip(_, _) if s.is_empty() => {}
         Mutation::Flip(f, x) => {
             let i = at(*f, s.len());
             s[i] ^= x;
@@ -132,6 +135,7 @@ fn apply(mut s: Vec<u8>, m: &Mutation) -> Vec<u8> {
             let i = at(*f, s.len());
             s.splice(i..i, b.iter().copied());
         }
+        Mutation::Inflate(_, _) if s.len() < 4 => {}
         Mutation::Inflate(f, n) => {
             let i = at(*f, s.len().saturating_sub(4));
             s[i..i + 4].copy_from_slice(&n.to_le_bytes());

@@ -99,8 +99,15 @@ impl Source {
         PluginError::Transport(msg)
     }
 
-    /// Advances one event. Returns a new item when one starts.
+    /// Advances one event, keeping the current item's data in `pending`.
+    /// Returns a new item when one starts.
     fn step(&mut self) -> Result<Option<Item>, PluginError> {
+        self.step_to(Data::Keep)
+    }
+
+    /// Advances one event, with the current item's data going where `data`
+    /// says. Returns a new item when one starts.
+    fn step_to(&mut self, data: Data<'_>) -> Result<Option<Item>, PluginError> {
         let ev = match self.reader.next_event() {
             Ok(Some(ev)) => ev,
             Ok(None) => {
@@ -125,7 +132,14 @@ impl Source {
                 }
                 return Ok(Some(record_to_item(rec)));
             }
-            Event::Data(d) => self.pending.extend_from_slice(d),
+            Event::Data(d) => match data {
+                Data::Keep => self.pending.extend_from_slice(d),
+                Data::Drop => {}
+                Data::Write { file, at } => {
+                    write_at(file, d, at)?;
+                    self.consumed += d.len() as u64;
+                }
+            },
             Event::ItemEnd(_) => self.in_item = false,
             Event::ItemAbort(_) => {
                 self.in_item = false;
@@ -140,7 +154,7 @@ impl Source {
     fn skip_item(&mut self) -> Result<(), PluginError> {
         while self.in_item {
             self.pending.clear();
-            self.step()?;
+            self.step_to(Data::Drop)?;
         }
         self.pending.clear();
         Ok(())
@@ -163,9 +177,7 @@ impl Source {
         while self.pending.is_empty() {
             if !self.in_item {
                 if self.aborted {
-                    return Err(PluginError::Other(
-                        "the item's content is incomplete in the stream (aborted at backup)".into(),
-                    ));
+                    return Err(incomplete());
                 }
                 return Ok(false);
             }
@@ -183,6 +195,32 @@ impl Source {
             ))
         }
     }
+}
+
+/// Where [`Source::step_to`] puts a piece of the current item's content.
+enum Data<'a> {
+    /// Into `pending`, for the plugin to read.
+    Keep,
+    /// Nowhere: the item is being skipped.
+    Drop,
+    /// Into `file` at `at`, which moves past it.
+    Write {
+        file: &'a std::fs::File,
+        at: &'a mut u64,
+    },
+}
+
+/// Writes `bytes` into `file` at `at`, which moves past them.
+fn write_at(file: &std::fs::File, bytes: &[u8], at: &mut u64) -> Result<(), PluginError> {
+    file.write_all_at(bytes, *at)
+        .map_err(|e| PluginError::Other(format!("write failed at byte {at}: {e}")))?;
+    *at += bytes.len() as u64;
+    Ok(())
+}
+
+/// The error for content that an abort frame cut short.
+fn incomplete() -> PluginError {
+    PluginError::Other("the item's content is incomplete in the stream (aborted at backup)".into())
 }
 
 fn source(state: &mut State) -> Result<&mut Source, PluginError> {
@@ -313,16 +351,24 @@ impl HostItemContent for State {
             s.current(&ContentHandle { seq })?;
             let mut offset = 0u64;
             let mut advised = 0u64;
-            while s.fill()? {
-                let r = file.write_all_at(&s.pending, offset);
-                r.map_err(|e| PluginError::Other(format!("write failed at byte {offset}: {e}")))?;
-                offset += s.pending.len() as u64;
-                s.consumed += s.pending.len() as u64;
-                s.pending.clear();
+            // What a read left of the data, then the rest written from the
+            // stream's frames as they come, without copying them first
+            // (a copy of every byte was 4% of a 1 GiB restore's samples).
+            write_at(&file, &s.pending, &mut offset)?;
+            s.consumed += s.pending.len() as u64;
+            s.pending.clear();
+            while s.in_item {
+                s.step_to(Data::Write {
+                    file: &file,
+                    at: &mut offset,
+                })?;
                 if offset - advised >= LET_GO_EVERY {
                     let_go_of_written(&file, offset);
                     advised = offset;
                 }
+            }
+            if s.aborted {
+                return Err(incomplete());
             }
             // A file that was longer is cut to the content. A new file
             // (the usual case) has the content's length already, and an

@@ -20,6 +20,11 @@ const BATCH: usize = 32;
 const BATCH_BYTES: u64 = 2 << 20;
 /// Batches decoded ahead of the writer.
 const AHEAD: usize = 2;
+/// Plain bytes of the chunks after the one being decoded that the backend
+/// is told will be read ([`Store::will_read`]); told again, for as much
+/// more, once half of them are decoded. A local repository then reads
+/// them from the disk while earlier ones are decoded.
+const HINT_BYTES: u64 = 32 << 20;
 
 /// One chunk's plain bytes, or why it could not be read.
 type Decoded = Result<Vec<u8>, String>;
@@ -91,7 +96,21 @@ fn decode_ahead(
         }
     };
     let mut rest = blobs;
+    // How many of `blobs` the backend was told will be read, and the plain
+    // bytes of those not yet decoded.
+    let (mut hinted, mut ahead) = (0, 0u64);
     while !rest.is_empty() {
+        let done_before = blobs.len() - rest.len();
+        if ahead < HINT_BYTES / 2 {
+            let from = hinted.max(done_before);
+            let mut to = from;
+            while to < blobs.len() && ahead < HINT_BYTES {
+                ahead += u64::from(store.raw_len(blobs[to]).unwrap_or(0));
+                to += 1;
+            }
+            store.will_read(&blobs[from..to]);
+            hinted = to;
+        }
         // A batch: up to BATCH chunks and BATCH_BYTES, cut across items so
         // that the small files of a tree or the messages of a mailbox are
         // decoded many at a time.
@@ -103,6 +122,7 @@ fn decode_ahead(
         }
         let (batch, tail) = rest.split_at(n);
         rest = tail;
+        ahead = ahead.saturating_sub(bytes);
         let done: Vec<Decoded> = if batch.len() == 1 {
             // Handing one chunk to the pool and waiting costs more than
             // decoding it here.

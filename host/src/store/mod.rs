@@ -492,6 +492,18 @@ impl Store {
         self.index().get(id).map(|l| l.blob.raw_len)
     }
 
+    /// Tells the backend which ranges of which packs hold `blobs`, which
+    /// are about to be read: the ranges a remote restore would fetch them
+    /// in ([`spans::plan`]).
+    pub(crate) fn will_read(&self, blobs: &[&BlobId]) {
+        for batch in spans::plan(self, blobs) {
+            for r in batch.ranges {
+                self.backend
+                    .will_read(&pack::pack_key(&r.pack), r.start, r.len);
+            }
+        }
+    }
+
     /// Reads, opens and checks one blob, trying every copy; errors name the
     /// pack file and what is wrong with it.
     pub(crate) fn read_blob(&self, id: &BlobId) -> Result<Vec<u8>, StoreError> {

@@ -90,6 +90,34 @@ impl Backend for LocalBackend {
         })
     }
 
+    /// Asks the kernel to read the range into the page cache now
+    /// (`POSIX_FADV_WILLNEED`), while the caller works on what it read
+    /// before: a restore reads packs that its backup did not leave in the
+    /// cache ([`crate::store::fsutil`]). Linux reads no more for one piece
+    /// of advice than the device's read-ahead window (128 KiB by default),
+    /// so the range is advised a window at a time; a window already in the
+    /// cache costs a lookup.
+    fn will_read(&self, key: &str, offset: u64, len: u64) {
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        if let Ok(f) = fs::File::open(self.path(key)) {
+            const WINDOW: u64 = 128 << 10;
+            let end = offset.saturating_add(len);
+            let mut at = offset;
+            while at < end {
+                let n = WINDOW.min(end - at);
+                let _ = rustix::fs::fadvise(
+                    &f,
+                    at,
+                    std::num::NonZeroU64::new(n),
+                    rustix::fs::Advice::WillNeed,
+                );
+                at += n;
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+        let _ = (key, offset, len);
+    }
+
     fn write(&self, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
         write_atomic(&self.path(key), bytes)
     }
@@ -164,5 +192,56 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::at(&p, e)),
         }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// How many bytes of `path` are in the page cache, as util-linux's
+    /// `fincore` tells (by `mincore`, which reads nothing: a read that may
+    /// not wait for the disk would start read-ahead itself).
+    fn cached(path: &Path) -> u64 {
+        let out = std::process::Command::new("fincore")
+            .args(["--bytes", "--noheadings", "--output", "RES"])
+            .arg(path)
+            .output()
+            .expect("fincore (util-linux) runs");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a byte count")
+    }
+
+    #[test]
+    fn a_range_said_to_be_read_soon_is_read_into_the_cache() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let b = LocalBackend::new(d.path());
+        b.prepare().expect("prepare");
+        // Larger than a device's read-ahead window (8 MiB for this
+        // machine's disk), which one piece of advice would stop at.
+        let len: u64 = 32 << 20;
+        // Written durably, the file's pages are let go of (fsutil).
+        b.create("data/p", &vec![5u8; len as usize])
+            .expect("create");
+        let path = b.path("data/p");
+        if cached(&path) == len {
+            eprintln!("this file system keeps what was let go of (tmpfs?); nothing to show");
+            return;
+        }
+        b.will_read("data/p", 0, len);
+        // The reads it started are asynchronous.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cached(&path) < len {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the range was not read into the cache"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        // A missing file is only a hint not taken.
+        b.will_read("data/none", 0, 1 << 20);
     }
 }

@@ -101,6 +101,10 @@ pub(crate) trait Backend: Send + Sync {
     fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// The object's size, or `None` when it does not exist.
     fn size(&self, key: &str) -> Result<Option<u64>, StoreError>;
+    /// Tells the backend that `len` bytes of `key` from `offset` will be
+    /// read soon, so that it may start reading them now. Only a hint:
+    /// a backend with no use for it does nothing, and nothing fails.
+    fn will_read(&self, _key: &str, _offset: u64, _len: u64) {}
     /// Whether each request costs a round trip over the network (object
     /// storage), so that the store keeps local copies of immutable
     /// metadata ([`super::object_cache`]) and a restore reads neighbouring

@@ -12,8 +12,9 @@
 //! restore's size.
 //!
 //! On object storage, where each request is a round trip, this replaces a
-//! ranged GET per chunk. A local directory reads chunk by chunk, from the
-//! page cache (see [`Backend::remote`]).
+//! ranged GET per chunk. A local directory reads chunk by chunk; a restore
+//! only tells it these ranges ahead ([`Store::will_read`]), so that the
+//! kernel reads them into its page cache first (see [`Backend::remote`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Condvar, Mutex};

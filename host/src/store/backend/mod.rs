@@ -108,8 +108,9 @@ pub(crate) trait Backend: Send + Sync {
     /// Whether each request costs a round trip over the network (object
     /// storage), so that the store keeps local copies of immutable
     /// metadata ([`super::object_cache`]) and a restore reads neighbouring
-    /// chunks in one request. A local directory answers from the page
-    /// cache: neither is worth it there.
+    /// chunks in one request. Neither is worth it for a local directory,
+    /// which is only told what a restore will read next
+    /// ([`will_read`](Self::will_read)) so that the kernel reads it ahead.
     fn remote(&self) -> bool {
         false
     }
